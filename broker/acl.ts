@@ -1,0 +1,24 @@
+import { commandFilter, errorsTopic, parseDeviceTopic, topicOwner } from "../contract/topics.js";
+
+// Pure access rules, testable without sockets.
+
+/** A device publishes only under its own prefix, and never on the topics meant for it. */
+export function canPublish(deviceId: string, topic: string): boolean {
+  if (topic.startsWith("$")) return false;
+  if (topicOwner(topic) !== deviceId) return false;
+  const parsed = parseDeviceTopic(topic);
+  return parsed === undefined || (parsed.channel !== "errors" && parsed.channel !== "cmd");
+}
+
+/** A device subscribes only to its errors topic and its command topics; $SYS and wildcards elsewhere refused. */
+export function canSubscribe(deviceId: string, filter: string): boolean {
+  if (filter === errorsTopic(deviceId) || filter === commandFilter(deviceId)) return true;
+  const parsed = parseDeviceTopic(filter);
+  return parsed?.channel === "cmd" && parsed.deviceId === deviceId;
+}
+
+/** A last will may only announce its own device going offline, on its status topic. */
+export function canWill(deviceId: string, topic: string): boolean {
+  const parsed = parseDeviceTopic(topic);
+  return parsed?.deviceId === deviceId && parsed.channel === "status";
+}

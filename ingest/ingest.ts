@@ -1,0 +1,106 @@
+import type { RejectReason } from "../contract/messages.js";
+import type { Logger } from "../observe/logger.js";
+import type { Metrics } from "../observe/metrics.js";
+import { decodeMessage } from "./decode.js";
+import type { DeviceMetaRecord, Journal } from "./journal.js";
+import {
+  deviceTags,
+  messagePoints,
+  type PresenceSource,
+  presencePoint,
+  rejectionPoint,
+} from "./to-points.js";
+
+// The ingest step the broker calls before it acknowledges a publish: decode, validate, map to points,
+// journal durably. Bad input becomes a data-quality record and a short reason the broker passes on to the
+// device; it never throws and never touches the good data beside it.
+
+export type IngestOutcome =
+  | { kind: "accepted" }
+  | { kind: "refused"; reason: RejectReason; message: string }
+  /** The journal is at its bound: leave the message unacknowledged so the device keeps it. */
+  | { kind: "unavailable" };
+
+export type IngestOptions = {
+  journal: Journal;
+  logger: Logger;
+  metrics: Metrics;
+  maxPayloadBytes: number;
+  clockSkewFutureMs: number;
+  clockSkewPastMs: number;
+  now?: () => number;
+};
+
+export type Ingest = Awaited<ReturnType<typeof createIngest>>;
+
+export async function createIngest(options: IngestOptions) {
+  const { journal, logger, metrics } = options;
+  const metas = await journal.loadDeviceMeta();
+  const now = options.now ?? Date.now;
+  let discriminator = 0;
+  const receiveTime = () => ({ receivedMs: now(), discriminator: discriminator++ % 1_000_000 });
+
+  async function refuse(
+    deviceId: string,
+    topic: string,
+    bytes: number,
+    reason: RejectReason,
+    message: string,
+  ) {
+    const time = receiveTime();
+    const point = rejectionPoint(deviceTags(deviceId, metas.get(deviceId)), time, {
+      reason,
+      topic,
+      detail: message,
+      bytes,
+    });
+    const appended = await journal.append([{ point }]);
+    if (!appended.ok) return { kind: "unavailable" } as const;
+    metrics.messagesRefused.inc({ reason });
+    logger.debug({ deviceId, topic, reason, message }, "refused a device message");
+    return { kind: "refused", reason, message } as const;
+  }
+
+  return {
+    /** The message is journaled (or its refusal is) when this resolves "accepted" or "refused". */
+    async receive(
+      deviceId: string,
+      topic: string,
+      payload: Buffer,
+      source: PresenceSource = "device",
+    ): Promise<IngestOutcome> {
+      const decoded = decodeMessage(topic, payload, options.maxPayloadBytes);
+      if (!decoded.ok)
+        return refuse(deviceId, topic, payload.length, decoded.refusal.reason, decoded.refusal.message);
+      const { message } = decoded;
+      const mapped = messagePoints(message, {
+        meta: metas.get(deviceId),
+        clockSkewFutureMs: options.clockSkewFutureMs,
+        clockSkewPastMs: options.clockSkewPastMs,
+        statusSource: source,
+        ...receiveTime(),
+      });
+      // Later messages of this device are tagged with the new metadata even while this one is syncing.
+      if (mapped.meta) metas.set(deviceId, mapped.meta);
+      const appended = await journal.append(
+        mapped.records,
+        mapped.meta ? [deviceId, mapped.meta] : undefined,
+      );
+      if (!appended.ok) return { kind: "unavailable" };
+      metrics.messagesAccepted.inc({ channel: message.channel });
+      if (mapped.skewed > 0) metrics.clockSkewed.inc(mapped.skewed);
+      return { kind: "accepted" };
+    },
+
+    /** Connects and disconnects as the broker saw them. */
+    async presence(deviceId: string, state: "online" | "offline"): Promise<void> {
+      const point = presencePoint(deviceTags(deviceId, metas.get(deviceId)), receiveTime(), state, "broker");
+      const appended = await journal.append([{ point }]);
+      if (!appended.ok) logger.warn({ deviceId, state }, "journal full: presence change not recorded");
+    },
+
+    deviceMeta(deviceId: string): DeviceMetaRecord | undefined {
+      return metas.get(deviceId);
+    },
+  };
+}

@@ -1,0 +1,249 @@
+import { mkdir } from "node:fs/promises";
+import { ClassicLevel } from "classic-level";
+import type { Logger } from "../observe/logger.js";
+import type { Point } from "../storage/schema.js";
+
+// The durable journal between the broker and InfluxDB. A message is acknowledged to its device only once
+// its entry is fsync'd here (group commit: appends that arrive while one sync runs share the next one).
+// The writer drains entries in key order and deletes them once InfluxDB has them.
+
+/** One point with the identity of the message it came from, for de-duplication of redeliveries. */
+export type JournalRecord = { point: Point; dedupe?: string };
+
+export type DeviceMetaRecord = {
+  kind: string;
+  model: string;
+  firmware: string;
+  hardware: string;
+  region: string;
+  isp: string;
+  serial: string;
+};
+
+export type AppendResult = { ok: true } | { ok: false; reason: "full" };
+
+export type JournalBatch = { keys: string[]; records: JournalRecord[] };
+
+export type JournalOptions = {
+  dir: string;
+  maxBytes: number;
+  logger: Logger;
+  /** Redeliveries are recognised for at least this long after the first delivery was written. */
+  dedupeWindowMs?: number;
+  onBacklog?: (backlog: { entries: number; bytes: number }) => void;
+};
+
+const WARN_AT = 0.8;
+const KEY_WIDTH = 16;
+const toKey = (n: number) => n.toString(16).padStart(KEY_WIDTH, "0");
+
+type Pending = {
+  key: string;
+  value: string;
+  meta?: [string, DeviceMetaRecord];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+};
+
+export class Journal {
+  private readonly db: ClassicLevel<string, string>;
+  private readonly entries;
+  private readonly seen;
+  private readonly meta;
+  private readonly dedupeWindowMs: number;
+  private next = 0;
+  private backlogEntries = 0;
+  private backlogBytes = 0;
+  /** Bytes accepted but not yet synced count against the bound too. */
+  private pendingBytes = 0;
+  private pending: Pending[] = [];
+  private syncing = false;
+  private warned = false;
+  private readonly sizes = new Map<string, number>();
+  private readonly listeners = new Set<() => void>();
+
+  private constructor(private readonly options: JournalOptions) {
+    this.db = new ClassicLevel<string, string>(options.dir);
+    this.entries = this.db.sublevel<string, string>("j", {});
+    this.seen = this.db.sublevel<string, string>("s", {});
+    this.meta = this.db.sublevel<string, string>("m", {});
+    this.dedupeWindowMs = options.dedupeWindowMs ?? 6 * 3_600_000;
+  }
+
+  static async open(options: JournalOptions): Promise<Journal> {
+    await mkdir(options.dir, { recursive: true });
+    const journal = new Journal(options);
+    await journal.db.open();
+    let last = -1;
+    for await (const [key, value] of journal.entries.iterator()) {
+      const size = Buffer.byteLength(value);
+      journal.sizes.set(key, size);
+      journal.backlogEntries += 1;
+      journal.backlogBytes += size;
+      last = Number.parseInt(key, 16);
+    }
+    journal.next = last + 1;
+    journal.report();
+    if (journal.backlogEntries > 0) {
+      options.logger.info(
+        { entries: journal.backlogEntries, bytes: journal.backlogBytes },
+        "journal replays its backlog",
+      );
+    }
+    return journal;
+  }
+
+  get backlog(): { entries: number; bytes: number } {
+    return { entries: this.backlogEntries, bytes: this.backlogBytes };
+  }
+
+  /** Called after each sync that added entries; the writer listens to wake up. */
+  onAppend(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once the records are on disk; refuses when the bound is reached, keeping what is stored. */
+  append(records: JournalRecord[], meta?: [deviceId: string, DeviceMetaRecord]): Promise<AppendResult> {
+    const value = JSON.stringify(records);
+    const size = Buffer.byteLength(value);
+    const total = this.backlogBytes + this.pendingBytes + size;
+    if (total > this.options.maxBytes) {
+      this.options.logger.error(
+        { backlogBytes: this.backlogBytes, maxBytes: this.options.maxBytes },
+        "journal is full: new messages go unacknowledged until InfluxDB drains it",
+      );
+      return Promise.resolve({ ok: false, reason: "full" });
+    }
+    this.warnIfNear(total);
+    this.pendingBytes += size;
+    const key = toKey(this.next++);
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({
+        key,
+        value,
+        ...(meta ? { meta } : {}),
+        resolve: () => resolve({ ok: true }),
+        reject,
+      });
+      if (!this.syncing) setImmediate(() => void this.sync());
+    });
+  }
+
+  private async sync(): Promise<void> {
+    if (this.syncing || this.pending.length === 0) return;
+    this.syncing = true;
+    const group = this.pending;
+    this.pending = [];
+    try {
+      await this.db.batch(
+        group.flatMap((p) => [
+          { type: "put" as const, sublevel: this.entries, key: p.key, value: p.value },
+          ...(p.meta
+            ? [
+                {
+                  type: "put" as const,
+                  sublevel: this.meta,
+                  key: p.meta[0],
+                  value: JSON.stringify(p.meta[1]),
+                },
+              ]
+            : []),
+        ]),
+        { sync: true },
+      );
+      for (const p of group) {
+        const size = Buffer.byteLength(p.value);
+        this.sizes.set(p.key, size);
+        this.pendingBytes -= size;
+        this.backlogBytes += size;
+        this.backlogEntries += 1;
+        p.resolve();
+      }
+      this.report();
+      for (const listener of this.listeners) listener();
+    } catch (error) {
+      for (const p of group) {
+        this.pendingBytes -= Buffer.byteLength(p.value);
+        p.reject(error);
+      }
+    } finally {
+      this.syncing = false;
+      if (this.pending.length > 0) setImmediate(() => void this.sync());
+    }
+  }
+
+  /** The oldest entries, up to about maxPoints points (at least one entry). */
+  async readBatch(maxPoints: number): Promise<JournalBatch> {
+    const batch: JournalBatch = { keys: [], records: [] };
+    for await (const [key, value] of this.entries.iterator()) {
+      const records = JSON.parse(value) as JournalRecord[];
+      if (batch.keys.length > 0 && batch.records.length + records.length > maxPoints) break;
+      batch.keys.push(key);
+      batch.records.push(...records);
+    }
+    return batch;
+  }
+
+  /** Which of these message identities were already written within the de-duplication window. */
+  async alreadyWritten(dedupeKeys: string[], now = Date.now()): Promise<Set<string>> {
+    if (dedupeKeys.length === 0) return new Set();
+    const bucket = Math.floor(now / this.dedupeWindowMs);
+    const lookups = [bucket, bucket - 1].flatMap((b) => dedupeKeys.map((k) => `${toKey(b)}!${k}`));
+    const found = await this.seen.getMany(lookups);
+    const written = new Set<string>();
+    found.forEach((value, i) => {
+      if (value !== undefined) written.add(dedupeKeys[i % dedupeKeys.length] as string);
+    });
+    return written;
+  }
+
+  /** InfluxDB has these entries: delete them and remember their message identities, in one atomic batch. */
+  async commit(keys: string[], writtenDedupeKeys: string[], now = Date.now()): Promise<void> {
+    const bucket = toKey(Math.floor(now / this.dedupeWindowMs));
+    await this.db.batch([
+      ...keys.map((key) => ({ type: "del" as const, sublevel: this.entries, key })),
+      ...writtenDedupeKeys.map((k) => ({
+        type: "put" as const,
+        sublevel: this.seen,
+        key: `${bucket}!${k}`,
+        value: "",
+      })),
+    ]);
+    for (const key of keys) {
+      this.backlogBytes -= this.sizes.get(key) ?? 0;
+      this.backlogEntries -= 1;
+      this.sizes.delete(key);
+    }
+    if (this.backlogBytes < this.options.maxBytes * WARN_AT) this.warned = false;
+    this.report();
+    // Buckets older than the previous one can no longer match a lookup.
+    const oldest = toKey(Math.floor(now / this.dedupeWindowMs) - 1);
+    await this.seen.clear({ lt: oldest });
+  }
+
+  async loadDeviceMeta(): Promise<Map<string, DeviceMetaRecord>> {
+    const all = new Map<string, DeviceMetaRecord>();
+    for await (const [deviceId, meta] of this.meta.iterator())
+      all.set(deviceId, JSON.parse(meta) as DeviceMetaRecord);
+    return all;
+  }
+
+  async close(): Promise<void> {
+    while (this.syncing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 5));
+    await this.db.close();
+  }
+
+  private warnIfNear(total: number): void {
+    if (this.warned || total < this.options.maxBytes * WARN_AT) return;
+    this.warned = true;
+    this.options.logger.warn(
+      { backlogBytes: total, maxBytes: this.options.maxBytes },
+      "journal is over 80% of its bound: InfluxDB is not keeping up or is down",
+    );
+  }
+
+  private report(): void {
+    this.options.onBacklog?.(this.backlog);
+  }
+}

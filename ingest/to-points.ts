@@ -1,0 +1,239 @@
+import type {
+  Event,
+  FeedbackEvent,
+  FirmwareUpdateEvent,
+  OtherEvent,
+  PrintJobEvent,
+  RebootEvent,
+  RejectReason,
+} from "../contract/messages.js";
+import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "../storage/schema.js";
+import type { DecodedMessage } from "./decode.js";
+import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
+
+// A decoded message → the points it is stored as (docs/storage.md). Pure: time and metadata come in.
+
+export type PointContext = {
+  meta: DeviceMetaRecord | undefined;
+  receivedMs: number;
+  clockSkewFutureMs: number;
+  clockSkewPastMs: number;
+  /** Separates points stamped with receive time that share a millisecond. */
+  discriminator: number;
+  /** Who published a status message: the device itself, or the broker on its behalf (its last will). */
+  statusSource?: PresenceSource;
+};
+
+export type MessagePoints = {
+  records: JournalRecord[];
+  /** How many of the records carry a device time too far off to trust. */
+  skewed: number;
+  /** The device's metadata after this message, when it changed. */
+  meta?: DeviceMetaRecord;
+};
+
+export const unknownMeta = (): DeviceMetaRecord => ({
+  kind: UNKNOWN,
+  model: UNKNOWN,
+  firmware: UNKNOWN,
+  hardware: UNKNOWN,
+  region: UNKNOWN,
+  isp: UNKNOWN,
+  serial: "",
+});
+
+export function deviceTags(deviceId: string, meta: DeviceMetaRecord | undefined): Record<string, string> {
+  const m = meta ?? unknownMeta();
+  return { device: deviceId, kind: m.kind, model: m.model, firmware: m.firmware, region: m.region };
+}
+
+const int = (n: number): FieldValue => ({ int: Math.trunc(n) });
+
+/** Time and bookkeeping fields of a message that carries its own ts and seq. */
+function stamp(
+  ts: number,
+  seq: number,
+  ctx: PointContext,
+): { timeNs: string; fields: Record<string, FieldValue>; skewed: boolean } {
+  const skew = ctx.receivedMs - ts;
+  const skewed = skew > ctx.clockSkewPastMs || -skew > ctx.clockSkewFutureMs;
+  const fields: Record<string, FieldValue> = {
+    seq: int(seq),
+    received_ms: int(ctx.receivedMs),
+    skew_ms: int(skew),
+  };
+  if (skewed) {
+    fields.clock_skewed = true;
+    fields.device_ts = int(ts);
+  }
+  return { timeNs: pointTimeNs(skewed ? ctx.receivedMs : ts, seq), fields, skewed };
+}
+
+// OtherEvent's type is any label, so a switch on type cannot narrow the union by itself.
+function eventFields(event: Event): Record<string, FieldValue> {
+  switch (event.type) {
+    case "reboot":
+      return { reason: (event as RebootEvent).data.reason };
+    case "firmware_update": {
+      const { from, to, result } = (event as FirmwareUpdateEvent).data;
+      return { from, to, result };
+    }
+    case "print_job": {
+      const data = (event as PrintJobEvent).data;
+      const fields: Record<string, FieldValue> = { result: data.result };
+      if (data.job_id !== undefined) fields.job_id = data.job_id;
+      if (data.duration_s !== undefined) fields.duration_s = data.duration_s;
+      return fields;
+    }
+    case "feedback": {
+      const data = (event as FeedbackEvent).data;
+      const fields: Record<string, FieldValue> = { rating: data.rating };
+      if (data.comment !== undefined) fields.comment = data.comment;
+      return fields;
+    }
+    default: {
+      const data = (event as OtherEvent).data;
+      return data !== undefined ? { data: JSON.stringify(data) } : {};
+    }
+  }
+}
+
+export function messagePoints(message: DecodedMessage, ctx: PointContext): MessagePoints {
+  const { deviceId } = message;
+  const tags = deviceTags(deviceId, ctx.meta);
+  const dedupe = (seq: number, ts: number) => `${deviceId}/${message.channel}/${seq}/${ts}`;
+  switch (message.channel) {
+    case "hello": {
+      const h = message.body;
+      const meta: DeviceMetaRecord = {
+        kind: h.kind,
+        model: h.model,
+        firmware: h.firmware,
+        hardware: h.hardware,
+        region: h.region ?? UNKNOWN,
+        isp: h.isp ?? UNKNOWN,
+        serial: h.serial,
+      };
+      const point: Point = {
+        ...MEASUREMENTS.device,
+        measurement: MEASUREMENTS.device.name,
+        tags: { ...deviceTags(deviceId, meta), hardware: meta.hardware, isp: meta.isp },
+        fields: { serial: h.serial, received_ms: int(ctx.receivedMs) },
+        timeNs: pointTimeNs(ctx.receivedMs, ctx.discriminator),
+      };
+      return { records: [{ point }], skewed: 0, meta };
+    }
+    case "telemetry": {
+      let skewed = 0;
+      const records = message.body.map((sample): JournalRecord => {
+        const s = stamp(sample.ts, sample.seq, ctx);
+        if (s.skewed) skewed += 1;
+        return {
+          dedupe: dedupe(sample.seq, sample.ts),
+          point: {
+            measurement: MEASUREMENTS.telemetry.name,
+            rp: MEASUREMENTS.telemetry.rp,
+            tags,
+            fields: { ...sample.metrics, ...s.fields },
+            timeNs: s.timeNs,
+          },
+        };
+      });
+      return { records, skewed };
+    }
+    case "fault": {
+      const f = message.body;
+      const s = stamp(f.ts, f.seq, ctx);
+      const fields: Record<string, FieldValue> = { ...s.fields };
+      if (f.message !== undefined) fields.message = f.message;
+      if (f.context !== undefined) fields.context = JSON.stringify(f.context);
+      const faultTags: Record<string, string> = { ...tags, code: f.code, severity: f.severity };
+      if (f.component !== undefined) faultTags.component = f.component;
+      const point: Point = {
+        measurement: MEASUREMENTS.fault.name,
+        rp: MEASUREMENTS.fault.rp,
+        tags: faultTags,
+        fields,
+        timeNs: s.timeNs,
+      };
+      return { records: [{ dedupe: dedupe(f.seq, f.ts), point }], skewed: s.skewed ? 1 : 0 };
+    }
+    case "event": {
+      const e = message.body;
+      const s = stamp(e.ts, e.seq, ctx);
+      const point: Point = {
+        measurement: MEASUREMENTS.event.name,
+        rp: MEASUREMENTS.event.rp,
+        tags: { ...tags, type: e.type },
+        fields: { ...eventFields(e), ...s.fields },
+        timeNs: s.timeNs,
+      };
+      const result: MessagePoints = {
+        records: [{ dedupe: dedupe(e.seq, e.ts), point }],
+        skewed: s.skewed ? 1 : 0,
+      };
+      // A successful update changes what every later point of the device is tagged with.
+      if (e.type === "firmware_update" && (e as FirmwareUpdateEvent).data.result === "success") {
+        result.meta = { ...(ctx.meta ?? unknownMeta()), firmware: (e as FirmwareUpdateEvent).data.to };
+      }
+      return result;
+    }
+    case "status":
+      return {
+        records: [{ point: presencePoint(tags, ctx, message.body.state, ctx.statusSource ?? "device") }],
+        skewed: 0,
+      };
+    case "cmd-result": {
+      const c = message.body;
+      const s = stamp(c.ts, c.seq, ctx);
+      const fields: Record<string, FieldValue> = { command_id: message.commandId, ok: c.ok, ...s.fields };
+      if (c.message !== undefined) fields.message = c.message;
+      const point: Point = {
+        measurement: MEASUREMENTS.command.name,
+        rp: MEASUREMENTS.command.rp,
+        tags,
+        fields,
+        timeNs: s.timeNs,
+      };
+      return { records: [{ dedupe: dedupe(c.seq, c.ts), point }], skewed: s.skewed ? 1 : 0 };
+    }
+  }
+}
+
+export type PresenceSource = "broker" | "device" | "will";
+
+type ReceiveTime = Pick<PointContext, "receivedMs" | "discriminator">;
+
+export function presencePoint(
+  tags: Record<string, string>,
+  ctx: ReceiveTime,
+  state: "online" | "offline",
+  source: PresenceSource,
+): Point {
+  return {
+    measurement: MEASUREMENTS.presence.name,
+    rp: MEASUREMENTS.presence.rp,
+    tags: { ...tags, source },
+    fields: { state, received_ms: int(ctx.receivedMs) },
+    timeNs: pointTimeNs(ctx.receivedMs, ctx.discriminator),
+  };
+}
+
+export function rejectionPoint(
+  tags: Record<string, string>,
+  ctx: ReceiveTime,
+  rejection: { reason: RejectReason; topic: string; detail: string; bytes: number },
+): Point {
+  return {
+    measurement: MEASUREMENTS.rejection.name,
+    rp: MEASUREMENTS.rejection.rp,
+    tags: { ...tags, reason: rejection.reason },
+    fields: {
+      topic: rejection.topic.slice(0, 256),
+      detail: rejection.detail.slice(0, 300),
+      bytes: int(rejection.bytes),
+      received_ms: int(ctx.receivedMs),
+    },
+    timeNs: pointTimeNs(ctx.receivedMs, ctx.discriminator),
+  };
+}

@@ -1,0 +1,66 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** One registry per running stack, so several stacks can live in one test process. */
+export function createMetrics() {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
+    messagesAccepted: new Counter({
+      name: "fieldq_messages_accepted_total",
+      help: "Device messages journaled, by channel",
+      labelNames: ["channel"] as const,
+      registers,
+    }),
+    messagesRefused: new Counter({
+      name: "fieldq_messages_refused_total",
+      help: "Device messages refused, by reason",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    clockSkewed: new Counter({
+      name: "fieldq_clock_skewed_total",
+      help: "Messages whose device time was too far off and were stored at receive time",
+      registers,
+    }),
+    authFailures: new Counter({
+      name: "fieldq_auth_failures_total",
+      help: "Refused MQTT connects and publishes/subscribes, by reason",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    connectedDevices: new Gauge({
+      name: "fieldq_connected_devices",
+      help: "Devices connected now",
+      registers,
+    }),
+    journalBacklogEntries: new Gauge({
+      name: "fieldq_journal_backlog_entries",
+      help: "Journal entries not yet in InfluxDB",
+      registers,
+    }),
+    journalBacklogBytes: new Gauge({
+      name: "fieldq_journal_backlog_bytes",
+      help: "Bytes of journal entries not yet in InfluxDB",
+      registers,
+    }),
+    influxWriteSeconds: new Histogram({
+      name: "fieldq_influx_write_seconds",
+      help: "InfluxDB write latency per batch",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    influxWriteFailures: new Counter({
+      name: "fieldq_influx_write_failures_total",
+      help: "Failed InfluxDB writes, by kind (retryable: will be retried; refused: points dropped as data-quality records)",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    pointsWritten: new Counter({
+      name: "fieldq_points_written_total",
+      help: "Points written to InfluxDB",
+      registers,
+    }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,104 @@
+import { resolve } from "node:path";
+import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
+import type { Config } from "../config/env.js";
+import { createIngest } from "../ingest/ingest.js";
+import { Journal } from "../ingest/journal.js";
+import { JournalWriter } from "../ingest/writer.js";
+import type { Logger } from "../observe/logger.js";
+import { createMetrics, type Metrics } from "../observe/metrics.js";
+import {
+  createInflux,
+  createPointWriter,
+  DatabaseMissing,
+  ensureSchema,
+  type PointWriter,
+} from "../storage/influx.js";
+
+// Composes the parts into one process. The broker and the ingest always run together: a message is made
+// durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on its own.
+
+export type StackDeps = { logger: Logger; metrics?: Metrics };
+
+export type IngestBrokerHandle = {
+  mqttPort: number;
+  journal: Journal;
+  broker: BrokerHandle;
+  writer: JournalWriter;
+  close(): Promise<void>;
+};
+
+/** Writes through to InfluxDB, creating the schema first and again whenever the database has gone. */
+export function schemaAwareWriter(config: Config["influx"], logger: Logger): PointWriter {
+  const influx = createInflux(config);
+  const write = createPointWriter(config);
+  let ready: Promise<void> | undefined;
+  return async (points) => {
+    ready ??= ensureSchema(influx, config).then(() =>
+      logger.info({ database: config.database }, "InfluxDB schema ready"),
+    );
+    try {
+      await ready;
+      await write(points);
+    } catch (error) {
+      ready = undefined;
+      if (error instanceof DatabaseMissing) logger.warn("InfluxDB database is missing; creating it again");
+      throw error;
+    }
+  };
+}
+
+export async function startIngestBroker(config: Config, deps: StackDeps): Promise<IngestBrokerHandle> {
+  const { logger } = deps;
+  const metrics = deps.metrics ?? createMetrics();
+  if (!config.mqtt.deviceSecret)
+    throw new Error("FIELDQ_DEVICE_SECRET is not set: devices' keys derive from it");
+  const journal = await Journal.open({
+    dir: resolve(config.ingest.dataDir, "journal"),
+    maxBytes: config.ingest.journalMaxBytes,
+    logger: logger.child({ part: "journal" }),
+    onBacklog: (backlog) => {
+      metrics.journalBacklogEntries.set(backlog.entries);
+      metrics.journalBacklogBytes.set(backlog.bytes);
+    },
+  });
+  const ingest = await createIngest({
+    journal,
+    logger: logger.child({ part: "ingest" }),
+    metrics,
+    maxPayloadBytes: config.mqtt.maxPayloadBytes,
+    clockSkewFutureMs: config.ingest.clockSkewFutureMs,
+    clockSkewPastMs: config.ingest.clockSkewPastMs,
+  });
+  const writer = new JournalWriter({
+    journal,
+    write: schemaAwareWriter(config.influx, logger.child({ part: "writer" })),
+    logger: logger.child({ part: "writer" }),
+    metrics,
+    batchPoints: config.ingest.batchPoints,
+    flushIntervalMs: config.ingest.flushIntervalMs,
+  });
+  writer.start();
+  const broker = await startBroker({
+    host: config.mqtt.host,
+    port: config.mqtt.port,
+    deviceSecret: config.mqtt.deviceSecret,
+    maxPayloadBytes: config.mqtt.maxPayloadBytes,
+    logger: logger.child({ part: "broker" }),
+    metrics,
+    receive: ingest.receive,
+    presence: ingest.presence,
+  });
+  return {
+    mqttPort: broker.port,
+    journal,
+    broker,
+    writer,
+    async close() {
+      await broker.close();
+      await writer.stop();
+      const left = journal.backlog;
+      if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");
+      await journal.close();
+    },
+  };
+}

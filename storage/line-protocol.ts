@@ -1,0 +1,42 @@
+import type { FieldValue, Point } from "./schema.js";
+
+// Our own encoder rather than node-influx's: node-influx does not escape newlines in tag values nor the
+// measurement name, and device-supplied strings must never be able to start a line of their own.
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not pass
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+
+/** Measurement names: commas and spaces escaped; a control character can't be escaped, so it is replaced. */
+export const escapeMeasurement = (name: string) =>
+  name.replace(CONTROL, "\uFFFD").replace(/([\\, ])/g, "\\$1");
+
+/** Tag keys, tag values and field keys: commas, equals signs and spaces escaped. */
+export const escapeKey = (key: string) => key.replace(CONTROL, "\uFFFD").replace(/([\\,= ])/g, "\\$1");
+
+/** String field values may hold any character; quotes and backslashes are escaped. */
+export const quoteString = (value: string) => `"${value.replace(/(["\\])/g, "\\$1")}"`;
+
+export function encodeFieldValue(value: FieldValue): string {
+  if (typeof value === "string") return quoteString(value);
+  if (typeof value === "boolean") return value ? "true" : "false";
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new RangeError(`field value ${value} is not finite`);
+    return String(value);
+  }
+  if (!Number.isSafeInteger(value.int))
+    throw new RangeError(`integer field value ${value.int} is not a safe integer`);
+  return `${value.int}i`;
+}
+
+export function encodePoint(point: Point): string {
+  const tags = Object.keys(point.tags)
+    .filter((key) => point.tags[key] !== "")
+    .sort()
+    .map((key) => `,${escapeKey(key)}=${escapeKey(point.tags[key] ?? "")}`)
+    .join("");
+  const fields = Object.entries(point.fields)
+    .map(([key, value]) => `${escapeKey(key)}=${encodeFieldValue(value)}`)
+    .join(",");
+  if (fields === "") throw new RangeError(`point of ${point.measurement} has no fields`);
+  return `${escapeMeasurement(point.measurement)}${tags} ${fields} ${point.timeNs}`;
+}

@@ -1,0 +1,47 @@
+// Measurements, retention policies and tags: the storage contract shared by the ingest writer and the
+// API's queries. docs/storage.md explains each choice.
+
+export const RP_RAW = "raw";
+export const RP_LONG = "long";
+
+export const MEASUREMENTS = {
+  /** Birth messages: who a device is. Long retention. */
+  device: { name: "device", rp: RP_LONG },
+  /** Metrics; one field per metric. Raw retention, rolled up hourly into telemetry_1h. */
+  telemetry: { name: "telemetry", rp: RP_RAW },
+  fault: { name: "fault", rp: RP_LONG },
+  event: { name: "event", rp: RP_LONG },
+  /** Connects, disconnects, status messages and last wills. */
+  presence: { name: "presence", rp: RP_LONG },
+  /** Refused messages: data quality is a field-quality signal of its own. */
+  rejection: { name: "rejection", rp: RP_LONG },
+  command: { name: "command", rp: RP_LONG },
+  telemetry1h: { name: "telemetry_1h", rp: RP_LONG },
+  fault1h: { name: "fault_1h", rp: RP_LONG },
+} as const;
+export type MeasurementKey = keyof typeof MEASUREMENTS;
+
+/** Tags every point of a device carries, from its latest hello. Bounded cardinality only. */
+export const DEVICE_TAGS = ["device", "kind", "model", "firmware", "region"] as const;
+/** Written where the hello does not say. */
+export const UNKNOWN = "unknown";
+
+export type Point = {
+  measurement: string;
+  rp: string;
+  tags: Record<string, string>;
+  fields: Record<string, FieldValue>;
+  /** Nanoseconds since the epoch, as a decimal string (beyond Number's exact range). */
+  timeNs: string;
+};
+
+/** Integers are written with the i suffix; plain numbers as floats. */
+export type FieldValue = number | boolean | string | { int: number };
+
+/**
+ * A point's time: the message's millisecond plus its seq modulo 10^6 as nanoseconds, so two different
+ * messages in one millisecond never overwrite each other, and a redelivered one lands on itself.
+ */
+export function pointTimeNs(ms: number, discriminator: number): string {
+  return (BigInt(Math.trunc(ms)) * 1_000_000n + BigInt(discriminator % 1_000_000)).toString();
+}
