@@ -1,0 +1,58 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Role } from "../config/env.js";
+import type { Logger } from "../observe/logger.js";
+import type { Metrics } from "../observe/metrics.js";
+import type { FleetStore } from "../storage/fleet-store.js";
+import { type ApiEnv, authenticate, BEARER } from "./auth.js";
+import { handleError, handleNotFound, validationHook } from "./errors.js";
+import { registerDevices } from "./routes/devices.js";
+import { registerFaults } from "./routes/faults.js";
+import { registerHealth, type StackStatus } from "./routes/health.js";
+
+export const OPENAPI_PATH = "/api/v1/openapi.json";
+
+export type AppDeps = {
+  store: FleetStore;
+  tokens: ReadonlyMap<string, Role>;
+  logger: Logger;
+  metrics: Pick<Metrics, "registry">;
+  /** Present when the API runs in the broker's process. */
+  status?: StackStatus | undefined;
+  /** Clock for default time windows; tests pin it. */
+  now?: () => number;
+};
+
+export type App = OpenAPIHono<ApiEnv>;
+
+export function createApp(deps: AppDeps): App {
+  const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
+  app.onError(handleError(deps.logger));
+  app.notFound(handleNotFound);
+  app.use("/api/v1/*", authenticate(deps.tokens));
+
+  registerHealth(app, deps);
+  registerDevices(app, deps);
+  registerFaults(app, deps);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", BEARER, {
+    type: "http",
+    scheme: "bearer",
+    description:
+      "A token from FIELDQ_API_TOKENS; its role (viewer < operator < admin) decides what it may do",
+  });
+  app.doc31(OPENAPI_PATH, {
+    openapi: "3.1.0",
+    info: {
+      title: "fieldq API",
+      version: "1.0.0",
+      description: "Field-quality monitor: devices, telemetry, faults",
+    },
+  });
+
+  app.get("/metrics", async (c) => {
+    const body = await deps.metrics.registry.metrics();
+    return c.body(body, 200, { "content-type": deps.metrics.registry.contentType });
+  });
+
+  return app;
+}

@@ -1,0 +1,43 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { FleetStore } from "../../storage/fleet-store.js";
+import { type ApiEnv, BEARER, requireRole } from "../auth.js";
+import { errorResponse } from "../errors.js";
+import { FaultListQuery, FaultPage } from "../schemas.js";
+import { resolveWindow } from "../time-window.js";
+
+const DEFAULT_FAULT_SPAN_MS = 7 * 86_400_000;
+
+export const listFaultsRoute = createRoute({
+  method: "get",
+  path: "/api/v1/faults",
+  summary: "Faults newest first, filtered by time, device labels, code and severity",
+  security: [{ [BEARER]: [] }],
+  middleware: [requireRole("viewer")],
+  request: { query: FaultListQuery },
+  responses: {
+    200: { description: "A page of faults", content: { "application/json": { schema: FaultPage } } },
+    400: errorResponse("A query parameter is not valid"),
+    401: errorResponse("No valid bearer token"),
+    403: errorResponse("The token's role is too low"),
+  },
+});
+
+export function registerFaults(app: OpenAPIHono<ApiEnv>, deps: { store: FleetStore; now?: () => number }) {
+  const now = deps.now ?? Date.now;
+
+  app.openapi(listFaultsRoute, async (c) => {
+    const { from, to, ...filter } = c.req.valid("query");
+    const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FAULT_SPAN_MS);
+    const page = await deps.store.listFaults({ ...filter, fromMs, toMs });
+    return c.json(
+      {
+        ...page,
+        limit: filter.limit,
+        offset: filter.offset,
+        from: new Date(fromMs).toISOString(),
+        to: new Date(toMs).toISOString(),
+      },
+      200,
+    );
+  });
+}

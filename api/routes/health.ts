@@ -1,0 +1,37 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Logger } from "../../observe/logger.js";
+import type { FleetStore } from "../../storage/fleet-store.js";
+import type { ApiEnv } from "../auth.js";
+import { Health } from "../schemas.js";
+
+export type StackStatus = () => { journalBacklog: number; connectedDevices: number };
+
+export const healthRoute = createRoute({
+  method: "get",
+  path: "/api/v1/health",
+  summary: "Whether the API can reach InfluxDB; needs no token",
+  responses: {
+    200: { description: "InfluxDB is reachable", content: { "application/json": { schema: Health } } },
+    503: { description: "InfluxDB is not reachable", content: { "application/json": { schema: Health } } },
+  },
+});
+
+export function registerHealth(
+  app: OpenAPIHono<ApiEnv>,
+  deps: { store: FleetStore; logger: Logger; status?: StackStatus | undefined },
+) {
+  app.openapi(healthRoute, async (c) => {
+    const influx = await deps.store.ping().catch((err: unknown) => {
+      deps.logger.warn({ err }, "InfluxDB ping failed");
+      return { ok: false, latencyMs: 0 };
+    });
+    const stack = deps.status?.();
+    const body: Health = {
+      status: influx.ok ? "ok" : "unavailable",
+      influx: { reachable: influx.ok, latencyMs: influx.latencyMs },
+      journalBacklog: stack?.journalBacklog ?? null,
+      connectedDevices: stack?.connectedDevices ?? null,
+    };
+    return influx.ok ? c.json(body, 200) : c.json(body, 503);
+  });
+}

@@ -1,0 +1,103 @@
+import { z } from "zod";
+import { parseDuration } from "../config/duration.js";
+import { Label, MetricName, Severity } from "../contract/messages.js";
+import { Device, DeviceId, FaultRecord, MAX_PAGE, TelemetryFn } from "../storage/fleet-store.js";
+
+// Request and response schemas of the HTTP API; the records themselves come from storage/fleet-store.ts.
+
+export const DEFAULT_PAGE = 100;
+
+const paging = {
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_PAGE)
+    .default(DEFAULT_PAGE)
+    .meta({ description: `Page size, 1-${MAX_PAGE}`, example: DEFAULT_PAGE }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .meta({ description: "Items to skip: the previous page's nextOffset", example: 0 }),
+};
+
+const time = (description: string) =>
+  z.iso.datetime({ offset: true }).optional().meta({ description, example: "2025-01-31T12:00:00Z" });
+
+export const DeviceIdParam = z.object({
+  id: DeviceId.meta({ param: { name: "id", in: "path" }, example: "modem-0001" }),
+});
+
+export const DeviceListQuery = z.object({
+  kind: Label.optional().meta({ description: "Device kind from the latest hello", example: "modem" }),
+  model: Label.optional(),
+  firmware: Label.optional(),
+  ...paging,
+});
+
+export const TelemetryQueryParams = z.object({
+  metric: MetricName.meta({ description: "Metric (field) name", example: "snr_margin_db" }),
+  fn: TelemetryFn.default("mean").meta({
+    description: "Aggregate per bucket; min, max and mean need a number",
+  }),
+  from: time("Start, inclusive; default `to` minus 6h"),
+  to: time("End, exclusive; default now"),
+  every: z
+    .string()
+    .refine((text) => (parseDuration(text) ?? 0) > 0, "must be a duration such as 30s, 5m, 1h or 1d")
+    .optional()
+    .meta({ description: "Bucket width; default the smallest of 1s … 1w that gives at most 500 buckets" }),
+});
+
+export const FaultListQuery = z.object({
+  from: time("Start, inclusive; default `to` minus 7d"),
+  to: time("End, exclusive; default now"),
+  device: DeviceId.optional(),
+  kind: Label.optional(),
+  model: Label.optional(),
+  firmware: Label.optional(),
+  code: Label.optional(),
+  severity: Severity.optional(),
+  ...paging,
+});
+
+const pageOf = <T extends z.ZodType>(item: T) => ({
+  items: z.array(item),
+  limit: z.number().int(),
+  offset: z.number().int(),
+  nextOffset: z
+    .number()
+    .int()
+    .nullable()
+    .meta({ description: "offset of the next page; null on the last page" }),
+});
+
+export const DevicePage = z.object({ ...pageOf(Device), total: z.number().int() }).meta({ id: "DevicePage" });
+export type DevicePage = z.infer<typeof DevicePage>;
+
+export const FaultPage = z
+  .object({
+    ...pageOf(FaultRecord),
+    from: z.iso.datetime(),
+    to: z.iso
+      .datetime()
+      .meta({ description: "Keep it fixed while paging, so new faults do not shift pages" }),
+  })
+  .meta({ id: "FaultPage" });
+export type FaultPage = z.infer<typeof FaultPage>;
+
+export const Health = z
+  .object({
+    status: z.enum(["ok", "unavailable"]),
+    influx: z.object({ reachable: z.boolean(), latencyMs: z.number().int().min(0) }),
+    journalBacklog: z.number().int().nullable().meta({ description: "null when the broker runs elsewhere" }),
+    connectedDevices: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: "null when the broker runs elsewhere" }),
+  })
+  .meta({ id: "Health" });
+export type Health = z.infer<typeof Health>;

@@ -1,0 +1,65 @@
+import { parseDuration } from "../config/duration.js";
+import { ApiError } from "./errors.js";
+
+export const MAX_BUCKETS = 500;
+
+/** InfluxDB stores nanoseconds in an int64: times past 2262 cannot be queried. */
+const LATEST_MS = Date.UTC(2200, 0, 1);
+
+const EVERY_STEPS = [
+  "1s",
+  "5s",
+  "10s",
+  "30s",
+  "1m",
+  "5m",
+  "10m",
+  "15m",
+  "30m",
+  "1h",
+  "3h",
+  "6h",
+  "12h",
+  "1d",
+  "1w",
+];
+
+const badRequest = (message: string) => new ApiError({ code: "BAD_REQUEST", message });
+
+/** from/to as validated ISO strings, or their defaults: `to` now, `from` defaultSpanMs before `to`. */
+export function resolveWindow(
+  query: { from?: string | undefined; to?: string | undefined },
+  nowMs: number,
+  defaultSpanMs: number,
+): { fromMs: number; toMs: number } {
+  const toMs = query.to === undefined ? nowMs : Date.parse(query.to);
+  const fromMs = query.from === undefined ? toMs - defaultSpanMs : Date.parse(query.from);
+  if (fromMs < 0 || toMs > LATEST_MS) {
+    throw badRequest(`from and to must lie between 1970-01-01 and ${new Date(LATEST_MS).toISOString()}`);
+  }
+  if (fromMs >= toMs) throw badRequest("from must be before to");
+  return { fromMs, toMs };
+}
+
+export const bucketCount = (spanMs: number, everyMs: number) => Math.ceil(spanMs / everyMs);
+
+/** The given bucket width, or the smallest step that keeps the series within MAX_BUCKETS. */
+export function resolveEvery(every: string | undefined, spanMs: number): number {
+  if (every !== undefined) {
+    const everyMs = parseDuration(every);
+    if (everyMs === undefined || everyMs <= 0)
+      throw badRequest(`every "${every}" is not a duration such as 5m`);
+    const buckets = bucketCount(spanMs, everyMs);
+    if (buckets > MAX_BUCKETS) {
+      throw badRequest(
+        `every=${every} gives ${buckets} buckets, more than ${MAX_BUCKETS}: choose a wider one`,
+      );
+    }
+    return everyMs;
+  }
+  for (const step of EVERY_STEPS) {
+    const stepMs = parseDuration(step) ?? 0;
+    if (bucketCount(spanMs, stepMs) <= MAX_BUCKETS) return stepMs;
+  }
+  return Math.ceil(spanMs / MAX_BUCKETS);
+}

@@ -1,0 +1,575 @@
+import { test as base, describe, expect } from "vitest";
+import { DevicePage, FaultPage, Health } from "../../api/schemas.js";
+import { startApi } from "../../api/start-api.js";
+import type { Role } from "../../config/env.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
+import {
+  createInfluxFleetStore,
+  type Device,
+  DeviceDetail,
+  type DeviceFilter,
+  type FaultRecord,
+  type FleetStore,
+  TelemetrySeries,
+} from "../../storage/fleet-store.js";
+import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import {
+  type FieldValue,
+  MEASUREMENTS,
+  type MeasurementKey,
+  type Point,
+  pointTimeNs,
+} from "../../storage/schema.js";
+import { testDatabase } from "../support/influx.js";
+
+// A small fleet written point by point as the ingest would (docs/storage.md), with every expected value
+// worked out by hand from it.
+
+const HOUR = 3_600_000;
+const T0 = Math.floor(Date.now() / HOUR) * HOUR - 6 * HOUR;
+const at = (seconds: number) => T0 + seconds * 1000;
+const iso = (ms: number) => new Date(ms).toISOString();
+const int = (value: number) => ({ int: value });
+
+const VIEWER = "viewer-token-1234";
+const TOKENS = new Map<string, Role>([[VIEWER, "viewer"]]);
+
+type DeviceTags = { device: string; kind: string; model: string; firmware: string; region: string };
+const modem1v10: DeviceTags = {
+  device: "modem-0001",
+  kind: "modem",
+  model: "M1",
+  firmware: "1.0",
+  region: "eu",
+};
+const modem1: DeviceTags = { ...modem1v10, firmware: "1.1" };
+const modem2: DeviceTags = {
+  device: "modem-0002",
+  kind: "modem",
+  model: "M2",
+  firmware: "1.0",
+  region: "us",
+};
+const router1: DeviceTags = {
+  device: "router-0001",
+  kind: "router",
+  model: "R1",
+  firmware: "2.0",
+  region: "eu",
+};
+const ghost: DeviceTags = {
+  device: "ghost-0001",
+  kind: "unknown",
+  model: "unknown",
+  firmware: "unknown",
+  region: "unknown",
+};
+
+function point(
+  key: MeasurementKey,
+  tags: Record<string, string>,
+  fields: Record<string, FieldValue>,
+  ms: number,
+  seq = 0,
+): Point {
+  const { name, rp } = MEASUREMENTS[key];
+  return { measurement: name, rp, tags, fields, timeNs: pointTimeNs(ms, seq) };
+}
+
+const hello = (tags: DeviceTags, extra: { hardware: string; isp: string }, serial: string, ms: number) =>
+  point("device", { ...tags, ...extra }, { serial, received_ms: int(ms) }, ms);
+
+const presence = (tags: DeviceTags, state: "online" | "offline", source: string, ms: number) =>
+  point("presence", { ...tags, source }, { state, received_ms: int(ms) }, ms);
+
+let seq = 100;
+const telemetry = (tags: DeviceTags, seconds: number, metrics: Record<string, number | boolean>) => {
+  seq += 1;
+  const ms = at(seconds);
+  return point(
+    "telemetry",
+    tags,
+    { ...metrics, seq: int(seq), received_ms: int(ms + 1000), skew_ms: int(1000) },
+    ms,
+    seq,
+  );
+};
+
+const fault = (
+  tags: DeviceTags,
+  seconds: number,
+  f: { code: string; severity: string; component?: string; message?: string; context?: object },
+) => {
+  seq += 1;
+  const ms = at(seconds);
+  const fields: Record<string, FieldValue> = { seq: int(seq), received_ms: int(ms + 500), skew_ms: int(500) };
+  if (f.message !== undefined) fields.message = f.message;
+  if (f.context !== undefined) fields.context = JSON.stringify(f.context);
+  const extraTags: Record<string, string> = { code: f.code, severity: f.severity };
+  if (f.component !== undefined) extraTags.component = f.component;
+  return point("fault", { ...tags, ...extraTags }, fields, ms, seq);
+};
+
+const CLAIMED_MS = T0 - 70 * 24 * HOUR;
+
+const POINTS: Point[] = [
+  hello(modem1v10, { hardware: "rev-a", isp: "isp1" }, "SN-1", at(0)),
+  hello(modem1, { hardware: "rev-a", isp: "isp1" }, "SN-1b", at(60)),
+  hello(modem2, { hardware: "rev-b", isp: "unknown" }, "SN-2", at(0)),
+  hello(router1, { hardware: "h1", isp: "isp2" }, "SN-R", at(10)),
+  presence(modem1v10, "online", "device", at(5)),
+  presence(modem2, "online", "broker", at(1)),
+  presence(modem2, "offline", "will", at(200)),
+  presence(ghost, "online", "broker", at(300)),
+  telemetry(modem1v10, 0, { snr_margin_db: 10 }),
+  telemetry(modem1v10, 20, { snr_margin_db: 20, link_up: true }),
+  telemetry(modem1v10, 40, { snr_margin_db: 30 }),
+  telemetry(modem1, 60, { snr_margin_db: 5 }),
+  telemetry(modem1, 100, { snr_margin_db: 7, link_up: false }),
+  telemetry(modem1, 130, { snr_margin_db: 9 }),
+  fault(modem1v10, 30, {
+    code: "DSL_RESYNC",
+    severity: "warning",
+    component: "dsl",
+    context: { snr: 3.5, line: "a" },
+  }),
+  fault(modem2, 45, { code: "DSL_RESYNC", severity: "error" }),
+  fault(router1, 50, { code: "WAN_DOWN", severity: "error", message: "no carrier" }),
+  fault(modem1, 90, { code: "DSL_RESYNC", severity: "warning" }),
+  fault(modem1, 150, { code: "LOS", severity: "critical", message: "loss of signal" }),
+  point(
+    "event",
+    { ...modem2, type: "reboot" },
+    { seq: int(1), reason: "watchdog", received_ms: int(at(180)) },
+    at(180),
+    1,
+  ),
+  // Stored at receive time because the device clock claimed a time 70 days back.
+  point(
+    "fault",
+    { ...modem2, code: "CLOCK", severity: "info" },
+    {
+      seq: int(2),
+      received_ms: int(at(60)),
+      skew_ms: int(at(60) - CLAIMED_MS),
+      clock_skewed: true,
+      device_ts: int(CLAIMED_MS),
+    },
+    at(60),
+    2,
+  ),
+];
+
+const faultAt = (
+  tags: DeviceTags,
+  seconds: number,
+  f: Partial<FaultRecord> & Pick<FaultRecord, "code" | "severity">,
+) => ({
+  device: tags.device,
+  kind: tags.kind,
+  model: tags.model,
+  firmware: tags.firmware,
+  region: tags.region,
+  component: null,
+  message: null,
+  context: {},
+  ts: iso(at(seconds)),
+  receivedAt: iso(at(seconds) + 500),
+  ...f,
+});
+
+const LOS = faultAt(modem1, 150, { code: "LOS", severity: "critical", message: "loss of signal" });
+const RESYNC_M1_LATE = faultAt(modem1, 90, { code: "DSL_RESYNC", severity: "warning" });
+const CLOCK = faultAt(modem2, 60, {
+  code: "CLOCK",
+  severity: "info",
+  ts: iso(CLAIMED_MS),
+  receivedAt: iso(at(60)),
+});
+const WAN = faultAt(router1, 50, { code: "WAN_DOWN", severity: "error", message: "no carrier" });
+const RESYNC_M2 = faultAt(modem2, 45, { code: "DSL_RESYNC", severity: "error" });
+const RESYNC_M1_EARLY = faultAt(modem1v10, 30, {
+  code: "DSL_RESYNC",
+  severity: "warning",
+  component: "dsl",
+  context: { snr: 3.5, line: "a" },
+});
+const ALL_FAULTS = [LOS, RESYNC_M1_LATE, CLOCK, WAN, RESYNC_M2, RESYNC_M1_EARLY];
+
+const MODEM1 = {
+  id: "modem-0001",
+  kind: "modem",
+  model: "M1",
+  firmware: "1.1",
+  hardware: "rev-a",
+  serial: "SN-1b",
+  region: "eu",
+  isp: "isp1",
+  lastSeen: iso(at(150) + 500),
+  online: true,
+};
+const MODEM2 = {
+  id: "modem-0002",
+  kind: "modem",
+  model: "M2",
+  firmware: "1.0",
+  hardware: "rev-b",
+  serial: "SN-2",
+  region: "us",
+  isp: "unknown",
+  lastSeen: iso(at(200)),
+  online: false,
+};
+const ROUTER1 = {
+  id: "router-0001",
+  kind: "router",
+  model: "R1",
+  firmware: "2.0",
+  hardware: "h1",
+  serial: "SN-R",
+  region: "eu",
+  isp: "isp2",
+  lastSeen: iso(at(50) + 500),
+  online: null,
+};
+const GHOST = {
+  id: "ghost-0001",
+  kind: "unknown",
+  model: "unknown",
+  firmware: "unknown",
+  hardware: null,
+  serial: null,
+  region: "unknown",
+  isp: null,
+  lastSeen: iso(at(300)),
+  online: true,
+};
+
+const test = base.extend(
+  "store",
+  { scope: "file" },
+  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
+  async ({}, { onCleanup }): Promise<FleetStore> => {
+    const db = await testDatabase("api");
+    onCleanup(() => db.drop());
+    const influx = createInflux(db);
+    await ensureSchema(influx, db);
+    await createPointWriter(db)(POINTS);
+    return createInfluxFleetStore(influx);
+  },
+);
+
+const page = { limit: 100, offset: 0 };
+
+describe("the InfluxDB fleet store", () => {
+  test("answers a ping with its latency", async ({ store }) => {
+    const ping = await store.ping();
+    expect(ping.ok).toBe(true);
+    expect(ping.latencyMs).toBeGreaterThanOrEqual(0);
+  });
+
+  test("lists every device that sent anything, by id, with metadata from its latest hello", async ({
+    store,
+  }) => {
+    expect(await store.listDevices(page)).toEqual({
+      items: [GHOST, MODEM1, MODEM2, ROUTER1],
+      total: 4,
+      nextOffset: null,
+    });
+  });
+
+  test.for<[Partial<DeviceFilter>, Device[]]>([
+    [{ kind: "modem" }, [MODEM1, MODEM2]],
+    [{ model: "R1" }, [ROUTER1]],
+    [{ firmware: "1.0" }, [MODEM2]],
+    [{ firmware: "1.1", kind: "modem" }, [MODEM1]],
+    [{ kind: "unknown" }, [GHOST]],
+    [{ model: "nothing" }, []],
+  ])("filters devices by their latest hello: %o", async ([filter, expected], { store }) => {
+    const result = await store.listDevices({ ...page, ...filter });
+    expect(result.items).toEqual(expected);
+    expect(result.total).toBe(expected.length);
+  });
+
+  test.for<[number, number, string[], number | null]>([
+    [1, 2, ["modem-0001", "modem-0002"], 3],
+    [2, 2, ["modem-0002", "router-0001"], null],
+    [0, 4, ["ghost-0001", "modem-0001", "modem-0002", "router-0001"], null],
+    [4, 2, [], null],
+  ])("pages devices at offset %i, limit %i", async ([offset, limit, ids, nextOffset], { store }) => {
+    const result = await store.listDevices({ limit, offset });
+    expect(result.items.map((d) => d.id)).toEqual(ids);
+    expect(result.nextOffset).toBe(nextOffset);
+    expect(result.total).toBe(4);
+  });
+
+  test("returns one device with its faults newest first", async ({ store }) => {
+    expect(await store.getDevice("modem-0001")).toEqual({
+      ...MODEM1,
+      recentFaults: [LOS, RESYNC_M1_LATE, RESYNC_M1_EARLY],
+    });
+    expect(await store.getDevice("ghost-0001")).toEqual({ ...GHOST, recentFaults: [] });
+  });
+
+  test("knows nothing of a device that never sent anything", async ({ store }) => {
+    expect(await store.getDevice("modem-9999")).toBeUndefined();
+  });
+
+  test.for([
+    ["mean", [20, 6, 9]],
+    ["min", [10, 5, 9]],
+    ["max", [30, 7, 9]],
+    ["last", [30, 7, 9]],
+  ] as const)("aggregates a metric with %s per bucket", async ([fn, values], { store }) => {
+    const result = await store.telemetry({
+      device: "modem-0001",
+      metric: "snr_margin_db",
+      fn,
+      fromMs: at(0),
+      toMs: at(180),
+      everyMs: 60_000,
+    });
+    expect(result).toEqual({
+      ok: true,
+      series: {
+        device: "modem-0001",
+        metric: "snr_margin_db",
+        fn,
+        from: iso(at(0)),
+        to: iso(at(180)),
+        everyMs: 60_000,
+        points: values.map((value, i) => ({ time: iso(at(i * 60)), value })),
+      },
+    });
+  });
+
+  test("starts the buckets at from, not at a multiple of every", async ({ store }) => {
+    const result = await store.telemetry({
+      device: "modem-0001",
+      metric: "snr_margin_db",
+      fn: "mean",
+      fromMs: at(30),
+      toMs: at(150),
+      everyMs: 60_000,
+    });
+    expect(result.ok && result.series.points).toEqual([
+      { time: iso(at(30)), value: 17.5 },
+      { time: iso(at(90)), value: 8 },
+    ]);
+  });
+
+  test("gives the last value of a boolean metric and null for an empty bucket", async ({ store }) => {
+    const result = await store.telemetry({
+      device: "modem-0001",
+      metric: "link_up",
+      fn: "last",
+      fromMs: at(0),
+      toMs: at(180),
+      everyMs: 60_000,
+    });
+    expect(result.ok && result.series.points).toEqual([
+      { time: iso(at(0)), value: true },
+      { time: iso(at(60)), value: false },
+      { time: iso(at(120)), value: null },
+    ]);
+  });
+
+  test("refuses to average a boolean metric", async ({ store }) => {
+    const query = { device: "modem-0001", metric: "link_up", fromMs: at(0), toMs: at(180), everyMs: 60_000 };
+    expect(await store.telemetry({ ...query, fn: "mean" })).toEqual({ ok: false, reason: "not_numeric" });
+  });
+
+  test("returns no points for a metric the device never reported", async ({ store }) => {
+    const query = {
+      metric: "never_sent",
+      fn: "mean",
+      fromMs: at(0),
+      toMs: at(180),
+      everyMs: 60_000,
+    } as const;
+    const result = await store.telemetry({ ...query, device: "modem-0001" });
+    expect(result.ok && result.series.points).toEqual([]);
+    const other = await store.telemetry({ ...query, metric: "snr_margin_db", device: "modem-0002" });
+    expect(other.ok && other.series.points).toEqual([]);
+  });
+
+  test("says when the device of a series is unknown", async ({ store }) => {
+    const query = {
+      metric: "snr_margin_db",
+      fn: "mean",
+      fromMs: at(0),
+      toMs: at(180),
+      everyMs: 60_000,
+    } as const;
+    expect(await store.telemetry({ ...query, device: "modem-9999" })).toEqual({
+      ok: false,
+      reason: "unknown_device",
+    });
+  });
+
+  const window = { fromMs: at(0), toMs: at(3600), ...page };
+
+  test("lists faults newest first, with a clock-skewed one at the time the device claimed", async ({
+    store,
+  }) => {
+    expect(await store.listFaults(window)).toEqual({ items: ALL_FAULTS, nextOffset: null });
+  });
+
+  test.for([
+    ["model and code", { model: "M1", code: "DSL_RESYNC" }, [RESYNC_M1_LATE, RESYNC_M1_EARLY]],
+    ["code", { code: "DSL_RESYNC" }, [RESYNC_M1_LATE, RESYNC_M2, RESYNC_M1_EARLY]],
+    ["firmware at the time of the fault", { firmware: "1.0" }, [CLOCK, RESYNC_M2, RESYNC_M1_EARLY]],
+    ["kind", { kind: "router" }, [WAN]],
+    ["severity", { severity: "critical" }, [LOS]],
+    ["device", { device: "modem-0002" }, [CLOCK, RESYNC_M2]],
+    ["time, from inclusive and to exclusive", { fromMs: at(45), toMs: at(90) }, [CLOCK, WAN, RESYNC_M2]],
+    ["a code nobody reported", { code: "NOPE" }, []],
+  ] as const)("filters faults by %s", async ([_name, filter, expected], { store }) => {
+    const result = await store.listFaults({ ...window, ...filter });
+    expect(result.items).toEqual(expected);
+  });
+
+  test.for<[number, number, FaultRecord[], number | null]>([
+    [0, 2, [LOS, RESYNC_M1_LATE], 2],
+    [2, 2, [CLOCK, WAN], 4],
+    [4, 2, [RESYNC_M2, RESYNC_M1_EARLY], null],
+    [5, 2, [RESYNC_M1_EARLY], null],
+    [0, 6, ALL_FAULTS, null],
+    [0, 5, ALL_FAULTS.slice(0, 5), 5],
+    [6, 2, [], null],
+  ])("pages faults at offset %i, limit %i", async ([offset, limit, items, nextOffset], { store }) => {
+    expect(await store.listFaults({ ...window, offset, limit })).toEqual({ items, nextOffset });
+  });
+
+  test("refuses a filter outside the label alphabet before it reaches InfluxQL", async ({ store }) => {
+    await expect(store.listFaults({ ...window, code: "x' OR code =~ /./ OR code = 'y" })).rejects.toThrow(
+      /code/,
+    );
+  });
+
+  test("matches labels with the punctuation the alphabet allows", async ({ store }) => {
+    expect((await store.listFaults({ ...window, code: "A/B (x)#1: +ü.-_" })).items).toEqual([]);
+  });
+});
+
+describe("the HTTP API on InfluxDB", () => {
+  const withApi = test.extend("api", async ({ store }, { onCleanup }) => {
+    const handle = await startApi({
+      port: 0,
+      store,
+      tokens: TOKENS,
+      logger: silentLogger,
+      metrics: createMetrics(),
+      now: () => T0 + HOUR,
+    });
+    onCleanup(() => handle.close());
+    const get = (path: string) =>
+      fetch(`${handle.url}${path}`, { headers: { authorization: `Bearer ${VIEWER}` } });
+    return { url: handle.url, get };
+  });
+
+  withApi("serves devices, a device, its telemetry and faults from InfluxDB", async ({ api }) => {
+    const devices = await api.get("/api/v1/devices?kind=modem&limit=1");
+    expect(devices.status).toBe(200);
+    expect(DevicePage.parse(await devices.json())).toEqual({
+      items: [MODEM1],
+      total: 2,
+      limit: 1,
+      offset: 0,
+      nextOffset: 1,
+    });
+
+    const device = await api.get("/api/v1/devices/modem-0002");
+    expect(DeviceDetail.parse(await device.json())).toEqual({ ...MODEM2, recentFaults: [CLOCK, RESYNC_M2] });
+
+    const series = await api.get(
+      `/api/v1/devices/modem-0001/telemetry?metric=snr_margin_db&from=${iso(at(0))}&to=${iso(at(120))}&every=1m&fn=max`,
+    );
+    expect(TelemetrySeries.parse(await series.json()).points).toEqual([
+      { time: iso(at(0)), value: 30 },
+      { time: iso(at(60)), value: 7 },
+    ]);
+
+    const faults = await api.get(`/api/v1/faults?model=M1&code=DSL_RESYNC&from=${iso(at(0))}&limit=1`);
+    expect(FaultPage.parse(await faults.json())).toEqual({
+      items: [RESYNC_M1_LATE],
+      limit: 1,
+      offset: 0,
+      nextOffset: 1,
+      from: iso(at(0)),
+      to: iso(T0 + HOUR),
+    });
+  });
+
+  withApi(
+    "defaults the telemetry window to the last 6 hours in at most 500 one-minute buckets",
+    async ({ api }) => {
+      const response = await api.get("/api/v1/devices/modem-0001/telemetry?metric=snr_margin_db");
+      const series = TelemetrySeries.parse(await response.json());
+      expect(series).toMatchObject({ from: iso(T0 - 5 * HOUR), to: iso(T0 + HOUR), everyMs: 60_000 });
+      expect(series.points).toHaveLength(360);
+      const withData = series.points.filter((p) => p.value !== null);
+      expect(withData).toEqual([
+        { time: iso(at(0)), value: 20 },
+        { time: iso(at(60)), value: 6 },
+        { time: iso(at(120)), value: 9 },
+      ]);
+    },
+  );
+
+  withApi("answers 404 for an unknown device and 400 for averaging a boolean", async ({ api }) => {
+    expect((await api.get("/api/v1/devices/modem-9999")).status).toBe(404);
+    expect((await api.get("/api/v1/devices/modem-9999/telemetry?metric=snr_margin_db")).status).toBe(404);
+    const boolean = await api.get("/api/v1/devices/modem-0001/telemetry?metric=link_up");
+    expect(boolean.status).toBe(400);
+    expect(await boolean.json()).toEqual({
+      error: { code: "BAD_REQUEST", message: 'metric "link_up" is not a number: only fn=last applies to it' },
+    });
+  });
+
+  withApi("reports a reachable InfluxDB without a token", async ({ api }) => {
+    const response = await fetch(`${api.url}/api/v1/health`);
+    expect(response.status).toBe(200);
+    expect(Health.parse(await response.json())).toMatchObject({
+      status: "ok",
+      influx: { reachable: true },
+      journalBacklog: null,
+      connectedDevices: null,
+    });
+  });
+});
+
+describe("the HTTP API without InfluxDB", () => {
+  const unreachable = createInflux({ url: "http://127.0.0.1:1", database: "nowhere", rawRetention: "1d" });
+
+  test("reports 503 from health and UNAVAILABLE from a query", async () => {
+    const handle = await startApi({
+      port: 0,
+      store: createInfluxFleetStore(unreachable, { pingTimeoutMs: 500 }),
+      tokens: TOKENS,
+      logger: silentLogger,
+      metrics: createMetrics(),
+      status: () => ({ journalBacklog: 7, connectedDevices: 3 }),
+    });
+    try {
+      const health = await fetch(`${handle.url}/api/v1/health`);
+      expect(health.status).toBe(503);
+      expect(Health.parse(await health.json())).toMatchObject({
+        status: "unavailable",
+        influx: { reachable: false },
+        journalBacklog: 7,
+        connectedDevices: 3,
+      });
+      const devices = await fetch(`${handle.url}/api/v1/devices`, {
+        headers: { authorization: `Bearer ${VIEWER}` },
+      });
+      expect(devices.status).toBe(503);
+      expect(await devices.json()).toEqual({
+        error: { code: "UNAVAILABLE", message: "the database is not reachable, try again later" },
+      });
+    } finally {
+      await handle.close();
+    }
+  });
+});

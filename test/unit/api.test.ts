@@ -1,0 +1,435 @@
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { type AppDeps, createApp } from "../../api/app.js";
+import { getDeviceRoute, listDevicesRoute, telemetryRoute } from "../../api/routes/devices.js";
+import { listFaultsRoute } from "../../api/routes/faults.js";
+import { healthRoute } from "../../api/routes/health.js";
+import type { Role } from "../../config/env.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
+import {
+  type Device,
+  type FaultRecord,
+  type FleetStore,
+  StoreUnavailable,
+} from "../../storage/fleet-store.js";
+import { createMemoryFleetStore, type MemoryFleet } from "../../storage/fleet-store-memory.js";
+
+const NOW = Date.parse("2025-03-01T12:00:00.000Z");
+const MINUTE = 60_000;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+const VIEWER = "viewer-token-0001";
+const TOKENS = new Map<string, Role>([[VIEWER, "viewer"]]);
+const auth = { authorization: `Bearer ${VIEWER}` };
+
+const device = (id: string, fields: Partial<Device> = {}): Device => ({
+  id,
+  kind: "modem",
+  model: "M1",
+  firmware: "1.0",
+  hardware: "rev-a",
+  serial: `SN-${id}`,
+  region: "eu",
+  isp: "isp1",
+  lastSeen: iso(NOW - MINUTE),
+  online: true,
+  ...fields,
+});
+
+const fault = (deviceId: string, minutesAgo: number, fields: Partial<FaultRecord> = {}): FaultRecord => ({
+  device: deviceId,
+  kind: "modem",
+  model: "M1",
+  firmware: "1.0",
+  region: "eu",
+  code: "DSL_RESYNC",
+  severity: "warning",
+  component: null,
+  message: null,
+  context: {},
+  ts: iso(NOW - minutesAgo * MINUTE),
+  receivedAt: iso(NOW - minutesAgo * MINUTE + 200),
+  ...fields,
+});
+
+const FLEET: MemoryFleet = {
+  devices: [
+    device("modem-0001"),
+    device("modem-0002", { model: "M2", firmware: "2.0", online: false }),
+    device("router-0001", { kind: "router", model: "R1", isp: null, online: null }),
+  ],
+  faults: [
+    fault("modem-0001", 10, { context: { snr: 3.5 } }),
+    fault("modem-0002", 20, { model: "M2", firmware: "2.0", code: "LOS", severity: "critical" }),
+    fault("modem-0001", 30),
+  ],
+  telemetry: [
+    { device: "modem-0001", metric: "snr_db", timeMs: NOW - 50 * MINUTE, value: 10 },
+    { device: "modem-0001", metric: "snr_db", timeMs: NOW - 45 * MINUTE, value: 20 },
+    { device: "modem-0001", metric: "snr_db", timeMs: NOW - 5 * MINUTE, value: 4 },
+    { device: "modem-0001", metric: "link_up", timeMs: NOW - 5 * MINUTE, value: true },
+  ],
+};
+
+function app(overrides: Partial<AppDeps> = {}) {
+  return createApp({
+    store: createMemoryFleetStore(FLEET),
+    tokens: TOKENS,
+    logger: silentLogger,
+    metrics: createMetrics(),
+    now: () => NOW,
+    ...overrides,
+  });
+}
+
+const get = (path: string, headers: Record<string, string> = auth, deps: Partial<AppDeps> = {}) =>
+  app(deps).request(path, { headers });
+
+/** The 200 schema of a route definition: responses are checked against what the route promises. */
+const okSchema = <R extends { responses: { 200: { content: { "application/json": { schema: unknown } } } } }>(
+  route: R,
+) =>
+  route.responses[200].content["application/json"]
+    .schema as R["responses"][200]["content"]["application/json"]["schema"];
+
+async function expectError(response: Response, status: number, code: string, message?: string | RegExp) {
+  expect(response.status).toBe(status);
+  expect(response.headers.get("content-type")).toMatch(/^application\/json/);
+  const body = (await response.json()) as { error: { code: string; message: string } };
+  expect(Object.keys(body)).toEqual(["error"]);
+  expect(body.error.code).toBe(code);
+  if (message !== undefined) expect(body.error.message).toMatch(message);
+  return body.error.message;
+}
+
+const GUARDED = [
+  "/api/v1/devices",
+  "/api/v1/devices/modem-0001",
+  "/api/v1/devices/modem-0001/telemetry?metric=snr_db",
+  "/api/v1/faults",
+];
+
+describe("GET /api/v1/health", () => {
+  it("reports a reachable store without a token, and null for the broker's numbers when it runs elsewhere", async () => {
+    const response = await get("/api/v1/health", {});
+    expect(response.status).toBe(200);
+    expect(okSchema(healthRoute).parse(await response.json())).toEqual({
+      status: "ok",
+      influx: { reachable: true, latencyMs: 1 },
+      journalBacklog: null,
+      connectedDevices: null,
+    });
+  });
+
+  it("includes the journal backlog and connected devices from the broker's status", async () => {
+    const status = () => ({ journalBacklog: 12, connectedDevices: 3 });
+    const body = await (await get("/api/v1/health", {}, { status })).json();
+    expect(body).toMatchObject({ journalBacklog: 12, connectedDevices: 3 });
+  });
+
+  it("answers 503 with the same shape when the store is unreachable", async () => {
+    const response = await get("/api/v1/health", {}, { store: createMemoryFleetStore({ reachable: false }) });
+    expect(response.status).toBe(503);
+    expect(okSchema(healthRoute).parse(await response.json())).toMatchObject({
+      status: "unavailable",
+      influx: { reachable: false },
+    });
+  });
+});
+
+describe("GET /api/v1/devices", () => {
+  it("lists devices by id with the paging it applied", async () => {
+    const response = await get("/api/v1/devices");
+    expect(response.status).toBe(200);
+    const body = okSchema(listDevicesRoute).parse(await response.json());
+    expect(body.items.map((d) => d.id)).toEqual(["modem-0001", "modem-0002", "router-0001"]);
+    expect(body).toMatchObject({ total: 3, limit: 100, offset: 0, nextOffset: null });
+    expect(body.items[0]).toEqual(FLEET.devices?.[0]);
+  });
+
+  it.each([
+    ["kind=router", ["router-0001"]],
+    ["model=M2", ["modem-0002"]],
+    ["firmware=1.0", ["modem-0001", "router-0001"]],
+    ["kind=modem&firmware=2.0", ["modem-0002"]],
+    ["model=nothing", []],
+  ])("filters with %s", async (query, ids) => {
+    const body = okSchema(listDevicesRoute).parse(await (await get(`/api/v1/devices?${query}`)).json());
+    expect(body.items.map((d) => d.id)).toEqual(ids);
+  });
+
+  it("pages with limit and offset and says where the next page starts", async () => {
+    const first = okSchema(listDevicesRoute).parse(await (await get("/api/v1/devices?limit=2")).json());
+    expect(first.items.map((d) => d.id)).toEqual(["modem-0001", "modem-0002"]);
+    expect(first.nextOffset).toBe(2);
+    const second = okSchema(listDevicesRoute).parse(
+      await (await get("/api/v1/devices?limit=2&offset=2")).json(),
+    );
+    expect(second.items.map((d) => d.id)).toEqual(["router-0001"]);
+    expect(second.nextOffset).toBeNull();
+  });
+
+  it.each([
+    ["limit=0", /^query parameter "limit": Too small/],
+    ["limit=1001", /^query parameter "limit": Too big/],
+    ["limit=ten", /^query parameter "limit": .*expected number/],
+    ["offset=-1", /^query parameter "offset": Too small/],
+    ["kind=%27%20OR%201%3D1", /^query parameter "kind": must be 1-64 letters/],
+    ["model=", /^query parameter "model": must be/],
+  ])("answers 400 naming the parameter for %s", async (query, message) => {
+    await expectError(await get(`/api/v1/devices?${query}`), 400, "BAD_REQUEST", message);
+  });
+});
+
+describe("GET /api/v1/devices/{id}", () => {
+  it("returns the device with its recent faults, newest first", async () => {
+    const response = await get("/api/v1/devices/modem-0001");
+    expect(response.status).toBe(200);
+    const body = okSchema(getDeviceRoute).parse(await response.json());
+    expect(body.id).toBe("modem-0001");
+    expect(body.recentFaults.map((f) => f.ts)).toEqual([iso(NOW - 10 * MINUTE), iso(NOW - 30 * MINUTE)]);
+    expect(body.recentFaults[0]?.context).toEqual({ snr: 3.5 });
+  });
+
+  it("answers 404 for a device that never sent anything", async () => {
+    await expectError(await get("/api/v1/devices/modem-9999"), 404, "NOT_FOUND", 'no device "modem-9999"');
+  });
+
+  it("answers 400 for an id outside the device id grammar", async () => {
+    await expectError(await get("/api/v1/devices/-bad"), 400, "BAD_REQUEST", /^path parameter "id": must be/);
+  });
+});
+
+describe("GET /api/v1/devices/{id}/telemetry", () => {
+  const path = "/api/v1/devices/modem-0001/telemetry";
+
+  it("aggregates the last 6 hours into at most 500 buckets by default", async () => {
+    const response = await get(`${path}?metric=snr_db`);
+    expect(response.status).toBe(200);
+    const body = okSchema(telemetryRoute).parse(await response.json());
+    expect(body).toMatchObject({
+      device: "modem-0001",
+      metric: "snr_db",
+      fn: "mean",
+      from: iso(NOW - 6 * 60 * MINUTE),
+      to: iso(NOW),
+      everyMs: MINUTE,
+    });
+    expect(body.points).toHaveLength(360);
+    expect(body.points.filter((p) => p.value !== null)).toEqual([
+      { time: iso(NOW - 50 * MINUTE), value: 10 },
+      { time: iso(NOW - 45 * MINUTE), value: 20 },
+      { time: iso(NOW - 5 * MINUTE), value: 4 },
+    ]);
+  });
+
+  it.each([
+    ["mean", 15],
+    ["min", 10],
+    ["max", 20],
+    ["last", 20],
+  ])("applies fn=%s per bucket of the given width", async (fn, value) => {
+    const from = iso(NOW - 60 * MINUTE);
+    const to = iso(NOW - 30 * MINUTE);
+    const body = okSchema(telemetryRoute).parse(
+      await (await get(`${path}?metric=snr_db&fn=${fn}&from=${from}&to=${to}&every=30m`)).json(),
+    );
+    expect(body.points).toEqual([{ time: from, value }]);
+  });
+
+  it("answers 404 for an unknown device", async () => {
+    await expectError(
+      await get("/api/v1/devices/modem-9999/telemetry?metric=snr_db"),
+      404,
+      "NOT_FOUND",
+      'no device "modem-9999"',
+    );
+  });
+
+  it.each([
+    ["", 'query parameter "metric": is required'],
+    ["metric=1st", /^query parameter "metric": must be 1-64 letters/],
+    ["metric=seq", 'query parameter "metric": is a reserved name'],
+    ["metric=snr_db&fn=median", /^query parameter "fn": /],
+    ["metric=snr_db&from=yesterday", /^query parameter "from": /],
+    ["metric=snr_db&to=2025-13-01T00:00:00Z", /^query parameter "to": /],
+    ["metric=snr_db&from=2025-03-01T10:00:00Z&to=2025-03-01T10:00:00Z", "from must be before to"],
+    ["metric=snr_db&from=2025-03-01T11:00:00Z&to=2025-03-01T10:00:00Z", "from must be before to"],
+    ["metric=snr_db&from=1960-01-01T00:00:00Z", /^from and to must lie between 1970/],
+    ["metric=snr_db&every=5 minutes", /^query parameter "every": must be a duration/],
+    ["metric=snr_db&every=0s", /^query parameter "every": must be a duration/],
+    ["metric=snr_db&every=1s", "every=1s gives 21600 buckets, more than 500: choose a wider one"],
+    ["metric=link_up", 'metric "link_up" is not a number: only fn=last applies to it'],
+  ])("answers 400 for ?%s", async (query, message) => {
+    await expectError(await get(`${path}?${query}`), 400, "BAD_REQUEST", message);
+  });
+
+  it("gives the last value of a boolean metric", async () => {
+    const body = okSchema(telemetryRoute).parse(await (await get(`${path}?metric=link_up&fn=last`)).json());
+    expect(body.points.filter((p) => p.value !== null)).toEqual([
+      { time: iso(NOW - 5 * MINUTE), value: true },
+    ]);
+  });
+});
+
+describe("GET /api/v1/faults", () => {
+  it("lists the last 7 days of faults newest first", async () => {
+    const response = await get("/api/v1/faults");
+    expect(response.status).toBe(200);
+    const body = okSchema(listFaultsRoute).parse(await response.json());
+    expect(body).toMatchObject({
+      limit: 100,
+      offset: 0,
+      nextOffset: null,
+      from: iso(NOW - 7 * 1440 * MINUTE),
+      to: iso(NOW),
+    });
+    expect(body.items).toEqual(FLEET.faults);
+  });
+
+  it.each([
+    ["model=M2", ["LOS"]],
+    ["code=DSL_RESYNC&device=modem-0001", ["DSL_RESYNC", "DSL_RESYNC"]],
+    ["severity=critical", ["LOS"]],
+    ["kind=router", []],
+    [`from=${iso(NOW - 25 * MINUTE)}`, ["DSL_RESYNC", "LOS"]],
+  ])("filters with %s", async (query, codes) => {
+    const body = okSchema(listFaultsRoute).parse(await (await get(`/api/v1/faults?${query}`)).json());
+    expect(body.items.map((f) => f.code)).toEqual(codes);
+  });
+
+  it("pages with limit and offset", async () => {
+    const body = okSchema(listFaultsRoute).parse(await (await get("/api/v1/faults?limit=1&offset=1")).json());
+    expect(body.items.map((f) => f.code)).toEqual(["LOS"]);
+    expect(body.nextOffset).toBe(2);
+  });
+
+  it.each([
+    ["severity=fatal", /^query parameter "severity": /],
+    ["device=a%20b", /^query parameter "device": must be/],
+    ["code=%22x%22", /^query parameter "code": must be/],
+    ["limit=5000", /^query parameter "limit": Too big/],
+    ["from=2025-03-01", /^query parameter "from": /],
+    ["to=2000-01-01T00:00:00Z&from=2001-01-01T00:00:00Z", "from must be before to"],
+  ])("answers 400 for ?%s", async (query, message) => {
+    await expectError(await get(`/api/v1/faults?${query}`), 400, "BAD_REQUEST", message);
+  });
+});
+
+describe("authentication", () => {
+  it.each(GUARDED)("answers 401 with a Bearer challenge when %s has no token", async (path) => {
+    const response = await get(path, {});
+    await expectError(response, 401, "UNAUTHORIZED", "a bearer token is required");
+    expect(response.headers.get("www-authenticate")).toBe('Bearer realm="fieldq"');
+  });
+
+  it.each(GUARDED)("answers 401 with invalid_token when %s has an unknown token", async (path) => {
+    const response = await get(path, { authorization: "Bearer not-a-known-token" });
+    await expectError(response, 401, "UNAUTHORIZED", "the bearer token is not valid");
+    expect(response.headers.get("www-authenticate")).toBe('Bearer realm="fieldq", error="invalid_token"');
+  });
+
+  it.each([
+    `Basic ${Buffer.from(`x:${VIEWER}`).toString("base64")}`,
+    VIEWER,
+    `Bearer ${VIEWER}x`,
+    `Bearer ${VIEWER.slice(0, -1)}`,
+    "Bearer",
+  ])("refuses the authorization header %j", async (header) => {
+    await expectError(await get("/api/v1/devices", { authorization: header }), 401, "UNAUTHORIZED");
+  });
+
+  it("checks the token before the parameters", async () => {
+    await expectError(await get("/api/v1/devices?limit=0", {}), 401, "UNAUTHORIZED");
+  });
+});
+
+describe("errors", () => {
+  it("answers an unknown path with the NOT_FOUND envelope", async () => {
+    await expectError(await get("/api/v1/nothing"), 404, "NOT_FOUND", "no route for GET /api/v1/nothing");
+    await expectError(await get("/elsewhere", {}), 404, "NOT_FOUND");
+  });
+
+  it("answers 503 UNAVAILABLE when the store cannot reach InfluxDB", async () => {
+    const store: FleetStore = {
+      ...createMemoryFleetStore(),
+      listDevices: () => Promise.reject(new StoreUnavailable({ cause: new Error("ECONNREFUSED") })),
+    };
+    await expectError(await get("/api/v1/devices", auth, { store }), 503, "UNAVAILABLE");
+  });
+
+  it("answers 500 INTERNAL without details and logs the cause", async () => {
+    const lines: string[] = [];
+    const logger = pino(
+      { level: "error" },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    const store: FleetStore = {
+      ...createMemoryFleetStore(),
+      listFaults: () => Promise.reject(new Error("secret detail at /srv/influx")),
+    };
+    const message = await expectError(await get("/api/v1/faults", auth, { store, logger }), 500, "INTERNAL");
+    expect(message).toBe("internal error");
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] ?? "{}")).toMatchObject({
+      msg: "unhandled error on GET /api/v1/faults",
+      err: { message: "secret detail at /srv/influx" },
+    });
+  });
+});
+
+describe("GET /api/v1/openapi.json", () => {
+  it("documents every route, its parameters and the bearer scheme, without a token", async () => {
+    const response = await get("/api/v1/openapi.json", {});
+    expect(response.status).toBe(200);
+    const doc = JSON.parse(await response.text());
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      "/api/v1/devices",
+      "/api/v1/devices/{id}",
+      "/api/v1/devices/{id}/telemetry",
+      "/api/v1/faults",
+      "/api/v1/health",
+    ]);
+    const names = (p: string) => doc.paths[p].get.parameters.map((x: { name: string }) => x.name);
+    expect(names("/api/v1/devices/{id}/telemetry")).toEqual(["id", "metric", "fn", "from", "to", "every"]);
+    expect(names("/api/v1/faults")).toEqual(
+      expect.arrayContaining([
+        "from",
+        "to",
+        "device",
+        "kind",
+        "model",
+        "firmware",
+        "code",
+        "severity",
+        "limit",
+        "offset",
+      ]),
+    );
+    expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
+    expect(doc.paths["/api/v1/faults"].get.security).toEqual([{ bearer: [] }]);
+    expect(doc.paths["/api/v1/health"].get.security).toBeUndefined();
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(["Device", "DeviceDetail", "FaultRecord", "TelemetrySeries", "Health", "Error"]),
+    );
+  });
+});
+
+describe("GET /metrics", () => {
+  it("serves the Prometheus registry without a token", async () => {
+    const metrics = createMetrics();
+    metrics.pointsWritten.inc(3);
+    const response = await get("/metrics", {}, { metrics });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
+    expect(await response.text()).toContain("fieldq_points_written_total 3");
+  });
+});
