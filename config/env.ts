@@ -140,3 +140,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     },
   };
 }
+
+/** Loads ./.env into process.env where present; variables already set win. */
+export function loadDotEnv(path = ".env"): boolean {
+  try {
+    process.loadEnvFile(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
+  }
+}

@@ -33,7 +33,14 @@ const freeText = (max: number) =>
 
 export const METRIC_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 /** Field names the storage uses beside the metrics. */
-export const RESERVED_FIELDS = ["seq", "received_ms", "skew_ms", "time"] as const;
+export const RESERVED_FIELDS = [
+  "seq",
+  "received_ms",
+  "skew_ms",
+  "clock_skewed",
+  "device_ts",
+  "time",
+] as const;
 export const MetricName = z
   .string()
   .regex(METRIC_NAME_PATTERN, "must be 1-64 letters, digits or _ and start with a letter")

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { type ApiHandle, startApi } from "../api/start-api.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
 import type { Config } from "../config/env.js";
 import { createIngest } from "../ingest/ingest.js";
@@ -6,6 +7,7 @@ import { Journal } from "../ingest/journal.js";
 import { JournalWriter } from "../ingest/writer.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
+import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import {
   createInflux,
   createPointWriter,
@@ -69,15 +71,20 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     clockSkewFutureMs: config.ingest.clockSkewFutureMs,
     clockSkewPastMs: config.ingest.clockSkewPastMs,
   });
+  const schemaWriter = schemaAwareWriter(config.influx, logger.child({ part: "writer" }));
   const writer = new JournalWriter({
     journal,
-    write: schemaAwareWriter(config.influx, logger.child({ part: "writer" })),
+    write: schemaWriter,
     logger: logger.child({ part: "writer" }),
     metrics,
     batchPoints: config.ingest.batchPoints,
     flushIntervalMs: config.ingest.flushIntervalMs,
   });
   writer.start();
+  // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
+  void schemaWriter([]).catch((error: unknown) =>
+    logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages"),
+  );
   const broker = await startBroker({
     host: config.mqtt.host,
     port: config.mqtt.port,
@@ -99,6 +106,59 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       const left = journal.backlog;
       if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");
       await journal.close();
+    },
+  };
+}
+
+export type FieldqParts = { broker: boolean; api: boolean };
+
+export type FieldqHandle = {
+  mqttPort?: number;
+  apiUrl?: string;
+  close(): Promise<void>;
+};
+
+/** The whole monitor in one process (`npm start`), or one part of it. */
+export async function startFieldq(
+  config: Config,
+  deps: StackDeps,
+  parts: FieldqParts,
+): Promise<FieldqHandle> {
+  const metrics = deps.metrics ?? createMetrics();
+  const ingestBroker = parts.broker ? await startIngestBroker(config, { ...deps, metrics }) : undefined;
+  let api: ApiHandle | undefined;
+  if (parts.api) {
+    const influx = createInflux(config.influx);
+    if (!ingestBroker) {
+      // On its own the API may start before any ingest has created the database.
+      await ensureSchema(influx, config.influx).catch((error: unknown) =>
+        deps.logger.warn(
+          { err: error },
+          "InfluxDB schema not ensured; the API answers 503 until InfluxDB is reachable",
+        ),
+      );
+    }
+    api = await startApi({
+      host: config.http.host,
+      port: config.http.port,
+      store: createInfluxFleetStore(influx),
+      tokens: config.http.tokens,
+      logger: deps.logger.child({ part: "api" }),
+      metrics,
+      status: ingestBroker
+        ? () => ({
+            journalBacklog: ingestBroker.journal.backlog.entries,
+            connectedDevices: ingestBroker.broker.connectedDevices(),
+          })
+        : undefined,
+    });
+  }
+  return {
+    ...(ingestBroker ? { mqttPort: ingestBroker.mqttPort } : {}),
+    ...(api ? { apiUrl: api.url } : {}),
+    async close() {
+      await api?.close();
+      await ingestBroker?.close();
     },
   };
 }

@@ -388,6 +388,25 @@ describe("durability", () => {
     expect(rows[0]?.count).toBe(50);
   });
 
+  test("closing the stack flushes the journal into InfluxDB first", async ({ stack }) => {
+    await stack.restart({ FIELDQ_FLUSH_INTERVAL: "1h" });
+    const device = await stack.connect("printer-0004");
+    const now = Date.now();
+    for (let seq = 1; seq <= 5; seq++) {
+      await publish(device, faultTopic("printer-0004"), {
+        ts: now + seq,
+        seq,
+        code: "FAN_FAILURE",
+        severity: "error",
+      });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await stack.query(`SELECT "seq" FROM "long"."fault"`)).toEqual([]);
+    await stack.restart();
+    const rows = await stack.query<{ seq: number }>(`SELECT "seq" FROM "long"."fault"`);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+  });
+
   test("device metadata survives a restart", async ({ stack }) => {
     const device = await stack.connect("printer-0003");
     await publish(device, helloTopic("printer-0003"), { ...hello, kind: "printer", model: "FQ-Print Mini" });

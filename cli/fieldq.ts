@@ -1,0 +1,172 @@
+import { parseArgs } from "node:util";
+import { type Config, loadConfig, loadDotEnv } from "../config/env.js";
+import { deviceKey } from "../contract/device-key.js";
+import { DEVICE_ID_PATTERN } from "../contract/topics.js";
+import { simCommand } from "../device-sim/sim-command.js";
+import { createLogger, type Logger } from "../observe/logger.js";
+import { type FieldqParts, startFieldq } from "../stack/start-stack.js";
+
+// The fieldq command: a thin entry that loads config, starts parts, and closes them on SIGTERM.
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`${line}\n`);
+
+const USAGE = `Usage: npm run fieldq -- <command> [options]   (npm start runs "start")
+
+Commands:
+  start [--sim N]       broker, ingest and API in one process; --sim N also runs N simulated devices
+  broker                broker and ingest only (they always run together: a message is journaled before its PUBACK)
+  api                   the HTTP API only, reading InfluxDB
+  device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
+  sim [options]         simulate a fleet of modems and printers (sim --help for its options)
+  help                  this text
+
+Configuration comes from FIELDQ_* environment variables and ./.env; see .env.example.`;
+
+function config(): Config | undefined {
+  loadDotEnv();
+  const result = loadConfig();
+  if (result.ok) return result.config;
+  err("fieldq: the configuration has problems:");
+  for (const problem of result.problems) err(`  ${problem}`);
+  return undefined;
+}
+
+async function serve(
+  cfg: Config,
+  logger: Logger,
+  parts: FieldqParts,
+  simDevices: number | undefined,
+): Promise<number> {
+  if (parts.broker && !cfg.mqtt.deviceSecret) {
+    err("fieldq: FIELDQ_DEVICE_SECRET is not set: devices' keys derive from it (see .env.example)");
+    return 2;
+  }
+  if (parts.api && cfg.http.tokens.size === 0) {
+    logger.warn("FIELDQ_API_TOKENS is empty: every API route but /api/v1/health will answer 401");
+  }
+  const stack = await startFieldq(cfg, { logger }, parts);
+  if (stack.mqttPort !== undefined)
+    logger.info({ port: stack.mqttPort }, `MQTT broker listening on port ${stack.mqttPort}`);
+  if (stack.apiUrl !== undefined)
+    logger.info({ url: stack.apiUrl }, `API listening on ${stack.apiUrl}/api/v1`);
+  const sim = new AbortController();
+  const simRun =
+    simDevices !== undefined && stack.mqttPort !== undefined
+      ? simCommand(
+          // Sped up so that a demo shows faults, reboots and ratings within its first minute.
+          [
+            "--devices",
+            String(simDevices),
+            "--broker",
+            `mqtt://127.0.0.1:${stack.mqttPort}`,
+            "--interval",
+            "2s",
+            "--speed",
+            "120",
+          ],
+          cfg.mqtt.deviceSecret !== undefined ? { secret: cfg.mqtt.deviceSecret } : {},
+          logger.child({ part: "sim" }),
+          { out, err, signal: sim.signal },
+        )
+      : undefined;
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  logger.info("shutting down: no new connections, flushing the journal to InfluxDB");
+  sim.abort();
+  await simRun;
+  await stack.close();
+  logger.info("stopped");
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      out(USAGE);
+      return command === undefined ? 2 : 0;
+    case "device-key": {
+      const id = rest[0];
+      if (id === "--help" || id === "-h") {
+        out(
+          "Usage: npm run fieldq -- device-key <deviceId>\nPrints the device's MQTT password: base64url(HMAC-SHA256(FIELDQ_DEVICE_SECRET, deviceId)).",
+        );
+        return 0;
+      }
+      if (id === undefined || !DEVICE_ID_PATTERN.test(id)) {
+        err(
+          `fieldq device-key: give a device id matching ${DEVICE_ID_PATTERN} (letters, digits, _ . -; up to 64)`,
+        );
+        return 2;
+      }
+      const cfg = config();
+      if (!cfg) return 2;
+      if (!cfg.mqtt.deviceSecret) {
+        err("fieldq device-key: FIELDQ_DEVICE_SECRET is not set");
+        return 2;
+      }
+      out(deviceKey(cfg.mqtt.deviceSecret, id));
+      return 0;
+    }
+    case "sim": {
+      const cfg = config();
+      if (!cfg) return 2;
+      const logger = createLogger(cfg.log);
+      return simCommand(
+        rest,
+        {
+          ...(cfg.mqtt.deviceSecret !== undefined ? { secret: cfg.mqtt.deviceSecret } : {}),
+          mqttUrl: `mqtt://127.0.0.1:${cfg.mqtt.port}`,
+        },
+        logger,
+        { out, err },
+      );
+    }
+    case "start":
+    case "broker":
+    case "api": {
+      const { values } = parseArgs({
+        args: rest,
+        options: { sim: { type: "string" }, help: { type: "boolean", short: "h" } },
+        strict: true,
+      });
+      if (values.help) {
+        out(USAGE);
+        return 0;
+      }
+      const simDevices = values.sim === undefined ? undefined : Number(values.sim);
+      if (
+        simDevices !== undefined &&
+        (!Number.isInteger(simDevices) || simDevices < 1 || command !== "start")
+      ) {
+        err("fieldq: --sim takes a whole number of devices, with the start command");
+        return 2;
+      }
+      const cfg = config();
+      if (!cfg) return 2;
+      const logger = createLogger(cfg.log);
+      const parts = { broker: command !== "api", api: command !== "broker" };
+      return serve(cfg, logger, parts, simDevices);
+    }
+    default:
+      err(`fieldq: unknown command "${command}"\n`);
+      err(USAGE);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    err(`fieldq: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a running monitor with a small simulated fleet:
+# installs dependencies, starts a local InfluxDB (Debian's influxdb package, data under .fieldq/) unless
+# FIELDQ_INFLUX_URL names one, generates a device secret and API tokens once, and prints how to look.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+devices=${DEMO_DEVICES:-25}
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== installing dependencies"
+  npm ci --no-audit --no-fund
+fi
+
+started_influx=""
+if [ -z "${FIELDQ_INFLUX_URL:-}" ]; then
+  echo "== starting a local InfluxDB (data in .fieldq/influxdb)"
+  FIELDQ_INFLUX_URL=$(bash scripts/influxd.sh start .fieldq/influxdb)
+  started_influx=yes
+fi
+export FIELDQ_INFLUX_URL
+
+# Secrets of this checkout's demo, made once and kept in .fieldq/demo.env; variables already set win.
+mkdir -p .fieldq
+if [ ! -f .fieldq/demo.env ]; then
+  random() { node -e 'console.log(require("node:crypto").randomBytes(18).toString("base64url"))'; }
+  {
+    echo "FIELDQ_DEVICE_SECRET=$(random)"
+    echo "FIELDQ_API_TOKENS=viewer:$(random),operator:$(random),admin:$(random)"
+  } >.fieldq/demo.env
+fi
+# shellcheck disable=SC1091
+eval "$(sed -E 's/^([A-Z_]+)=(.*)$/export \1="${\1:-\2}"/' .fieldq/demo.env)"
+
+free_or_next() {
+  node -e '
+    const net = require("node:net"); const want = Number(process.argv[1]);
+    const s = net.createServer().once("error", () => { const t = net.createServer().listen(0, () => { console.log(t.address().port); t.close(); }); })
+      .listen(want, () => { console.log(want); s.close(); });' "$1"
+}
+export FIELDQ_MQTT_PORT=${FIELDQ_MQTT_PORT:-$(free_or_next 1883)}
+export FIELDQ_HTTP_PORT=${FIELDQ_HTTP_PORT:-$(free_or_next 8080)}
+export FIELDQ_DATA_DIR=${FIELDQ_DATA_DIR:-.fieldq/data}
+
+viewer=$(echo "$FIELDQ_API_TOKENS" | tr ',' '\n' | sed -n 's/^viewer://p' | head -1)
+api="http://127.0.0.1:$FIELDQ_HTTP_PORT/api/v1"
+cat <<MSG
+
+== fieldq is starting with $devices simulated devices
+   API        $api   (OpenAPI: $api/openapi.json)
+   token      $viewer   (viewer; all tokens are in .fieldq/demo.env)
+   MQTT       mqtt://127.0.0.1:$FIELDQ_MQTT_PORT
+   InfluxDB   $FIELDQ_INFLUX_URL, database ${FIELDQ_INFLUX_DB:-fieldq}
+   try        curl -H "authorization: Bearer $viewer" "$api/faults?limit=5"
+   stop       Ctrl-C (the journal is flushed first)
+
+MSG
+
+cleanup() { if [ -n "$started_influx" ]; then bash scripts/influxd.sh stop .fieldq/influxdb; fi; }
+trap cleanup EXIT
+npx tsx cli/fieldq.ts start --sim "$devices"

@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, test } from "vitest";
+import { runSim } from "../../device-sim/run-sim.js";
+import { silentLogger } from "../../observe/logger.js";
+import { startFieldq } from "../../stack/start-stack.js";
+import { testDatabase } from "../support/influx.js";
+import { TEST_SECRET, testConfig } from "../support/stack.js";
+
+test("simulated devices' hello, telemetry and faults come out of the API", async () => {
+  const db = await testDatabase("e2e");
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-e2e-"));
+  const config = testConfig(db, dataDir);
+  const stack = await startFieldq(config, { logger: silentLogger }, { broker: true, api: true });
+  const sim = await runSim({
+    brokerUrl: `mqtt://127.0.0.1:${stack.mqttPort}`,
+    secret: TEST_SECRET,
+    devices: 8,
+    seed: 7,
+    intervalMs: 200,
+    speed: 3000,
+    logger: silentLogger,
+  });
+  const get = async (path: string) => {
+    const response = await fetch(`${stack.apiUrl}${path}`, {
+      headers: { authorization: "Bearer viewer-token-1" },
+    });
+    expect(response.status).toBe(200);
+    return (await response.json()) as { items: Array<Record<string, unknown>>; total?: number };
+  };
+  try {
+    let faults = await get("/api/v1/faults");
+    for (let i = 0; i < 100 && faults.items.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      faults = await get("/api/v1/faults");
+    }
+    expect(faults.items.length).toBeGreaterThan(0);
+    expect(faults.items[0]).toMatchObject({
+      device: expect.stringMatching(/^(modem|printer)-\d{4}$/),
+      model: expect.stringMatching(/^FQ-/),
+    });
+    const devices = await get("/api/v1/devices");
+    expect(devices.total).toBe(8);
+    const health = await fetch(`${stack.apiUrl}/api/v1/health`).then((r) => r.json());
+    expect(health).toMatchObject({ status: "ok", connectedDevices: 8 });
+  } finally {
+    await sim.stop();
+    await stack.close();
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
