@@ -1,4 +1,10 @@
-import { commandFilter, errorsTopic, parseDeviceTopic, topicOwner } from "../contract/topics.js";
+import {
+  commandFilter,
+  DEVICE_ID_PATTERN,
+  errorsTopic,
+  parseDeviceTopic,
+  topicOwner,
+} from "../contract/topics.js";
 
 // Pure access rules, testable without sockets.
 
@@ -12,6 +18,7 @@ export function canPublish(deviceId: string, topic: string): boolean {
 
 /** A device subscribes only to its errors topic and its command topics; $SYS and wildcards elsewhere refused. */
 export function canSubscribe(deviceId: string, filter: string): boolean {
+  if (!DEVICE_ID_PATTERN.test(deviceId)) return false;
   if (filter === errorsTopic(deviceId) || filter === commandFilter(deviceId)) return true;
   const parsed = parseDeviceTopic(filter);
   return parsed?.channel === "cmd" && parsed.deviceId === deviceId;

@@ -72,8 +72,10 @@ export const TelemetrySample = z
   .meta({ id: "TelemetrySample" });
 export type TelemetrySample = z.infer<typeof TelemetrySample>;
 
-/** One sample, or a buffer of them flushed after an offline spell. */
-export const Telemetry = z.union([TelemetrySample, z.array(TelemetrySample).min(1).max(1000)]);
+/** A buffer of samples flushed after an offline spell. */
+export const TelemetryBatch = z.array(TelemetrySample).min(1).max(1000);
+/** One sample, or a buffer of them. */
+export const Telemetry = z.union([TelemetrySample, TelemetryBatch]);
 export type Telemetry = z.infer<typeof Telemetry>;
 
 export const SEVERITIES = ["info", "warning", "error", "critical"] as const;
@@ -140,6 +142,21 @@ export type FirmwareUpdateEvent = z.infer<typeof FirmwareUpdateEvent>;
 export type PrintJobEvent = z.infer<typeof PrintJobEvent>;
 export type FeedbackEvent = z.infer<typeof FeedbackEvent>;
 export type OtherEvent = z.infer<typeof OtherEvent>;
+/** The schema an event of this type must match; picking it first lets a refusal name the field at fault. */
+export function eventSchemaFor(type: unknown) {
+  switch (type) {
+    case "reboot":
+      return RebootEvent;
+    case "firmware_update":
+      return FirmwareUpdateEvent;
+    case "print_job":
+      return PrintJobEvent;
+    case "feedback":
+      return FeedbackEvent;
+    default:
+      return OtherEvent;
+  }
+}
 export const Event = z
   .union([RebootEvent, FirmwareUpdateEvent, PrintJobEvent, FeedbackEvent, OtherEvent])
   .meta({ id: "Event" });
@@ -160,7 +177,6 @@ export const REJECT_REASONS = [
   "invalid_json",
   "invalid_schema",
   "unknown_channel",
-  "clock_skew",
   "storage_refused",
 ] as const;
 export const RejectReason = z.enum(REJECT_REASONS);

@@ -1,13 +1,14 @@
 import type { z } from "zod";
 import {
   CommandResult,
-  Event,
+  type Event,
+  eventSchemaFor,
   Fault,
   Hello,
   type RejectReason,
   Status,
-  Telemetry,
-  type TelemetrySample,
+  TelemetryBatch,
+  TelemetrySample,
 } from "../contract/messages.js";
 import { parseDeviceTopic } from "../contract/topics.js";
 
@@ -70,17 +71,21 @@ export function decodeMessage(topic: string, payload: Buffer, maxPayloadBytes: n
       return r.ok ? { ok: true, message: { channel: "hello", deviceId, body: r.value } } : r;
     }
     case "telemetry": {
-      const r = parseWith(Telemetry, json);
-      if (!r.ok) return r;
-      const body = Array.isArray(r.value) ? r.value : [r.value];
-      return { ok: true, message: { channel: "telemetry", deviceId, body } };
+      // The union's members are tried by shape first, so a refusal names the field at fault.
+      if (Array.isArray(json)) {
+        const r = parseWith(TelemetryBatch, json);
+        return r.ok ? { ok: true, message: { channel: "telemetry", deviceId, body: r.value } } : r;
+      }
+      const r = parseWith(TelemetrySample, json);
+      return r.ok ? { ok: true, message: { channel: "telemetry", deviceId, body: [r.value] } } : r;
     }
     case "fault": {
       const r = parseWith(Fault, json);
       return r.ok ? { ok: true, message: { channel: "fault", deviceId, body: r.value } } : r;
     }
     case "event": {
-      const r = parseWith(Event, json);
+      const type = typeof json === "object" && json !== null ? (json as { type?: unknown }).type : undefined;
+      const r = parseWith<Event>(eventSchemaFor(type), json);
       return r.ok ? { ok: true, message: { channel: "event", deviceId, body: r.value } } : r;
     }
     case "status": {

@@ -211,7 +211,9 @@ export class Journal {
       })),
     ]);
     for (const key of keys) {
-      this.backlogBytes -= this.sizes.get(key) ?? 0;
+      const size = this.sizes.get(key);
+      if (size === undefined) continue;
+      this.backlogBytes -= size;
       this.backlogEntries -= 1;
       this.sizes.delete(key);
     }

@@ -115,8 +115,8 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
         serial: h.serial,
       };
       const point: Point = {
-        ...MEASUREMENTS.device,
         measurement: MEASUREMENTS.device.name,
+        rp: MEASUREMENTS.device.rp,
         tags: { ...deviceTags(deviceId, meta), hardware: meta.hardware, isp: meta.isp },
         fields: { serial: h.serial, received_ms: int(ctx.receivedMs) },
         timeNs: pointTimeNs(ctx.receivedMs, ctx.discriminator),

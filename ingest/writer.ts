@@ -50,7 +50,13 @@ export class JournalWriter {
     await this.loop;
     const deadline = Date.now() + flushTimeoutMs;
     while (this.options.journal.backlog.entries > 0 && Date.now() < deadline) {
-      const flushed = await this.drainOnce().catch(() => false);
+      const flushed = await this.drainOnce().catch((error: unknown) => {
+        this.options.logger.warn(
+          { err: error },
+          "final flush failed; the journal keeps the rest for the next start",
+        );
+        return false;
+      });
       if (!flushed) break;
     }
   }

@@ -55,6 +55,13 @@ cat <<MSG
 
 MSG
 
+# fieldq runs in the background so that Ctrl-C reaches it as SIGTERM and InfluxDB is stopped only after
+# fieldq has flushed its journal into it.
 cleanup() { if [ -n "$started_influx" ]; then bash scripts/influxd.sh stop .fieldq/influxdb; fi; }
 trap cleanup EXIT
-npx tsx cli/fieldq.ts start --sim "$devices"
+node --import tsx cli/fieldq.ts start --sim "$devices" &
+fieldq=$!
+trap 'kill -TERM "$fieldq" 2>/dev/null' INT TERM
+status=0
+while kill -0 "$fieldq" 2>/dev/null; do wait "$fieldq" || status=$?; done
+exit "$status"

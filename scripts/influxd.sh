@@ -49,7 +49,8 @@ bind-address = "127.0.0.1:$rpc_port"
 [continuous_queries]
   log-enabled = false
 CONF
-    influxd -config "$dir/influxd.conf" >"$dir/influxd.log" 2>&1 &
+    # A session of its own: a Ctrl-C meant for fieldq must not stop InfluxDB before fieldq has flushed.
+    setsid influxd -config "$dir/influxd.conf" >"$dir/influxd.log" 2>&1 < /dev/null &
     echo $! >"$dir/pid"
     url="http://127.0.0.1:$http_port"
     for _ in $(seq 1 150); do

@@ -1,0 +1,254 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { test as base, describe, expect } from "vitest";
+import {
+  type DeviceMetaRecord,
+  Journal,
+  type JournalOptions,
+  type JournalRecord,
+} from "../../ingest/journal.js";
+import { type Logger, silentLogger } from "../../observe/logger.js";
+import { pointTimeNs } from "../../storage/schema.js";
+
+type LogLine = { level: number; msg: string } & Record<string, unknown>;
+const WARN = 40;
+const ERROR = 50;
+
+/** A pino logger whose lines land in an array. */
+function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: "info" },
+    { write: (line: string) => lines.push(JSON.parse(line) as LogLine) },
+  );
+  return { logger, lines };
+}
+
+type Open = (options?: Partial<JournalOptions>) => Promise<Journal>;
+
+const test = base.extend<{ dir: string; open: Open }>({
+  // biome-ignore lint/correctness/noEmptyPattern: vitest fixtures take their dependencies by destructuring
+  dir: async ({}, use) => {
+    const dir = await mkdtemp(join(tmpdir(), "fieldq-journal-"));
+    await use(dir);
+    await rm(dir, { recursive: true, force: true });
+  },
+  open: async ({ dir }, use) => {
+    const opened: Journal[] = [];
+    await use(async (options) => {
+      const journal = await Journal.open({ dir, maxBytes: 1024 ** 2, logger: silentLogger, ...options });
+      opened.push(journal);
+      return journal;
+    });
+    // Closing twice is harmless; tests close some journals themselves to reopen them.
+    for (const journal of opened) await journal.close().catch(() => {});
+  },
+});
+
+const record = (n: number, dedupe?: string): JournalRecord => ({
+  point: {
+    measurement: "telemetry",
+    rp: "raw",
+    tags: { device: "modem-0001" },
+    fields: { n },
+    timeNs: pointTimeNs(1_736_150_400_000 + n, n),
+  },
+  ...(dedupe !== undefined ? { dedupe } : {}),
+});
+const entryBytes = (records: JournalRecord[]) => Buffer.byteLength(JSON.stringify(records));
+const ns = (records: JournalRecord[]) => records.map((r) => r.point.fields.n);
+
+const META: DeviceMetaRecord = {
+  kind: "modem",
+  model: "FQ-M200",
+  firmware: "2.4.1",
+  hardware: "rev C",
+  region: "eu-west",
+  isp: "unknown",
+  serial: "S-1",
+};
+
+describe("Journal", () => {
+  test("returns appended records in order", async ({ open }) => {
+    const journal = await open();
+    for (const n of [1, 2, 3]) expect(await journal.append([record(n)])).toEqual({ ok: true });
+    await journal.append([record(4), record(5)]);
+    const batch = await journal.readBatch(100);
+    expect(ns(batch.records)).toEqual([1, 2, 3, 4, 5]);
+    expect(batch.keys).toHaveLength(4);
+    expect([...batch.keys].sort()).toEqual(batch.keys);
+  });
+
+  test("returns an empty batch when it is empty", async ({ open }) => {
+    const journal = await open();
+    expect(await journal.readBatch(10)).toEqual({ keys: [], records: [] });
+  });
+
+  test("reads whole entries up to the point budget, and at least one entry", async ({ open }) => {
+    const journal = await open();
+    await journal.append([record(1), record(2)]);
+    await journal.append([record(3), record(4)]);
+    await journal.append([record(5)]);
+    expect(ns((await journal.readBatch(3)).records)).toEqual([1, 2]);
+    expect(ns((await journal.readBatch(5)).records)).toEqual([1, 2, 3, 4, 5]);
+    expect(ns((await journal.readBatch(1)).records)).toEqual([1, 2]);
+  });
+
+  test("syncs concurrent appends together, in the order they were made", async ({ open }) => {
+    const journal = await open();
+    let syncs = 0;
+    journal.onAppend(() => syncs++);
+    const results = await Promise.all(Array.from({ length: 200 }, (_, n) => journal.append([record(n)])));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(syncs).toBe(1);
+    expect(ns((await journal.readBatch(1000)).records)).toEqual(Array.from({ length: 200 }, (_, n) => n));
+  });
+
+  test("counts its backlog in entries and bytes and reports each change", async ({ open }) => {
+    const reports: Array<{ entries: number; bytes: number }> = [];
+    const journal = await open({ onBacklog: (b) => reports.push(b) });
+    const entries = [[record(1)], [record(2), record(3)]];
+    for (const e of entries) await journal.append(e);
+    const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
+    expect(journal.backlog).toEqual({ entries: 2, bytes });
+    expect(reports).toEqual([
+      { entries: 0, bytes: 0 },
+      { entries: 1, bytes: entryBytes([record(1)]) },
+      { entries: 2, bytes },
+    ]);
+  });
+
+  test("replays its backlog after a reopen and appends after it", async ({ open }) => {
+    const first = await open();
+    await first.append([record(1)]);
+    await first.append([record(2)]);
+    const backlog = first.backlog;
+    await first.close();
+
+    const { logger, lines } = captureLogger();
+    const second = await open({ logger });
+    expect(second.backlog).toEqual(backlog);
+    expect(lines).toEqual([expect.objectContaining({ msg: "journal replays its backlog", entries: 2 })]);
+    await second.append([record(3)]);
+    expect(ns((await second.readBatch(100)).records)).toEqual([1, 2, 3]);
+  });
+
+  test("keeps appends that were still syncing when it closed", async ({ open }) => {
+    const first = await open();
+    const pending = first.append([record(1)]);
+    await first.close();
+    expect(await pending).toEqual({ ok: true });
+    const second = await open();
+    expect(ns((await second.readBatch(10)).records)).toEqual([1]);
+  });
+
+  test("refuses an append beyond its bound and keeps what it stored", async ({ open }) => {
+    const size = entryBytes([record(1)]);
+    const { logger, lines } = captureLogger();
+    const journal = await open({ maxBytes: 3 * size, logger });
+    for (const n of [1, 2, 3]) expect(await journal.append([record(n)])).toEqual({ ok: true });
+    expect(await journal.append([record(4)])).toEqual({ ok: false, reason: "full" });
+    expect(journal.backlog).toEqual({ entries: 3, bytes: 3 * size });
+    expect(ns((await journal.readBatch(10)).records)).toEqual([1, 2, 3]);
+    expect(lines.filter((l) => l.level === ERROR)).toHaveLength(1);
+  });
+
+  test("counts appends still syncing against its bound", async ({ open }) => {
+    const size = entryBytes([record(1)]);
+    const journal = await open({ maxBytes: 3 * size });
+    const results = await Promise.all([1, 2, 3, 4].map((n) => journal.append([record(n)])));
+    expect(results).toEqual([{ ok: true }, { ok: true }, { ok: true }, { ok: false, reason: "full" }]);
+  });
+
+  test("warns once when it passes 80% of its bound, and again after it drained", async ({ open }) => {
+    const size = entryBytes([record(1)]);
+    const { logger, lines } = captureLogger();
+    const journal = await open({ maxBytes: 5 * size, logger });
+    const warnings = () => lines.filter((l) => l.level === WARN);
+    for (const n of [1, 2, 3]) await journal.append([record(n)]);
+    expect(warnings()).toHaveLength(0);
+    await journal.append([record(4)]); // 4 of 5: 80%
+    expect(warnings()).toEqual([expect.objectContaining({ backlogBytes: 4 * size, maxBytes: 5 * size })]);
+    await journal.append([record(5)]);
+    expect(warnings()).toHaveLength(1);
+
+    await journal.commit((await journal.readBatch(10)).keys, []);
+    for (const n of [6, 7, 8, 9]) await journal.append([record(n)]);
+    expect(warnings()).toHaveLength(2);
+  });
+
+  test("deletes committed entries from the batch and the backlog", async ({ open }) => {
+    const journal = await open();
+    for (const n of [1, 2, 3]) await journal.append([record(n)]);
+    const batch = await journal.readBatch(2);
+    await journal.commit(batch.keys, []);
+    expect(journal.backlog).toEqual({ entries: 1, bytes: entryBytes([record(3)]) });
+    expect(ns((await journal.readBatch(10)).records)).toEqual([3]);
+  });
+
+  describe("remembers written message identities", () => {
+    const WINDOW = 1000;
+    const NOW = 10_000_500;
+
+    test("within the de-duplication window, and not after two", async ({ open }) => {
+      const journal = await open({ dedupeWindowMs: WINDOW });
+      await journal.append([record(1, "a"), record(2, "b")]);
+      await journal.commit((await journal.readBatch(10)).keys, ["a", "b"], NOW);
+      const found = async (now: number) => [...(await journal.alreadyWritten(["a", "b", "c"], now))].sort();
+      expect(await found(NOW)).toEqual(["a", "b"]);
+      expect(await found(NOW + WINDOW - 1)).toEqual(["a", "b"]);
+      expect(await found(NOW + 2 * WINDOW)).toEqual([]);
+    });
+
+    test("for the default window of six hours", async ({ open }) => {
+      const journal = await open();
+      await journal.commit([], ["a"], NOW);
+      expect(await journal.alreadyWritten(["a"], NOW + 6 * 3_600_000 - 1)).toEqual(new Set(["a"]));
+      expect(await journal.alreadyWritten(["a"], NOW + 12 * 3_600_000)).toEqual(new Set());
+    });
+
+    test("and forgets old ones when it commits later", async ({ open }) => {
+      const journal = await open({ dedupeWindowMs: WINDOW });
+      await journal.commit([], ["a"], NOW);
+      await journal.commit([], ["b"], NOW + 2 * WINDOW);
+      expect(await journal.alreadyWritten(["a", "b"], NOW)).toEqual(new Set());
+      expect(await journal.alreadyWritten(["a", "b"], NOW + 2 * WINDOW)).toEqual(new Set(["b"]));
+    });
+
+    test("across a reopen", async ({ open }) => {
+      const first = await open({ dedupeWindowMs: WINDOW });
+      await first.commit([], ["a"], NOW);
+      await first.close();
+      const second = await open({ dedupeWindowMs: WINDOW });
+      expect(await second.alreadyWritten(["a"], NOW)).toEqual(new Set(["a"]));
+    });
+
+    test("and answers an empty question without a lookup", async ({ open }) => {
+      const journal = await open();
+      expect(await journal.alreadyWritten([], NOW)).toEqual(new Set());
+    });
+  });
+
+  test("keeps device metadata across a reopen, the latest per device", async ({ open }) => {
+    const first = await open();
+    await first.append([record(1)], ["modem-0001", META]);
+    await first.append([record(2)], ["modem-0002", { ...META, model: "FQ-M300" }]);
+    await first.append([record(3)], ["modem-0001", { ...META, firmware: "2.5.0" }]);
+    await first.close();
+    const second = await open();
+    expect(await second.loadDeviceMeta()).toEqual(
+      new Map([
+        ["modem-0001", { ...META, firmware: "2.5.0" }],
+        ["modem-0002", { ...META, model: "FQ-M300" }],
+      ]),
+    );
+  });
+
+  test("keeps no device metadata for an append without it", async ({ open }) => {
+    const journal = await open();
+    await journal.append([record(1)]);
+    expect(await journal.loadDeviceMeta()).toEqual(new Map());
+  });
+});

@@ -1,0 +1,343 @@
+import { describe, expect, it } from "vitest";
+import { type DecodedMessage, decodeMessage } from "../../ingest/decode.js";
+import type { DeviceMetaRecord } from "../../ingest/journal.js";
+import {
+  messagePoints,
+  type PointContext,
+  presencePoint,
+  rejectionPoint,
+  unknownMeta,
+} from "../../ingest/to-points.js";
+import { encodePoint } from "../../storage/line-protocol.js";
+import { type Point, pointTimeNs } from "../../storage/schema.js";
+
+const R = 1_736_150_400_000; // receive time, 2025-01-06T08:00:00Z
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+const ID = "modem-0001";
+
+const META: DeviceMetaRecord = {
+  kind: "modem",
+  model: "FQ-M200",
+  firmware: "2.4.1",
+  hardware: "rev C",
+  region: "eu-west",
+  isp: "Example Telecom",
+  serial: "S-1",
+};
+const TAGS = "device=modem-0001,firmware=2.4.1,kind=modem,model=FQ-M200,region=eu-west";
+
+const ctx = (overrides: Partial<PointContext> = {}): PointContext => ({
+  meta: META,
+  receivedMs: R,
+  clockSkewFutureMs: 10 * MINUTE,
+  clockSkewPastMs: 60 * DAY,
+  discriminator: 7,
+  ...overrides,
+});
+
+function message(channel: string, body: unknown): DecodedMessage {
+  const decoded = decodeMessage(`fq/v1/${ID}/${channel}`, Buffer.from(JSON.stringify(body)), 65536);
+  if (!decoded.ok) throw new Error(`test message refused: ${decoded.refusal.message}`);
+  return decoded.message;
+}
+
+function onlyPoint(channel: string, body: unknown, context = ctx()): Point {
+  const { records } = messagePoints(message(channel, body), context);
+  expect(records).toHaveLength(1);
+  return (records[0] as { point: Point }).point;
+}
+
+const stampFields = (seq: number, skewMs = 0) => ({
+  seq: { int: seq },
+  received_ms: { int: R },
+  skew_ms: { int: skewMs },
+});
+
+describe("messagePoints for a hello", () => {
+  const hello = { kind: "modem", model: "FQ-M200", firmware: "2.4.1", hardware: "rev C", serial: "S-1" };
+
+  it("writes a device point at receive time with hardware and isp tags", () => {
+    const { records, skewed } = messagePoints(message("hello", hello), ctx({ meta: undefined }));
+    expect(skewed).toBe(0);
+    expect(records).toHaveLength(1);
+    const [record] = records;
+    expect(record?.dedupe).toBeUndefined();
+    expect(record?.point.rp).toBe("long");
+    expect(encodePoint(record?.point as Point)).toBe(
+      'device,device=modem-0001,firmware=2.4.1,hardware=rev\\ C,isp=unknown,kind=modem,model=FQ-M200,region=unknown serial="S-1",received_ms=1736150400000i 1736150400000000007',
+    );
+  });
+
+  it("returns the device's new metadata, unknown where the hello does not say", () => {
+    expect(messagePoints(message("hello", hello), ctx({ meta: undefined })).meta).toEqual({
+      ...hello,
+      region: "unknown",
+      isp: "unknown",
+    });
+    const full = { ...hello, region: "eu-west", isp: "Example Telecom" };
+    expect(messagePoints(message("hello", full), ctx()).meta).toEqual(full);
+  });
+
+  it("tags its point with the hello's metadata, not the previous one", () => {
+    const point = onlyPoint("hello", { ...hello, firmware: "3.0.0" });
+    expect(point.tags.firmware).toBe("3.0.0");
+  });
+});
+
+describe("messagePoints for telemetry", () => {
+  const sample = { ts: R - 1000, seq: 42, metrics: { snr: 7.5, up: true } };
+
+  it("writes one field per metric beside seq, received_ms and skew_ms, at the device's time", () => {
+    const { records, skewed } = messagePoints(message("telemetry", sample), ctx());
+    expect(skewed).toBe(0);
+    expect(records).toHaveLength(1);
+    expect(records[0]?.point.rp).toBe("raw");
+    expect(records[0]?.point.timeNs).toBe(pointTimeNs(R - 1000, 42));
+    expect(encodePoint(records[0]?.point as Point)).toBe(
+      `telemetry,${TAGS} snr=7.5,up=true,seq=42i,received_ms=1736150400000i,skew_ms=1000i 1736150399000000042`,
+    );
+  });
+
+  it("tags points of a device without a hello as unknown", () => {
+    const point = onlyPoint("telemetry", sample, ctx({ meta: undefined }));
+    expect(point.tags).toEqual({
+      device: ID,
+      kind: "unknown",
+      model: "unknown",
+      firmware: "unknown",
+      region: "unknown",
+    });
+  });
+
+  it("does not tag telemetry with hardware or isp", () => {
+    expect(Object.keys(onlyPoint("telemetry", sample).tags).sort()).toEqual([
+      "device",
+      "firmware",
+      "kind",
+      "model",
+      "region",
+    ]);
+  });
+
+  it("writes each sample of an array as its own point, in order", () => {
+    const samples = [0, 1, 2].map((i) => ({ ts: R - 3000 + i * 1000, seq: 100 + i, metrics: { snr: i } }));
+    const { records } = messagePoints(message("telemetry", samples), ctx());
+    expect(records.map((r) => r.point.timeNs)).toEqual(samples.map((s) => pointTimeNs(s.ts, s.seq)));
+    expect(records.map((r) => r.point.fields.snr)).toEqual([0, 1, 2]);
+  });
+
+  it.each([
+    ["at the future limit", R + 10 * MINUTE],
+    ["at the past limit", R - 60 * DAY],
+    ["at receive time", R],
+  ])("trusts a device time %s", (_case, ts) => {
+    const { records, skewed } = messagePoints(message("telemetry", { ...sample, ts }), ctx());
+    expect(skewed).toBe(0);
+    expect(records[0]?.point.timeNs).toBe(pointTimeNs(ts, 42));
+    expect(records[0]?.point.fields).toEqual({ snr: 7.5, up: true, ...stampFields(42, R - ts) });
+  });
+
+  it.each([
+    ["1 ms beyond the future limit", R + 10 * MINUTE + 1],
+    ["1 ms beyond the past limit", R - 60 * DAY - 1],
+    ["at the epoch", 0],
+  ])("stores a device time %s at receive time, flagged", (_case, ts) => {
+    const { records, skewed } = messagePoints(message("telemetry", { ...sample, ts }), ctx());
+    expect(skewed).toBe(1);
+    expect(records[0]?.point.timeNs).toBe(pointTimeNs(R, 42));
+    expect(records[0]?.point.fields).toEqual({
+      snr: 7.5,
+      up: true,
+      ...stampFields(42, R - ts),
+      clock_skewed: true,
+      device_ts: { int: ts },
+    });
+  });
+
+  it("counts the skewed samples of an array", () => {
+    const samples = [
+      { ts: R, seq: 1, metrics: { a: 1 } },
+      { ts: R + DAY, seq: 2, metrics: { a: 1 } },
+      { ts: R - 90 * DAY, seq: 3, metrics: { a: 1 } },
+    ];
+    expect(messagePoints(message("telemetry", samples), ctx()).skewed).toBe(2);
+  });
+
+  it("gives a redelivery the same dedupe key and time, and different messages different keys", () => {
+    const key = (body: unknown, context = ctx()) =>
+      messagePoints(message("telemetry", body), context).records.map((r) => [r.dedupe, r.point.timeNs]);
+    const first = key(sample);
+    expect(first).toEqual([[`${ID}/telemetry/42/${R - 1000}`, pointTimeNs(R - 1000, 42)]]);
+    expect(key(sample, ctx({ receivedMs: R + 5000, discriminator: 99, meta: undefined }))).toEqual(first);
+    expect(key({ ...sample, seq: 43 })[0]?.[0]).not.toBe(first[0]?.[0]);
+    expect(key({ ...sample, ts: R - 999 })[0]?.[0]).not.toBe(first[0]?.[0]);
+  });
+
+  it("gives a redelivered skewed message the same dedupe key though its time differs", () => {
+    const body = { ...sample, ts: R + DAY };
+    const a = messagePoints(message("telemetry", body), ctx()).records[0];
+    const b = messagePoints(message("telemetry", body), ctx({ receivedMs: R + 1 })).records[0];
+    expect(a?.dedupe).toBe(b?.dedupe);
+    expect(a?.point.timeNs).not.toBe(b?.point.timeNs);
+  });
+});
+
+describe("messagePoints for a fault", () => {
+  const fault = { ts: R, seq: 2, code: "DSL_RESYNC", severity: "warning" };
+
+  it("tags code, severity and component and keeps message and context as fields", () => {
+    const point = onlyPoint("fault", {
+      ...fault,
+      message: 'CRC "storm"',
+      component: "dsl",
+      context: { crc: 3, p: "17a", vectoring: true },
+    });
+    expect(point.rp).toBe("long");
+    expect(encodePoint(point)).toBe(
+      `fault,code=DSL_RESYNC,component=dsl,${TAGS},severity=warning seq=2i,received_ms=1736150400000i,skew_ms=0i,message="CRC \\"storm\\"",context="{\\"crc\\":3,\\"p\\":\\"17a\\",\\"vectoring\\":true}" 1736150400000000002`,
+    );
+  });
+
+  it("leaves out component, message and context when the fault has none", () => {
+    const point = onlyPoint("fault", fault);
+    expect(point.tags.component).toBeUndefined();
+    expect(point.fields).toEqual(stampFields(2));
+  });
+
+  it("carries a dedupe key of device, channel, seq and ts", () => {
+    const { records } = messagePoints(message("fault", fault), ctx());
+    expect(records[0]?.dedupe).toBe(`${ID}/fault/2/${R}`);
+  });
+});
+
+describe("messagePoints for an event", () => {
+  const base = { ts: R, seq: 3 };
+
+  it.each<[string, Record<string, unknown> | undefined, Record<string, unknown>]>([
+    ["reboot", { reason: "watchdog" }, { reason: "watchdog" }],
+    [
+      "firmware_update",
+      { from: "2.4.1", to: "2.5.0", result: "failure" },
+      { from: "2.4.1", to: "2.5.0", result: "failure" },
+    ],
+    [
+      "print_job",
+      { result: "failed", job_id: "job-1", duration_s: 42.5 },
+      { result: "failed", job_id: "job-1", duration_s: 42.5 },
+    ],
+    ["print_job", { result: "success" }, { result: "success" }],
+    ["feedback", { rating: 3, comment: "slow" }, { rating: 3, comment: "slow" }],
+    ["feedback", { rating: 0 }, { rating: 0 }],
+    [
+      "door_open",
+      { door: "front", count: 2, locked: false },
+      { data: '{"door":"front","count":2,"locked":false}' },
+    ],
+    ["factory_reset", undefined, {}],
+  ])("stores a %s event's data as fields", (type, data, fields) => {
+    const point = onlyPoint("event", { ...base, type, ...(data ? { data } : {}) });
+    expect(point.measurement).toBe("event");
+    expect(point.rp).toBe("long");
+    expect(point.tags).toEqual({
+      device: ID,
+      kind: "modem",
+      model: "FQ-M200",
+      firmware: "2.4.1",
+      region: "eu-west",
+      type,
+    });
+    expect(point.fields).toEqual({ ...fields, ...stampFields(3) });
+    expect(point.timeNs).toBe(pointTimeNs(R, 3));
+  });
+
+  it("changes the device's firmware after a successful update, from the next point on", () => {
+    const update = {
+      ...base,
+      type: "firmware_update",
+      data: { from: "2.4.1", to: "2.5.0", result: "success" },
+    };
+    const result = messagePoints(message("event", update), ctx());
+    expect(result.meta).toEqual({ ...META, firmware: "2.5.0" });
+    expect(result.records[0]?.point.tags.firmware).toBe("2.4.1");
+  });
+
+  it("starts from unknown metadata when a device updates before any hello", () => {
+    const update = { ...base, type: "firmware_update", data: { from: "1", to: "2", result: "success" } };
+    expect(messagePoints(message("event", update), ctx({ meta: undefined })).meta).toEqual({
+      ...unknownMeta(),
+      firmware: "2",
+    });
+  });
+
+  it.each(["failure", "rolled_back"])("keeps the firmware after an update that ended in %s", (outcome) => {
+    const update = {
+      ...base,
+      type: "firmware_update",
+      data: { from: "2.4.1", to: "2.5.0", result: outcome },
+    };
+    expect(messagePoints(message("event", update), ctx()).meta).toBeUndefined();
+  });
+
+  it.each(["reboot", "feedback"])("leaves the metadata alone for a %s", (type) => {
+    const data = type === "reboot" ? { reason: "x" } : { rating: 1 };
+    expect(messagePoints(message("event", { ...base, type, data }), ctx()).meta).toBeUndefined();
+  });
+});
+
+describe("messagePoints for a status", () => {
+  it.each([
+    ["the device", undefined, "device"],
+    ["the device, said explicitly", "device", "device"],
+    ["the last will", "will", "will"],
+  ] as const)("writes a presence point at receive time with the source of %s", (_case, source, tag) => {
+    const context = source ? ctx({ statusSource: source }) : ctx();
+    const { records, skewed } = messagePoints(message("status", { state: "offline" }), context);
+    expect(skewed).toBe(0);
+    expect(records).toHaveLength(1);
+    expect(records[0]?.dedupe).toBeUndefined();
+    expect(encodePoint(records[0]?.point as Point)).toBe(
+      `presence,${TAGS},source=${tag} state="offline",received_ms=1736150400000i 1736150400000000007`,
+    );
+  });
+});
+
+describe("messagePoints for a command result", () => {
+  it("writes a command point with the command id at the device's time", () => {
+    const { records } = messagePoints(
+      message("cmd/cmd-7/result", { ts: R, seq: 9, ok: false, message: "busy" }),
+      ctx(),
+    );
+    expect(records[0]?.dedupe).toBe(`${ID}/cmd-result/9/${R}`);
+    expect(encodePoint(records[0]?.point as Point)).toBe(
+      `command,${TAGS} command_id="cmd-7",ok=false,seq=9i,received_ms=1736150400000i,skew_ms=0i,message="busy" 1736150400000000009`,
+    );
+  });
+});
+
+describe("presencePoint and rejectionPoint", () => {
+  const tags = { device: ID, kind: "unknown", model: "unknown", firmware: "unknown", region: "unknown" };
+
+  it("writes a broker presence point", () => {
+    expect(encodePoint(presencePoint(tags, { receivedMs: R, discriminator: 1 }, "online", "broker"))).toBe(
+      `presence,device=modem-0001,firmware=unknown,kind=unknown,model=unknown,region=unknown,source=broker state="online",received_ms=1736150400000i 1736150400000000001`,
+    );
+  });
+
+  it("writes a rejection with its reason tag and cuts topic and detail short", () => {
+    const point = rejectionPoint(
+      tags,
+      { receivedMs: R, discriminator: 2 },
+      { reason: "invalid_json", topic: `fq/v1/${ID}/${"x".repeat(300)}`, detail: "d".repeat(400), bytes: 12 },
+    );
+    expect(point.tags.reason).toBe("invalid_json");
+    expect(point.rp).toBe("long");
+    expect(point.fields).toEqual({
+      topic: `fq/v1/${ID}/${"x".repeat(300)}`.slice(0, 256),
+      detail: "d".repeat(300),
+      bytes: { int: 12 },
+      received_ms: { int: R },
+    });
+    expect(point.timeNs).toBe(pointTimeNs(R, 2));
+  });
+});
