@@ -1,7 +1,14 @@
 import { z } from "zod";
 import { parseDuration } from "../config/duration.js";
-import { Label, MetricName, Severity } from "../contract/messages.js";
-import { Device, DeviceId, FaultRecord, MAX_PAGE, TelemetryFn } from "../storage/fleet-store.js";
+import { Label, MetricName } from "../contract/messages.js";
+import {
+  Device,
+  DeviceId,
+  FAULT_FILTER_FIELDS,
+  FaultRecord,
+  MAX_PAGE,
+  TelemetryFn,
+} from "../storage/fleet-store.js";
 
 // Request and response schemas of the HTTP API; the records themselves come from storage/fleet-store.ts.
 
@@ -54,12 +61,7 @@ export const TelemetryQueryParams = z.object({
 export const FaultListQuery = z.object({
   from: time("Start, inclusive; default `to` minus 7d"),
   to: time("End, exclusive; default now"),
-  device: DeviceId.optional(),
-  kind: Label.optional(),
-  model: Label.optional(),
-  firmware: Label.optional(),
-  code: Label.optional(),
-  severity: Severity.optional(),
+  ...FAULT_FILTER_FIELDS,
   ...paging,
 });
 

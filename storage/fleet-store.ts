@@ -106,18 +106,18 @@ export const TelemetryQuery = z
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type TelemetryQuery = z.infer<typeof TelemetryQuery>;
 
+/** What faults can be narrowed by; the API's query schema spreads the same fields. */
+export const FAULT_FILTER_FIELDS = {
+  device: DeviceId.optional(),
+  kind: Label.optional(),
+  model: Label.optional(),
+  firmware: Label.optional(),
+  code: Label.optional(),
+  severity: Severity.optional(),
+};
+
 export const FaultFilter = z
-  .object({
-    fromMs: epochMs,
-    toMs: epochMs,
-    device: DeviceId.optional(),
-    kind: Label.optional(),
-    model: Label.optional(),
-    firmware: Label.optional(),
-    code: Label.optional(),
-    severity: Severity.optional(),
-    ...page,
-  })
+  .object({ fromMs: epochMs, toMs: epochMs, ...FAULT_FILTER_FIELDS, ...page })
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type FaultFilter = z.infer<typeof FaultFilter>;
 

@@ -12,7 +12,7 @@ import {
   type Step,
   stamper,
 } from "./device-model.js";
-import { maybeUpdateFirmware } from "./firmware.js";
+import { applyFirmwareUpdate, maybeUpdateFirmware } from "./firmware.js";
 
 // A DSL modem-router. Metric names follow TR-181 where one fits (Device.DSL.Line.{i}.DownstreamMaxBitRate,
 // .DownstreamNoiseMargin, .DownstreamAttenuation, .Stats.CRCErrors, .Stats.FECErrors, Device.DeviceInfo.UpTime,
@@ -140,14 +140,7 @@ function step(previous: ModemState, random: Random, time: SimTime): Step<ModemSt
 
   const update = maybeUpdateFirmware(s.hello, MODEMS, random, elapsedMs, RATES_PER_HOUR.firmwareUpdate);
   if (update !== undefined) {
-    messages.push({ channel: "event", payload: { ...seq.stamp(), type: "firmware_update", data: update } });
-    if (update.result === "success") {
-      reboot("firmware_update");
-      s.hello = { ...s.hello, firmware: update.to };
-      messages.push({ channel: "hello", payload: s.hello });
-    } else if (update.result === "rolled_back") {
-      reboot("firmware_rollback");
-    }
+    s.hello = applyFirmwareUpdate(update, { hello: s.hello, messages, stamp: seq.stamp, reboot });
   }
 
   if (happens(random, RATES_PER_HOUR.powerCycle, elapsedMs)) reboot("power_cycle");

@@ -12,7 +12,7 @@ import {
   type Step,
   stamper,
 } from "./device-model.js";
-import { maybeUpdateFirmware } from "./firmware.js";
+import { applyFirmwareUpdate, maybeUpdateFirmware } from "./firmware.js";
 
 // A desktop FDM printer: idle → heating → printing → cooling → idle, with first-order heater physics.
 
@@ -134,14 +134,7 @@ function step(previous: PrinterState, random: Random, time: SimTime): Step<Print
   if (s.phase === "idle") {
     const update = maybeUpdateFirmware(s.hello, PRINTERS, random, elapsedMs, RATES_PER_HOUR.firmwareUpdate);
     if (update !== undefined) {
-      messages.push({ channel: "event", payload: { ...seq.stamp(), type: "firmware_update", data: update } });
-      if (update.result === "success") {
-        reboot("firmware_update");
-        s.hello = { ...s.hello, firmware: update.to };
-        messages.push({ channel: "hello", payload: s.hello });
-      } else if (update.result === "rolled_back") {
-        reboot("firmware_rollback");
-      }
+      s.hello = applyFirmwareUpdate(update, { hello: s.hello, messages, stamp: seq.stamp, reboot });
     }
   }
   if (happens(random, RATES_PER_HOUR.powerCycle, elapsedMs)) reboot("power_cycle");

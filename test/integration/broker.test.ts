@@ -17,6 +17,12 @@ const test = base.extend<{ stack: TestStack }>({
   },
 });
 
+/** One QoS 1 publish through the Eclipse Mosquitto C client, as an MQTT 3.1.1 device. */
+function mosquittoPub(port: string, id: string, password: string, topic: string, payload: string) {
+  const args = ["-h", "127.0.0.1", "-p", port, "-V", "mqttv311", "-i", id, "-u", id, "-P", password];
+  return run("mosquitto_pub", [...args, "-q", "1", "-t", topic, "-m", payload]);
+}
+
 /** Connects and resolves with the CONNACK return code (0 accepted). */
 async function connackCode(url: string, options: mqtt.IClientOptions): Promise<number> {
   const client = mqtt.connect(url, {
@@ -75,46 +81,8 @@ describe("authentication", () => {
     const id = "modem-0003";
     const port = String(stack.stack.mqttPort);
     const payload = JSON.stringify({ ts: Date.now(), seq: 1, code: "WAN_DOWN", severity: "error" });
-    await run("mosquitto_pub", [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      port,
-      "-V",
-      "mqttv311",
-      "-i",
-      id,
-      "-u",
-      id,
-      "-P",
-      deviceKey(TEST_SECRET, id),
-      "-q",
-      "1",
-      "-t",
-      faultTopic(id),
-      "-m",
-      payload,
-    ]);
-    const refused = run("mosquitto_pub", [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      port,
-      "-V",
-      "mqttv311",
-      "-i",
-      id,
-      "-u",
-      id,
-      "-P",
-      "wrong",
-      "-q",
-      "1",
-      "-t",
-      faultTopic(id),
-      "-m",
-      payload,
-    ]);
+    await mosquittoPub(port, id, deviceKey(TEST_SECRET, id), faultTopic(id), payload);
+    const refused = mosquittoPub(port, id, "wrong", faultTopic(id), payload);
     await expect(refused).rejects.toMatchObject({ stderr: expect.stringMatching(/not authori[sz]ed/i) });
     await stack.drained();
     const rows = await stack.query<{ code: string; device: string }>(

@@ -1,6 +1,7 @@
 import type { MqttClient } from "mqtt";
 import { test as base, describe, expect } from "vitest";
 import {
+  commandResultTopic,
   errorsTopic,
   eventTopic,
   faultTopic,
@@ -89,6 +90,12 @@ describe("every message type reaches InfluxDB, tagged from the hello", () => {
       data: { rating: 8 },
     });
     await publish(device, statusTopic("modem-0001"), { state: "online" });
+    await publish(device, commandResultTopic("modem-0001", "cmd-7"), {
+      ts: now,
+      seq: 7,
+      ok: true,
+      message: "rebooted",
+    });
     await stack.drained();
 
     const telemetry = await stack.query<{
@@ -136,6 +143,11 @@ describe("every message type reaches InfluxDB, tagged from the hello", () => {
       `SELECT * FROM "long"."device"`,
     );
     expect(device0).toMatchObject({ serial: "SN-0001", isp: "Telco", hardware: "B" });
+
+    const [command] = await stack.query<{ command_id: string; ok: boolean; message: string }>(
+      `SELECT * FROM "long"."command"`,
+    );
+    expect(command).toMatchObject({ command_id: "cmd-7", ok: true, message: "rebooted" });
 
     const presence = await stack.query<{ state: string; source: string }>(
       `SELECT "state", "source" FROM "long"."presence"`,

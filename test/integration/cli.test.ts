@@ -1,0 +1,98 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import { expect, test } from "vitest";
+import { deviceKey } from "../../contract/device-key.js";
+import { testDatabase } from "../support/influx.js";
+import { TEST_SECRET } from "../support/stack.js";
+
+const run = promisify(execFile);
+const fieldq = ["--import", "tsx", "cli/fieldq.ts"];
+const env = (extra: NodeJS.ProcessEnv) => ({
+  ...process.env,
+  FIELDQ_LOG_FORMAT: "json",
+  FIELDQ_DEVICE_SECRET: TEST_SECRET,
+  ...extra,
+});
+
+/** Log lines of a running fieldq, parsed; resolves a line's fields once one matches. */
+function logOf(child: ChildProcess) {
+  const lines: Array<Record<string, unknown>> = [];
+  const waiters: Array<{
+    match: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (text) => {
+    const line = JSON.parse(text) as Record<string, unknown>;
+    lines.push(line);
+    for (const w of waiters.filter((w) => w.match(line))) w.resolve(line);
+  });
+  return {
+    lines,
+    waitFor: (match: (l: Record<string, unknown>) => boolean) =>
+      new Promise<Record<string, unknown>>((resolve) => {
+        const seen = lines.find(match);
+        if (seen) resolve(seen);
+        else waiters.push({ match, resolve });
+      }),
+  };
+}
+
+test("device-key prints the key the broker expects, and refuses a bad id with exit code 2", async () => {
+  const { stdout } = await run("node", [...fieldq, "device-key", "modem-0001"], { env: env({}) });
+  expect(stdout.trim()).toBe(deviceKey(TEST_SECRET, "modem-0001"));
+  await expect(run("node", [...fieldq, "device-key", "no/slashes"], { env: env({}) })).rejects.toMatchObject({
+    code: 2,
+  });
+});
+
+test("help exits 0 and names every command; an unknown command exits 2", async () => {
+  const { stdout } = await run("node", [...fieldq, "help"], { env: env({}) });
+  for (const command of ["start", "broker", "api", "device-key", "sim"]) expect(stdout).toContain(command);
+  await expect(run("node", [...fieldq, "frobnicate"], { env: env({}) })).rejects.toMatchObject({ code: 2 });
+});
+
+test("a configuration problem is named and exits 2", async () => {
+  const failed = run("node", [...fieldq, "start"], { env: env({ FIELDQ_HTTP_PORT: "eighty" }) });
+  await expect(failed).rejects.toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("FIELDQ_HTTP_PORT"),
+  });
+});
+
+test("start serves MQTT and the API, and SIGTERM shuts it down cleanly with exit code 0", async () => {
+  const db = await testDatabase("cli");
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-cli-"));
+  const child = spawn("node", [...fieldq, "start"], {
+    env: env({
+      FIELDQ_INFLUX_URL: db.url,
+      FIELDQ_INFLUX_DB: db.database,
+      FIELDQ_MQTT_PORT: "0",
+      FIELDQ_HTTP_PORT: "0",
+      FIELDQ_HTTP_HOST: "127.0.0.1",
+      FIELDQ_API_TOKENS: "viewer:viewer-token-1",
+      FIELDQ_DATA_DIR: dataDir,
+    }),
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    const log = logOf(child);
+    const api = await log.waitFor((l) => typeof l.url === "string");
+    const health = await fetch(`${api.url}/api/v1/health`);
+    expect(health.status).toBe(200);
+    const mqtt = await log.waitFor((l) => typeof l.port === "number");
+    expect(mqtt.port).toBeGreaterThan(0);
+    child.kill("SIGTERM");
+    const [code] = await once(child, "exit");
+    expect(code).toBe(0);
+    expect(log.lines.at(-1)).toMatchObject({ msg: "stopped" });
+  } finally {
+    child.kill("SIGKILL");
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
