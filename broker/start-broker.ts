@@ -175,7 +175,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     broker.handle(connection);
   });
   server.listen(options.port, options.host ?? "0.0.0.0");
-  await once(server, "listening");
+  try {
+    await once(server, "listening");
+  } catch (error) {
+    // aedes's heartbeat timers would keep the process alive after a failed start.
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
 
   return {

@@ -85,16 +85,23 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
   void schemaWriter([]).catch((error: unknown) =>
     logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages"),
   );
-  const broker = await startBroker({
-    host: config.mqtt.host,
-    port: config.mqtt.port,
-    deviceSecret: config.mqtt.deviceSecret,
-    maxPayloadBytes: config.mqtt.maxPayloadBytes,
-    logger: logger.child({ part: "broker" }),
-    metrics,
-    receive: ingest.receive,
-    presence: ingest.presence,
-  });
+  let broker: BrokerHandle;
+  try {
+    broker = await startBroker({
+      host: config.mqtt.host,
+      port: config.mqtt.port,
+      deviceSecret: config.mqtt.deviceSecret,
+      maxPayloadBytes: config.mqtt.maxPayloadBytes,
+      logger: logger.child({ part: "broker" }),
+      metrics,
+      receive: ingest.receive,
+      presence: ingest.presence,
+    });
+  } catch (error) {
+    await writer.stop(0);
+    await journal.close();
+    throw error;
+  }
   return {
     mqttPort: broker.port,
     journal,
@@ -138,20 +145,25 @@ export async function startFieldq(
         ),
       );
     }
-    api = await startApi({
-      host: config.http.host,
-      port: config.http.port,
-      store: createInfluxFleetStore(influx),
-      tokens: config.http.tokens,
-      logger: deps.logger.child({ part: "api" }),
-      metrics,
-      status: ingestBroker
-        ? () => ({
-            journalBacklog: ingestBroker.journal.backlog.entries,
-            connectedDevices: ingestBroker.broker.connectedDevices(),
-          })
-        : undefined,
-    });
+    try {
+      api = await startApi({
+        host: config.http.host,
+        port: config.http.port,
+        store: createInfluxFleetStore(influx),
+        tokens: config.http.tokens,
+        logger: deps.logger.child({ part: "api" }),
+        metrics,
+        status: ingestBroker
+          ? () => ({
+              journalBacklog: ingestBroker.journal.backlog.entries,
+              connectedDevices: ingestBroker.broker.connectedDevices(),
+            })
+          : undefined,
+      });
+    } catch (error) {
+      await ingestBroker?.close();
+      throw error;
+    }
   }
   return {
     ...(ingestBroker ? { mqttPort: ingestBroker.mqttPort } : {}),

@@ -400,7 +400,7 @@ export function createInfluxFleetStore(
     async listFaults(input) {
       const filter = FaultFilter.parse(input);
       const conditions = [timeRange(filter.fromMs, filter.toMs)];
-      for (const tag of ["device", "kind", "model", "firmware", "code", "severity"] as const) {
+      for (const tag of Object.keys(FAULT_FILTER_FIELDS) as Array<keyof typeof FAULT_FILTER_FIELDS>) {
         const value = filter[tag];
         if (value !== undefined) conditions.push(tagIs(tag, value));
       }

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -92,6 +93,35 @@ test("start serves MQTT and the API, and SIGTERM shuts it down cleanly with exit
     expect(log.lines.at(-1)).toMatchObject({ msg: "stopped" });
   } finally {
     child.kill("SIGKILL");
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test("a port already in use is reported and the process exits 1 instead of hanging", async () => {
+  const taken = createServer().listen(0, "127.0.0.1");
+  await once(taken, "listening");
+  const db = await testDatabase("cli_port");
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-cli-"));
+  try {
+    const failed = run("node", [...fieldq, "start"], {
+      timeout: 20_000,
+      env: env({
+        FIELDQ_INFLUX_URL: db.url,
+        FIELDQ_INFLUX_DB: db.database,
+        FIELDQ_MQTT_HOST: "127.0.0.1",
+        FIELDQ_MQTT_PORT: String((taken.address() as AddressInfo).port),
+        FIELDQ_DATA_DIR: dataDir,
+        FIELDQ_LOG_LEVEL: "silent",
+      }),
+    });
+    await expect(failed).rejects.toMatchObject({
+      code: 1,
+      killed: false,
+      stderr: expect.stringContaining("EADDRINUSE"),
+    });
+  } finally {
+    taken.close();
     await db.drop();
     await rm(dataDir, { recursive: true, force: true });
   }
