@@ -82,7 +82,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
   });
   writer.start();
   // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
-  void schemaWriter([]).catch((error: unknown) =>
+  const schemaCreated = schemaWriter([]).catch((error: unknown) =>
     logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages"),
   );
   let broker: BrokerHandle;
@@ -109,6 +109,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     writer,
     async close() {
       await broker.close();
+      await schemaCreated;
       await writer.stop();
       const left = journal.backlog;
       if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");

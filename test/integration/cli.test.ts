@@ -88,7 +88,8 @@ test("start serves MQTT and the API, and SIGTERM shuts it down cleanly with exit
     const mqtt = await log.waitFor((l) => typeof l.port === "number");
     expect(mqtt.port).toBeGreaterThan(0);
     child.kill("SIGTERM");
-    const [code] = await once(child, "exit");
+    // "close" comes after stdout has drained; "exit" can come before its last lines are read.
+    const [code] = await once(child, "close");
     expect(code).toBe(0);
     expect(log.lines.at(-1)).toMatchObject({ msg: "stopped" });
   } finally {
