@@ -2,9 +2,11 @@ import type { RejectReason } from "../contract/messages.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { decodeMessage } from "./decode.js";
-import type { DeviceMetaRecord, Journal } from "./journal.js";
+import type { DeviceMetaRecord, Journal, JournalRecord } from "./journal.js";
 import {
+  activityPoint,
   deviceTags,
+  exposureHours,
   messagePoints,
   type PresenceSource,
   presencePoint,
@@ -39,6 +41,19 @@ export async function createIngest(options: IngestOptions) {
   const now = options.now ?? Date.now;
   let discriminator = 0;
   const receiveTime = () => ({ receivedMs: now(), discriminator: discriminator++ % 1_000_000 });
+  /** The device-hour (and firmware) each device was last credited with, so most messages add no point. */
+  const lastExposure = new Map<string, string>();
+
+  function withExposure(deviceId: string, records: JournalRecord[]): JournalRecord[] {
+    const added: JournalRecord[] = [];
+    for (const { hourMs, tags } of exposureHours(records)) {
+      const key = `${hourMs}|${tags.firmware}`;
+      if (lastExposure.get(deviceId) === key) continue;
+      lastExposure.set(deviceId, key);
+      added.push({ point: activityPoint(tags, hourMs) });
+    }
+    return added.length > 0 ? [...records, ...added] : records;
+  }
 
   async function refuse(
     deviceId: string,
@@ -83,7 +98,7 @@ export async function createIngest(options: IngestOptions) {
       // Later messages of this device are tagged with the new metadata even while this one is syncing.
       if (mapped.meta) metas.set(deviceId, mapped.meta);
       const appended = await journal.append(
-        mapped.records,
+        withExposure(deviceId, mapped.records),
         mapped.meta ? [deviceId, mapped.meta] : undefined,
       );
       if (!appended.ok) return { kind: "unavailable" };

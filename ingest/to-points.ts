@@ -7,7 +7,14 @@ import type {
   RebootEvent,
   RejectReason,
 } from "../contract/messages.js";
-import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "../storage/schema.js";
+import {
+  DEVICE_TAGS,
+  type FieldValue,
+  MEASUREMENTS,
+  type Point,
+  pointTimeNs,
+  UNKNOWN,
+} from "../storage/schema.js";
 import type { DecodedMessage } from "./decode.js";
 import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
 
@@ -235,5 +242,43 @@ export function rejectionPoint(
       received_ms: int(ctx.receivedMs),
     },
     timeNs: pointTimeNs(ctx.receivedMs, ctx.discriminator),
+  };
+}
+
+export const HOUR_MS = 3_600_000;
+
+/** Measurements whose points mean the device was up and reporting at their time. */
+const EXPOSING: ReadonlySet<string> = new Set([
+  MEASUREMENTS.telemetry.name,
+  MEASUREMENTS.fault.name,
+  MEASUREMENTS.event.name,
+  MEASUREMENTS.command.name,
+]);
+
+/**
+ * The device-hours a message's points show the device reporting in, as activity points. Written again for
+ * the same hour they land on themselves (same tags, same time), so repeating one costs nothing but a write.
+ */
+export function exposureHours(
+  records: readonly JournalRecord[],
+): Array<{ hourMs: number; tags: Record<string, string> }> {
+  const hours = new Map<string, { hourMs: number; tags: Record<string, string> }>();
+  for (const { point } of records) {
+    if (!EXPOSING.has(point.measurement)) continue;
+    const hourMs = Math.floor(Number(BigInt(point.timeNs) / 1_000_000n) / HOUR_MS) * HOUR_MS;
+    const tags = Object.fromEntries(DEVICE_TAGS.map((tag) => [tag, point.tags[tag] ?? UNKNOWN]));
+    hours.set(`${hourMs}|${tags.firmware}`, { hourMs, tags });
+  }
+  return [...hours.values()];
+}
+
+export function activityPoint(tags: Record<string, string>, hourMs: number): Point {
+  return {
+    measurement: MEASUREMENTS.activity.name,
+    rp: MEASUREMENTS.activity.rp,
+    tags,
+    // device_id repeats the tag as a field: InfluxQL counts distinct fields, not tags.
+    fields: { hours: { int: 1 }, device_id: tags.device ?? UNKNOWN },
+    timeNs: pointTimeNs(hourMs, 0),
   };
 }

@@ -16,6 +16,8 @@ export const MEASUREMENTS = {
   /** Refused messages: data quality is a field-quality signal of its own. */
   rejection: { name: "rejection", rp: RP_LONG },
   command: { name: "command", rp: RP_LONG },
+  /** Exposure: one point per device and UTC hour in which it reported; the basis of every rate. */
+  activity: { name: "activity", rp: RP_LONG },
   telemetry1h: { name: "telemetry_1h", rp: RP_LONG },
   fault1h: { name: "fault_1h", rp: RP_LONG },
 } as const;

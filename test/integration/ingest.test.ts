@@ -175,6 +175,39 @@ describe("every message type reaches InfluxDB, tagged from the hello", () => {
     expect(rows.map((r) => r.firmware)).toEqual(["2.4.0"]);
   });
 
+  test("records exposure as one activity point per device-hour, by firmware", async ({ stack }) => {
+    const device = await stack.connect("modem-0004");
+    await publish(device, helloTopic("modem-0004"), hello);
+    const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000;
+    const samples = [0, 10, 20, 70, 80, 130].map((minute, i) => ({
+      ts: hour + minute * 60_000,
+      seq: i + 1,
+      metrics: { uptime_s: minute * 60 },
+    }));
+    await publish(device, telemetryTopic("modem-0004"), samples);
+    await publish(device, eventTopic("modem-0004"), {
+      ts: hour + 140 * 60_000,
+      seq: 7,
+      type: "firmware_update",
+      data: { from: "2.3.1", to: "2.4.0", result: "success" },
+    });
+    await publish(device, telemetryTopic("modem-0004"), {
+      ts: hour + 150 * 60_000,
+      seq: 8,
+      metrics: { uptime_s: 1 },
+    });
+    await stack.drained();
+    const rows = await stack.query<{ time: Date; firmware: string; hours: number }>(
+      `SELECT "hours", "firmware", "device_id" FROM "long"."activity" WHERE "device" = 'modem-0004'`,
+    );
+    expect(rows.map((r) => [r.time.getTime() - hour, r.firmware, r.hours])).toEqual([
+      [0, "2.3.1", 1],
+      [3_600_000, "2.3.1", 1],
+      [7_200_000, "2.3.1", 1],
+      [7_200_000, "2.4.0", 1],
+    ]);
+  });
+
   test("the last will is stored as the device going offline", async ({ stack }) => {
     const device = await stack.connect("modem-0003", {
       will: {
