@@ -151,7 +151,8 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
     case "fault": {
       const f = message.body;
       const s = stamp(f.ts, f.seq, ctx);
-      const fields: Record<string, FieldValue> = { ...s.fields };
+      // device_id repeats the tag as a field, so InfluxQL can count the distinct devices an issue affects.
+      const fields: Record<string, FieldValue> = { ...s.fields, device_id: deviceId };
       if (f.message !== undefined) fields.message = f.message;
       if (f.context !== undefined) fields.context = JSON.stringify(f.context);
       const faultTags: Record<string, string> = { ...tags, code: f.code, severity: f.severity };

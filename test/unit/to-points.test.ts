@@ -195,14 +195,14 @@ describe("messagePoints for a fault", () => {
     });
     expect(point.rp).toBe("long");
     expect(encodePoint(point)).toBe(
-      `fault,code=DSL_RESYNC,component=dsl,${TAGS},severity=warning seq=2i,received_ms=1736150400000i,skew_ms=0i,message="CRC \\"storm\\"",context="{\\"crc\\":3,\\"p\\":\\"17a\\",\\"vectoring\\":true}" 1736150400000000002`,
+      `fault,code=DSL_RESYNC,component=dsl,${TAGS},severity=warning seq=2i,received_ms=1736150400000i,skew_ms=0i,device_id="${ID}",message="CRC \\"storm\\"",context="{\\"crc\\":3,\\"p\\":\\"17a\\",\\"vectoring\\":true}" 1736150400000000002`,
     );
   });
 
   it("leaves out component, message and context when the fault has none", () => {
     const point = onlyPoint("fault", fault);
     expect(point.tags.component).toBeUndefined();
-    expect(point.fields).toEqual(stampFields(2));
+    expect(point.fields).toEqual({ ...stampFields(2), device_id: ID });
   });
 
   it("carries a dedupe key of device, channel, seq and ts", () => {
