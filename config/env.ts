@@ -65,6 +65,7 @@ export const Env = z.object({
   FIELDQ_DEVICE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   FIELDQ_API_TOKENS: ApiTokens,
   FIELDQ_DATA_DIR: z.string().default(".fieldq/data"),
+  FIELDQ_FINGERPRINT_RULES: z.string().min(1).optional(),
   FIELDQ_MAX_PAYLOAD_BYTES: bytes(64 * 1024),
   FIELDQ_JOURNAL_MAX_BYTES: bytes(1024 ** 3),
   FIELDQ_BATCH_POINTS: bytes(5000),
@@ -90,6 +91,8 @@ export type Config = {
   influx: InfluxConfig;
   ingest: {
     dataDir: string;
+    /** A JSON file of fingerprint rules (docs/fingerprint-rules.example.json); none: kind + model + code. */
+    fingerprintRules: string | undefined;
     journalMaxBytes: number;
     batchPoints: number;
     flushIntervalMs: number;
@@ -127,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
       influx,
       ingest: {
         dataDir: e.FIELDQ_DATA_DIR,
+        fingerprintRules: e.FIELDQ_FINGERPRINT_RULES,
         journalMaxBytes: e.FIELDQ_JOURNAL_MAX_BYTES,
         batchPoints: e.FIELDQ_BATCH_POINTS,
         flushIntervalMs: e.FIELDQ_FLUSH_INTERVAL,

@@ -1,3 +1,4 @@
+import type { FingerprintRules } from "../analytics/fingerprint.js";
 import type { RejectReason } from "../contract/messages.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
@@ -30,6 +31,7 @@ export type IngestOptions = {
   maxPayloadBytes: number;
   clockSkewFutureMs: number;
   clockSkewPastMs: number;
+  fingerprintRules?: FingerprintRules;
   now?: () => number;
 };
 
@@ -93,6 +95,7 @@ export async function createIngest(options: IngestOptions) {
         clockSkewFutureMs: options.clockSkewFutureMs,
         clockSkewPastMs: options.clockSkewPastMs,
         statusSource: source,
+        ...(options.fingerprintRules ? { fingerprintRules: options.fingerprintRules } : {}),
         ...receiveTime(),
       });
       // Later messages of this device are tagged with the new metadata even while this one is syncing.

@@ -1,3 +1,4 @@
+import { DEFAULT_FINGERPRINT_RULES, type FingerprintRules, fingerprint } from "../analytics/fingerprint.js";
 import type {
   Event,
   FeedbackEvent,
@@ -29,6 +30,8 @@ export type PointContext = {
   discriminator: number;
   /** Who published a status message: the device itself, or the broker on its behalf (its last will). */
   statusSource?: PresenceSource;
+  /** How faults group into issues; default kind + model + code. */
+  fingerprintRules?: FingerprintRules;
 };
 
 export type MessagePoints = {
@@ -155,7 +158,23 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
       const fields: Record<string, FieldValue> = { ...s.fields, device_id: deviceId };
       if (f.message !== undefined) fields.message = f.message;
       if (f.context !== undefined) fields.context = JSON.stringify(f.context);
-      const faultTags: Record<string, string> = { ...tags, code: f.code, severity: f.severity };
+      const issue = fingerprint(
+        {
+          kind: tags.kind ?? UNKNOWN,
+          model: tags.model ?? UNKNOWN,
+          code: f.code,
+          component: f.component,
+          context: f.context,
+        },
+        ctx.fingerprintRules ?? DEFAULT_FINGERPRINT_RULES,
+      );
+      fields.fingerprint_key = issue.key;
+      const faultTags: Record<string, string> = {
+        ...tags,
+        code: f.code,
+        severity: f.severity,
+        fingerprint: issue.id,
+      };
       if (f.component !== undefined) faultTags.component = f.component;
       const point: Point = {
         measurement: MEASUREMENTS.fault.name,

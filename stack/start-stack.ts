@@ -1,4 +1,10 @@
+import { access } from "node:fs/promises";
 import { resolve } from "node:path";
+import {
+  DEFAULT_FINGERPRINT_RULES,
+  type FingerprintRules,
+  loadFingerprintRules,
+} from "../analytics/fingerprint.js";
 import { type ApiHandle, startApi } from "../api/start-api.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
 import type { Config } from "../config/env.js";
@@ -49,11 +55,23 @@ export function schemaAwareWriter(config: Config["influx"], logger: Logger): Poi
   };
 }
 
+/** The configured fingerprint rules; a configured file that is missing or broken stops the start. */
+async function fingerprintRules(path: string | undefined): Promise<FingerprintRules> {
+  if (path === undefined) return DEFAULT_FINGERPRINT_RULES;
+  await access(path).catch(() => {
+    throw new Error(`FIELDQ_FINGERPRINT_RULES: ${path} does not exist`);
+  });
+  const loaded = await loadFingerprintRules(path);
+  if (!loaded.ok) throw new Error(`FIELDQ_FINGERPRINT_RULES: ${loaded.error.message}`);
+  return loaded.value;
+}
+
 export async function startIngestBroker(config: Config, deps: StackDeps): Promise<IngestBrokerHandle> {
   const { logger } = deps;
   const metrics = deps.metrics ?? createMetrics();
   if (!config.mqtt.deviceSecret)
     throw new Error("FIELDQ_DEVICE_SECRET is not set: devices' keys derive from it");
+  const rules = await fingerprintRules(config.ingest.fingerprintRules);
   const journal = await Journal.open({
     dir: resolve(config.ingest.dataDir, "journal"),
     maxBytes: config.ingest.journalMaxBytes,
@@ -64,6 +82,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     },
   });
   const ingest = await createIngest({
+    fingerprintRules: rules,
     journal,
     logger: logger.child({ part: "ingest" }),
     metrics,

@@ -1,5 +1,6 @@
 import type { MqttClient } from "mqtt";
 import { test as base, describe, expect } from "vitest";
+import { fingerprintId } from "../../analytics/fingerprint.js";
 import {
   commandResultTopic,
   errorsTopic,
@@ -229,6 +230,52 @@ describe("every message type reaches InfluxDB, tagged from the hello", () => {
       (r) => r.length > 0,
     );
     expect(rows).toMatchObject([{ source: "will", state: "offline" }]);
+  });
+});
+
+describe("issue fingerprints", () => {
+  test("faults are tagged with the fingerprint of the configured rules", async ({ stack }) => {
+    await stack.restart({ FIELDQ_FINGERPRINT_RULES: "docs/fingerprint-rules.example.json" });
+    const device = await stack.connect("modem-0005");
+    await publish(device, helloTopic("modem-0005"), hello);
+    const now = Date.now();
+    await publish(device, faultTopic("modem-0005"), {
+      ts: now,
+      seq: 1,
+      code: "DSL_RESYNC",
+      severity: "warning",
+    });
+    await publish(device, faultTopic("modem-0005"), {
+      ts: now,
+      seq: 2,
+      code: "DSL_RETRAIN",
+      severity: "warning",
+    });
+    await publish(device, faultTopic("modem-0005"), { ts: now, seq: 3, code: "WAN_DOWN", severity: "error" });
+    await stack.drained();
+    const rows = await stack.query<{ code: string; fingerprint: string; fingerprint_key: string }>(
+      `SELECT "code", "fingerprint", "fingerprint_key" FROM "long"."fault" ORDER BY time`,
+    );
+    expect(rows.map((r) => [r.code, r.fingerprint_key, r.fingerprint])).toEqual([
+      [
+        "DSL_RESYNC",
+        "modem/FQ-Modem 7590/DSL_LINE_UNSTABLE",
+        fingerprintId("modem/FQ-Modem 7590/DSL_LINE_UNSTABLE"),
+      ],
+      [
+        "DSL_RETRAIN",
+        "modem/FQ-Modem 7590/DSL_LINE_UNSTABLE",
+        fingerprintId("modem/FQ-Modem 7590/DSL_LINE_UNSTABLE"),
+      ],
+      ["WAN_DOWN", "modem/FQ-Modem 7590/WAN_DOWN", fingerprintId("modem/FQ-Modem 7590/WAN_DOWN")],
+    ]);
+  });
+
+  test("a configured rules file that is missing stops the start with its name", async ({ stack }) => {
+    await expect(stack.restart({ FIELDQ_FINGERPRINT_RULES: "no/such/rules.json" })).rejects.toThrow(
+      "FIELDQ_FINGERPRINT_RULES: no/such/rules.json does not exist",
+    );
+    await stack.restart();
   });
 });
 

@@ -50,6 +50,7 @@ export async function startTestStack(label: string, overrides: NodeJS.ProcessEnv
   const config = testConfig({ ...db, url: proxy.url }, dataDir, overrides);
   let metrics: Metrics = createMetrics();
   let stack: IngestBrokerHandle = await startIngestBroker(config, { logger: silentLogger, metrics });
+  let running = true;
   const influx: InfluxDB = createInflux({ ...db, url: db.url });
   const clients = new Set<mqtt.MqttClient>();
 
@@ -81,8 +82,10 @@ export async function startTestStack(label: string, overrides: NodeJS.ProcessEnv
       clients.add(client);
       return client;
     },
+    /** Stops the stack and starts a new one on the same journal; a failed start leaves none running. */
     async restart(extra: NodeJS.ProcessEnv = {}) {
-      await stack.close();
+      if (running) await stack.close();
+      running = false;
       metrics = createMetrics();
       stack = await startIngestBroker(
         testConfig({ ...db, url: proxy.url }, dataDir, { ...overrides, ...extra }),
@@ -91,6 +94,7 @@ export async function startTestStack(label: string, overrides: NodeJS.ProcessEnv
           metrics,
         },
       );
+      running = true;
     },
     /** Waits until the journal has drained into InfluxDB. */
     async drained(timeoutMs = 15_000) {
@@ -107,7 +111,7 @@ export async function startTestStack(label: string, overrides: NodeJS.ProcessEnv
     },
     async close() {
       await Promise.all([...clients].map((c) => c.endAsync(true).catch(() => {})));
-      await stack.close();
+      if (running) await stack.close();
       await proxy.close();
       await db.drop();
       await rm(dataDir, { recursive: true, force: true });

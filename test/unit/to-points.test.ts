@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { fingerprintId } from "../../analytics/fingerprint.js";
 import { type DecodedMessage, decodeMessage } from "../../ingest/decode.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import {
@@ -195,14 +196,30 @@ describe("messagePoints for a fault", () => {
     });
     expect(point.rp).toBe("long");
     expect(encodePoint(point)).toBe(
-      `fault,code=DSL_RESYNC,component=dsl,${TAGS},severity=warning seq=2i,received_ms=1736150400000i,skew_ms=0i,device_id="${ID}",message="CRC \\"storm\\"",context="{\\"crc\\":3,\\"p\\":\\"17a\\",\\"vectoring\\":true}" 1736150400000000002`,
+      `fault,code=DSL_RESYNC,component=dsl,device=modem-0001,fingerprint=7M6aCaEbxuknBCEW,firmware=2.4.1,kind=modem,model=FQ-M200,region=eu-west,severity=warning seq=2i,received_ms=1736150400000i,skew_ms=0i,device_id="${ID}",message="CRC \\"storm\\"",context="{\\"crc\\":3,\\"p\\":\\"17a\\",\\"vectoring\\":true}",fingerprint_key="modem/FQ-M200/DSL_RESYNC" 1736150400000000002`,
     );
   });
 
   it("leaves out component, message and context when the fault has none", () => {
     const point = onlyPoint("fault", fault);
     expect(point.tags.component).toBeUndefined();
-    expect(point.fields).toEqual({ ...stampFields(2), device_id: ID });
+    expect(point.fields).toEqual({
+      ...stampFields(2),
+      device_id: ID,
+      fingerprint_key: "modem/FQ-M200/DSL_RESYNC",
+    });
+  });
+
+  it("tags the issue fingerprint the rules give, with its readable key as a field", () => {
+    const rules = {
+      version: 1 as const,
+      rules: [{ match: { code: ["DSL_RESYNC", "DSL_RETRAIN"] }, mergeAs: "DSL_LINE_UNSTABLE" }],
+    };
+    const { records } = messagePoints(message("fault", fault), { ...ctx(), fingerprintRules: rules });
+    const point = records[0]?.point;
+    expect(point?.tags.fingerprint).toBe(fingerprintId("modem/FQ-M200/DSL_LINE_UNSTABLE"));
+    expect(point?.fields.fingerprint_key).toBe("modem/FQ-M200/DSL_LINE_UNSTABLE");
+    expect(point?.tags.code).toBe("DSL_RESYNC");
   });
 
   it("carries a dedupe key of device, channel, seq and ts", () => {
