@@ -43,16 +43,19 @@ export async function createIngest(options: IngestOptions) {
   const now = options.now ?? Date.now;
   let discriminator = 0;
   const receiveTime = () => ({ receivedMs: now(), discriminator: discriminator++ % 1_000_000 });
-  /** The device-hour (and firmware) each device was last credited with, so most messages add no point. */
-  const lastExposure = new Map<string, string>();
+  /** Per device: the hour (and firmware) last credited, so most messages add no point; its latest report. */
+  const lastExposure = new Map<string, { key: string; reportMs: number }>();
 
   function withExposure(deviceId: string, records: JournalRecord[]): JournalRecord[] {
     const added: JournalRecord[] = [];
-    for (const { hourMs, tags } of exposureHours(records)) {
+    for (const { hourMs, tags, firstMs, lastMs } of exposureHours(records)) {
       const key = `${hourMs}|${tags.firmware}`;
-      if (lastExposure.get(deviceId) === key) continue;
-      lastExposure.set(deviceId, key);
-      added.push({ point: activityPoint(tags, hourMs) });
+      const last = lastExposure.get(deviceId);
+      if (last?.key !== key) {
+        const gapMs = last !== undefined && firstMs > last.reportMs ? firstMs - last.reportMs : undefined;
+        added.push({ point: activityPoint(tags, hourMs, gapMs) });
+      }
+      lastExposure.set(deviceId, { key, reportMs: Math.max(lastMs, last?.reportMs ?? 0) });
     }
     return added.length > 0 ? [...records, ...added] : records;
   }

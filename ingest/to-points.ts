@@ -279,26 +279,37 @@ const EXPOSING: ReadonlySet<string> = new Set([
  * The device-hours a message's points show the device reporting in, as activity points. Written again for
  * the same hour they land on themselves (same tags, same time), so repeating one costs nothing but a write.
  */
-export function exposureHours(
-  records: readonly JournalRecord[],
-): Array<{ hourMs: number; tags: Record<string, string> }> {
-  const hours = new Map<string, { hourMs: number; tags: Record<string, string> }>();
+/** An hour a device reported in, with its first and last report in this batch of records. */
+export type ExposedHour = { hourMs: number; tags: Record<string, string>; firstMs: number; lastMs: number };
+
+export function exposureHours(records: readonly JournalRecord[]): ExposedHour[] {
+  const hours = new Map<string, ExposedHour>();
   for (const { point } of records) {
     if (!EXPOSING.has(point.measurement)) continue;
-    const hourMs = Math.floor(Number(BigInt(point.timeNs) / 1_000_000n) / HOUR_MS) * HOUR_MS;
+    const ms = Number(BigInt(point.timeNs) / 1_000_000n);
+    const hourMs = Math.floor(ms / HOUR_MS) * HOUR_MS;
     const tags = Object.fromEntries(DEVICE_TAGS.map((tag) => [tag, point.tags[tag] ?? UNKNOWN]));
-    hours.set(`${hourMs}|${tags.firmware}`, { hourMs, tags });
+    const key = `${hourMs}|${tags.firmware}`;
+    const seen = hours.get(key);
+    if (seen === undefined) hours.set(key, { hourMs, tags, firstMs: ms, lastMs: ms });
+    else hours.set(key, { ...seen, firstMs: Math.min(seen.firstMs, ms), lastMs: Math.max(seen.lastMs, ms) });
   }
-  return [...hours.values()];
+  return [...hours.values()].sort((a, b) => a.firstMs - b.firstMs);
 }
 
-export function activityPoint(tags: Record<string, string>, hourMs: number): Point {
+/**
+ * gapMs: how long before this hour's first report the device's previous one came, a sample of its cadence
+ * from which silence can be judged without reading raw telemetry.
+ */
+export function activityPoint(tags: Record<string, string>, hourMs: number, gapMs?: number): Point {
+  // device_id repeats the tag as a field: InfluxQL counts distinct fields, not tags.
+  const fields: Record<string, FieldValue> = { hours: { int: 1 }, device_id: tags.device ?? UNKNOWN };
+  if (gapMs !== undefined) fields.gap_ms = { int: gapMs };
   return {
     measurement: MEASUREMENTS.activity.name,
     rp: MEASUREMENTS.activity.rp,
     tags,
-    // device_id repeats the tag as a field: InfluxQL counts distinct fields, not tags.
-    fields: { hours: { int: 1 }, device_id: tags.device ?? UNKNOWN },
+    fields,
     timeNs: pointTimeNs(hourMs, 0),
   };
 }

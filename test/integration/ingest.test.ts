@@ -198,14 +198,15 @@ describe("every message type reaches InfluxDB, tagged from the hello", () => {
       metrics: { uptime_s: 1 },
     });
     await stack.drained();
-    const rows = await stack.query<{ time: Date; firmware: string; hours: number }>(
-      `SELECT "hours", "firmware", "device_id" FROM "long"."activity" WHERE "device" = 'modem-0004'`,
+    const rows = await stack.query<{ time: Date; firmware: string; hours: number; gap_ms: number | null }>(
+      `SELECT "hours", "firmware", "device_id", "gap_ms" FROM "long"."activity" WHERE "device" = 'modem-0004'`,
     );
-    expect(rows.map((r) => [r.time.getTime() - hour, r.firmware, r.hours])).toEqual([
-      [0, "2.3.1", 1],
-      [3_600_000, "2.3.1", 1],
-      [7_200_000, "2.3.1", 1],
-      [7_200_000, "2.4.0", 1],
+    // gap_ms: from the last report before the hour to its first (minute 20 → 70, minute 80 → 130, 130 → 140).
+    expect(rows.map((r) => [r.time.getTime() - hour, r.firmware, r.hours, r.gap_ms])).toEqual([
+      [0, "2.3.1", 1, null],
+      [3_600_000, "2.3.1", 1, 50 * 60_000],
+      [7_200_000, "2.3.1", 1, 50 * 60_000],
+      [7_200_000, "2.4.0", 1, 10 * 60_000],
     ]);
   });
 
