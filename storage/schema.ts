@@ -18,6 +18,8 @@ export const MEASUREMENTS = {
   command: { name: "command", rp: RP_LONG },
   /** Exposure: one point per device and UTC hour in which it reported; the basis of every rate. */
   activity: { name: "activity", rp: RP_LONG },
+  /** The issues' lifecycle: an append-only log of decisions (analytics/lifecycle.ts IssueEvent). */
+  issueEvent: { name: "issue_event", rp: RP_LONG },
   telemetry1h: { name: "telemetry_1h", rp: RP_LONG },
   fault1h: { name: "fault_1h", rp: RP_LONG },
 } as const;
