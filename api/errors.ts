@@ -10,6 +10,7 @@ export const ERROR_CODES = [
   "UNAUTHORIZED",
   "FORBIDDEN",
   "NOT_FOUND",
+  "CONFLICT",
   "UNAVAILABLE",
   "INTERNAL",
 ] as const;
@@ -26,6 +27,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
       return 403;
     case "NOT_FOUND":
       return 404;
+    case "CONFLICT":
+      return 409;
     case "UNAVAILABLE":
       return 503;
     case "INTERNAL":
@@ -42,6 +45,7 @@ function statusToCode(status: number): ErrorCode {
   if (status === 401) return "UNAUTHORIZED";
   if (status === 403) return "FORBIDDEN";
   if (status === 404) return "NOT_FOUND";
+  if (status === 409) return "CONFLICT";
   if (status === 503) return "UNAVAILABLE";
   if (status >= 400 && status < 500) return "BAD_REQUEST";
   return "INTERNAL";

@@ -1,0 +1,241 @@
+import { createHash } from "node:crypto";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { applyEvent, type IssueEvent, requestTransition } from "../../analytics/lifecycle.js";
+import type { Logger } from "../../observe/logger.js";
+import { IssueDetail, type IssueStateView, type IssueStore } from "../../storage/issue-store.js";
+import { type ApiEnv, BEARER, requireRole } from "../auth.js";
+import { ApiError, errorResponse } from "../errors.js";
+import {
+  AssigneeBody,
+  IssueChange,
+  IssueDetailQuery,
+  IssueIdParam,
+  IssueListQuery,
+  IssuePage,
+  MergeBody,
+  NoteBody,
+  TransitionBody,
+} from "../issue-schemas.js";
+import { resolveWindow } from "../time-window.js";
+
+const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
+
+const guarded = (role: "viewer" | "operator") => ({
+  security: [{ [BEARER]: [] }],
+  middleware: [requireRole(role)],
+});
+const refusals = {
+  400: errorResponse("A parameter or body field is not valid"),
+  401: errorResponse("No valid bearer token"),
+  403: errorResponse("The token's role is too low"),
+};
+const unknown = { 404: errorResponse("No fault ever had this fingerprint") };
+
+export const listIssuesRoute = createRoute({
+  method: "get",
+  path: "/api/v1/issues",
+  summary: "Issues with an occurrence in the window, with their statistics",
+  ...guarded("viewer"),
+  request: { query: IssueListQuery },
+  responses: {
+    200: { description: "A page of issues", content: { "application/json": { schema: IssuePage } } },
+    ...refusals,
+  },
+});
+
+export const getIssueRoute = createRoute({
+  method: "get",
+  path: "/api/v1/issues/{id}",
+  summary: "One issue with breakdowns, trend, affected devices and history",
+  description: "An issue merged into another answers with the issue it was merged into.",
+  ...guarded("viewer"),
+  request: { params: IssueIdParam, query: IssueDetailQuery },
+  responses: {
+    200: { description: "The issue", content: { "application/json": { schema: IssueDetail } } },
+    ...refusals,
+    ...unknown,
+  },
+});
+
+const change = <B extends typeof TransitionBody | typeof AssigneeBody | typeof NoteBody | typeof MergeBody>(
+  path: string,
+  summary: string,
+  body: B,
+) =>
+  createRoute({
+    method: "post",
+    path: `/api/v1/issues/{id}/${path}`,
+    summary,
+    ...guarded("operator"),
+    request: {
+      params: IssueIdParam,
+      body: { content: { "application/json": { schema: body } }, required: true },
+    },
+    responses: {
+      200: { description: "Recorded", content: { "application/json": { schema: IssueChange } } },
+      ...refusals,
+      ...unknown,
+      409: errorResponse(
+        "The issue's state does not allow it (a merged issue, a move the lifecycle forbids)",
+      ),
+    },
+  });
+
+export const transitionRoute = change(
+  "transitions",
+  "Move the issue through its lifecycle (analytics/lifecycle.ts TRANSITIONS)",
+  TransitionBody,
+);
+export const assigneeRoute = change("assignee", "Assign the issue, or unassign it with null", AssigneeBody);
+export const noteRoute = change("notes", "Add a note to the issue's history", NoteBody);
+export const mergeRoute = change("merge", "Merge the issue into another one", MergeBody);
+
+/**
+ * Who did it: the auth layer knows only a role, so the actor is the role plus the first 8 hex digits of
+ * the token's SHA-256, stable per token and useless for guessing it ("operator:3f9a1c0b").
+ */
+function actorOf(c: Context<ApiEnv>): string {
+  const credentials = c.get("credentials");
+  const role = credentials?.role ?? "unknown";
+  const token = /^Bearer +(\S+) *$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+  return `${role}:${createHash("sha256").update(token).digest("hex").slice(0, 8)}`;
+}
+
+const notFound = (id: string) => new ApiError({ code: "NOT_FOUND", message: `no issue "${id}"` });
+const badRequest = (message: string) => new ApiError({ code: "BAD_REQUEST", message });
+/** The request is well formed but the issue's state does not allow it. */
+const conflict = (message: string) => new ApiError({ code: "CONFLICT", message });
+const STATE_CONFLICTS: ReadonlySet<string> = new Set(["INVALID_TRANSITION", "ISSUE_MERGED"]);
+
+export type IssueRouteDeps = {
+  issues: IssueStore;
+  logger: Logger;
+  /** Clock for default windows and event times; tests pin it. */
+  now?: () => number;
+};
+
+export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
+  const now = deps.now ?? Date.now;
+
+  // Never before the latest event, or replaying the log would put the new one in the past.
+  const at = (view: IssueStateView) => Math.max(now(), view.state.updatedAt ?? 0);
+
+  async function current(id: string): Promise<IssueStateView> {
+    const view = await deps.issues.issueState(id);
+    if (view === undefined) throw notFound(id);
+    return view;
+  }
+
+  const unmerged = (id: string, view: IssueStateView) => {
+    if (view.state.mergedInto !== null) {
+      throw conflict(`issue "${id}" was merged into ${view.state.mergedInto}; change that one`);
+    }
+  };
+
+  async function record(c: Context<ApiEnv>, id: string, view: IssueStateView, event: IssueEvent) {
+    await deps.issues.appendEvent(id, event);
+    const state = applyEvent(view.state, event);
+    deps.logger.info({ issue: id, type: event.type, actor: event.actor }, "issue %s: %s", id, event.type);
+    const body: IssueChange = {
+      issue: id,
+      recorded: { issue: id, event },
+      status: state.status,
+      assignee: state.assignee,
+      fixVersion: state.fixVersion,
+      mergedInto: state.mergedInto,
+    };
+    return c.json(body, 200);
+  }
+
+  app.openapi(listIssuesRoute, async (c) => {
+    const query = c.req.valid("query");
+    const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_SPAN_MS);
+    const page = await deps.issues.listIssues({
+      fromMs,
+      toMs,
+      sort: query.sort,
+      limit: query.limit,
+      offset: query.offset,
+      ...(query.kind === undefined ? {} : { kind: query.kind }),
+      ...(query.model === undefined ? {} : { model: query.model }),
+      ...(query.firmware === undefined ? {} : { firmware: query.firmware }),
+      ...(query.status === undefined ? {} : { status: query.status }),
+      ...(query.severity === undefined ? {} : { severity: query.severity }),
+    });
+    return c.json(
+      {
+        ...page,
+        limit: query.limit,
+        offset: query.offset,
+        from: new Date(fromMs).toISOString(),
+        to: new Date(toMs).toISOString(),
+      },
+      200,
+    );
+  });
+
+  app.openapi(getIssueRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const window = resolveWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
+    const issue = await deps.issues.getIssue(id, window);
+    if (issue === undefined) throw notFound(id);
+    return c.json(issue, 200);
+  });
+
+  app.openapi(transitionRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const view = await current(id);
+    const result = requestTransition(view.state, {
+      to: body.to,
+      actor: actorOf(c),
+      at: at(view),
+      reason: body.reason,
+      fixVersion: body.fixVersion,
+    });
+    if (!result.ok) {
+      const message = `${result.error.code}: ${result.error.message}`;
+      throw STATE_CONFLICTS.has(result.error.code) ? conflict(message) : badRequest(message);
+    }
+    return record(c, id, view, result.value);
+  });
+
+  app.openapi(assigneeRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const { assignee } = c.req.valid("json");
+    const view = await current(id);
+    unmerged(id, view);
+    return record(c, id, view, { type: "assign", assignee, actor: actorOf(c), at: at(view) });
+  });
+
+  app.openapi(noteRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const { text } = c.req.valid("json");
+    const view = await current(id);
+    unmerged(id, view);
+    return record(c, id, view, { type: "note", text, actor: actorOf(c), at: at(view) });
+  });
+
+  app.openapi(mergeRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const { into, reason } = c.req.valid("json");
+    if (into === id) throw badRequest(`body field "into": an issue cannot be merged into itself`);
+    const view = await current(id);
+    unmerged(id, view);
+    const target = await deps.issues.issueState(into);
+    if (target === undefined) throw badRequest(`body field "into": no issue "${into}"`);
+    if (target.resolvedId === id) {
+      throw conflict(
+        `body field "into": issue "${into}" is merged into "${id}"; merging back would make a cycle`,
+      );
+    }
+    return record(c, id, view, {
+      type: "merge",
+      into,
+      actor: actorOf(c),
+      at: at(view),
+      ...(reason === undefined ? {} : { reason }),
+    });
+  });
+}

@@ -1,0 +1,740 @@
+import { randomInt } from "node:crypto";
+import { type InfluxDB, escape as influxql } from "influx";
+import { z } from "zod";
+import { resolveIssueId } from "../analytics/fingerprint.js";
+import {
+  applyEvent,
+  checkVerification,
+  IssueEvent,
+  type IssueState,
+  IssueStatus,
+  onOccurrence,
+  replay,
+} from "../analytics/lifecycle.js";
+import { isAtLeast } from "../analytics/versions.js";
+import { Label, SEVERITIES, Severity } from "../contract/messages.js";
+import { DeviceId, isUnreachable, MAX_PAGE, StoreUnavailable } from "./fleet-store.js";
+import type { PointWriter } from "./influx.js";
+import { MEASUREMENTS, type MeasurementKey, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
+
+// Issues: faults grouped by their fingerprint tag, with manual merges resolved at read time (so they hold
+// for faults that arrive later), and a lifecycle replayed from the append-only "long"."issue_event" log.
+// Reading an issue that relies on a released fix also derives what the field data says about that fix
+// (regression, verifying, closed as effective) and appends it to the log once, as actor "system".
+
+export const DEFAULT_VERIFY_DEVICE_HOURS = 500;
+export const MAX_AFFECTED_DEVICES = 500;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+/** Windows up to this long get an hourly trend, longer ones a daily one. */
+export const HOURLY_TREND_MAX_MS = 2 * DAY_MS;
+
+export const IssueId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, _ or - (a fingerprint id)");
+
+export const ISSUE_SORTS = ["devices", "occurrences", "last_seen", "growth"] as const;
+export const IssueSort = z.enum(ISSUE_SORTS);
+export type IssueSort = z.infer<typeof IssueSort>;
+
+const isoTime = z.iso.datetime();
+const count = z.number().int().min(0);
+const epochMs = z.number().int().min(0);
+
+export const IssueFilter = z
+  .object({
+    fromMs: epochMs,
+    toMs: epochMs,
+    kind: Label.optional(),
+    model: Label.optional(),
+    firmware: Label.optional(),
+    status: IssueStatus.optional(),
+    severity: Severity.optional(),
+    sort: IssueSort,
+    limit: z.number().int().min(1).max(MAX_PAGE),
+    offset: z.number().int().min(0),
+  })
+  .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
+export type IssueFilter = z.input<typeof IssueFilter>;
+
+export const IssueWindow = z
+  .object({ fromMs: epochMs, toMs: epochMs })
+  .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
+export type IssueWindow = z.infer<typeof IssueWindow>;
+
+export const IssueSummary = z
+  .object({
+    id: IssueId,
+    key: z.string().meta({ examples: ["modem/FQ-Modem 7590/DSL_RESYNC"] }),
+    kind: z.string(),
+    model: z.string(),
+    models: z.array(z.string()).meta({ description: '"kind/model" of every fingerprint in the issue' }),
+    codes: z.array(z.string()).meta({ description: "Fault codes seen in the window" }),
+    mergedIds: z.array(IssueId).meta({ description: "Issues merged into this one by hand" }),
+    status: IssueStatus,
+    assignee: z.string().nullable(),
+    fixVersion: z.string().nullable(),
+    firstSeen: isoTime.meta({ description: "Earliest occurrence ever (device time)" }),
+    lastSeen: isoTime.meta({ description: "Latest occurrence ever (device time)" }),
+    occurrences: count.meta({ description: "Faults in the window" }),
+    affectedDevices: count.meta({ description: "Distinct devices with a fault in the window" }),
+    activeDevices: count.meta({
+      description: "Distinct devices of the issue's models that reported in the window (activity)",
+    }),
+    fleetShare: z
+      .number()
+      .min(0)
+      .nullable()
+      .meta({ description: "affectedDevices / activeDevices; null when no device was active" }),
+    worstSeverity: Severity.nullable().meta({ description: "null when no occurrence in the window" }),
+    growth: z
+      .object({ firstHalf: count, secondHalf: count, delta: z.number().int() })
+      .meta({ description: "Occurrences in each half of the window; delta = secondHalf - firstHalf" }),
+  })
+  .meta({ id: "IssueSummary" });
+export type IssueSummary = z.infer<typeof IssueSummary>;
+
+const Breakdown = (name: "firmware" | "region") =>
+  z.object({ [name]: z.string(), occurrences: count, affectedDevices: count });
+
+export const IssueHistoryEntry = z
+  .object({ issue: IssueId, event: IssueEvent })
+  .meta({ id: "IssueHistoryEntry", description: "An event and the issue it was recorded on" });
+export type IssueHistoryEntry = z.infer<typeof IssueHistoryEntry>;
+
+export const IssueDetail = IssueSummary.extend({
+  from: isoTime,
+  to: isoTime,
+  closure: z.enum(["effective", "fixed", "without_fix"]).nullable(),
+  regressions: count,
+  statusSince: isoTime.nullable(),
+  byFirmware: z.array(Breakdown("firmware")),
+  byRegion: z.array(Breakdown("region")),
+  trend: z.object({
+    bucketMs: z
+      .number()
+      .int()
+      .positive()
+      .meta({ description: "3600000 up to a 2-day window, else 86400000" }),
+    buckets: z.array(z.object({ time: isoTime, occurrences: count, affectedDevices: count })),
+  }),
+  devices: z.object({
+    total: count,
+    items: z
+      .array(z.object({ id: z.string(), occurrences: count, lastSeen: isoTime, firmware: z.string() }))
+      .max(MAX_AFFECTED_DEVICES),
+  }),
+  history: z.array(IssueHistoryEntry),
+}).meta({ id: "IssueDetail" });
+export type IssueDetail = z.infer<typeof IssueDetail>;
+
+export type IssuePage = { items: IssueSummary[]; total: number; nextOffset: number | null };
+
+export type IssueStateView = {
+  /** The issue's own state, after the derivation from field data. */
+  state: IssueState;
+  /** Where its occurrences count after manual merges: itself unless merged. */
+  resolvedId: string;
+};
+
+export interface IssueStore {
+  /** Appends one event to the issue's log. */
+  appendEvent(issueId: string, event: IssueEvent): Promise<void>;
+  /** The log in time order (all issues when no id is given). */
+  events(issueId?: string): Promise<IssueHistoryEntry[]>;
+  /** Issues with at least one occurrence in the window. */
+  listIssues(filter: IssueFilter): Promise<IssuePage>;
+  /** The issue the id resolves to after merges; undefined when no fault ever had that fingerprint. */
+  getIssue(id: string, window: IssueWindow): Promise<IssueDetail | undefined>;
+  /** The id's own lifecycle state; undefined for an unknown fingerprint. */
+  issueState(id: string): Promise<IssueStateView | undefined>;
+  /** Issues the device had faults of that are open, or fixed in a firmware it does not run yet. */
+  issuesForDevice(deviceId: string): Promise<DeviceIssue[]>;
+}
+
+export const DeviceIssue = z
+  .object({
+    id: z.string(),
+    key: z.string().nullable(),
+    status: z.string(),
+    fixVersion: z.string().nullable(),
+    advice: z
+      .string()
+      .nullable()
+      .meta({ examples: ["fixed in firmware 7.60: advise the update"] }),
+  })
+  .meta({ id: "DeviceIssue" });
+export type DeviceIssue = z.infer<typeof DeviceIssue>;
+
+export type IssueStoreOptions = {
+  /** Default: node-influx's writePoints. createPointWriter(config) fits too. */
+  writeEvent?: PointWriter;
+  now?: () => number;
+  /** Device-hours on the fixing firmware, without a recurrence, that close an issue as effective. */
+  verifyDeviceHours?: number;
+};
+
+const from = (key: MeasurementKey) =>
+  `${influxql.quoted(MEASUREMENTS[key].rp)}.${influxql.quoted(MEASUREMENTS[key].name)}`;
+const tagIs = (tag: string, value: string) => `${influxql.quoted(tag)} = ${influxql.stringLit(value)}`;
+const anyOf = (tag: string, values: readonly string[]) =>
+  `(${values.map((v) => tagIs(tag, v)).join(" OR ")})`;
+const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND time < ${toMs}ms`;
+const iso = (ms: number) => new Date(ms).toISOString();
+const text = (value: unknown) => (typeof value === "string" ? value : null);
+const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
+
+type Row = Record<string, unknown> & { time: Date };
+type Group = { name: string; tags: Record<string, string>; rows: Row[] };
+
+type FingerprintMeta = {
+  id: string;
+  key: string;
+  kind: string;
+  model: string;
+  firstMs: number;
+  lastMs: number;
+};
+
+const SEVERITY_RANK = new Map<string, number>(SEVERITIES.map((s, i) => [s, i]));
+const worst = (severities: Iterable<string>): Severity | null => {
+  let best: Severity | null = null;
+  for (const s of severities) {
+    const rank = SEVERITY_RANK.get(s);
+    if (rank !== undefined && (best === null || rank > (SEVERITY_RANK.get(best) ?? -1)))
+      best = SEVERITIES[rank] ?? null;
+  }
+  return best;
+};
+
+/** Occurrences of one issue in the window, from its fault series. */
+type Tally = {
+  occurrences: number;
+  halves: [number, number];
+  devices: Map<string, number>;
+  byFirmware: Map<string, { occurrences: number; devices: Set<string> }>;
+  byRegion: Map<string, { occurrences: number; devices: Set<string> }>;
+  severities: Set<string>;
+  codes: Set<string>;
+  firmwares: Set<string>;
+};
+
+const emptyTally = (): Tally => ({
+  occurrences: 0,
+  halves: [0, 0],
+  devices: new Map(),
+  byFirmware: new Map(),
+  byRegion: new Map(),
+  severities: new Set(),
+  codes: new Set(),
+  firmwares: new Set(),
+});
+
+function addTo(map: Tally["byFirmware"], key: string, device: string, n: number) {
+  const entry = map.get(key) ?? { occurrences: 0, devices: new Set<string>() };
+  entry.occurrences += n;
+  entry.devices.add(device);
+  map.set(key, entry);
+}
+
+const breakdown = <K extends "firmware" | "region">(name: K, map: Tally["byFirmware"]) =>
+  [...map]
+    .map(([value, e]) => ({ [name]: value, occurrences: e.occurrences, affectedDevices: e.devices.size }))
+    .sort(
+      (a, b) =>
+        b.affectedDevices - a.affectedDevices ||
+        b.occurrences - a.occurrences ||
+        String(a[name]).localeCompare(String(b[name])),
+    ) as Array<Record<K, string> & { occurrences: number; affectedDevices: number }>;
+
+/** Whether a recurrence on the fix would make this issue regress (lifecycle.ts reliesOnFix). */
+const reliesOnFix = (state: IssueState) =>
+  state.status === "fix_released" ||
+  state.status === "verifying" ||
+  (state.status === "closed" && (state.closure === "effective" || state.closure === "fixed"));
+
+const modelKey = (kind: string, model: string) => `${kind}/${model}`;
+
+export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOptions = {}): IssueStore {
+  const now = options.now ?? Date.now;
+  const requiredHours = options.verifyDeviceHours ?? DEFAULT_VERIFY_DEVICE_HOURS;
+  const write: PointWriter =
+    options.writeEvent ??
+    (async (points) => {
+      for (const p of points) {
+        await influx.writePoints(
+          [
+            {
+              measurement: p.measurement,
+              tags: p.tags,
+              fields: p.fields as Record<string, string>,
+              timestamp: p.timeNs,
+            },
+          ],
+          { retentionPolicy: p.rp, precision: "n" },
+        );
+      }
+    });
+  // Nanoseconds added to an event's millisecond: increasing, so two events of one ms keep their order and
+  // never overwrite each other; a random start keeps two processes apart.
+  let discriminator = randomInt(0, 1_000_000);
+  // Derivations of one issue run one at a time, so a system event is appended once per process.
+  const locks = new Map<string, Promise<unknown>>();
+
+  async function serialized<T>(id: string, task: () => Promise<T>): Promise<T> {
+    const previous = locks.get(id) ?? Promise.resolve();
+    const run = previous.then(task, task);
+    const settled = run.catch(() => undefined);
+    locks.set(id, settled);
+    try {
+      return await run;
+    } finally {
+      if (locks.get(id) === settled) locks.delete(id);
+    }
+  }
+
+  async function groups(query: string): Promise<Group[]> {
+    try {
+      const results = await influx.query<Record<string, unknown>>(query);
+      return results.groups() as Group[];
+    } catch (cause) {
+      if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
+      throw cause;
+    }
+  }
+  const rows = async (query: string) => (await groups(query)).flatMap((g) => g.rows);
+
+  async function appendEvent(issueId: string, input: IssueEvent): Promise<void> {
+    const issue = IssueId.parse(issueId);
+    const event = IssueEvent.parse(input);
+    discriminator = (discriminator + 1) % 1_000_000;
+    const point: Point = {
+      measurement: MEASUREMENTS.issueEvent.name,
+      rp: MEASUREMENTS.issueEvent.rp,
+      tags: { issue, type: event.type },
+      fields: { event: JSON.stringify(event), actor: event.actor },
+      timeNs: pointTimeNs(event.at, discriminator),
+    };
+    try {
+      await write([point]);
+    } catch (cause) {
+      if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
+      throw cause;
+    }
+  }
+
+  async function events(issueId?: string): Promise<IssueHistoryEntry[]> {
+    const where = issueId === undefined ? "" : ` WHERE ${tagIs("issue", IssueId.parse(issueId))}`;
+    const found = await rows(`SELECT "event", "issue" FROM ${from("issueEvent")}${where}`);
+    const log: IssueHistoryEntry[] = [];
+    for (const row of found) {
+      const issue = text(row.issue);
+      const json = text(row.event);
+      if (issue === null || json === null) continue;
+      let parsed: ReturnType<typeof IssueEvent.safeParse>;
+      try {
+        parsed = IssueEvent.safeParse(JSON.parse(json));
+      } catch {
+        continue;
+      }
+      if (parsed.success) log.push({ issue, event: parsed.data });
+    }
+    return log;
+  }
+
+  type Log = {
+    byIssue: Map<string, IssueEvent[]>;
+    merges: Map<string, string>;
+    entries: IssueHistoryEntry[];
+  };
+
+  async function loadLog(): Promise<Log> {
+    const entries = await events();
+    const byIssue = new Map<string, IssueEvent[]>();
+    for (const { issue, event } of entries) byIssue.set(issue, [...(byIssue.get(issue) ?? []), event]);
+    const merges = new Map<string, string>();
+    for (const [issue, log] of byIssue) {
+      const into = replay(log).mergedInto;
+      if (into !== null) merges.set(issue, into);
+    }
+    return { byIssue, merges, entries };
+  }
+
+  /** Every fingerprint ever seen (or those given), with its first and last occurrence over all time. */
+  async function fingerprints(ids?: readonly string[]): Promise<Map<string, FingerprintMeta>> {
+    const where = ids === undefined ? "" : ` WHERE ${anyOf("fingerprint", ids)}`;
+    const [firsts, lasts] = await Promise.all([
+      groups(
+        `SELECT first("fingerprint_key") AS "key", "kind", "model" FROM ${from("fault")}${where} GROUP BY "fingerprint"`,
+      ),
+      groups(`SELECT last("seq") AS "seq" FROM ${from("fault")}${where} GROUP BY "fingerprint"`),
+    ]);
+    const lastMs = new Map<string, number>();
+    for (const g of lasts) {
+      const row = g.rows[0];
+      if (g.tags.fingerprint !== undefined && row !== undefined)
+        lastMs.set(g.tags.fingerprint, row.time.getTime());
+    }
+    const metas = new Map<string, FingerprintMeta>();
+    for (const g of firsts) {
+      const id = g.tags.fingerprint;
+      const row = g.rows[0];
+      if (id === undefined || id === "" || row === undefined) continue;
+      const firstMs = row.time.getTime();
+      metas.set(id, {
+        id,
+        key: text(row.key) ?? id,
+        kind: text(row.kind) ?? UNKNOWN,
+        model: text(row.model) ?? UNKNOWN,
+        firstMs,
+        lastMs: lastMs.get(id) ?? firstMs,
+      });
+    }
+    return metas;
+  }
+
+  /** Per fault series in the window, counted per half of it, then folded into one tally per issue. */
+  async function tallies(
+    window: IssueWindow,
+    resolve: (fingerprint: string) => string,
+    fps?: readonly string[],
+  ): Promise<Map<string, Tally>> {
+    const span = window.toMs - window.fromMs;
+    const half = Math.max(1, Math.ceil(span / 2));
+    const where = [timeRange(window.fromMs, window.toMs)];
+    if (fps !== undefined) where.push(anyOf("fingerprint", fps));
+    const found = await groups(
+      `SELECT count("seq") AS "n" FROM ${from("fault")} WHERE ${where.join(" AND ")} ` +
+        `GROUP BY time(${half}ms, ${window.fromMs % half}ms), * fill(none)`,
+    );
+    const result = new Map<string, Tally>();
+    for (const g of found) {
+      const fp = g.tags.fingerprint;
+      if (fp === undefined || fp === "") continue;
+      const id = resolve(fp);
+      const tally = result.get(id) ?? emptyTally();
+      result.set(id, tally);
+      const device = g.tags.device ?? UNKNOWN;
+      const firmware = g.tags.firmware ?? UNKNOWN;
+      for (const row of g.rows) {
+        const n = num(row.n);
+        if (n === 0) continue;
+        tally.occurrences += n;
+        tally.halves[row.time.getTime() < window.fromMs + half ? 0 : 1] += n;
+        tally.devices.set(device, (tally.devices.get(device) ?? 0) + n);
+        addTo(tally.byFirmware, firmware, device, n);
+        addTo(tally.byRegion, g.tags.region ?? UNKNOWN, device, n);
+        tally.severities.add(g.tags.severity ?? UNKNOWN);
+        tally.codes.add(g.tags.code ?? UNKNOWN);
+        tally.firmwares.add(firmware);
+      }
+    }
+    return result;
+  }
+
+  /** Distinct devices that reported in the window, per "kind/model". */
+  async function activeDevices(window: IssueWindow): Promise<Map<string, number>> {
+    const found = await groups(
+      `SELECT count(distinct("device_id")) AS "devices" FROM ${from("activity")} ` +
+        `WHERE ${timeRange(window.fromMs, window.toMs)} GROUP BY "kind", "model"`,
+    );
+    const result = new Map<string, number>();
+    for (const g of found) {
+      result.set(modelKey(g.tags.kind ?? UNKNOWN, g.tags.model ?? UNKNOWN), num(g.rows[0]?.devices));
+    }
+    return result;
+  }
+
+  const modelCondition = (members: readonly FingerprintMeta[]) => {
+    const pairs = new Map(members.map((m) => [modelKey(m.kind, m.model), m]));
+    return `(${[...pairs.values()].map((m) => `(${tagIs("kind", m.kind)} AND ${tagIs("model", m.model)})`).join(" OR ")})`;
+  };
+
+  /**
+   * What the field says about a released fix, appended to the log once: a recurrence on firmware at or
+   * above fixVersion since fixReleasedAt is a regression; otherwise device-hours on such firmware move
+   * fix_released to verifying and, once they reach the required hours, close the issue as effective.
+   * Used by list, detail and the state the routes check requests against.
+   */
+  async function settle(
+    id: string,
+    own: IssueState,
+    members: readonly FingerprintMeta[],
+  ): Promise<IssueState> {
+    if (own.mergedInto !== null || own.fixVersion === null || own.fixReleasedAt === null) return own;
+    if (!reliesOnFix(own) || members.length === 0) return own;
+    return serialized(id, async () => {
+      // Another request may have appended while this one waited.
+      let state = replay((await events(id)).map((e) => e.event));
+      if (!reliesOnFix(state) || state.fixVersion === null || state.fixReleasedAt === null) return state;
+      const fixVersion = state.fixVersion;
+      const since = state.fixReleasedAt;
+      const recurrences = await groups(
+        `SELECT first("seq") AS "seq" FROM ${from("fault")} WHERE ${anyOf(
+          "fingerprint",
+          members.map((m) => m.id),
+        )} AND time >= ${since}ms GROUP BY "firmware"`,
+      );
+      const onFix = recurrences
+        .flatMap((g) => g.rows.map((r) => ({ firmware: g.tags.firmware ?? UNKNOWN, at: r.time.getTime() })))
+        .filter((o) => isAtLeast(o.firmware, fixVersion))
+        .sort((a, b) => a.at - b.at)[0];
+      if (onFix !== undefined) {
+        // Dated after the latest event (and not in the future of a fast device clock), so replaying the
+        // log keeps it last even when the fault came late.
+        const at = Math.max(Math.min(onFix.at, now()), (state.updatedAt ?? 0) + 1);
+        const regression = onOccurrence(state, { firmware: onFix.firmware, at });
+        if (regression !== undefined) {
+          await appendEvent(id, regression);
+          return applyEvent(state, regression);
+        }
+      }
+      if (state.status !== "fix_released" && state.status !== "verifying") return state;
+      const exposure = await groups(
+        `SELECT sum("hours") AS "hours" FROM ${from("activity")} WHERE ${modelCondition(members)} ` +
+          `AND time >= ${since}ms GROUP BY "firmware"`,
+      );
+      const hours = exposure
+        .filter((g) => isAtLeast(g.tags.firmware ?? UNKNOWN, fixVersion))
+        .reduce((sum, g) => sum + num(g.rows[0]?.hours), 0);
+      // fix_released → verifying → closed can happen in one read when the hours are already there.
+      for (let step = 0; step < 2; step++) {
+        const event = checkVerification(state, {
+          exposureHoursOnFix: hours,
+          at: Math.max(now(), state.updatedAt ?? 0),
+          requiredHours,
+        });
+        if (event === undefined) break;
+        await appendEvent(id, event);
+        state = applyEvent(state, event);
+      }
+      return state;
+    });
+  }
+
+  type Assembled = {
+    id: string;
+    members: FingerprintMeta[];
+    tally: Tally;
+    state: IssueState;
+  };
+
+  function summarize(issue: Assembled, active: ReadonlyMap<string, number>): IssueSummary {
+    const { id, members, tally, state } = issue;
+    const primary = members.find((m) => m.id === id) ?? members[0];
+    const models = [...new Set(members.map((m) => modelKey(m.kind, m.model)))].sort();
+    const activeCount = models.reduce((sum, m) => sum + (active.get(m) ?? 0), 0);
+    const affected = tally.devices.size;
+    return {
+      id,
+      key: primary?.key ?? id,
+      kind: primary?.kind ?? UNKNOWN,
+      model: primary?.model ?? UNKNOWN,
+      models,
+      codes: [...tally.codes].sort(),
+      mergedIds: members
+        .map((m) => m.id)
+        .filter((m) => m !== id)
+        .sort(),
+      status: state.status,
+      assignee: state.assignee,
+      fixVersion: state.fixVersion,
+      firstSeen: iso(Math.min(...members.map((m) => m.firstMs))),
+      lastSeen: iso(Math.max(...members.map((m) => m.lastMs))),
+      occurrences: tally.occurrences,
+      affectedDevices: affected,
+      activeDevices: activeCount,
+      fleetShare: activeCount > 0 ? affected / activeCount : null,
+      worstSeverity: worst(tally.severities),
+      growth: {
+        firstHalf: tally.halves[0],
+        secondHalf: tally.halves[1],
+        delta: tally.halves[1] - tally.halves[0],
+      },
+    };
+  }
+
+  function membersByIssue(metas: ReadonlyMap<string, FingerprintMeta>, merges: ReadonlyMap<string, string>) {
+    const result = new Map<string, FingerprintMeta[]>();
+    for (const meta of metas.values()) {
+      const id = resolveIssueId(meta.id, merges);
+      result.set(id, [...(result.get(id) ?? []), meta]);
+    }
+    return result;
+  }
+
+  const SORTS: Record<IssueSort, (s: IssueSummary) => number> = {
+    devices: (s) => s.affectedDevices,
+    occurrences: (s) => s.occurrences,
+    last_seen: (s) => Date.parse(s.lastSeen),
+    growth: (s) => s.growth.delta,
+  };
+
+  async function issueState(inputId: string): Promise<IssueStateView | undefined> {
+    const id = IssueId.parse(inputId);
+    const [log, metas] = await Promise.all([loadLog(), fingerprints()]);
+    if (!metas.has(id)) return undefined;
+    const resolvedId = resolveIssueId(id, log.merges);
+    const own = replay(log.byIssue.get(id) ?? []);
+    if (resolvedId !== id) return { state: own, resolvedId };
+    const group = membersByIssue(metas, log.merges).get(id) ?? [];
+    return { state: await settle(id, own, group), resolvedId };
+  }
+
+  return {
+    appendEvent,
+    events,
+
+    async listIssues(input) {
+      const filter = IssueFilter.parse(input);
+      const window = { fromMs: filter.fromMs, toMs: filter.toMs };
+      const [log, metas, active] = await Promise.all([loadLog(), fingerprints(), activeDevices(window)]);
+      const resolve = (fp: string) => resolveIssueId(fp, log.merges);
+      const found = await tallies(window, resolve);
+      const members = membersByIssue(metas, log.merges);
+      const issues: Assembled[] = [];
+      for (const [id, tally] of found) {
+        const group = members.get(id) ?? [];
+        if (group.length === 0) continue;
+        if (filter.kind !== undefined && !group.some((m) => m.kind === filter.kind)) continue;
+        if (filter.model !== undefined && !group.some((m) => m.model === filter.model)) continue;
+        if (filter.firmware !== undefined && !tally.firmwares.has(filter.firmware)) continue;
+        if (filter.severity !== undefined) {
+          const w = worst(tally.severities);
+          const floor = SEVERITY_RANK.get(filter.severity) ?? 0;
+          if (w === null || (SEVERITY_RANK.get(w) ?? -1) < floor) continue;
+        }
+        issues.push({ id, members: group, tally, state: replay(log.byIssue.get(id) ?? []) });
+      }
+      const settled = await Promise.all(
+        issues.map(async (issue) => ({
+          ...issue,
+          state: await settle(issue.id, issue.state, issue.members),
+        })),
+      );
+      const by = SORTS[filter.sort];
+      const matching = settled
+        .filter((issue) => filter.status === undefined || issue.state.status === filter.status)
+        .map((issue) => summarize(issue, active))
+        .sort((a, b) => by(b) - by(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const items = matching.slice(filter.offset, filter.offset + filter.limit);
+      const end = filter.offset + items.length;
+      return { items, total: matching.length, nextOffset: end < matching.length ? end : null };
+    },
+
+    async getIssue(inputId, inputWindow) {
+      const requested = IssueId.parse(inputId);
+      const window = IssueWindow.parse(inputWindow);
+      const [log, metas] = await Promise.all([loadLog(), fingerprints()]);
+      const id = resolveIssueId(requested, log.merges);
+      const group = membersByIssue(metas, log.merges).get(id) ?? [];
+      if (group.length === 0) return undefined;
+      const fps = group.map((m) => m.id);
+      const fpCondition = anyOf("fingerprint", fps);
+      const span = window.toMs - window.fromMs;
+      const bucketMs = span <= HOURLY_TREND_MAX_MS ? HOUR_MS : DAY_MS;
+      const [found, active, trend, lastPerDevice, state] = await Promise.all([
+        tallies(window, () => id, fps),
+        activeDevices(window),
+        rows(
+          `SELECT count("seq") AS "occurrences", count(distinct("device_id")) AS "devices" FROM ${from("fault")} ` +
+            `WHERE ${timeRange(window.fromMs, window.toMs)} AND ${fpCondition} ` +
+            `GROUP BY time(${bucketMs}ms, ${window.fromMs % bucketMs}ms) fill(0)`,
+        ),
+        groups(
+          `SELECT last("seq") AS "seq", "firmware" FROM ${from("fault")} ` +
+            `WHERE ${timeRange(window.fromMs, window.toMs)} AND ${fpCondition} GROUP BY "device"`,
+        ),
+        settle(id, replay(log.byIssue.get(id) ?? []), group),
+      ]);
+      const tally = found.get(id) ?? emptyTally();
+      const summary = summarize({ id, members: group, tally, state }, active);
+      const devices = lastPerDevice
+        .flatMap((g) => {
+          const row = g.rows[0];
+          const device = g.tags.device;
+          if (row === undefined || device === undefined) return [];
+          return [
+            {
+              id: device,
+              occurrences: tally.devices.get(device) ?? 0,
+              lastMs: row.time.getTime(),
+              firmware: text(row.firmware) ?? UNKNOWN,
+            },
+          ];
+        })
+        .sort((a, b) => b.occurrences - a.occurrences || b.lastMs - a.lastMs || (a.id < b.id ? -1 : 1));
+      const members = new Set(fps);
+      // The history holds this issue's events and those of the issues merged into it; system events
+      // appended by settle() are in the state's history already.
+      const history: IssueHistoryEntry[] = [
+        ...state.history.map((event) => ({ issue: id, event })),
+        ...log.entries.filter((e) => e.issue !== id && members.has(e.issue)),
+      ].sort((a, b) => a.event.at - b.event.at);
+      return {
+        ...summary,
+        from: iso(window.fromMs),
+        to: iso(window.toMs),
+        closure: state.closure,
+        regressions: state.regressions,
+        statusSince: state.statusSince === null ? null : iso(state.statusSince),
+        byFirmware: breakdown("firmware", tally.byFirmware),
+        byRegion: breakdown("region", tally.byRegion),
+        trend: {
+          bucketMs,
+          buckets: trend.map((r) => ({
+            time: iso(r.time.getTime()),
+            occurrences: num(r.occurrences),
+            affectedDevices: num(r.devices),
+          })),
+        },
+        devices: {
+          total: devices.length,
+          items: devices
+            .slice(0, MAX_AFFECTED_DEVICES)
+            .map(({ lastMs, ...d }) => ({ ...d, lastSeen: iso(lastMs) })),
+        },
+        history,
+      };
+    },
+
+    issueState,
+
+    async issuesForDevice(input) {
+      const deviceId = DeviceId.parse(input);
+      const [found, latest, metas] = await Promise.all([
+        rows(
+          `SHOW TAG VALUES FROM ${from("fault")} WITH KEY = "fingerprint" WHERE ${tagIs("device", deviceId)}`,
+        ),
+        rows(
+          `SELECT last("hours") AS "hours", "firmware" FROM ${from("activity")} WHERE ${tagIs("device", deviceId)}`,
+        ),
+        fingerprints(),
+      ]);
+      const firmware = text(latest[0]?.firmware);
+      const affecting = new Map<string, DeviceIssue>();
+      for (const fingerprint of new Set(found.map((r) => text(r.value)).filter((v) => v !== null))) {
+        const view = await issueState(fingerprint);
+        if (view === undefined || affecting.has(view.resolvedId)) continue;
+        const { state } =
+          view.resolvedId === fingerprint ? view : ((await issueState(view.resolvedId)) ?? view);
+        // Fixed in a version the device does not run yet: the support desk should advise the update.
+        const fixAhead =
+          state.fixVersion !== null &&
+          firmware !== null &&
+          reliesOnFix(state) &&
+          !isAtLeast(firmware, state.fixVersion);
+        const open = state.status !== "closed" && state.status !== "muted";
+        if (!open && !fixAhead) continue;
+        affecting.set(view.resolvedId, {
+          id: view.resolvedId,
+          key: metas.get(view.resolvedId)?.key ?? null,
+          status: state.status,
+          fixVersion: state.fixVersion,
+          advice: fixAhead ? `fixed in firmware ${state.fixVersion}: advise the update` : null,
+        });
+      }
+      return [...affecting.values()];
+    },
+  };
+}
