@@ -1,0 +1,87 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import {
+  alignHours,
+  DAY_MS,
+  FirmwareComparison,
+  FirmwareVersions,
+  type HealthStore,
+} from "../../storage/health-store.js";
+import { type ApiEnv, BEARER, requireRole } from "../auth.js";
+import { ApiError, errorResponse } from "../errors.js";
+import { FirmwareCompareParams, FirmwareListParams } from "../health-schemas.js";
+import { resolveWindow } from "../time-window.js";
+import { resolveSeriesWindow } from "./fleet.js";
+
+const DEFAULT_FIRMWARE_SPAN_MS = 30 * DAY_MS;
+
+const viewer = {
+  security: [{ [BEARER]: [] }],
+  middleware: [requireRole("viewer")],
+};
+const refusals = {
+  400: errorResponse("A query parameter is not valid"),
+  401: errorResponse("No valid bearer token"),
+  403: errorResponse("The token's role is too low"),
+};
+
+export const listFirmwareRoute = createRoute({
+  method: "get",
+  path: "/api/v1/firmware",
+  summary: "Firmware versions per model with first seen, devices now and daily adoption",
+  ...viewer,
+  request: { query: FirmwareListParams },
+  responses: {
+    200: {
+      description: "Versions active in the window, oldest first",
+      content: { "application/json": { schema: FirmwareVersions } },
+    },
+    ...refusals,
+  },
+});
+
+export const compareFirmwareRoute = createRoute({
+  method: "get",
+  path: "/api/v1/firmware/compare",
+  summary: "Fault rates of two firmware cohorts of one model, with rate ratios, exact 95% CIs and verdicts",
+  ...viewer,
+  request: { query: FirmwareCompareParams },
+  responses: {
+    200: {
+      description: "The comparison",
+      content: { "application/json": { schema: FirmwareComparison } },
+    },
+    ...refusals,
+    404: errorResponse("A cohort has no exposure (no activity) in the window"),
+  },
+});
+
+export function registerFirmware(
+  app: OpenAPIHono<ApiEnv>,
+  deps: { health: HealthStore; now?: () => number },
+) {
+  const now = deps.now ?? Date.now;
+
+  app.openapi(listFirmwareRoute, async (c) => {
+    const { from, to, model } = c.req.valid("query");
+    const { fromMs, toMs } = resolveSeriesWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
+    return c.json(await deps.health.firmwareVersions({ fromMs, toMs, ...(model ? { model } : {}) }), 200);
+  });
+
+  app.openapi(compareFirmwareRoute, async (c) => {
+    const { from, to, severity, ...cohorts } = c.req.valid("query");
+    const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
+    const result = await deps.health.compareFirmware({
+      ...cohorts,
+      fromMs,
+      toMs,
+      ...(severity ? { severity } : {}),
+    });
+    if (result.ok) return c.json(result.comparison, 200);
+    const window = alignHours({ fromMs, toMs });
+    const which = result.cohorts.map((side) => `${side} "${cohorts[side]}"`).join(" and ");
+    throw new ApiError({
+      code: "NOT_FOUND",
+      message: `${which} of model "${cohorts.model}" reported no activity between ${new Date(window.fromMs).toISOString()} and ${new Date(window.toMs).toISOString()}`,
+    });
+  });
+}

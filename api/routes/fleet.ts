@@ -1,0 +1,84 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import {
+  alignHours,
+  DAY_MS,
+  FleetSummary,
+  FleetTrend,
+  type GroupTag,
+  type HealthStore,
+  MAX_SERIES_DAYS,
+} from "../../storage/health-store.js";
+import { type ApiEnv, BEARER, requireRole } from "../auth.js";
+import { ApiError, errorResponse } from "../errors.js";
+import { FleetSummaryParams, FleetTrendParams } from "../health-schemas.js";
+import { resolveWindow } from "../time-window.js";
+
+const DEFAULT_FLEET_SPAN_MS = 7 * DAY_MS;
+
+const viewer = {
+  security: [{ [BEARER]: [] }],
+  middleware: [requireRole("viewer")],
+};
+const refusals = {
+  400: errorResponse("A query parameter is not valid"),
+  401: errorResponse("No valid bearer token"),
+  403: errorResponse("The token's role is too low"),
+};
+
+export const fleetSummaryRoute = createRoute({
+  method: "get",
+  path: "/api/v1/fleet/summary",
+  summary: "Fleet health KPIs per group and for the whole selection, with their sample sizes",
+  ...viewer,
+  request: { query: FleetSummaryParams },
+  responses: {
+    200: { description: "The KPIs", content: { "application/json": { schema: FleetSummary } } },
+    ...refusals,
+  },
+});
+
+export const fleetTrendRoute = createRoute({
+  method: "get",
+  path: "/api/v1/fleet/trend",
+  summary: "Fleet health KPIs of the selection per UTC day",
+  ...viewer,
+  request: { query: FleetTrendParams },
+  responses: {
+    200: { description: "One entry per UTC day", content: { "application/json": { schema: FleetTrend } } },
+    ...refusals,
+  },
+});
+
+/** resolveWindow, and a daily series no longer than the store allows. */
+export function resolveSeriesWindow(
+  query: { from?: string | undefined; to?: string | undefined },
+  nowMs: number,
+  defaultSpanMs: number,
+) {
+  const window = resolveWindow(query, nowMs, defaultSpanMs);
+  const aligned = alignHours(window);
+  if (aligned.toMs - aligned.fromMs > MAX_SERIES_DAYS * DAY_MS) {
+    throw new ApiError({
+      code: "BAD_REQUEST",
+      message: `from and to span more than ${MAX_SERIES_DAYS} days: choose a shorter window`,
+    });
+  }
+  return window;
+}
+
+export function registerFleet(app: OpenAPIHono<ApiEnv>, deps: { health: HealthStore; now?: () => number }) {
+  const now = deps.now ?? Date.now;
+
+  app.openapi(fleetSummaryRoute, async (c) => {
+    const { from, to, groupBy, ...selection } = c.req.valid("query");
+    const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
+    const tags = [...new Set(groupBy.split(","))] as GroupTag[];
+    return c.json(await deps.health.fleetSummary({ ...selection, groupBy: tags, fromMs, toMs }), 200);
+  });
+
+  app.openapi(fleetTrendRoute, async (c) => {
+    const { from, to, ...selection } = c.req.valid("query");
+    const { fromMs, toMs } = resolveSeriesWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
+    return c.json(await deps.health.fleetTrend({ ...selection, fromMs, toMs }), 200);
+  });
+}

@@ -1,0 +1,612 @@
+import { type InfluxDB, escape as influxql } from "influx";
+import { z } from "zod";
+import { compareRates } from "../analytics/rate-ratio.js";
+import { compareVersions } from "../analytics/versions.js";
+import { Label, SEVERITIES, Severity } from "../contract/messages.js";
+import { isUnreachable, StoreUnavailable } from "./fleet-store.js";
+import { MEASUREMENTS, type MeasurementKey } from "./schema.js";
+
+// Fleet health and firmware cohorts, read from InfluxDB. Exposure is the `activity` measurement: one point
+// per device and UTC hour in which it reported (docs/storage.md). Every window is widened to whole UTC
+// hours before querying, so exposure (stamped at the hour's start) and the events counted against it cover
+// the same hours; the responses give the window actually used.
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+/** Daily series (trend, adoption) span at most this many days. */
+export const MAX_SERIES_DAYS = 400;
+export const RATINGS = 11;
+
+export const GROUP_TAGS = ["kind", "model", "firmware", "region"] as const;
+export const GroupTag = z.enum(GROUP_TAGS);
+export type GroupTag = z.infer<typeof GroupTag>;
+
+const epochMs = z.number().int().min(0);
+const isoTime = z.iso.datetime();
+const count = z.number().int().min(0);
+const rate = (description: string) => z.number().nullable().meta({ description });
+
+const SELECTION_FIELDS = {
+  kind: Label.optional(),
+  model: Label.optional(),
+  firmware: Label.optional(),
+  region: Label.optional(),
+};
+const window = { fromMs: epochMs, toMs: epochMs };
+const ordered = (q: { fromMs: number; toMs: number }) => q.fromMs < q.toMs;
+const ORDER = "fromMs must be before toMs";
+const notTooLong = (q: { fromMs: number; toMs: number }) => q.toMs - q.fromMs <= MAX_SERIES_DAYS * DAY_MS;
+const TOO_LONG = `the window may span at most ${MAX_SERIES_DAYS} days`;
+
+export const FleetSummaryQuery = z
+  .object({ ...window, groupBy: z.array(GroupTag).max(GROUP_TAGS.length), ...SELECTION_FIELDS })
+  .refine(ordered, ORDER);
+export type FleetSummaryQuery = z.input<typeof FleetSummaryQuery>;
+
+export const FleetTrendQuery = z
+  .object({ ...window, ...SELECTION_FIELDS })
+  .refine(ordered, ORDER)
+  .refine(notTooLong, TOO_LONG);
+export type FleetTrendQuery = z.input<typeof FleetTrendQuery>;
+
+export const FirmwareVersionsQuery = z
+  .object({ ...window, model: Label.optional() })
+  .refine(ordered, ORDER)
+  .refine(notTooLong, TOO_LONG);
+export type FirmwareVersionsQuery = z.input<typeof FirmwareVersionsQuery>;
+
+export const FirmwareCompareQuery = z
+  .object({ ...window, model: Label, baseline: Label, candidate: Label, severity: Severity.optional() })
+  .refine(ordered, ORDER)
+  .refine((q) => q.baseline !== q.candidate, "baseline and candidate must differ");
+export type FirmwareCompareQuery = z.input<typeof FirmwareCompareQuery>;
+
+const PerExposure = z.object({
+  count,
+  per1000h: rate("count / exposureHours × 1000; null without exposure"),
+});
+
+export const HealthMetrics = z
+  .object({
+    devices: count.meta({ description: "Active devices: distinct devices with at least one activity hour" }),
+    exposureHours: count.meta({ description: "Device-hours of exposure: the activity points counted" }),
+    faults: PerExposure.extend({
+      bySeverity: z.object(
+        Object.fromEntries(SEVERITIES.map((s) => [s, PerExposure])) as {
+          [K in Severity]: typeof PerExposure;
+        },
+      ),
+    }),
+    faultyDevices: count.meta({ description: "Distinct devices with at least one fault" }),
+    faultFreeShare: rate("(devices − faultyDevices) / devices, floored at 0; null without devices"),
+    reboots: z.object({
+      count,
+      perDeviceDay: rate("reboot events / (exposureHours / 24); null without exposure"),
+    }),
+    rejections: PerExposure.meta({
+      description: "Messages the ingest refused (rejection points, stamped at receive time) per 1,000 h",
+    }),
+    feedback: z.object({
+      count,
+      mean: rate("Mean rating 0-10; null without ratings"),
+      distribution: z
+        .array(count)
+        .length(RATINGS)
+        .meta({ description: "Number of ratings of 0, 1, …, 10 (index = rating)" }),
+    }),
+  })
+  .meta({ id: "HealthMetrics" });
+export type HealthMetrics = z.infer<typeof HealthMetrics>;
+
+const Selection = z
+  .object({ kind: z.string(), model: z.string(), firmware: z.string(), region: z.string() })
+  .partial();
+
+export const FleetSummary = z
+  .object({
+    from: isoTime.meta({ description: "Start of the window used: `from` floored to the UTC hour" }),
+    to: isoTime.meta({ description: "End (exclusive): `to` raised to the next UTC hour" }),
+    groupBy: z.array(GroupTag),
+    filter: Selection,
+    groups: z.array(HealthMetrics.extend({ group: Selection })),
+    total: HealthMetrics,
+  })
+  .meta({ id: "FleetSummary" });
+export type FleetSummary = z.infer<typeof FleetSummary>;
+
+export const FleetTrend = z
+  .object({
+    from: isoTime,
+    to: isoTime,
+    filter: Selection,
+    days: z.array(
+      HealthMetrics.extend({
+        day: isoTime.meta({ description: "UTC midnight starting the day" }),
+        from: isoTime.meta({ description: "The part of the window inside this day" }),
+        to: isoTime,
+      }),
+    ),
+  })
+  .meta({ id: "FleetTrend" });
+export type FleetTrend = z.infer<typeof FleetTrend>;
+
+const DayCount = z.object({ day: isoTime, devices: count });
+
+export const FirmwareVersions = z
+  .object({
+    from: isoTime,
+    to: isoTime,
+    models: z.array(
+      z.object({
+        model: z.string(),
+        devicesByDay: z
+          .array(DayCount)
+          .meta({ description: "Distinct active devices of the model per UTC day, any version" }),
+        versions: z.array(
+          z.object({
+            firmware: z.string(),
+            firstSeen: isoTime.meta({ description: "Start of the first activity hour ever, up to `to`" }),
+            devicesNow: count.meta({ description: "Distinct active devices in the window's last 24 h" }),
+            devices: count.meta({ description: "Distinct active devices in the window" }),
+            exposureHours: count,
+            adoption: z.array(
+              DayCount.extend({
+                share: rate("devices / the model's active devices that day; null when none"),
+              }),
+            ),
+          }),
+        ),
+      }),
+    ),
+  })
+  .meta({ id: "FirmwareVersions" });
+export type FirmwareVersions = z.infer<typeof FirmwareVersions>;
+
+const CohortRate = z.object({ count, exposureHours: z.number(), ratePer1000h: z.number() });
+
+export const RateComparison = z
+  .object({
+    baseline: CohortRate,
+    candidate: CohortRate,
+    rateRatio: z.number().nullable(),
+    rateRatioMissing: z.enum(["no_events", "no_baseline_events"]).nullable(),
+    ci: z
+      .object({
+        lower: z.number(),
+        upper: z.number().nullable(),
+        upperUnbounded: z.boolean(),
+        level: z.number(),
+      })
+      .nullable()
+      .meta({ description: "Exact 95% interval of the rate ratio; null without any fault" }),
+    pValue: z.number().nullable(),
+    equivalenceMargin: z.number(),
+    verdict: z.enum(["regression", "improvement", "no_difference", "insufficient_evidence"]),
+    moreExposureNeeded: z
+      .discriminatedUnion("reachable", [
+        z.object({
+          reachable: z.literal(true),
+          factor: z.number(),
+          baselineHours: z.number(),
+          candidateHours: z.number(),
+        }),
+        z.object({
+          reachable: z.literal(false),
+          reason: z.enum(["no_events", "beyond_cap"]),
+          maxFactor: z.number(),
+        }),
+      ])
+      .nullable(),
+  })
+  .meta({ id: "RateComparison", description: "analytics/rate-ratio.ts compareRates" });
+export type RateComparison = z.infer<typeof RateComparison>;
+
+const Cohort = z.object({ firmware: z.string(), devices: count, exposureHours: count });
+
+export const FirmwareComparison = z
+  .object({
+    model: z.string(),
+    from: isoTime,
+    to: isoTime,
+    severity: Severity.nullable().meta({ description: "overall and byCode count only this severity" }),
+    baseline: Cohort,
+    candidate: Cohort,
+    overall: RateComparison,
+    critical: RateComparison,
+    byCode: z.array(z.object({ code: z.string(), comparison: RateComparison })),
+  })
+  .meta({ id: "FirmwareComparison" });
+export type FirmwareComparison = z.infer<typeof FirmwareComparison>;
+
+export type FirmwareComparisonResult =
+  | { ok: true; comparison: FirmwareComparison }
+  | { ok: false; reason: "no_exposure"; cohorts: Array<"baseline" | "candidate"> };
+
+export interface HealthStore {
+  /** Metrics per group of the selection, and for the whole selection. */
+  fleetSummary(query: FleetSummaryQuery): Promise<FleetSummary>;
+  /** The same metrics for the whole selection per UTC day. */
+  fleetTrend(query: FleetTrendQuery): Promise<FleetTrend>;
+  /** Versions active in the window per model, oldest first (compareVersions). */
+  firmwareVersions(query: FirmwareVersionsQuery): Promise<FirmwareVersions>;
+  /** Fault rates of two cohorts of one model; not ok when a cohort has no exposure in the window. */
+  compareFirmware(query: FirmwareCompareQuery): Promise<FirmwareComparisonResult>;
+}
+
+const from = (key: MeasurementKey) =>
+  `${influxql.quoted(MEASUREMENTS[key].rp)}.${influxql.quoted(MEASUREMENTS[key].name)}`;
+const tagIs = (tag: string, value: string) => `${influxql.quoted(tag)} = ${influxql.stringLit(value)}`;
+const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND time < ${toMs}ms`;
+const groupByClause = (tags: readonly string[], daily: boolean) => {
+  const terms = [...(daily ? ["time(1d)"] : []), ...tags.map((t) => influxql.quoted(t))];
+  if (terms.length === 0) return "";
+  return ` GROUP BY ${terms.join(", ")}${daily ? " fill(none)" : ""}`;
+};
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
+/** The window widened to whole UTC hours, as every query of this store uses it. */
+export const alignHours = (q: { fromMs: number; toMs: number }) => ({
+  fromMs: Math.floor(q.fromMs / HOUR_MS) * HOUR_MS,
+  toMs: Math.ceil(q.toMs / HOUR_MS) * HOUR_MS,
+});
+const dayStarts = (fromMs: number, toMs: number) => {
+  const days: number[] = [];
+  for (let day = Math.floor(fromMs / DAY_MS) * DAY_MS; day < toMs; day += DAY_MS) days.push(day);
+  return days;
+};
+
+type Row = Record<string, unknown> & { time: Date };
+type Group = { name: string; tags: Record<string, string>; rows: Row[] };
+
+/** What the metrics are computed from; everything but the distinct-device counts adds up across groups. */
+type Counts = {
+  devices: number;
+  exposureHours: number;
+  faults: Record<Severity, number>;
+  faultyDevices: number;
+  reboots: number;
+  rejections: number;
+  ratings: number[];
+};
+
+const emptyCounts = (): Counts => ({
+  devices: 0,
+  exposureHours: 0,
+  faults: { info: 0, warning: 0, error: 0, critical: 0 },
+  faultyDevices: 0,
+  reboots: 0,
+  rejections: 0,
+  ratings: Array.from({ length: RATINGS }, () => 0),
+});
+
+function toMetrics(c: Counts): HealthMetrics {
+  const perExposure = (n: number) => ({
+    count: n,
+    per1000h: c.exposureHours > 0 ? (n / c.exposureHours) * 1000 : null,
+  });
+  const faults = SEVERITIES.reduce((sum, s) => sum + c.faults[s], 0);
+  const ratings = c.ratings.reduce((sum, n) => sum + n, 0);
+  const ratingSum = c.ratings.reduce((sum, n, rating) => sum + n * rating, 0);
+  return {
+    devices: c.devices,
+    exposureHours: c.exposureHours,
+    faults: {
+      ...perExposure(faults),
+      bySeverity: {
+        info: perExposure(c.faults.info),
+        warning: perExposure(c.faults.warning),
+        error: perExposure(c.faults.error),
+        critical: perExposure(c.faults.critical),
+      },
+    },
+    faultyDevices: c.faultyDevices,
+    faultFreeShare: c.devices > 0 ? Math.max(0, c.devices - c.faultyDevices) / c.devices : null,
+    reboots: {
+      count: c.reboots,
+      perDeviceDay: c.exposureHours > 0 ? c.reboots / (c.exposureHours / 24) : null,
+    },
+    rejections: perExposure(c.rejections),
+    feedback: {
+      count: ratings,
+      mean: ratings > 0 ? ratingSum / ratings : null,
+      distribution: [...c.ratings],
+    },
+  };
+}
+
+function throwProblem(problem: { field: string; message: string }): never {
+  throw new Error(`compareRates refused ${problem.field}: ${problem.message}`);
+}
+
+export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
+  /** Several statements in one request; one list of series per statement. */
+  async function statements(queries: readonly string[]): Promise<Group[][]> {
+    try {
+      const results = await influx.query<Record<string, unknown>>([...queries]);
+      return results.map((r) => r.groups() as Group[]);
+    } catch (cause) {
+      if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
+      throw cause;
+    }
+  }
+
+  /**
+   * The counts behind HealthMetrics per group of `tags` (and per UTC day when daily), keyed by
+   * keyOf(tags, time), from 16 statements sent in one request.
+   */
+  async function countsBy(
+    where: string,
+    tags: readonly GroupTag[],
+    daily: boolean,
+  ): Promise<{ counts: Map<string, Counts>; groups: Map<string, Record<string, string>> }> {
+    const by = groupByClause(tags, daily);
+    const bySeverity = groupByClause([...tags, "severity"], daily);
+    const event = (type: string) => `${where} AND ${tagIs("type", type)}`;
+    const queries = [
+      `SELECT sum("hours") AS "hours", count(distinct("device_id")) AS "devices" FROM ${from("activity")} WHERE ${where}${by}`,
+      `SELECT count("seq") AS "n" FROM ${from("fault")} WHERE ${where}${bySeverity}`,
+      `SELECT count(distinct("device_id")) AS "n" FROM ${from("fault")} WHERE ${where}${by}`,
+      `SELECT count("seq") AS "n" FROM ${from("event")} WHERE ${event("reboot")}${by}`,
+      `SELECT count("bytes") AS "n" FROM ${from("rejection")} WHERE ${where}${by}`,
+      ...Array.from(
+        { length: RATINGS },
+        (_, rating) =>
+          `SELECT count("rating") AS "n" FROM ${from("event")} WHERE ${event("feedback")} AND "rating" = ${rating}${by}`,
+      ),
+    ];
+    const [activity = [], faults = [], faulty = [], reboots = [], rejections = [], ...ratings] =
+      await statements(queries);
+
+    const counts = new Map<string, Counts>();
+    const groups = new Map<string, Record<string, string>>();
+    const each = (series: Group[], add: (c: Counts, row: Row, group: Group) => void) => {
+      for (const group of series) {
+        const selection = Object.fromEntries(tags.map((t) => [t, group.tags[t] ?? ""]));
+        for (const row of group.rows) {
+          const key = keyOf(selection, daily ? row.time.getTime() : 0);
+          groups.set(key, selection);
+          const c = counts.get(key) ?? emptyCounts();
+          counts.set(key, c);
+          add(c, row, group);
+        }
+      }
+    };
+    each(activity, (c, row) => {
+      c.exposureHours += num(row.hours);
+      c.devices += num(row.devices);
+    });
+    each(faults, (c, row, group) => {
+      const severity = Severity.safeParse(group.tags.severity);
+      if (severity.success) c.faults[severity.data] += num(row.n);
+    });
+    each(faulty, (c, row) => {
+      c.faultyDevices += num(row.n);
+    });
+    each(reboots, (c, row) => {
+      c.reboots += num(row.n);
+    });
+    each(rejections, (c, row) => {
+      c.rejections += num(row.n);
+    });
+    ratings.forEach((series, rating) => {
+      each(series, (c, row) => {
+        c.ratings[rating] = (c.ratings[rating] ?? 0) + num(row.n);
+      });
+    });
+    return { counts, groups };
+  }
+
+  function selectionWhere(q: Partial<Record<GroupTag, string | undefined>>, fromMs: number, toMs: number) {
+    const conditions = [timeRange(fromMs, toMs)];
+    for (const tag of GROUP_TAGS) {
+      const value = q[tag];
+      if (value !== undefined) conditions.push(tagIs(tag, value));
+    }
+    return conditions.join(" AND ");
+  }
+
+  const selectionOf = (q: Partial<Record<GroupTag, string | undefined>>) => {
+    const selection: Partial<Record<GroupTag, string>> = {};
+    for (const tag of GROUP_TAGS) {
+      const value = q[tag];
+      if (value !== undefined) selection[tag] = value;
+    }
+    return selection;
+  };
+
+  return {
+    async fleetSummary(input) {
+      const q = FleetSummaryQuery.parse(input);
+      const { fromMs, toMs } = alignHours(q);
+      const groupBy = [...new Set(q.groupBy)];
+      const where = selectionWhere(q, fromMs, toMs);
+      const [grouped, whole] = await Promise.all([
+        countsBy(where, groupBy, false),
+        // Distinct devices do not add up across groups (a device that changed firmware is in two).
+        statements([
+          `SELECT count(distinct("device_id")) AS "n" FROM ${from("activity")} WHERE ${where}`,
+          `SELECT count(distinct("device_id")) AS "n" FROM ${from("fault")} WHERE ${where}`,
+        ]),
+      ]);
+      const total = emptyCounts();
+      for (const c of grouped.counts.values()) {
+        total.exposureHours += c.exposureHours;
+        for (const s of SEVERITIES) total.faults[s] += c.faults[s];
+        total.reboots += c.reboots;
+        total.rejections += c.rejections;
+        c.ratings.forEach((n, rating) => {
+          total.ratings[rating] = (total.ratings[rating] ?? 0) + n;
+        });
+      }
+      total.devices = num(whole[0]?.[0]?.rows[0]?.n);
+      total.faultyDevices = num(whole[1]?.[0]?.rows[0]?.n);
+      const groups = [...grouped.counts]
+        .map(([key, c]) => ({ key, group: grouped.groups.get(key) ?? {}, ...toMetrics(c) }))
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+        .map(({ key: _, ...rest }) => rest);
+      return {
+        from: iso(fromMs),
+        to: iso(toMs),
+        groupBy,
+        filter: selectionOf(q),
+        groups,
+        total: toMetrics(total),
+      };
+    },
+
+    async fleetTrend(input) {
+      const q = FleetTrendQuery.parse(input);
+      const { fromMs, toMs } = alignHours(q);
+      const { counts } = await countsBy(selectionWhere(q, fromMs, toMs), [], true);
+      return {
+        from: iso(fromMs),
+        to: iso(toMs),
+        filter: selectionOf(q),
+        days: dayStarts(fromMs, toMs).map((day) => ({
+          day: iso(day),
+          from: iso(Math.max(day, fromMs)),
+          to: iso(Math.min(day + DAY_MS, toMs)),
+          ...toMetrics(counts.get(keyOf({}, day)) ?? emptyCounts()),
+        })),
+      };
+    },
+
+    async firmwareVersions(input) {
+      const q = FirmwareVersionsQuery.parse(input);
+      const { fromMs, toMs } = alignHours(q);
+      const model = q.model === undefined ? "" : ` AND ${tagIs("model", q.model)}`;
+      const inWindow = `${timeRange(fromMs, toMs)}${model}`;
+      const lastDay = `${timeRange(Math.max(fromMs, toMs - DAY_MS), toMs)}${model}`;
+      const activity = from("activity");
+      const devices = `count(distinct("device_id")) AS "devices"`;
+      const [perVersion = [], perVersionDay = [], perModelDay = [], now = [], first = []] = await statements([
+        `SELECT ${devices}, sum("hours") AS "hours" FROM ${activity} WHERE ${inWindow} GROUP BY "model", "firmware"`,
+        `SELECT ${devices} FROM ${activity} WHERE ${inWindow} GROUP BY time(1d), "model", "firmware" fill(none)`,
+        `SELECT ${devices} FROM ${activity} WHERE ${inWindow} GROUP BY time(1d), "model" fill(none)`,
+        `SELECT ${devices} FROM ${activity} WHERE ${lastDay} GROUP BY "model", "firmware"`,
+        // first() of all history up to `to`: when the version first reported, wherever the window starts.
+        `SELECT first("hours") AS "hours" FROM ${activity} WHERE time < ${toMs}ms${model} GROUP BY "model", "firmware"`,
+      ]);
+      const versionKey = (g: Group) =>
+        keyOf({ model: g.tags.model ?? "", firmware: g.tags.firmware ?? "" }, 0);
+      const byDay = (series: Group[], keyFor: (g: Group) => string) => {
+        const map = new Map<string, Map<number, number>>();
+        for (const g of series) {
+          const days = map.get(keyFor(g)) ?? new Map<number, number>();
+          for (const row of g.rows) days.set(row.time.getTime(), num(row.devices));
+          map.set(keyFor(g), days);
+        }
+        return map;
+      };
+      const versionDays = byDay(perVersionDay, versionKey);
+      const modelDays = byDay(perModelDay, (g) => g.tags.model ?? "");
+      const nowByVersion = new Map(now.map((g) => [versionKey(g), num(g.rows[0]?.devices)]));
+      const firstByVersion = new Map(first.map((g) => [versionKey(g), g.rows[0]?.time.getTime() ?? fromMs]));
+      const days = dayStarts(fromMs, toMs);
+
+      const models = new Map<string, FirmwareVersions["models"][number]>();
+      for (const g of perVersion) {
+        const modelName = g.tags.model ?? "";
+        const firmware = g.tags.firmware ?? "";
+        const key = versionKey(g);
+        const ofModel = modelDays.get(modelName) ?? new Map<number, number>();
+        const entry = models.get(modelName) ?? {
+          model: modelName,
+          devicesByDay: days.map((day) => ({ day: iso(day), devices: ofModel.get(day) ?? 0 })),
+          versions: [],
+        };
+        models.set(modelName, entry);
+        const adoption = versionDays.get(key) ?? new Map<number, number>();
+        entry.versions.push({
+          firmware,
+          firstSeen: iso(firstByVersion.get(key) ?? fromMs),
+          devicesNow: nowByVersion.get(key) ?? 0,
+          devices: num(g.rows[0]?.devices),
+          exposureHours: num(g.rows[0]?.hours),
+          adoption: days.map((day) => {
+            const onVersion = adoption.get(day) ?? 0;
+            const all = ofModel.get(day) ?? 0;
+            return { day: iso(day), devices: onVersion, share: all > 0 ? onVersion / all : null };
+          }),
+        });
+      }
+      for (const entry of models.values()) {
+        entry.versions.sort((a, b) => compareVersions(a.firmware, b.firmware));
+      }
+      return {
+        from: iso(fromMs),
+        to: iso(toMs),
+        models: [...models.values()].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0)),
+      };
+    },
+
+    async compareFirmware(input) {
+      const q = FirmwareCompareQuery.parse(input);
+      const { fromMs, toMs } = alignHours(q);
+      const where =
+        `${timeRange(fromMs, toMs)} AND ${tagIs("model", q.model)} AND ` +
+        `(${tagIs("firmware", q.baseline)} OR ${tagIs("firmware", q.candidate)})`;
+      const [exposure = [], faults = []] = await statements([
+        `SELECT sum("hours") AS "hours", count(distinct("device_id")) AS "devices" FROM ${from("activity")} WHERE ${where} GROUP BY "firmware"`,
+        `SELECT count("seq") AS "n" FROM ${from("fault")} WHERE ${where} GROUP BY "firmware", "severity", "code"`,
+      ]);
+      const cohort = (firmware: string) => {
+        const row = exposure.find((g) => g.tags.firmware === firmware)?.rows[0];
+        return { firmware, devices: num(row?.devices), exposureHours: num(row?.hours) };
+      };
+      const baseline = cohort(q.baseline);
+      const candidate = cohort(q.candidate);
+      const missing = (["baseline", "candidate"] as const).filter(
+        (side) => (side === "baseline" ? baseline : candidate).exposureHours === 0,
+      );
+      if (missing.length > 0) return { ok: false, reason: "no_exposure", cohorts: missing };
+
+      const tally = (keep: (g: Group) => boolean) => {
+        const counts = { baseline: 0, candidate: 0 };
+        for (const g of faults) {
+          if (!keep(g)) continue;
+          const n = num(g.rows[0]?.n);
+          if (g.tags.firmware === q.baseline) counts.baseline += n;
+          else if (g.tags.firmware === q.candidate) counts.candidate += n;
+        }
+        return counts;
+      };
+      const compare = (counts: { baseline: number; candidate: number }): RateComparison => {
+        const result = compareRates({
+          baseline: { count: counts.baseline, exposureHours: baseline.exposureHours },
+          candidate: { count: counts.candidate, exposureHours: candidate.exposureHours },
+        });
+        return result.ok ? result.comparison : throwProblem(result.problem);
+      };
+      const severityMatches = (g: Group) => q.severity === undefined || g.tags.severity === q.severity;
+      const codes = [...new Set(faults.filter(severityMatches).map((g) => g.tags.code ?? ""))];
+      const byCode = codes
+        .map((code) => {
+          const counts = tally((g) => severityMatches(g) && g.tags.code === code);
+          return { code, total: counts.baseline + counts.candidate, comparison: compare(counts) };
+        })
+        .sort((a, b) => b.total - a.total || (a.code < b.code ? -1 : a.code > b.code ? 1 : 0))
+        .map(({ code, comparison }) => ({ code, comparison }));
+      return {
+        ok: true,
+        comparison: {
+          model: q.model,
+          from: iso(fromMs),
+          to: iso(toMs),
+          severity: q.severity ?? null,
+          baseline,
+          candidate,
+          overall: compare(tally(severityMatches)),
+          critical: compare(tally((g) => g.tags.severity === "critical")),
+          byCode,
+        },
+      };
+    },
+  };
+}
+
+/** One group's key: its tag values in GROUP_TAGS order, then the bucket's time. */
+function keyOf(selection: Record<string, string>, timeMs: number): string {
+  return `${GROUP_TAGS.map((t) => selection[t] ?? "").join("\u0000")}\u0000${String(timeMs).padStart(16, "0")}`;
+}
