@@ -4,9 +4,12 @@ import { Label, MetricName } from "../contract/messages.js";
 import {
   Device,
   DeviceId,
+  DeviceSummary,
   FAULT_FILTER_FIELDS,
   FaultRecord,
   MAX_PAGE,
+  PresenceRecord,
+  PresenceStatus,
   TelemetryFn,
 } from "../storage/fleet-store.js";
 
@@ -41,7 +44,22 @@ export const DeviceListQuery = z.object({
   kind: Label.optional().meta({ description: "Device kind from the latest hello", example: "modem" }),
   model: Label.optional(),
   firmware: Label.optional(),
+  status: PresenceStatus.optional().meta({
+    description: "online, offline or silent (no report for more than factor × the expected interval)",
+    example: "silent",
+  }),
   ...paging,
+});
+
+export const PresenceQueryParams = z.object({
+  from: time("Start, inclusive; default `to` minus 7d"),
+  to: time("End, exclusive; default now"),
+  ...paging,
+});
+
+export const SilenceQueryParams = z.object({
+  from: time("Start of the window devices must have reported in, inclusive; default `to` minus 7d"),
+  to: time("End, exclusive, and the instant silence is judged at; default now"),
 });
 
 export const TelemetryQueryParams = z.object({
@@ -78,6 +96,39 @@ const pageOf = <T extends z.ZodType>(item: T) => ({
 
 export const DevicePage = z.object({ ...pageOf(Device), total: z.number().int() }).meta({ id: "DevicePage" });
 export type DevicePage = z.infer<typeof DevicePage>;
+
+export const PresencePage = z
+  .object({
+    ...pageOf(PresenceRecord),
+    from: z.iso.datetime(),
+    to: z.iso.datetime().meta({ description: "Keep it fixed while paging" }),
+  })
+  .meta({ id: "PresencePage" });
+export type PresencePage = z.infer<typeof PresencePage>;
+
+/** An open issue that affects a device, as the issue store describes it (IssueSummary fits); extra fields pass through. */
+export const AffectingIssue = z
+  .looseObject({
+    id: z.string().meta({ description: "The issue's fingerprint" }),
+    status: z.string().meta({ examples: ["investigating"] }),
+  })
+  .meta({ id: "AffectingIssue" });
+export type AffectingIssue = z.infer<typeof AffectingIssue>;
+
+/** The open issues with an occurrence on the device. */
+export type IssuesForDevice = (deviceId: string) => Promise<AffectingIssue[]>;
+
+export const DeviceSummaryResponse = DeviceSummary.extend({
+  issues: z
+    .object({
+      available: z
+        .boolean()
+        .meta({ description: "false when this API runs without an issue store: items is then empty" }),
+      items: z.array(AffectingIssue),
+    })
+    .meta({ description: "Open issues that affect the device" }),
+}).meta({ id: "DeviceSummary", description: "What the support desk needs of one device, on one page" });
+export type DeviceSummaryResponse = z.infer<typeof DeviceSummaryResponse>;
 
 export const FaultPage = z
   .object({

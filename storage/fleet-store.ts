@@ -1,21 +1,38 @@
 import { type InfluxDB, escape as influxql } from "influx";
 import { ServiceNotAvailableError } from "influx/lib/src/pool.js";
 import { z } from "zod";
-import { Context, Label, MetricName, Severity } from "../contract/messages.js";
+import {
+  type Cadence,
+  expectedInterval,
+  PRESENCE_STATUSES,
+  type PresenceState,
+  presenceStatus,
+  type SilenceOptions,
+  silenceOptions,
+} from "../analytics/silence.js";
+import { Context, Label, MetricName, RESERVED_FIELDS, Severity } from "../contract/messages.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
-import { MEASUREMENTS, type MeasurementKey, UNKNOWN } from "./schema.js";
+import { DEVICE_TAGS, MEASUREMENTS, type MeasurementKey, UNKNOWN } from "./schema.js";
 
 // The API's read side of InfluxDB. Every value that reaches InfluxQL is validated by one of the schemas
 // below first and escaped as it is spliced in; docs/storage.md describes the measurements queried here.
 
 export const MAX_PAGE = 1000;
 export const RECENT_FAULTS = 20;
+export const RECENT_EVENTS = 20;
+export const RECENT_PRESENCE = 10;
+export const RECENT_RATINGS = 10;
+export const LATEST_METRICS_SPAN_MS = 7 * 86_400_000;
+/** "Went silent within 24 hours of a firmware update". */
+export const AFTER_UPDATE_MS = 86_400_000;
 
 export const DeviceId = z
   .string()
   .regex(DEVICE_ID_PATTERN, "must be 1-64 letters, digits, _ . or - and start with a letter or digit");
 
 const isoTime = z.iso.datetime();
+
+export const PresenceStatus = z.enum(PRESENCE_STATUSES);
 
 export const Device = z
   .object({
@@ -31,6 +48,19 @@ export const Device = z
       .nullable()
       .meta({ description: "Broker time of the newest message or presence change" }),
     online: z.boolean().nullable().meta({ description: "Last presence state; null when never reported" }),
+    lastReport: isoTime.nullable().meta({
+      description:
+        "Broker time of the newest message the device sent itself (not a connect, disconnect or will); silence is judged from it",
+    }),
+    status: PresenceStatus.meta({
+      description:
+        "silent: no report for more than factor × expectedIntervalS, whatever presence says; offline: not overdue but its newest presence change is an offline no report has followed; online: otherwise",
+    }),
+    expectedIntervalS: z.number().min(0).meta({ description: "How often the device is expected to report" }),
+    intervalSource: z.enum(["configured", "learned", "default"]).meta({
+      description:
+        "configured per model; learned: the median of its recent gap_ms samples; default: too few samples",
+    }),
   })
   .meta({ id: "Device", description: 'Metadata from the device\'s latest hello ("unknown" before any)' });
 export type Device = z.infer<typeof Device>;
@@ -90,6 +120,7 @@ export const DeviceFilter = z.object({
   kind: Label.optional(),
   model: Label.optional(),
   firmware: Label.optional(),
+  status: PresenceStatus.optional(),
   ...page,
 });
 export type DeviceFilter = z.infer<typeof DeviceFilter>;
@@ -121,6 +152,108 @@ export const FaultFilter = z
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type FaultFilter = z.infer<typeof FaultFilter>;
 
+export const PresenceRecord = z
+  .object({
+    time: isoTime.meta({ description: "Broker time" }),
+    state: z.enum(["online", "offline"]),
+    source: z.string().meta({
+      description: "broker: connect or disconnect; device: its status message; will: its last will",
+      examples: ["will"],
+    }),
+  })
+  .meta({ id: "PresenceRecord" });
+export type PresenceRecord = z.infer<typeof PresenceRecord>;
+
+export const PresenceQuery = z
+  .object({ device: DeviceId, fromMs: epochMs, toMs: epochMs, ...page })
+  .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
+export type PresenceQuery = z.infer<typeof PresenceQuery>;
+
+export const EventRecord = z
+  .object({
+    type: z.string().meta({ examples: ["firmware_update"] }),
+    ts: isoTime.meta({ description: "Device time" }),
+    receivedAt: isoTime.meta({ description: "Broker time" }),
+    data: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .meta({ description: "The event's fields: from, to, result; reason; rating, comment; …" }),
+  })
+  .meta({ id: "EventRecord" });
+export type EventRecord = z.infer<typeof EventRecord>;
+
+export const Rating = z.object({ time: isoTime, rating: z.number(), comment: z.string().nullable() });
+
+export const DeviceSummary = Device.extend({
+  recentPresence: z.array(PresenceRecord).max(RECENT_PRESENCE),
+  metrics: z
+    .object({
+      since: isoTime,
+      values: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])),
+    })
+    .meta({ description: "The last value of each telemetry metric reported since `since`" }),
+  recentFaults: z.array(FaultRecord).max(RECENT_FAULTS),
+  recentEvents: z.array(EventRecord).max(RECENT_EVENTS),
+  feedback: z.object({
+    count: z.number().int().min(0),
+    mean: z
+      .number()
+      .nullable()
+      .meta({ description: "Mean of every rating the device sent; null without any" }),
+    recent: z.array(Rating).max(RECENT_RATINGS),
+  }),
+});
+export type DeviceSummary = z.infer<typeof DeviceSummary>;
+
+const rate = {
+  seen: z.number().int().min(0).meta({ description: "Devices with an activity hour in the window" }),
+  silent: z.number().int().min(0).meta({ description: "Of those, silent at the end of the window" }),
+  rate: z.number().min(0).max(1).meta({ description: "silent / seen" }),
+};
+
+export const SilentAfterUpdate = z
+  .object({
+    device: DeviceId,
+    model: z.string(),
+    from: z.string(),
+    to: z.string(),
+    updatedAt: isoTime.meta({ description: "Broker time of its last successful firmware_update event" }),
+    lastReport: isoTime,
+  })
+  .meta({ id: "SilentAfterUpdate" });
+export type SilentAfterUpdate = z.infer<typeof SilentAfterUpdate>;
+
+export const SilenceReport = z
+  .object({
+    from: isoTime,
+    to: isoTime.meta({ description: "Silence is judged at this instant" }),
+    factor: z.number(),
+    byModel: z.array(z.object({ model: z.string(), ...rate })),
+    byFirmware: z.array(z.object({ model: z.string(), firmware: z.string(), ...rate })),
+    afterUpdate: z.object({
+      withinS: z.number().int(),
+      devices: z.array(SilentAfterUpdate),
+      byModel: z.array(z.object({ model: z.string(), count: z.number().int() })),
+      byFirmware: z.array(
+        z.object({
+          model: z.string(),
+          firmware: z.string().meta({ description: "The update's `to`" }),
+          count: z.number().int(),
+        }),
+      ),
+    }),
+  })
+  .meta({
+    id: "SilenceReport",
+    description:
+      "Silent rates per model and per model + firmware (the device's tags in its newest activity hour of the window), and the silent devices whose last report came within 24 h after their last successful firmware update",
+  });
+export type SilenceReport = z.infer<typeof SilenceReport>;
+
+export const SilenceQuery = z
+  .object({ fromMs: epochMs, toMs: epochMs })
+  .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
+export type SilenceQuery = z.infer<typeof SilenceQuery>;
+
 export type Page<T> = { items: T[]; total?: number; nextOffset: number | null };
 
 export type TelemetryResult =
@@ -136,6 +269,11 @@ export interface FleetStore {
   telemetry(query: TelemetryQuery): Promise<TelemetryResult>;
   /** Newest first. */
   listFaults(filter: FaultFilter): Promise<Page<FaultRecord>>;
+  /** Newest first; undefined for a device that never sent anything. */
+  presenceHistory(query: PresenceQuery): Promise<Page<PresenceRecord> | undefined>;
+  /** What the support desk sees of one device; undefined for a device that never sent anything. */
+  deviceSummary(id: string): Promise<DeviceSummary | undefined>;
+  silence(query: SilenceQuery): Promise<SilenceReport>;
 }
 
 /** InfluxDB could not be reached (as opposed to refusing a query, which is a defect). */
@@ -155,10 +293,13 @@ const NETWORK_ERRORS = new Set([
   "EAI_AGAIN",
 ]);
 
-function isUnreachable(error: unknown): boolean {
+/** InfluxDB could not be reached; fetch (createPointWriter) reports the socket's error as a cause. */
+export function isUnreachable(error: unknown): boolean {
   if (error instanceof ServiceNotAvailableError) return true;
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && NETWORK_ERRORS.has(code);
+  if (typeof code === "string" && NETWORK_ERRORS.has(code)) return true;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  return cause !== undefined && cause !== error && isUnreachable(cause);
 }
 
 const from = (key: MeasurementKey) =>
@@ -169,6 +310,31 @@ const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND tim
 
 /** Measurements whose points show that a device exists and when it was last heard from. */
 const ACTIVITY: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "presence"];
+/** Messages a device sends itself: its reports. Presence is read apart, as only source=device counts. */
+const REPORTS: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "command"];
+/** Written with every message: not metrics, not event data. */
+const BOOKKEEPING: ReadonlySet<string> = new Set(RESERVED_FIELDS);
+const EVENT_COLUMNS: ReadonlySet<string> = new Set([...DEVICE_TAGS, "type", "time"]);
+
+type Liveness = Pick<
+  Device,
+  "lastSeen" | "online" | "lastReport" | "status" | "expectedIntervalS" | "intervalSource"
+> & { lastReportMs: number | null };
+
+function deviceLiveness(seen: Liveness | undefined): Omit<Liveness, "lastReportMs"> {
+  if (seen === undefined) {
+    return {
+      lastSeen: null,
+      online: null,
+      lastReport: null,
+      status: "silent",
+      expectedIntervalS: 0,
+      intervalSource: "default",
+    };
+  }
+  const { lastReportMs: _, ...rest } = seen;
+  return rest;
+}
 
 type Row = Record<string, unknown> & { time: Date };
 type Group = { name: string; tags: Record<string, string>; rows: Row[] };
@@ -216,6 +382,35 @@ const FAULT_COLUMNS = [
   .map((c) => influxql.quoted(c))
   .join(", ");
 
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** One row per distinct key with how many items have it, sorted by key. */
+function countBy<T, K extends Record<string, string>>(items: readonly T[], key: (item: T) => K) {
+  const counts = new Map<string, K & { count: number }>();
+  for (const item of items) {
+    const k = key(item);
+    const id = JSON.stringify(Object.values(k));
+    counts.set(id, { ...k, count: (counts.get(id)?.count ?? 0) + 1 });
+  }
+  return [...counts.entries()].sort(([a], [b]) => compare(a, b)).map(([, row]) => row);
+}
+
+function toEvent(row: Row): EventRecord {
+  const data: EventRecord["data"] = {};
+  for (const [column, value] of Object.entries(row)) {
+    if (EVENT_COLUMNS.has(column) || BOOKKEEPING.has(column)) continue;
+    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean")
+      data[column] = value;
+  }
+  const deviceTs = row.clock_skewed === true ? integer(row.device_ts) : null;
+  return {
+    type: text(row.type) ?? UNKNOWN,
+    ts: iso(deviceTs ?? row.time.getTime()),
+    receivedAt: iso(integer(row.received_ms) ?? row.time.getTime()),
+    data,
+  };
+}
+
 function toFault(row: Row): FaultRecord {
   // A point stored at receive time because the device clock was off keeps the claimed time in device_ts.
   const deviceTs = row.clock_skewed === true ? integer(row.device_ts) : null;
@@ -236,11 +431,23 @@ function toFault(row: Row): FaultRecord {
   };
 }
 
-export function createInfluxFleetStore(
-  influx: InfluxDB,
-  options: { pingTimeoutMs?: number } = {},
-): FleetStore {
+export type InfluxFleetStoreOptions = {
+  pingTimeoutMs?: number;
+  /** When a device counts as silent: factor, per-model intervals, floor, default, cadence window. */
+  silence?: Partial<SilenceOptions>;
+  /** The clock statuses are judged by; tests pin it. */
+  now?: () => number;
+  /** How long the whole fleet's learned intervals are reused; default 5 minutes, 0 to never. */
+  cadenceTtlMs?: number;
+};
+
+export function createInfluxFleetStore(influx: InfluxDB, options: InfluxFleetStoreOptions = {}): FleetStore {
   const pingTimeoutMs = options.pingTimeoutMs ?? 2000;
+  const silence = silenceOptions(options.silence);
+  const now = options.now ?? Date.now;
+  const cadenceTtlMs = options.cadenceTtlMs ?? 5 * 60_000;
+  /** An instant a request took as "now" a moment ago still is. */
+  const isPresent = (atMs: number) => atMs >= now() - 60_000;
 
   async function groups(query: string): Promise<Group[]> {
     try {
@@ -285,38 +492,134 @@ export function createInfluxFleetStore(
     return byDevice;
   }
 
+  async function queryCadences(ids: readonly string[] | undefined, atMs: number) {
+    const conditions = [timeRange(atMs - silence.cadenceWindowMs, atMs)];
+    if (ids !== undefined) conditions.unshift(anyDevice(ids));
+    const found = await groups(
+      `SELECT median("gap_ms") AS "median", count("gap_ms") AS "samples" FROM ${from("activity")} ` +
+        `WHERE ${conditions.join(" AND ")} GROUP BY "device"`,
+    );
+    const cadences = new Map<string, Cadence>();
+    for (const group of found) {
+      const id = group.tags.device;
+      const medianMs = group.rows[0]?.median;
+      const samples = integer(group.rows[0]?.samples);
+      if (id !== undefined && typeof medianMs === "number" && samples !== null)
+        cadences.set(id, { medianMs, samples });
+    }
+    return cadences;
+  }
+
+  // The fleet's median over a week of activity is the costliest query here (seconds for 10,000 devices)
+  // and moves slowly, so the present one is kept for cadenceTtlMs. Past instants are always queried.
+  let cached: { atMs: number; cadences: Promise<Map<string, Cadence>> } | undefined;
+  function cadencesAt(ids: readonly string[] | undefined, atMs: number) {
+    const current = now();
+    if (cached !== undefined && isPresent(atMs) && current - cached.atMs < cadenceTtlMs)
+      return cached.cadences;
+    if (!isPresent(atMs) || ids !== undefined) return queryCadences(ids, atMs);
+    const cadences = queryCadences(undefined, atMs);
+    cached = { atMs, cadences };
+    cadences.catch(() => {
+      if (cached?.cadences === cadences) cached = undefined;
+    });
+    return cadences;
+  }
+
   /**
-   * lastSeen: the received_ms of each measurement's newest point, the latest of those. last() rather than
-   * max(received_ms), which would read every raw telemetry point the device has.
+   * Per device: lastReport, the newest received_ms of the messages it sent itself (last() of each
+   * measurement rather than max(received_ms), which would read every raw telemetry point it has); its
+   * presence per source; its cadence (median gap_ms over the cadence window); and so its status at atMs.
+   * ids undefined: every device, with GROUP BY and no device list.
    */
-  async function activity(ids: readonly string[]) {
-    const result = new Map<string, { lastSeen: string | null; online: boolean | null }>();
-    if (ids.length === 0) return result;
-    const where = anyDevice(ids);
-    const [seen, presence] = await Promise.all([
+  async function liveness(
+    ids: readonly string[] | undefined,
+    atMs: number,
+    models: ReadonlyMap<string, string>,
+  ) {
+    const result = new Map<string, Liveness>();
+    if (ids?.length === 0) return result;
+    const devices = ids === undefined ? [] : [anyDevice(ids)];
+    // A past instant bounds what counts; for the present, points stamped a little ahead by a device
+    // clock still count.
+    const before = isPresent(atMs) ? [] : [`time < ${atMs}ms`];
+    const where = (conditions: string[]) =>
+      conditions.length === 0 ? "" : ` WHERE ${conditions.join(" AND ")}`;
+    const [reports, presence, cadences] = await Promise.all([
       groups(
-        `SELECT last("received_ms") AS "received_ms" FROM ${ACTIVITY.map(from).join(", ")} WHERE ${where} GROUP BY "device"`,
+        `SELECT last("received_ms") AS "received_ms" FROM ${REPORTS.map(from).join(", ")}${where([...devices, ...before])} GROUP BY "device"`,
       ),
-      groups(`SELECT last("state") AS "state" FROM ${from("presence")} WHERE ${where} GROUP BY "device"`),
+      groups(
+        `SELECT last("state") AS "state", "received_ms" FROM ${from("presence")}${where([...devices, ...before])} GROUP BY "device", "source"`,
+      ),
+      cadencesAt(ids, atMs),
     ]);
-    const lastMs = new Map<string, number>();
-    for (const group of seen) {
+    const lastReport = new Map<string, number>();
+    const latest = (id: string, ms: number) => lastReport.set(id, Math.max(ms, lastReport.get(id) ?? ms));
+    for (const group of reports) {
       const id = group.tags.device;
       const ms = integer(group.rows[0]?.received_ms);
-      if (id === undefined || ms === null) continue;
-      lastMs.set(id, Math.max(ms, lastMs.get(id) ?? ms));
+      if (id !== undefined && ms !== null) latest(id, ms);
     }
-    const online = new Map<string, boolean>();
+    const lastPresence = new Map<string, PresenceState>();
     for (const group of presence) {
       const id = group.tags.device;
-      const state = group.rows[0]?.state;
-      if (id !== undefined && (state === "online" || state === "offline")) online.set(id, state === "online");
+      const row = group.rows[0];
+      const state = row?.state;
+      if (id === undefined || row === undefined || (state !== "online" && state !== "offline")) continue;
+      const atPresence = integer(row.received_ms) ?? row.time.getTime();
+      if (group.tags.source === "device") latest(id, atPresence);
+      const known = lastPresence.get(id);
+      if (known === undefined || atPresence >= known.atMs) lastPresence.set(id, { state, atMs: atPresence });
     }
-    for (const id of ids) {
-      const ms = lastMs.get(id);
-      result.set(id, { lastSeen: ms === undefined ? null : iso(ms), online: online.get(id) ?? null });
+    for (const id of ids ?? new Set([...lastReport.keys(), ...lastPresence.keys()])) {
+      const reportMs = lastReport.get(id) ?? null;
+      const presenceNow = lastPresence.get(id) ?? null;
+      const model = models.get(id) ?? UNKNOWN;
+      const interval = expectedInterval(cadences.get(id), silence.expectedIntervals.get(model), silence);
+      const seenMs = Math.max(reportMs ?? -1, presenceNow?.atMs ?? -1);
+      result.set(id, {
+        lastSeen: seenMs < 0 ? null : iso(seenMs),
+        online: presenceNow === null ? null : presenceNow.state === "online",
+        lastReport: reportMs === null ? null : iso(reportMs),
+        lastReportMs: reportMs,
+        status: presenceStatus({
+          lastSeenMs: reportMs,
+          expectedMs: interval.ms,
+          lastPresence: presenceNow,
+          nowMs: atMs,
+          factor: silence.factor,
+        }),
+        expectedIntervalS: Math.round(interval.ms / 1000),
+        intervalSource: interval.source,
+      });
     }
     return result;
+  }
+
+  const modelsOf = (metadata: ReadonlyMap<string, Hello>) =>
+    new Map([...metadata].map(([id, hello]) => [id, hello.model]));
+
+  async function presenceRows(conditions: string[], limit: number, offset = 0) {
+    const found = await rows(
+      `SELECT "state", "source", "received_ms" FROM ${from("presence")} WHERE ${conditions.join(" AND ")} ` +
+        `ORDER BY time DESC LIMIT ${limit} OFFSET ${offset}`,
+    );
+    return found.map(
+      (r): PresenceRecord => ({
+        time: iso(integer(r.received_ms) ?? r.time.getTime()),
+        state: r.state === "offline" ? "offline" : "online",
+        source: text(r.source) ?? UNKNOWN,
+      }),
+    );
+  }
+
+  async function device(id: string): Promise<Device | undefined> {
+    const metadata = await hellos([id]);
+    const seen = (await liveness([id], now(), modelsOf(metadata))).get(id);
+    const hello = metadata.get(id);
+    if (hello === undefined && (seen === undefined || seen.lastSeen === null)) return undefined;
+    return { id, ...(hello ?? UNKNOWN_HELLO), ...deviceLiveness(seen) };
   }
 
   return {
@@ -338,29 +641,173 @@ export function createInfluxFleetStore(
             (filter.firmware === undefined || d.firmware === filter.firmware),
         )
         .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const pageItems = matching.slice(filter.offset, filter.offset + filter.limit);
-      const seen = await activity(pageItems.map((d) => d.id));
+      const models = modelsOf(metadata);
+      // A status filter needs every device's status before paging; without one, only the page's.
+      const seen = await liveness(
+        filter.status === undefined
+          ? matching.slice(filter.offset, filter.offset + filter.limit).map((d) => d.id)
+          : undefined,
+        now(),
+        models,
+      );
+      const listed =
+        filter.status === undefined
+          ? matching
+          : matching.filter((d) => deviceLiveness(seen.get(d.id)).status === filter.status);
+      const pageItems = listed.slice(filter.offset, filter.offset + filter.limit);
       const end = filter.offset + pageItems.length;
       return {
-        items: pageItems.map((d) => ({ ...d, lastSeen: null, online: null, ...seen.get(d.id) })),
-        total: matching.length,
-        nextOffset: end < matching.length ? end : null,
+        items: pageItems.map((d) => ({ ...d, ...deviceLiveness(seen.get(d.id)) })),
+        total: listed.length,
+        nextOffset: end < listed.length ? end : null,
       };
     },
 
     async getDevice(input) {
       const id = DeviceId.parse(input);
-      const [metadata, seen, faults] = await Promise.all([
-        hellos([id]),
-        activity([id]),
+      const [found, faults] = await Promise.all([
+        device(id),
         rows(
           `SELECT ${FAULT_COLUMNS} FROM ${from("fault")} WHERE ${tagIs("device", id)} ORDER BY time DESC LIMIT ${RECENT_FAULTS}`,
         ),
       ]);
-      const hello = metadata.get(id);
-      const { lastSeen = null, online = null } = seen.get(id) ?? {};
-      if (hello === undefined && lastSeen === null && online === null) return undefined;
-      return { id, ...(hello ?? UNKNOWN_HELLO), lastSeen, online, recentFaults: faults.map(toFault) };
+      return found === undefined ? undefined : { ...found, recentFaults: faults.map(toFault) };
+    },
+
+    async presenceHistory(input) {
+      const q = PresenceQuery.parse(input);
+      const known = await knownDevices(q.device);
+      if (known.length === 0) return undefined;
+      const found = await presenceRows(
+        [tagIs("device", q.device), timeRange(q.fromMs, q.toMs)],
+        q.limit + 1,
+        q.offset,
+      );
+      return {
+        items: found.slice(0, q.limit),
+        nextOffset: found.length > q.limit ? q.offset + q.limit : null,
+      };
+    },
+
+    async deviceSummary(input) {
+      const id = DeviceId.parse(input);
+      const own = tagIs("device", id);
+      const feedback = `${own} AND ${tagIs("type", "feedback")}`;
+      const sinceMs = now() - LATEST_METRICS_SPAN_MS;
+      const [found, faults, events, presence, metrics, ratingStats, ratings] = await Promise.all([
+        device(id),
+        rows(
+          `SELECT ${FAULT_COLUMNS} FROM ${from("fault")} WHERE ${own} ORDER BY time DESC LIMIT ${RECENT_FAULTS}`,
+        ),
+        rows(`SELECT * FROM ${from("event")} WHERE ${own} ORDER BY time DESC LIMIT ${RECENT_EVENTS}`),
+        presenceRows([own], RECENT_PRESENCE),
+        rows(`SELECT last(*) FROM ${from("telemetry")} WHERE ${own} AND time >= ${sinceMs}ms`),
+        rows(
+          `SELECT mean("rating") AS "mean", count("rating") AS "count" FROM ${from("event")} WHERE ${feedback}`,
+        ),
+        rows(
+          `SELECT "rating", "comment", "received_ms" FROM ${from("event")} WHERE ${feedback} ORDER BY time DESC LIMIT ${RECENT_RATINGS}`,
+        ),
+      ]);
+      if (found === undefined) return undefined;
+      const values: DeviceSummary["metrics"]["values"] = {};
+      for (const [column, value] of Object.entries(metrics[0] ?? {})) {
+        const metric = column.startsWith("last_") ? column.slice("last_".length) : undefined;
+        if (metric === undefined || BOOKKEEPING.has(metric)) continue;
+        if (typeof value === "number" || typeof value === "boolean" || typeof value === "string")
+          values[metric] = value;
+      }
+      const stats = ratingStats[0];
+      return {
+        ...found,
+        recentPresence: presence,
+        metrics: { since: iso(sinceMs), values },
+        recentFaults: faults.map(toFault),
+        recentEvents: events.map(toEvent),
+        feedback: {
+          count: integer(stats?.count) ?? 0,
+          mean: typeof stats?.mean === "number" ? stats.mean : null,
+          recent: ratings
+            .filter((r) => typeof r.rating === "number")
+            .map((r) => ({
+              time: iso(integer(r.received_ms) ?? r.time.getTime()),
+              rating: r.rating as number,
+              comment: text(r.comment),
+            })),
+        },
+      };
+    },
+
+    async silence(input) {
+      const q = SilenceQuery.parse(input);
+      // A device seen in the window reported at or after the start of from's hour, so an update more than
+      // a day before that cannot be within a day of its last report.
+      const updatesFromMs = Math.max(0, q.fromMs - 2 * 3_600_000 - AFTER_UPDATE_MS);
+      const [seenRows, metadata, updates] = await Promise.all([
+        groups(
+          `SELECT last("hours") AS "hours", "model", "firmware" FROM ${from("activity")} WHERE ${timeRange(q.fromMs, q.toMs)} GROUP BY "device"`,
+        ),
+        hellos(),
+        groups(
+          `SELECT last("to") AS "to", "from", "received_ms", "model" FROM ${from("event")} ` +
+            `WHERE ${tagIs("type", "firmware_update")} AND "result" = 'success' AND ${timeRange(updatesFromMs, q.toMs)} GROUP BY "device"`,
+        ),
+      ]);
+      const status = await liveness(undefined, q.toMs, modelsOf(metadata));
+      const byModel = new Map<string, { model: string; seen: number; silent: number }>();
+      const byFirmware = new Map<string, { model: string; firmware: string; seen: number; silent: number }>();
+      const silentIds = new Set<string>();
+      for (const group of seenRows) {
+        const id = group.tags.device;
+        const row = group.rows[0];
+        if (id === undefined || row === undefined) continue;
+        const model = text(row.model) ?? UNKNOWN;
+        const firmware = text(row.firmware) ?? UNKNOWN;
+        const silent = status.get(id)?.status === "silent" ? 1 : 0;
+        if (silent) silentIds.add(id);
+        const m = byModel.get(model) ?? { model, seen: 0, silent: 0 };
+        byModel.set(model, { ...m, seen: m.seen + 1, silent: m.silent + silent });
+        const key = JSON.stringify([model, firmware]);
+        const f = byFirmware.get(key) ?? { model, firmware, seen: 0, silent: 0 };
+        byFirmware.set(key, { ...f, seen: f.seen + 1, silent: f.silent + silent });
+      }
+      const devices: SilentAfterUpdate[] = [];
+      for (const group of updates) {
+        const id = group.tags.device;
+        const row = group.rows[0];
+        const reportMs = id === undefined ? null : (status.get(id)?.lastReportMs ?? null);
+        if (id === undefined || row === undefined || reportMs === null || !silentIds.has(id)) continue;
+        const updatedMs = integer(row.received_ms) ?? row.time.getTime();
+        if (reportMs < updatedMs || reportMs - updatedMs > AFTER_UPDATE_MS) continue;
+        devices.push({
+          device: id,
+          model: text(row.model) ?? UNKNOWN,
+          from: text(row.from) ?? UNKNOWN,
+          to: text(row.to) ?? UNKNOWN,
+          updatedAt: iso(updatedMs),
+          lastReport: iso(reportMs),
+        });
+      }
+      devices.sort((a, b) => compare(a.device, b.device));
+      const withRate = <T extends { seen: number; silent: number }>(r: T) => ({
+        ...r,
+        rate: r.silent / r.seen,
+      });
+      return {
+        from: iso(q.fromMs),
+        to: iso(q.toMs),
+        factor: silence.factor,
+        byModel: [...byModel.values()].sort((a, b) => compare(a.model, b.model)).map(withRate),
+        byFirmware: [...byFirmware.values()]
+          .sort((a, b) => compare(a.model, b.model) || compare(a.firmware, b.firmware))
+          .map(withRate),
+        afterUpdate: {
+          withinS: AFTER_UPDATE_MS / 1000,
+          devices,
+          byModel: countBy(devices, (d) => ({ model: d.model })),
+          byFirmware: countBy(devices, (d) => ({ model: d.model, firmware: d.to })),
+        },
+      };
     },
 
     async telemetry(input) {

@@ -1,11 +1,23 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import { DeviceDetail, type FleetStore, TelemetrySeries } from "../../storage/fleet-store.js";
+import { DeviceDetail, type FleetStore, SilenceReport, TelemetrySeries } from "../../storage/fleet-store.js";
 import { type ApiEnv, BEARER, requireRole } from "../auth.js";
 import { ApiError, errorResponse } from "../errors.js";
-import { DeviceIdParam, DeviceListQuery, DevicePage, TelemetryQueryParams } from "../schemas.js";
+import {
+  DeviceIdParam,
+  DeviceListQuery,
+  DevicePage,
+  DeviceSummaryResponse,
+  type IssuesForDevice,
+  PresencePage,
+  PresenceQueryParams,
+  SilenceQueryParams,
+  TelemetryQueryParams,
+} from "../schemas.js";
 import { resolveEvery, resolveWindow } from "../time-window.js";
 
 const DEFAULT_TELEMETRY_SPAN_MS = 6 * 3_600_000;
+const DEFAULT_PRESENCE_SPAN_MS = 7 * 86_400_000;
+const DEFAULT_SILENCE_SPAN_MS = 7 * 86_400_000;
 
 const viewer = {
   security: [{ [BEARER]: [] }],
@@ -55,10 +67,100 @@ export const telemetryRoute = createRoute({
   },
 });
 
+export const presenceRoute = createRoute({
+  method: "get",
+  path: "/api/v1/devices/{id}/presence",
+  summary: "Connects, disconnects, status messages and last wills of one device, newest first",
+  ...viewer,
+  request: { params: DeviceIdParam, query: PresenceQueryParams },
+  responses: {
+    200: {
+      description: "A page of presence changes",
+      content: { "application/json": { schema: PresencePage } },
+    },
+    ...refusals,
+    404: errorResponse("The device never sent anything"),
+  },
+});
+
+export const summaryRoute = createRoute({
+  method: "get",
+  path: "/api/v1/devices/{id}/summary",
+  summary:
+    "Everything support needs about one device: status, presence, latest metrics, faults, events, ratings, issues",
+  ...viewer,
+  request: { params: DeviceIdParam },
+  responses: {
+    200: { description: "The summary", content: { "application/json": { schema: DeviceSummaryResponse } } },
+    ...refusals,
+    404: errorResponse("The device never sent anything"),
+  },
+});
+
+// Not under /devices/: "silent-rates" is a valid device id.
+export const silenceRoute = createRoute({
+  method: "get",
+  path: "/api/v1/silence",
+  summary:
+    "Silent rates per model and firmware, and devices that went silent within 24 h of a firmware update",
+  ...viewer,
+  request: { query: SilenceQueryParams },
+  responses: {
+    200: { description: "The report", content: { "application/json": { schema: SilenceReport } } },
+    ...refusals,
+  },
+});
+
 const unknownDevice = (id: string) => new ApiError({ code: "NOT_FOUND", message: `no device "${id}"` });
 
-export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: { store: FleetStore; now?: () => number }) {
+export type DevicesDeps = {
+  store: FleetStore;
+  now?: () => number;
+  /** The issue store's view of a device; without it the summary says issues are not available. */
+  issuesForDevice?: IssuesForDevice | undefined;
+};
+
+export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
   const now = deps.now ?? Date.now;
+
+  app.openapi(presenceRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const query = c.req.valid("query");
+    const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_PRESENCE_SPAN_MS);
+    const page = await deps.store.presenceHistory({
+      device: id,
+      fromMs,
+      toMs,
+      limit: query.limit,
+      offset: query.offset,
+    });
+    if (page === undefined) throw unknownDevice(id);
+    return c.json(
+      {
+        ...page,
+        limit: query.limit,
+        offset: query.offset,
+        from: new Date(fromMs).toISOString(),
+        to: new Date(toMs).toISOString(),
+      },
+      200,
+    );
+  });
+
+  app.openapi(summaryRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const [summary, issues] = await Promise.all([
+      deps.store.deviceSummary(id),
+      deps.issuesForDevice === undefined ? undefined : deps.issuesForDevice(id),
+    ]);
+    if (summary === undefined) throw unknownDevice(id);
+    return c.json({ ...summary, issues: { available: issues !== undefined, items: issues ?? [] } }, 200);
+  });
+
+  app.openapi(silenceRoute, async (c) => {
+    const { fromMs, toMs } = resolveWindow(c.req.valid("query"), now(), DEFAULT_SILENCE_SPAN_MS);
+    return c.json(await deps.store.silence({ fromMs, toMs }), 200);
+  });
 
   app.openapi(listDevicesRoute, async (c) => {
     const query = c.req.valid("query");

@@ -208,6 +208,10 @@ const MODEM1 = {
   isp: "isp1",
   lastSeen: iso(at(150) + 500),
   online: true,
+  lastReport: iso(at(150) + 500),
+  status: "silent" as const,
+  expectedIntervalS: 3600,
+  intervalSource: "default" as const,
 };
 const MODEM2 = {
   id: "modem-0002",
@@ -220,6 +224,10 @@ const MODEM2 = {
   isp: "unknown",
   lastSeen: iso(at(200)),
   online: false,
+  lastReport: iso(at(180)),
+  status: "silent" as const,
+  expectedIntervalS: 3600,
+  intervalSource: "default" as const,
 };
 const ROUTER1 = {
   id: "router-0001",
@@ -232,6 +240,10 @@ const ROUTER1 = {
   isp: "isp2",
   lastSeen: iso(at(50) + 500),
   online: null,
+  lastReport: iso(at(50) + 500),
+  status: "silent" as const,
+  expectedIntervalS: 3600,
+  intervalSource: "default" as const,
 };
 const GHOST = {
   id: "ghost-0001",
@@ -244,6 +256,10 @@ const GHOST = {
   isp: null,
   lastSeen: iso(at(300)),
   online: true,
+  lastReport: null,
+  status: "silent" as const,
+  expectedIntervalS: 3600,
+  intervalSource: "default" as const,
 };
 
 const test = base.extend(

@@ -1,8 +1,19 @@
 import { Writable } from "node:stream";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { type AppDeps, createApp } from "../../api/app.js";
-import { getDeviceRoute, listDevicesRoute, telemetryRoute } from "../../api/routes/devices.js";
+import { type ApiEnv, authenticate } from "../../api/auth.js";
+import { handleError, validationHook } from "../../api/errors.js";
+import {
+  getDeviceRoute,
+  listDevicesRoute,
+  presenceRoute,
+  registerDevices,
+  silenceRoute,
+  summaryRoute,
+  telemetryRoute,
+} from "../../api/routes/devices.js";
 import { listFaultsRoute } from "../../api/routes/faults.js";
 import { healthRoute } from "../../api/routes/health.js";
 import type { Role } from "../../config/env.js";
@@ -35,6 +46,10 @@ const device = (id: string, fields: Partial<Device> = {}): Device => ({
   isp: "isp1",
   lastSeen: iso(NOW - MINUTE),
   online: true,
+  lastReport: iso(NOW - MINUTE),
+  status: "online",
+  expectedIntervalS: 60,
+  intervalSource: "learned",
   ...fields,
 });
 
@@ -57,9 +72,45 @@ const fault = (deviceId: string, minutesAgo: number, fields: Partial<FaultRecord
 const FLEET: MemoryFleet = {
   devices: [
     device("modem-0001"),
-    device("modem-0002", { model: "M2", firmware: "2.0", online: false }),
-    device("router-0001", { kind: "router", model: "R1", isp: null, online: null }),
+    device("modem-0002", {
+      model: "M2",
+      firmware: "2.0",
+      online: false,
+      status: "silent",
+      lastReport: iso(NOW - 600 * MINUTE),
+    }),
+    device("router-0001", { kind: "router", model: "R1", isp: null, online: null, status: "offline" }),
   ],
+  presence: [
+    { device: "modem-0001", time: iso(NOW - 30 * MINUTE), state: "online", source: "broker" },
+    { device: "modem-0001", time: iso(NOW - 90 * MINUTE), state: "offline", source: "will" },
+    { device: "modem-0001", time: iso(NOW - 10 * 1440 * MINUTE), state: "online", source: "device" },
+    { device: "modem-0002", time: iso(NOW - 5 * MINUTE), state: "offline", source: "will" },
+  ],
+  events: [
+    {
+      device: "modem-0002",
+      type: "firmware_update",
+      ts: iso(NOW - 700 * MINUTE),
+      receivedAt: iso(NOW - 700 * MINUTE),
+      data: { from: "1.9", to: "2.0", result: "success" },
+    },
+    {
+      device: "modem-0001",
+      type: "feedback",
+      ts: iso(NOW - 20 * MINUTE),
+      receivedAt: iso(NOW - 20 * MINUTE),
+      data: { rating: 4, comment: "fine" },
+    },
+    {
+      device: "modem-0001",
+      type: "feedback",
+      ts: iso(NOW - 40 * MINUTE),
+      receivedAt: iso(NOW - 40 * MINUTE),
+      data: { rating: 1 },
+    },
+  ],
+  nowMs: NOW,
   faults: [
     fault("modem-0001", 10, { context: { snr: 3.5 } }),
     fault("modem-0002", 20, { model: "M2", firmware: "2.0", code: "LOS", severity: "critical" }),
@@ -108,6 +159,9 @@ const GUARDED = [
   "/api/v1/devices",
   "/api/v1/devices/modem-0001",
   "/api/v1/devices/modem-0001/telemetry?metric=snr_db",
+  "/api/v1/devices/modem-0001/presence",
+  "/api/v1/devices/modem-0001/summary",
+  "/api/v1/silence",
   "/api/v1/faults",
 ];
 
@@ -155,6 +209,9 @@ describe("GET /api/v1/devices", () => {
     ["firmware=1.0", ["modem-0001", "router-0001"]],
     ["kind=modem&firmware=2.0", ["modem-0002"]],
     ["model=nothing", []],
+    ["status=silent", ["modem-0002"]],
+    ["status=offline", ["router-0001"]],
+    ["status=online&kind=modem", ["modem-0001"]],
   ])("filters with %s", async (query, ids) => {
     const body = okSchema(listDevicesRoute).parse(await (await get(`/api/v1/devices?${query}`)).json());
     expect(body.items.map((d) => d.id)).toEqual(ids);
@@ -178,6 +235,7 @@ describe("GET /api/v1/devices", () => {
     ["offset=-1", /^query parameter "offset": Too small/],
     ["kind=%27%20OR%201%3D1", /^query parameter "kind": must be 1-64 letters/],
     ["model=", /^query parameter "model": must be/],
+    ["status=dead", /^query parameter "status": /],
   ])("answers 400 naming the parameter for %s", async (query, message) => {
     await expectError(await get(`/api/v1/devices?${query}`), 400, "BAD_REQUEST", message);
   });
@@ -271,6 +329,145 @@ describe("GET /api/v1/devices/{id}/telemetry", () => {
     expect(body.points.filter((p) => p.value !== null)).toEqual([
       { time: iso(NOW - 5 * MINUTE), value: true },
     ]);
+  });
+});
+
+describe("GET /api/v1/devices/{id}/presence", () => {
+  const path = "/api/v1/devices/modem-0001/presence";
+
+  it("lists the last 7 days of presence changes newest first", async () => {
+    const response = await get(path);
+    expect(response.status).toBe(200);
+    expect(okSchema(presenceRoute).parse(await response.json())).toEqual({
+      items: [
+        { time: iso(NOW - 30 * MINUTE), state: "online", source: "broker" },
+        { time: iso(NOW - 90 * MINUTE), state: "offline", source: "will" },
+      ],
+      limit: 100,
+      offset: 0,
+      nextOffset: null,
+      from: iso(NOW - 7 * 1440 * MINUTE),
+      to: iso(NOW),
+    });
+  });
+
+  it("pages with limit and offset", async () => {
+    const first = okSchema(presenceRoute).parse(await (await get(`${path}?limit=1`)).json());
+    expect(first.items.map((p) => p.source)).toEqual(["broker"]);
+    expect(first.nextOffset).toBe(1);
+    const second = okSchema(presenceRoute).parse(await (await get(`${path}?limit=1&offset=1`)).json());
+    expect(second.items.map((p) => p.source)).toEqual(["will"]);
+    expect(second.nextOffset).toBeNull();
+  });
+
+  it("answers 404 for an unknown device", async () => {
+    await expectError(
+      await get("/api/v1/devices/modem-9999/presence"),
+      404,
+      "NOT_FOUND",
+      'no device "modem-9999"',
+    );
+  });
+
+  it.each([
+    ["limit=0", /^query parameter "limit": Too small/],
+    ["from=yesterday", /^query parameter "from": /],
+    [`from=${iso(NOW)}&to=${iso(NOW - MINUTE)}`, "from must be before to"],
+  ])("answers 400 for ?%s", async (query, message) => {
+    await expectError(await get(`${path}?${query}`), 400, "BAD_REQUEST", message);
+  });
+});
+
+describe("GET /api/v1/devices/{id}/summary", () => {
+  it("gathers status, presence, latest metrics, faults, events and ratings, and says issues are not available", async () => {
+    const response = await get("/api/v1/devices/modem-0001/summary");
+    expect(response.status).toBe(200);
+    const body = okSchema(summaryRoute).parse(await response.json());
+    expect(body).toMatchObject({ ...FLEET.devices?.[0], status: "online", expectedIntervalS: 60 });
+    expect(body.recentPresence.map((p) => p.source)).toEqual(["broker", "will", "device"]);
+    expect(body.metrics).toEqual({
+      since: iso(NOW - 7 * 1440 * MINUTE),
+      values: { snr_db: 4, link_up: true },
+    });
+    expect(body.recentFaults).toHaveLength(2);
+    expect(body.recentEvents.map((e) => e.data.rating)).toEqual([4, 1]);
+    expect(body.feedback).toEqual({
+      count: 2,
+      mean: 2.5,
+      recent: [
+        { time: iso(NOW - 20 * MINUTE), rating: 4, comment: "fine" },
+        { time: iso(NOW - 40 * MINUTE), rating: 1, comment: null },
+      ],
+    });
+    expect(body.issues).toEqual({ available: false, items: [] });
+  });
+
+  it("includes the open issues from the issue store when one is wired in", async () => {
+    const withIssues = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
+    withIssues.onError(handleError(silentLogger));
+    withIssues.use("/api/v1/*", authenticate(TOKENS));
+    const asked: string[] = [];
+    registerDevices(withIssues, {
+      store: createMemoryFleetStore(FLEET),
+      now: () => NOW,
+      issuesForDevice: async (id) => {
+        asked.push(id);
+        return [{ id: "abc123", status: "investigating", key: "modem/M1/DSL_RESYNC" }];
+      },
+    });
+    const response = await withIssues.request("/api/v1/devices/modem-0001/summary", { headers: auth });
+    const body = okSchema(summaryRoute).parse(await response.json());
+    expect(body.issues).toEqual({
+      available: true,
+      items: [{ id: "abc123", status: "investigating", key: "modem/M1/DSL_RESYNC" }],
+    });
+    expect(asked).toEqual(["modem-0001"]);
+  });
+
+  it("answers 404 for an unknown device and 400 for a bad id", async () => {
+    await expectError(
+      await get("/api/v1/devices/modem-9999/summary"),
+      404,
+      "NOT_FOUND",
+      'no device "modem-9999"',
+    );
+    await expectError(await get("/api/v1/devices/-x/summary"), 400, "BAD_REQUEST", /^path parameter "id"/);
+  });
+});
+
+describe("GET /api/v1/silence", () => {
+  it("gives silent rates and the devices that went silent within a day of an update", async () => {
+    const response = await get("/api/v1/silence");
+    expect(response.status).toBe(200);
+    const body = okSchema(silenceRoute).parse(await response.json());
+    expect(body).toMatchObject({ from: iso(NOW - 7 * 1440 * MINUTE), to: iso(NOW), factor: 3 });
+    expect(body.byModel).toEqual([
+      { model: "M1", seen: 1, silent: 0, rate: 0 },
+      { model: "M2", seen: 1, silent: 1, rate: 1 },
+      { model: "R1", seen: 1, silent: 0, rate: 0 },
+    ]);
+    expect(body.afterUpdate).toEqual({
+      withinS: 86_400,
+      devices: [
+        {
+          device: "modem-0002",
+          model: "M2",
+          from: "1.9",
+          to: "2.0",
+          updatedAt: iso(NOW - 700 * MINUTE),
+          lastReport: iso(NOW - 600 * MINUTE),
+        },
+      ],
+      byModel: [{ model: "M2", count: 1 }],
+      byFirmware: [{ model: "M2", firmware: "2.0", count: 1 }],
+    });
+  });
+
+  it.each([
+    ["from=2025", /^query parameter "from": /],
+    [`from=${iso(NOW)}&to=${iso(NOW - MINUTE)}`, "from must be before to"],
+  ])("answers 400 for ?%s", async (query, message) => {
+    await expectError(await get(`/api/v1/silence?${query}`), 400, "BAD_REQUEST", message);
   });
 });
 
@@ -394,9 +591,12 @@ describe("GET /api/v1/openapi.json", () => {
     expect(Object.keys(doc.paths).sort()).toEqual([
       "/api/v1/devices",
       "/api/v1/devices/{id}",
+      "/api/v1/devices/{id}/presence",
+      "/api/v1/devices/{id}/summary",
       "/api/v1/devices/{id}/telemetry",
       "/api/v1/faults",
       "/api/v1/health",
+      "/api/v1/silence",
     ]);
     const names = (p: string) => doc.paths[p].get.parameters.map((x: { name: string }) => x.name);
     expect(names("/api/v1/devices/{id}/telemetry")).toEqual(["id", "metric", "fn", "from", "to", "every"]);
@@ -418,7 +618,17 @@ describe("GET /api/v1/openapi.json", () => {
     expect(doc.paths["/api/v1/faults"].get.security).toEqual([{ bearer: [] }]);
     expect(doc.paths["/api/v1/health"].get.security).toBeUndefined();
     expect(Object.keys(doc.components.schemas)).toEqual(
-      expect.arrayContaining(["Device", "DeviceDetail", "FaultRecord", "TelemetrySeries", "Health", "Error"]),
+      expect.arrayContaining([
+        "Device",
+        "DeviceDetail",
+        "FaultRecord",
+        "TelemetrySeries",
+        "Health",
+        "Error",
+        "PresencePage",
+        "DeviceSummary",
+        "SilenceReport",
+      ]),
     );
   });
 });
