@@ -3,11 +3,16 @@ import type { Role } from "../config/env.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import type { FleetStore } from "../storage/fleet-store.js";
+import type { HealthStore } from "../storage/health-store.js";
+import type { IssueStore } from "../storage/issue-store.js";
 import { type ApiEnv, authenticate, BEARER } from "./auth.js";
 import { handleError, handleNotFound, validationHook } from "./errors.js";
 import { registerDevices } from "./routes/devices.js";
 import { registerFaults } from "./routes/faults.js";
+import { registerFirmware } from "./routes/firmware.js";
+import { registerFleet } from "./routes/fleet.js";
 import { registerHealth, type StackStatus } from "./routes/health.js";
+import { registerIssues } from "./routes/issues.js";
 
 export const OPENAPI_PATH = "/api/v1/openapi.json";
 
@@ -18,6 +23,10 @@ export type AppDeps = {
   metrics: Pick<Metrics, "registry">;
   /** Present when the API runs in the broker's process. */
   status?: StackStatus | undefined;
+  /** Issues and their lifecycle; without it the issue routes are not served (unit tests of other routes). */
+  issues?: IssueStore | undefined;
+  /** Fleet health and firmware cohorts; likewise optional. */
+  health?: HealthStore | undefined;
   /** Clock for default time windows; tests pin it. */
   now?: () => number;
 };
@@ -31,8 +40,18 @@ export function createApp(deps: AppDeps): App {
   app.use("/api/v1/*", authenticate(deps.tokens));
 
   registerHealth(app, deps);
-  registerDevices(app, deps);
+  const issues = deps.issues;
+  registerDevices(app, {
+    ...deps,
+    issuesForDevice: issues ? (deviceId: string) => issues.issuesForDevice(deviceId) : undefined,
+  });
   registerFaults(app, deps);
+  const clock = deps.now ? { now: deps.now } : {};
+  if (deps.issues) registerIssues(app, { issues: deps.issues, logger: deps.logger, ...clock });
+  if (deps.health) {
+    registerFleet(app, { health: deps.health, ...clock });
+    registerFirmware(app, { health: deps.health, ...clock });
+  }
 
   app.openAPIRegistry.registerComponent("securitySchemes", BEARER, {
     type: "http",
@@ -45,7 +64,8 @@ export function createApp(deps: AppDeps): App {
     info: {
       title: "fieldq API",
       version: "1.0.0",
-      description: "Field-quality monitor: devices, telemetry, faults",
+      description:
+        "Field-quality monitor: devices, telemetry, faults, issues and their lifecycle, fleet health, firmware cohorts",
     },
   });
 

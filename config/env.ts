@@ -46,6 +46,31 @@ export const ApiTokens = z
     return tokens;
   });
 
+/** "FQ-Modem 7590=5m,FQ-Print Mk3=1m": how often each model is expected to report. */
+export const ExpectedIntervals = z
+  .string()
+  .default("")
+  .transform((text, ctx) => {
+    const intervals = new Map<string, number>();
+    for (const pair of text
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const at = pair.lastIndexOf("=");
+      const model = pair.slice(0, at).trim();
+      const ms = parseDuration(pair.slice(at + 1));
+      if (at < 1 || ms === undefined || ms <= 0) {
+        ctx.addIssue({
+          code: "custom",
+          message: `"${pair}" must be model=duration, such as FQ-Modem 7590=5m`,
+        });
+        return z.NEVER;
+      }
+      intervals.set(model, ms);
+    }
+    return intervals;
+  });
+
 export const Env = z.object({
   FIELDQ_MQTT_HOST: z.string().default("0.0.0.0"),
   FIELDQ_MQTT_PORT: port(1883),
@@ -72,6 +97,9 @@ export const Env = z.object({
   FIELDQ_FLUSH_INTERVAL: duration("1s"),
   FIELDQ_CLOCK_SKEW_FUTURE: duration("10m"),
   FIELDQ_CLOCK_SKEW_PAST: duration("60d"),
+  FIELDQ_VERIFY_DEVICE_HOURS: z.coerce.number().positive().default(500),
+  FIELDQ_SILENT_FACTOR: z.coerce.number().min(1).default(3),
+  FIELDQ_EXPECTED_INTERVALS: ExpectedIntervals,
   FIELDQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   FIELDQ_LOG_FORMAT: z.enum(["pretty", "json"]).optional(),
 });
@@ -100,6 +128,14 @@ export type Config = {
     clockSkewPastMs: number;
   };
   log: { level: Env["FIELDQ_LOG_LEVEL"]; format: "pretty" | "json" };
+  analytics: {
+    /** Device-hours the fixing firmware must run without recurrence before an issue closes as effective. */
+    verifyDeviceHours: number;
+    /** A device is silent after this many expected intervals without a report. */
+    silentFactor: number;
+    /** Per model; other models' intervals are learned from their own cadence. */
+    expectedIntervals: Map<string, number>;
+  };
 };
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -140,6 +176,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
       log: {
         level: e.FIELDQ_LOG_LEVEL,
         format: e.FIELDQ_LOG_FORMAT ?? (process.stdout.isTTY ? "pretty" : "json"),
+      },
+      analytics: {
+        verifyDeviceHours: e.FIELDQ_VERIFY_DEVICE_HOURS,
+        silentFactor: e.FIELDQ_SILENT_FACTOR,
+        expectedIntervals: e.FIELDQ_EXPECTED_INTERVALS,
       },
     },
   };

@@ -14,6 +14,7 @@ import { JournalWriter } from "../ingest/writer.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
+import { createInfluxHealthStore } from "../storage/health-store.js";
 import {
   createInflux,
   createPointWriter,
@@ -21,6 +22,7 @@ import {
   ensureSchema,
   type PointWriter,
 } from "../storage/influx.js";
+import { createInfluxIssueStore } from "../storage/issue-store.js";
 
 // Composes the parts into one process. The broker and the ingest always run together: a message is made
 // durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on its own.
@@ -169,7 +171,17 @@ export async function startFieldq(
       api = await startApi({
         host: config.http.host,
         port: config.http.port,
-        store: createInfluxFleetStore(influx),
+        store: createInfluxFleetStore(influx, {
+          silence: {
+            factor: config.analytics.silentFactor,
+            expectedIntervals: config.analytics.expectedIntervals,
+          },
+        }),
+        issues: createInfluxIssueStore(influx, {
+          writeEvent: createPointWriter(config.influx),
+          verifyDeviceHours: config.analytics.verifyDeviceHours,
+        }),
+        health: createInfluxHealthStore(influx),
         tokens: config.http.tokens,
         logger: deps.logger.child({ part: "api" }),
         metrics,
