@@ -8,7 +8,7 @@ import { startFieldq } from "../../stack/start-stack.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
-test("simulated devices' hello, telemetry and faults come out of the API", async () => {
+test("simulated devices' faults come out of the API as faults, issues, fleet health and device summaries", async () => {
   const db = await testDatabase("e2e");
   const dataDir = await mkdtemp(join(tmpdir(), "fieldq-e2e-"));
   const config = testConfig(db, dataDir);
@@ -44,6 +44,21 @@ test("simulated devices' hello, telemetry and faults come out of the API", async
     expect(devices.total).toBe(8);
     const health = await fetch(`${stack.apiUrl}/api/v1/health`).then((r) => r.json());
     expect(health).toMatchObject({ status: "ok", connectedDevices: 8 });
+    const issues = await get("/api/v1/issues");
+    const faultCodes = new Set(faults.items.map((f) => `${f.kind}/${f.model}/${f.code}`));
+    expect(
+      issues.items.map((i) => i.key).filter((key) => faultCodes.has(String(key))).length,
+    ).toBeGreaterThan(0);
+    const summary = (await get("/api/v1/fleet/summary?groupBy=kind")) as unknown as {
+      total: { devices: number; exposureHours: number };
+    };
+    expect(summary.total.devices).toBe(8);
+    expect(summary.total.exposureHours).toBeGreaterThanOrEqual(8);
+    const device = (await get(`/api/v1/devices/${faults.items[0]?.device}/summary`)) as unknown as {
+      status: string;
+      issues: { available: boolean };
+    };
+    expect(device).toMatchObject({ status: "online", issues: { available: true } });
   } finally {
     await sim.stop();
     await stack.close();
