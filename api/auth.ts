@@ -60,3 +60,9 @@ export function requireRole(minRole: Role) {
     await next();
   });
 }
+
+/** What a route declares to need a token of at least this role, for the OpenAPI document and at runtime. */
+export const guarded = (role: Role) => ({
+  security: [{ [BEARER]: [] }],
+  middleware: [requireRole(role)],
+});

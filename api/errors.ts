@@ -86,6 +86,13 @@ export const errorResponse = (description: string) => ({
   content: { "application/json": { schema: ErrorEnvelope } },
 });
 
+/** The refusals every guarded route can answer with. */
+export const REFUSALS = {
+  400: errorResponse("A parameter is not valid"),
+  401: errorResponse("No valid bearer token"),
+  403: errorResponse("The token's role is too low"),
+};
+
 const envelope = (code: ErrorCode, message: string): ErrorEnvelope => ({ error: { code, message } });
 
 /** Ours as they are, Hono's mapped to our codes, anything else a 500 without details. */

@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { DeviceDetail, type FleetStore, SilenceReport, TelemetrySeries } from "../../storage/fleet-store.js";
-import { type ApiEnv, BEARER, requireRole } from "../auth.js";
-import { ApiError, errorResponse } from "../errors.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import {
   DeviceIdParam,
   DeviceListQuery,
@@ -19,15 +19,7 @@ const DEFAULT_TELEMETRY_SPAN_MS = 6 * 3_600_000;
 const DEFAULT_PRESENCE_SPAN_MS = 7 * 86_400_000;
 const DEFAULT_SILENCE_SPAN_MS = 7 * 86_400_000;
 
-const viewer = {
-  security: [{ [BEARER]: [] }],
-  middleware: [requireRole("viewer")],
-};
-const refusals = {
-  400: errorResponse("A query parameter is not valid"),
-  401: errorResponse("No valid bearer token"),
-  403: errorResponse("The token's role is too low"),
-};
+const viewer = guarded("viewer");
 
 export const listDevicesRoute = createRoute({
   method: "get",
@@ -37,7 +29,7 @@ export const listDevicesRoute = createRoute({
   request: { query: DeviceListQuery },
   responses: {
     200: { description: "A page of devices", content: { "application/json": { schema: DevicePage } } },
-    ...refusals,
+    ...REFUSALS,
   },
 });
 
@@ -49,7 +41,7 @@ export const getDeviceRoute = createRoute({
   request: { params: DeviceIdParam },
   responses: {
     200: { description: "The device", content: { "application/json": { schema: DeviceDetail } } },
-    ...refusals,
+    ...REFUSALS,
     404: errorResponse("The device never sent anything"),
   },
 });
@@ -62,7 +54,7 @@ export const telemetryRoute = createRoute({
   request: { params: DeviceIdParam, query: TelemetryQueryParams },
   responses: {
     200: { description: "The series", content: { "application/json": { schema: TelemetrySeries } } },
-    ...refusals,
+    ...REFUSALS,
     404: errorResponse("The device never sent anything"),
   },
 });
@@ -78,7 +70,7 @@ export const presenceRoute = createRoute({
       description: "A page of presence changes",
       content: { "application/json": { schema: PresencePage } },
     },
-    ...refusals,
+    ...REFUSALS,
     404: errorResponse("The device never sent anything"),
   },
 });
@@ -92,7 +84,7 @@ export const summaryRoute = createRoute({
   request: { params: DeviceIdParam },
   responses: {
     200: { description: "The summary", content: { "application/json": { schema: DeviceSummaryResponse } } },
-    ...refusals,
+    ...REFUSALS,
     404: errorResponse("The device never sent anything"),
   },
 });
@@ -107,7 +99,7 @@ export const silenceRoute = createRoute({
   request: { query: SilenceQueryParams },
   responses: {
     200: { description: "The report", content: { "application/json": { schema: SilenceReport } } },
-    ...refusals,
+    ...REFUSALS,
   },
 });
 

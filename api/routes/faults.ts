@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { FleetStore } from "../../storage/fleet-store.js";
-import { type ApiEnv, BEARER, requireRole } from "../auth.js";
-import { errorResponse } from "../errors.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { REFUSALS } from "../errors.js";
 import { FaultListQuery, FaultPage } from "../schemas.js";
 import { resolveWindow } from "../time-window.js";
 
@@ -11,14 +11,11 @@ export const listFaultsRoute = createRoute({
   method: "get",
   path: "/api/v1/faults",
   summary: "Faults newest first, filtered by time, device labels, code and severity",
-  security: [{ [BEARER]: [] }],
-  middleware: [requireRole("viewer")],
+  ...guarded("viewer"),
   request: { query: FaultListQuery },
   responses: {
     200: { description: "A page of faults", content: { "application/json": { schema: FaultPage } } },
-    400: errorResponse("A query parameter is not valid"),
-    401: errorResponse("No valid bearer token"),
-    403: errorResponse("The token's role is too low"),
+    ...REFUSALS,
   },
 });
 

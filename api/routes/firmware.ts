@@ -6,23 +6,15 @@ import {
   FirmwareVersions,
   type HealthStore,
 } from "../../storage/health-store.js";
-import { type ApiEnv, BEARER, requireRole } from "../auth.js";
-import { ApiError, errorResponse } from "../errors.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { FirmwareCompareParams, FirmwareListParams } from "../health-schemas.js";
 import { resolveWindow } from "../time-window.js";
 import { resolveSeriesWindow } from "./fleet.js";
 
 const DEFAULT_FIRMWARE_SPAN_MS = 30 * DAY_MS;
 
-const viewer = {
-  security: [{ [BEARER]: [] }],
-  middleware: [requireRole("viewer")],
-};
-const refusals = {
-  400: errorResponse("A query parameter is not valid"),
-  401: errorResponse("No valid bearer token"),
-  403: errorResponse("The token's role is too low"),
-};
+const viewer = guarded("viewer");
 
 export const listFirmwareRoute = createRoute({
   method: "get",
@@ -35,7 +27,7 @@ export const listFirmwareRoute = createRoute({
       description: "Versions active in the window, oldest first",
       content: { "application/json": { schema: FirmwareVersions } },
     },
-    ...refusals,
+    ...REFUSALS,
   },
 });
 
@@ -50,7 +42,7 @@ export const compareFirmwareRoute = createRoute({
       description: "The comparison",
       content: { "application/json": { schema: FirmwareComparison } },
     },
-    ...refusals,
+    ...REFUSALS,
     404: errorResponse("A cohort has no exposure (no activity) in the window"),
   },
 });

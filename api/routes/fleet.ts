@@ -8,22 +8,14 @@ import {
   type HealthStore,
   MAX_SERIES_DAYS,
 } from "../../storage/health-store.js";
-import { type ApiEnv, BEARER, requireRole } from "../auth.js";
-import { ApiError, errorResponse } from "../errors.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { ApiError, REFUSALS } from "../errors.js";
 import { FleetSummaryParams, FleetTrendParams } from "../health-schemas.js";
 import { resolveWindow } from "../time-window.js";
 
 const DEFAULT_FLEET_SPAN_MS = 7 * DAY_MS;
 
-const viewer = {
-  security: [{ [BEARER]: [] }],
-  middleware: [requireRole("viewer")],
-};
-const refusals = {
-  400: errorResponse("A query parameter is not valid"),
-  401: errorResponse("No valid bearer token"),
-  403: errorResponse("The token's role is too low"),
-};
+const viewer = guarded("viewer");
 
 export const fleetSummaryRoute = createRoute({
   method: "get",
@@ -33,7 +25,7 @@ export const fleetSummaryRoute = createRoute({
   request: { query: FleetSummaryParams },
   responses: {
     200: { description: "The KPIs", content: { "application/json": { schema: FleetSummary } } },
-    ...refusals,
+    ...REFUSALS,
   },
 });
 
@@ -45,7 +37,7 @@ export const fleetTrendRoute = createRoute({
   request: { query: FleetTrendParams },
   responses: {
     200: { description: "One entry per UTC day", content: { "application/json": { schema: FleetTrend } } },
-    ...refusals,
+    ...REFUSALS,
   },
 });
 

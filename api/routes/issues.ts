@@ -4,8 +4,8 @@ import type { Context } from "hono";
 import { applyEvent, type IssueEvent, requestTransition } from "../../analytics/lifecycle.js";
 import type { Logger } from "../../observe/logger.js";
 import { IssueDetail, type IssueStateView, type IssueStore } from "../../storage/issue-store.js";
-import { type ApiEnv, BEARER, requireRole } from "../auth.js";
-import { ApiError, errorResponse } from "../errors.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import {
   AssigneeBody,
   IssueChange,
@@ -21,15 +21,6 @@ import { resolveWindow } from "../time-window.js";
 
 const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
 
-const guarded = (role: "viewer" | "operator") => ({
-  security: [{ [BEARER]: [] }],
-  middleware: [requireRole(role)],
-});
-const refusals = {
-  400: errorResponse("A parameter or body field is not valid"),
-  401: errorResponse("No valid bearer token"),
-  403: errorResponse("The token's role is too low"),
-};
 const unknown = { 404: errorResponse("No fault ever had this fingerprint") };
 
 export const listIssuesRoute = createRoute({
@@ -40,7 +31,7 @@ export const listIssuesRoute = createRoute({
   request: { query: IssueListQuery },
   responses: {
     200: { description: "A page of issues", content: { "application/json": { schema: IssuePage } } },
-    ...refusals,
+    ...REFUSALS,
   },
 });
 
@@ -53,7 +44,7 @@ export const getIssueRoute = createRoute({
   request: { params: IssueIdParam, query: IssueDetailQuery },
   responses: {
     200: { description: "The issue", content: { "application/json": { schema: IssueDetail } } },
-    ...refusals,
+    ...REFUSALS,
     ...unknown,
   },
 });
@@ -74,7 +65,7 @@ const change = <B extends typeof TransitionBody | typeof AssigneeBody | typeof N
     },
     responses: {
       200: { description: "Recorded", content: { "application/json": { schema: IssueChange } } },
-      ...refusals,
+      ...REFUSALS,
       ...unknown,
       409: errorResponse(
         "The issue's state does not allow it (a merged issue, a move the lifecycle forbids)",
