@@ -3,7 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { type ZodError, z } from "zod";
 import type { Logger } from "../observe/logger.js";
-import { StoreUnavailable } from "../storage/fleet-store.js";
+import { StoreUnavailable } from "../storage/influxql.js";
 
 export const ERROR_CODES = [
   "BAD_REQUEST",

@@ -1,5 +1,4 @@
 import { type InfluxDB, escape as influxql } from "influx";
-import { ServiceNotAvailableError } from "influx/lib/src/pool.js";
 import { z } from "zod";
 import {
   type Cadence,
@@ -12,7 +11,8 @@ import {
 } from "../analytics/silence.js";
 import { Context, Label, MetricName, RESERVED_FIELDS, Severity } from "../contract/messages.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
-import { DEVICE_TAGS, MEASUREMENTS, type MeasurementKey, UNKNOWN } from "./schema.js";
+import { from, iso, queryGroups, type Row, tagIs, text, timeRange } from "./influxql.js";
+import { DEVICE_TAGS, type MeasurementKey, UNKNOWN } from "./schema.js";
 
 // The API's read side of InfluxDB. Every value that reaches InfluxQL is validated by one of the schemas
 // below first and escaped as it is spliced in; docs/storage.md describes the measurements queried here.
@@ -276,37 +276,7 @@ export interface FleetStore {
   silence(query: SilenceQuery): Promise<SilenceReport>;
 }
 
-/** InfluxDB could not be reached (as opposed to refusing a query, which is a defect). */
-export class StoreUnavailable extends Error {
-  constructor(options: { cause: unknown }) {
-    super("InfluxDB is not reachable", options);
-    this.name = "StoreUnavailable";
-  }
-}
-
-const NETWORK_ERRORS = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-]);
-
-/** InfluxDB could not be reached; fetch (createPointWriter) reports the socket's error as a cause. */
-export function isUnreachable(error: unknown): boolean {
-  if (error instanceof ServiceNotAvailableError) return true;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && NETWORK_ERRORS.has(code)) return true;
-  const cause = (error as { cause?: unknown } | null)?.cause;
-  return cause !== undefined && cause !== error && isUnreachable(cause);
-}
-
-const from = (key: MeasurementKey) =>
-  `${influxql.quoted(MEASUREMENTS[key].rp)}.${influxql.quoted(MEASUREMENTS[key].name)}`;
-const tagIs = (tag: string, value: string) => `${influxql.quoted(tag)} = ${influxql.stringLit(value)}`;
 const anyDevice = (ids: readonly string[]) => `(${ids.map((id) => tagIs("device", id)).join(" OR ")})`;
-const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND time < ${toMs}ms`;
 
 /** Measurements whose points show that a device exists and when it was last heard from. */
 const ACTIVITY: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "presence"];
@@ -336,12 +306,7 @@ function deviceLiveness(seen: Liveness | undefined): Omit<Liveness, "lastReportM
   return rest;
 }
 
-type Row = Record<string, unknown> & { time: Date };
-type Group = { name: string; tags: Record<string, string>; rows: Row[] };
-
-const text = (value: unknown) => (typeof value === "string" ? value : null);
 const integer = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : null);
-const iso = (ms: number) => new Date(ms).toISOString();
 
 type Hello = Pick<Device, "kind" | "model" | "firmware" | "hardware" | "serial" | "region" | "isp">;
 const UNKNOWN_HELLO: Hello = {
@@ -449,15 +414,7 @@ export function createInfluxFleetStore(influx: InfluxDB, options: InfluxFleetSto
   /** An instant a request took as "now" a moment ago still is. */
   const isPresent = (atMs: number) => atMs >= now() - 60_000;
 
-  async function groups(query: string): Promise<Group[]> {
-    try {
-      const results = await influx.query<Record<string, unknown>>(query);
-      return results.groups() as Group[];
-    } catch (cause) {
-      if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
-      throw cause;
-    }
-  }
+  const groups = async (query: string) => (await queryGroups(influx, [query]))[0] ?? [];
   const rows = async (query: string) => (await groups(query)).flatMap((g) => g.rows);
 
   async function knownDevices(id?: string): Promise<string[]> {

@@ -3,8 +3,7 @@ import { z } from "zod";
 import { compareRates } from "../analytics/rate-ratio.js";
 import { compareVersions } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
-import { isUnreachable, StoreUnavailable } from "./fleet-store.js";
-import { MEASUREMENTS, type MeasurementKey } from "./schema.js";
+import { from, type Group, iso, queryGroups, type Row, tagIs, timeRange } from "./influxql.js";
 
 // Fleet health and firmware cohorts, read from InfluxDB. Exposure is the `activity` measurement: one point
 // per device and UTC hour in which it reported (docs/storage.md). Every window is widened to whole UTC
@@ -233,17 +232,12 @@ export interface HealthStore {
   compareFirmware(query: FirmwareCompareQuery): Promise<FirmwareComparisonResult>;
 }
 
-const from = (key: MeasurementKey) =>
-  `${influxql.quoted(MEASUREMENTS[key].rp)}.${influxql.quoted(MEASUREMENTS[key].name)}`;
-const tagIs = (tag: string, value: string) => `${influxql.quoted(tag)} = ${influxql.stringLit(value)}`;
-const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND time < ${toMs}ms`;
 const groupByClause = (tags: readonly string[], daily: boolean) => {
   const terms = [...(daily ? ["time(1d)"] : []), ...tags.map((t) => influxql.quoted(t))];
   if (terms.length === 0) return "";
   return ` GROUP BY ${terms.join(", ")}${daily ? " fill(none)" : ""}`;
 };
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
 /** The window widened to whole UTC hours, as every query of this store uses it. */
 export const alignHours = (q: { fromMs: number; toMs: number }) => ({
@@ -255,9 +249,6 @@ const dayStarts = (fromMs: number, toMs: number) => {
   for (let day = Math.floor(fromMs / DAY_MS) * DAY_MS; day < toMs; day += DAY_MS) days.push(day);
   return days;
 };
-
-type Row = Record<string, unknown> & { time: Date };
-type Group = { name: string; tags: Record<string, string>; rows: Row[] };
 
 /** What the metrics are computed from; everything but the distinct-device counts adds up across groups. */
 type Counts = {
@@ -321,15 +312,7 @@ function throwProblem(problem: { field: string; message: string }): never {
 
 export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
   /** Several statements in one request; one list of series per statement. */
-  async function statements(queries: readonly string[]): Promise<Group[][]> {
-    try {
-      const results = await influx.query<Record<string, unknown>>([...queries]);
-      return results.map((r) => r.groups() as Group[]);
-    } catch (cause) {
-      if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
-      throw cause;
-    }
-  }
+  const statements = (queries: readonly string[]) => queryGroups(influx, queries);
 
   /**
    * The counts behind HealthMetrics per group of `tags` (and per UTC day when daily), keyed by

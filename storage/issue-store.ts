@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { type InfluxDB, escape as influxql } from "influx";
+import type { InfluxDB } from "influx";
 import { z } from "zod";
 import { resolveIssueId } from "../analytics/fingerprint.js";
 import {
@@ -13,9 +13,19 @@ import {
 } from "../analytics/lifecycle.js";
 import { isAtLeast } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
-import { DeviceId, isUnreachable, MAX_PAGE, StoreUnavailable } from "./fleet-store.js";
+import { DeviceId, MAX_PAGE } from "./fleet-store.js";
 import type { PointWriter } from "./influx.js";
-import { MEASUREMENTS, type MeasurementKey, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
+import {
+  from,
+  iso,
+  isUnreachable,
+  queryGroups,
+  StoreUnavailable,
+  tagIs,
+  text,
+  timeRange,
+} from "./influxql.js";
+import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
 
 // Issues: faults grouped by their fingerprint tag, with manual merges resolved at read time (so they hold
 // for faults that arrive later), and a lifecycle replayed from the append-only "long"."issue_event" log.
@@ -174,18 +184,9 @@ export type IssueStoreOptions = {
   verifyDeviceHours?: number;
 };
 
-const from = (key: MeasurementKey) =>
-  `${influxql.quoted(MEASUREMENTS[key].rp)}.${influxql.quoted(MEASUREMENTS[key].name)}`;
-const tagIs = (tag: string, value: string) => `${influxql.quoted(tag)} = ${influxql.stringLit(value)}`;
 const anyOf = (tag: string, values: readonly string[]) =>
   `(${values.map((v) => tagIs(tag, v)).join(" OR ")})`;
-const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND time < ${toMs}ms`;
-const iso = (ms: number) => new Date(ms).toISOString();
-const text = (value: unknown) => (typeof value === "string" ? value : null);
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
-
-type Row = Record<string, unknown> & { time: Date };
-type Group = { name: string; tags: Record<string, string>; rows: Row[] };
 
 type FingerprintMeta = {
   id: string;
@@ -293,15 +294,7 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
     }
   }
 
-  async function groups(query: string): Promise<Group[]> {
-    try {
-      const results = await influx.query<Record<string, unknown>>(query);
-      return results.groups() as Group[];
-    } catch (cause) {
-      if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
-      throw cause;
-    }
-  }
+  const groups = async (query: string) => (await queryGroups(influx, [query]))[0] ?? [];
   const rows = async (query: string) => (await groups(query)).flatMap((g) => g.rows);
 
   async function appendEvent(issueId: string, input: IssueEvent): Promise<void> {

@@ -19,13 +19,9 @@ import { healthRoute } from "../../api/routes/health.js";
 import type { Role } from "../../config/env.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import {
-  type Device,
-  type FaultRecord,
-  type FleetStore,
-  StoreUnavailable,
-} from "../../storage/fleet-store.js";
+import type { Device, FaultRecord, FleetStore } from "../../storage/fleet-store.js";
 import { createMemoryFleetStore, type MemoryFleet } from "../../storage/fleet-store-memory.js";
+import { StoreUnavailable } from "../../storage/influxql.js";
 
 const NOW = Date.parse("2025-03-01T12:00:00.000Z");
 const MINUTE = 60_000;
