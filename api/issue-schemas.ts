@@ -1,9 +1,8 @@
 import { z } from "zod";
 import { IssueStatus, TransitionTarget } from "../analytics/lifecycle.js";
 import { Label, Severity } from "../contract/messages.js";
-import { MAX_PAGE } from "../storage/fleet-store.js";
 import { IssueHistoryEntry, IssueId, IssueSort, IssueSummary } from "../storage/issue-store.js";
-import { DEFAULT_PAGE } from "./schemas.js";
+import { paging } from "./schemas.js";
 
 // Request and response schemas of the issue routes; the records come from storage/issue-store.ts.
 
@@ -35,19 +34,7 @@ export const IssueListQuery = z.object({
     description:
       "Descending: affected devices, occurrences, last seen, or growth (second-half minus first-half occurrences)",
   }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(MAX_PAGE)
-    .default(DEFAULT_PAGE)
-    .meta({ description: `Page size, 1-${MAX_PAGE}`, example: DEFAULT_PAGE }),
-  offset: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(0)
-    .meta({ description: "Items to skip: the previous page's nextOffset", example: 0 }),
+  ...paging,
 });
 
 export const IssueDetailQuery = z.object(window);

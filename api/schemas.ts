@@ -17,7 +17,7 @@ import {
 
 export const DEFAULT_PAGE = 100;
 
-const paging = {
+export const paging = {
   limit: z.coerce
     .number()
     .int()

@@ -63,3 +63,18 @@ export function resolveEvery(every: string | undefined, spanMs: number): number 
   }
   return Math.ceil(spanMs / MAX_BUCKETS);
 }
+
+/** A page as the list routes answer it: the items, the paging asked for, and the window used. */
+export function windowedPage<P extends object>(
+  page: P,
+  paging: { limit: number; offset: number },
+  window: { fromMs: number; toMs: number },
+) {
+  return {
+    ...page,
+    limit: paging.limit,
+    offset: paging.offset,
+    from: new Date(window.fromMs).toISOString(),
+    to: new Date(window.toMs).toISOString(),
+  };
+}

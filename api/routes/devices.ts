@@ -13,7 +13,7 @@ import {
   SilenceQueryParams,
   TelemetryQueryParams,
 } from "../schemas.js";
-import { resolveEvery, resolveWindow } from "../time-window.js";
+import { resolveEvery, resolveWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_TELEMETRY_SPAN_MS = 6 * 3_600_000;
 const DEFAULT_PRESENCE_SPAN_MS = 7 * 86_400_000;
@@ -127,16 +127,7 @@ export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
       offset: query.offset,
     });
     if (page === undefined) throw unknownDevice(id);
-    return c.json(
-      {
-        ...page,
-        limit: query.limit,
-        offset: query.offset,
-        from: new Date(fromMs).toISOString(),
-        to: new Date(toMs).toISOString(),
-      },
-      200,
-    );
+    return c.json(windowedPage(page, query, { fromMs, toMs }), 200);
   });
 
   app.openapi(summaryRoute, async (c) => {

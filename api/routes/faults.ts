@@ -3,7 +3,7 @@ import type { FleetStore } from "../../storage/fleet-store.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { REFUSALS } from "../errors.js";
 import { FaultListQuery, FaultPage } from "../schemas.js";
-import { resolveWindow } from "../time-window.js";
+import { resolveWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_FAULT_SPAN_MS = 7 * 86_400_000;
 
@@ -26,15 +26,6 @@ export function registerFaults(app: OpenAPIHono<ApiEnv>, deps: { store: FleetSto
     const { from, to, ...filter } = c.req.valid("query");
     const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FAULT_SPAN_MS);
     const page = await deps.store.listFaults({ ...filter, fromMs, toMs });
-    return c.json(
-      {
-        ...page,
-        limit: filter.limit,
-        offset: filter.offset,
-        from: new Date(fromMs).toISOString(),
-        to: new Date(toMs).toISOString(),
-      },
-      200,
-    );
+    return c.json(windowedPage(page, filter, { fromMs, toMs }), 200);
   });
 }

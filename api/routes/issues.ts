@@ -17,7 +17,7 @@ import {
   NoteBody,
   TransitionBody,
 } from "../issue-schemas.js";
-import { resolveWindow } from "../time-window.js";
+import { resolveWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
 
@@ -154,16 +154,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
       ...(query.status === undefined ? {} : { status: query.status }),
       ...(query.severity === undefined ? {} : { severity: query.severity }),
     });
-    return c.json(
-      {
-        ...page,
-        limit: query.limit,
-        offset: query.offset,
-        from: new Date(fromMs).toISOString(),
-        to: new Date(toMs).toISOString(),
-      },
-      200,
-    );
+    return c.json(windowedPage(page, query, { fromMs, toMs }), 200);
   });
 
   app.openapi(getIssueRoute, async (c) => {
