@@ -705,12 +705,14 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
         fingerprints(),
       ]);
       const firmware = text(latest[0]?.firmware);
+      const log = await loadLog();
+      const members = membersByIssue(metas, log.merges);
       const affecting = new Map<string, DeviceIssue>();
       for (const fingerprint of new Set(found.map((r) => text(r.value)).filter((v) => v !== null))) {
-        const view = await issueState(fingerprint);
-        if (view === undefined || affecting.has(view.resolvedId)) continue;
-        const { state } =
-          view.resolvedId === fingerprint ? view : ((await issueState(view.resolvedId)) ?? view);
+        if (!metas.has(fingerprint)) continue;
+        const id = resolveIssueId(fingerprint, log.merges);
+        if (affecting.has(id)) continue;
+        const state = await settle(id, replay(log.byIssue.get(id) ?? []), members.get(id) ?? []);
         // Fixed in a version the device does not run yet: the support desk should advise the update.
         const fixAhead =
           state.fixVersion !== null &&
@@ -719,9 +721,9 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
           !isAtLeast(firmware, state.fixVersion);
         const open = state.status !== "closed" && state.status !== "muted";
         if (!open && !fixAhead) continue;
-        affecting.set(view.resolvedId, {
-          id: view.resolvedId,
-          key: metas.get(view.resolvedId)?.key ?? null,
+        affecting.set(id, {
+          id,
+          key: metas.get(id)?.key ?? null,
           status: state.status,
           fixVersion: state.fixVersion,
           advice: fixAhead ? `fixed in firmware ${state.fixVersion}: advise the update` : null,
