@@ -2,7 +2,7 @@ import { z } from "zod";
 import { IssueStatus, TransitionTarget } from "../analytics/lifecycle.js";
 import { Label, Severity } from "../contract/messages.js";
 import { IssueHistoryEntry, IssueId, IssueSort, IssueSummary } from "../storage/issue-store.js";
-import { paging } from "./schemas.js";
+import { pageOf, paging } from "./schemas.js";
 
 // Request and response schemas of the issue routes; the records come from storage/issue-store.ts.
 
@@ -41,15 +41,8 @@ export const IssueDetailQuery = z.object(window);
 
 export const IssuePage = z
   .object({
-    items: z.array(IssueSummary),
+    ...pageOf(IssueSummary),
     total: z.number().int(),
-    limit: z.number().int(),
-    offset: z.number().int(),
-    nextOffset: z
-      .number()
-      .int()
-      .nullable()
-      .meta({ description: "offset of the next page; null on the last page" }),
     from: z.iso.datetime(),
     to: z.iso.datetime().meta({ description: "Keep it fixed while paging" }),
   })

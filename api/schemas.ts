@@ -83,7 +83,7 @@ export const FaultListQuery = z.object({
   ...paging,
 });
 
-const pageOf = <T extends z.ZodType>(item: T) => ({
+export const pageOf = <T extends z.ZodType>(item: T) => ({
   items: z.array(item),
   limit: z.number().int(),
   offset: z.number().int(),

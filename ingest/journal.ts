@@ -59,6 +59,8 @@ export class Journal {
   private pending: Pending[] = [];
   private syncing = false;
   private warned = false;
+  /** Dedupe buckets below this one are cleared already; clearing runs once per bucket, not per batch. */
+  private prunedBelow = -1;
   private readonly sizes = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
 
@@ -220,8 +222,11 @@ export class Journal {
     if (this.backlogBytes < this.options.maxBytes * WARN_AT) this.warned = false;
     this.report();
     // Buckets older than the previous one can no longer match a lookup.
-    const oldest = toKey(Math.floor(now / this.dedupeWindowMs) - 1);
-    await this.seen.clear({ lt: oldest });
+    const oldest = Math.floor(now / this.dedupeWindowMs) - 1;
+    if (oldest > this.prunedBelow) {
+      await this.seen.clear({ lt: toKey(oldest) });
+      this.prunedBelow = oldest;
+    }
   }
 
   async loadDeviceMeta(): Promise<Map<string, DeviceMetaRecord>> {

@@ -52,6 +52,10 @@ export const unknownMeta = (): DeviceMetaRecord => ({
   serial: "",
 });
 
+/** The device tags a stored point carries, "unknown" where it lacks one. */
+export const deviceTagsOf = (point: Point): Record<string, string> =>
+  Object.fromEntries(DEVICE_TAGS.map((tag) => [tag, point.tags[tag] ?? UNKNOWN]));
+
 export function deviceTags(deviceId: string, meta: DeviceMetaRecord | undefined): Record<string, string> {
   const m = meta ?? unknownMeta();
   return { device: deviceId, kind: m.kind, model: m.model, firmware: m.firmware, region: m.region };
@@ -288,7 +292,7 @@ export function exposureHours(records: readonly JournalRecord[]): ExposedHour[] 
     if (!EXPOSING.has(point.measurement)) continue;
     const ms = Number(BigInt(point.timeNs) / 1_000_000n);
     const hourMs = Math.floor(ms / HOUR_MS) * HOUR_MS;
-    const tags = Object.fromEntries(DEVICE_TAGS.map((tag) => [tag, point.tags[tag] ?? UNKNOWN]));
+    const tags = deviceTagsOf(point);
     const key = `${hourMs}|${tags.firmware}`;
     const seen = hours.get(key);
     if (seen === undefined) hours.set(key, { hourMs, tags, firstMs: ms, lastMs: ms });

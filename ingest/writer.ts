@@ -1,9 +1,9 @@
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { PointsRefused, type PointWriter } from "../storage/influx.js";
-import { DEVICE_TAGS, type Point, UNKNOWN } from "../storage/schema.js";
+import type { Point } from "../storage/schema.js";
 import type { Journal, JournalRecord } from "./journal.js";
-import { rejectionPoint } from "./to-points.js";
+import { deviceTagsOf, rejectionPoint } from "./to-points.js";
 
 // Drains the journal into InfluxDB in batches. While InfluxDB is down or slow it retries with backoff and
 // the journal holds everything; points InfluxDB refuses (a field type conflict, say) are isolated by
@@ -143,9 +143,8 @@ export class JournalWriter {
       { measurement: point.measurement, tags: point.tags, error: error.body },
       "InfluxDB refused a point",
     );
-    const tags = Object.fromEntries(DEVICE_TAGS.map((tag) => [tag, point.tags[tag] ?? UNKNOWN]));
     const record = rejectionPoint(
-      tags,
+      deviceTagsOf(point),
       { receivedMs: this.now(), discriminator: this.refusedSeq++ },
       { reason: "storage_refused", topic: point.measurement, detail: error.body, bytes: 0 },
     );

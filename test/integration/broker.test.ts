@@ -117,6 +117,10 @@ describe("access control", () => {
     const closed = new Promise<void>((resolve) => device.once("close", () => resolve()));
     device.publish(topicOf("modem-0012"), "{}", { qos: 1 });
     await closed;
+    expect(await stack.metrics.authFailures.get()).toMatchObject({
+      values: [{ labels: { reason: "publish not allowed" }, value: 1 }],
+    });
+    expect((await stack.metrics.messagesAccepted.get()).values).toEqual([]);
   });
 
   test("grants a device its errors and command topics and refuses everything else", async ({ stack }) => {

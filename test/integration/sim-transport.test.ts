@@ -177,6 +177,7 @@ describe("simulator over MQTT", () => {
       () => {},
     );
     await until(() => sim.stats().refused === 1);
+    expect(sim.stats().refused).toBe(1);
   });
 
   test("fails to start when the devices' keys come from the wrong secret", async ({ broker, startSim }) => {
