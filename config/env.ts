@@ -95,6 +95,7 @@ export const Env = z.object({
   FIELDQ_JOURNAL_MAX_BYTES: bytes(1024 ** 3),
   FIELDQ_BATCH_POINTS: bytes(5000),
   FIELDQ_FLUSH_INTERVAL: duration("1s"),
+  FIELDQ_ROLLUP_INTERVAL: duration("10s"),
   FIELDQ_CLOCK_SKEW_FUTURE: duration("10m"),
   FIELDQ_CLOCK_SKEW_PAST: duration("60d"),
   FIELDQ_VERIFY_DEVICE_HOURS: z.coerce.number().positive().default(500),
@@ -124,6 +125,8 @@ export type Config = {
     journalMaxBytes: number;
     batchPoints: number;
     flushIntervalMs: number;
+    /** How long written hours wait before their rollups are recomputed (rollup/runner.ts). */
+    rollupIntervalMs: number;
     clockSkewFutureMs: number;
     clockSkewPastMs: number;
   };
@@ -170,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
         journalMaxBytes: e.FIELDQ_JOURNAL_MAX_BYTES,
         batchPoints: e.FIELDQ_BATCH_POINTS,
         flushIntervalMs: e.FIELDQ_FLUSH_INTERVAL,
+        rollupIntervalMs: e.FIELDQ_ROLLUP_INTERVAL,
         clockSkewFutureMs: e.FIELDQ_CLOCK_SKEW_FUTURE,
         clockSkewPastMs: e.FIELDQ_CLOCK_SKEW_PAST,
       },

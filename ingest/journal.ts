@@ -50,6 +50,11 @@ export class Journal {
   private readonly entries;
   private readonly seen;
   private readonly meta;
+  private readonly dirtyLevel;
+  /** Hours (their start, ms) whose rollups are out of date → a generation that grows with each mark. */
+  private readonly dirtyHours = new Map<number, number>();
+  private dirtyGeneration = 0;
+  private readonly dirtyListeners = new Set<() => void>();
   private readonly dedupeWindowMs: number;
   private next = 0;
   private backlogEntries = 0;
@@ -69,6 +74,7 @@ export class Journal {
     this.entries = this.db.sublevel<string, string>("j", {});
     this.seen = this.db.sublevel<string, string>("s", {});
     this.meta = this.db.sublevel<string, string>("m", {});
+    this.dirtyLevel = this.db.sublevel<string, string>("r", {});
     this.dedupeWindowMs = options.dedupeWindowMs ?? 6 * 3_600_000;
   }
 
@@ -85,6 +91,11 @@ export class Journal {
       last = Number.parseInt(key, 16);
     }
     journal.next = last + 1;
+    for await (const [key, value] of journal.dirtyLevel.iterator()) {
+      const generation = Number(value);
+      journal.dirtyHours.set(Number.parseInt(key, 16), generation);
+      journal.dirtyGeneration = Math.max(journal.dirtyGeneration, generation);
+    }
     journal.report();
     if (journal.backlogEntries > 0) {
       options.logger.info(
@@ -200,10 +211,29 @@ export class Journal {
     return written;
   }
 
-  /** InfluxDB has these entries: delete them and remember their message identities, in one atomic batch. */
-  async commit(keys: string[], writtenDedupeKeys: string[], now = Date.now()): Promise<void> {
+  /**
+   * InfluxDB has these entries: delete them, remember their message identities and mark the hours whose
+   * rollups they change, in one atomic batch.
+   */
+  async commit(
+    keys: string[],
+    writtenDedupeKeys: string[],
+    now = Date.now(),
+    dirtyHours: Iterable<number> = [],
+  ): Promise<void> {
     const bucket = toKey(Math.floor(now / this.dedupeWindowMs));
-    await this.db.batch([
+    const marks = [...dirtyHours].map((hour) => {
+      this.dirtyGeneration += 1;
+      this.dirtyHours.set(hour, this.dirtyGeneration);
+      return {
+        type: "put" as const,
+        sublevel: this.dirtyLevel,
+        key: toKey(hour),
+        value: String(this.dirtyGeneration),
+      };
+    });
+    const batch = this.db.batch([
+      ...marks,
       ...keys.map((key) => ({ type: "del" as const, sublevel: this.entries, key })),
       ...writtenDedupeKeys.map((k) => ({
         type: "put" as const,
@@ -212,6 +242,8 @@ export class Journal {
         value: "",
       })),
     ]);
+    if (marks.length > 0) for (const listener of this.dirtyListeners) listener();
+    await batch;
     for (const key of keys) {
       const size = this.sizes.get(key);
       if (size === undefined) continue;
@@ -227,6 +259,27 @@ export class Journal {
       await this.seen.clear({ lt: toKey(oldest) });
       this.prunedBelow = oldest;
     }
+  }
+
+  /** The hours whose rollups are out of date, with their generation (for clearDirty). */
+  dirty(): Map<number, number> {
+    return new Map(this.dirtyHours);
+  }
+
+  /** Called when commit() marks hours dirty; the rollup runner listens. */
+  onDirty(listener: () => void): () => void {
+    this.dirtyListeners.add(listener);
+    return () => this.dirtyListeners.delete(listener);
+  }
+
+  /** The rollups of these hours were recomputed: unmarks those not marked again since. */
+  async clearDirty(recomputed: ReadonlyMap<number, number>): Promise<void> {
+    const done = [...recomputed].filter(([hour, generation]) => this.dirtyHours.get(hour) === generation);
+    for (const [hour] of done) this.dirtyHours.delete(hour);
+    if (done.length === 0) return;
+    await this.db.batch(
+      done.map(([hour]) => ({ type: "del" as const, sublevel: this.dirtyLevel, key: toKey(hour) })),
+    );
   }
 
   async loadDeviceMeta(): Promise<Map<string, DeviceMetaRecord>> {

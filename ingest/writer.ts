@@ -1,5 +1,6 @@
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
+import { dirtyHoursOf } from "../rollup/sets.js";
 import { PointsRefused, type PointWriter } from "../storage/influx.js";
 import type { Point } from "../storage/schema.js";
 import type { Journal, JournalRecord } from "./journal.js";
@@ -28,6 +29,8 @@ export class JournalWriter {
   private readonly unsubscribe: () => void;
   private backoffMs: number;
   private refusedSeq = 0;
+  /** Hours of data-quality records written for refused points, marked dirty with the batch's commit. */
+  private readonly refusalHours = new Set<number>();
 
   constructor(private readonly options: WriterOptions) {
     this.backoffMs = options.minBackoffMs ?? 500;
@@ -76,10 +79,13 @@ export class JournalWriter {
     }
     metrics.influxWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
     metrics.pointsWritten.inc(fresh.length);
+    const dirty = new Set([...dirtyHoursOf(fresh.map((r) => r.point)), ...this.refusalHours]);
+    this.refusalHours.clear();
     await journal.commit(
       batch.keys,
       fresh.flatMap((r) => (r.dedupe ? [r.dedupe] : [])),
       this.now(),
+      dirty,
     );
     return true;
   }
@@ -150,6 +156,7 @@ export class JournalWriter {
     );
     try {
       await this.options.write([record]);
+      for (const hour of dirtyHoursOf([record])) this.refusalHours.add(hour);
     } catch (recordError) {
       logger.error({ err: recordError }, "could not store the data-quality record of a refused point");
     }

@@ -61,6 +61,16 @@ export function createMetrics() {
       help: "Points written to InfluxDB",
       registers,
     }),
+    rollupHours: new Counter({
+      name: "fieldq_rollup_hours_total",
+      help: "Hours whose rollups were recomputed from raw points",
+      registers,
+    }),
+    rollupDirtyHours: new Gauge({
+      name: "fieldq_rollup_dirty_hours",
+      help: "Hours with data written since their rollups were last computed",
+      registers,
+    }),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

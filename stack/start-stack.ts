@@ -13,6 +13,8 @@ import { Journal } from "../ingest/journal.js";
 import { JournalWriter } from "../ingest/writer.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
+import { createRollups } from "../rollup/rollups.js";
+import { RollupRunner } from "../rollup/runner.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import { createInfluxHealthStore } from "../storage/health-store.js";
 import {
@@ -34,6 +36,7 @@ export type IngestBrokerHandle = {
   journal: Journal;
   broker: BrokerHandle;
   writer: JournalWriter;
+  rollups: RollupRunner;
   close(): Promise<void>;
 };
 
@@ -102,6 +105,14 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     flushIntervalMs: config.ingest.flushIntervalMs,
   });
   writer.start();
+  const rollups = new RollupRunner({
+    source: journal,
+    rollups: createRollups(createInflux(config.influx), createPointWriter(config.influx, 60_000)),
+    logger: logger.child({ part: "rollup" }),
+    metrics,
+    intervalMs: config.ingest.rollupIntervalMs,
+  });
+  rollups.start();
   // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
   const schemaCreated = schemaWriter([]).catch((error: unknown) =>
     logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages"),
@@ -119,6 +130,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       presence: ingest.presence,
     });
   } catch (error) {
+    await rollups.stop();
     await writer.stop(0);
     await journal.close();
     throw error;
@@ -128,10 +140,12 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     journal,
     broker,
     writer,
+    rollups,
     async close() {
       await broker.close();
       await schemaCreated;
       await writer.stop();
+      await rollups.stop();
       const left = journal.backlog;
       if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");
       await journal.close();

@@ -39,15 +39,14 @@ export async function ensureSchema(influx: InfluxDB, config: InfluxConfig): Prom
       "cq_telemetry_1h",
       `SELECT mean(*) INTO ${q(RP_LONG)}.${q(MEASUREMENTS.telemetry1h.name)} FROM ${q(RP_RAW)}.${q(MEASUREMENTS.telemetry.name)} GROUP BY time(1h), *`,
     ],
-    [
-      "cq_fault_1h",
-      `SELECT count("seq") AS "count" INTO ${q(RP_LONG)}.${q(MEASUREMENTS.fault1h.name)} FROM ${q(RP_LONG)}.${q(MEASUREMENTS.fault.name)} GROUP BY time(1h), *`,
-    ],
   ];
   for (const [name, select] of rollups) {
     if (!existing.has(name))
       await influx.query(`CREATE CONTINUOUS QUERY ${q(name)} ON ${q(db)} BEGIN ${select} END`);
   }
+  // Earlier versions rolled faults up per device and hour with a CQ, which missed late data; rollup/
+  // replaces it.
+  if (existing.has("cq_fault_1h")) await influx.query(`DROP CONTINUOUS QUERY "cq_fault_1h" ON ${q(db)}`);
 }
 
 /** InfluxDB refused the points themselves (HTTP 400): retrying the same body cannot help. */

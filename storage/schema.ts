@@ -21,7 +21,17 @@ export const MEASUREMENTS = {
   /** The issues' lifecycle: an append-only log of decisions (analytics/lifecycle.ts IssueEvent). */
   issueEvent: { name: "issue_event", rp: RP_LONG },
   telemetry1h: { name: "telemetry_1h", rp: RP_LONG },
-  fault1h: { name: "fault_1h", rp: RP_LONG },
+  // Rollups, derived from the raw measurements above by rollup/ (docs/storage.md "Rollups").
+  /** Per UTC hour and kind, model, firmware, region: exposure, faults by severity, reboots, ratings. */
+  cohort1h: { name: "cohort_1h", rp: RP_LONG },
+  /** Per UTC hour and fingerprint, kind, model, firmware, region, severity, code: faults and devices. */
+  issue1h: { name: "issue_1h", rp: RP_LONG },
+  /** One point per fingerprint (at time 0): its key, kind, model, first and last occurrence ever. */
+  fingerprint: { name: "fingerprint", rp: RP_LONG },
+  /** The devices behind each distinct count, per UTC hour and day: active, faulty, per fingerprint. */
+  deviceSet: { name: "device_set", rp: RP_LONG },
+  /** Per hour and day bucket, a revision that grows whenever the bucket's rollups are recomputed. */
+  rollupRev: { name: "rollup_rev", rp: RP_LONG },
 } as const;
 export type MeasurementKey = keyof typeof MEASUREMENTS;
 

@@ -44,15 +44,25 @@ test("simulated devices' faults come out of the API as faults, issues, fleet hea
     expect(devices.total).toBe(8);
     const health = await fetch(`${stack.apiUrl}/api/v1/health`).then((r) => r.json());
     expect(health).toMatchObject({ status: "ok", connectedDevices: 8 });
-    const issues = await get("/api/v1/issues");
+    // Issues and fleet health read the rollups, which follow the raw points by FIELDQ_ROLLUP_INTERVAL.
     const faultCodes = new Set(faults.items.map((f) => `${f.kind}/${f.model}/${f.code}`));
-    expect(
-      issues.items.map((i) => i.key).filter((key) => faultCodes.has(String(key))).length,
-    ).toBeGreaterThan(0);
-    const summary = (await get("/api/v1/fleet/summary?groupBy=kind")) as unknown as {
-      total: { devices: number; exposureHours: number };
-    };
-    expect(summary.total.devices).toBe(8);
+    await expect
+      .poll(
+        async () =>
+          (await get("/api/v1/issues")).items.map((i) => i.key).filter((key) => faultCodes.has(String(key)))
+            .length,
+        { timeout: 20_000, interval: 200 },
+      )
+      .toBeGreaterThan(0);
+    type Summary = { total: { devices: number; exposureHours: number } };
+    const summaryPath = "/api/v1/fleet/summary?groupBy=kind";
+    await expect
+      .poll(async () => ((await get(summaryPath)) as unknown as Summary).total.devices, {
+        timeout: 20_000,
+        interval: 200,
+      })
+      .toBe(8);
+    const summary = (await get(summaryPath)) as unknown as Summary;
     expect(summary.total.exposureHours).toBeGreaterThanOrEqual(8);
     const device = (await get(`/api/v1/devices/${faults.items[0]?.device}/summary`)) as unknown as {
       status: string;

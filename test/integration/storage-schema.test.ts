@@ -16,7 +16,7 @@ test("creates the database, both retention policies and the rollups, and can run
       ["raw", "336h0m0s", true],
     ]);
     const queries = await influx.showContinousQueries(db.database);
-    expect(queries.map((q) => q.name).sort()).toEqual(["cq_fault_1h", "cq_telemetry_1h"]);
+    expect(queries.map((q) => q.name).sort()).toEqual(["cq_telemetry_1h"]);
   } finally {
     await db.drop();
   }

@@ -31,6 +31,7 @@ export function testConfig(
     FIELDQ_API_TOKENS: "viewer:viewer-token-1,operator:operator-token-1,admin:admin-token-1",
     FIELDQ_DATA_DIR: dataDir,
     FIELDQ_FLUSH_INTERVAL: "50ms",
+    FIELDQ_ROLLUP_INTERVAL: "50ms",
     FIELDQ_LOG_FORMAT: "json",
     FIELDQ_LOG_LEVEL: "silent",
     ...overrides,

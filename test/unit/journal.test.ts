@@ -231,6 +231,30 @@ describe("Journal", () => {
     });
   });
 
+  test("keeps the hours a commit marks dirty across a reopen, and clears only marks not renewed since", async ({
+    open,
+  }) => {
+    const H = 3_600_000;
+    const first = await open();
+    const seen: number[] = [];
+    first.onDirty(() => seen.push(first.dirty().size));
+    await first.commit([], [], 0, [10 * H, 11 * H]);
+    expect(seen).toEqual([2]);
+    const snapshot = first.dirty();
+    // Hour 11 is written to again while its rollup is being recomputed: its mark must stay.
+    await first.commit([], [], 0, [11 * H]);
+    await first.clearDirty(snapshot);
+    expect([...first.dirty().keys()]).toEqual([11 * H]);
+    await first.close();
+
+    const reopened = await open();
+    expect([...reopened.dirty().keys()]).toEqual([11 * H]);
+    await reopened.clearDirty(reopened.dirty());
+    expect(reopened.dirty().size).toBe(0);
+    await reopened.close();
+    expect((await open()).dirty().size).toBe(0);
+  });
+
   test("keeps device metadata across a reopen, the latest per device", async ({ open }) => {
     const first = await open();
     await first.append([record(1)], ["modem-0001", META]);

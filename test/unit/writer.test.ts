@@ -193,6 +193,27 @@ describe("JournalWriter.drainOnce", () => {
     ]);
   });
 
+  test("marks dirty the hours of the rolled-up points it wrote and of refusal records, not of telemetry", async ({
+    journal,
+    makeWriter,
+  }) => {
+    const HOUR = 3_600_000;
+    const fault = (ms: number): JournalRecord => ({
+      point: {
+        measurement: "fault",
+        rp: "long",
+        tags: { device: "modem-0001" },
+        fields: { seq: 1 },
+        timeNs: pointTimeNs(ms, 1),
+      },
+    });
+    // R is a UTC midnight: the fault two hours and a minute later lies in the hour starting R + 2 h.
+    await appendEach(journal, [record(1), fault(R + 2 * HOUR + 60_000), record(2, { bad: true })]);
+    expect(await makeWriter().drainOnce()).toBe(true);
+    // The telemetry point's hour (R) is marked only through the refusal record stamped at R.
+    expect([...journal.dirty().keys()].sort((a, b) => a - b)).toEqual([R, R + 2 * HOUR]);
+  });
+
   test("gives each refused point a record of its own", async ({ journal, influx, makeWriter }) => {
     await appendEach(journal, [record(1, { bad: true }), record(2), record(3, { bad: true })]);
     await makeWriter().drainOnce();

@@ -1,0 +1,362 @@
+import type { InfluxDB } from "influx";
+import { SEVERITIES } from "../contract/messages.js";
+import type { PointWriter } from "../storage/influx.js";
+import { from, queryGroups, type Row, tagIs, text, timeRange } from "../storage/influxql.js";
+import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs } from "../storage/schema.js";
+import {
+  DAY_MS,
+  decodeIds,
+  encodeIds,
+  HOUR_MS,
+  identityKey,
+  identityOf,
+  identityTags,
+  type SetIdentity,
+  type Span,
+} from "./sets.js";
+
+// Rollups: what the API's analytics read instead of the raw points. An hour is recomputed from its raw
+// points as a whole, so doing it again is harmless and late data (a device flushing its buffer days later)
+// is counted once its hour is recomputed. Raw points are never removed from an hour, so a recomputed hour
+// only ever gains series: no stale rollup point outlives a recompute. docs/storage.md describes the
+// measurements.
+
+export const RATINGS = 11;
+const COHORT_TAGS = ["kind", "model", "firmware", "region"] as const;
+const FAULT_TAGS = [...COHORT_TAGS, "fingerprint", "severity", "code"] as const;
+
+export type RollupResult = { hours: number; days: number; points: number };
+
+export interface Rollups {
+  /** Recomputes these hours (any ms inside them) from the raw points, then the days they fall in. */
+  recompute(
+    hours: Iterable<number>,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<RollupResult>;
+}
+
+type Cohort = {
+  tags: Record<string, string>;
+  hours: number;
+  devices: Set<string>;
+  faults: Record<string, number>;
+  faulty: Set<string>;
+  reboots: number;
+  rejections: number;
+  ratings: number[];
+};
+
+type IssueCell = {
+  tags: Record<string, string>;
+  n: number;
+  devices: Set<string>;
+  firstMs: number;
+  lastMs: number;
+};
+type FingerprintMeta = { key: string; kind: string; model: string; firstMs: number; lastMs: number };
+
+/** An hour's (or day's) device sets by identity key. */
+type Sets = Map<string, { identity: SetIdentity; ids: Set<string> }>;
+
+const tagsOf = (row: Row, keys: readonly string[]) => {
+  const tags: Record<string, string> = {};
+  for (const key of keys) {
+    const value = text(row[key]);
+    if (value !== null && value !== "") tags[key] = value;
+  }
+  return tags;
+};
+const keyOf = (tags: Record<string, string>, keys: readonly string[]) =>
+  keys.map((k) => tags[k] ?? "").join("\u0000");
+const int = (n: number): FieldValue => ({ int: Math.round(n) });
+
+function addTo(sets: Sets, identity: SetIdentity, id: string) {
+  const key = identityKey(identity);
+  const entry = sets.get(key) ?? { identity, ids: new Set<string>() };
+  entry.ids.add(id);
+  sets.set(key, entry);
+}
+
+export type RollupOptions = {
+  /** Hour sets kept in memory for the next day rollup (the current day is recomputed often). */
+  cachedHours?: number;
+};
+
+export function createRollups(influx: InfluxDB, write: PointWriter, options: RollupOptions = {}): Rollups {
+  const cachedHours = options.cachedHours ?? 48;
+  const hourSets = new Map<number, Sets>();
+  let revision = 0;
+  /** Grows with every bucket written, across restarts (milliseconds × 1000 + a counter). */
+  const nextRevision = () => {
+    revision = Math.max(revision + 1, Date.now() * 1000);
+    return revision;
+  };
+
+  const point = (
+    key: keyof typeof MEASUREMENTS,
+    tags: Record<string, string>,
+    fields: Record<string, FieldValue>,
+    timeMs: number,
+  ): Point => ({
+    measurement: MEASUREMENTS[key].name,
+    rp: MEASUREMENTS[key].rp,
+    tags,
+    fields,
+    timeNs: pointTimeNs(timeMs, 0),
+  });
+
+  const setPoints = (span: Span, startMs: number, sets: Sets): Point[] =>
+    [...sets.values()].flatMap(({ identity, ids }) =>
+      encodeIds(ids).map((part, i) =>
+        point("deviceSet", { span, ...identityTags(identity), part: String(i) }, { ids: part }, startMs),
+      ),
+    );
+
+  const revPoint = (span: Span, startMs: number) =>
+    point("rollupRev", { span }, { rev: int(nextRevision()) }, startMs);
+
+  /** One hour from its raw points: cohort and issue cells, device sets, and fingerprint extremes. */
+  async function computeHour(hourMs: number, fingerprints: Map<string, FingerprintMeta>) {
+    const range = timeRange(hourMs, hourMs + HOUR_MS);
+    const cohortCols = COHORT_TAGS.map((t) => `"${t}"`).join(", ");
+    const [activity = [], faults = [], events = [], rejections = []] = await queryGroups(influx, [
+      `SELECT "device_id", "hours", ${cohortCols} FROM ${from("activity")} WHERE ${range}`,
+      `SELECT "device_id", "fingerprint_key", ${FAULT_TAGS.map((t) => `"${t}"`).join(", ")} FROM ${from("fault")} WHERE ${range}`,
+      `SELECT "seq", "rating", "type", ${cohortCols} FROM ${from("event")} WHERE ${range} AND (${tagIs("type", "reboot")} OR ${tagIs("type", "feedback")})`,
+      `SELECT "bytes", ${cohortCols} FROM ${from("rejection")} WHERE ${range}`,
+    ]);
+    const cohorts = new Map<string, Cohort>();
+    const cohort = (row: Row) => {
+      const tags = tagsOf(row, COHORT_TAGS);
+      const key = keyOf(tags, COHORT_TAGS);
+      let c = cohorts.get(key);
+      if (c === undefined) {
+        c = {
+          tags,
+          hours: 0,
+          devices: new Set(),
+          faults: Object.fromEntries(SEVERITIES.map((s) => [s, 0])),
+          faulty: new Set(),
+          reboots: 0,
+          rejections: 0,
+          ratings: Array.from({ length: RATINGS }, () => 0),
+        };
+        cohorts.set(key, c);
+      }
+      return c;
+    };
+    const sets: Sets = new Map();
+    const cohortIdentity = (set: "active" | "faulty", tags: Record<string, string>): SetIdentity => ({
+      set,
+      kind: tags.kind ?? "",
+      model: tags.model ?? "",
+      firmware: tags.firmware ?? "",
+      region: tags.region ?? "",
+      fingerprint: "",
+    });
+
+    for (const row of activity.flatMap((g) => g.rows)) {
+      const c = cohort(row);
+      c.hours += typeof row.hours === "number" ? row.hours : 0;
+      const device = text(row.device_id);
+      if (device === null) continue;
+      c.devices.add(device);
+      addTo(sets, cohortIdentity("active", c.tags), device);
+    }
+    const issues = new Map<string, IssueCell>();
+    for (const row of faults.flatMap((g) => g.rows)) {
+      const c = cohort(row);
+      const severity = text(row.severity) ?? "";
+      if (severity in c.faults) c.faults[severity] = (c.faults[severity] ?? 0) + 1;
+      const device = text(row.device_id);
+      const at = row.time.getTime();
+      const tags = tagsOf(row, FAULT_TAGS);
+      const key = keyOf(tags, FAULT_TAGS);
+      const cell = issues.get(key) ?? { tags, n: 0, devices: new Set(), firstMs: at, lastMs: at };
+      issues.set(key, cell);
+      cell.n += 1;
+      cell.firstMs = Math.min(cell.firstMs, at);
+      cell.lastMs = Math.max(cell.lastMs, at);
+      const id = tags.fingerprint;
+      if (id !== undefined) {
+        const known = fingerprints.get(id);
+        if (known === undefined || at < known.firstMs) {
+          fingerprints.set(id, {
+            key: text(row.fingerprint_key) ?? id,
+            kind: tags.kind ?? "",
+            model: tags.model ?? "",
+            firstMs: at,
+            lastMs: Math.max(at, known?.lastMs ?? at),
+          });
+        } else if (at > known.lastMs) known.lastMs = at;
+      }
+      if (device === null) continue;
+      c.faulty.add(device);
+      cell.devices.add(device);
+      addTo(sets, cohortIdentity("faulty", c.tags), device);
+      if (id !== undefined) {
+        const identity: SetIdentity = {
+          set: "fault",
+          kind: "",
+          model: "",
+          firmware: "",
+          region: "",
+          fingerprint: id,
+        };
+        addTo(sets, identity, device);
+      }
+    }
+    for (const row of events.flatMap((g) => g.rows)) {
+      const c = cohort(row);
+      if (row.type === "reboot") c.reboots += 1;
+      else if (
+        typeof row.rating === "number" &&
+        Number.isInteger(row.rating) &&
+        row.rating >= 0 &&
+        row.rating < RATINGS
+      )
+        c.ratings[row.rating] = (c.ratings[row.rating] ?? 0) + 1;
+    }
+    for (const row of rejections.flatMap((g) => g.rows)) cohort(row).rejections += 1;
+
+    const points: Point[] = [];
+    for (const c of cohorts.values()) {
+      const fields: Record<string, FieldValue> = {
+        hours: int(c.hours),
+        devices: int(c.devices.size),
+        faulty: int(c.faulty.size),
+        reboots: int(c.reboots),
+        rejections: int(c.rejections),
+      };
+      for (const s of SEVERITIES) fields[`faults_${s}`] = int(c.faults[s] ?? 0);
+      c.ratings.forEach((n, rating) => {
+        fields[`rating_${rating}`] = int(n);
+      });
+      points.push(point("cohort1h", c.tags, fields, hourMs));
+    }
+    for (const cell of issues.values()) {
+      points.push(
+        point(
+          "issue1h",
+          cell.tags,
+          {
+            n: int(cell.n),
+            devices: int(cell.devices.size),
+            first_ms: int(cell.firstMs),
+            last_ms: int(cell.lastMs),
+          },
+          hourMs,
+        ),
+      );
+    }
+    points.push(...setPoints("1h", hourMs, sets));
+    return { points, sets };
+  }
+
+  /** The device sets of one bucket as stored. */
+  async function readSets(span: Span, startMs: number, lengthMs: number): Promise<Map<number, Sets>> {
+    const [found = []] = await queryGroups(influx, [
+      `SELECT "ids" FROM ${from("deviceSet")} WHERE ${tagIs("span", span)} AND ${timeRange(startMs, startMs + lengthMs)} ` +
+        `GROUP BY "set", "kind", "model", "firmware", "region", "fingerprint", "part"`,
+    ]);
+    const result = new Map<number, Sets>();
+    for (const group of found) {
+      const identity = identityOf(group.tags);
+      if (identity === undefined) continue;
+      for (const row of group.rows) {
+        const at = row.time.getTime();
+        const sets = result.get(at) ?? new Map();
+        result.set(at, sets);
+        for (const id of decodeIds(text(row.ids) ?? "")) addTo(sets, identity, id);
+      }
+    }
+    return result;
+  }
+
+  async function readFingerprints(): Promise<Map<string, FingerprintMeta>> {
+    const [found = []] = await queryGroups(influx, [
+      `SELECT "key", "kind", "model", "first_ms", "last_ms" FROM ${from("fingerprint")} GROUP BY "fingerprint"`,
+    ]);
+    const result = new Map<string, FingerprintMeta>();
+    for (const group of found) {
+      const row = group.rows[0];
+      const id = group.tags.fingerprint;
+      if (row === undefined || id === undefined || id === "") continue;
+      result.set(id, {
+        key: text(row.key) ?? id,
+        kind: text(row.kind) ?? "",
+        model: text(row.model) ?? "",
+        firstMs: typeof row.first_ms === "number" ? row.first_ms : 0,
+        lastMs: typeof row.last_ms === "number" ? row.last_ms : 0,
+      });
+    }
+    return result;
+  }
+
+  const remember = (hourMs: number, sets: Sets) => {
+    hourSets.delete(hourMs);
+    hourSets.set(hourMs, sets);
+    while (hourSets.size > cachedHours) {
+      const oldest = hourSets.keys().next().value;
+      if (oldest === undefined) break;
+      hourSets.delete(oldest);
+    }
+  };
+
+  return {
+    async recompute(input, onProgress) {
+      const hours = [...new Set([...input].map((ms) => Math.floor(ms / HOUR_MS) * HOUR_MS))].sort(
+        (a, b) => a - b,
+      );
+      const byDay = new Map<number, number[]>();
+      for (const hour of hours) {
+        const day = Math.floor(hour / DAY_MS) * DAY_MS;
+        byDay.set(day, [...(byDay.get(day) ?? []), hour]);
+      }
+      const stored = await readFingerprints();
+      const fingerprints = new Map([...stored].map(([id, m]) => [id, { ...m }]));
+      let written = 0;
+      let done = 0;
+      const flush = async (points: Point[]) => {
+        for (let i = 0; i < points.length; i += 5_000) await write(points.slice(i, i + 5_000));
+        written += points.length;
+      };
+      for (const [day, dirty] of byDay) {
+        for (const hour of dirty) {
+          const { points, sets } = await computeHour(hour, fingerprints);
+          // The revision goes last, so a reader never takes a new revision for sets not yet written.
+          await flush([...points, revPoint("1h", hour)]);
+          remember(hour, sets);
+          onProgress?.(++done, hours.length);
+        }
+        const daySets: Sets = new Map();
+        const missing: number[] = [];
+        for (let hour = day; hour < day + DAY_MS; hour += HOUR_MS) {
+          if (!hourSets.has(hour)) missing.push(hour);
+        }
+        const read = missing.length > 0 ? await readSets("1h", day, DAY_MS) : new Map<number, Sets>();
+        for (let hour = day; hour < day + DAY_MS; hour += HOUR_MS) {
+          for (const { identity, ids } of (hourSets.get(hour) ?? read.get(hour) ?? new Map()).values()) {
+            for (const id of ids) addTo(daySets, identity, id);
+          }
+        }
+        await flush([...setPoints("1d", day, daySets), revPoint("1d", day)]);
+      }
+      const changed = [...fingerprints].filter(([id, m]) => {
+        const before = stored.get(id);
+        return before === undefined || before.firstMs !== m.firstMs || before.lastMs !== m.lastMs;
+      });
+      await flush(
+        changed.map(([id, m]) =>
+          point(
+            "fingerprint",
+            { fingerprint: id },
+            { key: m.key, kind: m.kind, model: m.model, first_ms: int(m.firstMs), last_ms: int(m.lastMs) },
+            0,
+          ),
+        ),
+      );
+      return { hours: hours.length, days: byDay.size, points: written };
+    },
+  };
+}

@@ -1,0 +1,104 @@
+// How a set of device ids is stored in a string field of "long"."device_set": sorted, comma-separated
+// (device ids never hold a comma: contract/topics.ts), cut into parts that stay well below InfluxDB's
+// 64 KB limit for a string field.
+
+export const SET_KINDS = ["active", "faulty", "fault"] as const;
+export type SetKind = (typeof SET_KINDS)[number];
+export const SPANS = ["1h", "1d"] as const;
+export type Span = (typeof SPANS)[number];
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+export const SPAN_MS: Record<Span, number> = { "1h": HOUR_MS, "1d": DAY_MS };
+
+/** Who a set counts: active and faulty sets are per cohort, fault sets per fingerprint. */
+export type SetIdentity = {
+  set: SetKind;
+  kind: string;
+  model: string;
+  firmware: string;
+  region: string;
+  fingerprint: string;
+};
+
+export const PART_CHARS = 60_000;
+
+/** The set's ids in parts of at most PART_CHARS characters; an empty set has no parts. */
+export function encodeIds(ids: Iterable<string>): string[] {
+  const parts: string[] = [];
+  let current: string[] = [];
+  let length = 0;
+  for (const id of [...ids].sort()) {
+    if (length + id.length + 1 > PART_CHARS && current.length > 0) {
+      parts.push(current.join(","));
+      current = [];
+      length = 0;
+    }
+    current.push(id);
+    length += id.length + 1;
+  }
+  if (current.length > 0) parts.push(current.join(","));
+  return parts;
+}
+
+/** The ids of one part; an empty string holds none. */
+export const decodeIds = (part: string): string[] => (part === "" ? [] : part.split(","));
+
+/** A set's identity as one string, the same in the rollup job and in the readers. */
+export const identityKey = (s: SetIdentity) =>
+  [s.set, s.kind, s.model, s.firmware, s.region, s.fingerprint].join("\u0000");
+
+/** The identity's tags on a device_set point; empty values are left out (InfluxDB keeps no empty tags). */
+export function identityTags(s: SetIdentity): Record<string, string> {
+  const tags: Record<string, string> = { set: s.set };
+  for (const key of ["kind", "model", "firmware", "region", "fingerprint"] as const) {
+    if (s[key] !== "") tags[key] = s[key];
+  }
+  return tags;
+}
+
+export function identityOf(tags: Record<string, string | undefined>): SetIdentity | undefined {
+  const set = SET_KINDS.find((k) => k === tags.set);
+  if (set === undefined) return undefined;
+  return {
+    set,
+    kind: tags.kind ?? "",
+    model: tags.model ?? "",
+    firmware: tags.firmware ?? "",
+    region: tags.region ?? "",
+    fingerprint: tags.fingerprint ?? "",
+  };
+}
+
+/**
+ * The buckets that cover an hour-aligned window: whole UTC days inside it as days, the hours at its edges
+ * as hours.
+ */
+export function bucketsOf(window: { fromMs: number; toMs: number }): Array<{ span: Span; startMs: number }> {
+  const buckets: Array<{ span: Span; startMs: number }> = [];
+  let t = Math.floor(window.fromMs / HOUR_MS) * HOUR_MS;
+  while (t < window.toMs) {
+    if (t % DAY_MS === 0 && t + DAY_MS <= window.toMs) {
+      buckets.push({ span: "1d", startMs: t });
+      t += DAY_MS;
+    } else {
+      buckets.push({ span: "1h", startMs: t });
+      t += HOUR_MS;
+    }
+  }
+  return buckets;
+}
+
+/** The raw measurements the rollups are computed from. */
+const ROLLED_UP: ReadonlySet<string> = new Set(["activity", "fault", "event", "rejection"]);
+
+/** The hours (their starts, in ms) whose rollups these points change. */
+export function dirtyHoursOf(points: Iterable<{ measurement: string; timeNs: string }>): Set<number> {
+  const hours = new Set<number>();
+  for (const p of points) {
+    if (!ROLLED_UP.has(p.measurement)) continue;
+    const ms = Number(BigInt(p.timeNs) / 1_000_000n);
+    hours.add(Math.floor(ms / HOUR_MS) * HOUR_MS);
+  }
+  return hours;
+}

@@ -1,0 +1,186 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test as base, describe, expect } from "vitest";
+import type { DeviceMetaRecord } from "../../ingest/journal.js";
+import { Journal } from "../../ingest/journal.js";
+import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
+import { createRollups } from "../../rollup/rollups.js";
+import { RollupRunner } from "../../rollup/runner.js";
+import { createDeviceSets } from "../../storage/device-sets.js";
+import {
+  createInflux,
+  createPointWriter,
+  ensureSchema,
+  type InfluxDB,
+  type PointWriter,
+} from "../../storage/influx.js";
+import { queryGroups } from "../../storage/influxql.js";
+import type { Point } from "../../storage/schema.js";
+import { testDatabase } from "../support/influx.js";
+
+// Rollups computed from raw points written as the ingest writes them, checked against counts worked out by
+// hand, and the runner that keeps them current from the journal's dirty marks.
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const D1 = Date.UTC(2024, 4, 1);
+const D2 = D1 + DAY;
+
+const meta = (model: string, firmware: string): DeviceMetaRecord => ({
+  kind: "modem",
+  model,
+  firmware,
+  hardware: "a",
+  region: "eu",
+  isp: "i",
+  serial: "s",
+});
+const M1 = meta("M1", "1.0");
+const M2 = meta("M2", "2.0");
+const active = (id: string, m: DeviceMetaRecord, hourMs: number) =>
+  activityPoint(deviceTags(id, m), hourMs, 60_000);
+let seq = 0;
+function fault(id: string, m: DeviceMetaRecord, ts: number, code: string): Point[] {
+  seq += 1;
+  const ctx = {
+    meta: m,
+    receivedMs: ts,
+    clockSkewFutureMs: DAY,
+    clockSkewPastMs: 400 * DAY,
+    discriminator: seq,
+  };
+  const body = { ts, seq, code, severity: "error" as const };
+  return messagePoints({ channel: "fault", deviceId: id, body }, ctx).records.map((r) => r.point);
+}
+
+// Hours with activity, by device:
+//   a (M1): D1 22:00, D1 23:00, D2 00:00 … D2 23:00 (whole day), with faults X at D1 22:30 and D2 05:10
+//   b (M1): D2 03:00, fault X at D2 03:20 and Y at D2 03:40
+//   c (M2): D1 23:00
+// Window D1 22:00 – D2 24:00: hours 22 and 23 of D1 come from hour sets, D2 from its day set.
+const HISTORY: Point[] = [
+  active("a", M1, D1 + 22 * HOUR),
+  active("a", M1, D1 + 23 * HOUR),
+  ...Array.from({ length: 24 }, (_, h) => active("a", M1, D2 + h * HOUR)),
+  ...fault("a", M1, D1 + 22 * HOUR + 30 * 60_000, "X"),
+  ...fault("a", M1, D2 + 5 * HOUR + 10 * 60_000, "X"),
+  active("b", M1, D2 + 3 * HOUR),
+  ...fault("b", M1, D2 + 3 * HOUR + 20 * 60_000, "X"),
+  ...fault("b", M1, D2 + 3 * HOUR + 40 * 60_000, "Y"),
+  active("c", M2, D1 + 23 * HOUR),
+];
+
+type Db = Awaited<ReturnType<typeof testDatabase>>;
+const test = base.extend<{ db: Db; influx: InfluxDB; write: PointWriter }>({
+  // biome-ignore lint/correctness/noEmptyPattern: vitest fixtures take their dependencies by destructuring
+  db: async ({}, use) => {
+    const db = await testDatabase("rollups");
+    await ensureSchema(createInflux(db), db);
+    await createPointWriter(db)(HISTORY);
+    await use(db);
+    await db.drop();
+  },
+  influx: async ({ db }, use) => use(createInflux(db)),
+  write: async ({ db }, use) => use(createPointWriter(db)),
+});
+
+const hoursOf = (points: Point[]) => points.map((p) => Number(BigInt(p.timeNs) / 1_000_000n));
+const byModel = (s: { model: string }) => s.model;
+
+describe("rollups", () => {
+  test("count exposure, faults and distinct devices per hour, day and window", async ({ influx, write }) => {
+    const result = await createRollups(influx, write).recompute(hoursOf(HISTORY));
+    expect(result).toMatchObject({ hours: 26, days: 2 });
+
+    const [cohorts = []] = await queryGroups(influx, [
+      `SELECT sum("hours") AS "hours", sum("faults_error") AS "faults" FROM "long"."cohort_1h" GROUP BY "model"`,
+    ]);
+    const totals = Object.fromEntries(cohorts.map((g) => [g.tags.model, g.rows[0]]));
+    expect(totals.M1).toMatchObject({ hours: 27, faults: 4 });
+    expect(totals.M2).toMatchObject({ hours: 1, faults: 0 });
+
+    const [fingerprints = []] = await queryGroups(influx, [
+      `SELECT "key", "first_ms", "last_ms" FROM "long"."fingerprint" GROUP BY "fingerprint"`,
+    ]);
+    expect(
+      fingerprints.map((g) => g.rows[0]).sort((a, b) => String(a?.key).localeCompare(String(b?.key))),
+    ).toEqual([
+      expect.objectContaining({
+        key: "modem/M1/X",
+        first_ms: D1 + 22 * HOUR + 30 * 60_000,
+        last_ms: D2 + 5 * HOUR + 10 * 60_000,
+      }),
+      expect.objectContaining({ key: "modem/M1/Y", first_ms: D2 + 3 * HOUR + 40 * 60_000 }),
+    ]);
+
+    const window = { fromMs: D1 + 22 * HOUR, toMs: D2 + DAY };
+    const view = await createDeviceSets(influx).load([
+      window,
+      { fromMs: D1 + 23 * HOUR, toMs: D2 + 3 * HOUR },
+    ]);
+    expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
+    expect(Object.fromEntries(view.count("faulty", byModel))).toEqual({ M1: 2 });
+    // X and Y merged into one issue: device b had both and counts once.
+    expect(Object.fromEntries(view.count("fault", () => "X+Y"))).toEqual({ "X+Y": 2 });
+    // D1 23:00 – D2 03:00 (hour sets only): a and c; b reported at 03:00, outside.
+    expect(
+      Object.fromEntries(view.count("active", byModel, { fromMs: D1 + 23 * HOUR, toMs: D2 + 3 * HOUR })),
+    ).toEqual({ M1: 1, M2: 1 });
+  });
+
+  test("count late data once its hour is recomputed, and readers see the new revision", async ({
+    influx,
+    write,
+  }) => {
+    const rollups = createRollups(influx, write);
+    await rollups.recompute(hoursOf(HISTORY));
+    const sets = createDeviceSets(influx);
+    const window = { fromMs: D1, toMs: D2 + DAY };
+    expect(Object.fromEntries((await sets.load([window])).count("active", byModel))).toEqual({
+      M1: 2,
+      M2: 1,
+    });
+
+    // Device d flushes its buffer: an hour of D1 that was rolled up already, and a day-old fault.
+    const late = [active("d", M2, D1 + 5 * HOUR), ...fault("d", M2, D1 + 5 * HOUR + 60_000, "X")];
+    await write(late);
+    expect(Object.fromEntries((await sets.load([window])).count("active", byModel))).toEqual({
+      M1: 2,
+      M2: 1,
+    });
+    await rollups.recompute(hoursOf(late));
+    const view = await sets.load([window]);
+    expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 2 });
+    expect(Object.fromEntries(view.count("faulty", byModel))).toEqual({ M1: 2, M2: 1 });
+  });
+});
+
+describe("RollupRunner", () => {
+  test("recomputes the hours the journal marks and clears their marks", async ({ influx, write }) => {
+    const dir = await mkdtemp(join(tmpdir(), "fieldq-rollup-"));
+    const journal = await Journal.open({ dir, maxBytes: 1024 ** 2, logger: silentLogger });
+    const metrics = createMetrics();
+    const runner = new RollupRunner({
+      source: journal,
+      rollups: createRollups(influx, write),
+      logger: silentLogger,
+      metrics,
+      intervalMs: 10,
+    });
+    try {
+      runner.start();
+      await journal.commit([], [], 0, new Set(hoursOf(HISTORY).map((ms) => Math.floor(ms / HOUR) * HOUR)));
+      await expect.poll(() => journal.dirty().size, { timeout: 20_000 }).toBe(0);
+      const view = await createDeviceSets(influx).load([{ fromMs: D1, toMs: D2 + DAY }]);
+      expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
+      expect((await metrics.rollupHours.get()).values[0]?.value).toBe(26);
+    } finally {
+      await runner.stop();
+      await journal.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
