@@ -3,12 +3,17 @@ import { z } from "zod";
 import { compareRates } from "../analytics/rate-ratio.js";
 import { compareVersions } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
-import { from, type Group, iso, queryGroups, type Row, tagIs, timeRange } from "./influxql.js";
+import type { SetIdentity } from "../rollup/sets.js";
+import { createDeviceSets, type DeviceSets, type Window } from "./device-sets.js";
+import { from, type Group, iso, queryGroups, tagIs, timeRange } from "./influxql.js";
 
-// Fleet health and firmware cohorts, read from InfluxDB. Exposure is the `activity` measurement: one point
-// per device and UTC hour in which it reported (docs/storage.md). Every window is widened to whole UTC
-// hours before querying, so exposure (stamped at the hour's start) and the events counted against it cover
-// the same hours; the responses give the window actually used.
+// Fleet health and firmware cohorts, read from the rollups (rollup/, docs/storage.md "Rollups"), never from
+// the raw points: counting distinct devices in raw `activity` and `fault` takes seconds over a month of a
+// large fleet. Exposure, faults, reboots, rejections and ratings are sums of `cohort_1h` (one point per UTC
+// hour and cohort; exposure is the `activity` points, one per device and hour it reported); fault counts by
+// code come from `issue_1h`; distinct devices come from the device sets (storage/device-sets.ts), which
+// never add up across hours or groups. Every window is widened to whole UTC hours, the rollups' grain; the
+// responses give the window actually used. Data shows up once its hour is rolled up, late data included.
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -249,6 +254,11 @@ const dayStarts = (fromMs: number, toMs: number) => {
   for (let day = Math.floor(fromMs / DAY_MS) * DAY_MS; day < toMs; day += DAY_MS) days.push(day);
   return days;
 };
+/** The part of the window inside the UTC day starting at `day`. */
+const dayPart = (day: number, window: Window): Window => ({
+  fromMs: Math.max(day, window.fromMs),
+  toMs: Math.min(day + DAY_MS, window.toMs),
+});
 
 /** What the metrics are computed from; everything but the distinct-device counts adds up across groups. */
 type Counts = {
@@ -270,6 +280,14 @@ const emptyCounts = (): Counts => ({
   rejections: 0,
   ratings: Array.from({ length: RATINGS }, () => 0),
 });
+
+const ratingField = (rating: number) => `rating_${rating}`;
+const faultField = (severity: Severity) => `faults_${severity}`;
+/** The cohort_1h fields that add up, summed under their own names. */
+const SUMS = ["hours", "reboots", "rejections", ...SEVERITIES.map(faultField)]
+  .concat(Array.from({ length: RATINGS }, (_, rating) => ratingField(rating)))
+  .map((field) => `sum(${influxql.quoted(field)}) AS ${influxql.quoted(field)}`)
+  .join(", ");
 
 function toMetrics(c: Counts): HealthMetrics {
   const perExposure = (n: number) => ({
@@ -310,110 +328,88 @@ function throwProblem(problem: { field: string; message: string }): never {
   throw new Error(`compareRates refused ${problem.field}: ${problem.message}`);
 }
 
-export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
+type TagFilter = Partial<Record<GroupTag, string | undefined>>;
+
+function selectionWhere(q: TagFilter, fromMs: number, toMs: number) {
+  const conditions = [timeRange(fromMs, toMs)];
+  for (const tag of GROUP_TAGS) {
+    const value = q[tag];
+    if (value !== undefined) conditions.push(tagIs(tag, value));
+  }
+  return conditions.join(" AND ");
+}
+
+function selectionOf(q: TagFilter) {
+  const selection: Partial<Record<GroupTag, string>> = {};
+  for (const tag of GROUP_TAGS) {
+    const value = q[tag];
+    if (value !== undefined) selection[tag] = value;
+  }
+  return selection;
+}
+
+/** A device set's group: keyOf its `tags`, or undefined when the set is outside the selection. */
+const groupIn =
+  (q: TagFilter, tags: readonly GroupTag[]) =>
+  (identity: SetIdentity): string | undefined =>
+    GROUP_TAGS.every((t) => q[t] === undefined || identity[t] === q[t])
+      ? keyOf(Object.fromEntries(tags.map((t) => [t, identity[t]])), 0)
+      : undefined;
+
+export type HealthStoreOptions = {
+  /** Where distinct devices are counted; one per store, as it caches the sets it read. */
+  deviceSets?: DeviceSets;
+};
+
+export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOptions = {}): HealthStore {
+  const sets = options.deviceSets ?? createDeviceSets(influx);
+  const cohorts = from("cohort1h");
   /** Several statements in one request; one list of series per statement. */
   const statements = (queries: readonly string[]) => queryGroups(influx, queries);
 
   /**
-   * The counts behind HealthMetrics per group of `tags` (and per UTC day when daily), keyed by
-   * keyOf(tags, time), from 16 statements sent in one request.
+   * The cohort_1h sums behind HealthMetrics per group of `tags` (and per UTC day when daily), keyed by
+   * keyOf(group, time); the distinct-device counts are left at 0 for the caller.
    */
-  async function countsBy(
+  async function sumsBy(
     where: string,
     tags: readonly GroupTag[],
     daily: boolean,
-  ): Promise<{ counts: Map<string, Counts>; groups: Map<string, Record<string, string>> }> {
-    const by = groupByClause(tags, daily);
-    const bySeverity = groupByClause([...tags, "severity"], daily);
-    const event = (type: string) => `${where} AND ${tagIs("type", type)}`;
-    const queries = [
-      `SELECT sum("hours") AS "hours", count(distinct("device_id")) AS "devices" FROM ${from("activity")} WHERE ${where}${by}`,
-      `SELECT count("seq") AS "n" FROM ${from("fault")} WHERE ${where}${bySeverity}`,
-      `SELECT count(distinct("device_id")) AS "n" FROM ${from("fault")} WHERE ${where}${by}`,
-      `SELECT count("seq") AS "n" FROM ${from("event")} WHERE ${event("reboot")}${by}`,
-      `SELECT count("bytes") AS "n" FROM ${from("rejection")} WHERE ${where}${by}`,
-      ...Array.from(
-        { length: RATINGS },
-        (_, rating) =>
-          `SELECT count("rating") AS "n" FROM ${from("event")} WHERE ${event("feedback")} AND "rating" = ${rating}${by}`,
-      ),
-    ];
-    const [activity = [], faults = [], faulty = [], reboots = [], rejections = [], ...ratings] =
-      await statements(queries);
-
-    const counts = new Map<string, Counts>();
-    const groups = new Map<string, Record<string, string>>();
-    const each = (series: Group[], add: (c: Counts, row: Row, group: Group) => void) => {
-      for (const group of series) {
-        const selection = Object.fromEntries(tags.map((t) => [t, group.tags[t] ?? ""]));
-        for (const row of group.rows) {
-          const key = keyOf(selection, daily ? row.time.getTime() : 0);
-          groups.set(key, selection);
-          const c = counts.get(key) ?? emptyCounts();
-          counts.set(key, c);
-          add(c, row, group);
-        }
+  ): Promise<Map<string, { group: Record<string, string>; counts: Counts }>> {
+    const [series = []] = await statements([
+      `SELECT ${SUMS} FROM ${cohorts} WHERE ${where}${groupByClause(tags, daily)}`,
+    ]);
+    const result = new Map<string, { group: Record<string, string>; counts: Counts }>();
+    for (const g of series) {
+      const group = Object.fromEntries(tags.map((t) => [t, g.tags[t] ?? ""]));
+      for (const row of g.rows) {
+        const c = emptyCounts();
+        c.exposureHours = num(row.hours);
+        for (const s of SEVERITIES) c.faults[s] = num(row[faultField(s)]);
+        c.reboots = num(row.reboots);
+        c.rejections = num(row.rejections);
+        c.ratings = c.ratings.map((_, rating) => num(row[ratingField(rating)]));
+        result.set(keyOf(group, daily ? row.time.getTime() : 0), { group, counts: c });
       }
-    };
-    each(activity, (c, row) => {
-      c.exposureHours += num(row.hours);
-      c.devices += num(row.devices);
-    });
-    each(faults, (c, row, group) => {
-      const severity = Severity.safeParse(group.tags.severity);
-      if (severity.success) c.faults[severity.data] += num(row.n);
-    });
-    each(faulty, (c, row) => {
-      c.faultyDevices += num(row.n);
-    });
-    each(reboots, (c, row) => {
-      c.reboots += num(row.n);
-    });
-    each(rejections, (c, row) => {
-      c.rejections += num(row.n);
-    });
-    ratings.forEach((series, rating) => {
-      each(series, (c, row) => {
-        c.ratings[rating] = (c.ratings[rating] ?? 0) + num(row.n);
-      });
-    });
-    return { counts, groups };
-  }
-
-  function selectionWhere(q: Partial<Record<GroupTag, string | undefined>>, fromMs: number, toMs: number) {
-    const conditions = [timeRange(fromMs, toMs)];
-    for (const tag of GROUP_TAGS) {
-      const value = q[tag];
-      if (value !== undefined) conditions.push(tagIs(tag, value));
     }
-    return conditions.join(" AND ");
+    return result;
   }
-
-  const selectionOf = (q: Partial<Record<GroupTag, string | undefined>>) => {
-    const selection: Partial<Record<GroupTag, string>> = {};
-    for (const tag of GROUP_TAGS) {
-      const value = q[tag];
-      if (value !== undefined) selection[tag] = value;
-    }
-    return selection;
-  };
 
   return {
     async fleetSummary(input) {
       const q = FleetSummaryQuery.parse(input);
-      const { fromMs, toMs } = alignHours(q);
+      const window = alignHours(q);
       const groupBy = [...new Set(q.groupBy)];
-      const where = selectionWhere(q, fromMs, toMs);
-      const [grouped, whole] = await Promise.all([
-        countsBy(where, groupBy, false),
-        // Distinct devices do not add up across groups (a device that changed firmware is in two).
-        statements([
-          `SELECT count(distinct("device_id")) AS "n" FROM ${from("activity")} WHERE ${where}`,
-          `SELECT count(distinct("device_id")) AS "n" FROM ${from("fault")} WHERE ${where}`,
-        ]),
+      const [grouped, view] = await Promise.all([
+        sumsBy(selectionWhere(q, window.fromMs, window.toMs), groupBy, false),
+        sets.load([window]),
       ]);
+      const perGroup = groupIn(q, groupBy);
+      const [active, faulty] = [view.count("active", perGroup), view.count("faulty", perGroup)];
       const total = emptyCounts();
-      for (const c of grouped.counts.values()) {
+      for (const [key, { counts: c }] of grouped) {
+        c.devices = active.get(key) ?? 0;
+        c.faultyDevices = faulty.get(key) ?? 0;
         total.exposureHours += c.exposureHours;
         for (const s of SEVERITIES) total.faults[s] += c.faults[s];
         total.reboots += c.reboots;
@@ -422,15 +418,16 @@ export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
           total.ratings[rating] = (total.ratings[rating] ?? 0) + n;
         });
       }
-      total.devices = num(whole[0]?.[0]?.rows[0]?.n);
-      total.faultyDevices = num(whole[1]?.[0]?.rows[0]?.n);
-      const groups = [...grouped.counts]
-        .map(([key, c]) => ({ key, group: grouped.groups.get(key) ?? {}, ...toMetrics(c) }))
-        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-        .map(({ key: _, ...rest }) => rest);
+      // Distinct devices do not add up across groups (a device that changed firmware is in two).
+      const whole = groupIn(q, []);
+      total.devices = view.count("active", whole).get(keyOf({}, 0)) ?? 0;
+      total.faultyDevices = view.count("faulty", whole).get(keyOf({}, 0)) ?? 0;
+      const groups = [...grouped]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([, { group, counts }]) => ({ group, ...toMetrics(counts) }));
       return {
-        from: iso(fromMs),
-        to: iso(toMs),
+        from: iso(window.fromMs),
+        to: iso(window.toMs),
         groupBy,
         filter: selectionOf(q),
         groups,
@@ -440,77 +437,81 @@ export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
 
     async fleetTrend(input) {
       const q = FleetTrendQuery.parse(input);
-      const { fromMs, toMs } = alignHours(q);
-      const { counts } = await countsBy(selectionWhere(q, fromMs, toMs), [], true);
+      const window = alignHours(q);
+      const [daily, view] = await Promise.all([
+        sumsBy(selectionWhere(q, window.fromMs, window.toMs), [], true),
+        sets.load([window]),
+      ]);
+      const whole = groupIn(q, []);
       return {
-        from: iso(fromMs),
-        to: iso(toMs),
+        from: iso(window.fromMs),
+        to: iso(window.toMs),
         filter: selectionOf(q),
-        days: dayStarts(fromMs, toMs).map((day) => ({
-          day: iso(day),
-          from: iso(Math.max(day, fromMs)),
-          to: iso(Math.min(day + DAY_MS, toMs)),
-          ...toMetrics(counts.get(keyOf({}, day)) ?? emptyCounts()),
-        })),
+        days: dayStarts(window.fromMs, window.toMs).map((day) => {
+          const part = dayPart(day, window);
+          const c = daily.get(keyOf({}, day))?.counts ?? emptyCounts();
+          c.devices = view.count("active", whole, part).get(keyOf({}, 0)) ?? 0;
+          c.faultyDevices = view.count("faulty", whole, part).get(keyOf({}, 0)) ?? 0;
+          return { day: iso(day), from: iso(part.fromMs), to: iso(part.toMs), ...toMetrics(c) };
+        }),
       };
     },
 
     async firmwareVersions(input) {
       const q = FirmwareVersionsQuery.parse(input);
-      const { fromMs, toMs } = alignHours(q);
+      const window = alignHours(q);
+      const { fromMs, toMs } = window;
+      const lastDay = { fromMs: Math.max(fromMs, toMs - DAY_MS), toMs };
       const model = q.model === undefined ? "" : ` AND ${tagIs("model", q.model)}`;
-      const inWindow = `${timeRange(fromMs, toMs)}${model}`;
-      const lastDay = `${timeRange(Math.max(fromMs, toMs - DAY_MS), toMs)}${model}`;
-      const activity = from("activity");
-      const devices = `count(distinct("device_id")) AS "devices"`;
-      const [perVersion = [], perVersionDay = [], perModelDay = [], now = [], first = []] = await statements([
-        `SELECT ${devices}, sum("hours") AS "hours" FROM ${activity} WHERE ${inWindow} GROUP BY "model", "firmware"`,
-        `SELECT ${devices} FROM ${activity} WHERE ${inWindow} GROUP BY time(1d), "model", "firmware" fill(none)`,
-        `SELECT ${devices} FROM ${activity} WHERE ${inWindow} GROUP BY time(1d), "model" fill(none)`,
-        `SELECT ${devices} FROM ${activity} WHERE ${lastDay} GROUP BY "model", "firmware"`,
-        // first() of all history up to `to`: when the version first reported, wherever the window starts.
-        `SELECT first("hours") AS "hours" FROM ${activity} WHERE time < ${toMs}ms${model} GROUP BY "model", "firmware"`,
+      // Cohort points with no exposure exist for hours with only faults or events: a version is active
+      // (and first seen) where it has activity hours.
+      const [[perVersion = [], first = []], view] = await Promise.all([
+        statements([
+          `SELECT sum("hours") AS "hours" FROM ${cohorts} WHERE ${timeRange(fromMs, toMs)} AND "hours" > 0${model} GROUP BY "model", "firmware"`,
+          // first() of all history up to `to`: when the version first reported, wherever the window starts.
+          `SELECT first("hours") AS "hours" FROM ${cohorts} WHERE time < ${toMs}ms AND "hours" > 0${model} GROUP BY "model", "firmware"`,
+        ]),
+        sets.load([window, lastDay]),
       ]);
-      const versionKey = (g: Group) =>
-        keyOf({ model: g.tags.model ?? "", firmware: g.tags.firmware ?? "" }, 0);
-      const byDay = (series: Group[], keyFor: (g: Group) => string) => {
-        const map = new Map<string, Map<number, number>>();
-        for (const g of series) {
-          const days = map.get(keyFor(g)) ?? new Map<number, number>();
-          for (const row of g.rows) days.set(row.time.getTime(), num(row.devices));
-          map.set(keyFor(g), days);
-        }
-        return map;
-      };
-      const versionDays = byDay(perVersionDay, versionKey);
-      const modelDays = byDay(perModelDay, (g) => g.tags.model ?? "");
-      const nowByVersion = new Map(now.map((g) => [versionKey(g), num(g.rows[0]?.devices)]));
-      const firstByVersion = new Map(first.map((g) => [versionKey(g), g.rows[0]?.time.getTime() ?? fromMs]));
-      const days = dayStarts(fromMs, toMs);
+      const versionKey = (tags: Record<string, string | undefined>) =>
+        keyOf({ model: tags.model ?? "", firmware: tags.firmware ?? "" }, 0);
+      const ofModel = (identity: SetIdentity) => q.model === undefined || identity.model === q.model;
+      const versionOf = (identity: SetIdentity) => (ofModel(identity) ? versionKey(identity) : undefined);
+      const modelOf = (identity: SetIdentity) => (ofModel(identity) ? identity.model : undefined);
+      const devices = view.count("active", versionOf);
+      const devicesNow = view.count("active", versionOf, lastDay);
+      const firstByVersion = new Map(
+        first.map((g) => [versionKey(g.tags), g.rows[0]?.time.getTime() ?? fromMs]),
+      );
+      const days = dayStarts(fromMs, toMs).map((day) => {
+        const part = dayPart(day, window);
+        return {
+          day,
+          versions: view.count("active", versionOf, part),
+          models: view.count("active", modelOf, part),
+        };
+      });
 
       const models = new Map<string, FirmwareVersions["models"][number]>();
       for (const g of perVersion) {
         const modelName = g.tags.model ?? "";
-        const firmware = g.tags.firmware ?? "";
-        const key = versionKey(g);
-        const ofModel = modelDays.get(modelName) ?? new Map<number, number>();
+        const key = versionKey(g.tags);
         const entry = models.get(modelName) ?? {
           model: modelName,
-          devicesByDay: days.map((day) => ({ day: iso(day), devices: ofModel.get(day) ?? 0 })),
+          devicesByDay: days.map((d) => ({ day: iso(d.day), devices: d.models.get(modelName) ?? 0 })),
           versions: [],
         };
         models.set(modelName, entry);
-        const adoption = versionDays.get(key) ?? new Map<number, number>();
         entry.versions.push({
-          firmware,
+          firmware: g.tags.firmware ?? "",
           firstSeen: iso(firstByVersion.get(key) ?? fromMs),
-          devicesNow: nowByVersion.get(key) ?? 0,
-          devices: num(g.rows[0]?.devices),
+          devicesNow: devicesNow.get(key) ?? 0,
+          devices: devices.get(key) ?? 0,
           exposureHours: num(g.rows[0]?.hours),
-          adoption: days.map((day) => {
-            const onVersion = adoption.get(day) ?? 0;
-            const all = ofModel.get(day) ?? 0;
-            return { day: iso(day), devices: onVersion, share: all > 0 ? onVersion / all : null };
+          adoption: days.map((d) => {
+            const onVersion = d.versions.get(key) ?? 0;
+            const all = d.models.get(modelName) ?? 0;
+            return { day: iso(d.day), devices: onVersion, share: all > 0 ? onVersion / all : null };
           }),
         });
       }
@@ -526,17 +527,25 @@ export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
 
     async compareFirmware(input) {
       const q = FirmwareCompareQuery.parse(input);
-      const { fromMs, toMs } = alignHours(q);
+      const window = alignHours(q);
       const where =
-        `${timeRange(fromMs, toMs)} AND ${tagIs("model", q.model)} AND ` +
+        `${timeRange(window.fromMs, window.toMs)} AND ${tagIs("model", q.model)} AND ` +
         `(${tagIs("firmware", q.baseline)} OR ${tagIs("firmware", q.candidate)})`;
-      const [exposure = [], faults = []] = await statements([
-        `SELECT sum("hours") AS "hours", count(distinct("device_id")) AS "devices" FROM ${from("activity")} WHERE ${where} GROUP BY "firmware"`,
-        `SELECT count("seq") AS "n" FROM ${from("fault")} WHERE ${where} GROUP BY "firmware", "severity", "code"`,
+      const [[exposure = [], faults = []], view] = await Promise.all([
+        statements([
+          `SELECT sum("hours") AS "hours" FROM ${cohorts} WHERE ${where} GROUP BY "firmware"`,
+          `SELECT sum("n") AS "n" FROM ${from("issue1h")} WHERE ${where} GROUP BY "firmware", "severity", "code"`,
+        ]),
+        sets.load([window]),
       ]);
+      const devices = view.count("active", (identity) =>
+        identity.model === q.model && (identity.firmware === q.baseline || identity.firmware === q.candidate)
+          ? identity.firmware
+          : undefined,
+      );
       const cohort = (firmware: string) => {
         const row = exposure.find((g) => g.tags.firmware === firmware)?.rows[0];
-        return { firmware, devices: num(row?.devices), exposureHours: num(row?.hours) };
+        return { firmware, devices: devices.get(firmware) ?? 0, exposureHours: num(row?.hours) };
       };
       const baseline = cohort(q.baseline);
       const candidate = cohort(q.candidate);
@@ -575,8 +584,8 @@ export function createInfluxHealthStore(influx: InfluxDB): HealthStore {
         ok: true,
         comparison: {
           model: q.model,
-          from: iso(fromMs),
-          to: iso(toMs),
+          from: iso(window.fromMs),
+          to: iso(window.toMs),
           severity: q.severity ?? null,
           baseline,
           candidate,

@@ -20,8 +20,10 @@ import {
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
+import { rollingUp } from "../support/rollups.js";
 
-// Firmware cohorts written with the ingest's own point builders.
+// Firmware cohorts written with the ingest's own point builders and rolled up as the ingest would
+// (rollingUp).
 //
 // Adoption, model P1, 1-3 March (hours 0-3 of each day):
 //   printer-1  1.9 all three days
@@ -153,7 +155,7 @@ const test = base.extend(
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    await createPointWriter(db)(POINTS);
+    await rollingUp(influx, createPointWriter(db))(POINTS);
     return createInfluxHealthStore(influx);
   },
 );

@@ -20,9 +20,10 @@ import {
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
+import { rollingUp } from "../support/rollups.js";
 
-// A small fleet over two UTC days, written with the ingest's own point builders, and every statistic
-// worked out by hand from it:
+// A small fleet over two UTC days, written with the ingest's own point builders and rolled up as the ingest
+// would (rollingUp), and every statistic worked out by hand from it:
 //
 //   device    kind    model firmware region  active hours               faults                 reboots  feedback  rejections
 //   modem-a   modem   M1    1.0      eu      day 1 h0-23 (24)           h2 warning, h5 critical h6       8         -
@@ -197,7 +198,7 @@ const test = base.extend(
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    await createPointWriter(db)(POINTS);
+    await rollingUp(influx, createPointWriter(db))(POINTS);
     return createInfluxHealthStore(influx);
   },
 );
@@ -379,6 +380,57 @@ describe("the fleet trend", () => {
       [iso(DAY1), expected({ devices: 0, hours: 0 })],
       [iso(DAY2), R1],
     ]);
+  });
+});
+
+/** A database of its own, empty, for tests that write after reading. */
+const freshTest = base.extend(
+  "fresh",
+  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
+  async ({}, { onCleanup }) => {
+    const db = await testDatabase("fleet_health_late");
+    onCleanup(() => db.drop());
+    const influx = createInflux(db);
+    await ensureSchema(influx, db);
+    return { write: rollingUp(influx, createPointWriter(db)), health: createInfluxHealthStore(influx) };
+  },
+);
+
+describe("late data", () => {
+  freshTest("shows up once the hours it lands in are rolled up again", async ({ fresh }) => {
+    const { write, health } = fresh;
+    // modem-a reports in h0-3 of day 1, with a warning in h2; every hour is rolled up as it is written.
+    await write([...activity(A, DAY1, 4), ...fault(A, at(DAY1, 2), "DSL_RESYNC", "warning")]);
+    const day = { fromMs: DAY1, toMs: DAY2, groupBy: ["region" as const] };
+    const hour2 = { fromMs: DAY1 + 2 * HOUR, toMs: DAY1 + 3 * HOUR, groupBy: [] };
+    const eu = expected({ devices: 1, hours: 4, faults: { warning: 1 }, faulty: 1 });
+    expect((await health.fleetSummary(day)).groups).toEqual([{ group: { region: "eu" }, ...eu }]);
+    expect((await health.fleetSummary(hour2)).total).toEqual(
+      expected({ devices: 1, hours: 1, faults: { warning: 1 }, faulty: 1 }),
+    );
+
+    // A buffer flushed later: modem-b's h1-2 with a critical fault in h2, and modem-a's reboot in h3.
+    await write([
+      ...activity(B10, DAY1 + HOUR, 2),
+      ...fault(B10, at(DAY1, 2), "LOS", "critical"),
+      ...reboot(A, at(DAY1, 3)),
+    ]);
+
+    // The whole day (read from day sets) and h2 alone (from hour sets) both count modem-b now.
+    const after = await health.fleetSummary(day);
+    expect(after.groups).toEqual([
+      {
+        group: { region: "eu" },
+        ...expected({ devices: 1, hours: 4, faults: { warning: 1 }, faulty: 1, reboots: 1 }),
+      },
+      { group: { region: "us" }, ...expected({ devices: 1, hours: 2, faults: { critical: 1 }, faulty: 1 }) },
+    ]);
+    expect(after.total).toEqual(
+      expected({ devices: 2, hours: 6, faults: { warning: 1, critical: 1 }, faulty: 2, reboots: 1 }),
+    );
+    expect((await health.fleetSummary(hour2)).total).toEqual(
+      expected({ devices: 2, hours: 2, faults: { warning: 1, critical: 1 }, faulty: 2 }),
+    );
   });
 });
 
