@@ -13,10 +13,13 @@ import {
 } from "../analytics/lifecycle.js";
 import { isAtLeast } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
+import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
+import { createDeviceSets, type DeviceSets, type Window } from "./device-sets.js";
 import { DeviceId, MAX_PAGE } from "./fleet-store.js";
 import type { PointWriter } from "./influx.js";
 import {
   from,
+  type Group,
   iso,
   isUnreachable,
   queryGroups,
@@ -27,15 +30,16 @@ import {
 } from "./influxql.js";
 import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
 
-// Issues: faults grouped by their fingerprint tag, with manual merges resolved at read time (so they hold
-// for faults that arrive later), and a lifecycle replayed from the append-only "long"."issue_event" log.
-// Reading an issue that relies on a released fix also derives what the field data says about that fix
-// (regression, verifying, closed as effective) and appends it to the log once, as actor "system".
+// Issues: faults grouped by their fingerprint, with manual merges resolved at read time (so they hold for
+// faults that arrive later), and a lifecycle replayed from the append-only "long"."issue_event" log.
+// Statistics come from the rollups (rollup/): fingerprints from "fingerprint", occurrences from "issue_1h",
+// distinct devices from the device sets, so windows are whole UTC hours. Only an issue's detail reads the
+// issue's own raw faults, for what is per device, firmware or region and for its trend. Reading an issue
+// that relies on a released fix also derives what the field data says about that fix (regression,
+// verifying, closed as effective) and appends it to the log once, as actor "system".
 
 export const DEFAULT_VERIFY_DEVICE_HOURS = 500;
 export const MAX_AFFECTED_DEVICES = 500;
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 /** Windows up to this long get an hourly trend, longer ones a daily one. */
 export const HOURLY_TREND_MAX_MS = 2 * DAY_MS;
 
@@ -86,7 +90,9 @@ export const IssueSummary = z
     fixVersion: z.string().nullable(),
     firstSeen: isoTime.meta({ description: "Earliest occurrence ever (device time)" }),
     lastSeen: isoTime.meta({ description: "Latest occurrence ever (device time)" }),
-    occurrences: count.meta({ description: "Faults in the window" }),
+    occurrences: count.meta({
+      description: "Faults in the window, widened to whole UTC hours (from floored, to raised)",
+    }),
     affectedDevices: count.meta({ description: "Distinct devices with a fault in the window" }),
     activeDevices: count.meta({
       description: "Distinct devices of the issue's models that reported in the window (activity)",
@@ -97,9 +103,11 @@ export const IssueSummary = z
       .nullable()
       .meta({ description: "affectedDevices / activeDevices; null when no device was active" }),
     worstSeverity: Severity.nullable().meta({ description: "null when no occurrence in the window" }),
-    growth: z
-      .object({ firstHalf: count, secondHalf: count, delta: z.number().int() })
-      .meta({ description: "Occurrences in each half of the window; delta = secondHalf - firstHalf" }),
+    growth: z.object({ firstHalf: count, secondHalf: count, delta: z.number().int() }).meta({
+      description:
+        "Occurrences in each half of the window, split at a whole hour (an odd hour goes to the first half); " +
+        "delta = secondHalf - firstHalf",
+    }),
   })
   .meta({ id: "IssueSummary" });
 export type IssueSummary = z.infer<typeof IssueSummary>;
@@ -113,8 +121,12 @@ export const IssueHistoryEntry = z
 export type IssueHistoryEntry = z.infer<typeof IssueHistoryEntry>;
 
 export const IssueDetail = IssueSummary.extend({
-  from: isoTime,
-  to: isoTime,
+  from: isoTime.meta({
+    description: "Start of the window used: the requested one floored to a whole UTC hour",
+  }),
+  to: isoTime.meta({
+    description: "End of the window used (exclusive): the requested one raised to a whole UTC hour",
+  }),
   closure: z.enum(["effective", "fixed", "without_fix"]).nullable(),
   regressions: count,
   statusSince: isoTime.nullable(),
@@ -126,7 +138,9 @@ export const IssueDetail = IssueSummary.extend({
       .int()
       .positive()
       .meta({ description: "3600000 up to a 2-day window, else 86400000" }),
-    buckets: z.array(z.object({ time: isoTime, occurrences: count, affectedDevices: count })),
+    buckets: z
+      .array(z.object({ time: isoTime, occurrences: count, affectedDevices: count }))
+      .meta({ description: "bucketMs each from `from` on; the last one ends at `to` and may be shorter" }),
   }),
   devices: z.object({
     total: count,
@@ -182,11 +196,23 @@ export type IssueStoreOptions = {
   now?: () => number;
   /** Device-hours on the fixing firmware, without a recurrence, that close an issue as effective. */
   verifyDeviceHours?: number;
+  /** Distinct-device counts; default createDeviceSets(influx). Pass the HealthStore's to share its cache. */
+  deviceSets?: DeviceSets;
 };
 
 const anyOf = (tag: string, values: readonly string[]) =>
   `(${values.map((v) => tagIs(tag, v)).join(" OR ")})`;
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
+/** A group's tag; a series without it reads as UNKNOWN, as the ingest writes a missing one. */
+const tagOf = (g: Group, key: string) => g.tags[key] || UNKNOWN;
+
+/** The window widened to whole UTC hours, the rollups' unit (as HealthStore's alignHours). */
+const alignHours = (w: Window): Window => ({
+  fromMs: Math.floor(w.fromMs / HOUR_MS) * HOUR_MS,
+  toMs: Math.ceil(w.toMs / HOUR_MS) * HOUR_MS,
+});
+/** The first half of an hour-aligned window: ceil(hours / 2) whole hours. */
+const firstHalfMs = (w: Window) => Math.ceil((w.toMs - w.fromMs) / HOUR_MS / 2) * HOUR_MS;
 
 type FingerprintMeta = {
   id: string;
@@ -208,13 +234,10 @@ const worst = (severities: Iterable<string>): Severity | null => {
   return best;
 };
 
-/** Occurrences of one issue in the window, from its fault series. */
+/** Occurrences of one fingerprint, or of one issue, in the window. */
 type Tally = {
   occurrences: number;
   halves: [number, number];
-  devices: Map<string, number>;
-  byFirmware: Map<string, { occurrences: number; devices: Set<string> }>;
-  byRegion: Map<string, { occurrences: number; devices: Set<string> }>;
   severities: Set<string>;
   codes: Set<string>;
   firmwares: Set<string>;
@@ -223,22 +246,43 @@ type Tally = {
 const emptyTally = (): Tally => ({
   occurrences: 0,
   halves: [0, 0],
-  devices: new Map(),
-  byFirmware: new Map(),
-  byRegion: new Map(),
   severities: new Set(),
   codes: new Set(),
   firmwares: new Set(),
 });
 
-function addTo(map: Tally["byFirmware"], key: string, device: string, n: number) {
+/** The fingerprints' tallies added up per issue; issueOf leaves a fingerprint out with undefined. */
+function fold(
+  byFingerprint: ReadonlyMap<string, Tally>,
+  issueOf: (fingerprint: string) => string | undefined,
+) {
+  const result = new Map<string, Tally>();
+  for (const [fingerprint, t] of byFingerprint) {
+    const id = issueOf(fingerprint);
+    if (id === undefined) continue;
+    const tally = result.get(id) ?? emptyTally();
+    result.set(id, tally);
+    tally.occurrences += t.occurrences;
+    tally.halves[0] += t.halves[0];
+    tally.halves[1] += t.halves[1];
+    for (const s of t.severities) tally.severities.add(s);
+    for (const c of t.codes) tally.codes.add(c);
+    for (const f of t.firmwares) tally.firmwares.add(f);
+  }
+  return result;
+}
+
+/** Occurrences and devices per firmware or region. */
+type Counted = Map<string, { occurrences: number; devices: Set<string> }>;
+
+function addTo(map: Counted, key: string, device: string, n: number) {
   const entry = map.get(key) ?? { occurrences: 0, devices: new Set<string>() };
   entry.occurrences += n;
   entry.devices.add(device);
   map.set(key, entry);
 }
 
-const breakdown = <K extends "firmware" | "region">(name: K, map: Tally["byFirmware"]) =>
+const breakdown = <K extends "firmware" | "region">(name: K, map: Counted) =>
   [...map]
     .map(([value, e]) => ({ [name]: value, occurrences: e.occurrences, affectedDevices: e.devices.size }))
     .sort(
@@ -255,10 +299,13 @@ const reliesOnFix = (state: IssueState) =>
   (state.status === "closed" && (state.closure === "effective" || state.closure === "fixed"));
 
 const modelKey = (kind: string, model: string) => `${kind}/${model}`;
+/** The "kind/model" an active set counts towards. */
+const modelOf = (s: SetIdentity) => modelKey(s.kind || UNKNOWN, s.model || UNKNOWN);
 
 export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOptions = {}): IssueStore {
   const now = options.now ?? Date.now;
   const requiredHours = options.verifyDeviceHours ?? DEFAULT_VERIFY_DEVICE_HOURS;
+  const deviceSets = options.deviceSets ?? createDeviceSets(influx);
   const write: PointWriter =
     options.writeEvent ??
     (async (points) => {
@@ -353,87 +400,56 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
     return { byIssue, merges, entries };
   }
 
-  /** Every fingerprint ever seen (or those given), with its first and last occurrence over all time. */
-  async function fingerprints(ids?: readonly string[]): Promise<Map<string, FingerprintMeta>> {
-    const where = ids === undefined ? "" : ` WHERE ${anyOf("fingerprint", ids)}`;
-    const [firsts, lasts] = await Promise.all([
-      groups(
-        `SELECT first("fingerprint_key") AS "key", "kind", "model" FROM ${from("fault")}${where} GROUP BY "fingerprint"`,
-      ),
-      groups(`SELECT last("seq") AS "seq" FROM ${from("fault")}${where} GROUP BY "fingerprint"`),
-    ]);
-    const lastMs = new Map<string, number>();
-    for (const g of lasts) {
-      const row = g.rows[0];
-      if (g.tags.fingerprint !== undefined && row !== undefined)
-        lastMs.set(g.tags.fingerprint, row.time.getTime());
-    }
+  /** Every fingerprint ever seen, with its first and last occurrence over all time. */
+  async function fingerprints(): Promise<Map<string, FingerprintMeta>> {
+    const found = await groups(
+      `SELECT "key", "kind", "model", "first_ms", "last_ms" FROM ${from("fingerprint")} GROUP BY "fingerprint"`,
+    );
     const metas = new Map<string, FingerprintMeta>();
-    for (const g of firsts) {
+    for (const g of found) {
       const id = g.tags.fingerprint;
       const row = g.rows[0];
       if (id === undefined || id === "" || row === undefined) continue;
-      const firstMs = row.time.getTime();
+      const firstMs = num(row.first_ms);
       metas.set(id, {
         id,
-        key: text(row.key) ?? id,
-        kind: text(row.kind) ?? UNKNOWN,
-        model: text(row.model) ?? UNKNOWN,
+        key: text(row.key) || id,
+        kind: text(row.kind) || UNKNOWN,
+        model: text(row.model) || UNKNOWN,
         firstMs,
-        lastMs: lastMs.get(id) ?? firstMs,
+        lastMs: Math.max(firstMs, num(row.last_ms)),
       });
     }
     return metas;
   }
 
-  /** Per fault series in the window, counted per half of it, then folded into one tally per issue. */
-  async function tallies(
-    window: IssueWindow,
-    resolve: (fingerprint: string) => string,
-    fps?: readonly string[],
-  ): Promise<Map<string, Tally>> {
-    const span = window.toMs - window.fromMs;
-    const half = Math.max(1, Math.ceil(span / 2));
+  /**
+   * Per fingerprint (all, or those given) in an hour-aligned window, counted per half of it, from
+   * issue_1h: a few rows per fingerprint, firmware, severity and code.
+   */
+  async function tallies(window: Window, fps?: readonly string[]): Promise<Map<string, Tally>> {
+    const half = firstHalfMs(window);
     const where = [timeRange(window.fromMs, window.toMs)];
     if (fps !== undefined) where.push(anyOf("fingerprint", fps));
     const found = await groups(
-      `SELECT count("seq") AS "n" FROM ${from("fault")} WHERE ${where.join(" AND ")} ` +
-        `GROUP BY time(${half}ms, ${window.fromMs % half}ms), * fill(none)`,
+      `SELECT sum("n") AS "n" FROM ${from("issue1h")} WHERE ${where.join(" AND ")} ` +
+        `GROUP BY time(${half}ms, ${window.fromMs % half}ms), "fingerprint", "firmware", "severity", "code" fill(none)`,
     );
     const result = new Map<string, Tally>();
     for (const g of found) {
-      const fp = g.tags.fingerprint;
-      if (fp === undefined || fp === "") continue;
-      const id = resolve(fp);
-      const tally = result.get(id) ?? emptyTally();
-      result.set(id, tally);
-      const device = g.tags.device ?? UNKNOWN;
-      const firmware = g.tags.firmware ?? UNKNOWN;
+      const fingerprint = g.tags.fingerprint;
+      if (fingerprint === undefined || fingerprint === "") continue;
+      const tally = result.get(fingerprint) ?? emptyTally();
+      result.set(fingerprint, tally);
       for (const row of g.rows) {
         const n = num(row.n);
         if (n === 0) continue;
         tally.occurrences += n;
         tally.halves[row.time.getTime() < window.fromMs + half ? 0 : 1] += n;
-        tally.devices.set(device, (tally.devices.get(device) ?? 0) + n);
-        addTo(tally.byFirmware, firmware, device, n);
-        addTo(tally.byRegion, g.tags.region ?? UNKNOWN, device, n);
-        tally.severities.add(g.tags.severity ?? UNKNOWN);
-        tally.codes.add(g.tags.code ?? UNKNOWN);
-        tally.firmwares.add(firmware);
+        tally.severities.add(tagOf(g, "severity"));
+        tally.codes.add(tagOf(g, "code"));
+        tally.firmwares.add(tagOf(g, "firmware"));
       }
-    }
-    return result;
-  }
-
-  /** Distinct devices that reported in the window, per "kind/model". */
-  async function activeDevices(window: IssueWindow): Promise<Map<string, number>> {
-    const found = await groups(
-      `SELECT count(distinct("device_id")) AS "devices" FROM ${from("activity")} ` +
-        `WHERE ${timeRange(window.fromMs, window.toMs)} GROUP BY "kind", "model"`,
-    );
-    const result = new Map<string, number>();
-    for (const g of found) {
-      result.set(modelKey(g.tags.kind ?? UNKNOWN, g.tags.model ?? UNKNOWN), num(g.rows[0]?.devices));
     }
     return result;
   }
@@ -509,15 +525,16 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
     id: string;
     members: FingerprintMeta[];
     tally: Tally;
+    /** Distinct devices with a fault of any member in the window. */
+    affected: number;
     state: IssueState;
   };
 
   function summarize(issue: Assembled, active: ReadonlyMap<string, number>): IssueSummary {
-    const { id, members, tally, state } = issue;
+    const { id, members, tally, affected, state } = issue;
     const primary = members.find((m) => m.id === id) ?? members[0];
     const models = [...new Set(members.map((m) => modelKey(m.kind, m.model)))].sort();
     const activeCount = models.reduce((sum, m) => sum + (active.get(m) ?? 0), 0);
-    const affected = tally.devices.size;
     return {
       id,
       key: primary?.key ?? id,
@@ -580,10 +597,18 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
 
     async listIssues(input) {
       const filter = IssueFilter.parse(input);
-      const window = { fromMs: filter.fromMs, toMs: filter.toMs };
-      const [log, metas, active] = await Promise.all([loadLog(), fingerprints(), activeDevices(window)]);
-      const resolve = (fp: string) => resolveIssueId(fp, log.merges);
-      const found = await tallies(window, resolve);
+      const window = alignHours(filter);
+      const [log, metas, byFingerprint, view] = await Promise.all([
+        loadLog(),
+        fingerprints(),
+        tallies(window),
+        deviceSets.load([window]),
+      ]);
+      const issueOf = new Map([...metas.keys()].map((fp) => [fp, resolveIssueId(fp, log.merges)]));
+      const found = fold(byFingerprint, (fp) => issueOf.get(fp));
+      // Fault sets are per fingerprint: counting them per issue counts a device of two merged ones once.
+      const affected = view.count("fault", (s) => issueOf.get(s.fingerprint));
+      const active = view.count("active", modelOf);
       const members = membersByIssue(metas, log.merges);
       const issues: Assembled[] = [];
       for (const [id, tally] of found) {
@@ -597,7 +622,13 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
           const floor = SEVERITY_RANK.get(filter.severity) ?? 0;
           if (w === null || (SEVERITY_RANK.get(w) ?? -1) < floor) continue;
         }
-        issues.push({ id, members: group, tally, state: replay(log.byIssue.get(id) ?? []) });
+        issues.push({
+          id,
+          members: group,
+          tally,
+          affected: affected.get(id) ?? 0,
+          state: replay(log.byIssue.get(id) ?? []),
+        });
       }
       const settled = await Promise.all(
         issues.map(async (issue) => ({
@@ -617,31 +648,48 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
 
     async getIssue(inputId, inputWindow) {
       const requested = IssueId.parse(inputId);
-      const window = IssueWindow.parse(inputWindow);
+      const window = alignHours(IssueWindow.parse(inputWindow));
       const [log, metas] = await Promise.all([loadLog(), fingerprints()]);
       const id = resolveIssueId(requested, log.merges);
       const group = membersByIssue(metas, log.merges).get(id) ?? [];
       if (group.length === 0) return undefined;
       const fps = group.map((m) => m.id);
-      const fpCondition = anyOf("fingerprint", fps);
+      const members = new Set(fps);
+      const ofIssue = (fingerprint: string) => (members.has(fingerprint) ? id : undefined);
       const span = window.toMs - window.fromMs;
       const bucketMs = span <= HOURLY_TREND_MAX_MS ? HOUR_MS : DAY_MS;
-      const [found, active, trend, lastPerDevice, state] = await Promise.all([
-        tallies(window, () => id, fps),
-        activeDevices(window),
+      // What is per device (and distinct per bucket of the trend) comes from the issue's own raw faults:
+      // the device sets hold no firmware or region, and a daily trend not aligned on UTC days would need
+      // every hour's sets.
+      const raw = `FROM ${from("fault")} WHERE ${timeRange(window.fromMs, window.toMs)} AND ${anyOf("fingerprint", fps)}`;
+      const [byFingerprint, view, trend, perDevice, lastPerDevice, state] = await Promise.all([
+        tallies(window, fps),
+        deviceSets.load([window]),
         rows(
-          `SELECT count("seq") AS "occurrences", count(distinct("device_id")) AS "devices" FROM ${from("fault")} ` +
-            `WHERE ${timeRange(window.fromMs, window.toMs)} AND ${fpCondition} ` +
+          `SELECT count("seq") AS "occurrences", count(distinct("device_id")) AS "devices" ${raw} ` +
             `GROUP BY time(${bucketMs}ms, ${window.fromMs % bucketMs}ms) fill(0)`,
         ),
-        groups(
-          `SELECT last("seq") AS "seq", "firmware" FROM ${from("fault")} ` +
-            `WHERE ${timeRange(window.fromMs, window.toMs)} AND ${fpCondition} GROUP BY "device"`,
-        ),
+        groups(`SELECT count("seq") AS "n" ${raw} GROUP BY "device", "firmware", "region"`),
+        groups(`SELECT last("seq") AS "seq", "firmware" ${raw} GROUP BY "device"`),
         settle(id, replay(log.byIssue.get(id) ?? []), group),
       ]);
-      const tally = found.get(id) ?? emptyTally();
-      const summary = summarize({ id, members: group, tally, state }, active);
+      const tally = fold(byFingerprint, ofIssue).get(id) ?? emptyTally();
+      const affected = view.count("fault", (s) => ofIssue(s.fingerprint)).get(id) ?? 0;
+      const summary = summarize(
+        { id, members: group, tally, affected, state },
+        view.count("active", modelOf),
+      );
+      const occurrences = new Map<string, number>();
+      const byFirmware: Counted = new Map();
+      const byRegion: Counted = new Map();
+      for (const g of perDevice) {
+        const device = g.tags.device;
+        const n = num(g.rows[0]?.n);
+        if (device === undefined || device === "" || n === 0) continue;
+        occurrences.set(device, (occurrences.get(device) ?? 0) + n);
+        addTo(byFirmware, tagOf(g, "firmware"), device, n);
+        addTo(byRegion, tagOf(g, "region"), device, n);
+      }
       const devices = lastPerDevice
         .flatMap((g) => {
           const row = g.rows[0];
@@ -650,14 +698,13 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
           return [
             {
               id: device,
-              occurrences: tally.devices.get(device) ?? 0,
+              occurrences: occurrences.get(device) ?? 0,
               lastMs: row.time.getTime(),
               firmware: text(row.firmware) ?? UNKNOWN,
             },
           ];
         })
         .sort((a, b) => b.occurrences - a.occurrences || b.lastMs - a.lastMs || (a.id < b.id ? -1 : 1));
-      const members = new Set(fps);
       // The history holds this issue's events and those of the issues merged into it; system events
       // appended by settle() are in the state's history already.
       const history: IssueHistoryEntry[] = [
@@ -671,8 +718,8 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
         closure: state.closure,
         regressions: state.regressions,
         statusSince: state.statusSince === null ? null : iso(state.statusSince),
-        byFirmware: breakdown("firmware", tally.byFirmware),
-        byRegion: breakdown("region", tally.byRegion),
+        byFirmware: breakdown("firmware", byFirmware),
+        byRegion: breakdown("region", byRegion),
         trend: {
           bucketMs,
           buckets: trend.map((r) => ({

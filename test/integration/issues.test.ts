@@ -16,6 +16,7 @@ import { StoreUnavailable } from "../../storage/influxql.js";
 import { createInfluxIssueStore, IssueDetail, type IssueStore } from "../../storage/issue-store.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
+import { rollingUp } from "../support/rollups.js";
 
 // A small fleet written with the ingest's own functions (messagePoints, activityPoint), every statistic
 // worked out by hand below. Three separate periods keep the three parts apart: statistics around T0,
@@ -137,7 +138,8 @@ const test = base.extend(
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    const write = createPointWriter(db);
+    // Every raw point written is rolled up before the write returns, as the ingest's rollup runner does.
+    const write = rollingUp(influx, createPointWriter(db));
     await write(STATS);
     const clock = { now: T0 + 2 * DAY };
     const now = () => clock.now;
@@ -345,6 +347,30 @@ describe("issue statistics", () => {
       })),
     );
   });
+
+  test("widens the window to whole UTC hours", async ({ fx }) => {
+    // [T0 + 1h05m, T0 + 48h30m) is read as [T0 + 1h, T0 + 49h): A's faults at T0 + 1h count, and as no
+    // fault falls in [T0, T0 + 1h) or [T0 + 48h, T0 + 49h) every statistic is W's (A's growth: 1h-25h 3,
+    // 25h-49h 3). Device sets come from the hours T0 + 1h…23h and T0 + 48h and the day T0 + 1d; m1, in
+    // both (faults at 1h and 30h), counts once.
+    const window = { from: iso(T0 + HOUR + 5 * 60_000), to: iso(T0 + 48 * HOUR + 30 * 60_000) };
+    expect((await list(fx, window)).items).toEqual([SUMMARY_A, B_OR_C, C_OR_B]);
+    const issue = await detail(fx, A, window);
+    expect(issue).toMatchObject({ ...SUMMARY_A, from: iso(T0 + HOUR), to: iso(T0 + 49 * HOUR) });
+    expect(issue.trend.buckets).toHaveLength(48);
+    expect(issue.trend.buckets[0]).toEqual({ time: iso(T0 + HOUR), occurrences: 2, affectedDevices: 1 });
+    expect(issue.devices.total).toBe(3);
+  });
+
+  test("splits the window for growth at a whole hour, the first half taking the odd hour", async ({ fx }) => {
+    // [T0 + 1h, T0 + 4h): halves [1h, 3h) and [3h, 4h). A: m1 twice at 1h and m2 at 2h, all in the first
+    // half; C: r1 at 3h, in the second.
+    const page = await list(fx, { from: iso(T0 + HOUR), to: iso(T0 + 4 * HOUR) });
+    expect(page.items.map((i) => [i.id, i.growth])).toEqual([
+      [A, { firstHalf: 3, secondHalf: 0, delta: -3 }],
+      [C, { firstHalf: 0, secondHalf: 1, delta: 1 }],
+    ]);
+  });
 });
 
 describe("manual merges", () => {
@@ -366,6 +392,7 @@ describe("manual merges", () => {
     expect(merged.status).toBe(200);
     expect(IssueChange.parse(await merged.json())).toMatchObject({ issue: D, mergedInto: E });
 
+    // n1 had faults of both (D at T1 + 1h, E at T1 + 3h): the merged issue has 2 devices, not 2 + 1.
     const page = await list(fx, M);
     expect(page.items.map((i) => [i.id, i.occurrences, i.affectedDevices, i.mergedIds, i.codes])).toEqual([
       [E, 3, 2, [D], ["LINK_DOWN", "LINK_FLAP"]],
@@ -375,6 +402,11 @@ describe("manual merges", () => {
     await fx.write(fault(n2, T1 + 5 * HOUR, "LINK_FLAP", "critical"));
     const after = await detail(fx, D, M);
     expect(after).toMatchObject({ id: E, occurrences: 4, affectedDevices: 2, worstSeverity: "critical" });
+    expect(after.devices.items).toEqual([
+      { id: n2.id, occurrences: 2, lastSeen: iso(T1 + 5 * HOUR), firmware: "3.0" },
+      { id: n1.id, occurrences: 2, lastSeen: iso(T1 + 3 * HOUR), firmware: "3.0" },
+    ]);
+    expect(after.byFirmware).toEqual([{ firmware: "3.0", occurrences: 4, affectedDevices: 2 }]);
     expect(after.history).toEqual([
       {
         issue: D,
