@@ -5,6 +5,7 @@ import { createApp } from "../api/app.js";
 import type { InfluxConfig } from "../config/env.js";
 import { silentLogger } from "../observe/logger.js";
 import { createMetrics } from "../observe/metrics.js";
+import { rebuildRollups } from "../rollup/rebuild.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import { createInfluxHealthStore } from "../storage/health-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
@@ -14,7 +15,8 @@ import { fleetHistory } from "./fleet-history.js";
 
 // npm run bench:api -- [--devices 10000] [--days 30] [--requests 40]
 // Builds a fleet's history in InfluxDB (once: the database is kept and reused while its size matches),
-// then asks the API in-process for the issues list and the fleet summary and reports their latency.
+// computes its rollups (once, as the ingest's rollup runner would have while the history arrived), then
+// asks the API in-process for the issues list, the fleet summary and a few others and reports latency.
 
 const { values } = parseArgs({
   options: {
@@ -43,13 +45,43 @@ async function query(url: string, db: string, q: string) {
   return (await response.json()) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> };
 }
 
-/** The end of the stored history, if a complete one of this size is there. */
-async function builtUntil(url: string, db: string): Promise<number | undefined> {
-  const result = await query(url, db, `SELECT last("end_ms") FROM "long"."bench_meta"`).catch(
+/** A field of the marker point written once the history (end_ms) and its rollups (rolled_up) were complete. */
+async function marker(url: string, db: string, field: "end_ms" | "rolled_up"): Promise<number | undefined> {
+  const result = await query(url, db, `SELECT last("${field}") FROM "long"."bench_meta"`).catch(
     () => undefined,
   );
   const value = result?.results[0]?.series?.[0]?.values[0]?.[1];
   return typeof value === "number" ? value : undefined;
+}
+
+const markerPoint = (endMs: number, fields: Point["fields"]): Point => ({
+  measurement: "bench_meta",
+  rp: "long",
+  tags: {},
+  fields,
+  timeNs: `${endMs}000000`,
+});
+
+/** What the ingest's rollup runner would have done while the history arrived. */
+async function rollUp(config: InfluxConfig, endMs: number) {
+  const write = createPointWriter(config, 60_000);
+  const started = performance.now();
+  let last = 0;
+  const result = await rebuildRollups(
+    createInflux(config),
+    write,
+    { fromMs: endMs - (days + 1) * 86_400_000, toMs: endMs },
+    (done, total) => {
+      if (done === total || performance.now() - last > 10_000) {
+        last = performance.now();
+        out(`  rollups: ${done}/${total} hours, ${((performance.now() - started) / 1000).toFixed(0)} s`);
+      }
+    },
+  );
+  await write([markerPoint(endMs, { rolled_up: 1 })]);
+  out(
+    `  rolled up ${result.hours} hours (${result.points.toLocaleString("en")} points) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  );
 }
 
 async function build(config: InfluxConfig, endMs: number) {
@@ -75,14 +107,7 @@ async function build(config: InfluxConfig, endMs: number) {
     }
   }
   await Promise.all(pending);
-  const marker: Point = {
-    measurement: "bench_meta",
-    rp: "long",
-    tags: {},
-    fields: { end_ms: endMs, devices },
-    timeNs: `${endMs}000000`,
-  };
-  await write([marker]);
+  await write([markerPoint(endMs, { end_ms: endMs, devices })]);
   out(
     `  built ${written.toLocaleString("en")} points in ${((performance.now() - started) / 1000).toFixed(0)} s`,
   );
@@ -102,7 +127,7 @@ async function main() {
   }
   const config: InfluxConfig = { url, database: `bench_api_${devices}x${days}d`, rawRetention: "90d" };
   const influx = createInflux(config);
-  let endMs = values.rebuild ? undefined : await builtUntil(url, config.database);
+  let endMs = values.rebuild ? undefined : await marker(url, config.database, "end_ms");
   if (endMs === undefined) {
     out(`building ${devices.toLocaleString("en")} devices × ${days} days in ${config.database} on ${url}`);
     await influx.dropDatabase(config.database);
@@ -113,6 +138,10 @@ async function main() {
     out(
       `reusing ${config.database} on ${url} (history until ${new Date(endMs).toISOString()}; --rebuild to make it anew)`,
     );
+  }
+  if ((await marker(url, config.database, "rolled_up")) === undefined) {
+    out("computing the rollups");
+    await rollUp(config, endMs);
   }
   const app = createApp({
     store: createInfluxFleetStore(influx),

@@ -4,7 +4,9 @@ import { deviceKey } from "../contract/device-key.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
 import { simCommand } from "../device-sim/sim-command.js";
 import { createLogger, type Logger } from "../observe/logger.js";
+import { rebuildRollups } from "../rollup/rebuild.js";
 import { type FieldqParts, startFieldq } from "../stack/start-stack.js";
+import { createInflux, createPointWriter } from "../storage/influx.js";
 
 // The fieldq command: a thin entry that loads config, starts parts, and closes them on SIGTERM.
 
@@ -18,6 +20,7 @@ Commands:
   broker                broker and ingest only (they always run together: a message is journaled before its PUBACK)
   api                   the HTTP API only, reading InfluxDB
   device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
+  rollup [options]      recompute the analytics' rollups from the raw data (rollup --help)
   sim [options]         simulate a fleet of modems and printers (sim --help for its options)
   help                  this text
 
@@ -82,6 +85,61 @@ async function serve(
   return 0;
 }
 
+const ROLLUP_USAGE = `Usage: npm run fieldq -- rollup [--from <ISO time>] [--to <ISO time>]
+
+Recomputes the rollups that issues, fleet health and firmware cohorts read, for every hour with raw data
+in [from, to). The ingest keeps them current by itself; run this after upgrading from a version without
+rollups, or after writing raw points around the ingest. Default: the 30 days up to now.`;
+
+async function rollupCommand(args: string[]): Promise<number> {
+  let values: { from?: string; to?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { from: { type: "string" }, to: { type: "string" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+    }));
+  } catch (error) {
+    err(`fieldq rollup: ${error instanceof Error ? error.message : String(error)}`);
+    return 2;
+  }
+  if (values.help) {
+    out(ROLLUP_USAGE);
+    return 0;
+  }
+  const toMs = values.to === undefined ? Date.now() : Date.parse(values.to);
+  const fromMs = values.from === undefined ? toMs - 30 * 86_400_000 : Date.parse(values.from);
+  if (!Number.isFinite(fromMs) || !Number.isFinite(toMs) || fromMs >= toMs) {
+    err("fieldq rollup: --from and --to take ISO times (2024-05-01T00:00:00Z), from before to");
+    return 2;
+  }
+  const cfg = config();
+  if (!cfg) return 2;
+  const influx = createInflux(cfg.influx);
+  const started = performance.now();
+  let last = 0;
+  try {
+    const result = await rebuildRollups(
+      influx,
+      createPointWriter(cfg.influx, 60_000),
+      { fromMs, toMs },
+      (done, total) => {
+        if (done === total || performance.now() - last > 2_000) {
+          last = performance.now();
+          err(`rollup: ${done}/${total} hours`);
+        }
+      },
+    );
+    out(
+      `rolled up ${result.hours} hours on ${result.days} ${result.days === 1 ? "day" : "days"} (${result.points} points) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    return 0;
+  } catch (error) {
+    err(`fieldq rollup: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -114,6 +172,8 @@ async function main(argv: string[]): Promise<number> {
       out(deviceKey(cfg.mqtt.deviceSecret, id));
       return 0;
     }
+    case "rollup":
+      return rollupCommand(rest);
     case "sim": {
       const cfg = config();
       if (!cfg) return 2;

@@ -8,6 +8,9 @@ import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { expect, test } from "vitest";
 import { deviceKey } from "../../contract/device-key.js";
+import { activityPoint, deviceTags } from "../../ingest/to-points.js";
+import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import { queryGroups } from "../../storage/influxql.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET } from "../support/stack.js";
 
@@ -53,8 +56,47 @@ test("device-key prints the key the broker expects, and refuses a bad id with ex
 
 test("help exits 0 and names every command; an unknown command exits 2", async () => {
   const { stdout } = await run("node", [...fieldq, "help"], { env: env({}) });
-  for (const command of ["start", "broker", "api", "device-key", "sim"]) expect(stdout).toContain(command);
+  for (const command of ["start", "broker", "api", "device-key", "rollup", "sim"])
+    expect(stdout).toContain(command);
   await expect(run("node", [...fieldq, "frobnicate"], { env: env({}) })).rejects.toMatchObject({ code: 2 });
+});
+
+test("rollup recomputes the rollups of the hours with raw data, and names a bad range with exit code 2", async () => {
+  const db = await testDatabase("cli_rollup");
+  const influx = createInflux(db);
+  try {
+    await ensureSchema(influx, db);
+    const hour = Date.UTC(2024, 5, 1, 10);
+    const meta = {
+      kind: "modem",
+      model: "M",
+      firmware: "1",
+      hardware: "a",
+      region: "eu",
+      isp: "i",
+      serial: "s",
+    };
+    await createPointWriter(db)([
+      activityPoint(deviceTags("modem-1", meta), hour),
+      activityPoint(deviceTags("modem-2", meta), hour + 3_600_000),
+    ]);
+    const dbEnv = env({ FIELDQ_INFLUX_URL: db.url, FIELDQ_INFLUX_DB: db.database });
+    const { stdout } = await run(
+      "node",
+      [...fieldq, "rollup", "--from", "2024-06-01T00:00:00Z", "--to", "2024-06-02T00:00:00Z"],
+      { env: dbEnv },
+    );
+    expect(stdout).toMatch(/^rolled up 2 hours on 1 day \(/);
+    const [groups = []] = await queryGroups(influx, [
+      `SELECT sum("hours") AS "hours" FROM "long"."cohort_1h" GROUP BY "model"`,
+    ]);
+    expect(groups.map((g) => [g.tags.model, g.rows[0]?.hours])).toEqual([["M", 2]]);
+    await expect(
+      run("node", [...fieldq, "rollup", "--from", "yesterday"], { env: dbEnv }),
+    ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("--from and --to take ISO times") });
+  } finally {
+    await db.drop();
+  }
 });
 
 test("a configuration problem is named and exits 2", async () => {
