@@ -6,6 +6,7 @@ import type { InfluxConfig } from "../config/env.js";
 import { silentLogger } from "../observe/logger.js";
 import { createMetrics } from "../observe/metrics.js";
 import { rebuildRollups } from "../rollup/rebuild.js";
+import { createDeviceSets } from "../storage/device-sets.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import { createInfluxHealthStore } from "../storage/health-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
@@ -143,10 +144,11 @@ async function main() {
     out("computing the rollups");
     await rollUp(config, endMs);
   }
+  const deviceSets = createDeviceSets(influx);
   const app = createApp({
     store: createInfluxFleetStore(influx),
-    issues: createInfluxIssueStore(influx, { now: () => endMs }),
-    health: createInfluxHealthStore(influx),
+    issues: createInfluxIssueStore(influx, { now: () => endMs, deviceSets }),
+    health: createInfluxHealthStore(influx, { deviceSets }),
     tokens: new Map([[TOKEN, "viewer"]]),
     logger: silentLogger,
     metrics: createMetrics(),

@@ -15,6 +15,7 @@ import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
 import { createRollups } from "../rollup/rollups.js";
 import { RollupRunner } from "../rollup/runner.js";
+import { createDeviceSets } from "../storage/device-sets.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import { createInfluxHealthStore } from "../storage/health-store.js";
 import {
@@ -182,6 +183,8 @@ export async function startFieldq(
       );
     }
     try {
+      // One cache of device sets for both analytics stores.
+      const deviceSets = createDeviceSets(influx);
       api = await startApi({
         host: config.http.host,
         port: config.http.port,
@@ -194,8 +197,9 @@ export async function startFieldq(
         issues: createInfluxIssueStore(influx, {
           writeEvent: createPointWriter(config.influx),
           verifyDeviceHours: config.analytics.verifyDeviceHours,
+          deviceSets,
         }),
-        health: createInfluxHealthStore(influx),
+        health: createInfluxHealthStore(influx, { deviceSets }),
         tokens: config.http.tokens,
         logger: deps.logger.child({ part: "api" }),
         metrics,
