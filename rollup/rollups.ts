@@ -23,6 +23,16 @@ import {
 
 export const RATINGS = 11;
 const COHORT_TAGS = ["kind", "model", "firmware", "region"] as const;
+/** The cohort_1h fields that add up across hours (devices and faulty are distinct counts: they do not). */
+export const COHORT_SUMS = [
+  "hours",
+  "reboots",
+  "rejections",
+  ...SEVERITIES.map((s) => `faults_${s}`),
+  ...Array.from({ length: RATINGS }, (_, rating) => `rating_${rating}`),
+]
+  .map((field) => `sum("${field}") AS "${field}"`)
+  .join(", ");
 const FAULT_TAGS = [...COHORT_TAGS, "fingerprint", "severity", "code"] as const;
 
 export type RollupResult = { hours: number; days: number; points: number };
@@ -340,6 +350,12 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
             for (const id of ids) addTo(daySets, identity, id);
           }
         }
+        // The day's sums, from its hours as stored (InfluxDB adds them up where they are).
+        const dayRange = timeRange(day, day + DAY_MS);
+        await queryGroups(influx, [
+          `SELECT ${COHORT_SUMS} INTO ${from("cohort1d")} FROM ${from("cohort1h")} WHERE ${dayRange} GROUP BY time(1d), *`,
+          `SELECT sum("n") AS "n", min("first_ms") AS "first_ms", max("last_ms") AS "last_ms" INTO ${from("issue1d")} FROM ${from("issue1h")} WHERE ${dayRange} GROUP BY time(1d), *`,
+        ]);
         await flush([...setPoints("1d", day, daySets), revPoint("1d", day)]);
       }
       const changed = [...fingerprints].filter(([id, m]) => {

@@ -3,9 +3,11 @@ import { z } from "zod";
 import { compareRates } from "../analytics/rate-ratio.js";
 import { compareVersions } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
+import { COHORT_SUMS } from "../rollup/rollups.js";
 import type { SetIdentity } from "../rollup/sets.js";
 import { createDeviceSets, type DeviceSets, type Window } from "./device-sets.js";
-import { from, type Group, iso, queryGroups, tagIs, timeRange } from "./influxql.js";
+import { from, type Group, iso, queryGroups, tagIs } from "./influxql.js";
+import { overRanges } from "./rollup-ranges.js";
 
 // Fleet health and firmware cohorts, read from the rollups (rollup/, docs/storage.md "Rollups"), never from
 // the raw points: counting distinct devices in raw `activity` and `fault` takes seconds over a month of a
@@ -283,11 +285,6 @@ const emptyCounts = (): Counts => ({
 
 const ratingField = (rating: number) => `rating_${rating}`;
 const faultField = (severity: Severity) => `faults_${severity}`;
-/** The cohort_1h fields that add up, summed under their own names. */
-const SUMS = ["hours", "reboots", "rejections", ...SEVERITIES.map(faultField)]
-  .concat(Array.from({ length: RATINGS }, (_, rating) => ratingField(rating)))
-  .map((field) => `sum(${influxql.quoted(field)}) AS ${influxql.quoted(field)}`)
-  .join(", ");
 
 function toMetrics(c: Counts): HealthMetrics {
   const perExposure = (n: number) => ({
@@ -330,13 +327,12 @@ function throwProblem(problem: { field: string; message: string }): never {
 
 type TagFilter = Partial<Record<GroupTag, string | undefined>>;
 
-function selectionWhere(q: TagFilter, fromMs: number, toMs: number) {
-  const conditions = [timeRange(fromMs, toMs)];
-  for (const tag of GROUP_TAGS) {
+/** " AND tag = value" for each tag the selection fixes. */
+function tagConditions(q: TagFilter) {
+  return GROUP_TAGS.flatMap((tag) => {
     const value = q[tag];
-    if (value !== undefined) conditions.push(tagIs(tag, value));
-  }
-  return conditions.join(" AND ");
+    return value === undefined ? [] : [` AND ${tagIs(tag, value)}`];
+  }).join("");
 }
 
 function selectionOf(q: TagFilter) {
@@ -364,6 +360,8 @@ export type HealthStoreOptions = {
 export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOptions = {}): HealthStore {
   const sets = options.deviceSets ?? createDeviceSets(influx);
   const cohorts = from("cohort1h");
+  const COHORTS = { hourly: "cohort1h", daily: "cohort1d" } as const;
+  const ISSUES = { hourly: "issue1h", daily: "issue1d" } as const;
   /** Several statements in one request; one list of series per statement. */
   const statements = (queries: readonly string[]) => queryGroups(influx, queries);
 
@@ -372,24 +370,30 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
    * keyOf(group, time); the distinct-device counts are left at 0 for the caller.
    */
   async function sumsBy(
-    where: string,
+    q: TagFilter,
+    window: Window,
     tags: readonly GroupTag[],
     daily: boolean,
   ): Promise<Map<string, { group: Record<string, string>; counts: Counts }>> {
-    const [series = []] = await statements([
-      `SELECT ${SUMS} FROM ${cohorts} WHERE ${where}${groupByClause(tags, daily)}`,
-    ]);
+    const [series = []] = await overRanges(
+      influx,
+      COHORTS,
+      [window],
+      (measurement, time) =>
+        `SELECT ${COHORT_SUMS} FROM ${measurement} WHERE ${time}${tagConditions(q)}${groupByClause(tags, daily)}`,
+    );
     const result = new Map<string, { group: Record<string, string>; counts: Counts }>();
     for (const g of series) {
       const group = Object.fromEntries(tags.map((t) => [t, g.tags[t] ?? ""]));
       for (const row of g.rows) {
-        const c = emptyCounts();
-        c.exposureHours = num(row.hours);
-        for (const s of SEVERITIES) c.faults[s] = num(row[faultField(s)]);
-        c.reboots = num(row.reboots);
-        c.rejections = num(row.rejections);
-        c.ratings = c.ratings.map((_, rating) => num(row[ratingField(rating)]));
-        result.set(keyOf(group, daily ? row.time.getTime() : 0), { group, counts: c });
+        const key = keyOf(group, daily ? row.time.getTime() : 0);
+        const c = result.get(key)?.counts ?? emptyCounts();
+        result.set(key, { group, counts: c });
+        c.exposureHours += num(row.hours);
+        for (const s of SEVERITIES) c.faults[s] += num(row[faultField(s)]);
+        c.reboots += num(row.reboots);
+        c.rejections += num(row.rejections);
+        c.ratings = c.ratings.map((n, rating) => n + num(row[ratingField(rating)]));
       }
     }
     return result;
@@ -400,10 +404,7 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
       const q = FleetSummaryQuery.parse(input);
       const window = alignHours(q);
       const groupBy = [...new Set(q.groupBy)];
-      const [grouped, view] = await Promise.all([
-        sumsBy(selectionWhere(q, window.fromMs, window.toMs), groupBy, false),
-        sets.load([window]),
-      ]);
+      const [grouped, view] = await Promise.all([sumsBy(q, window, groupBy, false), sets.load([window])]);
       const perGroup = groupIn(q, groupBy);
       const [active, faulty] = [view.count("active", perGroup), view.count("faulty", perGroup)];
       const total = emptyCounts();
@@ -438,10 +439,7 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
     async fleetTrend(input) {
       const q = FleetTrendQuery.parse(input);
       const window = alignHours(q);
-      const [daily, view] = await Promise.all([
-        sumsBy(selectionWhere(q, window.fromMs, window.toMs), [], true),
-        sets.load([window]),
-      ]);
+      const [daily, view] = await Promise.all([sumsBy(q, window, [], true), sets.load([window])]);
       const whole = groupIn(q, []);
       return {
         from: iso(window.fromMs),
@@ -465,9 +463,15 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
       const model = q.model === undefined ? "" : ` AND ${tagIs("model", q.model)}`;
       // Cohort points with no exposure exist for hours with only faults or events: a version is active
       // (and first seen) where it has activity hours.
-      const [[perVersion = [], first = []], view] = await Promise.all([
+      const [[perVersion = []], [first = []], view] = await Promise.all([
+        overRanges(
+          influx,
+          COHORTS,
+          [window],
+          (measurement, time) =>
+            `SELECT sum("hours") AS "hours" FROM ${measurement} WHERE ${time} AND "hours" > 0${model} GROUP BY "model", "firmware"`,
+        ),
         statements([
-          `SELECT sum("hours") AS "hours" FROM ${cohorts} WHERE ${timeRange(fromMs, toMs)} AND "hours" > 0${model} GROUP BY "model", "firmware"`,
           // first() of all history up to `to`: when the version first reported, wherever the window starts.
           `SELECT first("hours") AS "hours" FROM ${cohorts} WHERE time < ${toMs}ms AND "hours" > 0${model} GROUP BY "model", "firmware"`,
         ]),
@@ -493,9 +497,16 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
       });
 
       const models = new Map<string, FirmwareVersions["models"][number]>();
+      // A version's exposure, from each range of the window that read it.
+      const hoursByVersion = new Map<string, { tags: Record<string, string>; hours: number }>();
       for (const g of perVersion) {
-        const modelName = g.tags.model ?? "";
         const key = versionKey(g.tags);
+        const entry = hoursByVersion.get(key) ?? { tags: g.tags, hours: 0 };
+        entry.hours += num(g.rows[0]?.hours);
+        hoursByVersion.set(key, entry);
+      }
+      for (const [key, g] of hoursByVersion) {
+        const modelName = g.tags.model ?? "";
         const entry = models.get(modelName) ?? {
           model: modelName,
           devicesByDay: days.map((d) => ({ day: iso(d.day), devices: d.models.get(modelName) ?? 0 })),
@@ -507,7 +518,7 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
           firstSeen: iso(firstByVersion.get(key) ?? fromMs),
           devicesNow: devicesNow.get(key) ?? 0,
           devices: devices.get(key) ?? 0,
-          exposureHours: num(g.rows[0]?.hours),
+          exposureHours: g.hours,
           adoption: days.map((d) => {
             const onVersion = d.versions.get(key) ?? 0;
             const all = d.models.get(modelName) ?? 0;
@@ -528,14 +539,24 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
     async compareFirmware(input) {
       const q = FirmwareCompareQuery.parse(input);
       const window = alignHours(q);
-      const where =
-        `${timeRange(window.fromMs, window.toMs)} AND ${tagIs("model", q.model)} AND ` +
+      const cohortsOf =
+        ` AND ${tagIs("model", q.model)} AND ` +
         `(${tagIs("firmware", q.baseline)} OR ${tagIs("firmware", q.candidate)})`;
-      const [[exposure = [], faults = []], view] = await Promise.all([
-        statements([
-          `SELECT sum("hours") AS "hours" FROM ${cohorts} WHERE ${where} GROUP BY "firmware"`,
-          `SELECT sum("n") AS "n" FROM ${from("issue1h")} WHERE ${where} GROUP BY "firmware", "severity", "code"`,
-        ]),
+      const [[exposure = []], [faults = []], view] = await Promise.all([
+        overRanges(
+          influx,
+          COHORTS,
+          [window],
+          (measurement, time) =>
+            `SELECT sum("hours") AS "hours" FROM ${measurement} WHERE ${time}${cohortsOf} GROUP BY "firmware"`,
+        ),
+        overRanges(
+          influx,
+          ISSUES,
+          [window],
+          (measurement, time) =>
+            `SELECT sum("n") AS "n" FROM ${measurement} WHERE ${time}${cohortsOf} GROUP BY "firmware", "severity", "code"`,
+        ),
         sets.load([window]),
       ]);
       const devices = view.count("active", (identity) =>
@@ -544,8 +565,10 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
           : undefined,
       );
       const cohort = (firmware: string) => {
-        const row = exposure.find((g) => g.tags.firmware === firmware)?.rows[0];
-        return { firmware, devices: devices.get(firmware) ?? 0, exposureHours: num(row?.hours) };
+        const hours = exposure
+          .filter((g) => g.tags.firmware === firmware)
+          .reduce((sum, g) => sum + num(g.rows[0]?.hours), 0);
+        return { firmware, devices: devices.get(firmware) ?? 0, exposureHours: hours };
       };
       const baseline = cohort(q.baseline);
       const candidate = cohort(q.candidate);

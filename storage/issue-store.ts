@@ -28,6 +28,7 @@ import {
   text,
   timeRange,
 } from "./influxql.js";
+import { overRanges } from "./rollup-ranges.js";
 import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
 
 // Issues: faults grouped by their fingerprint, with manual merges resolved at read time (so they hold for
@@ -428,15 +429,24 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
    * issue_1h: a few rows per fingerprint, firmware, severity and code.
    */
   async function tallies(window: Window, fps?: readonly string[]): Promise<Map<string, Tally>> {
-    const half = firstHalfMs(window);
-    const where = [timeRange(window.fromMs, window.toMs)];
-    if (fps !== undefined) where.push(anyOf("fingerprint", fps));
-    const found = await groups(
-      `SELECT sum("n") AS "n" FROM ${from("issue1h")} WHERE ${where.join(" AND ")} ` +
-        `GROUP BY time(${half}ms, ${window.fromMs % half}ms), "fingerprint", "firmware", "severity", "code" fill(none)`,
+    const middle = window.fromMs + firstHalfMs(window);
+    const which = fps === undefined ? "" : ` AND ${anyOf("fingerprint", fps)}`;
+    const halves = [
+      { fromMs: window.fromMs, toMs: middle },
+      { fromMs: middle, toMs: window.toMs },
+      // The first half is at least an hour; a one-hour window has no second half.
+    ].filter((w) => w.fromMs < w.toMs);
+    const found = await overRanges(
+      influx,
+      { hourly: "issue1h", daily: "issue1d" },
+      halves,
+      (measurement, time) =>
+        `SELECT sum("n") AS "n" FROM ${measurement} WHERE ${time}${which} GROUP BY "fingerprint", "firmware", "severity", "code"`,
     );
     const result = new Map<string, Tally>();
-    for (const g of found) {
+    for (const g of found.flatMap((series, i) =>
+      series.map((s) => ({ ...s, half: i === 0 ? (0 as const) : (1 as const) })),
+    )) {
       const fingerprint = g.tags.fingerprint;
       if (fingerprint === undefined || fingerprint === "") continue;
       const tally = result.get(fingerprint) ?? emptyTally();
@@ -445,7 +455,7 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
         const n = num(row.n);
         if (n === 0) continue;
         tally.occurrences += n;
-        tally.halves[row.time.getTime() < window.fromMs + half ? 0 : 1] += n;
+        tally.halves[g.half] += n;
         tally.severities.add(tagOf(g, "severity"));
         tally.codes.add(tagOf(g, "code"));
         tally.firmwares.add(tagOf(g, "firmware"));

@@ -26,6 +26,9 @@ export const MEASUREMENTS = {
   cohort1h: { name: "cohort_1h", rp: RP_LONG },
   /** Per UTC hour and fingerprint, kind, model, firmware, region, severity, code: faults and devices. */
   issue1h: { name: "issue_1h", rp: RP_LONG },
+  /** cohort_1h and issue_1h summed per UTC day (without the per-hour distinct counts), for long windows. */
+  cohort1d: { name: "cohort_1d", rp: RP_LONG },
+  issue1d: { name: "issue_1d", rp: RP_LONG },
   /** One point per fingerprint (at time 0): its key, kind, model, first and last occurrence ever. */
   fingerprint: { name: "fingerprint", rp: RP_LONG },
   /** The devices behind each distinct count, per UTC hour and day: active, faulty, per fingerprint. */
