@@ -1,27 +1,19 @@
 import type { InfluxDB } from "influx";
 import type { PointWriter } from "../storage/influx.js";
 import { from, queryGroups, timeRange } from "../storage/influxql.js";
-import type { MeasurementKey } from "../storage/schema.js";
 import { createRollups, type RollupResult } from "./rollups.js";
-import { HOUR_MS } from "./sets.js";
+import { HOUR_MS, ROLLUP_SOURCES } from "./sets.js";
 
 // Recomputes the rollups of every hour with raw data in a range: after an upgrade from a version without
 // rollups, for data written around the ingest (a restore, a bulk import), or for a benchmark's data set.
-
-const SOURCES: Array<[MeasurementKey, string]> = [
-  ["activity", "hours"],
-  ["fault", "seq"],
-  ["event", "seq"],
-  ["rejection", "bytes"],
-];
 
 /** Hour starts in [fromMs, toMs) with at least one raw point the rollups read. */
 export async function hoursWithData(influx: InfluxDB, fromMs: number, toMs: number): Promise<number[]> {
   const results = await queryGroups(
     influx,
-    SOURCES.map(
+    Object.entries(ROLLUP_SOURCES).map(
       ([key, field]) =>
-        `SELECT count("${field}") FROM ${from(key)} WHERE ${timeRange(fromMs, toMs)} GROUP BY time(1h) fill(none)`,
+        `SELECT count("${field}") FROM ${from(key as keyof typeof ROLLUP_SOURCES)} WHERE ${timeRange(fromMs, toMs)} GROUP BY time(1h) fill(none)`,
     ),
   );
   const hours = new Set<number>();

@@ -5,14 +5,14 @@ import { from, queryGroups, type Row, tagIs, text, timeRange } from "../storage/
 import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs } from "../storage/schema.js";
 import {
   DAY_MS,
-  decodeIds,
   encodeIds,
   HOUR_MS,
   identityKey,
-  identityOf,
   identityTags,
   type SetIdentity,
   type Span,
+  storedParts,
+  storedSetsStatement,
 } from "./sets.js";
 
 // Rollups: what the API's analytics read instead of the raw points. An hour is recomputed from its raw
@@ -265,20 +265,12 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
 
   /** The device sets of one bucket as stored. */
   async function readSets(span: Span, startMs: number, lengthMs: number): Promise<Map<number, Sets>> {
-    const [found = []] = await queryGroups(influx, [
-      `SELECT "ids" FROM ${from("deviceSet")} WHERE ${tagIs("span", span)} AND ${timeRange(startMs, startMs + lengthMs)} ` +
-        `GROUP BY "set", "kind", "model", "firmware", "region", "fingerprint", "part"`,
-    ]);
+    const [found = []] = await queryGroups(influx, [storedSetsStatement(span, startMs, startMs + lengthMs)]);
     const result = new Map<number, Sets>();
-    for (const group of found) {
-      const identity = identityOf(group.tags);
-      if (identity === undefined) continue;
-      for (const row of group.rows) {
-        const at = row.time.getTime();
-        const sets = result.get(at) ?? new Map();
-        result.set(at, sets);
-        for (const id of decodeIds(text(row.ids) ?? "")) addTo(sets, identity, id);
-      }
+    for (const { identity, startMs: at, ids } of storedParts(found)) {
+      const sets = result.get(at) ?? new Map();
+      result.set(at, sets);
+      for (const id of ids) addTo(sets, identity, id);
     }
     return result;
   }

@@ -1,3 +1,6 @@
+import { from, type Group, tagIs, text, timeRange } from "../storage/influxql.js";
+import { MEASUREMENTS } from "../storage/schema.js";
+
 // How a set of device ids is stored in a string field of "long"."device_set": sorted, comma-separated
 // (device ids never hold a comma: contract/topics.ts), cut into parts that stay well below InfluxDB's
 // 64 KB limit for a string field.
@@ -70,6 +73,23 @@ export function identityOf(tags: Record<string, string | undefined>): SetIdentit
   };
 }
 
+/** Reads the stored sets of one span with buckets starting in [fromMs, toMs); storedParts decodes them. */
+export const storedSetsStatement = (span: Span, fromMs: number, toMs: number) =>
+  `SELECT "ids" FROM ${from("deviceSet")} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)} ` +
+  `GROUP BY "set", "kind", "model", "firmware", "region", "fingerprint", "part"`;
+
+/** Each stored part of storedSetsStatement's answer: its set, its bucket's start and its ids. */
+export function* storedParts(
+  groups: readonly Group[],
+): Generator<{ identity: SetIdentity; startMs: number; ids: string[] }> {
+  for (const group of groups) {
+    const identity = identityOf(group.tags);
+    if (identity === undefined) continue;
+    for (const row of group.rows)
+      yield { identity, startMs: row.time.getTime(), ids: decodeIds(text(row.ids) ?? "") };
+  }
+}
+
 /**
  * The buckets that cover an hour-aligned window: whole UTC days inside it as days, the hours at its edges
  * as hours.
@@ -89,8 +109,11 @@ export function bucketsOf(window: { fromMs: number; toMs: number }): Array<{ spa
   return buckets;
 }
 
-/** The raw measurements the rollups are computed from. */
-const ROLLED_UP: ReadonlySet<string> = new Set(["activity", "fault", "event", "rejection"]);
+/** The raw measurements the rollups are computed from, each with a field all of its points have. */
+export const ROLLUP_SOURCES = { activity: "hours", fault: "seq", event: "seq", rejection: "bytes" } as const;
+const ROLLED_UP: ReadonlySet<string> = new Set(
+  Object.keys(ROLLUP_SOURCES).map((key) => MEASUREMENTS[key as keyof typeof ROLLUP_SOURCES].name),
+);
 
 /** The hours (their starts, in ms) whose rollups these points change. */
 export function dirtyHoursOf(points: Iterable<{ measurement: string; timeNs: string }>): Set<number> {

@@ -1,23 +1,22 @@
 import type { InfluxDB } from "influx";
 import {
   bucketsOf,
-  decodeIds,
   identityKey,
-  identityOf,
   type SetIdentity,
   type SetKind,
   SPAN_MS,
   type Span,
+  storedParts,
+  storedSetsStatement,
 } from "../rollup/sets.js";
-import { from, queryGroups, tagIs, text, timeRange } from "./influxql.js";
+import { from, queryGroups, tagIs, timeRange } from "./influxql.js";
+import type { Window } from "./rollup-ranges.js";
 
 // Distinct-device counts over any hour-aligned window, from the rollups' device sets (rollup/): the whole
 // UTC days inside the window from day sets, the hours at its edges from hour sets. InfluxDB 1.x counts
 // distinct values only by reading every point, which takes seconds at 10,000 devices × 30 days; the sets
 // are read once per bucket and kept while the bucket's revision (rollup_rev) stays the same, so a request
 // reads only the revisions and the buckets that changed since.
-
-export type Window = { fromMs: number; toMs: number };
 
 type CachedBucket = { rev: number; sets: Array<{ identity: SetIdentity; members: Int32Array }> };
 
@@ -55,7 +54,7 @@ export function createDeviceSets(influx: InfluxDB, options: { maxBuckets?: numbe
   };
 
   /** Contiguous time ranges covering these bucket starts of one span. */
-  const rangesOf = (span: Span, starts: number[]) => {
+  const runsOf = (span: Span, starts: number[]) => {
     const ranges: Array<[number, number]> = [];
     for (const start of [...starts].sort((a, b) => a - b)) {
       const last = ranges.at(-1);
@@ -72,7 +71,7 @@ export function createDeviceSets(influx: InfluxDB, options: { maxBuckets?: numbe
       const bySpan = (span: Span) =>
         [...needed.values()].filter((b) => b.span === span).map((b) => b.startMs);
       const revQueries = (["1h", "1d"] as const).flatMap((span) =>
-        rangesOf(span, bySpan(span)).map(([a, b]) => ({
+        runsOf(span, bySpan(span)).map(([a, b]) => ({
           span,
           statement: `SELECT "rev" FROM ${from("rollupRev")} WHERE ${tagIs("span", span)} AND ${timeRange(a, b)}`,
         })),
@@ -97,15 +96,10 @@ export function createDeviceSets(influx: InfluxDB, options: { maxBuckets?: numbe
       if (stale.length > 0) {
         const spans = (["1h", "1d"] as const).filter((span) => stale.some(([, b]) => b.span === span));
         const statements = spans.flatMap((span) =>
-          rangesOf(
+          runsOf(
             span,
             stale.filter(([, b]) => b.span === span).map(([, b]) => b.startMs),
-          ).map(([a, b]) => ({
-            span,
-            statement:
-              `SELECT "ids" FROM ${from("deviceSet")} WHERE ${tagIs("span", span)} AND ${timeRange(a, b)} ` +
-              `GROUP BY "set", "kind", "model", "firmware", "region", "fingerprint", "part"`,
-          })),
+          ).map(([a, b]) => ({ span, statement: storedSetsStatement(span, a, b) })),
         );
         const results = await queryGroups(
           influx,
@@ -114,17 +108,13 @@ export function createDeviceSets(influx: InfluxDB, options: { maxBuckets?: numbe
         const loaded = new Map<string, Map<string, { identity: SetIdentity; ids: number[] }>>();
         results.forEach((groups, i) => {
           const span: Span = statements[i]?.span ?? "1h";
-          for (const group of groups) {
-            const identity = identityOf(group.tags);
-            if (identity === undefined) continue;
-            for (const row of group.rows) {
-              const key = bucketKey(span, row.time.getTime());
-              const sets = loaded.get(key) ?? new Map();
-              loaded.set(key, sets);
-              const entry = sets.get(identityKey(identity)) ?? { identity, ids: [] };
-              sets.set(identityKey(identity), entry);
-              for (const id of decodeIds(text(row.ids) ?? "")) entry.ids.push(indexOf(id));
-            }
+          for (const { identity, startMs, ids } of storedParts(groups)) {
+            const key = bucketKey(span, startMs);
+            const sets = loaded.get(key) ?? new Map();
+            loaded.set(key, sets);
+            const entry = sets.get(identityKey(identity)) ?? { identity, ids: [] };
+            sets.set(identityKey(identity), entry);
+            for (const id of ids) entry.ids.push(indexOf(id));
           }
         });
         for (const [key] of stale) {

@@ -3,11 +3,11 @@ import { z } from "zod";
 import { compareRates } from "../analytics/rate-ratio.js";
 import { compareVersions } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
-import { COHORT_SUMS } from "../rollup/rollups.js";
-import type { SetIdentity } from "../rollup/sets.js";
-import { createDeviceSets, type DeviceSets, type Window } from "./device-sets.js";
+import { COHORT_SUMS, RATINGS } from "../rollup/rollups.js";
+import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
+import { createDeviceSets, type DeviceSets } from "./device-sets.js";
 import { from, type Group, iso, queryGroups, tagIs } from "./influxql.js";
-import { overRanges } from "./rollup-ranges.js";
+import { alignHours, overRanges, type Window } from "./rollup-ranges.js";
 
 // Fleet health and firmware cohorts, read from the rollups (rollup/, docs/storage.md "Rollups"), never from
 // the raw points: counting distinct devices in raw `activity` and `fault` takes seconds over a month of a
@@ -17,11 +17,9 @@ import { overRanges } from "./rollup-ranges.js";
 // never add up across hours or groups. Every window is widened to whole UTC hours, the rollups' grain; the
 // responses give the window actually used. Data shows up once its hour is rolled up, late data included.
 
-export const HOUR_MS = 3_600_000;
-export const DAY_MS = 24 * HOUR_MS;
+export { alignHours, DAY_MS, HOUR_MS, RATINGS };
 /** Daily series (trend, adoption) span at most this many days. */
 export const MAX_SERIES_DAYS = 400;
-export const RATINGS = 11;
 
 export const GROUP_TAGS = ["kind", "model", "firmware", "region"] as const;
 export const GroupTag = z.enum(GROUP_TAGS);
@@ -246,11 +244,6 @@ const groupByClause = (tags: readonly string[], daily: boolean) => {
 };
 
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
-/** The window widened to whole UTC hours, as every query of this store uses it. */
-export const alignHours = (q: { fromMs: number; toMs: number }) => ({
-  fromMs: Math.floor(q.fromMs / HOUR_MS) * HOUR_MS,
-  toMs: Math.ceil(q.toMs / HOUR_MS) * HOUR_MS,
-});
 const dayStarts = (fromMs: number, toMs: number) => {
   const days: number[] = [];
   for (let day = Math.floor(fromMs / DAY_MS) * DAY_MS; day < toMs; day += DAY_MS) days.push(day);

@@ -14,7 +14,7 @@ import {
 import { isAtLeast } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
 import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
-import { createDeviceSets, type DeviceSets, type Window } from "./device-sets.js";
+import { createDeviceSets, type DeviceSets } from "./device-sets.js";
 import { DeviceId, MAX_PAGE } from "./fleet-store.js";
 import type { PointWriter } from "./influx.js";
 import {
@@ -28,7 +28,7 @@ import {
   text,
   timeRange,
 } from "./influxql.js";
-import { overRanges } from "./rollup-ranges.js";
+import { alignHours, overRanges, type Window } from "./rollup-ranges.js";
 import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
 
 // Issues: faults grouped by their fingerprint, with manual merges resolved at read time (so they hold for
@@ -207,11 +207,6 @@ const num = (value: unknown) => (typeof value === "number" && Number.isFinite(va
 /** A group's tag; a series without it reads as UNKNOWN, as the ingest writes a missing one. */
 const tagOf = (g: Group, key: string) => g.tags[key] || UNKNOWN;
 
-/** The window widened to whole UTC hours, the rollups' unit (as HealthStore's alignHours). */
-const alignHours = (w: Window): Window => ({
-  fromMs: Math.floor(w.fromMs / HOUR_MS) * HOUR_MS,
-  toMs: Math.ceil(w.toMs / HOUR_MS) * HOUR_MS,
-});
 /** The first half of an hour-aligned window: ceil(hours / 2) whole hours. */
 const firstHalfMs = (w: Window) => Math.ceil((w.toMs - w.fromMs) / HOUR_MS / 2) * HOUR_MS;
 

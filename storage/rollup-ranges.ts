@@ -8,6 +8,12 @@ import type { MeasurementKey } from "./schema.js";
 // 1.x takes no OR between time ranges, so each range is a statement of its own, sent in one request.
 
 export type Window = { fromMs: number; toMs: number };
+
+/** The window widened to whole UTC hours, the rollups' grain: every analytics query uses it so. */
+export const alignHours = (w: Window): Window => ({
+  fromMs: Math.floor(w.fromMs / HOUR_MS) * HOUR_MS,
+  toMs: Math.ceil(w.toMs / HOUR_MS) * HOUR_MS,
+});
 type Range = Window & { daily: boolean };
 
 /** An hour-aligned window as at most three ranges: edge hours, whole days, edge hours. */
