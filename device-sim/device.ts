@@ -8,8 +8,10 @@ import {
   type SimTime,
 } from "./models/index.js";
 import { createRandom, deriveSeed, type Random } from "./random.js";
+import type { DeviceScript } from "./script.js";
 
-export type DeviceSpec = { id: string; kind: SimKind; hello: Hello };
+/** Who a device is, and (from a scenario) what will happen to it; no script means nothing injected. */
+export type DeviceSpec = { id: string; kind: SimKind; hello: Hello; script?: DeviceScript };
 
 /** One simulated device: its model, its own random source, and the state between ticks. */
 export class SimDevice<S extends BaseState = BaseState> {
