@@ -166,9 +166,22 @@ export const PRESENCE_STATES = ["online", "offline"] as const;
 export const Status = z.strictObject({ state: z.enum(PRESENCE_STATES) }).meta({ id: "Status" });
 export type Status = z.infer<typeof Status>;
 
+export const COMMAND_TYPES = ["reboot", "recalibrate", "diagnostics"] as const;
+export const CommandType = z.enum(COMMAND_TYPES);
+export type CommandType = z.infer<typeof CommandType>;
+
+export const Command = z
+  .strictObject({
+    type: CommandType,
+    ts: Timestamp.meta({ description: "When the command was sent, sender's clock, epoch milliseconds" }),
+    args: Context.optional(),
+  })
+  .meta({ id: "Command", description: "Sent to fq/v1/{deviceId}/cmd/{commandId}: what the device should do" });
+export type Command = z.infer<typeof Command>;
+
 export const CommandResult = z
   .strictObject({ ts: Timestamp, seq: Seq, ok: z.boolean(), message: freeText(1024).optional() })
-  .meta({ id: "CommandResult", description: "Reserved for remote commands" });
+  .meta({ id: "CommandResult", description: "A device's answer to a command, on …/cmd/{commandId}/result" });
 export type CommandResult = z.infer<typeof CommandResult>;
 
 /** Why a message was refused; the words a device reads on its errors topic. */

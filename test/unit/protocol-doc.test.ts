@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
+  Command,
   CommandResult,
   DeviceError,
   Fault,
@@ -37,6 +38,7 @@ const SCHEMAS: Record<string, z.ZodType> = {
   FeedbackEvent,
   OtherEvent,
   Status,
+  Command,
   CommandResult,
   DeviceError,
 };
@@ -165,11 +167,15 @@ describe("docs/protocol.md examples", () => {
       expect(DeviceError.safeParse(JSON.parse(example.payload)).error).toBeUndefined();
       return;
     }
+    if (parsed?.channel === "cmd") {
+      expect(Command.safeParse(JSON.parse(example.payload)).error).toBeUndefined();
+      return;
+    }
     const decoded = decodeMessage(topic, Buffer.from(example.payload), 65536);
     expect(decoded.ok ? undefined : decoded.refusal).toBeUndefined();
   });
 
-  it.each([...UPLINK_CHANNELS, "cmd-result", "errors"])("shows at least one %s message", (channel) => {
+  it.each([...UPLINK_CHANNELS, "cmd", "cmd-result", "errors"])("shows at least one %s message", (channel) => {
     expect(all.some((e) => parseDeviceTopic(e.topic)?.channel === channel)).toBe(true);
   });
 
