@@ -176,7 +176,10 @@ export const Command = z
     ts: Timestamp.meta({ description: "When the command was sent, sender's clock, epoch milliseconds" }),
     args: Context.optional(),
   })
-  .meta({ id: "Command", description: "Sent to fq/v1/{deviceId}/cmd/{commandId}: what the device should do" });
+  .meta({
+    id: "Command",
+    description: "Sent to fq/v1/{deviceId}/cmd/{commandId}: what the device should do",
+  });
 export type Command = z.infer<typeof Command>;
 
 export const CommandResult = z
