@@ -6,11 +6,11 @@ import type { InfluxConfig } from "../config/env.js";
 import { silentLogger } from "../observe/logger.js";
 import { createMetrics } from "../observe/metrics.js";
 import { rebuildRollups } from "../rollup/rebuild.js";
-import { createDeviceSets } from "../storage/device-sets.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import { createInfluxHealthStore } from "../storage/health-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
 import { createInfluxIssueStore } from "../storage/issue-store.js";
+import { createRollupCache } from "../storage/rollup-cache.js";
 import type { Point } from "../storage/schema.js";
 import { fleetHistory } from "./fleet-history.js";
 
@@ -144,11 +144,11 @@ async function main() {
     out("computing the rollups");
     await rollUp(config, endMs);
   }
-  const deviceSets = createDeviceSets(influx);
+  const rollups = createRollupCache(influx);
   const app = createApp({
     store: createInfluxFleetStore(influx),
-    issues: createInfluxIssueStore(influx, { now: () => endMs, deviceSets }),
-    health: createInfluxHealthStore(influx, { deviceSets }),
+    issues: createInfluxIssueStore(influx, { now: () => endMs, rollups }),
+    health: createInfluxHealthStore(influx, { rollups }),
     tokens: new Map([[TOKEN, "viewer"]]),
     logger: silentLogger,
     metrics: createMetrics(),

@@ -15,7 +15,6 @@ import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
 import { createRollups } from "../rollup/rollups.js";
 import { RollupRunner } from "../rollup/runner.js";
-import { createDeviceSets } from "../storage/device-sets.js";
 import { createInfluxFleetStore } from "../storage/fleet-store.js";
 import { createInfluxHealthStore } from "../storage/health-store.js";
 import {
@@ -26,6 +25,7 @@ import {
   type PointWriter,
 } from "../storage/influx.js";
 import { createInfluxIssueStore } from "../storage/issue-store.js";
+import { createRollupCache } from "../storage/rollup-cache.js";
 
 // Composes the parts into one process. The broker and the ingest always run together: a message is made
 // durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on its own.
@@ -184,7 +184,7 @@ export async function startFieldq(
     }
     try {
       // One cache of device sets for both analytics stores.
-      const deviceSets = createDeviceSets(influx);
+      const rollups = createRollupCache(influx);
       api = await startApi({
         host: config.http.host,
         port: config.http.port,
@@ -197,9 +197,9 @@ export async function startFieldq(
         issues: createInfluxIssueStore(influx, {
           writeEvent: createPointWriter(config.influx),
           verifyDeviceHours: config.analytics.verifyDeviceHours,
-          deviceSets,
+          rollups,
         }),
-        health: createInfluxHealthStore(influx, { deviceSets }),
+        health: createInfluxHealthStore(influx, { rollups }),
         tokens: config.http.tokens,
         logger: deps.logger.child({ part: "api" }),
         metrics,

@@ -1,20 +1,26 @@
-import { type InfluxDB, escape as influxql } from "influx";
+import type { InfluxDB } from "influx";
 import { z } from "zod";
 import { compareRates } from "../analytics/rate-ratio.js";
 import { compareVersions } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
 import { COHORT_SUMS, RATINGS } from "../rollup/rollups.js";
 import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
-import { createDeviceSets, type DeviceSets } from "./device-sets.js";
 import { from, type Group, iso, queryGroups, tagIs } from "./influxql.js";
-import { alignHours, overRanges, type Window } from "./rollup-ranges.js";
+import {
+  alignHours,
+  createRollupCache,
+  type RollupCache,
+  type RollupView,
+  type SumQuery,
+  type Window,
+} from "./rollup-cache.js";
 
 // Fleet health and firmware cohorts, read from the rollups (rollup/, docs/storage.md "Rollups"), never from
 // the raw points: counting distinct devices in raw `activity` and `fault` takes seconds over a month of a
 // large fleet. Exposure, faults, reboots, rejections and ratings are sums of `cohort_1h` (one point per UTC
 // hour and cohort; exposure is the `activity` points, one per device and hour it reported); fault counts by
-// code come from `issue_1h`; distinct devices come from the device sets (storage/device-sets.ts), which
-// never add up across hours or groups. Every window is widened to whole UTC hours, the rollups' grain; the
+// code come from `issue_1h`; distinct devices come from the device sets, which never add up across hours
+// or groups; storage/rollup-cache.ts reads and caches both. Every window is widened to whole UTC hours, the rollups' grain; the
 // responses give the window actually used. Data shows up once its hour is rolled up, late data included.
 
 export { alignHours, DAY_MS, HOUR_MS, RATINGS };
@@ -237,12 +243,6 @@ export interface HealthStore {
   compareFirmware(query: FirmwareCompareQuery): Promise<FirmwareComparisonResult>;
 }
 
-const groupByClause = (tags: readonly string[], daily: boolean) => {
-  const terms = [...(daily ? ["time(1d)"] : []), ...tags.map((t) => influxql.quoted(t))];
-  if (terms.length === 0) return "";
-  return ` GROUP BY ${terms.join(", ")}${daily ? " fill(none)" : ""}`;
-};
-
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
 const dayStarts = (fromMs: number, toMs: number) => {
   const days: number[] = [];
@@ -346,40 +346,41 @@ const groupIn =
       : undefined;
 
 export type HealthStoreOptions = {
-  /** Where distinct devices are counted; one per store, as it caches the sets it read. */
-  deviceSets?: DeviceSets;
+  /** Where rollups are read and cached; pass the IssueStore's to share one cache. */
+  rollups?: RollupCache;
 };
 
 export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOptions = {}): HealthStore {
-  const sets = options.deviceSets ?? createDeviceSets(influx);
+  const rollups = options.rollups ?? createRollupCache(influx);
   const cohorts = from("cohort1h");
   const COHORTS = { hourly: "cohort1h", daily: "cohort1d" } as const;
   const ISSUES = { hourly: "issue1h", daily: "issue1d" } as const;
   /** Several statements in one request; one list of series per statement. */
   const statements = (queries: readonly string[]) => queryGroups(influx, queries);
 
+  /** The cohort sums behind HealthMetrics in the selection, per group of `tags`. */
+  const cohortSums = (q: TagFilter, tags: readonly GroupTag[]): SumQuery => ({
+    rollup: COHORTS,
+    select: COHORT_SUMS,
+    where: tagConditions(q),
+    groupBy: tags,
+  });
+
   /**
-   * The cohort_1h sums behind HealthMetrics per group of `tags` (and per UTC day when daily), keyed by
-   * keyOf(group, time); the distinct-device counts are left at 0 for the caller.
+   * cohortSums added up per group (and per UTC day when daily), keyed by keyOf(group, day); the
+   * distinct-device counts are left at 0 for the caller.
    */
-  async function sumsBy(
+  function sumsBy(
+    view: RollupView,
     q: TagFilter,
-    window: Window,
     tags: readonly GroupTag[],
     daily: boolean,
-  ): Promise<Map<string, { group: Record<string, string>; counts: Counts }>> {
-    const [series = []] = await overRanges(
-      influx,
-      COHORTS,
-      [window],
-      (measurement, time) =>
-        `SELECT ${COHORT_SUMS} FROM ${measurement} WHERE ${time}${tagConditions(q)}${groupByClause(tags, daily)}`,
-    );
+  ): Map<string, { group: Record<string, string>; counts: Counts }> {
     const result = new Map<string, { group: Record<string, string>; counts: Counts }>();
-    for (const g of series) {
+    for (const g of view.sums(cohortSums(q, tags))) {
       const group = Object.fromEntries(tags.map((t) => [t, g.tags[t] ?? ""]));
       for (const row of g.rows) {
-        const key = keyOf(group, daily ? row.time.getTime() : 0);
+        const key = keyOf(group, daily ? Math.floor(row.time.getTime() / DAY_MS) * DAY_MS : 0);
         const c = result.get(key)?.counts ?? emptyCounts();
         result.set(key, { group, counts: c });
         c.exposureHours += num(row.hours);
@@ -397,7 +398,8 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
       const q = FleetSummaryQuery.parse(input);
       const window = alignHours(q);
       const groupBy = [...new Set(q.groupBy)];
-      const [grouped, view] = await Promise.all([sumsBy(q, window, groupBy, false), sets.load([window])]);
+      const view = await rollups.load([window], [cohortSums(q, groupBy)]);
+      const grouped = sumsBy(view, q, groupBy, false);
       const perGroup = groupIn(q, groupBy);
       const [active, faulty] = [view.count("active", perGroup), view.count("faulty", perGroup)];
       const total = emptyCounts();
@@ -432,7 +434,8 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
     async fleetTrend(input) {
       const q = FleetTrendQuery.parse(input);
       const window = alignHours(q);
-      const [daily, view] = await Promise.all([sumsBy(q, window, [], true), sets.load([window])]);
+      const view = await rollups.load([window], [cohortSums(q, [])]);
+      const daily = sumsBy(view, q, [], true);
       const whole = groupIn(q, []);
       return {
         from: iso(window.fromMs),
@@ -456,20 +459,20 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
       const model = q.model === undefined ? "" : ` AND ${tagIs("model", q.model)}`;
       // Cohort points with no exposure exist for hours with only faults or events: a version is active
       // (and first seen) where it has activity hours.
-      const [[perVersion = []], [first = []], view] = await Promise.all([
-        overRanges(
-          influx,
-          COHORTS,
-          [window],
-          (measurement, time) =>
-            `SELECT sum("hours") AS "hours" FROM ${measurement} WHERE ${time} AND "hours" > 0${model} GROUP BY "model", "firmware"`,
-        ),
+      const exposure: SumQuery = {
+        rollup: COHORTS,
+        select: `sum("hours") AS "hours"`,
+        where: ` AND "hours" > 0${model}`,
+        groupBy: ["model", "firmware"],
+      };
+      const [[first = []], view] = await Promise.all([
         statements([
           // first() of all history up to `to`: when the version first reported, wherever the window starts.
           `SELECT first("hours") AS "hours" FROM ${cohorts} WHERE time < ${toMs}ms AND "hours" > 0${model} GROUP BY "model", "firmware"`,
         ]),
-        sets.load([window, lastDay]),
+        rollups.load([window, lastDay], [exposure]),
       ]);
+      const perVersion = view.sums(exposure);
       const versionKey = (tags: Record<string, string | undefined>) =>
         keyOf({ model: tags.model ?? "", firmware: tags.firmware ?? "" }, 0);
       const ofModel = (identity: SetIdentity) => q.model === undefined || identity.model === q.model;
@@ -535,23 +538,20 @@ export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOp
       const cohortsOf =
         ` AND ${tagIs("model", q.model)} AND ` +
         `(${tagIs("firmware", q.baseline)} OR ${tagIs("firmware", q.candidate)})`;
-      const [[exposure = []], [faults = []], view] = await Promise.all([
-        overRanges(
-          influx,
-          COHORTS,
-          [window],
-          (measurement, time) =>
-            `SELECT sum("hours") AS "hours" FROM ${measurement} WHERE ${time}${cohortsOf} GROUP BY "firmware"`,
-        ),
-        overRanges(
-          influx,
-          ISSUES,
-          [window],
-          (measurement, time) =>
-            `SELECT sum("n") AS "n" FROM ${measurement} WHERE ${time}${cohortsOf} GROUP BY "firmware", "severity", "code"`,
-        ),
-        sets.load([window]),
-      ]);
+      const hours: SumQuery = {
+        rollup: COHORTS,
+        select: `sum("hours") AS "hours"`,
+        where: cohortsOf,
+        groupBy: ["firmware"],
+      };
+      const counts: SumQuery = {
+        rollup: ISSUES,
+        select: `sum("n") AS "n"`,
+        where: cohortsOf,
+        groupBy: ["firmware", "severity", "code"],
+      };
+      const view = await rollups.load([window], [hours, counts]);
+      const [exposure, faults] = [view.sums(hours), view.sums(counts)];
       const devices = view.count("active", (identity) =>
         identity.model === q.model && (identity.firmware === q.baseline || identity.firmware === q.candidate)
           ? identity.firmware

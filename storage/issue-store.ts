@@ -14,7 +14,6 @@ import {
 import { isAtLeast } from "../analytics/versions.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
 import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
-import { createDeviceSets, type DeviceSets } from "./device-sets.js";
 import { DeviceId, MAX_PAGE } from "./fleet-store.js";
 import type { PointWriter } from "./influx.js";
 import {
@@ -28,7 +27,14 @@ import {
   text,
   timeRange,
 } from "./influxql.js";
-import { alignHours, overRanges, type Window } from "./rollup-ranges.js";
+import {
+  alignHours,
+  createRollupCache,
+  type RollupCache,
+  type RollupView,
+  type SumQuery,
+  type Window,
+} from "./rollup-cache.js";
 import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
 
 // Issues: faults grouped by their fingerprint, with manual merges resolved at read time (so they hold for
@@ -197,8 +203,8 @@ export type IssueStoreOptions = {
   now?: () => number;
   /** Device-hours on the fixing firmware, without a recurrence, that close an issue as effective. */
   verifyDeviceHours?: number;
-  /** Distinct-device counts; default createDeviceSets(influx). Pass the HealthStore's to share its cache. */
-  deviceSets?: DeviceSets;
+  /** Where rollups are read and cached; pass the HealthStore's to share one cache. */
+  rollups?: RollupCache;
 };
 
 const anyOf = (tag: string, values: readonly string[]) =>
@@ -301,7 +307,7 @@ const modelOf = (s: SetIdentity) => modelKey(s.kind || UNKNOWN, s.model || UNKNO
 export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOptions = {}): IssueStore {
   const now = options.now ?? Date.now;
   const requiredHours = options.verifyDeviceHours ?? DEFAULT_VERIFY_DEVICE_HOURS;
-  const deviceSets = options.deviceSets ?? createDeviceSets(influx);
+  const rollups = options.rollups ?? createRollupCache(influx);
   const write: PointWriter =
     options.writeEvent ??
     (async (points) => {
@@ -419,31 +425,38 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
     return metas;
   }
 
-  /**
-   * Per fingerprint (all, or those given) in an hour-aligned window, counted per half of it, from
-   * issue_1h: a few rows per fingerprint, firmware, severity and code.
-   */
-  async function tallies(window: Window, fps?: readonly string[]): Promise<Map<string, Tally>> {
+  /** Faults per fingerprint, firmware, severity and code: the sums behind every issue's tally. */
+  const ISSUE_COUNTS: SumQuery = {
+    rollup: { hourly: "issue1h", daily: "issue1d" },
+    select: `sum("n") AS "n"`,
+    where: "",
+    groupBy: ["fingerprint", "firmware", "severity", "code"],
+  };
+
+  /** The two halves of an hour-aligned window, growth's comparison; a one-hour window has no second. */
+  const halvesOf = (window: Window): Window[] => {
     const middle = window.fromMs + firstHalfMs(window);
-    const which = fps === undefined ? "" : ` AND ${anyOf("fingerprint", fps)}`;
-    const halves = [
+    return [
       { fromMs: window.fromMs, toMs: middle },
       { fromMs: middle, toMs: window.toMs },
-      // The first half is at least an hour; a one-hour window has no second half.
     ].filter((w) => w.fromMs < w.toMs);
-    const found = await overRanges(
-      influx,
-      { hourly: "issue1h", daily: "issue1d" },
-      halves,
-      (measurement, time) =>
-        `SELECT sum("n") AS "n" FROM ${measurement} WHERE ${time}${which} GROUP BY "fingerprint", "firmware", "severity", "code"`,
-    );
+  };
+
+  /** Loads the rollups behind issue statistics in this window: device sets and ISSUE_COUNTS by half. */
+  const loadIssueRollups = (window: Window) => rollups.load([window, ...halvesOf(window)], [ISSUE_COUNTS]);
+
+  /**
+   * Per fingerprint (all, or those `wanted`), occurrences in a window loaded by loadIssueRollups, counted
+   * per half of it.
+   */
+  function tallies(view: RollupView, window: Window, wanted?: ReadonlySet<string>): Map<string, Tally> {
+    const found = halvesOf(window).map((half) => view.sums(ISSUE_COUNTS, half));
     const result = new Map<string, Tally>();
     for (const g of found.flatMap((series, i) =>
       series.map((s) => ({ ...s, half: i === 0 ? (0 as const) : (1 as const) })),
     )) {
       const fingerprint = g.tags.fingerprint;
-      if (fingerprint === undefined || fingerprint === "") continue;
+      if (fingerprint === undefined || fingerprint === "" || wanted?.has(fingerprint) === false) continue;
       const tally = result.get(fingerprint) ?? emptyTally();
       result.set(fingerprint, tally);
       for (const row of g.rows) {
@@ -603,12 +616,8 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
     async listIssues(input) {
       const filter = IssueFilter.parse(input);
       const window = alignHours(filter);
-      const [log, metas, byFingerprint, view] = await Promise.all([
-        loadLog(),
-        fingerprints(),
-        tallies(window),
-        deviceSets.load([window]),
-      ]);
+      const [log, metas, view] = await Promise.all([loadLog(), fingerprints(), loadIssueRollups(window)]);
+      const byFingerprint = tallies(view, window);
       const issueOf = new Map([...metas.keys()].map((fp) => [fp, resolveIssueId(fp, log.merges)]));
       const found = fold(byFingerprint, (fp) => issueOf.get(fp));
       // Fault sets are per fingerprint: counting them per issue counts a device of two merged ones once.
@@ -667,9 +676,8 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
       // the device sets hold no firmware or region, and a daily trend not aligned on UTC days would need
       // every hour's sets.
       const raw = `FROM ${from("fault")} WHERE ${timeRange(window.fromMs, window.toMs)} AND ${anyOf("fingerprint", fps)}`;
-      const [byFingerprint, view, trend, perDevice, lastPerDevice, state] = await Promise.all([
-        tallies(window, fps),
-        deviceSets.load([window]),
+      const [view, trend, perDevice, lastPerDevice, state] = await Promise.all([
+        loadIssueRollups(window),
         rows(
           `SELECT count("seq") AS "occurrences", count(distinct("device_id")) AS "devices" ${raw} ` +
             `GROUP BY time(${bucketMs}ms, ${window.fromMs % bucketMs}ms) fill(0)`,
@@ -678,7 +686,7 @@ export function createInfluxIssueStore(influx: InfluxDB, options: IssueStoreOpti
         groups(`SELECT last("seq") AS "seq", "firmware" ${raw} GROUP BY "device"`),
         settle(id, replay(log.byIssue.get(id) ?? []), group),
       ]);
-      const tally = fold(byFingerprint, ofIssue).get(id) ?? emptyTally();
+      const tally = fold(tallies(view, window, members), ofIssue).get(id) ?? emptyTally();
       const affected = view.count("fault", (s) => ofIssue(s.fingerprint)).get(id) ?? 0;
       const summary = summarize(
         { id, members: group, tally, affected, state },

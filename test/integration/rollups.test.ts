@@ -9,7 +9,6 @@ import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { createRollups } from "../../rollup/rollups.js";
 import { RollupRunner } from "../../rollup/runner.js";
-import { createDeviceSets } from "../../storage/device-sets.js";
 import {
   createInflux,
   createPointWriter,
@@ -18,6 +17,7 @@ import {
   type PointWriter,
 } from "../../storage/influx.js";
 import { queryGroups } from "../../storage/influxql.js";
+import { createRollupCache, type RollupView, type SumQuery } from "../../storage/rollup-cache.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
 
@@ -117,7 +117,7 @@ describe("rollups", () => {
     ]);
 
     const window = { fromMs: D1 + 22 * HOUR, toMs: D2 + DAY };
-    const view = await createDeviceSets(influx).load([
+    const view = await createRollupCache(influx).load([
       window,
       { fromMs: D1 + 23 * HOUR, toMs: D2 + 3 * HOUR },
     ]);
@@ -137,12 +137,26 @@ describe("rollups", () => {
   }) => {
     const rollups = createRollups(influx, write);
     await rollups.recompute(hoursOf(HISTORY));
-    const sets = createDeviceSets(influx);
+    const sets = createRollupCache(influx);
     const window = { fromMs: D1, toMs: D2 + DAY };
-    expect(Object.fromEntries((await sets.load([window])).count("active", byModel))).toEqual({
-      M1: 2,
-      M2: 1,
-    });
+    // The day D1 whole (its day rollup) and D2's first 6 hours (hour rollups): both kinds of bucket.
+    const exposure: SumQuery = {
+      rollup: { hourly: "cohort1h", daily: "cohort1d" },
+      select: `sum("hours") AS "hours"`,
+      where: "",
+      groupBy: ["model"],
+    };
+    const hoursByModel = (view: RollupView) => {
+      const totals: Record<string, number> = {};
+      for (const g of view.sums(exposure, { fromMs: D1, toMs: D2 + 6 * HOUR })) {
+        const model = g.tags.model ?? "";
+        totals[model] = (totals[model] ?? 0) + Number(g.rows[0]?.hours ?? 0);
+      }
+      return totals;
+    };
+    const before = await sets.load([window, { fromMs: D1, toMs: D2 + 6 * HOUR }], [exposure]);
+    expect(Object.fromEntries(before.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
+    const hoursBefore = hoursByModel(before);
 
     // Device d flushes its buffer: an hour of D1 that was rolled up already, and a day-old fault.
     const late = [active("d", M2, D1 + 5 * HOUR), ...fault("d", M2, D1 + 5 * HOUR + 60_000, "X")];
@@ -151,10 +165,15 @@ describe("rollups", () => {
       M1: 2,
       M2: 1,
     });
+    expect(hoursByModel(await sets.load([window, { fromMs: D1, toMs: D2 + 6 * HOUR }], [exposure]))).toEqual(
+      hoursBefore,
+    );
     await rollups.recompute(hoursOf(late));
-    const view = await sets.load([window]);
+    const view = await sets.load([window, { fromMs: D1, toMs: D2 + 6 * HOUR }], [exposure]);
     expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 2 });
     expect(Object.fromEntries(view.count("faulty", byModel))).toEqual({ M1: 2, M2: 1 });
+    // The cached day row of D1 gave way to the recomputed one: one more device-hour for M2.
+    expect(hoursByModel(view)).toEqual({ ...hoursBefore, M2: (hoursBefore.M2 ?? 0) + 1 });
   });
 });
 
@@ -174,7 +193,7 @@ describe("RollupRunner", () => {
       runner.start();
       await journal.commit([], [], 0, new Set(hoursOf(HISTORY).map((ms) => Math.floor(ms / HOUR) * HOUR)));
       await expect.poll(() => journal.dirty().size, { timeout: 20_000 }).toBe(0);
-      const view = await createDeviceSets(influx).load([{ fromMs: D1, toMs: D2 + DAY }]);
+      const view = await createRollupCache(influx).load([{ fromMs: D1, toMs: D2 + DAY }]);
       expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
       expect((await metrics.rollupHours.get()).values[0]?.value).toBe(26);
     } finally {

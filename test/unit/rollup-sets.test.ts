@@ -1,6 +1,5 @@
 import { describe, expect, test } from "vitest";
 import { bucketsOf, decodeIds, dirtyHoursOf, encodeIds, PART_CHARS } from "../../rollup/sets.js";
-import { rangesOf } from "../../storage/rollup-ranges.js";
 import { pointTimeNs } from "../../storage/schema.js";
 
 const H = 3_600_000;
@@ -21,7 +20,7 @@ describe("device set parts", () => {
   });
 });
 
-describe("a window's buckets and ranges", () => {
+describe("a window's buckets", () => {
   const window = { fromMs: DAY - 2 * H, toMs: DAY + 2 * D + 3 * H };
   test("take whole UTC days as days and the edges as hours", () => {
     const buckets = bucketsOf(window);
@@ -29,19 +28,13 @@ describe("a window's buckets and ranges", () => {
     expect(buckets.filter((b) => b.span === "1h").map((b) => (b.startMs - DAY) / H)).toEqual([
       -2, -1, 48, 49, 50,
     ]);
-    expect(rangesOf(window)).toEqual([
-      { fromMs: DAY - 2 * H, toMs: DAY, daily: false },
-      { fromMs: DAY, toMs: DAY + 2 * D, daily: true },
-      { fromMs: DAY + 2 * D, toMs: DAY + 2 * D + 3 * H, daily: false },
-    ]);
   });
 
   test("are hours alone for a window within one day, and days alone for whole days", () => {
-    expect(rangesOf({ fromMs: DAY + H, toMs: DAY + 5 * H })).toEqual([
-      { fromMs: DAY + H, toMs: DAY + 5 * H, daily: false },
-    ]);
+    expect(bucketsOf({ fromMs: DAY + H, toMs: DAY + 4 * H })).toEqual(
+      [1, 2, 3].map((h) => ({ span: "1h", startMs: DAY + h * H })),
+    );
     expect(bucketsOf({ fromMs: DAY, toMs: DAY + D })).toEqual([{ span: "1d", startMs: DAY }]);
-    expect(rangesOf({ fromMs: DAY, toMs: DAY + D })).toEqual([{ fromMs: DAY, toMs: DAY + D, daily: true }]);
   });
 });
 
