@@ -1,0 +1,353 @@
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import type { z } from "zod";
+import { IssuePage } from "../api/issue-schemas.js";
+import { DevicePage, Health } from "../api/schemas.js";
+import { parseDuration } from "../config/duration.js";
+import { ApiTokens, Env, ROLES } from "../config/env.js";
+import { MAX_PAGE, SilenceReport } from "../storage/fleet-store.js";
+import { FirmwareComparison, FirmwareVersions, FleetSummary } from "../storage/health-store.js";
+import { IssueDetail } from "../storage/issue-store.js";
+import {
+  collectAnswers,
+  parseGroundTruth,
+  type Score,
+  type ScoreApi,
+  scoreRun,
+  type Window,
+} from "./score.js";
+
+// `fieldq sim score <ground-truth.json>`: asks a running fieldq API what it found of what a run injected.
+
+/** The environment it reads (process.env fits); the command parses it itself, as it parses its flags. */
+export type ScoreCommandEnv = Readonly<Record<string, string | undefined>>;
+
+export type ScoreCommandIo = {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  /** The HTTP client; global fetch unless given. */
+  fetch?: typeof fetch;
+  /** The moment silence is judged at; Date.now unless given. */
+  now?: () => number;
+};
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+const DEFAULT_STEP = "1h";
+const HOUR_MS = 3_600_000;
+
+function defaultApiUrl(env: ScoreCommandEnv): string {
+  const port = Env.shape.FIELDQ_HTTP_PORT.safeParse(env.FIELDQ_HTTP_PORT);
+  return `http://127.0.0.1:${port.success && port.data !== 0 ? port.data : 8080}`;
+}
+
+/** The lowest-ranked token of FIELDQ_API_TOKENS, the stack's own list, when no token is given. */
+function configuredToken(env: ScoreCommandEnv): string | undefined {
+  const tokens = ApiTokens.safeParse(env.FIELDQ_API_TOKENS);
+  if (!tokens.success) return undefined;
+  const ranked = [...tokens.data].sort(([, a], [, b]) => ROLES.indexOf(a) - ROLES.indexOf(b));
+  return ranked[0]?.[0];
+}
+
+function usage(env: ScoreCommandEnv): string[] {
+  return [
+    "Usage: fieldq sim score <ground-truth.json> [options]",
+    "",
+    "Asks the fieldq API what it found of the problems a simulator run injected (the ground truth the run",
+    "wrote) and reports, per problem, whether it was found and how long after its onset, the false alarms,",
+    "precision, recall and time to detect. docs/simulator.md (Scoring) explains the rules.",
+    "",
+    "Options:",
+    `  --api <url>      the fieldq API (default FIELDQ_API_URL, else ${defaultApiUrl(env)})`,
+    "  --token <t>      a bearer token, viewer is enough (default FIELDQ_API_TOKEN, else the",
+    "                   lowest-ranked token of FIELDQ_API_TOKENS)",
+    `  --step <time>    time-to-detect resolution, whole hours (default ${DEFAULT_STEP})`,
+    "  --json           print the score as JSON instead of a table",
+    "  -h, --help       show this help",
+    "",
+    "Exit status: 0 when scoring ran (whatever the score), 1 when the API cannot be reached or fails,",
+    "2 on a usage error, an unreadable or invalid ground-truth file, or a token the API refuses.",
+  ];
+}
+
+const PARSE_ARGS_OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  api: { type: "string" },
+  token: { type: "string" },
+  step: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+/** How a request to the API failed: the command's exit status depends on it. */
+export class ApiCallError extends Error {
+  readonly kind: "unreachable" | "refused" | "failed";
+  constructor(kind: ApiCallError["kind"], message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ApiCallError";
+    this.kind = kind;
+  }
+}
+
+type Query = Record<string, string | number | undefined>;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const windowQuery = (w: Window) => ({ from: iso(w.fromMs), to: iso(w.toMs) });
+
+/** ScoreApi over HTTP: every answer is checked against the route's own response schema. */
+export function createHttpScoreApi(options: { baseUrl: string; token: string; fetch?: typeof fetch }) {
+  const doFetch = options.fetch ?? fetch;
+  const base = options.baseUrl.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
+
+  async function get<S extends z.ZodType>(
+    path: string,
+    query: Query,
+    schema: S,
+    missing: "undefined" | "error" = "error",
+  ): Promise<z.infer<S> | undefined> {
+    const url = new URL(`${base}${path}`);
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const what = `GET ${url.pathname}${url.search}`;
+    let response: Response;
+    try {
+      response = await doFetch(url, { headers: { authorization: `Bearer ${options.token}` } });
+    } catch (error) {
+      const cause =
+        error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+      throw new ApiCallError("unreachable", `cannot reach the fieldq API at ${base}: ${cause}`, {
+        cause: error,
+      });
+    }
+    const body: unknown = await response.json().catch(() => undefined);
+    if (response.status === 404 && missing === "undefined") return undefined;
+    if (response.status === 401 || response.status === 403) {
+      throw new ApiCallError(
+        "refused",
+        `the API refused the token (${response.status}): give a viewer token with --token or FIELDQ_API_TOKEN`,
+      );
+    }
+    if (response.status !== 200) {
+      const message = (body as { error?: { message?: unknown } } | undefined)?.error?.message;
+      throw new ApiCallError(
+        "failed",
+        `${what} answered ${response.status}${typeof message === "string" ? `: ${message}` : ""}`,
+      );
+    }
+    const parsed = schema.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `;
+      throw new ApiCallError("failed", `${what}: unexpected answer: ${where}${issue?.message ?? ""}`);
+    }
+    return parsed.data;
+  }
+
+  const required = async <S extends z.ZodType>(
+    path: string,
+    query: Query,
+    schema: S,
+  ): Promise<z.infer<S>> => {
+    const answer = await get(path, query, schema);
+    if (answer === undefined) throw new ApiCallError("failed", `GET ${path}: no answer`);
+    return answer;
+  };
+
+  async function allPages<T>(
+    path: string,
+    query: Query,
+    schema: z.ZodType<{ items: T[]; nextOffset: number | null }>,
+  ): Promise<T[]> {
+    const items: T[] = [];
+    let offset: number | null = 0;
+    while (offset !== null) {
+      const page: { items: T[]; nextOffset: number | null } = await required(
+        path,
+        { ...query, limit: MAX_PAGE, offset },
+        schema,
+      );
+      items.push(...page.items);
+      offset = page.nextOffset;
+    }
+    return items;
+  }
+
+  const api: ScoreApi & { health(): Promise<Health> } = {
+    async health() {
+      const url = `${base}/api/v1/health`;
+      let response: Response;
+      try {
+        response = await doFetch(url);
+      } catch (error) {
+        const cause =
+          error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+        throw new ApiCallError("unreachable", `cannot reach the fieldq API at ${base}: ${cause}`, {
+          cause: error,
+        });
+      }
+      const parsed = Health.safeParse(await response.json().catch(() => undefined));
+      if (!parsed.success) throw new ApiCallError("unreachable", `${url} is not a fieldq API`);
+      if (parsed.data.status !== "ok") {
+        throw new ApiCallError("unreachable", `the fieldq API at ${base} cannot reach InfluxDB`);
+      }
+      return parsed.data;
+    },
+    firmwareVersions: (w) => required("/api/v1/firmware", windowQuery(w), FirmwareVersions),
+    compare: (q) =>
+      get(
+        "/api/v1/firmware/compare",
+        { model: q.model, baseline: q.baseline, candidate: q.candidate, ...windowQuery(q) },
+        FirmwareComparison,
+        "undefined",
+      ),
+    issues: (w) => allPages("/api/v1/issues", windowQuery(w), IssuePage),
+    issue: (id, w) =>
+      get(`/api/v1/issues/${encodeURIComponent(id)}`, windowQuery(w), IssueDetail, "undefined"),
+    silence: (w) => required("/api/v1/silence", windowQuery(w), SilenceReport),
+    devices: () => allPages("/api/v1/devices", {}, DevicePage),
+    fleetSummary: (w) =>
+      required("/api/v1/fleet/summary", { ...windowQuery(w), groupBy: "model" }, FleetSummary),
+  };
+  return api;
+}
+
+/** 3d 4h, 5h 20m, 45m, 30s. */
+export function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  const [d, h, m] = [Math.floor(s / 86_400), Math.floor((s % 86_400) / 3600), Math.floor((s % 3600) / 60)];
+  if (d > 0) return h > 0 ? `${d}d ${h}h` : `${d}d`;
+  if (h > 0) return m > 0 ? `${h}h ${m}m` : `${h}h`;
+  if (m > 0) return `${m}m`;
+  return `${s}s`;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const share = (n: number | null) => (n === null ? "–" : n.toFixed(2));
+const minute = (isoTime: string) => `${isoTime.slice(0, 16).replace("T", " ")}`;
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) =>
+    r
+      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** The score as people read it. */
+export function formatScore(score: Score): string[] {
+  const lines = [
+    `Scenario ${score.scenario} (seed ${score.seed}), ${minute(score.from)} → ${minute(score.to)} UTC; silence judged at ${minute(score.judgedAt)}`,
+    "",
+    ...table([
+      ["problem", "type", "result", "detected after", "evidence"],
+      ...score.problems.map((p) => [
+        p.id,
+        p.type,
+        p.status === "not_scored" ? "not scored" : p.status,
+        p.timeToDetectMs === null ? "–" : formatDuration(p.timeToDetectMs),
+        p.evidence,
+      ]),
+    ]),
+    "",
+  ];
+  const falseAlarms = score.alarms.filter((a) => !a.injected);
+  const raised = plural(score.alarms.length, "alarm");
+  if (score.alarms.length === 0) lines.push("False alarms: none (no alarm raised)");
+  else if (falseAlarms.length === 0) lines.push(`False alarms: none (${raised}, all injected)`);
+  else {
+    lines.push(`False alarms: ${falseAlarms.length} of ${raised}`);
+    lines.push(...table(falseAlarms.map((a) => [`  ${a.signal}`, a.subject, a.evidence])));
+  }
+  const found = score.problems.filter((p) => p.status === "found").length;
+  const scored = score.problems.filter((p) => p.status !== "not_scored").length;
+  const ttd = score.timeToDetect;
+  lines.push(
+    "",
+    `precision ${share(score.precision)} (${score.alarms.length - score.falseAlarms} of ${raised} true)` +
+      ` · recall ${share(score.recall)} (${found} of ${plural(scored, "problem")} scored)` +
+      ` · time to detect ${
+        ttd.medianMs === null || ttd.maxMs === null
+          ? "–"
+          : `median ${formatDuration(ttd.medianMs)}, max ${formatDuration(ttd.maxMs)} (${ttd.count} timed)`
+      }`,
+  );
+  for (const note of score.notes) lines.push(`note: ${note}`);
+  return lines;
+}
+
+/** `fieldq sim score …`; resolves to the exit status. */
+export async function scoreCommand(
+  argv: string[],
+  env: ScoreCommandEnv,
+  io: ScoreCommandIo,
+): Promise<number> {
+  const fail = (message: string, status: number) => {
+    io.err(`fieldq sim score: ${message}`);
+    return status;
+  };
+  let parsed: ReturnType<
+    typeof parseArgs<{
+      args: string[];
+      strict: true;
+      allowPositionals: true;
+      options: typeof PARSE_ARGS_OPTIONS;
+    }>
+  >;
+  try {
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: PARSE_ARGS_OPTIONS });
+  } catch (error) {
+    return fail(`${error instanceof Error ? error.message : String(error)} (see --help)`, EXIT_USAGE);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    for (const line of usage(env)) io.out(line);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1 || positionals[0] === undefined) {
+    return fail("give one ground-truth file, the one a simulator run wrote (see --help)", EXIT_USAGE);
+  }
+  const path = positionals[0];
+  const stepMs = parseDuration(values.step ?? DEFAULT_STEP);
+  if (stepMs === undefined || stepMs < HOUR_MS || stepMs % HOUR_MS !== 0) {
+    return fail(`--step "${values.step}" must be a whole number of hours, such as 1h or 6h`, EXIT_USAGE);
+  }
+  const apiUrl = values.api ?? env.FIELDQ_API_URL ?? defaultApiUrl(env);
+  if (!URL.canParse(apiUrl) || !/^https?:$/.test(new URL(apiUrl).protocol)) {
+    return fail(`--api "${apiUrl}" is not an http(s) URL such as http://127.0.0.1:8080`, EXIT_USAGE);
+  }
+  const token = values.token ?? env.FIELDQ_API_TOKEN ?? configuredToken(env);
+  if (token === undefined || token === "") {
+    return fail("no API token: give --token, or set FIELDQ_API_TOKEN (a viewer token is enough)", EXIT_USAGE);
+  }
+
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    return fail(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, EXIT_USAGE);
+  }
+  const truth = parseGroundTruth(text);
+  if (!truth.ok) {
+    io.err(`fieldq sim score: ${path} is not a ground-truth file:`);
+    for (const problem of truth.problems) io.err(`  ${problem}`);
+    return EXIT_USAGE;
+  }
+
+  const api = createHttpScoreApi({ baseUrl: apiUrl, token, ...(io.fetch ? { fetch: io.fetch } : {}) });
+  let score: Score;
+  try {
+    await api.health();
+    const answers = await collectAnswers(truth.truth, api, { nowMs: (io.now ?? Date.now)(), stepMs });
+    score = scoreRun(truth.truth, answers);
+  } catch (error) {
+    if (!(error instanceof ApiCallError)) throw error;
+    return fail(error.message, error.kind === "refused" ? EXIT_USAGE : EXIT_FAILED);
+  }
+  if (values.json) io.out(JSON.stringify(score, null, 2));
+  else for (const line of formatScore(score)) io.out(line);
+  return EXIT_OK;
+}
