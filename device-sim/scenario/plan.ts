@@ -142,6 +142,7 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
   const { startMs, endMs } = context;
   const ids = (devices: Planned[]) => devices.map((device) => device.spec.id);
   const ofModel = (model: string) => planned.filter((device) => device.model === model);
+  const kindOf = (model: string) => planned.find((device) => device.model === model)?.spec.kind ?? "";
   switch (problem.type) {
     case "fault_rate": {
       const devices = ofModel(problem.model);
@@ -157,7 +158,7 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
       return {
         id: problem.id,
         type: "fault_rate",
-        kind: devices[0]?.spec.kind ?? "",
+        kind: kindOf(problem.model),
         model: problem.model,
         baseline: baseline ?? "",
         firmware: problem.firmware,
@@ -182,7 +183,7 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
       return {
         id: problem.id,
         type: "silent_after_update",
-        kind: chosen[0]?.spec.kind ?? "",
+        kind: kindOf(problem.model),
         model: problem.model,
         firmware: problem.firmware,
         devices: ids(chosen),
