@@ -1,8 +1,9 @@
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type Config, loadConfig, loadDotEnv } from "../config/env.js";
 import { deviceKey } from "../contract/device-key.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
-import { simCommand } from "../device-sim/sim-command.js";
+import { type SimCommandEnv, simCommand } from "../device-sim/sim-command.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { rebuildRollups } from "../rollup/rebuild.js";
 import { type FieldqParts, startFieldq } from "../stack/start-stack.js";
@@ -16,12 +17,14 @@ const err = (line: string) => process.stderr.write(`${line}\n`);
 const USAGE = `Usage: npm run fieldq -- <command> [options]   (npm start runs "start")
 
 Commands:
-  start [--sim N]       broker, ingest and API in one process; --sim N also runs N simulated devices
+  start [--sim N]       broker, ingest and API in one process; --sim N also plays the home-demo scenario
+                        scaled to N devices: its three days of history, then live
   broker                broker and ingest only (they always run together: a message is journaled before its PUBACK)
   api                   the HTTP API only, reading InfluxDB
   device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
   rollup [options]      recompute the analytics' rollups from the raw data (rollup --help)
-  sim [options]         simulate a fleet of modems and printers (sim --help for its options)
+  sim [options]         simulate a fleet from a scenario, live or as a backfill (sim --help);
+                        sim scenarios lists the shipped ones, sim score <truth> scores a run
   help                  this text
 
 Configuration comes from FIELDQ_* environment variables and ./.env; see .env.example.`;
@@ -33,6 +36,16 @@ function config(): Config | undefined {
   err("fieldq: the configuration has problems:");
   for (const problem of result.problems) err(`  ${problem}`);
   return undefined;
+}
+
+function simEnv(cfg: Config): SimCommandEnv {
+  return {
+    ...(cfg.mqtt.deviceSecret !== undefined ? { secret: cfg.mqtt.deviceSecret } : {}),
+    mqttUrl: `mqtt://127.0.0.1:${cfg.mqtt.port}`,
+    clockSkewPastMs: cfg.ingest.clockSkewPastMs,
+    clockSkewFutureMs: cfg.ingest.clockSkewFutureMs,
+    vars: process.env,
+  };
 }
 
 async function serve(
@@ -57,18 +70,19 @@ async function serve(
   const simRun =
     simDevices !== undefined && stack.mqttPort !== undefined
       ? simCommand(
-          // Sped up so that a demo shows faults, reboots and ratings within its first minute.
+          // The demo's history is backfilled first, so faults and issues are there within its first minute.
           [
             "--devices",
             String(simDevices),
+            "--mode",
+            "backfill",
+            "--follow",
             "--broker",
             `mqtt://127.0.0.1:${stack.mqttPort}`,
-            "--interval",
-            "2s",
-            "--speed",
-            "120",
+            "--truth",
+            join(cfg.ingest.dataDir, "fieldq-truth-home-demo.json"),
           ],
-          cfg.mqtt.deviceSecret !== undefined ? { secret: cfg.mqtt.deviceSecret } : {},
+          simEnv(cfg),
           logger.child({ part: "sim" }),
           { out, err, signal: sim.signal },
         )
@@ -178,15 +192,7 @@ async function main(argv: string[]): Promise<number> {
       const cfg = config();
       if (!cfg) return 2;
       const logger = createLogger(cfg.log);
-      return simCommand(
-        rest,
-        {
-          ...(cfg.mqtt.deviceSecret !== undefined ? { secret: cfg.mqtt.deviceSecret } : {}),
-          mqttUrl: `mqtt://127.0.0.1:${cfg.mqtt.port}`,
-        },
-        logger,
-        { out, err },
-      );
+      return simCommand(rest, simEnv(cfg), logger, { out, err });
     }
     case "start":
     case "broker":

@@ -1,7 +1,9 @@
 import { connectAsync, type IClientOptions } from "mqtt";
-import { DeviceError, type Hello, type Status } from "../contract/messages.js";
+import type { z } from "zod";
+import { Command, type CommandResult, DeviceError, type Hello, type Status } from "../contract/messages.js";
 import {
   commandFilter,
+  commandResultTopic,
   errorsTopic,
   helloTopic,
   parseDeviceTopic,
@@ -17,7 +19,15 @@ export type DeviceLink = {
   publish(message: SimMessage): Promise<void>;
   /** Says offline, then ends the session; the last will is for deaths that are not clean. */
   close(): Promise<void>;
+  /** Cuts the connection without a goodbye or a DISCONNECT, so the broker sends the last will. */
+  drop(): Promise<void>;
 };
+
+/** A command as the device read it: valid, or why not. */
+export type CommandRequest = { ok: true; command: Command } | { ok: false; reason: string };
+
+/** The device's answer, published on …/cmd/{commandId}/result, then the messages the command caused. */
+export type CommandAnswer = { result: CommandResult; messages: SimMessage[] };
 
 export type ConnectDeviceOptions = {
   brokerUrl: string;
@@ -27,10 +37,13 @@ export type ConnectDeviceOptions = {
   hello: () => Hello;
   logger: Logger;
   connectTimeoutMs?: number;
+  /** 0: no reconnecting after a lost connection (a backfill retries a device on its own). */
   reconnectPeriodMs?: number;
   /** How long close() waits for the broker to acknowledge the offline status. */
   closeTimeoutMs?: number;
   onDeviceError?: (error: DeviceError) => void;
+  /** Subscribes to the device's commands when given; undefined: the device cannot answer now. */
+  onCommand?: (commandId: string, request: CommandRequest) => CommandAnswer | undefined;
 };
 
 export type ConnectDevice = (options: ConnectDeviceOptions) => Promise<DeviceLink>;
@@ -42,12 +55,40 @@ const OFFLINE: Status = { state: "offline" };
 
 const QOS_REFUSED = 128;
 
-function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false; reason: string } {
   try {
     return { ok: true, value: JSON.parse(text) };
-  } catch {
-    return { ok: false };
+  } catch (error) {
+    return { ok: false, reason: `payload is not JSON: ${(error as Error).message}` };
   }
+}
+
+/** The first problem, with its field path: what a device would put in its answer. */
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (issue === undefined) return "does not match the Command schema";
+  return `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`;
+}
+
+export function readCommand(payload: Buffer): CommandRequest {
+  const json = parseJson(payload.toString("utf8"));
+  if (!json.ok) return json;
+  const parsed = Command.safeParse(json.value);
+  return parsed.success
+    ? { ok: true, command: parsed.data }
+    : { ok: false, reason: firstIssue(parsed.error) };
+}
+
+/** What a device publishes on which topic: a raw body goes out as it is, to be refused by the ingest. */
+function wire(deviceId: string, message: SimMessage): { topic: string; body: string; retain: boolean } {
+  if (message.channel === "raw") {
+    return { topic: uplinkTopic(deviceId, message.to), body: message.body, retain: false };
+  }
+  return {
+    topic: uplinkTopic(deviceId, message.channel),
+    body: JSON.stringify(message.payload),
+    retain: message.channel === "hello",
+  };
 }
 
 /** Settles when `work` does or after `ms`, whichever comes first; true when the work finished. */
@@ -91,9 +132,25 @@ export const connectDevice: ConnectDevice = async (options) => {
   };
   const client = await connectAsync(o.brokerUrl, mqttOptions);
 
+  const send = async (message: SimMessage) => {
+    const { topic, body, retain } = wire(deviceId, message);
+    await client.publishAsync(topic, body, { qos: 1, retain });
+  };
+
   const announce = async () => {
     await client.publishAsync(helloTopic(deviceId), JSON.stringify(o.hello()), { qos: 1, retain: true });
     await client.publishAsync(statusTopic(deviceId), JSON.stringify(ONLINE), { qos: 1, retain: true });
+  };
+
+  const answer = async (commandId: string, payload: Buffer) => {
+    const handle = o.onCommand;
+    const reply = handle?.(commandId, readCommand(payload));
+    if (reply === undefined) return;
+    // The result first, so the sender learns the outcome before the messages the command caused.
+    await client.publishAsync(commandResultTopic(deviceId, commandId), JSON.stringify(reply.result), {
+      qos: 1,
+    });
+    for (const message of reply.messages) await send(message);
   };
 
   client.on("error", (error) => log.warn({ err: error }, "mqtt error"));
@@ -108,7 +165,7 @@ export const connectDevice: ConnectDevice = async (options) => {
       const json = parseJson(payload.toString("utf8"));
       const error = json.ok ? DeviceError.safeParse(json.value) : undefined;
       if (error?.success) {
-        log.warn(
+        log.debug(
           { refused: error.data.topic, reason: error.data.reason },
           `broker refused a message: ${error.data.message}`,
         );
@@ -117,13 +174,16 @@ export const connectDevice: ConnectDevice = async (options) => {
         log.warn({ topic }, "unreadable message on the errors topic");
       }
     } else if (parsed?.channel === "cmd") {
-      log.info({ commandId: parsed.commandId }, "command received; the simulator does not run commands yet");
+      answer(parsed.commandId, payload).catch((error: unknown) =>
+        log.warn({ err: error, commandId: parsed.commandId }, "answering a command failed"),
+      );
     }
   });
 
   try {
     await announce();
-    const granted = await client.subscribeAsync([errorsTopic(deviceId), commandFilter(deviceId)], { qos: 1 });
+    const filters = [errorsTopic(deviceId), ...(o.onCommand ? [commandFilter(deviceId)] : [])];
+    const granted = await client.subscribeAsync(filters, { qos: 1 });
     for (const grant of granted) {
       if (grant.qos === QOS_REFUSED) log.warn({ topic: grant.topic }, "subscription refused");
     }
@@ -132,18 +192,12 @@ export const connectDevice: ConnectDevice = async (options) => {
     throw error;
   }
 
-  let closing: Promise<void> | undefined;
+  let ending: Promise<void> | undefined;
   return {
     deviceId,
-    async publish(message) {
-      const retain = message.channel === "hello";
-      await client.publishAsync(uplinkTopic(deviceId, message.channel), JSON.stringify(message.payload), {
-        qos: 1,
-        retain,
-      });
-    },
+    publish: send,
     close() {
-      closing ??= (async () => {
+      ending ??= (async () => {
         const said = client.connected
           ? await within(
               client.publishAsync(statusTopic(deviceId), JSON.stringify(OFFLINE), { qos: 1, retain: true }),
@@ -153,7 +207,12 @@ export const connectDevice: ConnectDevice = async (options) => {
         // Without an acknowledged goodbye, don't wait for in-flight messages either.
         await client.endAsync(!said);
       })();
-      return closing;
+      return ending;
+    },
+    drop() {
+      // end(true) destroys the socket without a DISCONNECT packet [MQTT-3.1.2-8: the will is published].
+      ending ??= client.endAsync(true);
+      return ending;
     },
   };
 };

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, test } from "vitest";
 import { runSim } from "../../device-sim/run-sim.js";
+import { plainPlan } from "../../device-sim/schedule.js";
 import { silentLogger } from "../../observe/logger.js";
 import { startFieldq } from "../../stack/start-stack.js";
 import { testDatabase } from "../support/influx.js";
@@ -13,12 +14,21 @@ test("simulated devices' faults come out of the API as faults, issues, fleet hea
   const dataDir = await mkdtemp(join(tmpdir(), "fieldq-e2e-"));
   const config = testConfig(db, dataDir);
   const stack = await startFieldq(config, { logger: silentLogger }, { broker: true, api: true });
+  // Ten-minute ticks at 3000×, one every 200 ms, over the two days up to now; no offline spells, so all
+  // eight stay connected.
+  const now = Date.now();
+  const plan = plainPlan({
+    devices: 8,
+    seed: 7,
+    startMs: now - 2 * 86_400_000,
+    endMs: now,
+    cadenceMs: 600_000,
+  });
   const sim = await runSim({
     brokerUrl: `mqtt://127.0.0.1:${stack.mqttPort}`,
     secret: TEST_SECRET,
-    devices: 8,
+    plan: { ...plan, deviceOptions: { offlineSpellsPerWeek: 0 } },
     seed: 7,
-    intervalMs: 200,
     speed: 3000,
     logger: silentLogger,
   });
