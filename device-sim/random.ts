@@ -63,3 +63,12 @@ export function deriveSeed(seed: number, name: string): number {
   }
   return hash >>> 0;
 }
+
+/** How many times something with `mean` expected occurrences happened (Knuth's method: fine for small means). */
+export function poisson(random: Random, mean: number): number {
+  if (mean <= 0) return 0;
+  const limit = Math.exp(-Math.min(mean, 500));
+  let count = 0;
+  for (let product = random.next(); product > limit; product *= random.next()) count += 1;
+  return count;
+}

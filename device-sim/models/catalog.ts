@@ -1,11 +1,10 @@
-// The product lines the simulator knows. Firmware lists run oldest to newest; the last one is what an
-// update installs. `faultFactor` makes some cohorts measurably worse, so firmware comparisons have a signal.
+// The product lines the simulator knows, with the firmware a plain fleet starts on (oldest to newest, by
+// share). Versions behave alike: a difference between them comes only from a scenario's boosts.
 
 export type ProductLine = {
   model: string;
   hardware: readonly [string, ...string[]];
   firmware: readonly [readonly [string, number], ...(readonly [string, number])[]];
-  faultFactor: Readonly<Record<string, number>>;
   serialPrefix: string;
 };
 
@@ -17,7 +16,6 @@ export const MODEMS: readonly [ProductLine, ...ProductLine[]] = [
       ["7.29", 3],
       ["7.57", 5],
     ],
-    faultFactor: { "7.29": 2.5 },
     serialPrefix: "M7590",
   },
   {
@@ -27,7 +25,6 @@ export const MODEMS: readonly [ProductLine, ...ProductLine[]] = [
       ["7.31", 2],
       ["8.02", 3],
     ],
-    faultFactor: { "8.02": 1.5 },
     serialPrefix: "M5530",
   },
 ];
@@ -40,7 +37,6 @@ export const PRINTERS: readonly [ProductLine, ...ProductLine[]] = [
       ["3.12.0", 2],
       ["3.13.2", 5],
     ],
-    faultFactor: { "3.12.0": 2 },
     serialPrefix: "P3",
   },
   {
@@ -50,7 +46,6 @@ export const PRINTERS: readonly [ProductLine, ...ProductLine[]] = [
       ["4.3.0", 3],
       ["4.4.1", 2],
     ],
-    faultFactor: { "4.4.1": 1.8 },
     serialPrefix: "PM",
   },
 ];
@@ -64,9 +59,4 @@ export function productLine(lines: readonly ProductLine[], model: string): Produ
 
 export function latestFirmware(line: ProductLine): string {
   return line.firmware[line.firmware.length - 1]?.[0] ?? line.firmware[0][0];
-}
-
-/** How much more often than the baseline this model and firmware run into faults. */
-export function faultFactor(lines: readonly ProductLine[], model: string, firmware: string): number {
-  return productLine(lines, model)?.faultFactor[firmware] ?? 1;
 }

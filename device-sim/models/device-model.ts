@@ -1,35 +1,69 @@
 import type { Event, Fault, Hello, Telemetry } from "../../contract/messages.js";
 import type { UplinkChannel } from "../../contract/topics.js";
 import type { Random } from "../random.js";
+import type { DeviceScript } from "../script.js";
 
-/** What a device model asks the transport to publish; status belongs to the transport alone. */
+/**
+ * What a device asks the transport to publish; status belongs to the transport alone. `raw` is a payload
+ * that breaks the contract on purpose (a scenario's malformed devices): its body goes out as it is on the
+ * topic of the channel `to`.
+ */
 export type SimMessage =
   | { channel: "hello"; payload: Hello }
   | { channel: "telemetry"; payload: Telemetry }
   | { channel: "fault"; payload: Fault }
-  | { channel: "event"; payload: Event };
+  | { channel: "event"; payload: Event }
+  | { channel: "raw"; to: "telemetry" | "fault" | "event"; body: string };
 
+/** The channels of well-formed messages. */
 export type SimChannel = SimMessage["channel"] & UplinkChannel;
 
-/** `now` stamps the messages (device clock); `elapsedMs` is how much model time the step covers. */
+/** `now` stamps the messages (device clock, scenario time); `elapsedMs` is how much model time the step covers. */
 export type SimTime = { now: number; elapsedMs: number };
 
-/** State every model carries: who the device is and its message counter. */
-export type BaseState = { hello: Hello; seq: number };
+/** Which of the script's firmware pushes the device has taken, and when it tries again after a failed one. */
+export type UpdateProgress = { next: number; retryAtMs: number };
+
+/** State every model carries: who the device is, its message counter and its place in the script's pushes. */
+export type BaseState = { hello: Hello; seq: number; updates: UpdateProgress };
 
 export type Step<S> = { state: S; messages: SimMessage[] };
+
+export const COMMAND_TYPES = ["reboot", "recalibrate", "diagnostics"] as const;
+export type SimCommand = {
+  id: string;
+  type: (typeof COMMAND_TYPES)[number];
+  args?: Record<string, string | number | boolean>;
+};
+export type CommandOutcome = { ok: boolean; message: string };
+export type CommandStep<S> = { state: S; result: CommandOutcome; messages: SimMessage[] };
 
 export type DeviceModel<S extends BaseState> = {
   kind: string;
   /** Metrics that only grow until the device reboots. */
   counters: readonly string[];
+  /** Every fault code the model can raise; a scenario may only boost these. */
+  faultCodes: readonly string[];
   init(hello: Hello, random: Random, now: number): S;
-  step(state: S, random: Random, time: SimTime): Step<S>;
+  step(state: S, random: Random, time: SimTime, script: DeviceScript): Step<S>;
+  /** Runs a remote command at `now`; the model's time does not move. */
+  command(state: S, command: SimCommand, random: Random, now: number): CommandStep<S>;
 };
+
+const HOUR_MS = 3_600_000;
 
 /** Whether something that happens `perHour` times per device-hour happened during `elapsedMs`. */
 export function happens(random: Random, perHour: number, elapsedMs: number): boolean {
-  return random.chance(1 - Math.exp((-perHour * elapsedMs) / 3_600_000));
+  return random.chance(1 - Math.exp((-perHour * elapsedMs) / HOUR_MS));
+}
+
+/** How many times the script multiplies fault `code` while the device runs `firmware`. */
+export function boostOf(script: DeviceScript, firmware: string, code: string): number {
+  let factor = 1;
+  for (const boost of script.boosts) {
+    if (boost.firmware === firmware && boost.code === code) factor *= boost.factor;
+  }
+  return factor;
 }
 
 /** Hands out ts and seq for the messages of one step. */
@@ -43,5 +77,11 @@ export function stamper(seq: number, now: number) {
   };
 }
 
+/** A rating on the 0-10 scale, lower the more the owner has been put through. */
+export function rating(random: Random, mean: number): number {
+  return clamp(Math.round(random.normal(mean, 1.2)), 0, 10);
+}
+
 export const round1 = (value: number) => Math.round(value * 10) / 10;
+export const round2 = (value: number) => Math.round(value * 100) / 100;
 export const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value));

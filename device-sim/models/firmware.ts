@@ -1,51 +1,68 @@
 import type { FIRMWARE_UPDATE_RESULTS, Hello } from "../../contract/messages.js";
 import type { Random } from "../random.js";
-import { latestFirmware, type ProductLine, productLine } from "./catalog.js";
-import { happens, type SimMessage } from "./device-model.js";
+import type { DeviceScript, FirmwarePush } from "../script.js";
+import type { SimMessage, UpdateProgress } from "./device-model.js";
 
 export type FirmwareUpdate = { from: string; to: string; result: (typeof FIRMWARE_UPDATE_RESULTS)[number] };
 
-/** An over-the-air update offered to devices not on their line's newest firmware. */
-export function maybeUpdateFirmware(
-  hello: Hello,
-  lines: readonly ProductLine[],
-  random: Random,
-  elapsedMs: number,
-  perHour: number,
-): FirmwareUpdate | undefined {
-  const line = productLine(lines, hello.model);
-  if (line === undefined) return undefined;
-  const to = latestFirmware(line);
-  if (hello.firmware === to || !happens(random, perHour, elapsedMs)) return undefined;
-  const result = random.weighted([
-    ["success", 90],
-    ["failure", 7],
-    ["rolled_back", 3],
-  ] as const);
-  return { from: hello.firmware, to, result };
+const HOUR_MS = 3_600_000;
+
+/** Odds of an over-the-air update; a device whose update did not take tries the push again hours later. */
+const RESULT_ODDS = [
+  ["success", 96],
+  ["failure", 3],
+  ["rolled_back", 1],
+] as const;
+const RETRY_MS = [1 * HOUR_MS, 6 * HOUR_MS] as const;
+
+export const NO_UPDATES_TAKEN: UpdateProgress = { next: 0, retryAtMs: 0 };
+
+/** The newest push at or before `now` the device has not taken yet; older ones it skips. */
+function duePush(script: DeviceScript, progress: UpdateProgress, now: number) {
+  let due: { push: FirmwarePush; index: number } | undefined;
+  for (let index = progress.next; index < script.updates.length; index++) {
+    const push = script.updates[index];
+    if (push === undefined || push.atMs > now) break;
+    due = { push, index };
+  }
+  return due;
 }
 
 /**
- * What an update brings about: its event, then on success a reboot and a hello with the new version, on a
- * roll-back a reboot. Returns the device's hello after it.
+ * Takes the script's due firmware push, if any: its event, then on success a reboot and a hello with the
+ * new version, on a roll-back a reboot. A push to the firmware the device runs changes nothing.
  */
-export function applyFirmwareUpdate(
-  update: FirmwareUpdate,
-  device: {
-    hello: Hello;
-    messages: SimMessage[];
-    stamp: () => { ts: number; seq: number };
-    reboot: (reason: string) => void;
-  },
-): Hello {
+export function takeDueUpdate(device: {
+  hello: Hello;
+  updates: UpdateProgress;
+  script: DeviceScript;
+  random: Random;
+  now: number;
+  messages: SimMessage[];
+  stamp: () => { ts: number; seq: number };
+  reboot: (reason: string) => void;
+}): { hello: Hello; updates: UpdateProgress } {
+  const { hello, updates, now } = device;
+  const due = now >= updates.retryAtMs ? duePush(device.script, updates, now) : undefined;
+  if (due === undefined) return { hello, updates };
+  const taken = { next: due.index + 1, retryAtMs: 0 };
+  if (due.push.to === hello.firmware) return { hello, updates: taken };
+
+  const update: FirmwareUpdate = {
+    from: hello.firmware,
+    to: due.push.to,
+    result: device.random.weighted(RESULT_ODDS),
+  };
   device.messages.push({
     channel: "event",
     payload: { ...device.stamp(), type: "firmware_update", data: update },
   });
-  if (update.result === "rolled_back") device.reboot("firmware_rollback");
-  if (update.result !== "success") return device.hello;
+  if (update.result !== "success") {
+    if (update.result === "rolled_back") device.reboot("firmware_rollback");
+    return { hello, updates: { next: updates.next, retryAtMs: now + device.random.between(...RETRY_MS) } };
+  }
   device.reboot("firmware_update");
-  const hello = { ...device.hello, firmware: update.to };
-  device.messages.push({ channel: "hello", payload: hello });
-  return hello;
+  const updated = { ...hello, firmware: update.to };
+  device.messages.push({ channel: "hello", payload: updated });
+  return { hello: updated, updates: taken };
 }

@@ -1,24 +1,30 @@
 import type { Fault, Hello, Severity } from "../../contract/messages.js";
 import type { Random } from "../random.js";
-import { faultFactor, MODEMS } from "./catalog.js";
+import type { DeviceScript } from "../script.js";
 import {
   type BaseState,
+  boostOf,
+  type CommandStep,
   clamp,
   type DeviceModel,
   happens,
+  rating,
   round1,
+  type SimCommand,
   type SimMessage,
   type SimTime,
   type Step,
   stamper,
 } from "./device-model.js";
-import { applyFirmwareUpdate, maybeUpdateFirmware } from "./firmware.js";
+import { NO_UPDATES_TAKEN, takeDueUpdate } from "./firmware.js";
 
 // A DSL modem-router. Metric names follow TR-181 where one fits (Device.DSL.Line.{i}.DownstreamMaxBitRate,
 // .DownstreamNoiseMargin, .DownstreamAttenuation, .Stats.CRCErrors, .Stats.FECErrors, Device.DeviceInfo.UpTime,
 // Device.DeviceInfo.TemperatureStatus, Device.WiFi.AccessPoint.{i}.AssociatedDeviceNumberOfEntries).
 
 export type ModemState = BaseState & {
+  /** When the device was installed: dust in its vents warms the CPU year by year. */
+  inServiceSinceMs: number;
   /** Line properties: fixed by the copper between the house and the street cabinet. */
   attenuationDb: number;
   maxDownKbps: number;
@@ -36,11 +42,19 @@ export type ModemState = BaseState & {
   /** Seconds left of an outage; 0 when all is well. */
   wanDownS: number;
   radioDownS: number;
-  /** Decays over time; what the owner remembers when asked for a rating. */
+  /** Decays over a day or so; what the owner remembers when asked for a rating. */
   annoyance: number;
 };
 
 export const MODEM_COUNTERS = ["crc_errors", "fec_errors", "uptime_s"] as const;
+export const MODEM_FAULT_CODES = [
+  "DSL_RESYNC",
+  "WAN_DOWN",
+  "DNS_FAILURE",
+  "OVERHEAT",
+  "WIFI_RADIO_CRASH",
+] as const;
+type ModemFaultCode = (typeof MODEM_FAULT_CODES)[number];
 
 const RATES_PER_HOUR = {
   dslResync: 0.4,
@@ -50,13 +64,16 @@ const RATES_PER_HOUR = {
   radioCrash: 0.1,
   powerCycle: 0.02,
   userReboot: 0.02,
-  firmwareUpdate: 0.1,
   feedback: 0.05,
 };
 
 const IDLE_CPU_C = 52;
+const CPU_CREEP_C_PER_YEAR = 1.5;
+/** Each year in service adds this share to the overheating rate. */
+const OVERHEAT_AGEING_PER_YEAR = 0.5;
+const YEAR_MS = 365 * 86_400_000;
 
-function init(hello: Hello, random: Random, _now: number): ModemState {
+function init(hello: Hello, random: Random, now: number): ModemState {
   const vectoring = hello.model.includes("7590");
   const attenuationDb = round1(random.between(8, 45));
   // Longer lines sync slower.
@@ -67,6 +84,8 @@ function init(hello: Hello, random: Random, _now: number): ModemState {
   const state: ModemState = {
     hello,
     seq: 0,
+    updates: NO_UPDATES_TAKEN,
+    inServiceSinceMs: now - random.between(0, 3 * YEAR_MS),
     attenuationDb,
     maxDownKbps,
     maxUpKbps,
@@ -99,6 +118,7 @@ function sync(state: ModemState, random: Random) {
   };
 }
 
+/** A reboot clears every transient trouble: the outage, a crashed radio, the errors counted since the last sync. */
 function rebooted(state: ModemState, random: Random): ModemState {
   const fresh = {
     ...state,
@@ -113,7 +133,10 @@ function rebooted(state: ModemState, random: Random): ModemState {
   return { ...fresh, ...sync(fresh, random) };
 }
 
-function step(previous: ModemState, random: Random, time: SimTime): Step<ModemState> {
+/** Noise on a flaky line eats into the margin the line trained for: 1.5 dB for every doubling of flakiness. */
+const marginPenaltyDb = (flakiness: number) => 1.5 * Math.log2(Math.max(1, flakiness));
+
+function step(previous: ModemState, random: Random, time: SimTime, script: DeviceScript): Step<ModemState> {
   const { now, elapsedMs } = time;
   const dt = elapsedMs / 1000;
   const seq = stamper(previous.seq, now);
@@ -123,10 +146,11 @@ function step(previous: ModemState, random: Random, time: SimTime): Step<ModemSt
     uptimeS: previous.uptimeS + dt,
     annoyance: previous.annoyance * Math.exp(-dt / 86_400),
   };
-  const factor = faultFactor(MODEMS, s.hello.model, s.hello.firmware);
+  const ageYears = Math.max(0, now - s.inServiceSinceMs) / YEAR_MS;
+  const flakiness = Math.max(1, script.lineFlakiness);
 
   const fault = (
-    code: string,
+    code: ModemFaultCode,
     severity: Severity,
     extra: Omit<Fault, "ts" | "seq" | "code" | "severity"> = {},
   ) => {
@@ -138,35 +162,54 @@ function step(previous: ModemState, random: Random, time: SimTime): Step<ModemSt
     s = rebooted(s, random);
   };
 
-  const update = maybeUpdateFirmware(s.hello, MODEMS, random, elapsedMs, RATES_PER_HOUR.firmwareUpdate);
-  if (update !== undefined) {
-    s.hello = applyFirmwareUpdate(update, { hello: s.hello, messages, stamp: seq.stamp, reboot });
+  if (s.updates.next < script.updates.length) {
+    const taken = takeDueUpdate({
+      hello: s.hello,
+      updates: s.updates,
+      script,
+      random,
+      now,
+      messages,
+      stamp: seq.stamp,
+      reboot,
+    });
+    s.hello = taken.hello;
+    s.updates = taken.updates;
   }
 
+  const firmware = s.hello.firmware;
   if (happens(random, RATES_PER_HOUR.powerCycle, elapsedMs)) reboot("power_cycle");
   else if (happens(random, RATES_PER_HOUR.userReboot, elapsedMs)) reboot("user");
 
-  // Long lines resync more often.
-  if (happens(random, RATES_PER_HOUR.dslResync * factor * (s.attenuationDb / 20), elapsedMs)) {
+  // Long lines resync more often, flaky ones more still.
+  const resyncPerHour =
+    RATES_PER_HOUR.dslResync * boostOf(script, firmware, "DSL_RESYNC") * flakiness * (s.attenuationDb / 20);
+  if (happens(random, resyncPerHour, elapsedMs)) {
     const before = { downstream_rate_kbps: s.downKbps, snr_margin_db: s.snrMarginDb };
     s = { ...s, ...sync(s, random), crcErrors: s.crcErrors + random.int(20, 400) };
     fault("DSL_RESYNC", "warning", { component: "dsl", context: before });
   }
 
   if (s.wanDownS > 0) s.wanDownS = Math.max(0, s.wanDownS - dt);
-  else if (happens(random, RATES_PER_HOUR.wanDown * factor, elapsedMs)) {
+  else if (
+    happens(random, RATES_PER_HOUR.wanDown * boostOf(script, firmware, "WAN_DOWN") * flakiness, elapsedMs)
+  ) {
     s.wanDownS = random.int(30, 600);
     fault("WAN_DOWN", "error", {
       component: "wan",
       message: "PPP session lost",
       context: { expected_s: s.wanDownS },
     });
-  } else if (happens(random, RATES_PER_HOUR.dnsFailure * factor, elapsedMs)) {
+  } else if (
+    happens(random, RATES_PER_HOUR.dnsFailure * boostOf(script, firmware, "DNS_FAILURE"), elapsedMs)
+  ) {
     fault("DNS_FAILURE", "warning", { component: "dns", context: { failed_queries: random.int(3, 40) } });
   }
 
   if (s.radioDownS > 0) s.radioDownS = Math.max(0, s.radioDownS - dt);
-  else if (happens(random, RATES_PER_HOUR.radioCrash * factor, elapsedMs)) {
+  else if (
+    happens(random, RATES_PER_HOUR.radioCrash * boostOf(script, firmware, "WIFI_RADIO_CRASH"), elapsedMs)
+  ) {
     const band = random.pick(["2.4GHz", "5GHz"] as const);
     fault("WIFI_RADIO_CRASH", "error", {
       component: `wifi ${band}`,
@@ -177,22 +220,31 @@ function step(previous: ModemState, random: Random, time: SimTime): Step<ModemSt
     if (random.chance(0.2)) reboot("watchdog");
   }
 
-  // The CPU settles back towards its idle temperature, a little warmer with every Wi-Fi client.
-  const settleTo = IDLE_CPU_C + s.wifiClients * 0.6;
+  // The CPU settles back towards its idle temperature, a little warmer with every Wi-Fi client and year of dust.
+  const settleTo = IDLE_CPU_C + CPU_CREEP_C_PER_YEAR * ageYears + s.wifiClients * 0.6;
   s.cpuTempC = clamp(
     s.cpuTempC + (settleTo - s.cpuTempC) * (1 - Math.exp(-dt / 600)) + random.normal(0, 0.3),
     25,
     110,
   );
-  if (happens(random, RATES_PER_HOUR.overheat * factor, elapsedMs)) {
+  const overheatPerHour =
+    RATES_PER_HOUR.overheat *
+    boostOf(script, firmware, "OVERHEAT") *
+    (1 + OVERHEAT_AGEING_PER_YEAR * ageYears);
+  if (happens(random, overheatPerHour, elapsedMs)) {
     s.cpuTempC = round1(random.between(88, 99));
     fault("OVERHEAT", "critical", { component: "soc", context: { cpu_temp_c: s.cpuTempC } });
     if (s.cpuTempC > 95) reboot("overheat");
   }
 
   if (s.radioDownS === 0) s.wifiClients = clamp(s.wifiClients + random.int(-1, 1), 0, 24);
+  const marginGoal = Math.max(0.5, s.targetMarginDb - marginPenaltyDb(flakiness));
   s.snrMarginDb = round1(
-    clamp(s.snrMarginDb + (s.targetMarginDb - s.snrMarginDb) * 0.1 + random.normal(0, 0.2), 0, 30),
+    clamp(
+      s.snrMarginDb + (marginGoal - s.snrMarginDb) * 0.1 + random.normal(0, 0.2 * Math.sqrt(flakiness)),
+      0,
+      30,
+    ),
   );
   // Errors climb fast as the margin shrinks towards 0 dB.
   const crcPerS = 0.002 * Math.exp((6 - s.snrMarginDb) / 1.5);
@@ -200,8 +252,10 @@ function step(previous: ModemState, random: Random, time: SimTime): Step<ModemSt
   s.fecErrors += Math.round(crcPerS * 40 * dt * random.between(0, 2));
 
   if (happens(random, RATES_PER_HOUR.feedback, elapsedMs)) {
-    const rating = clamp(Math.round(random.normal(9 - s.annoyance, 1)), 0, 10);
-    messages.push({ channel: "event", payload: { ...seq.stamp(), type: "feedback", data: { rating } } });
+    messages.push({
+      channel: "event",
+      payload: { ...seq.stamp(), type: "feedback", data: { rating: rating(random, 9 - s.annoyance) } },
+    });
   }
 
   const wanUp = s.wanDownS === 0;
@@ -225,4 +279,59 @@ function step(previous: ModemState, random: Random, time: SimTime): Step<ModemSt
   return { state: { ...s, seq: seq.seq }, messages };
 }
 
-export const modem: DeviceModel<ModemState> = { kind: "modem", counters: MODEM_COUNTERS, init, step };
+function diagnostics(s: ModemState): string {
+  const wan = s.wanDownS > 0 ? `WAN down (${Math.ceil(s.wanDownS)} s to go)` : "WAN up";
+  const radio = s.radioDownS > 0 ? "Wi-Fi radio down" : `${s.wifiClients} Wi-Fi clients`;
+  return [
+    `DSL ${s.downKbps}/${s.upKbps} kbit/s`,
+    `SNR margin ${round1(s.snrMarginDb)} dB`,
+    `attenuation ${s.attenuationDb} dB`,
+    `CRC errors ${s.crcErrors}`,
+    `FEC errors ${s.fecErrors}`,
+    wan,
+    radio,
+    `CPU ${round1(s.cpuTempC)} °C`,
+    `up ${Math.floor(s.uptimeS)} s`,
+  ].join(", ");
+}
+
+function command(state: ModemState, cmd: SimCommand, random: Random, now: number): CommandStep<ModemState> {
+  switch (cmd.type) {
+    case "reboot": {
+      const seq = stamper(state.seq, now);
+      const cleared = [
+        state.wanDownS > 0 ? "WAN outage" : "",
+        state.radioDownS > 0 ? "Wi-Fi radio crash" : "",
+      ];
+      const messages: SimMessage[] = [
+        { channel: "event", payload: { ...seq.stamp(), type: "reboot", data: { reason: "remote" } } },
+      ];
+      const which = cleared.filter((what) => what !== "");
+      return {
+        state: { ...rebooted(state, random), seq: seq.seq },
+        result: {
+          ok: true,
+          message: which.length > 0 ? `rebooted; cleared: ${which.join(", ")}` : "rebooted",
+        },
+        messages,
+      };
+    }
+    case "recalibrate":
+      return {
+        state,
+        result: { ok: false, message: "not supported: a modem has nothing to recalibrate" },
+        messages: [],
+      };
+    case "diagnostics":
+      return { state, result: { ok: true, message: diagnostics(state) }, messages: [] };
+  }
+}
+
+export const modem: DeviceModel<ModemState> = {
+  kind: "modem",
+  counters: MODEM_COUNTERS,
+  faultCodes: MODEM_FAULT_CODES,
+  init,
+  step,
+  command,
+};

@@ -1,18 +1,23 @@
 import type { Fault, Hello, Severity } from "../../contract/messages.js";
 import type { Random } from "../random.js";
-import { faultFactor, PRINTERS } from "./catalog.js";
+import type { DeviceScript } from "../script.js";
 import {
   type BaseState,
+  boostOf,
+  type CommandStep,
   clamp,
   type DeviceModel,
   happens,
+  rating,
   round1,
+  round2,
+  type SimCommand,
   type SimMessage,
   type SimTime,
   type Step,
   stamper,
 } from "./device-model.js";
-import { applyFirmwareUpdate, maybeUpdateFirmware } from "./firmware.js";
+import { NO_UPDATES_TAKEN, takeDueUpdate } from "./firmware.js";
 
 // A desktop FDM printer: idle → heating → printing → cooling → idle, with first-order heater physics.
 
@@ -21,6 +26,8 @@ export type PrinterPhase = "idle" | "heating" | "printing" | "cooling";
 export type PrintJob = { id: string; durationS: number; elapsedS: number; gramsPerS: number };
 
 export type PrinterState = BaseState & {
+  /** When the printer was set up: its part fan wears with the years. */
+  inServiceSinceMs: number;
   phase: PrinterPhase;
   job: PrintJob | undefined;
   nozzleC: number;
@@ -34,26 +41,61 @@ export type PrinterState = BaseState & {
   jobsStarted: number;
   jobsFinished: number;
   jobsFailed: number;
+  printS: number;
+  /** How far the bed is out of level, in mm; grows with print hours until the bed is levelled again. */
+  driftMm: number;
+  driftMmPerPrintHour: number;
+  /** The owner, warned by the printer, means to level the bed before the next print. */
+  levelBeforeNextPrint: boolean;
+  /** Decays over a day or so; what the owner remembers when asked for a rating. */
+  annoyance: number;
 };
 
-export const PRINTER_COUNTERS = ["jobs_started", "jobs_finished", "jobs_failed", "uptime_s"] as const;
+export const PRINTER_COUNTERS = [
+  "jobs_started",
+  "jobs_finished",
+  "jobs_failed",
+  "print_time_s",
+  "uptime_s",
+] as const;
+export const PRINTER_FAULT_CODES = [
+  "THERMAL_RUNAWAY",
+  "LAYER_SHIFT",
+  "FILAMENT_RUNOUT",
+  "NOZZLE_CLOG",
+  "FAN_FAILURE",
+  "BED_LEVEL_DRIFT",
+] as const;
+type PrinterFaultCode = (typeof PRINTER_FAULT_CODES)[number];
 
 export const AMBIENT_C = 22;
 const NOZZLE_TAU_S = 40;
 const BED_TAU_S = 150;
 const SPOOL_G = 1000;
 const FAN_RPM = 5200;
-const BED_DRIFT_PER_PROBE = 0.02;
+/** The bed probe reports drift past this offset. */
+export const DRIFT_LIMIT_MM = 0.3;
+/** Chance that a probe past the limit raises BED_LEVEL_DRIFT, and that the owner then levels the bed. */
+const DRIFT_REPORT_CHANCE = 0.25;
+const OWNER_LEVELS_CHANCE = 0.4;
+/** At the drift limit, layers shift this many times as often as on a level bed. */
+const SHIFTS_AT_LIMIT = 4;
+const FAN_WEAR_PER_YEAR = 0.8;
+const FAN_SLOWDOWN_PER_YEAR = 0.03;
+const YEAR_MS = 365 * 86_400_000;
 
 const RATES_PER_HOUR = {
   jobStart: 1.5,
   thermalRunaway: 0.004,
-  layerShift: 0.05,
+  /** On a level bed. */
+  layerShift: 0.03,
   nozzleClog: 0.03,
   fanFailure: 0.01,
+  /** The runout sensor trips with filament left: what a boost on FILAMENT_RUNOUT multiplies. */
+  falseRunout: 0.01,
   cancel: 0.05,
   powerCycle: 0.01,
-  firmwareUpdate: 0.05,
+  feedback: 0.02,
 };
 
 type Material = { name: string; nozzleC: number; bedC: number };
@@ -62,12 +104,14 @@ const MATERIALS: readonly [Material, ...Material[]] = [
   { name: "PETG", nozzleC: 240, bedC: 80 },
 ];
 
-function init(hello: Hello, random: Random, _now: number): PrinterState {
+function init(hello: Hello, random: Random, now: number): PrinterState {
   const jobsStarted = random.int(0, 400);
   const jobsFailed = Math.round(jobsStarted * random.between(0.02, 0.08));
   return {
     hello,
     seq: 0,
+    updates: NO_UPDATES_TAKEN,
+    inServiceSinceMs: now - random.between(0, 3 * YEAR_MS),
     phase: "idle",
     job: undefined,
     nozzleC: AMBIENT_C,
@@ -80,7 +124,17 @@ function init(hello: Hello, random: Random, _now: number): PrinterState {
     jobsStarted,
     jobsFinished: jobsStarted - jobsFailed,
     jobsFailed,
+    printS: jobsStarted * random.between(3_600, 9_000),
+    driftMm: random.between(0, DRIFT_LIMIT_MM),
+    driftMmPerPrintHour: random.between(0.001, 0.004),
+    levelBeforeNextPrint: false,
+    annoyance: 0,
   };
+}
+
+/** How often layers shift while printing: a bed out of level makes the nozzle catch on the print. */
+export function layerShiftsPerHour(state: PrinterState): number {
+  return RATES_PER_HOUR.layerShift * (1 + ((SHIFTS_AT_LIMIT - 1) * state.driftMm) / DRIFT_LIMIT_MM);
 }
 
 /** A heater's element approaching its target (or the room, when off) over `dt` seconds. */
@@ -89,61 +143,133 @@ function approach(current: number, target: number, dt: number, tauS: number): nu
   return current + (goal - current) * (1 - Math.exp(-dt / tauS));
 }
 
-function step(previous: PrinterState, random: Random, time: SimTime): Step<PrinterState> {
+type Stamp = () => { ts: number; seq: number };
+
+/** The job's end: its event, its count, and the heaters off. */
+function jobEnded(s: PrinterState, result: "success" | "failed" | "cancelled", stamp: Stamp) {
+  const job = s.job;
+  if (job === undefined) return { state: s, messages: [] };
+  const message: SimMessage = {
+    channel: "event",
+    payload: {
+      ...stamp(),
+      type: "print_job",
+      data: { result, job_id: job.id, duration_s: Math.round(job.elapsedS) },
+    },
+  };
+  const state: PrinterState = {
+    ...s,
+    phase: "cooling",
+    job: undefined,
+    nozzleTargetC: 0,
+    bedTargetC: 0,
+    jobsFinished: s.jobsFinished + (result === "success" ? 1 : 0),
+    jobsFailed: s.jobsFailed + (result === "failed" ? 1 : 0),
+  };
+  return { state, messages: [message] };
+}
+
+/** Levelling the bed (G29): the drift is gone, the owner's worry too. */
+function levelled(s: PrinterState, reason: string, random: Random, stamp: Stamp) {
+  const state: PrinterState = { ...s, driftMm: random.between(0, 0.03), levelBeforeNextPrint: false };
+  const message: SimMessage = {
+    channel: "event",
+    payload: {
+      ...stamp(),
+      type: "calibration",
+      data: { reason, offset_before_mm: round2(s.driftMm), offset_after_mm: round2(state.driftMm) },
+    },
+  };
+  return { state, message };
+}
+
+function rebootEvent(reason: string, stamp: Stamp): SimMessage {
+  return { channel: "event", payload: { ...stamp(), type: "reboot", data: { reason } } };
+}
+
+const rebooted = (s: PrinterState): PrinterState => ({
+  ...s,
+  phase: "idle",
+  nozzleTargetC: 0,
+  bedTargetC: 0,
+  uptimeS: 0,
+});
+
+function step(
+  previous: PrinterState,
+  random: Random,
+  time: SimTime,
+  script: DeviceScript,
+): Step<PrinterState> {
   const { now, elapsedMs } = time;
   const dt = elapsedMs / 1000;
   const seq = stamper(previous.seq, now);
   const messages: SimMessage[] = [];
-  let s: PrinterState = { ...previous, uptimeS: previous.uptimeS + dt };
-  const factor = faultFactor(PRINTERS, s.hello.model, s.hello.firmware);
+  let s: PrinterState = {
+    ...previous,
+    uptimeS: previous.uptimeS + dt,
+    annoyance: previous.annoyance * Math.exp(-dt / 86_400),
+  };
+  const ageYears = Math.max(0, now - s.inServiceSinceMs) / YEAR_MS;
 
   const fault = (
-    code: string,
+    code: PrinterFaultCode,
     severity: Severity,
     extra: Omit<Fault, "ts" | "seq" | "code" | "severity"> = {},
   ) => {
     messages.push({ channel: "fault", payload: { ...seq.stamp(), code, severity, ...extra } });
+    s.annoyance += severity === "critical" ? 3 : severity === "error" ? 2 : 1;
   };
   const endJob = (result: "success" | "failed" | "cancelled") => {
-    const job = s.job;
-    if (job === undefined) return;
-    messages.push({
-      channel: "event",
-      payload: {
-        ...seq.stamp(),
-        type: "print_job",
-        data: { result, job_id: job.id, duration_s: Math.round(job.elapsedS) },
-      },
-    });
-    if (result === "success") s.jobsFinished += 1;
-    if (result === "failed") s.jobsFailed += 1;
-    s = { ...s, phase: "cooling", job: undefined, nozzleTargetC: 0, bedTargetC: 0 };
+    const ended = jobEnded(s, result, seq.stamp);
+    if (ended.messages.length === 0) return;
+    s = ended.state;
+    messages.push(...ended.messages);
     // Now and then the owner rates the print on the device's screen.
     if (random.chance(0.25)) {
-      const mean = result === "success" ? 8.5 : result === "failed" ? 3 : 6;
-      const rating = clamp(Math.round(random.normal(mean, 1.2)), 0, 10);
-      messages.push({ channel: "event", payload: { ...seq.stamp(), type: "feedback", data: { rating } } });
+      const mean = (result === "success" ? 8.5 : result === "failed" ? 3 : 6) - 0.5 * s.annoyance;
+      messages.push({
+        channel: "event",
+        payload: { ...seq.stamp(), type: "feedback", data: { rating: rating(random, mean) } },
+      });
     }
   };
   const reboot = (reason: string) => {
     endJob("failed");
-    messages.push({ channel: "event", payload: { ...seq.stamp(), type: "reboot", data: { reason } } });
-    s = { ...s, phase: "idle", nozzleTargetC: 0, bedTargetC: 0, uptimeS: 0, fanBroken: false };
+    messages.push(rebootEvent(reason, seq.stamp));
+    s = rebooted(s);
   };
 
-  if (s.phase === "idle") {
-    const update = maybeUpdateFirmware(s.hello, PRINTERS, random, elapsedMs, RATES_PER_HOUR.firmwareUpdate);
-    if (update !== undefined) {
-      s.hello = applyFirmwareUpdate(update, { hello: s.hello, messages, stamp: seq.stamp, reboot });
-    }
+  // Firmware is never flashed mid-print.
+  if ((s.phase === "idle" || s.phase === "cooling") && s.updates.next < script.updates.length) {
+    const taken = takeDueUpdate({
+      hello: s.hello,
+      updates: s.updates,
+      script,
+      random,
+      now,
+      messages,
+      stamp: seq.stamp,
+      reboot,
+    });
+    s.hello = taken.hello;
+    s.updates = taken.updates;
   }
+  const firmware = s.hello.firmware;
   if (happens(random, RATES_PER_HOUR.powerCycle, elapsedMs)) reboot("power_cycle");
 
   if (s.phase === "idle") {
-    // The owner swaps the spool, or fixes the fan, before the next print.
+    // The owner swaps the spool, fixes the fan or levels the bed before the next print.
     if (s.filamentG < 50) s.filamentG = SPOOL_G;
-    if (s.fanBroken) reboot("user");
-    else if (happens(random, RATES_PER_HOUR.jobStart, elapsedMs)) {
+    if (s.levelBeforeNextPrint) {
+      const level = levelled(s, "user", random, seq.stamp);
+      s = level.state;
+      messages.push(level.message);
+    }
+    if (s.fanBroken) {
+      s.fanBroken = false;
+      reboot("user");
+    } else if (happens(random, RATES_PER_HOUR.jobStart, elapsedMs)) {
       const material = random.pick(MATERIALS);
       s.jobsStarted += 1;
       s = {
@@ -167,19 +293,29 @@ function step(previous: PrinterState, random: Random, time: SimTime): Step<Print
   if (s.phase === "heating" && s.nozzleC > s.nozzleTargetC - 3 && s.bedC > s.bedTargetC - 2) {
     s.phase = "printing";
     // Bed probing before the first layer is when drift shows.
-    if (random.chance(BED_DRIFT_PER_PROBE * factor)) {
+    if (
+      s.driftMm > DRIFT_LIMIT_MM &&
+      random.chance(DRIFT_REPORT_CHANCE * boostOf(script, firmware, "BED_LEVEL_DRIFT"))
+    ) {
       fault("BED_LEVEL_DRIFT", "warning", {
         component: "bed",
-        context: { offset_mm: round1(random.between(0.2, 0.9)) },
+        message: "Bed probe found the bed out of level; run a calibration",
+        context: { offset_mm: round2(s.driftMm), limit_mm: DRIFT_LIMIT_MM },
       });
+      if (random.chance(OWNER_LEVELS_CHANCE)) s.levelBeforeNextPrint = true;
     }
   }
 
   if (s.phase === "printing" && s.job !== undefined) {
     const job = { ...s.job, elapsedS: s.job.elapsedS + dt };
     s.job = job;
+    s.printS += dt;
+    s.driftMm += (s.driftMmPerPrintHour * dt) / 3600;
     s.filamentG = Math.max(0, s.filamentG - job.gramsPerS * dt);
-    if (happens(random, RATES_PER_HOUR.thermalRunaway * factor, elapsedMs)) {
+    const fanWear = 1 + FAN_WEAR_PER_YEAR * ageYears;
+    if (
+      happens(random, RATES_PER_HOUR.thermalRunaway * boostOf(script, firmware, "THERMAL_RUNAWAY"), elapsedMs)
+    ) {
       s.nozzleC = s.nozzleTargetC + random.between(15, 30);
       fault("THERMAL_RUNAWAY", "critical", {
         component: "hotend",
@@ -187,19 +323,36 @@ function step(previous: PrinterState, random: Random, time: SimTime): Step<Print
         context: { nozzle_temp_c: round1(s.nozzleC), nozzle_target_c: s.nozzleTargetC },
       });
       endJob("failed");
-    } else if (s.filamentG === 0) {
-      fault("FILAMENT_RUNOUT", "warning", { component: "extruder", context: { job_id: job.id } });
+    } else if (
+      s.filamentG === 0 ||
+      happens(random, RATES_PER_HOUR.falseRunout * boostOf(script, firmware, "FILAMENT_RUNOUT"), elapsedMs)
+    ) {
+      fault("FILAMENT_RUNOUT", "warning", {
+        component: "extruder",
+        context: { job_id: job.id, filament_left_g: round1(s.filamentG) },
+      });
       endJob("failed");
-    } else if (happens(random, RATES_PER_HOUR.nozzleClog * factor, elapsedMs)) {
+    } else if (
+      happens(random, RATES_PER_HOUR.nozzleClog * boostOf(script, firmware, "NOZZLE_CLOG"), elapsedMs)
+    ) {
       fault("NOZZLE_CLOG", "error", { component: "extruder", context: { nozzle_temp_c: round1(s.nozzleC) } });
       endJob("failed");
-    } else if (happens(random, RATES_PER_HOUR.fanFailure * factor, elapsedMs)) {
+    } else if (
+      happens(
+        random,
+        RATES_PER_HOUR.fanFailure * fanWear * boostOf(script, firmware, "FAN_FAILURE"),
+        elapsedMs,
+      )
+    ) {
       s.fanBroken = true;
       fault("FAN_FAILURE", "error", { component: "part fan", context: { fan_rpm: 0 } });
       endJob("failed");
-    } else if (happens(random, RATES_PER_HOUR.layerShift * factor, elapsedMs)) {
+    } else if (happens(random, layerShiftsPerHour(s) * boostOf(script, firmware, "LAYER_SHIFT"), elapsedMs)) {
       const progress = round1((100 * job.elapsedS) / job.durationS);
-      fault("LAYER_SHIFT", "error", { component: "motion", context: { progress_pct: progress } });
+      fault("LAYER_SHIFT", "error", {
+        component: "motion",
+        context: { progress_pct: progress, bed_offset_mm: round2(s.driftMm) },
+      });
       if (random.chance(0.5)) endJob("failed");
     } else if (happens(random, RATES_PER_HOUR.cancel, elapsedMs)) {
       endJob("cancelled");
@@ -210,21 +363,31 @@ function step(previous: PrinterState, random: Random, time: SimTime): Step<Print
 
   if (s.phase === "cooling" && s.nozzleC < 50) s.phase = "idle";
 
+  if (happens(random, RATES_PER_HOUR.feedback, elapsedMs)) {
+    messages.push({
+      channel: "event",
+      payload: { ...seq.stamp(), type: "feedback", data: { rating: rating(random, 9 - s.annoyance) } },
+    });
+  }
+
   const active = s.phase === "heating" || s.phase === "printing" || s.phase === "cooling";
+  const fullRpm = FAN_RPM * (1 - FAN_SLOWDOWN_PER_YEAR * ageYears);
   const fanRpm =
-    s.fanBroken || !active ? 0 : Math.round(random.normal(s.phase === "cooling" ? 3000 : FAN_RPM, 60));
+    s.fanBroken || !active ? 0 : Math.round(random.normal(s.phase === "cooling" ? 3000 : fullRpm, 60));
   const progress = s.job === undefined ? 0 : clamp((100 * s.job.elapsedS) / s.job.durationS, 0, 100);
   const metrics = {
     nozzle_temp_c: round1(Math.max(AMBIENT_C - 2, s.nozzleC + random.normal(0, 0.4))),
     nozzle_target_c: s.nozzleTargetC,
     bed_temp_c: round1(Math.max(AMBIENT_C - 2, s.bedC + random.normal(0, 0.2))),
     bed_target_c: s.bedTargetC,
+    bed_level_offset_mm: round2(s.driftMm),
     fan_rpm: Math.max(0, fanRpm),
     print_progress_pct: round1(progress),
     filament_left_g: round1(s.filamentG),
     jobs_started: s.jobsStarted,
     jobs_finished: s.jobsFinished,
     jobs_failed: s.jobsFailed,
+    print_time_s: Math.floor(s.printS),
     uptime_s: Math.floor(s.uptimeS),
     printing: s.phase === "printing",
   };
@@ -233,4 +396,60 @@ function step(previous: PrinterState, random: Random, time: SimTime): Step<Print
   return { state: { ...s, seq: seq.seq }, messages };
 }
 
-export const printer: DeviceModel<PrinterState> = { kind: "printer", counters: PRINTER_COUNTERS, init, step };
+function diagnostics(s: PrinterState): string {
+  const doing =
+    s.job === undefined
+      ? s.phase
+      : `${s.phase} ${s.job.id} at ${Math.round((100 * s.job.elapsedS) / s.job.durationS)}%`;
+  return [
+    doing,
+    `nozzle ${round1(s.nozzleC)}/${s.nozzleTargetC} °C`,
+    `bed ${round1(s.bedC)}/${s.bedTargetC} °C`,
+    `bed offset ${round2(s.driftMm)} mm (limit ${DRIFT_LIMIT_MM})`,
+    s.fanBroken ? "part fan stopped" : "part fan ok",
+    `filament ${Math.round(s.filamentG)} g`,
+    `${s.jobsStarted} jobs, ${s.jobsFailed} failed`,
+  ].join(", ");
+}
+
+function command(
+  state: PrinterState,
+  cmd: SimCommand,
+  random: Random,
+  now: number,
+): CommandStep<PrinterState> {
+  if (cmd.type === "diagnostics")
+    return { state, result: { ok: true, message: diagnostics(state) }, messages: [] };
+  const seq = stamper(state.seq, now);
+  const jobId = state.job?.id;
+  if (cmd.type === "reboot") {
+    const ended = jobEnded(state, "failed", seq.stamp);
+    const messages = [...ended.messages, rebootEvent("remote", seq.stamp)];
+    return {
+      state: { ...rebooted(ended.state), seq: seq.seq },
+      result: { ok: true, message: jobId === undefined ? "rebooted" : `rebooted; ${jobId} aborted` },
+      messages,
+    };
+  }
+  // Levelling needs the bed: a running job is cancelled first.
+  const ended = jobEnded(state, "cancelled", seq.stamp);
+  const level = levelled(ended.state, "remote", random, seq.stamp);
+  const offsets = `bed offset ${round2(state.driftMm)} mm → ${round2(level.state.driftMm)} mm`;
+  return {
+    state: { ...level.state, seq: seq.seq },
+    result: {
+      ok: true,
+      message: jobId === undefined ? `levelled: ${offsets}` : `${jobId} cancelled; levelled: ${offsets}`,
+    },
+    messages: [...ended.messages, level.message],
+  };
+}
+
+export const printer: DeviceModel<PrinterState> = {
+  kind: "printer",
+  counters: PRINTER_COUNTERS,
+  faultCodes: PRINTER_FAULT_CODES,
+  init,
+  step,
+  command,
+};
