@@ -309,10 +309,14 @@ export type ProblemDetail =
       firmware: string;
       devices: number;
       named: string[];
+      /** Silent by the API's rule (or unknown to it) but not named by the signal. */
       missed: string[];
+      /** Not overdue yet on the broker's clock: neither found nor missed. */
+      pending: string[];
       /** Named by the signal for this model and firmware, but nobody silenced them. */
       namedNotInjected: string[];
-      recall: number;
+      /** named / (named + missed); null when none is overdue yet. */
+      recall: number | null;
     }
   | {
       type: "flaky_isp";
@@ -366,7 +370,8 @@ export type Score = {
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const fixed = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(2));
+/** Three significant digits or so: 181, 72.4, 1.28. */
+const fixed = (n: number) => n.toFixed(Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : 2);
 
 function ratioText(c: RateComparison): string {
   if (c.rateRatio === null) return c.verdict;
@@ -447,46 +452,70 @@ function scoreSilent(
 ): ProblemScore {
   const base = { id: p.id, type: p.type, onset: iso(p.onsetMs), detectedAt: null };
   const named = new Map((answers.silence?.afterUpdate.devices ?? []).map((d) => [d.device, d]));
+  const known = new Map(answers.devices.map((d) => [d.id, d]));
+  // Not overdue yet: the API cannot call it silent before factor × its expected interval has passed on the
+  // broker's clock since its last report (for a backfill, since the backfill delivered it).
+  const pending = p.devices.filter(
+    (id) => !named.has(id) && (known.get(id)?.status ?? "silent") !== "silent",
+  );
   const found = p.devices.filter((id) => named.has(id));
+  const missed = p.devices.filter((id) => !named.has(id) && !pending.includes(id));
+  const judged = found.length + missed.length;
   const detail: ProblemDetail = {
     type: "silent_after_update",
     model: p.model,
     firmware: p.firmware,
     devices: p.devices.length,
     named: found,
-    missed: p.devices.filter((id) => !named.has(id)),
+    missed,
+    pending,
     namedNotInjected: [...named.values()]
       .filter((d) => d.model === p.model && d.to === p.firmware && !injectedSilent.has(d.device))
       .map((d) => d.device),
-    recall: found.length / p.devices.length,
+    recall: judged === 0 ? null : found.length / judged,
   };
-  if (unscorable !== undefined) {
-    return {
-      ...base,
-      status: "not_scored",
-      timeToDetectMs: null,
-      evidence: `not scored: ${unscorable}`,
-      detail,
-    };
-  }
+  const notScored = (reason: string): ProblemScore => ({
+    ...base,
+    status: "not_scored",
+    timeToDetectMs: null,
+    evidence: `not scored: ${reason}`,
+    detail,
+  });
+  if (unscorable !== undefined) return notScored(unscorable);
   const factor = answers.silence?.factor ?? 0;
-  const intervals = new Map(answers.devices.map((d) => [d.id, d.expectedIntervalS]));
+  if (judged === 0) {
+    const lastReports = pending.flatMap((id) => {
+      const d = known.get(id);
+      return d?.lastReport ? [Date.parse(d.lastReport) + factor * d.expectedIntervalS * 1000] : [];
+    });
+    const due = lastReports.length === 0 ? "" : ` (the first at ${iso(Math.min(...lastReports))})`;
+    return notScored(
+      `too early: none of its ${p.devices.length} devices is overdue on the broker's clock yet${due}; ` +
+        "a backfill delivers every report just now, so score silent devices during a live run or a backfill with --follow",
+    );
+  }
   // A device is called silent factor × its expected interval after its last report; its problem began
   // with its update (both on the broker's clock).
   const delays = found.flatMap((id) => {
     const entry = named.get(id);
-    const intervalS = intervals.get(id);
+    const intervalS = known.get(id)?.expectedIntervalS;
     if (entry === undefined || intervalS === undefined) return [];
     return [Date.parse(entry.lastReport) + factor * intervalS * 1000 - Date.parse(entry.updatedAt)];
   });
-  const isFound = found.length > 0 && detail.recall >= SILENT_FOUND_SHARE;
+  const isFound = found.length > 0 && found.length / judged >= SILENT_FOUND_SHARE;
+  const extras = [
+    ...(pending.length > 0 ? [`${pending.length} not overdue yet`] : []),
+    ...(detail.namedNotInjected.length > 0
+      ? [`${detail.namedNotInjected.length} named that nobody silenced`]
+      : []),
+  ];
   return {
     ...base,
     status: isFound ? "found" : "missed",
     timeToDetectMs: isFound ? (median(delays) ?? null) : null,
     evidence:
-      `${found.length} of ${p.devices.length} devices named silent within 24 h of an update` +
-      (detail.namedNotInjected.length > 0 ? `, and ${detail.namedNotInjected.length} nobody silenced` : ""),
+      `${found.length} of ${judged} overdue devices named silent within 24 h of an update` +
+      (extras.length > 0 ? `; ${extras.join(", ")}` : ""),
     detail,
   };
 }
@@ -518,7 +547,7 @@ function scoreFlakyIsp(p: Extract<InjectedProblem, { type: "flaky_isp" }>, answe
   const seen =
     at === -1
       ? `no ${p.isp} device has line faults the API lists`
-      : `its data ranks ${p.isp} ${at + 1} of ${ranking.length} ISPs by ${codes.join("/")} faults per device ` +
+      : `its data puts ${p.isp} at rank ${at + 1} of ${ranking.length} ISPs by ${codes.join("/")} faults per device ` +
         `(${fixed(ranking[at]?.perDevice ?? 0)} vs ${fixed(rest)} for the others)`;
   return {
     id: p.id,

@@ -457,7 +457,7 @@ describe("scoreRun", () => {
     ];
 
     it("finds them partly, per device, timed from each device's update", () => {
-      const devices = fleetOf(["m1", "m2", "m3", "x0"]);
+      const devices = fleetOf(["m1", "m2", "m3", "m4", "x0"]);
       const score = scoreRun(
         truthOf(silenced),
         answers({
@@ -469,10 +469,16 @@ describe("scoreRun", () => {
         status: "found",
         // 2 h from update to last report, then 3 × 300 s until the API calls it silent.
         timeToDetectMs: 2 * HOUR + 900_000,
-        detail: { named: ["m1", "m2", "m3"], missed: ["m4"], namedNotInjected: ["x0"], recall: 0.75 },
+        detail: {
+          named: ["m1", "m2", "m3"],
+          missed: ["m4"],
+          pending: [],
+          namedNotInjected: ["x0"],
+          recall: 0.75,
+        },
       });
       expect(score.problems[0]?.evidence).toBe(
-        "3 of 4 devices named silent within 24 h of an update, and 1 nobody silenced",
+        "3 of 4 overdue devices named silent within 24 h of an update; 1 named that nobody silenced",
       );
       expect(score.alarms).toEqual([
         expect.objectContaining({ signal: "silent_after_update", injected: true }),
@@ -480,7 +486,7 @@ describe("scoreRun", () => {
     });
 
     it("misses them when fewer than half are named, and flags another firmware's silent devices", () => {
-      const devices = fleetOf(["m1", "x0"]);
+      const devices = fleetOf([...silenced.devices, "x0"]);
       const score = scoreRun(
         truthOf(silenced),
         answers({ devices, silence: silence(devices, [{ device: "m1" }, { device: "x0", to: "7.58" }]) }),
@@ -491,6 +497,31 @@ describe("scoreRun", () => {
         expect.objectContaining({ subject: `${MODEM} → 7.58`, injected: false }),
       ]);
       expect(score.precision).toBe(0.5);
+    });
+
+    it("counts devices not overdue yet as neither found nor missed", () => {
+      const devices = fleetOf(["m1", "m2"]);
+      const score = scoreRun(
+        truthOf(silenced),
+        answers({ devices, silence: silence(devices, [{ device: "m1" }]) }),
+      );
+      expect(score.problems[0]).toMatchObject({
+        status: "found",
+        detail: { named: ["m1"], missed: ["m2"], pending: ["m3", "m4"], recall: 0.5 },
+      });
+      expect(score.problems[0]?.evidence).toContain("; 2 not overdue yet");
+    });
+
+    it("does not score them before any is overdue, as right after a backfill", () => {
+      const devices = fleetOf([]);
+      const score = scoreRun(truthOf(silenced), answers({ devices, silence: silence(devices, []) }));
+      expect(score.problems[0]).toMatchObject({
+        status: "not_scored",
+        detail: { pending: silenced.devices },
+      });
+      expect(score.problems[0]?.evidence).toMatch(/^not scored: too early: none of its 4 devices is overdue/);
+      expect(score.problems[0]?.evidence).toContain(`the first at ${iso(NOW - 60_000 + 900_000)}`);
+      expect(score.recall).toBeNull();
     });
 
     it("does not score them once the whole fleet has stopped reporting", () => {
@@ -554,6 +585,9 @@ describe("scoreRun", () => {
       },
     });
     expect(score.problems[0]?.evidence).toMatch(/^not scored: fieldq does not group by ISP/);
+    expect(score.problems[0]?.evidence).toContain(
+      "puts isp-b at rank 1 of 2 ISPs by DSL_RESYNC faults per device (25.0 vs 3.00 for the others)",
+    );
     expect(score.recall).toBeNull();
   });
 
