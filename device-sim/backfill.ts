@@ -106,7 +106,7 @@ export function* historyOf(
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const sampleCount = (message: SimMessage) =>
-  message.channel === "telemetry" && Array.isArray(message.payload) ? message.payload.length : 1;
+  message.channel !== "telemetry" ? 0 : Array.isArray(message.payload) ? message.payload.length : 1;
 
 /** Flushes the history of every device of the plan through a pool of connections; resolves to a summary. */
 export async function runBackfill(options: BackfillOptions): Promise<BackfillStats> {

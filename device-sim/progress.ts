@@ -15,6 +15,8 @@ export type ProgressOptions = {
   label: string;
   /** What done counts, plural: "devices". */
   unit: string;
+  /** Whether the messages and their rate mean anything here (default true). */
+  messages?: boolean;
   output?: ProgressOutput;
   clock?: () => number;
   /** Between redraws on a terminal. */
@@ -43,7 +45,7 @@ export function formatDuration(ms: number): string {
 
 /** One line of progress: bar (on a terminal), counts, message rate, and the time left at the rate so far. */
 export function formatProgress(
-  options: { label: string; unit: string; bar: boolean },
+  options: { label: string; unit: string; bar: boolean; messages?: boolean },
   snapshot: ProgressSnapshot,
   elapsedMs: number,
 ): string {
@@ -55,8 +57,10 @@ export function formatProgress(
     parts.push(`[${"#".repeat(filled)}${".".repeat(BAR_WIDTH - filled)}]`);
   }
   parts.push(`${grouped(done)}/${grouped(total)} ${options.unit}`, `${Math.floor(share * 100)}%`);
-  parts.push(`${grouped(messages)} msgs`);
-  if (elapsedMs > 0) parts.push(`${grouped((messages * 1000) / elapsedMs)} msg/s`);
+  if (options.messages !== false) {
+    parts.push(`${grouped(messages)} msgs`);
+    if (elapsedMs > 0) parts.push(`${grouped((messages * 1000) / elapsedMs)} msg/s`);
+  }
   if (done > 0 && done < total) parts.push(`ETA ${formatDuration((elapsedMs * (total - done)) / done)}`);
   else parts.push(formatDuration(elapsedMs));
   return parts.join("  ");

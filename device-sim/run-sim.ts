@@ -303,6 +303,7 @@ export async function runSim(options: SimOptions): Promise<SimHandle> {
   const stop = () => {
     stopping ??= (async () => {
       clearTimeout(timer);
+      stats.scenarioMs = Math.min(plan.endMs, Math.max(stats.scenarioMs, Math.floor(scenarioNow())));
       await Promise.all(entries.map((e) => e.chain));
       await eachLimited(
         entries.filter((e) => e.link !== undefined),

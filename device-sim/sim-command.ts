@@ -482,7 +482,12 @@ async function live(
   { io, logger }: Context,
   connectError: (error: unknown) => number,
 ): Promise<number> {
-  const progress = createProgress({ label: "connecting", unit: "devices", output: io.progress });
+  const progress = createProgress({
+    label: "connecting",
+    unit: "devices",
+    messages: false,
+    output: io.progress,
+  });
   let handle: Awaited<ReturnType<typeof runSim>>;
   try {
     handle = await io.run({ ...options, onProgress: (snapshot) => progress.update(snapshot) });

@@ -27,6 +27,15 @@ describe("progress", () => {
     );
   });
 
+  it("leaves out messages where they mean nothing, such as while connecting", () => {
+    const line = formatProgress(
+      { label: "connecting", unit: "devices", bar: false, messages: false },
+      { done: 10, total: 10, messages: 0 },
+      2_000,
+    );
+    expect(line).toBe("connecting  10/10 devices  100%  2s");
+  });
+
   it("redraws one line in place on a terminal, and ends it when finished", () => {
     let now = 0;
     const out = output(true);
