@@ -117,7 +117,8 @@ function pushFor(rollout: Rollout, random: Random, durationMs: number): { offset
   const stage = rollout.stages[index];
   if (stage === undefined) return undefined;
   const next = rollout.stages[index + 1]?.at ?? durationMs;
-  const spread = Math.min(rollout.spread, next - stage.at);
+  // A caller that shortens the duration may leave a stage past the end: its pushes then never come due.
+  const spread = Math.max(0, Math.min(rollout.spread, next - stage.at));
   return { offsetMs: stage.at + Math.floor(random.next() * spread) };
 }
 

@@ -2,24 +2,11 @@ import { z } from "zod";
 import { parseDuration } from "../../config/duration.js";
 import { LABEL_PATTERN, Label } from "../../contract/messages.js";
 import { ISPS, MODEMS, PRINTERS, type ProductLine, productLine } from "../models/catalog.js";
-import type { SimKind } from "../models/index.js";
+import { FAULT_CODES, type SimKind } from "../models/index.js";
 
 // A scenario file, YAML or JSON: the fleet, its rollouts, the problems injected into it and the time span.
 // Field names are snake_case, as YAML files usually spell them. Durations are strings such as "5m" or "7d";
 // shares are percentages.
-
-/** The fault codes each kind of device raises; a fault_rate problem names one of them. */
-export const FAULT_CODES = {
-  modem: ["DSL_RESYNC", "WAN_DOWN", "DNS_FAILURE", "OVERHEAT", "WIFI_RADIO_CRASH"],
-  printer: [
-    "THERMAL_RUNAWAY",
-    "LAYER_SHIFT",
-    "FILAMENT_RUNOUT",
-    "NOZZLE_CLOG",
-    "BED_LEVEL_DRIFT",
-    "FAN_FAILURE",
-  ],
-} as const satisfies Record<SimKind, readonly string[]>;
 
 export const PRODUCT_LINES: Record<SimKind, readonly ProductLine[]> = { modem: MODEMS, printer: PRINTERS };
 
