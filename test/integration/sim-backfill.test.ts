@@ -1,6 +1,8 @@
 import { expect, test } from "vitest";
 import type { TelemetrySample } from "../../contract/messages.js";
 import { historyOf, runBackfill } from "../../device-sim/backfill.js";
+import { parseScenario } from "../../device-sim/scenario/parse.js";
+import { planScenario } from "../../device-sim/scenario/plan.js";
 import { deviceOf, type FleetPlan, plainPlan } from "../../device-sim/schedule.js";
 import { PLAIN_SCRIPT } from "../../device-sim/script.js";
 import { silentLogger } from "../../observe/logger.js";
@@ -67,6 +69,81 @@ test("a backfill goes through the real stack into InfluxDB at the devices' past 
       `SELECT "state", "device" FROM "long"."presence" WHERE "source" = 'will'`,
     );
     expect(wills.map((w) => [w.device, w.state])).toEqual([[silent.id, "offline"]]);
+  } finally {
+    await stack.close();
+  }
+});
+
+const SCENARIO = `
+name: backfill-small
+seed: 5
+start: -2d
+duration: 1d
+cadence: 10m
+fleet:
+  - kind: modem
+    model: FQ-Modem 5530
+    count: 6
+    firmware: "8.02"
+rollouts:
+  - model: FQ-Modem 5530
+    firmware: "8.10"
+    spread: 1h
+    stages:
+      - { at: 2h, percent: 100 }
+problems:
+  - id: silent-8.10
+    type: silent_after_update
+    model: FQ-Modem 5530
+    firmware: "8.10"
+    count: 2
+    delay: 3h
+  - id: garbage
+    type: malformed
+    count: 2
+    per_hour: 2
+`;
+
+test("a backfilled scenario's malformed payloads are refused one by one and its silent devices leave wills", async () => {
+  const parsed = parseScenario(SCENARIO, "backfill-small.yaml");
+  if (!parsed.ok) throw new Error(parsed.errors.map((e) => e.text).join("\n"));
+  const plan = planScenario(parsed.scenario, { nowMs: Date.now() });
+  const silentDevices = plan.truth.problems.flatMap((p) =>
+    p.type === "silent_after_update" ? p.devices : [],
+  );
+  expect(silentDevices).toHaveLength(2);
+  const stack = await startTestStack("sim-backfill-scenario");
+  try {
+    const stats = await runBackfill({
+      brokerUrl: stack.mqttUrl,
+      secret: TEST_SECRET,
+      plan,
+      seed: plan.truth.seed,
+      logger: silentLogger,
+      pool: 3,
+    });
+    expect(stats).toMatchObject({ devices: 6, flushed: 6, failed: 0, silent: 2 });
+    expect(stats.published.raw).toBeGreaterThan(0);
+    await stack.drained();
+
+    const rejections = await stack.query<{ count: number }>(`SELECT count("bytes") FROM "long"."rejection"`);
+    expect(rejections[0]?.count).toBe(stats.published.raw);
+    const wills = await stack.query<{ device: string }>(
+      `SELECT "state", "device" FROM "long"."presence" WHERE "source" = 'will'`,
+    );
+    expect(wills.map((w) => w.device).sort()).toEqual([...silentDevices].sort());
+    // Every stored sample carries its device's time, inside the scenario's span, on the firmware it ran then.
+    const span = await stack.query<{ time: Date; firmware: string }>(
+      `SELECT "seq", "firmware" FROM "raw"."telemetry" ORDER BY time`,
+    );
+    expect(span.length).toBeGreaterThan(0);
+    expect(span[0]?.time.getTime()).toBeGreaterThanOrEqual(plan.startMs);
+    expect(span.at(-1)?.time.getTime()).toBeLessThan(plan.endMs);
+    const firstUpdate = Math.min(...plan.devices.flatMap((d) => d.script.updates.map((u) => u.atMs)));
+    expect(span.filter((p) => p.time.getTime() < firstUpdate).every((p) => p.firmware === "8.02")).toBe(true);
+    expect(
+      span.filter((p) => p.time.getTime() > firstUpdate + 2 * HOUR).some((p) => p.firmware === "8.10"),
+    ).toBe(true);
   } finally {
     await stack.close();
   }
