@@ -134,6 +134,7 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillSta
     const history = historyOf(device, plan, index, o.batch);
     // Sent but not yet acknowledged, oldest first; what a new connection sends again.
     const unacked: (Outgoing & { acked: boolean })[] = [];
+    /** The hello as of the newest message made: what a new connection announces when nothing is unacked. */
     let resumeHello = device.hello;
     let ended: { silent: boolean } | undefined;
 
@@ -189,7 +190,7 @@ export async function runBackfill(options: BackfillOptions): Promise<BackfillSta
             break;
           }
           const entry = { ...next.value, acked: false };
-          resumeHello = entry.hello;
+          resumeHello = entry.message.channel === "hello" ? entry.message.payload : entry.hello;
           unacked.push(entry);
           send(entry);
         }

@@ -68,6 +68,13 @@ export type SimHandle = {
 
 const DEFAULTS = { speed: 1, concurrency: 50, clock: () => Date.now(), connect: connectDevice };
 
+const STOP_WAIT_MS = 5_000;
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+
 type Presence = "online" | "offline" | "silent";
 
 type Entry = {
@@ -75,6 +82,8 @@ type Entry = {
   device: SimDevice;
   presence: Presence;
   link: DeviceLink | undefined;
+  /** A connect failed: the next online tick tries again. */
+  lost: boolean;
   /** The device's connection work, in order: connects, publishes, drops. */
   chain: Promise<void>;
 };
@@ -142,7 +151,7 @@ export async function runSim(options: SimOptions): Promise<SimHandle> {
     let last: TickOutcome | undefined;
     for (const { outcome } of ticksOf(device, plan, index, fromMs)) last = outcome;
     const presence: Presence = last?.silent ? "silent" : last?.online === false ? "offline" : "online";
-    return { index, device, presence, link: undefined, chain: Promise.resolve() };
+    return { index, device, presence, link: undefined, lost: false, chain: Promise.resolve() };
   });
   stats.silent = entries.filter((e) => e.presence === "silent").length;
   stats.offline = entries.filter((e) => e.presence === "offline").length;
@@ -167,8 +176,9 @@ export async function runSim(options: SimOptions): Promise<SimHandle> {
       },
       onCommand: (commandId, request) => {
         if (entry.presence !== "online") return undefined;
-        stats.commands += 1;
-        return answerCommand(device, commandId, request, Math.round(scenarioNow()));
+        const answer = answerCommand(device, commandId, request, Math.round(scenarioNow()));
+        if (answer !== undefined) stats.commands += 1;
+        return answer;
       },
     });
     stats.connected += 1;
@@ -228,10 +238,16 @@ export async function runSim(options: SimOptions): Promise<SimHandle> {
         });
       }
     } else {
-      if (entry.presence === "offline") {
+      if (entry.presence === "offline" || entry.lost) {
+        if (entry.presence === "offline") stats.offline -= 1;
         entry.presence = "online";
-        stats.offline -= 1;
-        enqueue(entry, () => open(entry));
+        entry.lost = false;
+        enqueue(entry, () =>
+          open(entry).catch((error: unknown) => {
+            entry.lost = true;
+            throw error;
+          }),
+        );
       }
       // Back from a spell, the device's messages start with what it buffered, oldest first.
       enqueue(entry, () => publishAll(entry, messages));
@@ -304,7 +320,8 @@ export async function runSim(options: SimOptions): Promise<SimHandle> {
     stopping ??= (async () => {
       clearTimeout(timer);
       stats.scenarioMs = Math.min(plan.endMs, Math.max(stats.scenarioMs, Math.floor(scenarioNow())));
-      await Promise.all(entries.map((e) => e.chain));
+      // Work still waiting for a broker that went away does not hold the stop up for long.
+      await Promise.race([Promise.all(entries.map((e) => e.chain)), sleep(STOP_WAIT_MS)]);
       await eachLimited(
         entries.filter((e) => e.link !== undefined),
         o.concurrency,

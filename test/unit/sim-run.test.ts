@@ -15,16 +15,22 @@ const MINUTE = 60_000;
 const QUIET = { offlineSpellsPerWeek: 0 };
 
 type Happening =
-  | { deviceId: string; kind: "connect" | "close" | "drop" }
+  | { deviceId: string; kind: "connect" | "close" | "drop" | "refused" }
   | { deviceId: string; kind: "publish"; message: SimMessage };
 
 /** Links that record instead of talking MQTT, so the scheduling can run on fake timers. */
-function fakeTransport(options: { refuse?: string | undefined } = {}) {
+function fakeTransport(options: { refuse?: string | undefined; failReconnects?: number } = {}) {
   const log: Happening[] = [];
   const sessions = new Map<string, ConnectDeviceOptions>();
   const open = new Set<string>();
+  let reconnectsToFail = options.failReconnects ?? 0;
   const connect: ConnectDevice = async (link) => {
     if (link.deviceId === options.refuse) throw new Error("Connection refused: Bad username or password");
+    if (sessions.has(link.deviceId) && reconnectsToFail > 0) {
+      reconnectsToFail -= 1;
+      log.push({ deviceId: link.deviceId, kind: "refused" });
+      throw new Error("connect ECONNREFUSED");
+    }
     log.push({ deviceId: link.deviceId, kind: "connect" });
     sessions.set(link.deviceId, link);
     open.add(link.deviceId);
@@ -196,6 +202,22 @@ describe("runSim (live)", () => {
       expect(ts).toEqual(Array.from({ length: ts.length }, (_, k) => T0 + phase + k * MINUTE));
       expect(ts.length).toBeGreaterThan(200);
     }
+  });
+
+  it("tries again on the next tick when connecting after a spell fails", async () => {
+    const transport = fakeTransport({ failReconnects: 1 });
+    const fleet = plan(1, {
+      deviceOptions: { offlineSpellsPerWeek: 500, offlineSpellMs: [3 * MINUTE, 3 * MINUTE] },
+    });
+    const sim = await start(transport, { plan: fleet });
+    await vi.advanceTimersByTimeAsync(4 * 60 * 1000);
+    await sim.stop();
+    const id = fleet.devices[0]?.id ?? "";
+    const kinds = transport.kinds(id).filter((k) => k !== "publish");
+    // The first reconnect is refused; the one after it, a tick later, goes through, and so do later spells.
+    expect(kinds.slice(0, 4)).toEqual(["connect", "drop", "refused", "connect"]);
+    expect(kinds.filter((k) => k === "connect").length).toBeGreaterThan(2);
+    expect(sim.stats().failed).toBeGreaterThan(0);
   });
 
   it("starts at fromMs with the devices where the time before it left them", async () => {
