@@ -76,8 +76,9 @@ function usage(broker: string): string[] {
     `                          cycling through --pool connections (default ${SIM_DEFAULTS.mode})`,
     "  --seed <n>              the same scenario, seed and start give the same messages (default: the",
     "                          scenario's seed)",
-    "  --start <time>          scenario start: now, --start=-14d or an ISO time (default: the",
-    "                          scenario's, moved back so that no device clock runs ahead of yours)",
+    "  --start <time>          scenario start: now, --start=-14d or an ISO time (default: live, now,",
+    "                          or earlier at --speed > 1 so as to end at the present; backfill, the",
+    "                          scenario's start, moved back so that the history ends by now)",
     "  --duration <time>       scenario time to cover: 90m, 12h, 7d (default: the scenario's)",
     `  --speed <x>             live: scenario time runs x times as fast as the clock (default ${SIM_DEFAULTS.speed})`,
     `  --pool <n>              backfill: connections at once (default ${SIM_DEFAULTS.pool})`,
@@ -253,7 +254,8 @@ export function scaleFleet(scenario: Scenario, devices: number): Scenario {
 /**
  * The run's scenario time. Device clocks must not run ahead of the wall clock (fieldq stores such messages
  * at their receive time, flagged): a live run at speed x ends duration / x from now, a backfill at once.
- * Without --start the start moves back as far as that needs; with it, such a start is a usage error.
+ * Without --start a live run starts as late as that allows, a backfill at the scenario's start or earlier;
+ * an explicit start that runs ahead is a usage error.
  */
 export function runWindow(
   scenario: Scenario,
@@ -264,8 +266,9 @@ export function runWindow(
   const durationMs = request.durationMs ?? scenario.duration;
   const wallEndMs = nowMs + (request.mode === "live" ? durationMs / request.speed : 0);
   const latestStart = Math.floor(wallEndMs - durationMs);
+  // A live run plays the scenario from now; the scenario's own start is where a backfill begins.
   const planned = scenario.start.from === "now" ? nowMs + scenario.start.offsetMs : scenario.start.ms;
-  const startMs = request.startMs ?? Math.min(planned, latestStart);
+  const startMs = request.startMs ?? (request.mode === "live" ? latestStart : Math.min(planned, latestStart));
   const aheadMs = startMs + durationMs - wallEndMs;
   if (aheadMs > skew.futureMs) {
     return {

@@ -200,6 +200,18 @@ describe("fieldq sim", () => {
     expect(JSON.parse(t.written.get(truth) ?? "{}")).toMatchObject({ seed: 9, startMs: NOW - 11 * HOUR });
   });
 
+  it("plays a scenario that starts in the past from now in live mode, and from its start as a backfill", async () => {
+    const live = harness();
+    live.controller.abort();
+    expect(await simCommand(["--scenario", "mixed-fleet"], env, silentLogger, live.io)).toBe(0);
+    expect(live.fakes.live[0]?.plan.startMs).toBe(NOW);
+    const backfill = harness();
+    expect(
+      await simCommand(["--scenario", "mixed-fleet", "--mode", "backfill"], env, silentLogger, backfill.io),
+    ).toBe(0);
+    expect(backfill.fakes.backfills[0]?.plan.startMs).toBe(NOW - 10 * DAY);
+  });
+
   it("backfills so that the history ends now, through a pool of the given size", async () => {
     const t = harness();
     expect(await simCommand(["--mode", "backfill", "--pool", "7"], env, silentLogger, t.io)).toBe(0);
