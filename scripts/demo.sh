@@ -4,7 +4,7 @@
 # FIELDQ_INFLUX_URL names one, generates a device secret and API tokens once, and prints how to look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-devices=${DEMO_DEVICES:-25}
+devices=${DEMO_DEVICES:-50}
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== installing dependencies"
@@ -51,6 +51,8 @@ cat <<MSG
    MQTT       mqtt://127.0.0.1:$FIELDQ_MQTT_PORT
    InfluxDB   $FIELDQ_INFLUX_URL, database ${FIELDQ_INFLUX_DB:-fieldq}
    try        curl -H "authorization: Bearer $viewer" "$api/faults?limit=5"
+   score      npm run fieldq -- sim score $FIELDQ_DATA_DIR/fieldq-truth-home-demo.json --api http://127.0.0.1:$FIELDQ_HTTP_PORT --token $viewer
+              (what fieldq found of the home-demo scenario's injected problems; give the rollups a minute)
    stop       Ctrl-C (the journal is flushed first)
 
 MSG
