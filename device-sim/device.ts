@@ -139,9 +139,11 @@ export class SimDevice<S extends BaseState = BaseState> {
   /** Runs a command from fieldq; a silent device answers nothing. */
   command(command: SimCommand, now: number): CommandReply | undefined {
     if (this.#silent) return undefined;
-    const { state, result, messages } = this.#model.command(this.#state, command, this.#random, now);
-    const seq = state.seq;
-    this.#state = { ...state, seq: seq + 1 };
+    // The result goes out before what the command makes the device say, so it takes the seq before theirs.
+    const seq = this.#state.seq;
+    const next = { ...this.#state, seq: seq + 1 };
+    const { state, result, messages } = this.#model.command(next, command, this.#random, now);
+    this.#state = state;
     this.#noteFirmware(now);
     const reply: CommandResult = { ts: now, seq, ok: result.ok, message: result.message };
     return { result: reply, messages: this.#deliver(messages, this.#offlineLeftMs > 0).messages };

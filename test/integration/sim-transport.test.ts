@@ -249,6 +249,7 @@ describe("simulator over MQTT", () => {
     const calibration = after.find(
       (r) => r.topic.channel === "event" && (r.payload as { type: string }).type === "calibration",
     )?.payload as { seq: number; data: { offset_after_mm: number } };
+    expect(calibration.seq).toBeGreaterThan(result.seq);
     expect(calibration.data.offset_after_mm).toBeLessThanOrEqual(0.03);
     const next = broker.samples(printer).find((s) => s.seq > result.seq);
     expect(Number(next?.metrics.bed_level_offset_mm)).toBeLessThan(0.05);

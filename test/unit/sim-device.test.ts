@@ -249,7 +249,7 @@ describe("malformed payloads", () => {
 });
 
 describe("commands", () => {
-  it("answer with a result that passes the contract, numbered after what the device said", () => {
+  it("answer with a result that passes the contract, numbered before what the command made it say", () => {
     const device = createDevice(PRINTER, 3, T0, NO_SPELLS);
     device.tick({ now: T0 + MINUTE, elapsedMs: MINUTE });
     const seq = device.seq;
@@ -259,11 +259,12 @@ describe("commands", () => {
     expect(reply?.messages).toHaveLength(1);
     const [event] = reply?.messages ?? [];
     expect(event?.channel === "event" && event.payload).toMatchObject({
-      seq,
+      seq: seq + 1,
       ts: T0 + 90_000,
       type: "calibration",
     });
-    expect(reply?.result).toMatchObject({ seq: seq + 1, ts: T0 + 90_000, ok: true });
+    // The transport publishes the result first: its seq comes first too.
+    expect(reply?.result).toMatchObject({ seq, ts: T0 + 90_000, ok: true });
     expect(device.seq).toBe(seq + 2);
   });
 
