@@ -13,7 +13,7 @@ import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
 // scenarios/firmware-regression.yaml made smaller: 50 modems over three days instead of 500 over a week, a
-// report every 15 minutes. It keeps what the scoring is about: a staged rollout (5% → 25% → 100%) of a
+// report every 30 minutes. It keeps what the scoring is about: a staged rollout (5% → 25% → 100%) of a
 // firmware that makes one fault code four times as frequent, next to a model that gets no update.
 const SCENARIO = `
 name: firmware-regression-small
