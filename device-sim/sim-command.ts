@@ -151,7 +151,7 @@ function speed(text: string): Result<number> {
   const value = Number(text);
   return text.trim() !== "" && value > 0 && value <= 1_000_000
     ? { ok: true, value }
-    : { ok: false, problem: `--speed must be a number above 0, not "${text}"` };
+    : { ok: false, problem: `--speed must be a number above 0 and at most 1000000, not "${text}"` };
 }
 
 /** now, -14d (before now) or an ISO time with a zone, as epoch ms. */

@@ -172,7 +172,10 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
       const updated = ofModel(problem.model).filter(
         (device) =>
           device.spec.script.silentAfter === undefined &&
-          device.spec.script.updates.some((push) => push.to === problem.firmware),
+          // Only devices whose silence would begin within the run: a shortened run leaves the rest out.
+          device.spec.script.updates.some(
+            (push) => push.to === problem.firmware && push.atMs + problem.delay < endMs,
+          ),
       );
       const chosen = choose(problem, updated, context);
       let onsetMs = endMs;

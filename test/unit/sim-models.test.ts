@@ -196,7 +196,9 @@ describe("device models over long runs", () => {
         expect(state).toEqual(before);
         if (i % 50 === 0) {
           for (const type of ["reboot", "recalibrate", "diagnostics"] as const) {
+            const given = structuredClone(next.state);
             model.command(next.state, { id: `cmd-${i}`, type }, random, now);
+            expect(next.state).toEqual(given);
           }
         }
         state = next.state;

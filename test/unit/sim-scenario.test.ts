@@ -351,6 +351,22 @@ describe("planScenario", () => {
     expect(truth.onsetMs).toBe(Math.min(...silentAt));
   });
 
+  it("silences only devices whose silence begins within a shortened run", () => {
+    // As `fieldq sim --duration` does: the file is valid for its own 10 days, the run is cut to 73 hours.
+    const short = planScenario({ ...scenario, duration: 73 * HOUR }, { nowMs: NOW });
+    const silent = short.devices.filter((device) => device.script.silentAfter !== undefined);
+    const late = short.devices.filter((device) =>
+      device.script.updates.some((push) => push.to === "8.10" && push.atMs + 12 * HOUR >= short.endMs),
+    );
+    // The last stage starts at 3d, an hour before the end: its devices cannot go silent 12 h later in time.
+    expect(late.length).toBeGreaterThan(0);
+    expect(silent.length).toBeGreaterThan(0);
+    for (const device of silent) {
+      const push = device.script.updates.find((update) => update.to === "8.10");
+      expect((push?.atMs ?? Number.POSITIVE_INFINITY) + 12 * HOUR).toBeLessThan(short.endMs);
+    }
+  });
+
   it("makes the flaky ISP's modems flaky and lists them", () => {
     const truth = truthOf("flaky_isp");
     const o2 = plan.devices.filter((device) => device.hello.isp === "O2");
