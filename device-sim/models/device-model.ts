@@ -1,4 +1,4 @@
-import type { Event, Fault, Hello, Telemetry } from "../../contract/messages.js";
+import type { Event, Fault, Hello, Severity, Telemetry } from "../../contract/messages.js";
 import type { UplinkChannel } from "../../contract/topics.js";
 import type { Random } from "../random.js";
 import type { DeviceScript } from "../script.js";
@@ -66,6 +66,11 @@ export function boostOf(script: DeviceScript, firmware: string, code: string): n
   return factor;
 }
 
+export const YEAR_MS = 365 * 86_400_000;
+
+/** Hands out ts and seq for one message. */
+export type Stamp = () => { ts: number; seq: number };
+
 /** Hands out ts and seq for the messages of one step. */
 export function stamper(seq: number, now: number) {
   let next = seq;
@@ -76,6 +81,26 @@ export function stamper(seq: number, now: number) {
     },
   };
 }
+
+export function rebootEvent(reason: string, stamp: Stamp): SimMessage {
+  return { channel: "event", payload: { ...stamp(), type: "reboot", data: { reason } } };
+}
+
+export function faultMessage(
+  stamp: Stamp,
+  code: string,
+  severity: Severity,
+  extra: Omit<Fault, "ts" | "seq" | "code" | "severity"> = {},
+): SimMessage {
+  return { channel: "fault", payload: { ...stamp(), code, severity, ...extra } };
+}
+
+/** How much a fault of this severity adds to what the owner remembers when asked for a rating. */
+export const annoyanceOf = (severity: Severity) =>
+  severity === "critical" ? 3 : severity === "error" ? 2 : 1;
+
+/** What the owner remembers fades over about a day. */
+export const faded = (annoyance: number, dtS: number) => annoyance * Math.exp(-dtS / 86_400);
 
 /** A rating on the 0-10 scale, lower the more the owner has been put through. */
 export function rating(random: Random, mean: number): number {

@@ -1,7 +1,7 @@
 import type { FIRMWARE_UPDATE_RESULTS, Hello } from "../../contract/messages.js";
 import type { Random } from "../random.js";
 import type { DeviceScript, FirmwarePush } from "../script.js";
-import type { SimMessage, UpdateProgress } from "./device-model.js";
+import type { SimMessage, Stamp, UpdateProgress } from "./device-model.js";
 
 export type FirmwareUpdate = { from: string; to: string; result: (typeof FIRMWARE_UPDATE_RESULTS)[number] };
 
@@ -32,17 +32,18 @@ function duePush(script: DeviceScript, progress: UpdateProgress, now: number) {
  * Takes the script's due firmware push, if any: its event, then on success a reboot and a hello with the
  * new version, on a roll-back a reboot. A push to the firmware the device runs changes nothing.
  */
-export function takeDueUpdate(device: {
-  hello: Hello;
-  updates: UpdateProgress;
-  script: DeviceScript;
-  random: Random;
-  now: number;
-  messages: SimMessage[];
-  stamp: () => { ts: number; seq: number };
-  reboot: (reason: string) => void;
-}): { hello: Hello; updates: UpdateProgress } {
-  const { hello, updates, now } = device;
+export function takeDueUpdate(
+  { hello, updates }: { hello: Hello; updates: UpdateProgress },
+  device: {
+    script: DeviceScript;
+    random: Random;
+    now: number;
+    messages: SimMessage[];
+    stamp: Stamp;
+    reboot: (reason: string) => void;
+  },
+): { hello: Hello; updates: UpdateProgress } {
+  const { now } = device;
   const due = now >= updates.retryAtMs ? duePush(device.script, updates, now) : undefined;
   if (due === undefined) return { hello, updates };
   const taken = { next: due.index + 1, retryAtMs: 0 };

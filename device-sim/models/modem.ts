@@ -2,19 +2,24 @@ import type { Fault, Hello, Severity } from "../../contract/messages.js";
 import type { Random } from "../random.js";
 import type { DeviceScript } from "../script.js";
 import {
+  annoyanceOf,
   type BaseState,
   boostOf,
   type CommandStep,
   clamp,
   type DeviceModel,
+  faded,
+  faultMessage,
   happens,
   rating,
+  rebootEvent,
   round1,
   type SimCommand,
   type SimMessage,
   type SimTime,
   type Step,
   stamper,
+  YEAR_MS,
 } from "./device-model.js";
 import { NO_UPDATES_TAKEN, takeDueUpdate } from "./firmware.js";
 
@@ -71,7 +76,6 @@ const IDLE_CPU_C = 52;
 const CPU_CREEP_C_PER_YEAR = 1.5;
 /** Each year in service adds this share to the overheating rate. */
 const OVERHEAT_AGEING_PER_YEAR = 0.5;
-const YEAR_MS = 365 * 86_400_000;
 
 function init(hello: Hello, random: Random, now: number): ModemState {
   const vectoring = hello.model.includes("7590");
@@ -144,7 +148,7 @@ function step(previous: ModemState, random: Random, time: SimTime, script: Devic
   let s: ModemState = {
     ...previous,
     uptimeS: previous.uptimeS + dt,
-    annoyance: previous.annoyance * Math.exp(-dt / 86_400),
+    annoyance: faded(previous.annoyance, dt),
   };
   const ageYears = Math.max(0, now - s.inServiceSinceMs) / YEAR_MS;
   const flakiness = Math.max(1, script.lineFlakiness);
@@ -152,27 +156,18 @@ function step(previous: ModemState, random: Random, time: SimTime, script: Devic
   const fault = (
     code: ModemFaultCode,
     severity: Severity,
-    extra: Omit<Fault, "ts" | "seq" | "code" | "severity"> = {},
+    extra?: Omit<Fault, "ts" | "seq" | "code" | "severity">,
   ) => {
-    messages.push({ channel: "fault", payload: { ...seq.stamp(), code, severity, ...extra } });
-    s.annoyance += severity === "critical" ? 3 : severity === "error" ? 2 : 1;
+    messages.push(faultMessage(seq.stamp, code, severity, extra));
+    s.annoyance += annoyanceOf(severity);
   };
   const reboot = (reason: string) => {
-    messages.push({ channel: "event", payload: { ...seq.stamp(), type: "reboot", data: { reason } } });
+    messages.push(rebootEvent(reason, seq.stamp));
     s = rebooted(s, random);
   };
 
   if (s.updates.next < script.updates.length) {
-    const taken = takeDueUpdate({
-      hello: s.hello,
-      updates: s.updates,
-      script,
-      random,
-      now,
-      messages,
-      stamp: seq.stamp,
-      reboot,
-    });
+    const taken = takeDueUpdate(s, { script, random, now, messages, stamp: seq.stamp, reboot });
     s.hello = taken.hello;
     s.updates = taken.updates;
   }
@@ -303,9 +298,7 @@ function command(state: ModemState, cmd: SimCommand, random: Random, now: number
         state.wanDownS > 0 ? "WAN outage" : "",
         state.radioDownS > 0 ? "Wi-Fi radio crash" : "",
       ];
-      const messages: SimMessage[] = [
-        { channel: "event", payload: { ...seq.stamp(), type: "reboot", data: { reason: "remote" } } },
-      ];
+      const messages = [rebootEvent("remote", seq.stamp)];
       const which = cleared.filter((what) => what !== "");
       return {
         state: { ...rebooted(state, random), seq: seq.seq },

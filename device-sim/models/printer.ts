@@ -2,20 +2,26 @@ import type { Fault, Hello, Severity } from "../../contract/messages.js";
 import type { Random } from "../random.js";
 import type { DeviceScript } from "../script.js";
 import {
+  annoyanceOf,
   type BaseState,
   boostOf,
   type CommandStep,
   clamp,
   type DeviceModel,
+  faded,
+  faultMessage,
   happens,
   rating,
+  rebootEvent,
   round1,
   round2,
   type SimCommand,
   type SimMessage,
   type SimTime,
+  type Stamp,
   type Step,
   stamper,
+  YEAR_MS,
 } from "./device-model.js";
 import { NO_UPDATES_TAKEN, takeDueUpdate } from "./firmware.js";
 
@@ -82,7 +88,6 @@ const OWNER_LEVELS_CHANCE = 0.4;
 const SHIFTS_AT_LIMIT = 4;
 const FAN_WEAR_PER_YEAR = 0.8;
 const FAN_SLOWDOWN_PER_YEAR = 0.03;
-const YEAR_MS = 365 * 86_400_000;
 
 const RATES_PER_HOUR = {
   jobStart: 1.5,
@@ -143,8 +148,6 @@ function approach(current: number, target: number, dt: number, tauS: number): nu
   return current + (goal - current) * (1 - Math.exp(-dt / tauS));
 }
 
-type Stamp = () => { ts: number; seq: number };
-
 /** The job's end: its event, its count, and the heaters off. */
 function jobEnded(s: PrinterState, result: "success" | "failed" | "cancelled", stamp: Stamp) {
   const job = s.job;
@@ -183,10 +186,6 @@ function levelled(s: PrinterState, reason: string, random: Random, stamp: Stamp)
   return { state, message };
 }
 
-function rebootEvent(reason: string, stamp: Stamp): SimMessage {
-  return { channel: "event", payload: { ...stamp(), type: "reboot", data: { reason } } };
-}
-
 const rebooted = (s: PrinterState): PrinterState => ({
   ...s,
   phase: "idle",
@@ -208,17 +207,17 @@ function step(
   let s: PrinterState = {
     ...previous,
     uptimeS: previous.uptimeS + dt,
-    annoyance: previous.annoyance * Math.exp(-dt / 86_400),
+    annoyance: faded(previous.annoyance, dt),
   };
   const ageYears = Math.max(0, now - s.inServiceSinceMs) / YEAR_MS;
 
   const fault = (
     code: PrinterFaultCode,
     severity: Severity,
-    extra: Omit<Fault, "ts" | "seq" | "code" | "severity"> = {},
+    extra?: Omit<Fault, "ts" | "seq" | "code" | "severity">,
   ) => {
-    messages.push({ channel: "fault", payload: { ...seq.stamp(), code, severity, ...extra } });
-    s.annoyance += severity === "critical" ? 3 : severity === "error" ? 2 : 1;
+    messages.push(faultMessage(seq.stamp, code, severity, extra));
+    s.annoyance += annoyanceOf(severity);
   };
   const endJob = (result: "success" | "failed" | "cancelled") => {
     const ended = jobEnded(s, result, seq.stamp);
@@ -242,16 +241,7 @@ function step(
 
   // Firmware is never flashed mid-print.
   if ((s.phase === "idle" || s.phase === "cooling") && s.updates.next < script.updates.length) {
-    const taken = takeDueUpdate({
-      hello: s.hello,
-      updates: s.updates,
-      script,
-      random,
-      now,
-      messages,
-      stamp: seq.stamp,
-      reboot,
-    });
+    const taken = takeDueUpdate(s, { script, random, now, messages, stamp: seq.stamp, reboot });
     s.hello = taken.hello;
     s.updates = taken.updates;
   }
