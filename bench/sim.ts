@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { startBroker } from "../broker/start-broker.js";
 import { loadConfig } from "../config/env.js";
 import { runBackfill } from "../device-sim/backfill.js";
+import { grouped } from "../device-sim/progress.js";
 import { runSim } from "../device-sim/run-sim.js";
 import { type FleetPlan, plainPlan } from "../device-sim/schedule.js";
 import { decodeMessage } from "../ingest/decode.js";
@@ -81,7 +82,6 @@ function startChildBroker() {
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 const mb = (bytes: number) => (bytes / 1_048_576).toFixed(0);
 const kb = (bytes: number) => (bytes / 1024).toFixed(1);
-const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const total = (counts: Record<string, number>) => Object.values(counts).reduce((sum, n) => sum + n, 0);
 

@@ -33,7 +33,8 @@ export type Progress = {
 
 const BAR_WIDTH = 24;
 
-const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
+/** A count as people read it: 12,180. */
+export const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
 
 /** 95 s → "1m35s"; under a minute in seconds, over an hour in hours and minutes. */
 export function formatDuration(ms: number): string {

@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { parseDuration } from "../config/duration.js";
 import type { Logger } from "../observe/logger.js";
 import { type BackfillStats, runBackfill } from "./backfill.js";
-import { createProgress, formatDuration, type ProgressOutput } from "./progress.js";
+import { createProgress, formatDuration, grouped, type ProgressOutput } from "./progress.js";
 import { type PublishedCounts, runSim, type SimStats } from "./run-sim.js";
 import { DEFAULT_SCENARIO, listShippedScenarios, loadScenario } from "./scenario/parse.js";
 import { planScenario, type ScenarioPlan } from "./scenario/plan.js";
@@ -284,8 +284,6 @@ export function runWindow(
   }
   return { ok: true, value: { startMs, durationMs } };
 }
-
-const grouped = (n: number) => n.toLocaleString("en-US");
 
 /** A scenario's span as its file would write it: 3d, 36h, 90m. */
 function span(ms: number): string {
