@@ -7,6 +7,13 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { startBroker } from "../broker/start-broker.js";
 import { loadConfig } from "../config/env.js";
+
+const defaultConfig = () => {
+  const loaded = loadConfig({});
+  if (!loaded.ok) throw new Error(loaded.problems.join("; "));
+  return loaded.config;
+};
+
 import { runBackfill } from "../device-sim/backfill.js";
 import { grouped } from "../device-sim/progress.js";
 import { runSim } from "../device-sim/run-sim.js";
@@ -35,8 +42,9 @@ type ChildStats = { connected: number; received: number };
 async function brokerChild() {
   let received = 0;
   const broker = await startBroker({
-    host: "127.0.0.1",
-    port: 0,
+    listen: { host: "127.0.0.1", port: 0 },
+    // One address holds the whole fleet here; the per-device rate stays fieldq's default.
+    limits: { ...defaultConfig().mqtt.limits, maxConnections: 20_000, maxConnectionsPerIp: 20_000 },
     deviceSecret: SECRET,
     maxPayloadBytes: MAX_PAYLOAD,
     logger: silentLogger,

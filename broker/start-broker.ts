@@ -1,6 +1,6 @@
-import { once } from "node:events";
-import { type AddressInfo, createServer } from "node:net";
+import type { Socket } from "node:net";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from "aedes";
+import type { BrokerLimits } from "../config/env.js";
 import type { DeviceError } from "../contract/messages.js";
 import { errorsTopic, topicOwner } from "../contract/topics.js";
 import type { IngestOutcome } from "../ingest/ingest.js";
@@ -8,11 +8,12 @@ import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { canPublish, canSubscribe, canWill } from "./acl.js";
 import { authenticateDevice } from "./auth.js";
+import { type ListenerPorts, type ListenOptions, startListeners } from "./listeners.js";
 import { guardSocket } from "./packet-guard.js";
 
 export type BrokerOptions = {
-  host?: string;
-  port: number;
+  listen: ListenOptions;
+  limits: BrokerLimits;
   deviceSecret: string;
   maxPayloadBytes: number;
   logger: Logger;
@@ -28,7 +29,9 @@ export type BrokerOptions = {
 };
 
 export type BrokerHandle = {
+  /** The first port listening: plain MQTT when it is on. */
   port: number;
+  ports: ListenerPorts;
   connectedDevices(): number;
   /** Stops accepting connections, disconnects every client, and waits for in-flight publishes. */
   close(): Promise<void>;
@@ -164,7 +167,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     logger.debug({ clientId: client.id, err: error.message }, "client error"),
   );
 
-  const server = createServer((socket) => {
+  let listeners: Awaited<ReturnType<typeof startListeners>>;
+  const onConnection = (socket: Socket) => {
     const connection = guardSocket(socket, options.maxPayloadBytes + PACKET_OVERHEAD_BYTES, (error) => {
       metrics.messagesRefused.inc({ reason: "too_large" });
       logger.warn(
@@ -173,22 +177,22 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       );
     });
     broker.handle(connection);
-  });
-  server.listen(options.port, options.host ?? "0.0.0.0");
+  };
   try {
-    await once(server, "listening");
+    listeners = await startListeners(options.listen, onConnection);
   } catch (error) {
     // aedes's heartbeat timers would keep the process alive after a failed start.
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     throw error;
   }
-  const port = (server.address() as AddressInfo).port;
+  const port = Object.values(listeners.ports)[0] as number;
 
   return {
     port,
+    ports: listeners.ports,
     connectedDevices: () => connections.size,
     async close() {
-      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const serverClosed = listeners.close();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
       await serverClosed;

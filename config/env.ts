@@ -5,6 +5,13 @@ import { parseDuration } from "./duration.js";
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const count = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const rate = (fallback: number) => z.coerce.number().positive().default(fallback);
+const flag = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "on", "off", "1", "0"])
+    .default(fallback ? "true" : "false")
+    .transform((v) => v === "true" || v === "on" || v === "1");
 const duration = (fallback: string) =>
   z
     .string()
@@ -74,6 +81,21 @@ export const ExpectedIntervals = z
 export const Env = z.object({
   FIELDQ_MQTT_HOST: z.string().default("0.0.0.0"),
   FIELDQ_MQTT_PORT: port(1883),
+  /** false: no plain MQTT listener (TLS and WebSocket only). */
+  FIELDQ_MQTT_PLAIN: flag(true),
+  FIELDQ_MQTTS_PORT: port(8883),
+  /** MQTT over WebSocket (wss when TLS is configured); unset: no WebSocket listener. */
+  FIELDQ_MQTT_WS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  FIELDQ_TLS_CERT: z.string().min(1).optional(),
+  FIELDQ_TLS_KEY: z.string().min(1).optional(),
+  FIELDQ_DEVICE_RATE: rate(20),
+  FIELDQ_DEVICE_BURST: count(200),
+  FIELDQ_FLOOD_DROPS: count(2000),
+  FIELDQ_MAX_CONNECTIONS: count(10_000),
+  FIELDQ_MAX_CONNECTIONS_PER_IP: count(200),
+  FIELDQ_AUTH_FAILURES_PER_MINUTE: count(30),
+  FIELDQ_MAX_SUBSCRIPTIONS: count(16),
+  FIELDQ_CONNECT_TIMEOUT: duration("10s"),
   FIELDQ_HTTP_HOST: z.string().default("0.0.0.0"),
   FIELDQ_HTTP_PORT: port(8080),
   FIELDQ_INFLUX_URL: z.url().default("http://127.0.0.1:8086"),
@@ -89,11 +111,20 @@ export const Env = z.object({
     .default("90d"),
   FIELDQ_DEVICE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   FIELDQ_API_TOKENS: ApiTokens,
+  FIELDQ_API_RATE: rate(20),
+  FIELDQ_API_BURST: count(100),
+  FIELDQ_API_MAX_BODY_BYTES: bytes(64 * 1024),
   FIELDQ_DATA_DIR: z.string().default(".fieldq/data"),
   FIELDQ_FINGERPRINT_RULES: z.string().min(1).optional(),
   FIELDQ_MAX_PAYLOAD_BYTES: bytes(64 * 1024),
   FIELDQ_JOURNAL_MAX_BYTES: bytes(1024 ** 3),
   FIELDQ_BATCH_POINTS: bytes(5000),
+  FIELDQ_BATCH_BYTES: bytes(4 * 1024 ** 2),
+  FIELDQ_MAX_POINT_BYTES: bytes(64 * 1024),
+  FIELDQ_MAX_METRIC_NAMES: count(5_000),
+  FIELDQ_MAX_DEVICE_METRIC_NAMES: count(300),
+  FIELDQ_MAX_LABEL_VALUES: count(10_000),
+  FIELDQ_MAX_DEVICE_LABEL_VALUES: count(20),
   FIELDQ_FLUSH_INTERVAL: duration("1s"),
   FIELDQ_ROLLUP_INTERVAL: duration("10s"),
   FIELDQ_CLOCK_SKEW_FUTURE: duration("10m"),
@@ -114,9 +145,60 @@ export type InfluxConfig = {
   rawRetention: string;
 };
 
+/** PEM files; when set, MQTT also listens over TLS and the API serves HTTPS. */
+export type TlsConfig = { certPath: string; keyPath: string };
+
+/** What one device, one address or the whole broker may cost the others (broker/). */
+export type BrokerLimits = {
+  /** A device's sustained messages per second, and the burst above it; QoS 1 beyond it waits, QoS 0 is dropped. */
+  deviceRate: number;
+  deviceBurst: number;
+  /** A device that has had this many messages dropped within a minute is disconnected. */
+  floodDrops: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  /** Failed CONNECTs one address may make per minute before its next ones are refused unread. */
+  authFailuresPerMinute: number;
+  /** Subscriptions one client may hold. */
+  maxSubscriptions: number;
+  /** How long a socket may stay open before its CONNECT arrives. */
+  connectTimeoutMs: number;
+};
+
+/** What one device may add to InfluxDB's indexes (ingest/), and the size of what is written. */
+export type StorageLimits = {
+  /** Encoded line-protocol bytes of one point; a message with a larger one is refused before its PUBACK. */
+  maxPointBytes: number;
+  /** Distinct metric names in all, and new ones a single device may introduce. */
+  maxMetricNames: number;
+  maxDeviceMetricNames: number;
+  /** Distinct values per label tag (model, firmware, …) in all, and new ones a single device may introduce per tag. */
+  maxLabelValues: number;
+  maxDeviceLabelValues: number;
+};
+
 export type Config = {
-  mqtt: { host: string; port: number; deviceSecret: string | undefined; maxPayloadBytes: number };
-  http: { host: string; port: number; tokens: Map<string, Role> };
+  mqtt: {
+    host: string;
+    /** The plain listener's port; undefined when plain MQTT is switched off. */
+    port: number | undefined;
+    /** The TLS listener's port, used when tls is configured. */
+    tlsPort: number;
+    wsPort: number | undefined;
+    deviceSecret: string | undefined;
+    maxPayloadBytes: number;
+    limits: BrokerLimits;
+  };
+  http: {
+    host: string;
+    port: number;
+    tokens: Map<string, Role>;
+    /** Requests per second per token (or per address without one), and the burst above it. */
+    rate: number;
+    burst: number;
+    maxBodyBytes: number;
+  };
+  tls: TlsConfig | undefined;
   influx: InfluxConfig;
   ingest: {
     dataDir: string;
@@ -124,11 +206,14 @@ export type Config = {
     fingerprintRules: string | undefined;
     journalMaxBytes: number;
     batchPoints: number;
+    /** Bytes of line protocol per InfluxDB write, well under InfluxDB's max-body-size (25 MB by default). */
+    batchBytes: number;
     flushIntervalMs: number;
     /** How long written hours wait before their rollups are recomputed (rollup/runner.ts). */
     rollupIntervalMs: number;
     clockSkewFutureMs: number;
     clockSkewPastMs: number;
+    limits: StorageLimits;
   };
   log: { level: Env["FIELDQ_LOG_LEVEL"]; format: "pretty" | "json" };
   analytics: {
@@ -156,26 +241,67 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   };
   if (e.FIELDQ_INFLUX_USER !== undefined) influx.username = e.FIELDQ_INFLUX_USER;
   if (e.FIELDQ_INFLUX_PASSWORD !== undefined) influx.password = e.FIELDQ_INFLUX_PASSWORD;
+  if ((e.FIELDQ_TLS_CERT === undefined) !== (e.FIELDQ_TLS_KEY === undefined)) {
+    return { ok: false, problems: ["FIELDQ_TLS_CERT and FIELDQ_TLS_KEY: set both or neither"] };
+  }
+  const tls =
+    e.FIELDQ_TLS_CERT !== undefined && e.FIELDQ_TLS_KEY !== undefined
+      ? { certPath: e.FIELDQ_TLS_CERT, keyPath: e.FIELDQ_TLS_KEY }
+      : undefined;
+  if (!e.FIELDQ_MQTT_PLAIN && tls === undefined && e.FIELDQ_MQTT_WS_PORT === undefined) {
+    return {
+      ok: false,
+      problems: ["FIELDQ_MQTT_PLAIN: plain MQTT is off, but neither TLS nor a WebSocket port is configured"],
+    };
+  }
   return {
     ok: true,
     config: {
       mqtt: {
         host: e.FIELDQ_MQTT_HOST,
-        port: e.FIELDQ_MQTT_PORT,
+        port: e.FIELDQ_MQTT_PLAIN ? e.FIELDQ_MQTT_PORT : undefined,
+        tlsPort: e.FIELDQ_MQTTS_PORT,
+        wsPort: e.FIELDQ_MQTT_WS_PORT,
         deviceSecret: e.FIELDQ_DEVICE_SECRET,
         maxPayloadBytes: e.FIELDQ_MAX_PAYLOAD_BYTES,
+        limits: {
+          deviceRate: e.FIELDQ_DEVICE_RATE,
+          deviceBurst: e.FIELDQ_DEVICE_BURST,
+          floodDrops: e.FIELDQ_FLOOD_DROPS,
+          maxConnections: e.FIELDQ_MAX_CONNECTIONS,
+          maxConnectionsPerIp: e.FIELDQ_MAX_CONNECTIONS_PER_IP,
+          authFailuresPerMinute: e.FIELDQ_AUTH_FAILURES_PER_MINUTE,
+          maxSubscriptions: e.FIELDQ_MAX_SUBSCRIPTIONS,
+          connectTimeoutMs: e.FIELDQ_CONNECT_TIMEOUT,
+        },
       },
-      http: { host: e.FIELDQ_HTTP_HOST, port: e.FIELDQ_HTTP_PORT, tokens: e.FIELDQ_API_TOKENS },
+      http: {
+        host: e.FIELDQ_HTTP_HOST,
+        port: e.FIELDQ_HTTP_PORT,
+        tokens: e.FIELDQ_API_TOKENS,
+        rate: e.FIELDQ_API_RATE,
+        burst: e.FIELDQ_API_BURST,
+        maxBodyBytes: e.FIELDQ_API_MAX_BODY_BYTES,
+      },
+      tls,
       influx,
       ingest: {
         dataDir: e.FIELDQ_DATA_DIR,
         fingerprintRules: e.FIELDQ_FINGERPRINT_RULES,
         journalMaxBytes: e.FIELDQ_JOURNAL_MAX_BYTES,
         batchPoints: e.FIELDQ_BATCH_POINTS,
+        batchBytes: e.FIELDQ_BATCH_BYTES,
         flushIntervalMs: e.FIELDQ_FLUSH_INTERVAL,
         rollupIntervalMs: e.FIELDQ_ROLLUP_INTERVAL,
         clockSkewFutureMs: e.FIELDQ_CLOCK_SKEW_FUTURE,
         clockSkewPastMs: e.FIELDQ_CLOCK_SKEW_PAST,
+        limits: {
+          maxPointBytes: e.FIELDQ_MAX_POINT_BYTES,
+          maxMetricNames: e.FIELDQ_MAX_METRIC_NAMES,
+          maxDeviceMetricNames: e.FIELDQ_MAX_DEVICE_METRIC_NAMES,
+          maxLabelValues: e.FIELDQ_MAX_LABEL_VALUES,
+          maxDeviceLabelValues: e.FIELDQ_MAX_DEVICE_LABEL_VALUES,
+        },
       },
       log: {
         level: e.FIELDQ_LOG_LEVEL,

@@ -194,6 +194,10 @@ export const REJECT_REASONS = [
   "invalid_schema",
   "unknown_channel",
   "storage_refused",
+  /** A new metric name or label value over fieldq's cardinality limits (docs/protocol.md, Limits). */
+  "over_limit",
+  /** The device sent faster than its rate allows; QoS 0 messages over it are dropped. */
+  "rate_limited",
 ] as const;
 export const RejectReason = z.enum(REJECT_REASONS);
 export type RejectReason = z.infer<typeof RejectReason>;

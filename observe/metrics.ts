@@ -61,6 +61,40 @@ export function createMetrics() {
       help: "Points written to InfluxDB",
       registers,
     }),
+    pointsSetAside: new Counter({
+      name: "fieldq_points_set_aside_total",
+      help: "Points of acknowledged messages that InfluxDB would not take, set aside (docs/storage.md), by reason; should stay 0",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    messagesThrottled: new Counter({
+      name: "fieldq_messages_throttled_total",
+      help: "Device messages over their device's rate: QoS 0 dropped, QoS 1 held back before its PUBACK",
+      labelNames: ["qos"] as const,
+      registers,
+    }),
+    floodDisconnects: new Counter({
+      name: "fieldq_flood_disconnects_total",
+      help: "Devices disconnected for flooding past their rate",
+      registers,
+    }),
+    connectionsRefused: new Counter({
+      name: "fieldq_connections_refused_total",
+      help: "Connections closed before CONNECT was read, by reason (per_ip, global, auth_throttled, connect_timeout)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    subscriptionsRefused: new Counter({
+      name: "fieldq_subscriptions_refused_total",
+      help: "Subscriptions refused, by reason (acl, limit, invalid)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    apiRateLimited: new Counter({
+      name: "fieldq_api_rate_limited_total",
+      help: "API requests answered 429",
+      registers,
+    }),
     rollupHours: new Counter({
       name: "fieldq_rollup_hours_total",
       help: "Hours whose rollups were recomputed from raw points",

@@ -121,8 +121,8 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
   let broker: BrokerHandle;
   try {
     broker = await startBroker({
-      host: config.mqtt.host,
-      port: config.mqtt.port,
+      listen: { host: config.mqtt.host, port: config.mqtt.port },
+      limits: config.mqtt.limits,
       deviceSecret: config.mqtt.deviceSecret,
       maxPayloadBytes: config.mqtt.maxPayloadBytes,
       logger: logger.child({ part: "broker" }),
