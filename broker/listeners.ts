@@ -1,5 +1,6 @@
 import { once } from "node:events";
-import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { type AddressInfo, createServer, type Server } from "node:net";
+import type { Duplex } from "node:stream";
 
 // Where devices reach the broker: plain MQTT over TCP; MQTT over TLS and over WebSocket are added here
 // too. Every listener hands its connections to one callback, so the limits and guards apply to all alike.
@@ -17,7 +18,11 @@ export type ListenerPorts = { mqtt?: number };
 
 export type Listeners = { ports: ListenerPorts; close(): Promise<void> };
 
-export type OnConnection = (socket: Socket, transport: Transport) => void;
+/** Who is at the other end; remoteAddress is what per-address limits count. */
+export type Peer = { remoteAddress: string | undefined; transport: Transport };
+
+/** A connection's byte stream (a TCP or TLS socket, or a WebSocket's stream) and its peer. */
+export type OnConnection = (stream: Duplex, peer: Peer) => void;
 
 async function listen(server: Server, port: number, host: string): Promise<number> {
   server.listen(port, host);
@@ -33,7 +38,9 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
     Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => {});
   try {
     if (options.port !== undefined) {
-      const server = createServer((socket) => onConnection(socket, "mqtt"));
+      const server = createServer((socket) =>
+        onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtt" }),
+      );
       servers.push(server);
       ports.mqtt = await listen(server, options.port, options.host);
     }

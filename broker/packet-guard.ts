@@ -1,4 +1,3 @@
-import type { Socket } from "node:net";
 import { Duplex, Transform, type TransformCallback } from "node:stream";
 
 // aedes buffers a whole packet before anyone sees it, up to MQTT's 256 MB. This guard reads only the fixed
@@ -59,7 +58,7 @@ export class PacketSizeGuard extends Transform {
 
 /** The socket as aedes should see it: reads pass through the guard, writes go straight out. */
 export function guardSocket(
-  socket: Socket,
+  socket: Duplex,
   maxPacketBytes: number,
   onTooLarge: (error: PacketTooLarge) => void,
 ): Duplex {

@@ -1,4 +1,3 @@
-import type { Socket } from "node:net";
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from "aedes";
 import type { BrokerLimits } from "../config/env.js";
 import type { DeviceError } from "../contract/messages.js";
@@ -8,7 +7,7 @@ import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { canPublish, canSubscribe, canWill } from "./acl.js";
 import { authenticateDevice } from "./auth.js";
-import { type ListenerPorts, type ListenOptions, startListeners } from "./listeners.js";
+import { type ListenerPorts, type ListenOptions, type OnConnection, startListeners } from "./listeners.js";
 import { guardSocket } from "./packet-guard.js";
 
 export type BrokerOptions = {
@@ -168,11 +167,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   );
 
   let listeners: Awaited<ReturnType<typeof startListeners>>;
-  const onConnection = (socket: Socket) => {
+  const onConnection: OnConnection = (socket, peer) => {
     const connection = guardSocket(socket, options.maxPayloadBytes + PACKET_OVERHEAD_BYTES, (error) => {
       metrics.messagesRefused.inc({ reason: "too_large" });
       logger.warn(
-        { remote: socket.remoteAddress, announced: error.announced },
+        { remote: peer.remoteAddress, announced: error.announced },
         "closed a connection sending an oversized packet",
       );
     });
