@@ -388,13 +388,6 @@ async function run(argv: string[], context: Context): Promise<number> {
   const parsed = runRequest(flags.value, defaultBroker, nowMs);
   if (!parsed.ok) return usageError(parsed.problem);
   const request = parsed.value;
-  if (env.secret === undefined || env.secret === "") {
-    io.err(
-      "fieldq sim: set FIELDQ_DEVICE_SECRET to the broker's device secret; devices derive their keys from it",
-    );
-    return EXIT_USAGE;
-  }
-
   const loaded = await loadScenario(request.scenario);
   if (!loaded.ok) {
     io.err(`fieldq sim: the scenario ${request.scenario} has problems:`);
@@ -421,6 +414,13 @@ async function run(argv: string[], context: Context): Promise<number> {
     return EXIT_USAGE;
   }
   for (const warning of plan.warnings) io.err(`fieldq sim: warning: ${warning}`);
+  // Checked after the scenario, so a broken one is reported for what is wrong with it.
+  if (env.secret === undefined || env.secret === "") {
+    io.err(
+      "fieldq sim: set FIELDQ_DEVICE_SECRET to the broker's device secret; devices derive their keys from it",
+    );
+    return EXIT_USAGE;
+  }
 
   const truthPath = request.truthPath ?? `./fieldq-truth-${scenario.name}.json`;
   try {

@@ -140,6 +140,17 @@ describe("fieldq sim", () => {
     expect(t.err.join("\n")).toContain("set FIELDQ_DEVICE_SECRET");
   });
 
+  it("reports a broken scenario's problems before asking for FIELDQ_DEVICE_SECRET", async () => {
+    const file = join(dir, "broken-without-secret.yaml");
+    await writeFile(file, ["name: broken", "duration: 2 days", "fleet: []", ""].join("\n"));
+    const t = harness();
+    expect(await simCommand(["--scenario", file], {}, silentLogger, t.io)).toBe(2);
+    const text = t.err.join("\n");
+    expect(text).toContain(`${file}:2:`);
+    expect(text).not.toContain("FIELDQ_DEVICE_SECRET");
+    expect(t.written.size).toBe(0);
+  });
+
   it("names the shipped scenarios when asked for one that does not exist", async () => {
     const t = harness();
     expect(await simCommand(["--scenario", "no-such-thing"], env, silentLogger, t.io)).toBe(2);
