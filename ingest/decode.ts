@@ -50,6 +50,29 @@ function parseWith<T>(
     : { ok: false, refusal: { reason: "invalid_schema", message: describe(result.error) } };
 }
 
+// Fatal: invalid UTF-8 inside a string would otherwise be stored as U+FFFD. ignoreBOM keeps a leading BOM in
+// the text, so a payload with one stays "not one JSON document", as it always was.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * The path of the first `__proto__` key in a parsed document. JSON.parse keeps it as an own key, but zod's
+ * records drop it silently, so it is refused by name here instead. Iterative: nesting depth is the sender's.
+ */
+function findProtoKey(json: unknown): string | undefined {
+  const stack: Array<{ value: unknown; path: string[] }> = [{ value: json, path: [] }];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const { value, path } = next;
+    if (typeof value !== "object" || value === null) continue;
+    if (!Array.isArray(value) && Object.hasOwn(value, "__proto__")) return [...path, "__proto__"].join(".");
+    const entries = Object.entries(value);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [key, child] = entries[i] as [string, unknown];
+      if (typeof child === "object" && child !== null) stack.push({ value: child, path: [...path, key] });
+    }
+  }
+  return undefined;
+}
+
 export function decodeMessage(topic: string, payload: Buffer, maxPayloadBytes: number): Decoded {
   if (payload.length > maxPayloadBytes) {
     return refuse("too_large", `payload of ${payload.length} bytes is over the limit of ${maxPayloadBytes}`);
@@ -58,12 +81,21 @@ export function decodeMessage(topic: string, payload: Buffer, maxPayloadBytes: n
   if (!parsed || parsed.channel === "errors" || parsed.channel === "cmd") {
     return refuse("unknown_channel", `${topic} is not a topic devices publish on`);
   }
+  let text: string;
+  try {
+    text = utf8.decode(payload);
+  } catch {
+    return refuse("invalid_json", "payload is not JSON: it is not valid UTF-8");
+  }
   let json: unknown;
   try {
-    json = JSON.parse(payload.toString("utf8"));
+    json = JSON.parse(text);
   } catch (error) {
     return refuse("invalid_json", `payload is not JSON: ${(error as Error).message}`.slice(0, 300));
   }
+  // Such a key is spelled out in the text, or written with a \u escape.
+  const proto = text.includes("__proto__") || text.includes("\\u") ? findProtoKey(json) : undefined;
+  if (proto !== undefined) return refuse("invalid_schema", `${proto}: "__proto__" is not an allowed key`);
   const { deviceId } = parsed;
   switch (parsed.channel) {
     case "hello": {

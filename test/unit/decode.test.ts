@@ -153,6 +153,77 @@ describe("decodeMessage refuses", () => {
     if (!decoded.ok) expect(decoded.refusal.message).toMatch(/^payload is not JSON: /);
   });
 
+  const withBytes = (before: string, bytes: number[], after: string) =>
+    Buffer.concat([Buffer.from(before), Buffer.from(bytes), Buffer.from(after)]);
+  const helloText = JSON.stringify({ ...hello, serial: "S-1" });
+  const [serialBefore = "", serialAfter = ""] = helloText.split("S-1");
+  const [modelBefore = "", modelAfter = ""] = helloText.split("FQ-M200");
+
+  it("accepts the same documents in valid UTF-8", () => {
+    expect(
+      decodeMessage(topic("hello"), withBytes(serialBefore, [0xc3, 0xa9], serialAfter), MAX),
+    ).toMatchObject({
+      ok: true,
+      message: { body: { serial: "é" } },
+    });
+  });
+
+  it.each<[string, string, Buffer]>([
+    ["a lone continuation byte in a serial", "hello", withBytes(serialBefore, [0x80], serialAfter)],
+    ["0xFF in a serial", "hello", withBytes(serialBefore, [0x53, 0xff], serialAfter)],
+    ["an overlong encoding of / in a serial", "hello", withBytes(serialBefore, [0xc0, 0xaf], serialAfter)],
+    [
+      "a UTF-16 surrogate encoded as UTF-8",
+      "hello",
+      withBytes(serialBefore, [0xed, 0xa0, 0x80], serialAfter),
+    ],
+    ["a truncated sequence in a label", "hello", withBytes(modelBefore, [0x4d, 0xc3], modelAfter)],
+    [
+      "a truncated sequence in a fault message",
+      "fault",
+      withBytes(`{"ts":${T},"seq":2,"code":"X","severity":"info","message":"a`, [0xe2, 0x82], '"}'),
+    ],
+  ])("invalid UTF-8 inside a JSON string (%s) as invalid_json", (_case, channel, body) => {
+    expect(decodeMessage(topic(channel), body, MAX)).toEqual({
+      ok: false,
+      refusal: { reason: "invalid_json", message: "payload is not JSON: it is not valid UTF-8" },
+    });
+  });
+
+  it.each<[string, string, string, string]>([
+    ["metrics", "telemetry", `{"ts":${T},"seq":1,"metrics":{"__proto__":1,"snr":2}}`, "metrics.__proto__"],
+    [
+      "a sample of a telemetry array",
+      "telemetry",
+      `[{"ts":${T},"seq":1,"metrics":{"snr":2}},{"ts":${T},"seq":2,"metrics":{"__proto__":true}}]`,
+      "1.metrics.__proto__",
+    ],
+    [
+      "metrics, written with an escape",
+      "telemetry",
+      `{"ts":${T},"seq":1,"metrics":{"\\u005f_proto__":1,"snr":2}}`,
+      "metrics.__proto__",
+    ],
+    [
+      "a fault's context",
+      "fault",
+      `{"ts":${T},"seq":2,"code":"X","severity":"info","context":{"__proto__":"x"}}`,
+      "context.__proto__",
+    ],
+    [
+      "an event's data",
+      "event",
+      `{"ts":${T},"seq":3,"type":"door_open","data":{"door":"front","__proto__":{"polluted":1}}}`,
+      "data.__proto__",
+    ],
+    ["a hello", "hello", `{"__proto__":{},"kind":"modem"}`, "__proto__"],
+  ])("a __proto__ key in %s as invalid_schema, named", (_case, channel, text, path) => {
+    expect(decodeMessage(topic(channel), Buffer.from(text), MAX)).toEqual({
+      ok: false,
+      refusal: { reason: "invalid_schema", message: `${path}: "__proto__" is not an allowed key` },
+    });
+  });
+
   it.each<[string, string, unknown, RegExp]>([
     ["a hello with an unknown field", "hello", { ...hello, extra: 1 }, /^Unrecognized key: "extra"/],
     ["a hello without serial", "hello", { ...hello, serial: undefined }, /^serial: /],
