@@ -41,10 +41,36 @@ export const RESERVED_FIELDS = [
   "device_ts",
   "time",
 ] as const;
+/**
+ * Tag keys fieldq writes (storage/schema.ts, ingest/to-points.ts). A metric of the same name would make
+ * `"device" = 'x'` in InfluxQL match the field instead of the tag and hide every device's telemetry.
+ */
+export const RESERVED_TAG_KEYS = [
+  "device",
+  "kind",
+  "model",
+  "firmware",
+  "region",
+  "hardware",
+  "isp",
+  "code",
+  "severity",
+  "component",
+  "fingerprint",
+  "type",
+  "reason",
+  "source",
+  "seq_hi",
+] as const;
+/** No metric may take one of these names. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([...RESERVED_TAG_KEYS, ...RESERVED_FIELDS]);
+const nameMessage = "must be 1-64 letters, digits or _ and start with a letter";
+/** A key of a Context: stored inside one JSON field, so it cannot collide with a tag or field. */
+export const ContextKey = z.string().regex(METRIC_NAME_PATTERN, nameMessage);
 export const MetricName = z
   .string()
-  .regex(METRIC_NAME_PATTERN, "must be 1-64 letters, digits or _ and start with a letter")
-  .refine((name) => !(RESERVED_FIELDS as readonly string[]).includes(name), "is a reserved name");
+  .regex(METRIC_NAME_PATTERN, nameMessage)
+  .refine((name) => !RESERVED_NAMES.has(name), "is a reserved name");
 
 export const DeviceKind = Label.meta({ description: "modem, router, printer, …", examples: ["modem"] });
 
@@ -84,7 +110,7 @@ export type Severity = z.infer<typeof Severity>;
 
 /** Flat context: values that fit in one stored JSON field. */
 export const Context = z
-  .record(MetricName, z.union([freeText(256), z.number(), z.boolean()]))
+  .record(ContextKey, z.union([freeText(256), z.number(), z.boolean()]))
   .refine((c) => Object.keys(c).length <= 32, "must hold at most 32 entries");
 
 export const Fault = z

@@ -37,7 +37,9 @@ function describe(error: z.ZodError): string {
   if (!issue) return "does not match the schema";
   const path = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : "";
-  return `${path}${issue.message}${more}`.slice(0, 300);
+  // A refused record key says only "Invalid key in record"; what is wrong with the key is inside.
+  const why = issue.code === "invalid_key" ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+  return `${path}${why}${more}`.slice(0, 300);
 }
 
 function parseWith<T>(

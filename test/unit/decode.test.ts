@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { RESERVED_FIELDS, RESERVED_TAG_KEYS } from "../../contract/messages.js";
 import { decodeMessage } from "../../ingest/decode.js";
 
 const MAX = 65536;
@@ -60,6 +61,14 @@ describe("decodeMessage accepts", () => {
   ])("%s", (_case, channel, body) => {
     const decoded = decode(topic(channel), body);
     expect(decoded.ok ? undefined : decoded.refusal).toBeUndefined();
+  });
+
+  it("a fault context keyed by names reserved for metrics: it is stored as one JSON string", () => {
+    const context = { device: "x", type: 1, seq: true };
+    expect(decode(topic("fault"), { ...fault, context })).toMatchObject({
+      ok: true,
+      message: { body: { context } },
+    });
   });
 
   it("normalises one telemetry sample to a list of one", () => {
@@ -292,6 +301,13 @@ describe("decodeMessage refuses", () => {
       expect(decoded.refusal.message).toMatch(message);
       expect(decoded.refusal.message.length).toBeLessThanOrEqual(300);
     }
+  });
+
+  it.each([...RESERVED_TAG_KEYS, ...RESERVED_FIELDS])("a metric named %s, which fieldq reserves", (name) => {
+    expect(decode(topic("telemetry"), { ...sample, metrics: { snr: 1, [name]: 1 } })).toEqual({
+      ok: false,
+      refusal: { reason: "invalid_schema", message: `metrics.${name}: is a reserved name` },
+    });
   });
 
   it("names the metric at fault in a telemetry sample", () => {
