@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
 import type { Role } from "../config/env.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
@@ -6,7 +7,8 @@ import type { FleetStore } from "../storage/fleet-store.js";
 import type { HealthStore } from "../storage/health-store.js";
 import type { IssueStore } from "../storage/issue-store.js";
 import { type ApiEnv, authenticate, BEARER } from "./auth.js";
-import { handleError, handleNotFound, validationHook } from "./errors.js";
+import { ApiError, handleError, handleNotFound, validationHook } from "./errors.js";
+import { rateLimit } from "./rate-limit.js";
 import { registerDevices } from "./routes/devices.js";
 import { registerFaults } from "./routes/faults.js";
 import { registerFirmware } from "./routes/firmware.js";
@@ -16,11 +18,23 @@ import { registerIssues } from "./routes/issues.js";
 
 export const OPENAPI_PATH = "/api/v1/openapi.json";
 
+/** What one client may ask of the API (config.http). */
+export type ApiLimits = {
+  /** Requests per second per token, or per address without a valid token, and the burst above it. */
+  rate: number;
+  burst: number;
+  maxBodyBytes: number;
+  /** Clients whose buckets are kept at most (default 10,000). */
+  maxClients?: number;
+};
+
 export type AppDeps = {
   store: FleetStore;
   tokens: ReadonlyMap<string, Role>;
   logger: Logger;
-  metrics: Pick<Metrics, "registry">;
+  metrics: Pick<Metrics, "registry" | "apiRateLimited">;
+  /** Without them nothing is limited: for in-process callers (tests, bench:api), not for a listener. */
+  limits?: ApiLimits | undefined;
   /** Present when the API runs in the broker's process. */
   status?: StackStatus | undefined;
   /** Issues and their lifecycle; without it the issue routes are not served (unit tests of other routes). */
@@ -33,11 +47,38 @@ export type AppDeps = {
 
 export type App = OpenAPIHono<ApiEnv>;
 
+/** Paths probes and scrapers use: never turned away because another client on their address floods. */
+const UNLIMITED: ReadonlySet<string> = new Set(["/api/v1/health"]);
+
+function useLimits(app: App, limits: ApiLimits, deps: Pick<AppDeps, "metrics" | "now">) {
+  const limited = rateLimit({
+    rate: limits.rate,
+    burst: limits.burst,
+    now: deps.now ?? Date.now,
+    ...(limits.maxClients === undefined ? {} : { maxClients: limits.maxClients }),
+    onLimited: () => deps.metrics.apiRateLimited.inc(),
+  });
+  app.use("/api/v1/*", (c, next) => (UNLIMITED.has(c.req.path) ? next() : limited(c, next)));
+  app.use(
+    "/api/v1/*",
+    bodyLimit({
+      maxSize: limits.maxBodyBytes,
+      onError: () => {
+        throw new ApiError({
+          code: "PAYLOAD_TOO_LARGE",
+          message: `the request body is larger than ${limits.maxBodyBytes} bytes`,
+        });
+      },
+    }),
+  );
+}
+
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
   app.onError(handleError(deps.logger));
   app.notFound(handleNotFound);
   app.use("/api/v1/*", authenticate(deps.tokens));
+  if (deps.limits) useLimits(app, deps.limits, deps);
 
   registerHealth(app, deps);
   const issues = deps.issues;

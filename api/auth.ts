@@ -3,7 +3,10 @@ import { createMiddleware } from "hono/factory";
 import type { Role } from "../config/env.js";
 import { ApiError } from "./errors.js";
 
-export type Credentials = { role: Role } | { role: undefined; problem: "missing" | "invalid" };
+/** digest: the valid token's SHA-256 in hex, the client's name for rate limits and actors. */
+export type Credentials =
+  | { role: Role; digest: string }
+  | { role: undefined; problem: "missing" | "invalid" };
 export type ApiEnv = { Variables: { credentials: Credentials } };
 
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
@@ -23,13 +26,16 @@ export function authenticate(tokens: ReadonlyMap<string, Role>) {
     const header = c.req.header("authorization");
     const token = header === undefined ? undefined : /^Bearer +(\S+) *$/i.exec(header)?.[1];
     let role: Role | undefined;
-    if (token !== undefined) {
-      const presented = digest(token);
+    const presented = token === undefined ? undefined : digest(token);
+    // Every entry is compared, so the time taken says nothing about which one matched.
+    if (presented !== undefined) {
       for (const entry of known) if (timingSafeEqual(entry.digest, presented)) role = entry.role;
     }
     c.set(
       "credentials",
-      role !== undefined ? { role } : { role, problem: header === undefined ? "missing" : "invalid" },
+      role !== undefined && presented !== undefined
+        ? { role, digest: presented.toString("hex") }
+        : { role: undefined, problem: header === undefined ? "missing" : "invalid" },
     );
     await next();
   });

@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   "FORBIDDEN",
   "NOT_FOUND",
   "CONFLICT",
+  "PAYLOAD_TOO_LARGE",
+  "RATE_LIMITED",
   "UNAVAILABLE",
   "INTERNAL",
 ] as const;
@@ -29,6 +31,10 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
       return 404;
     case "CONFLICT":
       return 409;
+    case "PAYLOAD_TOO_LARGE":
+      return 413;
+    case "RATE_LIMITED":
+      return 429;
     case "UNAVAILABLE":
       return 503;
     case "INTERNAL":
@@ -46,6 +52,8 @@ function statusToCode(status: number): ErrorCode {
   if (status === 403) return "FORBIDDEN";
   if (status === 404) return "NOT_FOUND";
   if (status === 409) return "CONFLICT";
+  if (status === 413) return "PAYLOAD_TOO_LARGE";
+  if (status === 429) return "RATE_LIMITED";
   if (status === 503) return "UNAVAILABLE";
   if (status >= 400 && status < 500) return "BAD_REQUEST";
   return "INTERNAL";
@@ -86,11 +94,23 @@ export const errorResponse = (description: string) => ({
   content: { "application/json": { schema: ErrorEnvelope } },
 });
 
+/** Over the request rate: the envelope and when to try again. */
+export const RATE_LIMITED_RESPONSE = {
+  ...errorResponse("More requests than the token (or the address, without one) may make; try again later"),
+  headers: {
+    "Retry-After": {
+      description: "Seconds until the next request is accepted",
+      schema: { type: "integer" as const, minimum: 1 },
+    },
+  },
+};
+
 /** The refusals every guarded route can answer with. */
 export const REFUSALS = {
   400: errorResponse("A parameter is not valid"),
   401: errorResponse("No valid bearer token"),
   403: errorResponse("The token's role is too low"),
+  429: RATE_LIMITED_RESPONSE,
 };
 
 const envelope = (code: ErrorCode, message: string): ErrorEnvelope => ({ error: { code, message } });

@@ -1,10 +1,14 @@
 import { parseDuration } from "../config/duration.js";
+import { alignHours, DAY_MS, MAX_SERIES_DAYS } from "../storage/health-store.js";
 import { ApiError } from "./errors.js";
 
 export const MAX_BUCKETS = 500;
 
 /** InfluxDB stores nanoseconds in an int64: times past 2262 cannot be queried. */
 const LATEST_MS = Date.UTC(2200, 0, 1);
+
+/** No bucket is wider than the longest window (84006d); InfluxDB's int64 nanoseconds end at about 106751d. */
+export const MAX_EVERY_MS = LATEST_MS;
 
 const EVERY_STEPS = [
   "1s",
@@ -41,6 +45,23 @@ export function resolveWindow(
   return { fromMs, toMs };
 }
 
+/**
+ * resolveWindow for routes that answer one entry per UTC day (issue trend, fleet trend, firmware adoption):
+ * the hour-aligned window spans at most MAX_SERIES_DAYS.
+ */
+export function resolveSeriesWindow(
+  query: { from?: string | undefined; to?: string | undefined },
+  nowMs: number,
+  defaultSpanMs: number,
+): { fromMs: number; toMs: number } {
+  const window = resolveWindow(query, nowMs, defaultSpanMs);
+  const aligned = alignHours(window);
+  if (aligned.toMs - aligned.fromMs > MAX_SERIES_DAYS * DAY_MS) {
+    throw badRequest(`from and to span more than ${MAX_SERIES_DAYS} days: choose a shorter window`);
+  }
+  return window;
+}
+
 export const bucketCount = (spanMs: number, everyMs: number) => Math.ceil(spanMs / everyMs);
 
 /** The given bucket width, or the smallest step that keeps the series within MAX_BUCKETS. */
@@ -49,6 +70,11 @@ export function resolveEvery(every: string | undefined, spanMs: number): number 
     const everyMs = parseDuration(every);
     if (everyMs === undefined || everyMs <= 0)
       throw badRequest(`every "${every}" is not a duration such as 5m`);
+    if (everyMs > MAX_EVERY_MS) {
+      throw badRequest(
+        `every=${every} is longer than the longest window (${MAX_EVERY_MS / DAY_MS}d, 1970 to 2200)`,
+      );
+    }
     const buckets = bucketCount(spanMs, everyMs);
     if (buckets > MAX_BUCKETS) {
       throw badRequest(

@@ -9,8 +9,7 @@ import {
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { FirmwareCompareParams, FirmwareListParams } from "../health-schemas.js";
-import { resolveWindow } from "../time-window.js";
-import { resolveSeriesWindow } from "./fleet.js";
+import { resolveSeriesWindow, resolveWindow } from "../time-window.js";
 
 const DEFAULT_FIRMWARE_SPAN_MS = 30 * DAY_MS;
 

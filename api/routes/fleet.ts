@@ -1,17 +1,15 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import {
-  alignHours,
   DAY_MS,
   FleetSummary,
   FleetTrend,
   type GroupTag,
   type HealthStore,
-  MAX_SERIES_DAYS,
 } from "../../storage/health-store.js";
 import { type ApiEnv, guarded } from "../auth.js";
-import { ApiError, REFUSALS } from "../errors.js";
+import { REFUSALS } from "../errors.js";
 import { FleetSummaryParams, FleetTrendParams } from "../health-schemas.js";
-import { resolveWindow } from "../time-window.js";
+import { resolveSeriesWindow, resolveWindow } from "../time-window.js";
 
 const DEFAULT_FLEET_SPAN_MS = 7 * DAY_MS;
 
@@ -40,23 +38,6 @@ export const fleetTrendRoute = createRoute({
     ...REFUSALS,
   },
 });
-
-/** resolveWindow, and a daily series no longer than the store allows. */
-export function resolveSeriesWindow(
-  query: { from?: string | undefined; to?: string | undefined },
-  nowMs: number,
-  defaultSpanMs: number,
-) {
-  const window = resolveWindow(query, nowMs, defaultSpanMs);
-  const aligned = alignHours(window);
-  if (aligned.toMs - aligned.fromMs > MAX_SERIES_DAYS * DAY_MS) {
-    throw new ApiError({
-      code: "BAD_REQUEST",
-      message: `from and to span more than ${MAX_SERIES_DAYS} days: choose a shorter window`,
-    });
-  }
-  return window;
-}
 
 export function registerFleet(app: OpenAPIHono<ApiEnv>, deps: { health: HealthStore; now?: () => number }) {
   const now = deps.now ?? Date.now;

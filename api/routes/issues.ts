@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { applyEvent, type IssueEvent, requestTransition } from "../../analytics/lifecycle.js";
@@ -17,7 +16,7 @@ import {
   NoteBody,
   TransitionBody,
 } from "../issue-schemas.js";
-import { resolveWindow, windowedPage } from "../time-window.js";
+import { resolveSeriesWindow, resolveWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
 
@@ -88,9 +87,8 @@ export const mergeRoute = change("merge", "Merge the issue into another one", Me
  */
 function actorOf(c: Context<ApiEnv>): string {
   const credentials = c.get("credentials");
-  const role = credentials?.role ?? "unknown";
-  const token = /^Bearer +(\S+) *$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-  return `${role}:${createHash("sha256").update(token).digest("hex").slice(0, 8)}`;
+  if (credentials?.role === undefined) return "unknown";
+  return `${credentials.role}:${credentials.digest.slice(0, 8)}`;
 }
 
 const notFound = (id: string) => new ApiError({ code: "NOT_FOUND", message: `no issue "${id}"` });
@@ -159,7 +157,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
 
   app.openapi(getIssueRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const window = resolveWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
+    const window = resolveSeriesWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
     const issue = await deps.issues.getIssue(id, window);
     if (issue === undefined) throw notFound(id);
     return c.json(issue, 200);

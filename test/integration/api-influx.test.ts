@@ -544,6 +544,28 @@ describe("the HTTP API on InfluxDB", () => {
     });
   });
 
+  withApi.for(["107000d", "99999999999999999999999s"])(
+    "answers 400, never 500, for a bucket width InfluxDB cannot hold: every=%s",
+    async (every, { api }) => {
+      const response = await api.get(
+        `/api/v1/devices/modem-0001/telemetry?metric=snr_margin_db&every=${every}`,
+      );
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error: { code: "BAD_REQUEST" } });
+    },
+  );
+
+  withApi(
+    "takes the widest bucket width, the longest window (1970 to 2200), in one bucket",
+    async ({ api }) => {
+      const response = await api.get(
+        `/api/v1/devices/modem-0001/telemetry?metric=snr_margin_db&fn=max&every=84006d&from=${iso(at(0))}&to=${iso(at(180))}`,
+      );
+      expect(response.status).toBe(200);
+      expect(TelemetrySeries.parse(await response.json()).points).toEqual([{ time: iso(at(0)), value: 30 }]);
+    },
+  );
+
   withApi("reports a reachable InfluxDB without a token", async ({ api }) => {
     const response = await fetch(`${api.url}/api/v1/health`);
     expect(response.status).toBe(200);
@@ -554,6 +576,66 @@ describe("the HTTP API on InfluxDB", () => {
       connectedDevices: null,
     });
   });
+});
+
+describe("the HTTP API's limits over a socket", () => {
+  const limited = test.extend("limited", async ({ store }, { onCleanup }) => {
+    const metrics = createMetrics();
+    const handle = await startApi({
+      port: 0,
+      store,
+      tokens: TOKENS,
+      logger: silentLogger,
+      metrics,
+      limits: { rate: 1, burst: 2, maxBodyBytes: 1024 },
+      // The clock stands still: no bucket refills during the test.
+      now: () => T0 + HOUR,
+    });
+    onCleanup(() => handle.close());
+    return { url: handle.url, metrics };
+  });
+
+  limited(
+    "keys requests without a token by the peer's address and answers 429 with Retry-After",
+    async ({ limited: api }) => {
+      const statuses: number[] = [];
+      let last = new Response();
+      for (let i = 0; i < 3; i++) {
+        last = await fetch(`${api.url}/api/v1/devices`, {
+          headers: { authorization: "Bearer a-guess-0001" },
+        });
+        statuses.push(last.status);
+      }
+      expect(statuses).toEqual([401, 401, 429]);
+      expect(last.headers.get("retry-after")).toBe("1");
+      expect(await last.json()).toMatchObject({ error: { code: "RATE_LIMITED" } });
+      expect((await api.metrics.apiRateLimited.get()).values[0]?.value).toBe(1);
+      const valid = await fetch(`${api.url}/api/v1/devices`, {
+        headers: { authorization: `Bearer ${VIEWER}` },
+      });
+      expect(valid.status).toBe(200);
+      expect((await fetch(`${api.url}/api/v1/health`)).status).toBe(200);
+    },
+  );
+
+  limited(
+    "answers 413 to a body over the limit without reading it, and goes on serving",
+    async ({ limited: api }) => {
+      const response = await fetch(`${api.url}/api/v1/devices`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${VIEWER}`, "content-type": "application/json" },
+        body: JSON.stringify({ text: "x".repeat(1_000_000) }),
+      });
+      expect(response.status).toBe(413);
+      expect(await response.json()).toEqual({
+        error: { code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than 1024 bytes" },
+      });
+      const next = await fetch(`${api.url}/api/v1/devices`, {
+        headers: { authorization: `Bearer ${VIEWER}` },
+      });
+      expect(next.status).toBe(200);
+    },
+  );
 });
 
 describe("the HTTP API without InfluxDB", () => {

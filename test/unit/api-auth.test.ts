@@ -2,7 +2,13 @@ import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { type ApiEnv, authenticate, requireRole } from "../../api/auth.js";
 import { ApiError, codeToStatus, ERROR_CODES, handleError, handleNotFound } from "../../api/errors.js";
-import { MAX_BUCKETS, resolveEvery, resolveWindow } from "../../api/time-window.js";
+import {
+  MAX_BUCKETS,
+  MAX_EVERY_MS,
+  resolveEvery,
+  resolveSeriesWindow,
+  resolveWindow,
+} from "../../api/time-window.js";
 import type { Role } from "../../config/env.js";
 import { silentLogger } from "../../observe/logger.js";
 
@@ -61,6 +67,15 @@ describe("requireRole", () => {
     expect(response.headers.get("www-authenticate")).toBe('Bearer realm="fieldq"');
   });
 
+  it.each([1, 7, 15, 16, 17, 4000])(
+    "compares digests, not the tokens: a token of %i characters is refused with 401, never an error",
+    async (length) => {
+      const response = await post("/viewer", "v".repeat(length));
+      expect(response.status).toBe(401);
+      expect(await response.json()).toMatchObject({ error: { code: "UNAUTHORIZED" } });
+    },
+  );
+
   it("accepts the scheme name in any case", async () => {
     const response = await guarded().request("/viewer", {
       method: "POST",
@@ -116,6 +131,28 @@ describe("time windows", () => {
     [20 * 365 * 86_400_000, Math.ceil((20 * 365 * 86_400_000) / MAX_BUCKETS)],
   ])("chooses the smallest step for a span of %i ms: %i ms", (span, every) => {
     expect(resolveEvery(undefined, span)).toBe(every);
+  });
+
+  it("refuses a bucket wider than the longest window, which InfluxDB could not hold in nanoseconds", () => {
+    const span = 3_600_000;
+    expect(resolveEvery("84006d", span)).toBe(MAX_EVERY_MS);
+    expect(() => resolveEvery("84007d", span)).toThrow(
+      "every=84007d is longer than the longest window (84006d, 1970 to 2200)",
+    );
+    expect(() => resolveEvery(`${"9".repeat(400)}s`, span)).toThrow("is longer than the longest window");
+  });
+
+  it("bounds a daily series to 400 days of whole hours", () => {
+    const to = "2025-03-01T12:00:00Z";
+    const days = (n: number) => new Date(Date.parse(to) - n * 86_400_000).toISOString();
+    expect(resolveSeriesWindow({ from: days(400), to }, NOW, 0)).toEqual({
+      fromMs: Date.parse(days(400)),
+      toMs: Date.parse(to),
+    });
+    // One minute more widens to one hour more once aligned.
+    expect(() =>
+      resolveSeriesWindow({ from: new Date(Date.parse(days(400)) - 60_000).toISOString(), to }, NOW, 0),
+    ).toThrow("from and to span more than 400 days");
   });
 
   it("takes an explicit every that fits and refuses one that does not", () => {
