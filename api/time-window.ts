@@ -46,10 +46,11 @@ export function resolveWindow(
 }
 
 /**
- * resolveWindow for routes that answer one entry per UTC day (issue trend, fleet trend, firmware adoption):
- * the hour-aligned window spans at most MAX_SERIES_DAYS.
+ * resolveWindow for the routes that read the rollups (issues, fleet, firmware): at most MAX_SERIES_DAYS of
+ * whole hours. Their work grows with the days of the window (1970 to 2199 took a second of CPU in the
+ * broker's process), and the daily series (issue and fleet trend, adoption) answer one entry per day.
  */
-export function resolveSeriesWindow(
+export function resolveAnalyticsWindow(
   query: { from?: string | undefined; to?: string | undefined },
   nowMs: number,
   defaultSpanMs: number,

@@ -9,7 +9,7 @@ import {
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { FirmwareCompareParams, FirmwareListParams } from "../health-schemas.js";
-import { resolveSeriesWindow, resolveWindow } from "../time-window.js";
+import { resolveAnalyticsWindow } from "../time-window.js";
 
 const DEFAULT_FIRMWARE_SPAN_MS = 30 * DAY_MS;
 
@@ -54,13 +54,13 @@ export function registerFirmware(
 
   app.openapi(listFirmwareRoute, async (c) => {
     const { from, to, model } = c.req.valid("query");
-    const { fromMs, toMs } = resolveSeriesWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
+    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
     return c.json(await deps.health.firmwareVersions({ fromMs, toMs, ...(model ? { model } : {}) }), 200);
   });
 
   app.openapi(compareFirmwareRoute, async (c) => {
     const { from, to, severity, ...cohorts } = c.req.valid("query");
-    const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
+    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
     const result = await deps.health.compareFirmware({
       ...cohorts,
       fromMs,

@@ -9,7 +9,7 @@ import {
 import { type ApiEnv, guarded } from "../auth.js";
 import { REFUSALS } from "../errors.js";
 import { FleetSummaryParams, FleetTrendParams } from "../health-schemas.js";
-import { resolveSeriesWindow, resolveWindow } from "../time-window.js";
+import { resolveAnalyticsWindow } from "../time-window.js";
 
 const DEFAULT_FLEET_SPAN_MS = 7 * DAY_MS;
 
@@ -44,14 +44,14 @@ export function registerFleet(app: OpenAPIHono<ApiEnv>, deps: { health: HealthSt
 
   app.openapi(fleetSummaryRoute, async (c) => {
     const { from, to, groupBy, ...selection } = c.req.valid("query");
-    const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
+    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
     const tags = [...new Set(groupBy.split(","))] as GroupTag[];
     return c.json(await deps.health.fleetSummary({ ...selection, groupBy: tags, fromMs, toMs }), 200);
   });
 
   app.openapi(fleetTrendRoute, async (c) => {
     const { from, to, ...selection } = c.req.valid("query");
-    const { fromMs, toMs } = resolveSeriesWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
+    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
     return c.json(await deps.health.fleetTrend({ ...selection, fromMs, toMs }), 200);
   });
 }

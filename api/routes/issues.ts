@@ -16,7 +16,7 @@ import {
   NoteBody,
   TransitionBody,
 } from "../issue-schemas.js";
-import { resolveSeriesWindow, resolveWindow, windowedPage } from "../time-window.js";
+import { resolveAnalyticsWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
 
@@ -139,7 +139,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
 
   app.openapi(listIssuesRoute, async (c) => {
     const query = c.req.valid("query");
-    const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_SPAN_MS);
+    const { fromMs, toMs } = resolveAnalyticsWindow(query, now(), DEFAULT_SPAN_MS);
     const page = await deps.issues.listIssues({
       fromMs,
       toMs,
@@ -157,7 +157,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
 
   app.openapi(getIssueRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const window = resolveSeriesWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
+    const window = resolveAnalyticsWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
     const issue = await deps.issues.getIssue(id, window);
     if (issue === undefined) throw notFound(id);
     return c.json(issue, 200);

@@ -599,17 +599,19 @@ describe("refusals", () => {
     expect(((await response.json()) as { error: { message: string } }).error.message).toContain(message);
   });
 
-  test("answers 400 for an issue over more than 400 days instead of a daily trend of megabytes", async ({
-    fx,
-  }) => {
-    const response = await fx.request(
-      `/api/v1/issues/${A}?from=1970-01-01T00:00:00Z&to=2199-12-31T00:00:00Z`,
-    );
-    expect(response.status).toBe(400);
-    expect(await response.json()).toEqual({
-      error: { code: "BAD_REQUEST", message: "from and to span more than 400 days: choose a shorter window" },
-    });
-  });
+  test.for([`/api/v1/issues/${A}`, "/api/v1/issues"])(
+    "answers 400 for %s over more than 400 days instead of a daily trend of megabytes or seconds of CPU",
+    async (path, { fx }) => {
+      const response = await fx.request(`${path}?from=1970-01-01T00:00:00Z&to=2199-12-31T00:00:00Z`);
+      expect(response.status).toBe(400);
+      expect(await response.json()).toEqual({
+        error: {
+          code: "BAD_REQUEST",
+          message: "from and to span more than 400 days: choose a shorter window",
+        },
+      });
+    },
+  );
 
   test("answers an issue over 400 days, the longest window, with a daily trend of 400 buckets", async ({
     fx,

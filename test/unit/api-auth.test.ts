@@ -5,8 +5,8 @@ import { ApiError, codeToStatus, ERROR_CODES, handleError, handleNotFound } from
 import {
   MAX_BUCKETS,
   MAX_EVERY_MS,
+  resolveAnalyticsWindow,
   resolveEvery,
-  resolveSeriesWindow,
   resolveWindow,
 } from "../../api/time-window.js";
 import type { Role } from "../../config/env.js";
@@ -145,13 +145,13 @@ describe("time windows", () => {
   it("bounds a daily series to 400 days of whole hours", () => {
     const to = "2025-03-01T12:00:00Z";
     const days = (n: number) => new Date(Date.parse(to) - n * 86_400_000).toISOString();
-    expect(resolveSeriesWindow({ from: days(400), to }, NOW, 0)).toEqual({
+    expect(resolveAnalyticsWindow({ from: days(400), to }, NOW, 0)).toEqual({
       fromMs: Date.parse(days(400)),
       toMs: Date.parse(to),
     });
     // One minute more widens to one hour more once aligned.
     expect(() =>
-      resolveSeriesWindow({ from: new Date(Date.parse(days(400)) - 60_000).toISOString(), to }, NOW, 0),
+      resolveAnalyticsWindow({ from: new Date(Date.parse(days(400)) - 60_000).toISOString(), to }, NOW, 0),
     ).toThrow("from and to span more than 400 days");
   });
 

@@ -68,9 +68,12 @@ describe("bounded windows and buckets", () => {
   it.each([
     [`/api/v1/issues/${ISSUE}?${FAR}`],
     [`/api/v1/issues/${ISSUE}?from=${iso(NOW - 401 * DAY)}&to=${iso(NOW)}`],
+    [`/api/v1/issues?${FAR}`],
     [`/api/v1/fleet/trend?${FAR}`],
+    [`/api/v1/fleet/summary?${FAR}`],
     [`/api/v1/firmware?${FAR}`],
-  ])("answers 400 before asking the store for a daily series over %s", async (path) => {
+    [`/api/v1/firmware/compare?model=M1&baseline=1.0&candidate=1.1&${FAR}`],
+  ])("answers 400 before asking the store for more than 400 days of rollups: %s", async (path) => {
     const { asked, issues, health } = recordingStores();
     const response = await app({ issues, health }).request(path, { headers: auth });
     expect(await errorOf(response)).toEqual({
