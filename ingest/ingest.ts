@@ -1,7 +1,10 @@
 import type { FingerprintRules } from "../analytics/fingerprint.js";
+import type { StorageLimits } from "../config/env.js";
 import type { RejectReason } from "../contract/messages.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
+import { encodePoint } from "../storage/line-protocol.js";
+import { CardinalityGuard, valuesOf } from "./cardinality.js";
 import { decodeMessage } from "./decode.js";
 import type { DeviceMetaRecord, Journal, JournalRecord } from "./journal.js";
 import {
@@ -31,15 +34,30 @@ export type IngestOptions = {
   maxPayloadBytes: number;
   clockSkewFutureMs: number;
   clockSkewPastMs: number;
+  /** The size of a stored point and what one device may add to InfluxDB's indexes. */
+  limits: StorageLimits;
   fingerprintRules?: FingerprintRules;
   now?: () => number;
 };
 
 export type Ingest = Awaited<ReturnType<typeof createIngest>>;
 
+/** The first point whose line protocol is over maxBytes: InfluxDB would have to take it whole, or never. */
+export function oversizedPoint(
+  records: readonly JournalRecord[],
+  maxBytes: number,
+): { measurement: string; bytes: number } | undefined {
+  for (const { point } of records) {
+    const bytes = Buffer.byteLength(encodePoint(point));
+    if (bytes > maxBytes) return { measurement: point.measurement, bytes };
+  }
+  return undefined;
+}
+
 export async function createIngest(options: IngestOptions) {
   const { journal, logger, metrics } = options;
   const metas = await journal.loadDeviceMeta();
+  const guard = new CardinalityGuard(options.limits, await journal.loadIntroduced());
   const now = options.now ?? Date.now;
   let discriminator = 0;
   const receiveTime = () => ({ receivedMs: now(), discriminator: discriminator++ % 1_000_000 });
@@ -101,13 +119,26 @@ export async function createIngest(options: IngestOptions) {
         ...(options.fingerprintRules ? { fingerprintRules: options.fingerprintRules } : {}),
         ...receiveTime(),
       });
+      const oversized = oversizedPoint(mapped.records, options.limits.maxPointBytes);
+      if (oversized) {
+        const { measurement, bytes } = oversized;
+        const limit = `${options.limits.maxPointBytes} (FIELDQ_MAX_POINT_BYTES)`;
+        const why = `its ${measurement} point would be ${bytes} bytes of line protocol, over the limit of ${limit}`;
+        return refuse(deviceId, topic, payload.length, "too_large", why);
+      }
+      const admission = guard.admit(deviceId, valuesOf(message, mapped));
+      if (!admission.ok) return refuse(deviceId, topic, payload.length, "over_limit", admission.message);
       // Later messages of this device are tagged with the new metadata even while this one is syncing.
       if (mapped.meta) metas.set(deviceId, mapped.meta);
-      const appended = await journal.append(
-        withExposure(deviceId, mapped.records),
-        mapped.meta ? [deviceId, mapped.meta] : undefined,
-      );
-      if (!appended.ok) return { kind: "unavailable" };
+      const { introduced } = admission;
+      const appended = await journal.append(withExposure(deviceId, mapped.records), {
+        ...(mapped.meta ? { meta: [deviceId, mapped.meta] as [string, DeviceMetaRecord] } : {}),
+        introduced,
+      });
+      if (!appended.ok) {
+        guard.forget(introduced);
+        return { kind: "unavailable" };
+      }
       metrics.messagesAccepted.inc({ channel: message.channel });
       if (mapped.skewed > 0) metrics.clockSkewed.inc(mapped.skewed);
       return { kind: "accepted" };

@@ -22,6 +22,16 @@ export type DeviceMetaRecord = {
 
 export type AppendResult = { ok: true } | { ok: false; reason: "full" };
 
+/** A metric name ("metric") or the value of a label tag, and the device that sent it first. */
+export type IntroducedValue = { dimension: string; value: string; device: string };
+
+/** Written with an entry, in the same sync: what the entry's message changed about its device and the fleet. */
+export type AppendExtras = {
+  meta?: [deviceId: string, DeviceMetaRecord];
+  /** Metric names and label values the message is the first to send (ingest/cardinality.ts). */
+  introduced?: readonly IntroducedValue[];
+};
+
 export type JournalBatch = { keys: string[]; records: JournalRecord[] };
 
 export type JournalOptions = {
@@ -40,7 +50,7 @@ const toKey = (n: number) => n.toString(16).padStart(KEY_WIDTH, "0");
 type Pending = {
   key: string;
   value: string;
-  meta?: [string, DeviceMetaRecord];
+  extras: AppendExtras;
   resolve: () => void;
   reject: (e: unknown) => void;
 };
@@ -51,6 +61,8 @@ export class Journal {
   private readonly seen;
   private readonly meta;
   private readonly dirtyLevel;
+  /** Known metric names and label values: "<dimension>!<value>" → the device that introduced it. */
+  private readonly introducedLevel;
   /** Hours (their start, ms) whose rollups are out of date → a generation that grows with each mark. */
   private readonly dirtyHours = new Map<number, number>();
   private dirtyGeneration = 0;
@@ -75,6 +87,7 @@ export class Journal {
     this.seen = this.db.sublevel<string, string>("s", {});
     this.meta = this.db.sublevel<string, string>("m", {});
     this.dirtyLevel = this.db.sublevel<string, string>("r", {});
+    this.introducedLevel = this.db.sublevel<string, string>("c", {});
     this.dedupeWindowMs = options.dedupeWindowMs ?? 6 * 3_600_000;
   }
 
@@ -117,7 +130,7 @@ export class Journal {
   }
 
   /** Resolves once the records are on disk; refuses when the bound is reached, keeping what is stored. */
-  append(records: JournalRecord[], meta?: [deviceId: string, DeviceMetaRecord]): Promise<AppendResult> {
+  append(records: JournalRecord[], extras: AppendExtras = {}): Promise<AppendResult> {
     const value = JSON.stringify(records);
     const size = Buffer.byteLength(value);
     const total = this.backlogBytes + this.pendingBytes + size;
@@ -135,7 +148,7 @@ export class Journal {
       this.pending.push({
         key,
         value,
-        ...(meta ? { meta } : {}),
+        extras,
         resolve: () => resolve({ ok: true }),
         reject,
       });
@@ -150,18 +163,17 @@ export class Journal {
     this.pending = [];
     try {
       await this.db.batch(
-        group.flatMap((p) => [
-          { type: "put" as const, sublevel: this.entries, key: p.key, value: p.value },
-          ...(p.meta
-            ? [
-                {
-                  type: "put" as const,
-                  sublevel: this.meta,
-                  key: p.meta[0],
-                  value: JSON.stringify(p.meta[1]),
-                },
-              ]
+        group.flatMap(({ key, value, extras: { meta, introduced = [] } }) => [
+          { type: "put" as const, sublevel: this.entries, key, value },
+          ...(meta
+            ? [{ type: "put" as const, sublevel: this.meta, key: meta[0], value: JSON.stringify(meta[1]) }]
             : []),
+          ...introduced.map((i) => ({
+            type: "put" as const,
+            sublevel: this.introducedLevel,
+            key: `${i.dimension}!${i.value}`,
+            value: i.device,
+          })),
         ]),
         { sync: true },
       );
@@ -286,6 +298,16 @@ export class Journal {
     const all = new Map<string, DeviceMetaRecord>();
     for await (const [deviceId, meta] of this.meta.iterator())
       all.set(deviceId, JSON.parse(meta) as DeviceMetaRecord);
+    return all;
+  }
+
+  /** Every metric name and label value stored so far, with the device that introduced it. */
+  async loadIntroduced(): Promise<IntroducedValue[]> {
+    const all: IntroducedValue[] = [];
+    for await (const [key, device] of this.introducedLevel.iterator()) {
+      const at = key.indexOf("!");
+      all.push({ dimension: key.slice(0, at), value: key.slice(at + 1), device });
+    }
     return all;
   }
 

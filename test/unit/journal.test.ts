@@ -257,9 +257,9 @@ describe("Journal", () => {
 
   test("keeps device metadata across a reopen, the latest per device", async ({ open }) => {
     const first = await open();
-    await first.append([record(1)], ["modem-0001", META]);
-    await first.append([record(2)], ["modem-0002", { ...META, model: "FQ-M300" }]);
-    await first.append([record(3)], ["modem-0001", { ...META, firmware: "2.5.0" }]);
+    await first.append([record(1)], { meta: ["modem-0001", META] });
+    await first.append([record(2)], { meta: ["modem-0002", { ...META, model: "FQ-M300" }] });
+    await first.append([record(3)], { meta: ["modem-0001", { ...META, firmware: "2.5.0" }] });
     await first.close();
     const second = await open();
     expect(await second.loadDeviceMeta()).toEqual(
@@ -274,5 +274,41 @@ describe("Journal", () => {
     const journal = await open();
     await journal.append([record(1)]);
     expect(await journal.loadDeviceMeta()).toEqual(new Map());
+  });
+
+  test("keeps the metric names and label values appends introduced across a reopen, even once drained", async ({
+    open,
+  }) => {
+    const first = await open();
+    await first.append([record(1)], {
+      introduced: [
+        { dimension: "metric", value: "snr_margin_db", device: "modem-0001" },
+        { dimension: "firmware", value: "2.5.0 (beta)", device: "modem-0001" },
+      ],
+    });
+    await first.append([record(2)], {
+      introduced: [{ dimension: "metric", value: "crc", device: "modem-0002" }],
+    });
+    await first.commit((await first.readBatch(10)).keys, []);
+    await first.close();
+    const second = await open();
+    expect(second.backlog.entries).toBe(0);
+    expect(await second.loadIntroduced()).toEqual(
+      expect.arrayContaining([
+        { dimension: "metric", value: "snr_margin_db", device: "modem-0001" },
+        { dimension: "firmware", value: "2.5.0 (beta)", device: "modem-0001" },
+        { dimension: "metric", value: "crc", device: "modem-0002" },
+      ]),
+    );
+    expect(await second.loadIntroduced()).toHaveLength(3);
+  });
+
+  test("keeps nothing an append refused for a full journal introduced", async ({ open }) => {
+    const journal = await open({ maxBytes: 10 });
+    const refused = await journal.append([record(1)], {
+      introduced: [{ dimension: "metric", value: "snr", device: "modem-0001" }],
+    });
+    expect(refused).toEqual({ ok: false, reason: "full" });
+    expect(await journal.loadIntroduced()).toEqual([]);
   });
 });
