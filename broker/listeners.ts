@@ -100,6 +100,9 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
         server,
         maxPayload: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
         perMessageDeflate: false,
+        // [MQTT-6.0.0-4] the subprotocol chosen is "mqtt"; MQTT 3.1 clients offer only "mqttv3.1".
+        handleProtocols: (offered) =>
+          offered.has("mqtt") ? "mqtt" : (offered.values().next().value ?? false),
       });
       webSockets.push(wss);
       // The HTTP server's own errors reach listen(); ws repeats them here.
