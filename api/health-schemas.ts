@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { Label, Severity } from "../contract/messages.js";
-import { GROUP_TAGS } from "../storage/health-store.js";
+import { GROUP_TAGS, MAX_SERIES_DAYS } from "../storage/health-store.js";
 
 // Query parameters of the fleet-health and firmware routes; the responses come from storage/health-store.ts.
 
@@ -17,7 +17,9 @@ const selection = {
 };
 
 export const FleetSummaryParams = z.object({
-  from: time("Start, inclusive, floored to the UTC hour; default `to` minus 7d"),
+  from: time(
+    `Start, inclusive, floored to the UTC hour; default \`to\` minus 7d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+  ),
   to: time("End, exclusive, raised to the next UTC hour; default now"),
   groupBy: z
     .string()
@@ -28,14 +30,18 @@ export const FleetSummaryParams = z.object({
 });
 
 export const FleetTrendParams = z.object({
-  from: time("Start, inclusive, floored to the UTC hour; default `to` minus 7d"),
+  from: time(
+    `Start, inclusive, floored to the UTC hour; default \`to\` minus 7d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+  ),
   to: time("End, exclusive, raised to the next UTC hour; default now"),
   ...selection,
 });
 
 export const FirmwareListParams = z.object({
   model: Label.optional().meta({ description: "Only this model", example: "FQ-Modem 7590" }),
-  from: time("Start, inclusive, floored to the UTC hour; default `to` minus 30d"),
+  from: time(
+    `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+  ),
   to: time("End, exclusive, raised to the next UTC hour; default now"),
 });
 
@@ -47,7 +53,9 @@ export const FirmwareCompareParams = z
     severity: Severity.optional().meta({
       description: "Count only faults of this severity in `overall` and `byCode`",
     }),
-    from: time("Start, inclusive, floored to the UTC hour; default `to` minus 30d"),
+    from: time(
+      `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+    ),
     to: time("End, exclusive, raised to the next UTC hour; default now"),
   })
   .refine((q) => q.baseline !== q.candidate, { message: "must differ from baseline", path: ["candidate"] });

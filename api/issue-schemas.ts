@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { IssueStatus, TransitionTarget } from "../analytics/lifecycle.js";
 import { Label, Severity } from "../contract/messages.js";
+import { MAX_SERIES_DAYS } from "../storage/health-store.js";
 import { IssueHistoryEntry, IssueId, IssueSort, IssueSummary } from "../storage/issue-store.js";
 import { pageOf, paging } from "./schemas.js";
 
@@ -10,7 +11,7 @@ const time = (description: string) =>
   z.iso.datetime({ offset: true }).optional().meta({ description, example: "2025-01-31T12:00:00Z" });
 
 const window = {
-  from: time("Start, inclusive; default `to` minus 7d"),
+  from: time(`Start, inclusive; default \`to\` minus 7d; at most ${MAX_SERIES_DAYS} days before \`to\``),
   to: time("End, exclusive; default now"),
 };
 

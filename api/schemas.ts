@@ -73,7 +73,10 @@ export const TelemetryQueryParams = z.object({
     .string()
     .refine((text) => (parseDuration(text) ?? 0) > 0, "must be a duration such as 30s, 5m, 1h or 1d")
     .optional()
-    .meta({ description: "Bucket width; default the smallest of 1s … 1w that gives at most 500 buckets" }),
+    .meta({
+      description:
+        "Bucket width, at most 84006d (1970 to 2200); default the smallest of 1s … 1w that gives at most 500 buckets",
+    }),
 });
 
 export const FaultListQuery = z.object({

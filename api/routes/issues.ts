@@ -69,6 +69,7 @@ const change = <B extends typeof TransitionBody | typeof AssigneeBody | typeof N
       409: errorResponse(
         "The issue's state does not allow it (a merged issue, a move the lifecycle forbids)",
       ),
+      413: errorResponse("The body is larger than FIELDQ_API_MAX_BODY_BYTES"),
     },
   });
 

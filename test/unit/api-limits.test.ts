@@ -294,7 +294,7 @@ describe("request body size", () => {
 });
 
 describe("the OpenAPI document", () => {
-  it("still generates, and documents 429 with Retry-After on every guarded route", async () => {
+  it("still generates, and documents 429 with Retry-After on every guarded route and 413 on every POST", async () => {
     const { issues, health } = recordingStores();
     const response = await app({ issues, health, limits: LIMITS }).request("/api/v1/openapi.json");
     expect(response.status).toBe(200);
@@ -310,5 +310,8 @@ describe("the OpenAPI document", () => {
     for (const op of guarded) {
       expect(op.responses["429"]?.headers).toHaveProperty("Retry-After");
     }
+    const posts = Object.values(doc.paths).flatMap((path) => (path.post ? [path.post] : []));
+    expect(posts).toHaveLength(4);
+    for (const op of posts) expect(op.responses).toHaveProperty("413");
   });
 });
