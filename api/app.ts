@@ -41,7 +41,7 @@ export type AppDeps = {
   issues?: IssueStore | undefined;
   /** Fleet health and firmware cohorts; likewise optional. */
   health?: HealthStore | undefined;
-  /** Clock for default time windows; tests pin it. */
+  /** Clock for default time windows and the request-rate buckets; tests pin it. */
   now?: () => number;
 };
 
