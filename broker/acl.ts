@@ -24,6 +24,33 @@ export function canSubscribe(deviceId: string, filter: string): boolean {
   return parsed?.channel === "cmd" && parsed.deviceId === deviceId;
 }
 
+export type SubscriptionRefusal = "acl" | "limit";
+
+/**
+ * Why a subscription is refused, if it is: outside the device's topics, or one more than it may hold.
+ * `held` are the filters it holds now (a persistent session's included); subscribing to one of them again
+ * replaces it and costs nothing.
+ */
+export function subscriptionRefusal(
+  deviceId: string,
+  filter: string,
+  held: ReadonlySet<string>,
+  maxSubscriptions: number,
+): SubscriptionRefusal | undefined {
+  if (!canSubscribe(deviceId, filter)) return "acl";
+  if (!held.has(filter) && held.size >= maxSubscriptions) return "limit";
+  return undefined;
+}
+
+/**
+ * Retained messages only where fieldq keeps the device's latest word: its hello and status. Elsewhere nobody
+ * could ever read them (no device may subscribe to another's uplink), so they would only take memory.
+ */
+export function mayRetain(topic: string): boolean {
+  const channel = parseDeviceTopic(topic)?.channel;
+  return channel === "hello" || channel === "status";
+}
+
 /** A last will may only announce its own device going offline, on its status topic. */
 export function canWill(deviceId: string, topic: string): boolean {
   const parsed = parseDeviceTopic(topic);

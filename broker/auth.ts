@@ -3,6 +3,8 @@ import { DEVICE_ID_PATTERN } from "../contract/topics.js";
 
 // MQTT CONNACK return codes of 3.1.1 [MQTT-3.2.2.3].
 export const IDENTIFIER_REJECTED = 2;
+/** A device cooling down after a flood: the right key, but not now. */
+export const SERVER_UNAVAILABLE = 3;
 export const NOT_AUTHORIZED = 5;
 
 export type AuthDecision =

@@ -74,3 +74,42 @@ export function guardSocket(
   connection.on("close", () => socket.destroy());
   return connection;
 }
+
+/** aedes's bound on topic levels; a deeper SUBSCRIBE filter is answered 0x80 instead of closing the connection. */
+export const MAX_TOPIC_LEVELS = 100;
+
+export function topicLevels(topic: string): number {
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels += 1;
+  return levels;
+}
+
+/**
+ * Whether a string from the wire breaks MQTT's rules for UTF-8 strings: U+0000 [MQTT-1.5.3-2], or ill-formed
+ * UTF-8 [MQTT-1.5.3-1], which mqtt-packet's decoding has turned into U+FFFD. fieldq's topics are ASCII, so a
+ * U+FFFD sent as such is outside the topic grammar anyway.
+ */
+export function malformedString(text: string): boolean {
+  return text.includes("\u0000") || text.includes("\uFFFD");
+}
+
+export type ConnectFields = {
+  clientId: string;
+  username?: string | undefined;
+  will?: { topic: string; qos?: number | undefined } | undefined;
+};
+
+/** A protocol violation in a CONNECT: the connection is closed without a CONNACK [MQTT-4.8.0-1]. */
+export function connectViolation(packet: ConnectFields): string | undefined {
+  if (packet.will !== undefined && (packet.will.qos ?? 0) > 2) return "will QoS 3"; // [MQTT-3.1.2-14]
+  if (packet.will !== undefined && malformedString(packet.will.topic)) return "malformed will topic";
+  if (malformedString(packet.clientId)) return "malformed client id";
+  if (packet.username !== undefined && malformedString(packet.username)) return "malformed username";
+  return undefined;
+}
+
+/** Device input as a log line may quote it: a few dozen characters, and how many were cut. */
+export function forLog(text: string | undefined, max = 64): string | undefined {
+  if (text === undefined || text.length <= max) return text;
+  return `${text.slice(0, max)}…(${text.length - max} more)`;
+}

@@ -1,14 +1,47 @@
-import { Aedes, type AuthenticateError, type Client, type PublishPacket } from "aedes";
+import type { Duplex } from "node:stream";
+import {
+  Aedes,
+  type AuthenticateError,
+  type Client,
+  type ConnectPacket,
+  type PublishPacket,
+  type Subscription,
+} from "aedes";
 import type { BrokerLimits } from "../config/env.js";
 import type { DeviceError } from "../contract/messages.js";
 import { errorsTopic, topicOwner } from "../contract/topics.js";
 import type { IngestOutcome } from "../ingest/ingest.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
-import { canPublish, canSubscribe, canWill } from "./acl.js";
-import { authenticateDevice } from "./auth.js";
+import { canPublish, canWill, mayRetain, subscriptionRefusal } from "./acl.js";
+import {
+  admitConnection,
+  authThrottled,
+  forgetExpiredFailures,
+  newAdmission,
+  recordAuthFailure,
+  releaseConnection,
+} from "./admission.js";
+import { authenticateDevice, SERVER_UNAVAILABLE } from "./auth.js";
+import {
+  type Admission,
+  admit,
+  coolingDown,
+  type DeviceShare,
+  FLOOD_COOL_DOWN_MS,
+  isIdle,
+  newShare,
+  refund,
+} from "./fair-share.js";
 import { type ListenerPorts, type ListenOptions, type OnConnection, startListeners } from "./listeners.js";
-import { guardSocket } from "./packet-guard.js";
+import {
+  connectViolation,
+  forLog,
+  guardSocket,
+  MAX_TOPIC_LEVELS,
+  malformedString,
+  topicLevels,
+} from "./packet-guard.js";
 
 export type BrokerOptions = {
   listen: ListenOptions;
@@ -32,23 +65,57 @@ export type BrokerHandle = {
   port: number;
   ports: ListenerPorts;
   connectedDevices(): number;
+  /** Topics holding a retained message (at most a hello and a status per device). */
+  retainedTopics(): Promise<string[]>;
   /** Stops accepting connections, disconnects every client, and waits for in-flight publishes. */
   close(): Promise<void>;
 };
 
 /** Headroom over the payload limit for the topic and headers; a larger packet is cut off unread. */
 const PACKET_OVERHEAD_BYTES = 64 * 1024;
+/** How often shares of gone devices and expired authentication failures are forgotten. */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** What aedes's persistence offers beyond its types: the subscriptions it keeps and the retained messages. */
+type Persistence = {
+  addSubscriptions(client: Client, subs: Subscription[]): Promise<unknown>;
+  createRetainedStreamCombi(patterns: string[]): AsyncIterable<{ topic: string }>;
+};
+
+/** A QoS 1 message waiting for its device's next token; release() ingests it and acknowledges it. */
+type Waiter = { client: Client; readyAt: number; release: () => void };
+type WaitQueue = { waiters: Waiter[]; timer: NodeJS.Timeout | undefined };
+type Dropped = Extract<Admission, { kind: "drop" }>;
 
 export async function startBroker(options: BrokerOptions): Promise<BrokerHandle> {
-  const { logger, metrics } = options;
+  const { logger, metrics, limits } = options;
   const connections = new Map<string, number>();
+  const admission = newAdmission();
+  const shares = new Map<string, DeviceShare>();
+  const queues = new Map<string, WaitQueue>();
+  /** What each connection's stream came from, for the per-address rules that act after CONNECT. */
+  const peers = new WeakMap<Duplex, { address: string; arrivedAt: number }>();
+  const held = new WeakMap<Client, Set<string>>();
+  /** Subscription objects refused: aedes would persist every filter of a SUBSCRIBE that had one granted. */
+  const refusedSubscriptions = new WeakSet<Subscription>();
+  /** Deep filters replaced before aedes saw them, so that they are refused and not a closed connection. */
+  const tooDeep = new WeakSet<Subscription>();
   let inFlight = 0;
   let drained: (() => void) | undefined;
 
-  const authError = (returnCode: 2 | 5, message: string) =>
+  const authError = (returnCode: 2 | 3 | 5, message: string) =>
     Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+  const addressOf = (client: Client) => peers.get(client.conn as Duplex)?.address ?? "unknown";
+  const shareOf = (deviceId: string, now: number) => {
+    let share = shares.get(deviceId);
+    if (share === undefined) {
+      share = newShare(limits, now);
+      shares.set(deviceId, share);
+    }
+    return share;
+  };
 
-  const notifyDevice = (deviceId: string, error: DeviceError) => {
+  const notifyDevice = (deviceId: string, error: DeviceError, sent: () => void = () => {}) => {
     broker.publish(
       {
         cmd: "publish",
@@ -58,7 +125,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         retain: false,
         dup: false,
       },
-      () => {},
+      () => sent(),
     );
   };
 
@@ -91,16 +158,166 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     });
   }
 
+  /** Makes the message durable, then lets aedes acknowledge it. */
+  function accept(
+    deviceId: string,
+    packet: PublishPacket,
+    source: "device" | "will",
+    done: (error?: Error) => void,
+  ) {
+    ingestPublish(deviceId, packet, source).then(
+      (outcome) => {
+        if (outcome.kind === "unavailable") {
+          metrics.messagesRefused.inc({ reason: "journal_full" });
+          // No PUBACK: the connection closes and the device keeps the message to send again.
+          return done(new Error("journal full"));
+        }
+        done();
+      },
+      (error: unknown) => {
+        logger.error(
+          { err: error, deviceId, topic: forLog(packet.topic) },
+          "ingest failed; message left unacknowledged",
+        );
+        done(error as Error);
+      },
+    );
+  }
+
+  /**
+   * Holds a QoS 1 message until its token is earned; aedes sends the PUBACK when done() is called. While a
+   * packet is being authorized aedes reads no further bytes of that client: it handles the packets of one read
+   * together and reads again when all of them are done (aedes lib/client.js, nextBatch), so a device sending
+   * over its rate is slowed down by TCP itself, and the queue holds at most about one read of its packets.
+   */
+  function wait(deviceId: string, client: Client, readyAt: number, release: () => void) {
+    let queue = queues.get(deviceId);
+    if (queue === undefined) {
+      queue = { waiters: [], timer: undefined };
+      queues.set(deviceId, queue);
+    }
+    queue.waiters.push({ client, readyAt, release });
+    if (queue.timer === undefined) schedule(deviceId, queue);
+  }
+
+  function schedule(deviceId: string, queue: WaitQueue) {
+    const head = queue.waiters[0];
+    if (head === undefined) {
+      queues.delete(deviceId);
+      return;
+    }
+    queue.timer = setTimeout(
+      () => {
+        queue.timer = undefined;
+        const now = Date.now();
+        // In arrival order: MQTT wants PUBACKs in the order of the PUBLISHes [MQTT-4.6.0-2].
+        while (queue.waiters[0] !== undefined && queue.waiters[0].readyAt <= now) {
+          queue.waiters.shift()?.release();
+        }
+        schedule(deviceId, queue);
+      },
+      Math.max(0, head.readyAt - Date.now()),
+    );
+  }
+
+  /** A closed client's waiting messages are never acknowledged (the device sends them again): no ingest. */
+  function forgetWaiters(client: Client) {
+    const queue = queues.get(client.id);
+    if (queue === undefined) return;
+    const kept = queue.waiters.filter((w) => w.client !== client);
+    const share = shares.get(client.id);
+    if (share !== undefined) refund(share, queue.waiters.length - kept.length, limits);
+    queue.waiters = kept;
+    if (kept.length === 0) {
+      clearTimeout(queue.timer);
+      queues.delete(client.id);
+    }
+  }
+
+  function drop(deviceId: string, client: Client, packet: PublishPacket, decision: Dropped) {
+    if (decision.logDrops !== undefined) {
+      logger.warn(
+        { deviceId, dropped: decision.logDrops, rate: limits.deviceRate, burst: limits.deviceBurst },
+        "dropped QoS 0 messages over the device's rate",
+      );
+    }
+    if (decision.flood) {
+      metrics.floodDisconnects.inc();
+      logger.warn({ deviceId, drops: limits.floodDrops }, "disconnected a device flooding past its rate");
+      const message = `disconnected: ${limits.floodDrops} messages over the rate of ${limits.deviceRate}/s within a minute; connect again after ${FLOOD_COOL_DOWN_MS / 1000} s`;
+      // Told first, then disconnected: the notice has been written when the publish calls back.
+      notifyDevice(deviceId, { ts: Date.now(), topic: packet.topic, reason: "rate_limited", message }, () =>
+        client.close(),
+      );
+    } else if (decision.notify) {
+      notifyDevice(deviceId, {
+        ts: Date.now(),
+        topic: packet.topic,
+        reason: "rate_limited",
+        message: `QoS 0 messages over the rate of ${limits.deviceRate}/s (burst ${limits.deviceBurst}) are dropped`,
+      });
+    }
+  }
+
   const broker = await Aedes.createBroker({
+    connectTimeout: limits.connectTimeoutMs,
+
+    preConnect(client, packet: ConnectPacket, done) {
+      const violation = connectViolation(packet);
+      if (violation !== undefined) {
+        logger.warn(
+          { remote: addressOf(client), clientId: forLog(packet.clientId), violation },
+          "closed a connection sending a malformed CONNECT",
+        );
+        return done(new Error(violation), false);
+      }
+      // An address throttled while this connection was open gets no more attempts on it either.
+      if (authThrottled(admission, addressOf(client), limits, Date.now())) {
+        metrics.connectionsRefused.inc({ reason: "auth_throttled" });
+        return done(new Error("too many failed CONNECTs from this address"), false);
+      }
+      done(null, true);
+    },
+
     authenticate(client, username, password, done) {
       const decision = authenticateDevice(options.deviceSecret, client.id, username, password);
-      if (decision.ok) return done(null, true);
-      metrics.authFailures.inc({ reason: decision.reason });
-      logger.warn({ clientId: client.id, username, reason: decision.reason }, "refused a device connection");
-      done(authError(decision.returnCode, decision.reason), false);
+      if (!decision.ok) {
+        metrics.authFailures.inc({ reason: decision.reason });
+        const address = addressOf(client);
+        logger.warn(
+          {
+            remote: address,
+            clientId: forLog(client.id),
+            username: forLog(username),
+            reason: decision.reason,
+          },
+          "refused a device connection",
+        );
+        if (recordAuthFailure(admission, address, limits, Date.now())) {
+          logger.warn(
+            { remote: address, failures: limits.authFailuresPerMinute },
+            "refusing this address's connections for the rest of the minute",
+          );
+        }
+        return done(authError(decision.returnCode, decision.reason), false);
+      }
+      const share = shares.get(decision.deviceId);
+      if (share !== undefined && coolingDown(share, Date.now())) {
+        metrics.authFailures.inc({ reason: "cooling down after a flood" });
+        return done(authError(SERVER_UNAVAILABLE, "cooling down after a flood"), false);
+      }
+      done(null, true);
     },
 
     authorizePublish(client: Client | null, packet, done) {
+      // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a protocol violation closes the connection; nothing is stored.
+      if (malformedString(packet.topic)) {
+        logger.warn(
+          { clientId: forLog(client?.id), topic: forLog(packet.topic) },
+          "closed a connection publishing to a malformed topic",
+        );
+        return done(new Error("malformed topic"));
+      }
       // client is null for the will of a client whose broker died [aedes]; the topic names the device.
       const deviceId = client?.id ?? topicOwner(packet.topic);
       const isWill = client === null || packet === (client as Client & { will?: unknown }).will;
@@ -110,37 +327,68 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       if (!allowed || deviceId === undefined) {
         metrics.authFailures.inc({ reason: "publish not allowed" });
         logger.warn(
-          { clientId: client?.id, topic: packet.topic },
+          { clientId: forLog(client?.id), topic: forLog(packet.topic) },
           "refused a publish outside the device's topics",
         );
-        return done(new Error(`publish to ${packet.topic} not allowed`));
+        return done(new Error(`publish to ${forLog(packet.topic)} not allowed`));
       }
-      ingestPublish(deviceId, packet, isWill ? "will" : "device").then(
-        (outcome) => {
-          if (outcome.kind === "unavailable") {
-            metrics.messagesRefused.inc({ reason: "journal_full" });
-            // No PUBACK: the connection closes and the device keeps the message to send again.
-            return done(new Error("journal full"));
-          }
-          done(null);
-        },
-        (error: unknown) => {
-          logger.error(
-            { err: error, deviceId, topic: packet.topic },
-            "ingest failed; message left unacknowledged",
-          );
-          done(error as Error);
-        },
-      );
+      if (!mayRetain(packet.topic)) packet.retain = false;
+      // A will is one message at the end of a connection: not counted against the rate.
+      if (isWill || client === null) return accept(deviceId, packet, "will", done);
+
+      const now = Date.now();
+      const decision = admit(shareOf(deviceId, now), packet.qos, limits, now);
+      if (decision.kind === "pass") return accept(deviceId, packet, "device", done);
+      metrics.messagesThrottled.inc({ qos: String(packet.qos) });
+      if (decision.kind === "wait") {
+        return wait(deviceId, client, decision.readyAt, () => accept(deviceId, packet, "device", done));
+      }
+      // MQTT 3.1.1 cannot refuse one PUBLISH without closing [MQTT-3.3.5-2], and aedes closes on an error, so a
+      // dropped QoS 0 message is let through unread: not ingested, and forwarded to no one, since no device
+      // may subscribe to another's uplink topics (acl.ts) and fieldq subscribes to none.
+      packet.retain = false;
+      drop(deviceId, client, packet, decision);
+      done();
     },
 
     authorizeSubscribe(client, subscription, done) {
-      if (canSubscribe(client.id, subscription.topic)) return done(null, subscription);
-      metrics.authFailures.inc({ reason: "subscribe not allowed" });
-      logger.warn({ clientId: client.id, filter: subscription.topic }, "refused a subscription");
+      const filter = subscription.topic;
+      if (malformedString(filter)) {
+        // [MQTT-1.5.3-1] [MQTT-1.5.3-2]
+        logger.warn(
+          { clientId: forLog(client.id), filter: forLog(filter) },
+          "closed a connection subscribing to a malformed filter",
+        );
+        return done(new Error("malformed filter"));
+      }
+      let refusal: "acl" | "limit" | "invalid" | undefined;
+      const filters = held.get(client) ?? new Set<string>();
+      if (tooDeep.has(subscription)) refusal = "invalid";
+      else refusal = subscriptionRefusal(client.id, filter, filters, limits.maxSubscriptions);
+      if (refusal === undefined) {
+        filters.add(filter);
+        held.set(client, filters);
+        return done(null, subscription);
+      }
+      refusedSubscriptions.add(subscription);
+      metrics.subscriptionsRefused.inc({ reason: refusal });
+      if (refusal === "acl") metrics.authFailures.inc({ reason: "subscribe not allowed" });
+      logger.warn(
+        { clientId: forLog(client.id), filter: forLog(filter), reason: refusal },
+        "refused a subscription",
+      );
+      // A refusal in the SUBACK (0x80) [MQTT-3.9.3-2]; the connection stays.
       done(null, null);
     },
   });
+
+  const persistence = (broker as unknown as { persistence: Persistence }).persistence;
+  const addSubscriptions = persistence.addSubscriptions.bind(persistence);
+  persistence.addSubscriptions = (client, subs) =>
+    addSubscriptions(
+      client,
+      subs.filter((s) => !refusedSubscriptions.has(s)),
+    );
 
   const presence = (deviceId: string, state: "online" | "offline") =>
     track(() => options.presence(deviceId, state)).catch((error: unknown) =>
@@ -155,6 +403,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     if (count === 1) void presence(client.id, "online");
   });
   broker.on("clientDisconnect", (client) => {
+    forgetWaiters(client);
     const count = (connections.get(client.id) ?? 0) - 1;
     if (count > 0) connections.set(client.id, count);
     else connections.delete(client.id);
@@ -162,24 +411,83 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     logger.debug({ deviceId: client.id }, "device disconnected");
     if (count === 0) void presence(client.id, "offline");
   });
+  broker.on("unsubscribe", (filters, client) => {
+    const filtersHeld = held.get(client);
+    for (const filter of filters) filtersHeld?.delete(filter);
+  });
   broker.on("clientError", (client, error) =>
-    logger.debug({ clientId: client.id, err: error.message }, "client error"),
+    logger.debug({ clientId: forLog(client.id), err: forLog(error.message, 200) }, "client error"),
   );
+  broker.on("connectionError", (client, error) => {
+    const peer = peers.get(client.conn as Duplex);
+    // aedes's connect timer is the only thing that errs a connection that has sent nothing for this long.
+    if (
+      peer !== undefined &&
+      !client.connecting &&
+      !client.connected &&
+      Date.now() - peer.arrivedAt >= limits.connectTimeoutMs
+    ) {
+      metrics.connectionsRefused.inc({ reason: "connect_timeout" });
+    }
+    logger.debug({ remote: peer?.address, err: forLog(error.message, 200) }, "connection error");
+  });
 
   let listeners: Awaited<ReturnType<typeof startListeners>>;
-  const onConnection: OnConnection = (socket, peer) => {
-    const connection = guardSocket(socket, options.maxPayloadBytes + PACKET_OVERHEAD_BYTES, (error) => {
+  const onConnection: OnConnection = (stream, peer) => {
+    const address = peer.remoteAddress ?? "unknown";
+    const now = Date.now();
+    const refusal = admitConnection(admission, address, limits, now);
+    if (refusal !== undefined) {
+      metrics.connectionsRefused.inc({ reason: refusal });
+      logger.debug(
+        { remote: address, transport: peer.transport, reason: refusal },
+        "refused a connection unread",
+      );
+      stream.destroy();
+      return;
+    }
+    stream.once("close", () => releaseConnection(admission, address));
+    const connection = guardSocket(stream, options.maxPayloadBytes + PACKET_OVERHEAD_BYTES, (error) => {
       metrics.messagesRefused.inc({ reason: "too_large" });
       logger.warn(
-        { remote: peer.remoteAddress, announced: error.announced },
+        { remote: address, announced: error.announced },
         "closed a connection sending an oversized packet",
       );
     });
-    broker.handle(connection);
+    peers.set(connection, { address, arrivedAt: now });
+    const client = broker.handle(connection);
+    // aedes checks a filter's depth before authorizeSubscribe and closes the connection on a deep one; a
+    // placeholder it accepts, marked, lets authorizeSubscribe answer 0x80 as for any refused filter instead.
+    (client as unknown as { _parser?: NodeJS.EventEmitter })._parser?.prependListener(
+      "packet",
+      markDeepFilters,
+    );
   };
+
+  function markDeepFilters(packet: { cmd: string; subscriptions?: Subscription[] }) {
+    if (packet.cmd !== "subscribe" || packet.subscriptions === undefined) return;
+    packet.subscriptions.forEach((sub, i) => {
+      if (topicLevels(sub.topic) <= MAX_TOPIC_LEVELS) return;
+      tooDeep.add(sub);
+      // Unique per position: aedes merges equal filters of one SUBSCRIBE.
+      sub.topic = `$too-deep/${i}`;
+    });
+  }
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    forgetExpiredFailures(admission, now);
+    for (const [deviceId, share] of shares) {
+      if (!connections.has(deviceId) && !queues.has(deviceId) && isIdle(share, limits, now))
+        shares.delete(deviceId);
+    }
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
+
   try {
     listeners = await startListeners(options.listen, onConnection);
   } catch (error) {
+    clearInterval(sweep);
     // aedes's heartbeat timers would keep the process alive after a failed start.
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     throw error;
@@ -190,7 +498,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     port,
     ports: listeners.ports,
     connectedDevices: () => connections.size,
+    async retainedTopics() {
+      const topics: string[] = [];
+      for await (const packet of persistence.createRetainedStreamCombi(["#"])) topics.push(packet.topic);
+      return topics.sort();
+    },
     async close() {
+      clearInterval(sweep);
       const serverClosed = listeners.close();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));

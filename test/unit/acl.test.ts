@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { canPublish, canSubscribe, canWill } from "../../broker/acl.js";
+import { canPublish, canSubscribe, canWill, mayRetain, subscriptionRefusal } from "../../broker/acl.js";
 
 const ID = "modem-0001";
 
@@ -115,5 +115,48 @@ describe("canWill", () => {
 
   it("refuses a will of a malformed device id", () => {
     expect(canWill("bad id", "fq/v1/bad id/status")).toBe(false);
+  });
+});
+
+describe("subscriptionRefusal", () => {
+  const errors = "fq/v1/modem-0001/errors";
+  const commands = "fq/v1/modem-0001/cmd/+";
+  const held = new Set([errors, commands]);
+
+  it("grants an allowed filter while the device holds fewer than its limit", () => {
+    expect(subscriptionRefusal(ID, "fq/v1/modem-0001/cmd/cmd-1", held, 3)).toBeUndefined();
+  });
+
+  it("refuses a new filter at the limit", () => {
+    expect(subscriptionRefusal(ID, "fq/v1/modem-0001/cmd/cmd-1", held, 2)).toBe("limit");
+  });
+
+  it("grants a filter the device already holds again at the limit: it replaces the old one", () => {
+    expect(subscriptionRefusal(ID, commands, held, 2)).toBeUndefined();
+  });
+
+  it("refuses a filter outside the device's topics for that, whatever it holds", () => {
+    expect(subscriptionRefusal(ID, "fq/v1/#", new Set(), 16)).toBe("acl");
+    expect(subscriptionRefusal(ID, "fq/v1/#", held, 2)).toBe("acl");
+  });
+});
+
+describe("mayRetain", () => {
+  it.each(["fq/v1/modem-0001/hello", "fq/v1/modem-0001/status"])(
+    "keeps a retained message on %s",
+    (topic) => {
+      expect(mayRetain(topic)).toBe(true);
+    },
+  );
+
+  it.each([
+    ["its telemetry", "fq/v1/modem-0001/telemetry"],
+    ["its faults", "fq/v1/modem-0001/fault"],
+    ["its events", "fq/v1/modem-0001/event"],
+    ["a command result", "fq/v1/modem-0001/cmd/cmd-1/result"],
+    ["a topic outside the grammar", "fq/v1/modem-0001/foo"],
+    ["a hello one level down", "fq/v1/modem-0001/cmd/hello"],
+  ])("strips retain on %s, where nobody could read it", (_case, topic) => {
+    expect(mayRetain(topic)).toBe(false);
   });
 });

@@ -1,6 +1,14 @@
 import mqttPacket from "mqtt-packet";
 import { describe, expect, it } from "vitest";
-import { PacketSizeGuard, PacketTooLarge } from "../../broker/packet-guard.js";
+import {
+  connectViolation,
+  forLog,
+  MAX_TOPIC_LEVELS,
+  malformedString,
+  PacketSizeGuard,
+  PacketTooLarge,
+  topicLevels,
+} from "../../broker/packet-guard.js";
 
 const LIMIT = 200;
 
@@ -129,5 +137,77 @@ describe("PacketSizeGuard", () => {
     const { passed, error } = await feed(chunks);
     expect(error).toBeUndefined();
     expect(passed.equals(bytes)).toBe(true);
+  });
+});
+
+describe("MQTT string rules", () => {
+  /** What mqtt-packet hands aedes for these bytes on the wire. */
+  const decoded = (bytes: number[]) => Buffer.from(bytes).toString("utf8");
+
+  it.each([
+    ["U+0000 [MQTT-1.5.3-2]", "fq/v1/modem-0001/tele\u0000metry"],
+    ["a lone continuation byte", decoded([0x66, 0x80, 0x71])],
+    ["an overlong encoding of /", decoded([0x66, 0xc0, 0xaf])],
+    ["an encoded surrogate (U+D800)", decoded([0xed, 0xa0, 0x80])],
+    ["a truncated four-byte sequence", decoded([0x66, 0xf0, 0x9f, 0x98])],
+    ["0xFF", decoded([0xff])],
+  ])("finds %s malformed [MQTT-1.5.3-1]", (_case, text) => {
+    expect(malformedString(text)).toBe(true);
+  });
+
+  it.each([
+    ["an ASCII topic", "fq/v1/modem-0001/telemetry"],
+    ["well-formed multi-byte UTF-8", decoded([0x63, 0x61, 0x66, 0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80])],
+    ["the empty string", ""],
+  ])("finds %s well-formed", (_case, text) => {
+    expect(malformedString(text)).toBe(false);
+  });
+
+  it("counts topic levels as aedes does: one more than the slashes", () => {
+    expect(topicLevels("a")).toBe(1);
+    expect(topicLevels("/")).toBe(2);
+    expect(topicLevels("fq/v1/modem-0001/cmd/+")).toBe(5);
+    expect(topicLevels("a/".repeat(MAX_TOPIC_LEVELS))).toBe(MAX_TOPIC_LEVELS + 1);
+  });
+});
+
+describe("connectViolation", () => {
+  const connect = { clientId: "modem-0001", username: "modem-0001" };
+
+  it("finds nothing wrong with a device's CONNECT, with or without a will", () => {
+    expect(connectViolation(connect)).toBeUndefined();
+    expect(
+      connectViolation({ ...connect, will: { topic: "fq/v1/modem-0001/status", qos: 1 } }),
+    ).toBeUndefined();
+    expect(connectViolation({ clientId: "" })).toBeUndefined();
+  });
+
+  it.each([
+    [
+      "will QoS 3 [MQTT-3.1.2-14]",
+      { ...connect, will: { topic: "fq/v1/modem-0001/status", qos: 3 } },
+      "will QoS 3",
+    ],
+    [
+      "U+0000 in the will topic",
+      { ...connect, will: { topic: "fq/v1/a\u0000/status", qos: 1 } },
+      "malformed will topic",
+    ],
+    ["ill-formed UTF-8 in the client id", { ...connect, clientId: "modem\uFFFD" }, "malformed client id"],
+    ["U+0000 in the username", { ...connect, username: "modem\u0000" }, "malformed username"],
+  ])("finds %s", (_case, packet, violation) => {
+    expect(connectViolation(packet)).toBe(violation);
+  });
+});
+
+describe("forLog", () => {
+  it("keeps short input whole", () => {
+    expect(forLog("modem-0001")).toBe("modem-0001");
+    expect(forLog(undefined)).toBeUndefined();
+  });
+
+  it("cuts long input to a few dozen characters and says how much is missing", () => {
+    const quoted = forLog("x".repeat(60_000));
+    expect(quoted).toBe(`${"x".repeat(64)}…(59936 more)`);
   });
 });
