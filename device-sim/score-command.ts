@@ -95,10 +95,33 @@ type Query = Record<string, string | number | undefined>;
 const iso = (ms: number) => new Date(ms).toISOString();
 const windowQuery = (w: Window) => ({ from: iso(w.fromMs), to: iso(w.toMs) });
 
+const MAX_RATE_LIMITED_ATTEMPTS = 30;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** ScoreApi over HTTP: every answer is checked against the route's own response schema. */
 export function createHttpScoreApi(options: { baseUrl: string; token: string; fetch?: typeof fetch }) {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
+
+  /** One request; a 429 (the API rations requests per token, FIELDQ_API_RATE) waits its turn and asks again. */
+  async function send(url: string | URL, headers: Record<string, string>): Promise<Response> {
+    for (let attempt = 1; ; attempt++) {
+      let response: Response;
+      try {
+        response = await doFetch(url, { headers });
+      } catch (error) {
+        const cause =
+          error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+        throw new ApiCallError("unreachable", `cannot reach the fieldq API at ${base}: ${cause}`, {
+          cause: error,
+        });
+      }
+      if (response.status !== 429 || attempt >= MAX_RATE_LIMITED_ATTEMPTS) return response;
+      await response.body?.cancel();
+      const seconds = Number(response.headers.get("retry-after") ?? "1");
+      await sleep(Math.min(Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000, 10_000));
+    }
+  }
 
   async function get<S extends z.ZodType>(
     path: string,
@@ -111,16 +134,7 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
     const what = `GET ${url.pathname}${url.search}`;
-    let response: Response;
-    try {
-      response = await doFetch(url, { headers: { authorization: `Bearer ${options.token}` } });
-    } catch (error) {
-      const cause =
-        error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-      throw new ApiCallError("unreachable", `cannot reach the fieldq API at ${base}: ${cause}`, {
-        cause: error,
-      });
-    }
+    const response = await send(url, { authorization: `Bearer ${options.token}` });
     const body: unknown = await response.json().catch(() => undefined);
     if (response.status === 404 && missing === "undefined") return undefined;
     if (response.status === 401 || response.status === 403) {
@@ -177,16 +191,7 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
   const api: ScoreApi & { health(): Promise<Health> } = {
     async health() {
       const url = `${base}/api/v1/health`;
-      let response: Response;
-      try {
-        response = await doFetch(url);
-      } catch (error) {
-        const cause =
-          error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-        throw new ApiCallError("unreachable", `cannot reach the fieldq API at ${base}: ${cause}`, {
-          cause: error,
-        });
-      }
+      const response = await send(url, {});
       const parsed = Health.safeParse(await response.json().catch(() => undefined));
       if (!parsed.success) throw new ApiCallError("unreachable", `${url} is not a fieldq API`);
       if (parsed.data.status !== "ok") {

@@ -755,6 +755,25 @@ describe("fieldq sim score", () => {
     expect(failing.err.join("\n")).toContain("503: InfluxDB is down");
   });
 
+  it("waits its turn when the API answers 429, then scores", async () => {
+    const { fetch: inner } = fakeFetch();
+    let refusals = 0;
+    const rationed = (async (input: URL, init?: RequestInit) => {
+      if (refusals < 3 && !String(input).endsWith("/health")) {
+        refusals += 1;
+        return new Response(JSON.stringify({ error: { code: "RATE_LIMITED", message: "slow down" } }), {
+          status: 429,
+          headers: { "retry-after": "0", "content-type": "application/json" },
+        });
+      }
+      return inner(input, init);
+    }) as typeof fetch;
+    const t = io(rationed);
+    expect(await scoreCommand([truthPath, "--json"], env, t.io), t.err.join("\n")).toBe(0);
+    expect(refusals).toBe(3);
+    expect(JSON.parse(t.out.join("\n"))).toMatchObject({ recall: 1 });
+  });
+
   it("scores a run over HTTP: a table by default, the score as JSON with --json", async () => {
     const table = io(fakeFetch().fetch);
     const status = await scoreCommand([truthPath, "--api", "http://fieldq.test/api/v1"], env, table.io);
