@@ -45,6 +45,9 @@ export type OnConnection = (stream: Duplex, peer: Peer) => void;
 
 const DEFAULTS = { handshakeTimeoutMs: 10_000, maxFrameBytes: 1024 * 1024 };
 
+// noDelay: with Nagle's algorithm a PUBACK waited for the device's delayed ACK, some 40 ms per QoS 1 message
+// (HTTP servers, and so the WebSocket listener, set it already).
+
 async function listen(server: Server, port: number, host: string): Promise<number> {
   server.listen(port, host);
   await once(server, "listening");
@@ -73,15 +76,16 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
   };
   try {
     if (options.port !== undefined) {
-      const server = createServer((socket) =>
+      const server = createServer({ noDelay: true }, (socket) =>
         onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtt" }),
       );
       servers.push(server);
       ports.mqtt = await listen(server, options.port, host);
     }
     if (tls !== undefined) {
-      const server = createTlsServer({ cert: tls.cert, key: tls.key, handshakeTimeout }, (socket) =>
-        onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtts" }),
+      const server = createTlsServer(
+        { cert: tls.cert, key: tls.key, handshakeTimeout, noDelay: true },
+        (socket) => onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtts" }),
       );
       server.on("tlsClientError", onHandshakeFailed("mqtts"));
       servers.push(server);
