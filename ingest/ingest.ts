@@ -148,11 +148,17 @@ export async function createIngest(options: IngestOptions) {
       // Later messages of this device are tagged with the new metadata even while this one is syncing.
       if (mapped.meta) metas.set(deviceId, mapped.meta);
       const { introduced } = admission;
-      const appended = await journal.append(withExposure(deviceId, mapped.records), {
-        ...(mapped.meta ? { meta: [deviceId, mapped.meta] as [string, DeviceMetaRecord] } : {}),
-        introduced,
-      });
+      const appended = await journal
+        .append(withExposure(deviceId, mapped.records), {
+          ...(mapped.meta ? { meta: [deviceId, mapped.meta] as [string, DeviceMetaRecord] } : {}),
+          introduced,
+        })
+        .catch((error: unknown) => {
+          guard.forget(introduced);
+          throw error;
+        });
       if (!appended.ok) {
+        // Not stored, so not known: the device sends the message again later and introduces them then.
         guard.forget(introduced);
         return { kind: "unavailable" };
       }

@@ -1,8 +1,15 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { StorageLimits } from "../../config/env.js";
 import { CardinalityGuard, type Dimension, valuesOf } from "../../ingest/cardinality.js";
 import { decodeMessage } from "../../ingest/decode.js";
+import { createIngest } from "../../ingest/ingest.js";
+import { Journal } from "../../ingest/journal.js";
 import { messagePoints } from "../../ingest/to-points.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
 
 const LIMITS: StorageLimits = {
   maxPointBytes: 65_536,
@@ -189,5 +196,41 @@ describe("valuesOf", () => {
     });
     expect(of("event", update("failure"))).toMatchObject({ firmware: ["unknown"] });
     expect(of("event", { ts: T, seq: 1, type: "door_open" })).toMatchObject({ type: ["door_open"] });
+  });
+});
+
+describe("the ingest's guard", () => {
+  it("counts nothing for a message a full journal left unacknowledged, and the device's next label goes through", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fieldq-cardinality-"));
+    const journal = await Journal.open({ dir, maxBytes: 2000, logger: silentLogger });
+    try {
+      const ingest = await createIngest({
+        journal,
+        logger: silentLogger,
+        metrics: createMetrics(),
+        maxPayloadBytes: 65_536,
+        clockSkewFutureMs: 600_000,
+        clockSkewPastMs: 86_400_000,
+        limits: { ...LIMITS, maxDeviceLabelValues: 1 },
+      });
+      const hello = (firmware: string) =>
+        Buffer.from(JSON.stringify({ kind: "modem", model: "M1", firmware, hardware: "B", serial: "S" }));
+      const topic = "fq/v1/modem-0001/hello";
+      // Fill the journal with a fault whose text takes most of its bound.
+      const filler = { ts: T, seq: 1, code: "X", severity: "info", message: "x".repeat(1000) };
+      expect(
+        await ingest.receive("modem-0002", "fq/v1/modem-0002/fault", Buffer.from(JSON.stringify(filler))),
+      ).toEqual({ kind: "accepted" });
+      expect(await ingest.receive("modem-0001", topic, hello("1.0"))).toEqual({ kind: "unavailable" });
+      await journal.commit((await journal.readBatch(100)).keys, []);
+      expect(await ingest.receive("modem-0001", topic, hello("2.0"))).toEqual({ kind: "accepted" });
+      expect(await ingest.receive("modem-0001", topic, hello("3.0"))).toMatchObject({
+        kind: "refused",
+        reason: "over_limit",
+      });
+    } finally {
+      await journal.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
