@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import type { ListenerPorts } from "../broker/listeners.js";
 import { type Config, loadConfig, loadDotEnv } from "../config/env.js";
 import { deviceKey } from "../contract/device-key.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
@@ -38,10 +39,36 @@ function config(): Config | undefined {
   return undefined;
 }
 
+/**
+ * Where simulated devices connect on this machine: plain MQTT when it is on, else over TLS (trusting the
+ * CA through NODE_EXTRA_CA_CERTS), else over WebSocket.
+ */
+function localBrokerUrl(ports: ListenerPorts, tls: boolean): string | undefined {
+  if (ports.mqtt !== undefined) return `mqtt://127.0.0.1:${ports.mqtt}`;
+  if (ports.mqtts !== undefined) return `mqtts://127.0.0.1:${ports.mqtts}`;
+  if (ports.ws !== undefined) return `${tls ? "wss" : "ws"}://127.0.0.1:${ports.ws}/mqtt`;
+  return undefined;
+}
+
+const LISTENER_NAMES: Record<keyof ListenerPorts, (tls: boolean) => string> = {
+  mqtt: () => "MQTT",
+  mqtts: () => "MQTT over TLS",
+  ws: (tls) => (tls ? "MQTT over secure WebSocket" : "MQTT over WebSocket"),
+};
+
+function configuredPorts(cfg: Config): ListenerPorts {
+  return {
+    ...(cfg.mqtt.port !== undefined ? { mqtt: cfg.mqtt.port } : {}),
+    ...(cfg.tls ? { mqtts: cfg.mqtt.tlsPort } : {}),
+    ...(cfg.mqtt.wsPort !== undefined ? { ws: cfg.mqtt.wsPort } : {}),
+  };
+}
+
 function simEnv(cfg: Config): SimCommandEnv {
+  const mqttUrl = localBrokerUrl(configuredPorts(cfg), cfg.tls !== undefined);
   return {
     ...(cfg.mqtt.deviceSecret !== undefined ? { secret: cfg.mqtt.deviceSecret } : {}),
-    mqttUrl: `mqtt://127.0.0.1:${cfg.mqtt.port}`,
+    ...(mqttUrl !== undefined ? { mqttUrl } : {}),
     clockSkewPastMs: cfg.ingest.clockSkewPastMs,
     clockSkewFutureMs: cfg.ingest.clockSkewFutureMs,
     vars: process.env,
@@ -62,13 +89,15 @@ async function serve(
     logger.warn("FIELDQ_API_TOKENS is empty: every API route but /api/v1/health will answer 401");
   }
   const stack = await startFieldq(cfg, { logger }, parts);
-  if (stack.mqttPort !== undefined)
-    logger.info({ port: stack.mqttPort }, `MQTT broker listening on port ${stack.mqttPort}`);
+  const tls = cfg.tls !== undefined;
+  for (const [listener, port] of Object.entries(stack.mqttPorts ?? {}) as [keyof ListenerPorts, number][])
+    logger.info({ listener, port }, `${LISTENER_NAMES[listener](tls)} listening on port ${port}`);
   if (stack.apiUrl !== undefined)
     logger.info({ url: stack.apiUrl }, `API listening on ${stack.apiUrl}/api/v1`);
   const sim = new AbortController();
+  const simBroker = stack.mqttPorts && localBrokerUrl(stack.mqttPorts, tls);
   const simRun =
-    simDevices !== undefined && stack.mqttPort !== undefined
+    simDevices !== undefined && simBroker !== undefined
       ? simCommand(
           // The demo's history is backfilled first, so faults and issues are there within its first minute.
           [
@@ -78,7 +107,7 @@ async function serve(
             "backfill",
             "--follow",
             "--broker",
-            `mqtt://127.0.0.1:${stack.mqttPort}`,
+            simBroker,
             "--truth",
             join(cfg.ingest.dataDir, "fieldq-truth-home-demo.json"),
           ],

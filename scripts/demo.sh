@@ -2,9 +2,24 @@
 # One command from a fresh clone to a running monitor with a small simulated fleet:
 # installs dependencies, starts a local InfluxDB (Debian's influxdb package, data under .fieldq/) unless
 # FIELDQ_INFLUX_URL names one, generates a device secret and API tokens once, and prints how to look.
+# --tls: also MQTT over TLS and an HTTPS API, with a development CA and certificate (scripts/dev-certs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 devices=${DEMO_DEVICES:-50}
+tls=""
+for arg in "$@"; do
+  case $arg in
+    --tls) tls=yes ;;
+    -h | --help)
+      echo "Usage: npm run demo [-- --tls]   (DEMO_DEVICES=N sets the fleet size, 50 by default)"
+      exit 0
+      ;;
+    *)
+      echo "demo: unknown option $arg (usage: npm run demo [-- --tls])" >&2
+      exit 2
+      ;;
+  esac
+done
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== installing dependencies"
@@ -42,7 +57,22 @@ export FIELDQ_HTTP_PORT=${FIELDQ_HTTP_PORT:-$(free_or_next 8080)}
 export FIELDQ_DATA_DIR=${FIELDQ_DATA_DIR:-.fieldq/data}
 
 viewer=$(echo "$FIELDQ_API_TOKENS" | tr ',' '\n' | sed -n 's/^viewer://p' | head -1)
-api="http://127.0.0.1:$FIELDQ_HTTP_PORT/api/v1"
+if [ -n "$tls" ]; then
+  bash scripts/dev-certs.sh .fieldq/tls >/dev/null
+  export FIELDQ_TLS_CERT=${FIELDQ_TLS_CERT:-.fieldq/tls/server.crt}
+  export FIELDQ_TLS_KEY=${FIELDQ_TLS_KEY:-.fieldq/tls/server.key}
+  export FIELDQ_MQTTS_PORT=${FIELDQ_MQTTS_PORT:-$(free_or_next 8883)}
+  # Node clients (the simulator, sim score) trust the development CA through this.
+  export NODE_EXTRA_CA_CERTS=.fieldq/tls/ca.crt
+  base="https://localhost:$FIELDQ_HTTP_PORT"
+  curl_ca="--cacert .fieldq/tls/ca.crt "
+  node_ca="NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS "
+else
+  base="http://127.0.0.1:$FIELDQ_HTTP_PORT"
+  curl_ca=""
+  node_ca=""
+fi
+api="$base/api/v1"
 cat <<MSG
 
 == fieldq is starting with $devices simulated devices
@@ -50,12 +80,21 @@ cat <<MSG
    token      $viewer   (viewer; all tokens are in .fieldq/demo.env)
    MQTT       mqtt://127.0.0.1:$FIELDQ_MQTT_PORT
    InfluxDB   $FIELDQ_INFLUX_URL, database ${FIELDQ_INFLUX_DB:-fieldq}
-   try        curl -H "authorization: Bearer $viewer" "$api/faults?limit=5"
-   score      npm run fieldq -- sim score $FIELDQ_DATA_DIR/fieldq-truth-home-demo.json --api http://127.0.0.1:$FIELDQ_HTTP_PORT --token $viewer
+   try        curl $curl_ca-H "authorization: Bearer $viewer" "$api/faults?limit=5"
+   score      ${node_ca}npm run fieldq -- sim score $FIELDQ_DATA_DIR/fieldq-truth-home-demo.json --api $base --token $viewer
               (what fieldq found of the home-demo scenario's injected problems; give the rollups a minute)
    stop       Ctrl-C (the journal is flushed first)
-
 MSG
+if [ -n "$tls" ]; then
+  key=$(node --import tsx cli/fieldq.ts device-key tls-check-1)
+  cat <<MSG
+   MQTT TLS   mqtts://localhost:$FIELDQ_MQTTS_PORT   (CA: .fieldq/tls/ca.crt; the simulator keeps to plain MQTT on loopback)
+   publish    mosquitto_pub --cafile .fieldq/tls/ca.crt -h localhost -p $FIELDQ_MQTTS_PORT -q 1 \\
+                -i tls-check-1 -u tls-check-1 -P $key -t fq/v1/tls-check-1/fault \\
+                -m "{\"ts\":\$(date +%s)000,\"seq\":1,\"code\":\"TLS_CHECK\",\"severity\":\"info\"}"
+MSG
+fi
+echo
 
 # fieldq runs in the background so that Ctrl-C reaches it as SIGTERM and InfluxDB is stopped only after
 # fieldq has flushed its journal into it.
