@@ -177,6 +177,15 @@ describe("MQTT over TLS", () => {
     }
   });
 
+  test("a certificate file that is missing, or a key that is not the certificate's, stops the start naming the variables", async () => {
+    await expect(
+      startStack("tls_missing", { ...tlsEnv, FIELDQ_TLS_CERT: join(certs, "missing.crt") }),
+    ).rejects.toThrow(/FIELDQ_TLS_CERT: cannot read .*missing\.crt \(ENOENT\)/);
+    await expect(
+      startStack("tls_mismatch", { ...tlsEnv, FIELDQ_TLS_KEY: join(certs, "ca.key") }),
+    ).rejects.toThrow(/FIELDQ_TLS_CERT, FIELDQ_TLS_KEY: .*key values mismatch/);
+  });
+
   test("a listener that cannot bind fails the start and closes the listeners already started", async () => {
     const taken = await takenPort();
     const free = await takenPort();
