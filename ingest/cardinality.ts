@@ -27,7 +27,16 @@ export const LABEL_TAGS = [
   "type",
   // Derived from kind, model, code and the fingerprint rules: known codes on a new model make new ones.
   "fingerprint",
+  // floor(seq / 10^6) (storage/schema.ts): any seq a device picks names a tag value, so it is counted too.
+  "seq_hi",
 ] as const;
+
+/**
+ * seq_hi values come with time, not with choice: a lone device whose seq restarts from the clock (in seconds,
+ * docs/protocol.md) reaches a new one every 11.6 days, first in its fleet. It gets this many times the
+ * per-device budget of labels, which holds such a device for years and still stops one that jumps on purpose.
+ */
+const SEQ_HI_BUDGET_FACTOR = 10;
 
 function entry<K, V>(map: Map<K, V>, key: K, create: () => V): V {
   const found = map.get(key);
@@ -122,7 +131,9 @@ export class CardinalityGuard {
     const isMetric = dimension === "metric";
     const names = LIMIT_NAMES[isMetric ? "metric" : "label"];
     const fleetMax = isMetric ? this.limits.maxMetricNames : this.limits.maxLabelValues;
-    const deviceMax = isMetric ? this.limits.maxDeviceMetricNames : this.limits.maxDeviceLabelValues;
+    const deviceMax = isMetric
+      ? this.limits.maxDeviceMetricNames
+      : this.limits.maxDeviceLabelValues * (dimension === "seq_hi" ? SEQ_HI_BUDGET_FACTOR : 1);
     const fleetHas = this.size(dimension);
     if (fleetHas + fresh > fleetMax) {
       return `would add ${what(dimension, fresh)} to the ${fleetHas} known; fieldq keeps at most ${fleetMax} (${names.fleet})`;

@@ -37,6 +37,17 @@ describe("CardinalityGuard", () => {
     });
   });
 
+  it("gives a device ten times its label budget for seq_hi values, and stops a device that jumps past it", () => {
+    const guard = new CardinalityGuard({ ...LIMITS, maxLabelValues: 100 });
+    const seqHi = (n: number) => values({ seq_hi: [String(n)] });
+    for (let n = 1; n <= 20; n++) expect(guard.admit("a", seqHi(n))).toMatchObject({ ok: true });
+    expect(guard.admit("a", seqHi(21))).toMatchObject({
+      ok: false,
+      message: expect.stringContaining("a device may introduce at most 20 (FIELDQ_MAX_DEVICE_LABEL_VALUES)"),
+    });
+    expect(guard.admit("b", seqHi(5))).toEqual({ ok: true, introduced: [] });
+  });
+
   it("lets a device use names other devices introduced, at no cost to it", () => {
     const guard = new CardinalityGuard(LIMITS);
     guard.admit("a", metrics("m1", "m2", "m3", "m4"));
