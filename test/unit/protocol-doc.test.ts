@@ -16,6 +16,7 @@ import {
   PrintJobEvent,
   REJECT_REASONS,
   RESERVED_FIELDS,
+  RESERVED_TAG_KEYS,
   RebootEvent,
   Status,
   TelemetrySample,
@@ -241,5 +242,11 @@ describe("docs/protocol.md field tables", () => {
     const line = DOC.split("\n").find((l) => l.startsWith("| MetricName |")) ?? "";
     const reserved = backticked(line.slice(line.indexOf("reserved names")));
     expect(reserved).toEqual([...RESERVED_FIELDS]);
+  });
+
+  it("names exactly the reserved tag keys", () => {
+    const line = DOC.split("\n").find((l) => l.startsWith("| MetricName |")) ?? "";
+    const tagKeys = backticked(line.slice(line.indexOf("tag key"), line.indexOf("reserved names")));
+    expect(tagKeys).toEqual([...RESERVED_TAG_KEYS]);
   });
 });
