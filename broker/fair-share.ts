@@ -14,6 +14,8 @@ export const NOTIFY_INTERVAL_MS = 1_000;
 export const LOG_INTERVAL_MS = 10_000;
 /** How long a device disconnected for flooding is refused when it connects again. */
 export const FLOOD_COOL_DOWN_MS = 30_000;
+/** The longest a device's reads are held after a drop, so its PINGREQs still arrive in time. */
+export const MAX_READ_HOLD_MS = 1_000;
 
 export type DeviceShare = {
   /** Below 1 no message passes; below 0 it is owed to QoS 1 messages waiting for their turn. */
@@ -32,10 +34,11 @@ export type Admission =
   /** QoS 1 and 2: acknowledge at readyAt, after the messages already waiting. */
   | { kind: "wait"; readyAt: number }
   /**
-   * QoS 0 over the rate. notify: tell the device (rate_limited); logDrops: log that many drops since the last
-   * line; flood: disconnect it and refuse it for FLOOD_COOL_DOWN_MS.
+   * QoS 0 over the rate. readAgainAt: read nothing more of the device before its next token is due, so a flood
+   * waits in TCP instead of being read and dropped; notify: tell the device (rate_limited); logDrops: log that
+   * many drops since the last line; flood: disconnect it and refuse it for FLOOD_COOL_DOWN_MS.
    */
-  | { kind: "drop"; notify: boolean; logDrops: number | undefined; flood: boolean };
+  | { kind: "drop"; readAgainAt: number; notify: boolean; logDrops: number | undefined; flood: boolean };
 
 export function newShare(limits: ShareLimits, now: number): DeviceShare {
   return {
@@ -68,9 +71,10 @@ export function admit(share: DeviceShare, qos: number, limits: ShareLimits, now:
     share.tokens -= 1;
     return { kind: "wait", readyAt: now + (-share.tokens * 1000) / limits.deviceRate };
   }
+  const readAgainAt = now + Math.min(MAX_READ_HOLD_MS, ((1 - share.tokens) * 1000) / limits.deviceRate);
   if (coolingDown(share, now)) {
     // Disconnected already; the rest of what it had sent goes quietly.
-    return { kind: "drop", notify: false, logDrops: undefined, flood: false };
+    return { kind: "drop", readAgainAt, notify: false, logDrops: undefined, flood: false };
   }
   if (now - share.dropWindowStart >= DROP_WINDOW_MS) {
     share.dropWindowStart = now;
@@ -91,7 +95,7 @@ export function admit(share: DeviceShare, qos: number, limits: ShareLimits, now:
     share.coolDownUntil = now + FLOOD_COOL_DOWN_MS;
     share.drops = 0;
   }
-  return { kind: "drop", notify: notify || flood, logDrops, flood };
+  return { kind: "drop", readAgainAt, notify: notify || flood, logDrops, flood };
 }
 
 /** Gives back the tokens of waiting messages that will never be acknowledged (their connection closed). */

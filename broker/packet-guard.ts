@@ -2,6 +2,7 @@ import { Duplex, Transform, type TransformCallback } from "node:stream";
 
 // aedes buffers a whole packet before anyone sees it, up to MQTT's 256 MB. This guard reads only the fixed
 // headers [MQTT-2.2] as the bytes stream by, and ends a connection whose packet announces more than the cap.
+// It can also hold a connection's reads for a while: TCP then holds the sender back, at no cost to the broker.
 
 export class PacketTooLarge extends Error {
   constructor(
@@ -18,12 +19,28 @@ export class PacketSizeGuard extends Transform {
   private headerBytes = 0;
   private length = 0;
   private multiplier = 1;
+  private heldUntil = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly maxPacketBytes: number) {
+  constructor(
+    private readonly maxPacketBytes: number,
+    private readonly now: () => number = Date.now,
+  ) {
     super();
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  /** Passes nothing more before `until` (epoch ms); what arrives meanwhile waits, then the sender. */
+  holdUntil(until: number): void {
+    this.heldUntil = Math.max(this.heldUntil, until);
+  }
+
+  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
+    const wait = this.heldUntil - this.now();
+    if (wait > 0) {
+      this.holdTimer = setTimeout(() => this._transform(chunk, encoding, callback), wait);
+      return;
+    }
+    this.holdTimer = undefined;
     let i = 0;
     while (i < chunk.length) {
       if (this.remaining > 0) {
@@ -54,14 +71,22 @@ export class PacketSizeGuard extends Transform {
     }
     callback(null, chunk);
   }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.holdTimer);
+    callback(error);
+  }
 }
+
+/** A connection's stream as aedes should see it, and the hold on its reads. */
+export type GuardedConnection = { stream: Duplex; holdReads(until: number): void };
 
 /** The socket as aedes should see it: reads pass through the guard, writes go straight out. */
 export function guardSocket(
   socket: Duplex,
   maxPacketBytes: number,
   onTooLarge: (error: PacketTooLarge) => void,
-): Duplex {
+): GuardedConnection {
   const guard = new PacketSizeGuard(maxPacketBytes);
   socket.pipe(guard);
   const connection = Duplex.from({ readable: guard, writable: socket });
@@ -71,8 +96,11 @@ export function guardSocket(
   });
   socket.on("error", (error) => connection.destroy(error));
   socket.on("close", () => connection.destroy());
-  connection.on("close", () => socket.destroy());
-  return connection;
+  connection.on("close", () => {
+    socket.destroy();
+    guard.destroy();
+  });
+  return { stream: connection, holdReads: (until) => guard.holdUntil(until) };
 }
 
 /** aedes's bound on topic levels; a deeper SUBSCRIBE filter is answered 0x80 instead of closing the connection. */

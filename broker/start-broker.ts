@@ -78,7 +78,7 @@ const SWEEP_INTERVAL_MS = 60_000;
 
 /** What aedes's persistence offers beyond its types: the subscriptions it keeps and the retained messages. */
 type Persistence = {
-  addSubscriptions(client: Client, subs: Subscription[]): Promise<unknown>;
+  addSubscriptions(client: Client, subs: Subscription[], ...rest: unknown[]): Promise<unknown>;
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<{ topic: string }>;
 };
 
@@ -94,7 +94,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const shares = new Map<string, DeviceShare>();
   const queues = new Map<string, WaitQueue>();
   /** What each connection's stream came from, for the per-address rules that act after CONNECT. */
-  const peers = new WeakMap<Duplex, { address: string; arrivedAt: number }>();
+  const peers = new WeakMap<Duplex, { address: string; arrivedAt: number; holdReads(until: number): void }>();
   const held = new WeakMap<Client, Set<string>>();
   /** Subscription objects refused: aedes would persist every filter of a SUBSCRIBE that had one granted. */
   const refusedSubscriptions = new WeakSet<Subscription>();
@@ -235,6 +235,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   }
 
   function drop(deviceId: string, client: Client, packet: PublishPacket, decision: Dropped) {
+    peers.get(client.conn as Duplex)?.holdReads(decision.readAgainAt);
     if (decision.logDrops !== undefined) {
       logger.warn(
         { deviceId, dropped: decision.logDrops, rate: limits.deviceRate, burst: limits.deviceBurst },
@@ -280,31 +281,28 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     },
 
     authenticate(client, username, password, done) {
-      const decision = authenticateDevice(options.deviceSecret, client.id, username, password);
-      if (!decision.ok) {
-        metrics.authFailures.inc({ reason: decision.reason });
-        const address = addressOf(client);
+      const address = addressOf(client);
+      const now = Date.now();
+      const refuse = (returnCode: 2 | 3 | 5, reason: string) => {
+        metrics.authFailures.inc({ reason });
         logger.warn(
-          {
-            remote: address,
-            clientId: forLog(client.id),
-            username: forLog(username),
-            reason: decision.reason,
-          },
+          { remote: address, clientId: forLog(client.id), username: forLog(username), reason },
           "refused a device connection",
         );
-        if (recordAuthFailure(admission, address, limits, Date.now())) {
+        if (recordAuthFailure(admission, address, limits, now)) {
           logger.warn(
             { remote: address, failures: limits.authFailuresPerMinute },
             "refusing this address's connections for the rest of the minute",
           );
         }
-        return done(authError(decision.returnCode, decision.reason), false);
-      }
+        done(authError(returnCode, reason), false);
+      };
+      const decision = authenticateDevice(options.deviceSecret, client.id, username, password);
+      if (!decision.ok) return refuse(decision.returnCode, decision.reason);
       const share = shares.get(decision.deviceId);
-      if (share !== undefined && coolingDown(share, Date.now())) {
-        metrics.authFailures.inc({ reason: "cooling down after a flood" });
-        return done(authError(SERVER_UNAVAILABLE, "cooling down after a flood"), false);
+      // Counted as a failed CONNECT too: a flooder reconnecting at once is soon refused unread.
+      if (share !== undefined && coolingDown(share, now)) {
+        return refuse(SERVER_UNAVAILABLE, "cooling down after a flood");
       }
       done(null, true);
     },
@@ -384,10 +382,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   const persistence = (broker as unknown as { persistence: Persistence }).persistence;
   const addSubscriptions = persistence.addSubscriptions.bind(persistence);
-  persistence.addSubscriptions = (client, subs) =>
+  persistence.addSubscriptions = (client, subs, ...rest) =>
     addSubscriptions(
       client,
       subs.filter((s) => !refusedSubscriptions.has(s)),
+      ...rest,
     );
 
   const presence = (deviceId: string, state: "online" | "offline") =>
@@ -447,14 +446,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       return;
     }
     stream.once("close", () => releaseConnection(admission, address));
-    const connection = guardSocket(stream, options.maxPayloadBytes + PACKET_OVERHEAD_BYTES, (error) => {
-      metrics.messagesRefused.inc({ reason: "too_large" });
-      logger.warn(
-        { remote: address, announced: error.announced },
-        "closed a connection sending an oversized packet",
-      );
-    });
-    peers.set(connection, { address, arrivedAt: now });
+    const { stream: connection, holdReads } = guardSocket(
+      stream,
+      options.maxPayloadBytes + PACKET_OVERHEAD_BYTES,
+      (error) => {
+        metrics.messagesRefused.inc({ reason: "too_large" });
+        logger.warn(
+          { remote: address, announced: error.announced },
+          "closed a connection sending an oversized packet",
+        );
+      },
+    );
+    peers.set(connection, { address, arrivedAt: now, holdReads });
     const client = broker.handle(connection);
     // aedes checks a filter's depth before authorizeSubscribe and closes the connection on a deep one; a
     // placeholder it accepts, marked, lets authorizeSubscribe answer 0x80 as for any refused filter instead.

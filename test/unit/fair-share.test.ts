@@ -6,6 +6,7 @@ import {
   FLOOD_COOL_DOWN_MS,
   isIdle,
   LOG_INTERVAL_MS,
+  MAX_READ_HOLD_MS,
   NOTIFY_INTERVAL_MS,
   newShare,
   refund,
@@ -80,6 +81,16 @@ describe("QoS 1 over the rate", () => {
 });
 
 describe("QoS 0 drops", () => {
+  it("hold the device's reads until its next token is due, and never longer than MAX_READ_HOLD_MS", () => {
+    const share = newShare(LIMITS, T0);
+    burst(share, 0, 5);
+    expect(admit(share, 0, LIMITS, T0 + 40)).toMatchObject({ kind: "drop", readAgainAt: T0 + 100 });
+    const slow = { ...LIMITS, deviceRate: 0.1 };
+    const starved = newShare(slow, T0);
+    burst(starved, 0, 5);
+    expect(admit(starved, 0, slow, T0)).toMatchObject({ kind: "drop", readAgainAt: T0 + MAX_READ_HOLD_MS });
+  });
+
   it("tell the device at most once a second, and the first drop at once", () => {
     const share = newShare(LIMITS, T0);
     burst(share, 0, 5);
@@ -121,7 +132,7 @@ describe("QoS 0 drops", () => {
   it("drop quietly while cooling down: no second flood, no notice", () => {
     const share = newShare(LIMITS, T0);
     burst(share, 0, 5 + LIMITS.floodDrops);
-    expect(admit(share, 0, LIMITS, T0 + 1)).toEqual({
+    expect(admit(share, 0, LIMITS, T0 + 1)).toMatchObject({
       kind: "drop",
       notify: false,
       logDrops: undefined,

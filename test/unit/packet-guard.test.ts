@@ -1,5 +1,5 @@
 import mqttPacket from "mqtt-packet";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   connectViolation,
   forLog,
@@ -137,6 +137,44 @@ describe("PacketSizeGuard", () => {
     const { passed, error } = await feed(chunks);
     expect(error).toBeUndefined();
     expect(passed.equals(bytes)).toBe(true);
+  });
+});
+
+describe("holding reads", () => {
+  it("passes nothing before the hold ends, then everything in order", async () => {
+    vi.useFakeTimers({ now: 1_000 });
+    try {
+      const guard = new PacketSizeGuard(LIMIT);
+      const passed: Buffer[] = [];
+      guard.on("data", (chunk: Buffer) => passed.push(chunk));
+      guard.holdUntil(1_500);
+      guard.write(small);
+      guard.write(pingreq);
+      await vi.advanceTimersByTimeAsync(499);
+      expect(passed).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(Buffer.concat(passed)).toEqual(Buffer.concat([small, pingreq]));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("keeps the later of two holds", async () => {
+    vi.useFakeTimers({ now: 1_000 });
+    try {
+      const guard = new PacketSizeGuard(LIMIT);
+      const passed: Buffer[] = [];
+      guard.on("data", (chunk: Buffer) => passed.push(chunk));
+      guard.holdUntil(2_000);
+      guard.holdUntil(1_200);
+      guard.write(pingreq);
+      await vi.advanceTimersByTimeAsync(999);
+      expect(passed).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(passed).toEqual([pingreq]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
