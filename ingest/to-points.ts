@@ -12,6 +12,8 @@ import {
   DEVICE_TAGS,
   type FieldValue,
   MEASUREMENTS,
+  messageIdentity,
+  metricValue,
   type Point,
   pointTimeNs,
   UNKNOWN,
@@ -63,12 +65,12 @@ export function deviceTags(deviceId: string, meta: DeviceMetaRecord | undefined)
 
 const int = (n: number): FieldValue => ({ int: Math.trunc(n) });
 
-/** Time and bookkeeping fields of a message that carries its own ts and seq. */
+/** Identity (time and seq tag) and bookkeeping fields of a message that carries its own ts and seq. */
 function stamp(
   ts: number,
   seq: number,
   ctx: PointContext,
-): { timeNs: string; fields: Record<string, FieldValue>; skewed: boolean } {
+): { timeNs: string; tags: Record<string, string>; fields: Record<string, FieldValue>; skewed: boolean } {
   const skew = ctx.receivedMs - ts;
   const skewed = skew > ctx.clockSkewPastMs || -skew > ctx.clockSkewFutureMs;
   const fields: Record<string, FieldValue> = {
@@ -80,8 +82,12 @@ function stamp(
     fields.clock_skewed = true;
     fields.device_ts = int(ts);
   }
-  return { timeNs: pointTimeNs(skewed ? ctx.receivedMs : ts, seq), fields, skewed };
+  return { ...messageIdentity(skewed ? ctx.receivedMs : ts, seq), fields, skewed };
 }
+
+// fromEntries defines own properties, so even a key such as __proto__ stays a metric.
+const metricValues = (metrics: Record<string, number | boolean>): Record<string, FieldValue> =>
+  Object.fromEntries(Object.entries(metrics).map(([name, value]) => [name, metricValue(value)]));
 
 // OtherEvent's type is any label, so a switch on type cannot narrow the union by itself.
 function eventFields(event: Event): Record<string, FieldValue> {
@@ -147,8 +153,8 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
           point: {
             measurement: MEASUREMENTS.telemetry.name,
             rp: MEASUREMENTS.telemetry.rp,
-            tags,
-            fields: { ...sample.metrics, ...s.fields },
+            tags: { ...tags, ...s.tags },
+            fields: { ...metricValues(sample.metrics), ...s.fields },
             timeNs: s.timeNs,
           },
         };
@@ -175,6 +181,7 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
       fields.fingerprint_key = issue.key;
       const faultTags: Record<string, string> = {
         ...tags,
+        ...s.tags,
         code: f.code,
         severity: f.severity,
         fingerprint: issue.id,
@@ -195,7 +202,7 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
       const point: Point = {
         measurement: MEASUREMENTS.event.name,
         rp: MEASUREMENTS.event.rp,
-        tags: { ...tags, type: e.type },
+        tags: { ...tags, ...s.tags, type: e.type },
         fields: { ...eventFields(e), ...s.fields },
         timeNs: s.timeNs,
       };
@@ -222,7 +229,7 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
       const point: Point = {
         measurement: MEASUREMENTS.command.name,
         rp: MEASUREMENTS.command.rp,
-        tags,
+        tags: { ...tags, ...s.tags },
         fields,
         timeNs: s.timeNs,
       };

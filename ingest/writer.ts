@@ -1,14 +1,22 @@
+import { open, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { dirtyHoursOf } from "../rollup/sets.js";
-import { PointsRefused, type PointWriter } from "../storage/influx.js";
-import type { Point } from "../storage/schema.js";
+import { BodyTooLarge, PointsRefused, PointUnencodable, type PointWriter } from "../storage/influx.js";
+import { tryEncodePoint } from "../storage/line-protocol.js";
+import { MEASUREMENTS, type Point } from "../storage/schema.js";
+import { pointBytesAtMost } from "./ingest.js";
 import type { Journal, JournalRecord } from "./journal.js";
 import { deviceTagsOf, rejectionPoint } from "./to-points.js";
 
-// Drains the journal into InfluxDB in batches. While InfluxDB is down or slow it retries with backoff and
-// the journal holds everything; points InfluxDB refuses (a field type conflict, say) are isolated by
-// halving the batch, and each refused one becomes a data-quality record instead of blocking the rest.
+// Drains the journal into InfluxDB in bodies of at most batchPoints points and batchBytes encoded bytes.
+// While InfluxDB is down or slow it retries with backoff and the journal holds everything. A body InfluxDB
+// refuses (400) or will not read (413) is split in halves down to single points; a single point it still
+// refuses is set aside (docs/storage.md "Set-aside points"): counted, logged, appended to a file for replay
+// and recorded as data quality, so no other point ever waits on it.
+
+export type SetAsideReason = "refused" | "too_large" | "unencodable";
 
 export type WriterOptions = {
   journal: Journal;
@@ -16,11 +24,52 @@ export type WriterOptions = {
   logger: Logger;
   metrics: Metrics;
   batchPoints: number;
+  /**
+   * Line-protocol bytes per InfluxDB write, well under InfluxDB's max-body-size; counted by a bound on each
+   * point's encoded size, so a body holds at most this many and often fewer.
+   */
+  batchBytes: number;
   flushIntervalMs: number;
+  /** Where set-aside points are appended, one file per retention policy; none: counted and logged only. */
+  setAsideDir?: string;
+  /** Each set-aside file's bound; past it points are only counted and logged. */
+  setAsideMaxBytes?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   now?: () => number;
 };
+
+/** `set-aside.<rp>.lp`: line protocol InfluxDB reads as is (it skips the `#` comment lines). */
+export const setAsideFile = (dir: string, rp: string) => join(dir, `set-aside.${rp}.lp`);
+export const SET_ASIDE_MAX_BYTES = 64 * 1024 ** 2;
+
+type Sized = { point: Point; bytes: number };
+type SetAside = Sized & { reason: SetAsideReason; detail: string };
+
+/**
+ * Consecutive runs of items whose bytes, with a newline each, stay within maxBytes and whose count stays
+ * within maxItems; an item larger than maxBytes alone makes a run of its own.
+ */
+export function bodiesOf<T extends { bytes: number }>(
+  items: readonly T[],
+  maxBytes: number,
+  maxItems = Number.POSITIVE_INFINITY,
+): T[][] {
+  const bodies: T[][] = [];
+  let body: T[] = [];
+  let size = 0;
+  for (const item of items) {
+    if (body.length > 0 && (size + item.bytes + 1 > maxBytes || body.length >= maxItems)) {
+      bodies.push(body);
+      body = [];
+      size = 0;
+    }
+    body.push(item);
+    size += item.bytes + 1;
+  }
+  if (body.length > 0) bodies.push(body);
+  return bodies;
+}
 
 export class JournalWriter {
   private running = false;
@@ -29,8 +78,6 @@ export class JournalWriter {
   private readonly unsubscribe: () => void;
   private backoffMs: number;
   private refusedSeq = 0;
-  /** Hours of data-quality records written for refused points, marked dirty with the batch's commit. */
-  private readonly refusalHours = new Set<number>();
 
   constructor(private readonly options: WriterOptions) {
     this.backoffMs = options.minBackoffMs ?? 500;
@@ -70,22 +117,26 @@ export class JournalWriter {
     const batch = await journal.readBatch(this.options.batchPoints);
     if (batch.keys.length === 0) return false;
     const fresh = await this.withoutDuplicates(batch.records);
+    // The bound, not the encoding: the point writer encodes each point once, and most are far below it.
+    const sized = fresh.map(({ point }) => ({ point, bytes: pointBytesAtMost(point) }));
+    const setAside: SetAside[] = [];
     const started = process.hrtime.bigint();
     try {
-      await this.writeIsolatingRefusals(fresh.map((r) => r.point));
+      for (const body of bodiesOf(sized, this.options.batchBytes, this.options.batchPoints))
+        await this.writeIsolatingRefusals(body, setAside);
     } catch (error) {
       metrics.influxWriteFailures.inc({ kind: "retryable" });
       throw error;
     }
     metrics.influxWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    metrics.pointsWritten.inc(fresh.length);
-    const dirty = new Set([...dirtyHoursOf(fresh.map((r) => r.point)), ...this.refusalHours]);
-    this.refusalHours.clear();
+    metrics.pointsWritten.inc(fresh.length - setAside.length);
+    // Only once the whole batch is through, so a retried batch sets nothing aside twice.
+    await this.putAside(setAside);
     await journal.commit(
       batch.keys,
       fresh.flatMap((r) => (r.dedupe ? [r.dedupe] : [])),
       this.now(),
-      dirty,
+      dirtyHoursOf(fresh.map((r) => r.point)),
     );
     return true;
   }
@@ -125,41 +176,119 @@ export class JournalWriter {
     });
   }
 
-  private async writeIsolatingRefusals(points: Point[]): Promise<void> {
-    if (points.length === 0) return;
+  private async writeIsolatingRefusals(body: Sized[], setAside: SetAside[]): Promise<void> {
+    if (body.length === 0) return;
     try {
-      await this.options.write(points);
+      await this.options.write(body.map((s) => s.point));
     } catch (error) {
-      if (!(error instanceof PointsRefused)) throw error;
-      if (points.length > 1) {
-        const half = Math.ceil(points.length / 2);
-        await this.writeIsolatingRefusals(points.slice(0, half));
-        await this.writeIsolatingRefusals(points.slice(half));
+      if (
+        !(
+          error instanceof PointsRefused ||
+          error instanceof BodyTooLarge ||
+          error instanceof PointUnencodable
+        )
+      )
+        throw error;
+      if (body.length > 1) {
+        const half = Math.ceil(body.length / 2);
+        await this.writeIsolatingRefusals(body.slice(0, half), setAside);
+        await this.writeIsolatingRefusals(body.slice(half), setAside);
         return;
       }
-      await this.recordRefusal(points[0] as Point, error);
+      const reason =
+        error instanceof BodyTooLarge
+          ? "too_large"
+          : error instanceof PointUnencodable
+            ? "unencodable"
+            : "refused";
+      const { point } = body[0] as Sized;
+      const encoded = tryEncodePoint(point);
+      const bytes = encoded.ok ? Buffer.byteLength(encoded.line) : 0;
+      setAside.push({ point, bytes, reason, detail: error.body });
     }
   }
 
-  private async recordRefusal(point: Point, error: PointsRefused): Promise<void> {
-    const { logger, metrics } = this.options;
-    metrics.influxWriteFailures.inc({ kind: "refused" });
-    metrics.messagesRefused.inc({ reason: "storage_refused" });
-    logger.warn(
-      { measurement: point.measurement, tags: point.tags, error: error.body },
-      "InfluxDB refused a point",
-    );
-    const record = rejectionPoint(
-      deviceTagsOf(point),
-      { receivedMs: this.now(), discriminator: this.refusedSeq++ },
-      { reason: "storage_refused", topic: point.measurement, detail: error.body, bytes: 0 },
-    );
-    try {
-      await this.options.write([record]);
-      for (const hour of dirtyHoursOf([record])) this.refusalHours.add(hour);
-    } catch (recordError) {
-      logger.error({ err: recordError }, "could not store the data-quality record of a refused point");
+  /** Counts, logs, files and records points InfluxDB would not take; never throws, never waits on InfluxDB. */
+  private async putAside(items: SetAside[]): Promise<void> {
+    if (items.length === 0) return;
+    const { journal, logger, metrics } = this.options;
+    const filed = await this.file(items);
+    const records: JournalRecord[] = [];
+    for (const [i, item] of items.entries()) {
+      const { point, reason, detail, bytes } = item;
+      metrics.pointsSetAside.inc({ reason });
+      metrics.influxWriteFailures.inc({ kind: "refused" });
+      logger.warn(
+        {
+          measurement: point.measurement.slice(0, 64),
+          device: point.tags.device,
+          timeNs: point.timeNs,
+          bytes,
+          reason,
+          kept: filed[i],
+          influx: detail.slice(0, 300),
+        },
+        "set aside a point InfluxDB would not take",
+      );
+      // The record of a refused record would be refused in turn.
+      if (point.measurement === MEASUREMENTS.rejection.name) continue;
+      const time = { receivedMs: this.now(), discriminator: this.refusedSeq++ % 1_000_000 };
+      records.push({
+        point: rejectionPoint(deviceTagsOf(point), time, {
+          reason: "storage_refused",
+          topic: point.measurement,
+          detail,
+          bytes,
+        }),
+      });
     }
+    // Through the journal like any point: durable now, in InfluxDB with the next batch.
+    const appended = records.length > 0 ? await journal.append(records).catch(() => undefined) : { ok: true };
+    if (!appended?.ok)
+      logger.error({ records: records.length }, "could not journal the records of set-aside points");
+  }
+
+  /** Appends each point to its policy's set-aside file while the file stays within its bound. */
+  private async file(items: SetAside[]): Promise<Array<"file" | "file_full" | "file_failed" | "no_file">> {
+    const dir = this.options.setAsideDir;
+    if (dir === undefined) return items.map(() => "no_file");
+    const maxBytes = this.options.setAsideMaxBytes ?? SET_ASIDE_MAX_BYTES;
+    const at = new Date(this.now()).toISOString();
+    const byFile = new Map<string, number[]>();
+    items.forEach((item, i) => {
+      const path = setAsideFile(dir, item.point.rp);
+      byFile.set(path, [...(byFile.get(path) ?? []), i]);
+    });
+    const kept: Array<"file" | "file_full" | "file_failed" | "no_file"> = items.map(() => "file_full");
+    for (const [path, indices] of byFile) {
+      try {
+        let size = await stat(path).then(
+          (s) => s.size,
+          () => 0,
+        );
+        const entries: string[] = [];
+        for (const i of indices) {
+          const entry = setAsideEntry(items[i] as SetAside, at);
+          const bytes = Buffer.byteLength(entry);
+          if (size + bytes > maxBytes) continue;
+          size += bytes;
+          entries.push(entry);
+          kept[i] = "file";
+        }
+        if (entries.length === 0) continue;
+        const handle = await open(path, "a");
+        try {
+          await handle.writeFile(entries.join(""));
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        this.options.logger.error({ err: error, path }, "could not append to the set-aside file");
+        for (const i of indices) kept[i] = "file_failed";
+      }
+    }
+    return kept;
   }
 
   private now(): number {
@@ -182,4 +311,12 @@ export class JournalWriter {
       this.wakeUp = done;
     });
   }
+}
+
+/** A comment InfluxDB skips, then the point's line; a point without a line is kept as JSON in the comment. */
+function setAsideEntry(item: SetAside, at: string): string {
+  const comment = `# set-aside ${at} reason=${item.reason}`;
+  const encoded = tryEncodePoint(item.point);
+  if (!encoded.ok) return `${comment} point=${JSON.stringify(item.point)}\n`;
+  return `${comment}\n${encoded.line}\n`;
 }

@@ -12,7 +12,7 @@ import {
 import { Context, Label, MetricName, RESERVED_FIELDS, Severity } from "../contract/messages.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
 import { from, iso, queryGroups, type Row, tagIs, text, timeRange } from "./influxql.js";
-import { DEVICE_TAGS, type MeasurementKey, UNKNOWN } from "./schema.js";
+import { DEVICE_TAGS, type MeasurementKey, SEQ_HI_TAG, UNKNOWN } from "./schema.js";
 
 // The API's read side of InfluxDB. Every value that reaches InfluxQL is validated by one of the schemas
 // below first and escaped as it is spliced in; docs/storage.md describes the measurements queried here.
@@ -276,7 +276,12 @@ export interface FleetStore {
   silence(query: SilenceQuery): Promise<SilenceReport>;
 }
 
-const anyDevice = (ids: readonly string[]) => `(${ids.map((id) => tagIs("device", id)).join(" OR ")})`;
+/**
+ * The device tag, cast: InfluxQL takes a bare "device" for a field of that name where one exists (a metric
+ * stored before tag keys were reserved), which would hide every device's telemetry.
+ */
+const deviceIs = (id: string) => `${influxql.quoted("device")}::tag = ${influxql.stringLit(id)}`;
+const anyDevice = (ids: readonly string[]) => `(${ids.map(deviceIs).join(" OR ")})`;
 
 /** Measurements whose points show that a device exists and when it was last heard from. */
 const ACTIVITY: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "presence"];
@@ -284,7 +289,7 @@ const ACTIVITY: readonly MeasurementKey[] = ["device", "telemetry", "fault", "ev
 const REPORTS: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "command"];
 /** Written with every message: not metrics, not event data. */
 const BOOKKEEPING: ReadonlySet<string> = new Set(RESERVED_FIELDS);
-const EVENT_COLUMNS: ReadonlySet<string> = new Set([...DEVICE_TAGS, "type", "time"]);
+const EVENT_COLUMNS: ReadonlySet<string> = new Set([...DEVICE_TAGS, SEQ_HI_TAG, "type", "time"]);
 
 type Liveness = Pick<
   Device,
@@ -658,7 +663,7 @@ export function createInfluxFleetStore(influx: InfluxDB, options: InfluxFleetSto
         ),
         rows(`SELECT * FROM ${from("event")} WHERE ${own} ORDER BY time DESC LIMIT ${RECENT_EVENTS}`),
         presenceRows([own], RECENT_PRESENCE),
-        rows(`SELECT last(*) FROM ${from("telemetry")} WHERE ${own} AND time >= ${sinceMs}ms`),
+        rows(`SELECT last(*) FROM ${from("telemetry")} WHERE ${deviceIs(id)} AND time >= ${sinceMs}ms`),
         rows(
           `SELECT mean("rating") AS "mean", count("rating") AS "count" FROM ${from("event")} WHERE ${feedback}`,
         ),
@@ -791,7 +796,7 @@ export function createInfluxFleetStore(influx: InfluxDB, options: InfluxFleetSto
       // ceil((to - from) / every) of them.
       const found = await rows(
         `SELECT ${q.fn}(${influxql.quoted(q.metric)}) AS "value" FROM ${from("telemetry")} ` +
-          `WHERE ${tagIs("device", q.device)} AND ${timeRange(q.fromMs, q.toMs)} ` +
+          `WHERE ${deviceIs(q.device)} AND ${timeRange(q.fromMs, q.toMs)} ` +
           `GROUP BY time(${q.everyMs}ms, ${q.fromMs % q.everyMs}ms) fill(null)`,
       );
       const points = found.map((r) => ({

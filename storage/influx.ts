@@ -1,6 +1,6 @@
 import { InfluxDB } from "influx";
 import type { InfluxConfig } from "../config/env.js";
-import { encodePoint } from "./line-protocol.js";
+import { tryEncodePoint } from "./line-protocol.js";
 import { MEASUREMENTS, type Point, RP_LONG, RP_RAW } from "./schema.js";
 
 export type { InfluxDB };
@@ -59,6 +59,20 @@ export class PointsRefused extends Error {
   }
 }
 
+/** InfluxDB would not read the body at all (HTTP 413, over its max-body-size): a smaller one may pass. */
+export class BodyTooLarge extends Error {
+  constructor(readonly body: string) {
+    super(`InfluxDB refused the write as too large (HTTP 413): ${body.slice(0, 200)}`);
+  }
+}
+
+/** A point has no line protocol (no fields, a non-finite number): no InfluxDB could take it. */
+export class PointUnencodable extends Error {
+  constructor(readonly body: string) {
+    super(`a point cannot be written as line protocol: ${body.slice(0, 200)}`);
+  }
+}
+
 /** The database is gone (dropped by hand, say): create the schema again, then retry. */
 export class DatabaseMissing extends Error {
   constructor(readonly body: string) {
@@ -70,7 +84,8 @@ export type PointWriter = (points: readonly Point[]) => Promise<void>;
 
 /**
  * Writes points of one or more retention policies over InfluxDB's HTTP /write, one request per policy.
- * Throws PointsRefused for a 400, DatabaseMissing for a 404, any other error for what a retry may cure.
+ * Throws PointUnencodable before sending anything when a point has no line protocol, PointsRefused for a
+ * 400, BodyTooLarge for a 413, DatabaseMissing for a 404, any other error for what a retry may cure.
  */
 export function createPointWriter(config: InfluxConfig, timeoutMs = 10_000): PointWriter {
   const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
@@ -80,8 +95,10 @@ export function createPointWriter(config: InfluxConfig, timeoutMs = 10_000): Poi
   return async (points) => {
     const byPolicy = new Map<string, string[]>();
     for (const point of points) {
+      const encoded = tryEncodePoint(point);
+      if (!encoded.ok) throw new PointUnencodable(encoded.error);
       const lines = byPolicy.get(point.rp) ?? [];
-      lines.push(encodePoint(point));
+      lines.push(encoded.line);
       byPolicy.set(point.rp, lines);
     }
     for (const [rp, lines] of byPolicy) {
@@ -95,6 +112,7 @@ export function createPointWriter(config: InfluxConfig, timeoutMs = 10_000): Poi
       if (response.status === 204) continue;
       const body = await response.text();
       if (response.status === 400) throw new PointsRefused(response.status, body);
+      if (response.status === 413) throw new BodyTooLarge(body);
       if (response.status === 404) throw new DatabaseMissing(body);
       throw new Error(`InfluxDB write failed (HTTP ${response.status}): ${body.slice(0, 500)}`);
     }

@@ -23,8 +23,9 @@ export function encodeFieldValue(value: FieldValue): string {
     if (!Number.isFinite(value)) throw new RangeError(`field value ${value} is not finite`);
     return String(value);
   }
-  if (!Number.isSafeInteger(value.int))
-    throw new RangeError(`integer field value ${value.int} is not a safe integer`);
+  // A value read back from the journal's JSON may be anything (NaN comes back as null): refuse it as a range.
+  if (typeof value !== "object" || value === null || !Number.isSafeInteger(value.int))
+    throw new RangeError(`field value ${JSON.stringify(value)} is neither finite nor a safe integer`);
   return `${value.int}i`;
 }
 
@@ -39,4 +40,16 @@ export function encodePoint(point: Point): string {
     .join(",");
   if (fields === "") throw new RangeError(`point of ${point.measurement} has no fields`);
   return `${escapeMeasurement(point.measurement)}${tags} ${fields} ${point.timeNs}`;
+}
+
+export type Encoded = { ok: true; line: string } | { ok: false; error: string };
+
+/** encodePoint as a value, for callers that must go on past a point that has no line (no fields, NaN). */
+export function tryEncodePoint(point: Point): Encoded {
+  try {
+    return { ok: true, line: encodePoint(point) };
+  } catch (error) {
+    if (error instanceof RangeError) return { ok: false, error: error.message };
+    throw error;
+  }
 }

@@ -52,13 +52,33 @@ export type Point = {
   timeNs: string;
 };
 
-/** Integers are written with the i suffix; plain numbers as floats. */
+/**
+ * Integers are written with the i suffix; plain numbers as floats. fieldq alone decides each field's type
+ * (docs/storage.md "Types"): InfluxDB fixes it per shard and measurement from the first point it sees.
+ */
 export type FieldValue = number | boolean | string | { int: number };
 
-/**
- * A point's time: the message's millisecond plus its seq modulo 10^6 as nanoseconds, so two different
- * messages in one millisecond never overwrite each other, and a redelivered one lands on itself.
- */
+/** A metric's value as stored: always a float, so no device can fix another type first; booleans as 1 and 0. */
+export const metricValue = (value: number | boolean): number =>
+  typeof value === "boolean" ? Number(value) : value;
+
+const NS_PER_MS = 1_000_000;
+
+/** A point's time: its millisecond plus a discriminator below 10^6 as nanoseconds. */
 export function pointTimeNs(ms: number, discriminator: number): string {
-  return (BigInt(Math.trunc(ms)) * 1_000_000n + BigInt(discriminator % 1_000_000)).toString();
+  return (BigInt(Math.trunc(ms)) * BigInt(NS_PER_MS) + BigInt(discriminator % NS_PER_MS)).toString();
+}
+
+/** The tag holding the part of a message's seq that its point's nanoseconds cannot. */
+export const SEQ_HI_TAG = "seq_hi";
+
+/**
+ * Where a device's message is stored: its millisecond plus seq mod 10^6 ns, and seq_hi = floor(seq / 10^6)
+ * as a tag when that is not 0. (device, ms, seq) ↦ (series, time) is one-to-one, a redelivery lands on
+ * itself, and the points of seqs below 10^6 keep the identity they had before seq_hi existed.
+ */
+export function messageIdentity(ms: number, seq: number): { timeNs: string; tags: Record<string, string> } {
+  const low = seq % NS_PER_MS;
+  const high = (seq - low) / NS_PER_MS;
+  return { timeNs: pointTimeNs(ms, low), tags: high === 0 ? {} : { [SEQ_HI_TAG]: String(high) } };
 }

@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { encodeFieldValue, encodePoint, quoteString } from "../../storage/line-protocol.js";
-import { type FieldValue, type Point, pointTimeNs } from "../../storage/schema.js";
+import { encodeFieldValue, encodePoint, quoteString, tryEncodePoint } from "../../storage/line-protocol.js";
+import {
+  type FieldValue,
+  messageIdentity,
+  metricValue,
+  type Point,
+  pointTimeNs,
+} from "../../storage/schema.js";
 
 const point = (p: Partial<Point> = {}): Point => ({
   measurement: "m",
@@ -113,8 +119,15 @@ describe("encodePoint", () => {
     ["-Infinity", Number.NEGATIVE_INFINITY],
     ["an unsafe integer", { int: 2 ** 53 }],
     ["a fractional integer", { int: 1.5 }],
-  ])("throws on %s", (_case, value) => {
+    ["null, as NaN comes back from JSON", null as unknown as FieldValue],
+    ["an object without int", {} as unknown as FieldValue],
+  ])("throws a RangeError on %s, which tryEncodePoint returns as a value", (_case, value) => {
     expect(() => encodePoint(point({ fields: { v: value } }))).toThrow(RangeError);
+    expect(tryEncodePoint(point({ fields: { v: value } }))).toMatchObject({ ok: false });
+  });
+
+  it("returns the line of a point it can encode", () => {
+    expect(tryEncodePoint(point())).toEqual({ ok: true, line: "m f=1 123" });
   });
 
   it("throws on a point without fields", () => {
@@ -145,5 +158,37 @@ describe("pointTimeNs", () => {
     [1.9, 0, "1000000"],
   ])("stamps %d ms with discriminator %d as %s ns", (ms, discriminator, expected) => {
     expect(pointTimeNs(ms, discriminator)).toBe(expected);
+  });
+});
+
+describe("messageIdentity", () => {
+  const ms = 1_736_150_400_000;
+  it.each<[number, string, Record<string, string>]>([
+    [0, "1736150400000000000", {}],
+    [7, "1736150400000000007", {}],
+    [999_999, "1736150400000999999", {}],
+    [1_000_000, "1736150400000000000", { seq_hi: "1" }],
+    [1_000_007, "1736150400000000007", { seq_hi: "1" }],
+    [1_234_567, "1736150400000234567", { seq_hi: "1" }],
+    [Number.MAX_SAFE_INTEGER, "1736150400000740991", { seq_hi: "9007199254" }],
+  ])("places seq %d at %s ns with tags %o", (seq, timeNs, tags) => {
+    expect(messageIdentity(ms, seq)).toEqual({ timeNs, tags });
+  });
+
+  it("gives every seq in one millisecond its own identity", () => {
+    const seqs = [7, 1_000_007, 2_000_007, 1_000_000_007, Number.MAX_SAFE_INTEGER - 999_999 * 2, 8];
+    const identities = seqs.map((seq) => JSON.stringify(messageIdentity(ms, seq)));
+    expect(new Set(identities).size).toBe(seqs.length);
+  });
+});
+
+describe("metricValue", () => {
+  it.each<[number | boolean, number]>([
+    [true, 1],
+    [false, 0],
+    [5, 5],
+    [-0.5, -0.5],
+  ])("stores %s as the float %s", (value, stored) => {
+    expect(metricValue(value)).toBe(stored);
   });
 });

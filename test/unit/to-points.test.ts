@@ -3,6 +3,7 @@ import { fingerprintId } from "../../analytics/fingerprint.js";
 import { type DecodedMessage, decodeMessage } from "../../ingest/decode.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import {
+  deviceTagsOf,
   messagePoints,
   type PointContext,
   presencePoint,
@@ -96,7 +97,7 @@ describe("messagePoints for telemetry", () => {
     expect(records[0]?.point.rp).toBe("raw");
     expect(records[0]?.point.timeNs).toBe(pointTimeNs(R - 1000, 42));
     expect(encodePoint(records[0]?.point as Point)).toBe(
-      `telemetry,${TAGS} snr=7.5,up=true,seq=42i,received_ms=1736150400000i,skew_ms=1000i 1736150399000000042`,
+      `telemetry,${TAGS} snr=7.5,up=1,seq=42i,received_ms=1736150400000i,skew_ms=1000i 1736150399000000042`,
     );
   });
 
@@ -136,7 +137,7 @@ describe("messagePoints for telemetry", () => {
     const { records, skewed } = messagePoints(message("telemetry", { ...sample, ts }), ctx());
     expect(skewed).toBe(0);
     expect(records[0]?.point.timeNs).toBe(pointTimeNs(ts, 42));
-    expect(records[0]?.point.fields).toEqual({ snr: 7.5, up: true, ...stampFields(42, R - ts) });
+    expect(records[0]?.point.fields).toEqual({ snr: 7.5, up: 1, ...stampFields(42, R - ts) });
   });
 
   it.each([
@@ -149,11 +150,57 @@ describe("messagePoints for telemetry", () => {
     expect(records[0]?.point.timeNs).toBe(pointTimeNs(R, 42));
     expect(records[0]?.point.fields).toEqual({
       snr: 7.5,
-      up: true,
+      up: 1,
       ...stampFields(42, R - ts),
       clock_skewed: true,
       device_ts: { int: ts },
     });
+  });
+
+  it.each<[string, number | boolean, string]>([
+    ["true as 1", true, "1"],
+    ["false as 0", false, "0"],
+    ["an integer-looking number as a float, without the i suffix", 5, "5"],
+    ["zero as a float", 0, "0"],
+    ["a negative fraction", -0.25, "-0.25"],
+    ["a very large number in exponent form", 1e21, "1e+21"],
+    ["a very small number in exponent form", 1e-7, "1e-7"],
+  ])("stores %s, so no device can fix another type for the metric", (_case, value, encoded) => {
+    const point = onlyPoint("telemetry", { ...sample, metrics: { m: value } });
+    expect(encodePoint(point)).toBe(
+      `telemetry,${TAGS} m=${encoded},seq=42i,received_ms=1736150400000i,skew_ms=1000i 1736150399000000042`,
+    );
+  });
+
+  it("keeps a metric named __proto__ as a metric", () => {
+    const metrics = JSON.parse('{"__proto__": 1}') as Record<string, number>;
+    const body = { ...sample, metrics };
+    const { records } = messagePoints({ deviceId: ID, channel: "telemetry", body: [body] }, ctx());
+    expect(Object.keys(records[0]?.point.fields ?? {})).toContain("__proto__");
+  });
+
+  it("tags a sample whose seq is 10^6 or more with seq_hi, so seqs 7 and 1,000,007 in one millisecond are two points", () => {
+    const samples = [
+      { ts: R - 1000, seq: 7, metrics: { v: 7 } },
+      { ts: R - 1000, seq: 1_000_007, metrics: { v: 1 } },
+    ];
+    const { records } = messagePoints(message("telemetry", samples), ctx());
+    expect(records.map((r) => encodePoint(r.point))).toEqual([
+      `telemetry,${TAGS} v=7,seq=7i,received_ms=1736150400000i,skew_ms=1000i 1736150399000000007`,
+      `telemetry,${TAGS},seq_hi=1 v=1,seq=1000007i,received_ms=1736150400000i,skew_ms=1000i 1736150399000000007`,
+    ]);
+  });
+
+  it("tags samples stamped at receive time with seq_hi too", () => {
+    const samples = [
+      { ts: 0, seq: 7, metrics: { v: 7 } },
+      { ts: 0, seq: 2_000_007, metrics: { v: 2 } },
+    ];
+    const { records } = messagePoints(message("telemetry", samples), ctx());
+    expect(records.map((r) => [r.point.tags.seq_hi, r.point.timeNs])).toEqual([
+      [undefined, pointTimeNs(R, 7)],
+      ["2", pointTimeNs(R, 7)],
+    ]);
   });
 
   it("counts the skewed samples of an array", () => {
@@ -330,6 +377,23 @@ describe("messagePoints for a command result", () => {
       `command,${TAGS} command_id="cmd-7",ok=false,seq=9i,received_ms=1736150400000i,skew_ms=0i,message="busy" 1736150400000000009`,
     );
   });
+});
+
+describe("point identity", () => {
+  const seq = 3_000_042;
+  it.each<[string, string, unknown]>([
+    ["fault", "fault", { ts: R, seq, code: "X", severity: "info" }],
+    ["event", "event", { ts: R, seq, type: "reboot", data: { reason: "watchdog" } }],
+    ["command result", "cmd/c-1/result", { ts: R, seq, ok: true }],
+  ])(
+    "tags a %s with seq_hi beside its nanoseconds, and keeps it out of the device tags",
+    (_case, channel, body) => {
+      const point = onlyPoint(channel, body);
+      expect(point.tags.seq_hi).toBe("3");
+      expect(point.timeNs).toBe(pointTimeNs(R, 42));
+      expect(deviceTagsOf(point)).not.toHaveProperty("seq_hi");
+    },
+  );
 });
 
 describe("presencePoint and rejectionPoint", () => {
