@@ -45,6 +45,8 @@ export const SET_ASIDE_MAX_BYTES = 64 * 1024 ** 2;
 
 type Sized = { point: Point; bytes: number };
 type SetAside = Sized & { reason: SetAsideReason; detail: string };
+/** What became of a set-aside point's line: in its file, or only counted and logged, and why. */
+type Kept = "file" | "file_full" | "file_failed" | "no_file";
 
 /**
  * Consecutive runs of items whose bytes, with a newline each, stay within maxBytes and whose count stays
@@ -69,6 +71,14 @@ export function bodiesOf<T extends { bytes: number }>(
   }
   if (body.length > 0) bodies.push(body);
   return bodies;
+}
+
+/** Why InfluxDB will never take this body as sent, so that splitting it may get the rest through. */
+function refusalOf(error: unknown): { reason: SetAsideReason; detail: string } | undefined {
+  if (error instanceof PointsRefused) return { reason: "refused", detail: error.body };
+  if (error instanceof BodyTooLarge) return { reason: "too_large", detail: error.body };
+  if (error instanceof PointUnencodable) return { reason: "unencodable", detail: error.body };
+  return undefined;
 }
 
 export class JournalWriter {
@@ -181,30 +191,18 @@ export class JournalWriter {
     try {
       await this.options.write(body.map((s) => s.point));
     } catch (error) {
-      if (
-        !(
-          error instanceof PointsRefused ||
-          error instanceof BodyTooLarge ||
-          error instanceof PointUnencodable
-        )
-      )
-        throw error;
+      const refusal = refusalOf(error);
+      if (refusal === undefined) throw error;
       if (body.length > 1) {
         const half = Math.ceil(body.length / 2);
         await this.writeIsolatingRefusals(body.slice(0, half), setAside);
         await this.writeIsolatingRefusals(body.slice(half), setAside);
         return;
       }
-      const reason =
-        error instanceof BodyTooLarge
-          ? "too_large"
-          : error instanceof PointUnencodable
-            ? "unencodable"
-            : "refused";
       const { point } = body[0] as Sized;
       const encoded = tryEncodePoint(point);
       const bytes = encoded.ok ? Buffer.byteLength(encoded.line) : 0;
-      setAside.push({ point, bytes, reason, detail: error.body });
+      setAside.push({ point, bytes, ...refusal });
     }
   }
 
@@ -249,7 +247,7 @@ export class JournalWriter {
   }
 
   /** Appends each point to its policy's set-aside file while the file stays within its bound. */
-  private async file(items: SetAside[]): Promise<Array<"file" | "file_full" | "file_failed" | "no_file">> {
+  private async file(items: SetAside[]): Promise<Kept[]> {
     const dir = this.options.setAsideDir;
     if (dir === undefined) return items.map(() => "no_file");
     const maxBytes = this.options.setAsideMaxBytes ?? SET_ASIDE_MAX_BYTES;
@@ -259,7 +257,7 @@ export class JournalWriter {
       const path = setAsideFile(dir, item.point.rp);
       byFile.set(path, [...(byFile.get(path) ?? []), i]);
     });
-    const kept: Array<"file" | "file_full" | "file_failed" | "no_file"> = items.map(() => "file_full");
+    const kept: Kept[] = items.map(() => "file_full");
     for (const [path, indices] of byFile) {
       try {
         let size = await stat(path).then(

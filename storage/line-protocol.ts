@@ -25,7 +25,9 @@ export function encodeFieldValue(value: FieldValue): string {
   }
   // A value read back from the journal's JSON may be anything (NaN comes back as null): refuse it as a range.
   if (typeof value !== "object" || value === null || !Number.isSafeInteger(value.int))
-    throw new RangeError(`field value ${JSON.stringify(value)} is neither finite nor a safe integer`);
+    throw new RangeError(
+      `field value ${JSON.stringify(value)?.slice(0, 64)} is neither finite nor a safe integer`,
+    );
   return `${value.int}i`;
 }
 
