@@ -396,6 +396,54 @@ describe("point identity", () => {
   );
 });
 
+describe("stored field types", () => {
+  const typeOf = (value: unknown) =>
+    typeof value === "object" && value !== null
+      ? "integer"
+      : typeof value === "number"
+        ? "float"
+        : typeof value;
+
+  it("give each field of each measurement one type, whatever values the accepted messages hold", () => {
+    const ts = R - 1000;
+    const messages: Array<[string, unknown]> = [
+      ["hello", { kind: "modem", model: "M", firmware: "1", hardware: "A", serial: "S" }],
+      ["telemetry", { ts, seq: 1, metrics: { m: true, n: 5 } }],
+      ["telemetry", { ts: 0, seq: 2, metrics: { m: 7.5, n: false } }],
+      ["telemetry", { ts: R + DAY, seq: 3, metrics: { m: 0, n: -1e21 } }],
+      [
+        "fault",
+        { ts, seq: 4, code: "A", severity: "info", message: "5", context: { a: 1, b: true, c: "x" } },
+      ],
+      ["fault", { ts: 0, seq: 5, code: "A", severity: "error", context: { a: "1", b: 2.5 } }],
+      ["event", { ts, seq: 6, type: "reboot", data: { reason: "watchdog" } }],
+      ["event", { ts, seq: 7, type: "firmware_update", data: { from: "1", to: "2", result: "failure" } }],
+      ["event", { ts, seq: 8, type: "print_job", data: { result: "success", job_id: "7", duration_s: 12 } }],
+      ["event", { ts, seq: 9, type: "print_job", data: { result: "failed", duration_s: 12.5 } }],
+      ["event", { ts, seq: 10, type: "feedback", data: { rating: 7, comment: "8" } }],
+      ["event", { ts, seq: 11, type: "custom", data: { result: 1, reason: true } }],
+      ["event", { ts: 0, seq: 12, type: "custom" }],
+      ["cmd/c-1/result", { ts, seq: 13, ok: false, message: "no" }],
+      ["cmd/c-2/result", { ts: 0, seq: 14, ok: true }],
+      ["status", { state: "offline" }],
+    ];
+    const types = new Map<string, Set<string>>();
+    for (const [channel, body] of messages) {
+      for (const { point } of messagePoints(message(channel, body), ctx()).records) {
+        for (const [field, value] of Object.entries(point.fields)) {
+          const key = `${point.measurement}.${field}`;
+          types.set(key, (types.get(key) ?? new Set()).add(typeOf(value)));
+        }
+      }
+    }
+    const mixed = [...types].filter(([, found]) => found.size > 1).map(([key, found]) => [key, [...found]]);
+    expect(mixed).toEqual([]);
+    expect(types.get("telemetry.m")).toEqual(new Set(["float"]));
+    expect(types.get("event.duration_s")).toEqual(new Set(["float"]));
+    expect(types.get("event.rating")).toEqual(new Set(["float"]));
+  });
+});
+
 describe("presencePoint and rejectionPoint", () => {
   const tags = { device: ID, kind: "unknown", model: "unknown", firmware: "unknown", region: "unknown" };
 
