@@ -1,13 +1,15 @@
-import { access } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import {
   DEFAULT_FINGERPRINT_RULES,
   type FingerprintRules,
   loadFingerprintRules,
 } from "../analytics/fingerprint.js";
 import { type ApiHandle, startApi } from "../api/start-api.js";
+import type { ListenerPorts } from "../broker/listeners.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
-import type { Config } from "../config/env.js";
+import type { Config, TlsConfig } from "../config/env.js";
 import { createIngest } from "../ingest/ingest.js";
 import { Journal } from "../ingest/journal.js";
 import { JournalWriter } from "../ingest/writer.js";
@@ -30,10 +32,13 @@ import { createRollupCache } from "../storage/rollup-cache.js";
 // Composes the parts into one process. The broker and the ingest always run together: a message is made
 // durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on its own.
 
-export type StackDeps = { logger: Logger; metrics?: Metrics };
+/** tls: the PEM files already read (startFieldq reads them once for the broker and the API). */
+export type StackDeps = { logger: Logger; metrics?: Metrics; tls?: TlsPem | undefined };
 
 export type IngestBrokerHandle = {
+  /** The first listening MQTT port: plain MQTT when it is on. */
   mqttPort: number;
+  mqttPorts: ListenerPorts;
   journal: Journal;
   broker: BrokerHandle;
   writer: JournalWriter;
@@ -61,6 +66,29 @@ export function schemaAwareWriter(config: Config["influx"], logger: Logger): Poi
   };
 }
 
+/** The certificate and key, read once at start; a file that cannot be read stops the start. */
+export type TlsPem = { cert: Buffer; key: Buffer };
+
+async function readTls(tls: TlsConfig | undefined): Promise<TlsPem | undefined> {
+  if (tls === undefined) return undefined;
+  const read = (variable: string, path: string) =>
+    readFile(path).catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`${variable}: cannot read ${path} (${error.code ?? error.message})`);
+    });
+  const pem = {
+    cert: await read("FIELDQ_TLS_CERT", tls.certPath),
+    key: await read("FIELDQ_TLS_KEY", tls.keyPath),
+  };
+  try {
+    createSecureContext(pem);
+  } catch (error) {
+    throw new Error(
+      `FIELDQ_TLS_CERT, FIELDQ_TLS_KEY: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  return pem;
+}
+
 /** The configured fingerprint rules; a configured file that is missing or broken stops the start. */
 async function fingerprintRules(path: string | undefined): Promise<FingerprintRules> {
   if (path === undefined) return DEFAULT_FINGERPRINT_RULES;
@@ -78,6 +106,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
   if (!config.mqtt.deviceSecret)
     throw new Error("FIELDQ_DEVICE_SECRET is not set: devices' keys derive from it");
   const rules = await fingerprintRules(config.ingest.fingerprintRules);
+  const tls = deps.tls ?? (await readTls(config.tls));
   const journal = await Journal.open({
     dir: resolve(config.ingest.dataDir, "journal"),
     maxBytes: config.ingest.journalMaxBytes,
@@ -95,6 +124,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     maxPayloadBytes: config.mqtt.maxPayloadBytes,
     clockSkewFutureMs: config.ingest.clockSkewFutureMs,
     clockSkewPastMs: config.ingest.clockSkewPastMs,
+    limits: config.ingest.limits,
   });
   const schemaWriter = schemaAwareWriter(config.influx, logger.child({ part: "writer" }));
   const writer = new JournalWriter({
@@ -103,7 +133,9 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     logger: logger.child({ part: "writer" }),
     metrics,
     batchPoints: config.ingest.batchPoints,
+    batchBytes: config.ingest.batchBytes,
     flushIntervalMs: config.ingest.flushIntervalMs,
+    setAsideDir: config.ingest.dataDir,
   });
   writer.start();
   const rollups = new RollupRunner({
@@ -121,7 +153,16 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
   let broker: BrokerHandle;
   try {
     broker = await startBroker({
-      listen: { host: config.mqtt.host, port: config.mqtt.port },
+      listen: {
+        host: config.mqtt.host,
+        port: config.mqtt.port,
+        tls: tls && { ...tls, port: config.mqtt.tlsPort },
+        wsPort: config.mqtt.wsPort,
+        handshakeTimeoutMs: config.mqtt.limits.connectTimeoutMs,
+        // Room for the largest packet the broker takes (payload and headers) and another beside it.
+        maxFrameBytes: 2 * config.mqtt.maxPayloadBytes + 64 * 1024,
+        logger: logger.child({ part: "broker" }),
+      },
       limits: config.mqtt.limits,
       deviceSecret: config.mqtt.deviceSecret,
       maxPayloadBytes: config.mqtt.maxPayloadBytes,
@@ -138,6 +179,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
   }
   return {
     mqttPort: broker.port,
+    mqttPorts: broker.ports,
     journal,
     broker,
     writer,
@@ -158,6 +200,7 @@ export type FieldqParts = { broker: boolean; api: boolean };
 
 export type FieldqHandle = {
   mqttPort?: number;
+  mqttPorts?: ListenerPorts;
   apiUrl?: string;
   close(): Promise<void>;
 };
@@ -169,7 +212,8 @@ export async function startFieldq(
   parts: FieldqParts,
 ): Promise<FieldqHandle> {
   const metrics = deps.metrics ?? createMetrics();
-  const ingestBroker = parts.broker ? await startIngestBroker(config, { ...deps, metrics }) : undefined;
+  const tls = await readTls(config.tls);
+  const ingestBroker = parts.broker ? await startIngestBroker(config, { ...deps, metrics, tls }) : undefined;
   let api: ApiHandle | undefined;
   if (parts.api) {
     const influx = createInflux(config.influx);
@@ -188,6 +232,7 @@ export async function startFieldq(
       api = await startApi({
         host: config.http.host,
         port: config.http.port,
+        tls,
         store: createInfluxFleetStore(influx, {
           silence: {
             factor: config.analytics.silentFactor,
@@ -201,6 +246,7 @@ export async function startFieldq(
         }),
         health: createInfluxHealthStore(influx, { rollups }),
         tokens: config.http.tokens,
+        limits: { rate: config.http.rate, burst: config.http.burst, maxBodyBytes: config.http.maxBodyBytes },
         logger: deps.logger.child({ part: "api" }),
         metrics,
         status: ingestBroker
@@ -216,7 +262,7 @@ export async function startFieldq(
     }
   }
   return {
-    ...(ingestBroker ? { mqttPort: ingestBroker.mqttPort } : {}),
+    ...(ingestBroker ? { mqttPort: ingestBroker.mqttPort, mqttPorts: ingestBroker.mqttPorts } : {}),
     ...(api ? { apiUrl: api.url } : {}),
     async close() {
       await api?.close();
