@@ -3,8 +3,7 @@ import type { StorageLimits } from "../config/env.js";
 import type { RejectReason } from "../contract/messages.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
-import { encodePoint } from "../storage/line-protocol.js";
-import type { Point } from "../storage/schema.js";
+import { encodePoint, pointBytesAtMost } from "../storage/line-protocol.js";
 import { CardinalityGuard, valuesOf } from "./cardinality.js";
 import { decodeMessage } from "./decode.js";
 import type { DeviceMetaRecord, Journal, JournalRecord } from "./journal.js";
@@ -42,20 +41,6 @@ export type IngestOptions = {
 };
 
 export type Ingest = Awaited<ReturnType<typeof createIngest>>;
-
-/**
- * At least the bytes encodePoint(point) takes, without encoding it: a UTF-16 unit is at most 3 bytes of
- * UTF-8, escaped or not (an escaped character is ASCII: 2 bytes), a number or boolean at most 32 characters.
- */
-export function pointBytesAtMost(point: Point): number {
-  let bytes = 3 * point.measurement.length + point.timeNs.length + 2;
-  for (const key in point.tags) bytes += 3 * (key.length + (point.tags[key]?.length ?? 0)) + 2;
-  for (const key in point.fields) {
-    const value = point.fields[key];
-    bytes += 3 * key.length + 2 + (typeof value === "string" ? 3 * value.length + 2 : 32);
-  }
-  return bytes;
-}
 
 /** The first point whose line protocol is over maxBytes: InfluxDB would have to take it whole, or never. */
 export function oversizedPoint(

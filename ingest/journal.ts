@@ -198,14 +198,21 @@ export class Journal {
     }
   }
 
-  /** The oldest entries, up to about maxPoints points (at least one entry). */
-  async readBatch(maxPoints: number): Promise<JournalBatch> {
+  /**
+   * The oldest entries, up to about maxPoints points and maxBytes of stored JSON (at least one entry), so
+   * a backlog of large points (faults full of escaped text, say) is not read into memory all at once.
+   */
+  async readBatch(maxPoints: number, maxBytes = Number.POSITIVE_INFINITY): Promise<JournalBatch> {
     const batch: JournalBatch = { keys: [], records: [] };
+    let bytes = 0;
     for await (const [key, value] of this.entries.iterator()) {
       const records = JSON.parse(value) as JournalRecord[];
-      if (batch.keys.length > 0 && batch.records.length + records.length > maxPoints) break;
+      const size = this.sizes.get(key) ?? Buffer.byteLength(value);
+      const full = batch.records.length + records.length > maxPoints || bytes + size > maxBytes;
+      if (batch.keys.length > 0 && full) break;
       batch.keys.push(key);
       batch.records.push(...records);
+      bytes += size;
     }
     return batch;
   }

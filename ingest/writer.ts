@@ -4,9 +4,8 @@ import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { dirtyHoursOf } from "../rollup/sets.js";
 import { BodyTooLarge, PointsRefused, PointUnencodable, type PointWriter } from "../storage/influx.js";
-import { tryEncodePoint } from "../storage/line-protocol.js";
+import { pointBytesAtMost, tryEncodePoint } from "../storage/line-protocol.js";
 import { MEASUREMENTS, type Point } from "../storage/schema.js";
-import { pointBytesAtMost } from "./ingest.js";
 import type { Journal, JournalRecord } from "./journal.js";
 import { deviceTagsOf, rejectionPoint } from "./to-points.js";
 
@@ -124,7 +123,7 @@ export class JournalWriter {
   /** Writes one batch; false when there was nothing to write or InfluxDB could not take it. */
   async drainOnce(): Promise<boolean> {
     const { journal, metrics } = this.options;
-    const batch = await journal.readBatch(this.options.batchPoints);
+    const batch = await journal.readBatch(this.options.batchPoints, this.options.batchBytes);
     if (batch.keys.length === 0) return false;
     const fresh = await this.withoutDuplicates(batch.records);
     // The bound, not the encoding: the point writer encodes each point once, and most are far below it.

@@ -55,3 +55,17 @@ export function tryEncodePoint(point: Point): Encoded {
     throw error;
   }
 }
+
+/**
+ * At least the bytes encodePoint(point) takes, without encoding it: a UTF-16 unit is at most 3 bytes of
+ * UTF-8, escaped or not (an escaped character is ASCII: 2 bytes), a number or boolean at most 32 characters.
+ */
+export function pointBytesAtMost(point: Point): number {
+  let bytes = 3 * point.measurement.length + point.timeNs.length + 2;
+  for (const key in point.tags) bytes += 3 * (key.length + (point.tags[key]?.length ?? 0)) + 2;
+  for (const key in point.fields) {
+    const value = point.fields[key];
+    bytes += 3 * key.length + 2 + (typeof value === "string" ? 3 * value.length + 2 : 32);
+  }
+  return bytes;
+}

@@ -96,6 +96,16 @@ describe("Journal", () => {
     expect(ns((await journal.readBatch(1)).records)).toEqual([1, 2]);
   });
 
+  test("reads whole entries up to the byte budget too, and at least one entry", async ({ open }) => {
+    const journal = await open();
+    const entries = [[record(1), record(2)], [record(3)], [record(4)]];
+    for (const entry of entries) await journal.append(entry);
+    const [first, second] = entries.map(entryBytes) as [number, number];
+    expect(ns((await journal.readBatch(100, first + second)).records)).toEqual([1, 2, 3]);
+    expect(ns((await journal.readBatch(100, first + second - 1)).records)).toEqual([1, 2]);
+    expect(ns((await journal.readBatch(100, 1)).records)).toEqual([1, 2]);
+  });
+
   test("syncs concurrent appends together, in the order they were made", async ({ open }) => {
     const journal = await open();
     let syncs = 0;

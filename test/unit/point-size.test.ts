@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { oversizedPoint, pointBytesAtMost } from "../../ingest/ingest.js";
-import { encodePoint } from "../../storage/line-protocol.js";
+import { oversizedPoint } from "../../ingest/ingest.js";
+import { encodePoint, pointBytesAtMost } from "../../storage/line-protocol.js";
 import type { FieldValue, Point } from "../../storage/schema.js";
 
 // The size rule refuses a message whose stored point is over FIELDQ_MAX_POINT_BYTES; the bound lets it skip
