@@ -17,6 +17,7 @@ import { canPublish, canWill, mayRetain, subscriptionRefusal } from "./acl.js";
 import {
   admitConnection,
   authThrottled,
+  type ConnectionRefusal,
   forgetExpiredFailures,
   newAdmission,
   recordAuthFailure,
@@ -30,6 +31,7 @@ import {
   type DeviceShare,
   FLOOD_COOL_DOWN_MS,
   isIdle,
+  LOG_INTERVAL_MS,
   newShare,
   refund,
 } from "./fair-share.js";
@@ -431,6 +433,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     logger.debug({ remote: peer?.address, err: forLog(error.message, 200) }, "connection error");
   });
 
+  const refusalLoggedAt = new Map<ConnectionRefusal, number>();
+  const refusedSinceLog = new Map<ConnectionRefusal, number>();
   let listeners: Awaited<ReturnType<typeof startListeners>>;
   const onConnection: OnConnection = (stream, peer) => {
     const address = peer.remoteAddress ?? "unknown";
@@ -438,10 +442,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     const refusal = admitConnection(admission, address, limits, now);
     if (refusal !== undefined) {
       metrics.connectionsRefused.inc({ reason: refusal });
-      logger.debug(
-        { remote: address, transport: peer.transport, reason: refusal },
-        "refused a connection unread",
-      );
+      // Thousands a second are possible: a line now and then, with the count since the last one.
+      const refused = (refusedSinceLog.get(refusal) ?? 0) + 1;
+      refusedSinceLog.set(refusal, refused);
+      if (now - (refusalLoggedAt.get(refusal) ?? Number.NEGATIVE_INFINITY) >= LOG_INTERVAL_MS) {
+        logger.warn({ remote: address, reason: refusal, refused }, "refused connections unread");
+        refusalLoggedAt.set(refusal, now);
+        refusedSinceLog.set(refusal, 0);
+      }
       stream.destroy();
       return;
     }
