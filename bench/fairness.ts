@@ -25,12 +25,13 @@ import {
   sleep,
 } from "./harness.js";
 
-// npm run bench:fairness -- [--baseline 15] [--flood 20] [--rate 20] [--seed 1]
+// npm run bench:fairness -- [--baseline 15] [--flood 20] [--rate 20] [--flood-drops N] [--seed 1]
 // Issue 9's fair-share target, measured in one run against fieldq's broker + ingest + journal + InfluxDB
 // writer in a child process (its memory alone), with fieldq's default limits:
 // (a) device B sends QoS 1 telemetry at a steady pace: its ack p50/p99 and the broker's RSS after a GC;
 // (b) device A floods QoS 0 as fast as TCP takes it (from a process of its own, so the flood does not slow
-//     B's clock) while B keeps its pace: B's ack p50/p99, what A sent, what was dropped, whether A was cut off;
+//     B's clock), connecting again whenever it is cut off, while B keeps its pace: B's ack p50/p99, what A
+//     sent, what was dropped, whether A was cut off;
 // (c) A gone, the journal drained, a GC: the broker's RSS against (a).
 // Targets: B's ack p99 under the flood ≤ 2× baseline; RSS after ≤ 1.2× baseline. Exit code 1 when missed.
 
@@ -43,67 +44,95 @@ const { values } = parseArgs({
     flood: { type: "string", default: "20" },
     rate: { type: "string", default: "20" },
     seed: { type: "string", default: "1" },
+    "flood-drops": { type: "string" },
     "stack-child": { type: "boolean" },
     flooder: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 
-type FloodResult = { sent: number; bytes: number; disconnectedAfterS: number | null; connackCode: number };
+type FloodResult = {
+  sent: number;
+  bytes: number;
+  /** When the broker first closed A's connection, seconds into the flood; null if it never did. */
+  disconnectedAfterS: number | null;
+  /** Connections A made (it connects again whenever it is cut off), and CONNECTs the broker refused or dropped. */
+  sessions: number;
+  refusedConnects: number;
+};
 
-/** Device A, in its own process: CONNECT, then QoS 0 telemetry as fast as the socket drains. */
+/** One connection of device A: resolves with its CONNACK code (-1 when the socket closed first) and the socket. */
+async function connectFlooder(port: number, id: string) {
+  const socket = connect(port, "127.0.0.1");
+  socket.setNoDelay(true);
+  socket.on("error", () => {});
+  const code = await new Promise<number>((resolve) => {
+    socket.once("close", () => resolve(-1));
+    socket.once("connect", () =>
+      socket.write(connectPacket({ clientId: id, username: id, password: deviceKey(BENCH_SECRET, id) })),
+    );
+    socket.once("data", (data: Buffer) => resolve(data[3] ?? -1));
+  });
+  return { code, socket };
+}
+
+/** Device A, in its own process: QoS 0 telemetry as fast as the socket drains, connecting again when cut off. */
 async function flooder(port: number, seconds: number): Promise<FloodResult> {
   const id = "fair-a-flooder";
-  const socket = connect(port, "127.0.0.1");
-  await once(socket, "connect");
-  socket.write(connectPacket({ clientId: id, username: id, password: deviceKey(BENCH_SECRET, id) }));
-  const [connack] = (await once(socket, "data")) as [Buffer];
-  const connackCode = connack[3] ?? -1;
-  let closedAt: number | null = null;
   const started = performance.now();
-  socket.on("close", () => {
-    closedAt ??= performance.now();
-  });
-  socket.on("error", () => {});
-  socket.on("data", () => {});
+  const timeLeft = () => performance.now() - started < seconds * 1000;
+  const topic = telemetryTopic(id);
   let sent = 0;
   let bytes = 0;
-  const topic = telemetryTopic(id);
-  while (closedAt === null && performance.now() - started < seconds * 1000) {
-    const chunk: Buffer[] = [];
-    for (let i = 0; i < 200; i++) {
-      sent += 1;
-      chunk.push(
-        publishPacket(
-          topic,
-          Buffer.from(
-            JSON.stringify({ ts: Date.now(), seq: sent, metrics: { snr_margin_db: 7.5, crc_errors: sent } }),
-          ),
-        ),
-      );
+  let sessions = 0;
+  let refusedConnects = 0;
+  let firstClose: number | null = null;
+  while (timeLeft()) {
+    const { code, socket } = await connectFlooder(port, id);
+    if (code !== 0) {
+      refusedConnects += 1;
+      socket.destroy();
+      await sleep(100);
+      continue;
     }
-    const data = Buffer.concat(chunk);
-    bytes += data.length;
-    if (!socket.write(data)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          socket.off("drain", done);
-          socket.off("close", done);
-          resolve();
-        };
-        const timer = setTimeout(done, 1000);
-        socket.once("drain", done);
-        socket.once("close", done);
-      });
+    sessions += 1;
+    let closed = false;
+    socket.on("close", () => {
+      closed = true;
+      firstClose ??= performance.now();
+    });
+    socket.on("data", () => {});
+    while (!closed && timeLeft()) {
+      const chunk: Buffer[] = [];
+      for (let i = 0; i < 200; i++) {
+        sent += 1;
+        const body = { ts: Date.now(), seq: sent, metrics: { snr_margin_db: 7.5, crc_errors: sent } };
+        chunk.push(publishPacket(topic, Buffer.from(JSON.stringify(body))));
+      }
+      const data = Buffer.concat(chunk);
+      bytes += data.length;
+      if (!socket.write(data)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            socket.off("drain", done);
+            socket.off("close", done);
+            resolve();
+          };
+          const timer = setTimeout(done, 1000);
+          socket.once("drain", done);
+          socket.once("close", done);
+        });
+      }
     }
+    socket.destroy();
   }
-  socket.destroy();
   return {
     sent,
     bytes,
-    disconnectedAfterS: closedAt === null ? null : (closedAt - started) / 1000,
-    connackCode,
+    disconnectedAfterS: firstClose === null ? null : (firstClose - started) / 1000,
+    sessions,
+    refusedConnects,
   };
 }
 
@@ -166,6 +195,8 @@ async function main() {
     FIELDQ_INFLUX_URL: influx.url,
     FIELDQ_INFLUX_DB: database,
     FIELDQ_DATA_DIR: dataDir,
+    // A high value keeps A connected, to measure the token bucket alone.
+    ...(values["flood-drops"] ? { FIELDQ_FLOOD_DROPS: values["flood-drops"] } : {}),
   });
   let failedChecks: string[] = [];
   try {
@@ -247,8 +278,9 @@ async function main() {
       "A: disconnected by the broker",
       a.disconnectedAfterS === null
         ? "no"
-        : `after ${a.disconnectedAfterS.toFixed(1)} s (flood disconnects ${floodDisconnects})`,
+        : `first after ${a.disconnectedAfterS.toFixed(1)} s (flood disconnects ${floodDisconnects})`,
     );
+    row("A: sessions / CONNECTs refused", `${a.sessions} / ${a.refusedConnects}`);
     row(
       "broker RSS baseline / peak / after (MiB)",
       `${mib(baseMem.rss)} / ${mib(peakRss)} / ${mib(afterMem.rss)}`,
@@ -290,6 +322,8 @@ async function main() {
           aAccepted,
           aThrottled: throttled,
           aDisconnectedAfterS: a.disconnectedAfterS,
+          aSessions: a.sessions,
+          aRefusedConnects: a.refusedConnects,
           peakRssMiB: Number(mib(peakRss)),
         },
         after: { rssMiB: report(afterMem), heapUsedMiB: Number(mib(afterMem.heapUsed)), drained: isDrained },
@@ -307,7 +341,9 @@ async function main() {
 }
 
 if (values.help) {
-  out("Usage: npm run bench:fairness -- [--baseline 15 s] [--flood 20 s] [--rate 20 msg/s of B] [--seed 1]");
+  out(
+    "Usage: npm run bench:fairness -- [--baseline 15 s] [--flood 20 s] [--rate 20 msg/s of B] [--flood-drops N] [--seed 1]",
+  );
   out("Set FIELDQ_BENCH_INFLUX_URL to use a running InfluxDB; otherwise a private influxd is started.");
 } else if (values["stack-child"]) {
   await runStackChild();
