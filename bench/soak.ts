@@ -27,7 +27,7 @@ import {
 // A steady fleet against the whole monitor in this process (startFieldq: broker + ingest + API): each device
 // sends QoS 1 telemetry every --interval seconds and now and then a fault or an event; a viewer reads the API
 // a few times per sample. Every --sample seconds: RSS and heap after a GC, event-loop delay p99, the journal's
-// backlog and size on disk, and InfluxDB lag (a probe's PUBACK → its point answers a query). At the end, a
+// backlog and size on disk, and InfluxDB lag (a probe's publish → its point answers a query). At the end, a
 // verdict per figure, flat or growing: the mean of the last third of the samples against the first third
 // (the first sample, warm-up, left out) within 10% plus a small absolute allowance per figure.
 
@@ -202,19 +202,19 @@ async function main() {
     const influxLag = async (): Promise<number> => {
       probeSeq += 1;
       const seq = probeSeq;
+      const published = performance.now();
       await probe.publishAsync(
         telemetryTopic(probeId),
         JSON.stringify({ ts: Date.now(), seq, metrics: { probe: 1 } }),
         { qos: 1 },
       );
-      const acknowledged = performance.now();
-      while (performance.now() - acknowledged < 60_000) {
+      while (performance.now() - published < 60_000) {
         const rows = await influxQuery(
           influx.url,
           database,
           `SELECT "seq" FROM "raw"."telemetry" WHERE "device"::tag = '${probeId}' AND "seq" = ${seq}`,
         ).catch(() => []);
-        if (rows.length > 0) return performance.now() - acknowledged;
+        if (rows.length > 0) return performance.now() - published;
         await sleep(50);
       }
       return Number.NaN;
