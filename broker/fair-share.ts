@@ -14,7 +14,7 @@ export const NOTIFY_INTERVAL_MS = 1_000;
 export const LOG_INTERVAL_MS = 10_000;
 /** How long a device disconnected for flooding is refused when it connects again. */
 export const FLOOD_COOL_DOWN_MS = 30_000;
-/** The longest a device's reads are held after a drop, so its PINGREQs still arrive in time. */
+/** The longest a device's reads are held after a drop, so that its PINGREQs still arrive in time. */
 export const MAX_READ_HOLD_MS = 1_000;
 
 export type DeviceShare = {
@@ -23,6 +23,8 @@ export type DeviceShare = {
   refilledAt: number;
   dropWindowStart: number;
   drops: number;
+  /** Drops since a message last passed: the longer a flood goes on, the longer its reads are held. */
+  dropStreak: number;
   notifiedAt: number;
   loggedAt: number;
   dropsSinceLog: number;
@@ -34,8 +36,8 @@ export type Admission =
   /** QoS 1 and 2: acknowledge at readyAt, after the messages already waiting. */
   | { kind: "wait"; readyAt: number }
   /**
-   * QoS 0 over the rate. readAgainAt: read nothing more of the device before its next token is due, so a flood
-   * waits in TCP instead of being read and dropped; notify: tell the device (rate_limited); logDrops: log that
+   * QoS 0 over the rate. readAgainAt: read nothing more of the device before then, so a flood waits in TCP
+   * instead of being read and dropped; notify: tell the device (rate_limited); logDrops: log that
    * many drops since the last line; flood: disconnect it and refuse it for FLOOD_COOL_DOWN_MS.
    */
   | { kind: "drop"; readAgainAt: number; notify: boolean; logDrops: number | undefined; flood: boolean };
@@ -46,6 +48,7 @@ export function newShare(limits: ShareLimits, now: number): DeviceShare {
     refilledAt: now,
     dropWindowStart: now,
     drops: 0,
+    dropStreak: 0,
     notifiedAt: Number.NEGATIVE_INFINITY,
     loggedAt: Number.NEGATIVE_INFINITY,
     dropsSinceLog: 0,
@@ -64,14 +67,20 @@ export function admit(share: DeviceShare, qos: number, limits: ShareLimits, now:
   refill(share, limits, now);
   if (share.tokens >= 1) {
     share.tokens -= 1;
+    share.dropStreak = 0;
     return { kind: "pass" };
   }
   if (qos > 0) {
+    share.dropStreak = 0;
     // Take the token on credit: the debt says when it has been earned, so waiting messages keep their order.
     share.tokens -= 1;
     return { kind: "wait", readyAt: now + (-share.tokens * 1000) / limits.deviceRate };
   }
-  const readAgainAt = now + Math.min(MAX_READ_HOLD_MS, ((1 - share.tokens) * 1000) / limits.deviceRate);
+  share.dropStreak += 1;
+  // Until the next token, and a token's time more per message dropped in a row before this one: a device
+  // over its rate is read about as fast as its rate, however many messages one read brought.
+  const holdTokens = 1 - share.tokens + (share.dropStreak - 1);
+  const readAgainAt = now + Math.min(MAX_READ_HOLD_MS, (holdTokens * 1000) / limits.deviceRate);
   if (coolingDown(share, now)) {
     // Disconnected already; the rest of what it had sent goes quietly.
     return { kind: "drop", readAgainAt, notify: false, logDrops: undefined, flood: false };

@@ -81,10 +81,26 @@ describe("QoS 1 over the rate", () => {
 });
 
 describe("QoS 0 drops", () => {
-  it("hold the device's reads until its next token is due, and never longer than MAX_READ_HOLD_MS", () => {
+  it("hold the device's reads until its next token is due, and a token's time per drop in a row", () => {
     const share = newShare(LIMITS, T0);
     burst(share, 0, 5);
     expect(admit(share, 0, LIMITS, T0 + 40)).toMatchObject({ kind: "drop", readAgainAt: T0 + 100 });
+    expect(admit(share, 0, LIMITS, T0 + 40)).toMatchObject({ kind: "drop", readAgainAt: T0 + 200 });
+    expect(admit(share, 0, LIMITS, T0 + 40)).toMatchObject({ kind: "drop", readAgainAt: T0 + 300 });
+  });
+
+  it("start holding afresh once a message has passed", () => {
+    const share = newShare(LIMITS, T0);
+    burst(share, 0, 8);
+    expect(admit(share, 0, LIMITS, T0 + 100).kind).toBe("pass");
+    expect(admit(share, 0, LIMITS, T0 + 100)).toMatchObject({ kind: "drop", readAgainAt: T0 + 200 });
+  });
+
+  it("never hold reads longer than MAX_READ_HOLD_MS, however long the flood", () => {
+    const share = newShare(LIMITS, T0);
+    const answers = burst(share, 0, 100).length;
+    expect(answers).toBe(100);
+    expect(admit(share, 0, LIMITS, T0)).toMatchObject({ kind: "drop", readAgainAt: T0 + MAX_READ_HOLD_MS });
     const slow = { ...LIMITS, deviceRate: 0.1 };
     const starved = newShare(slow, T0);
     burst(starved, 0, 5);
