@@ -309,7 +309,8 @@ describe("silent devices in InfluxDB", () => {
       lastReport: iso(ago(MINUTE)),
       online: true,
       recentPresence: [{ time: iso(ago(2 * HOUR_MS)), state: "online", source: "broker" }],
-      metrics: { since: iso(ago(7 * DAY)), values: { snr_margin_db: 9, link_up: true } },
+      // link_up was sent as true: every metric is stored, and read back, as a float.
+      metrics: { since: iso(ago(7 * DAY)), values: { snr_margin_db: 9, link_up: 1 } },
       feedback: {
         count: 2,
         mean: 3,
