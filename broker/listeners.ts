@@ -43,6 +43,12 @@ export type Peer = { remoteAddress: string | undefined; transport: Transport };
 /** A connection's byte stream (a TCP or TLS socket, or a WebSocket's stream) and its peer. */
 export type OnConnection = (stream: Duplex, peer: Peer) => void;
 
+/**
+ * Decides on a raw TCP socket as it arrives, before a TLS handshake or a WebSocket upgrade costs anything:
+ * false destroys it. What it counts is the caller's to release when the socket closes.
+ */
+export type Admit = (socket: Socket, peer: Peer) => boolean;
+
 const DEFAULTS = { handshakeTimeoutMs: 10_000, maxFrameBytes: 1024 * 1024 };
 
 // noDelay: with Nagle's algorithm a PUBACK waited for the device's delayed ACK, some 40 ms per QoS 1 message
@@ -60,7 +66,11 @@ function upgradeRequired(_request: IncomingMessage, response: ServerResponse) {
 }
 
 /** Starts every configured listener; if one cannot listen, those already started are closed again. */
-export async function startListeners(options: ListenOptions, onConnection: OnConnection): Promise<Listeners> {
+export async function startListeners(
+  options: ListenOptions,
+  onConnection: OnConnection,
+  admit: Admit = () => true,
+): Promise<Listeners> {
   const { host, tls, logger } = options;
   const handshakeTimeout = options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
   const servers: Server[] = [];
@@ -68,6 +78,11 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
   const ports: ListenerPorts = {};
   const onHandshakeFailed = (transport: Transport) => (error: Error, socket: Socket) =>
     logger?.debug({ remote: socket.remoteAddress, transport, err: error.message }, "TLS handshake failed");
+  // Runs before the server's own connection handling (the TLS handshake, the HTTP parser).
+  const admitting = (server: Server, transport: Transport) =>
+    server.prependListener("connection", (socket: Socket) => {
+      if (!admit(socket, { remoteAddress: socket.remoteAddress, transport })) socket.destroy();
+    });
   const closeAll = async () => {
     const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     // An upgraded socket is no longer the HTTP server's to close; without this close() would wait on it.
@@ -76,9 +91,11 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
   };
   try {
     if (options.port !== undefined) {
-      const server = createServer({ noDelay: true }, (socket) =>
-        onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtt" }),
-      );
+      const server = createServer({ noDelay: true }, (socket) => {
+        if (!socket.destroyed)
+          onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtt" });
+      });
+      admitting(server, "mqtt");
       servers.push(server);
       ports.mqtt = await listen(server, options.port, host);
     }
@@ -88,6 +105,7 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
         (socket) => onConnection(socket, { remoteAddress: socket.remoteAddress, transport: "mqtts" }),
       );
       server.on("tlsClientError", onHandshakeFailed("mqtts"));
+      admitting(server, "mqtts");
       servers.push(server);
       ports.mqtts = await listen(server, tls.port, host);
     }
@@ -99,6 +117,7 @@ export async function startListeners(options: ListenOptions, onConnection: OnCon
       server.headersTimeout = handshakeTimeout;
       server.requestTimeout = handshakeTimeout;
       if (tls) server.on("tlsClientError", onHandshakeFailed(transport));
+      admitting(server, transport);
       servers.push(server);
       const wss = new WebSocketServer({
         server,

@@ -35,7 +35,13 @@ import {
   newShare,
   refund,
 } from "./fair-share.js";
-import { type ListenerPorts, type ListenOptions, type OnConnection, startListeners } from "./listeners.js";
+import {
+  type Admit,
+  type ListenerPorts,
+  type ListenOptions,
+  type OnConnection,
+  startListeners,
+} from "./listeners.js";
 import {
   connectViolation,
   forLog,
@@ -436,24 +442,33 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const refusalLoggedAt = new Map<ConnectionRefusal, number>();
   const refusedSinceLog = new Map<ConnectionRefusal, number>();
   let listeners: Awaited<ReturnType<typeof startListeners>>;
-  const onConnection: OnConnection = (stream, peer) => {
+  // Counted on the raw socket as it arrives, so pending TLS handshakes and WebSocket upgrades count too.
+  const admitSocket: Admit = (socket, peer) => {
     const address = peer.remoteAddress ?? "unknown";
     const now = Date.now();
     const refusal = admitConnection(admission, address, limits, now);
-    if (refusal !== undefined) {
-      metrics.connectionsRefused.inc({ reason: refusal });
-      // Thousands a second are possible: a line now and then, with the count since the last one.
-      const refused = (refusedSinceLog.get(refusal) ?? 0) + 1;
-      refusedSinceLog.set(refusal, refused);
-      if (now - (refusalLoggedAt.get(refusal) ?? Number.NEGATIVE_INFINITY) >= LOG_INTERVAL_MS) {
-        logger.warn({ remote: address, reason: refusal, refused }, "refused connections unread");
-        refusalLoggedAt.set(refusal, now);
-        refusedSinceLog.set(refusal, 0);
-      }
-      stream.destroy();
-      return;
+    if (refusal === undefined) {
+      socket.once("close", () => releaseConnection(admission, address));
+      return true;
     }
-    stream.once("close", () => releaseConnection(admission, address));
+    metrics.connectionsRefused.inc({ reason: refusal });
+    // Thousands a second are possible: a line now and then, with the count since the last one.
+    const refused = (refusedSinceLog.get(refusal) ?? 0) + 1;
+    refusedSinceLog.set(refusal, refused);
+    if (now - (refusalLoggedAt.get(refusal) ?? Number.NEGATIVE_INFINITY) >= LOG_INTERVAL_MS) {
+      logger.warn(
+        { remote: address, transport: peer.transport, reason: refusal, refused },
+        "refused connections unread",
+      );
+      refusalLoggedAt.set(refusal, now);
+      refusedSinceLog.set(refusal, 0);
+    }
+    return false;
+  };
+
+  const onConnection: OnConnection = (stream, peer) => {
+    const address = peer.remoteAddress ?? "unknown";
+    const now = Date.now();
     const { stream: connection, holdReads } = guardSocket(
       stream,
       options.maxPayloadBytes + PACKET_OVERHEAD_BYTES,
@@ -496,7 +511,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   sweep.unref();
 
   try {
-    listeners = await startListeners(options.listen, onConnection);
+    listeners = await startListeners(options.listen, onConnection, admitSocket);
   } catch (error) {
     clearInterval(sweep);
     // aedes's heartbeat timers would keep the process alive after a failed start.

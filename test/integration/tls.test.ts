@@ -2,7 +2,7 @@ import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { request } from "node:https";
-import { type AddressInfo, createServer, type Server } from "node:net";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -155,6 +155,30 @@ describe("MQTT over TLS", () => {
       expect(failed.length).toBeGreaterThanOrEqual(2);
       expect(failed.every((l) => l.level === 20 && l.transport === "mqtts")).toBe(true);
     } finally {
+      await s.close();
+    }
+  });
+
+  test("sockets waiting in a TLS handshake count against the address's share, and closing them frees it", async () => {
+    const s = await startStack("tls_pending", { ...tlsEnv, FIELDQ_MAX_CONNECTIONS_PER_IP: "3" });
+    const pending: Socket[] = [];
+    try {
+      const port = s.stack.mqttPorts.mqtts as number;
+      // Raw TCP sockets that never start their handshake: what a slow or hostile client would hold open.
+      for (let i = 0; i < 3; i++) {
+        const socket = connect(port, "127.0.0.1");
+        await once(socket, "connect");
+        pending.push(socket);
+      }
+      const tooMany = mosquittoPub(port, "modem-0005", ["--cafile", join(certs, "ca.crt")], fault(1));
+      await expect(tooMany).rejects.toMatchObject({ stderr: expect.any(String) });
+      for (const socket of pending) socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await mosquittoPub(port, "modem-0005", ["--cafile", join(certs, "ca.crt")], fault(2));
+      await s.drained();
+      expect(await s.faults()).toEqual([[expect.any(String), 2, "WAN_DOWN", "modem-0005"]]);
+    } finally {
+      for (const socket of pending) socket.destroy();
       await s.close();
     }
   });
