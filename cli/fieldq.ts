@@ -75,6 +75,18 @@ function simEnv(cfg: Config): SimCommandEnv {
   };
 }
 
+/** The simulated fleet connects from this host, a connection per device: the per-address cap must hold it. */
+function withRoomForSim(cfg: Config, simDevices: number | undefined): Config {
+  if (simDevices === undefined) return cfg;
+  const limits = cfg.mqtt.limits;
+  const perIp = Math.max(limits.maxConnectionsPerIp, simDevices + 10);
+  const total = Math.max(limits.maxConnections, limits.maxConnections - limits.maxConnectionsPerIp + perIp);
+  return {
+    ...cfg,
+    mqtt: { ...cfg.mqtt, limits: { ...limits, maxConnectionsPerIp: perIp, maxConnections: total } },
+  };
+}
+
 async function serve(
   cfg: Config,
   logger: Logger,
@@ -88,7 +100,7 @@ async function serve(
   if (parts.api && cfg.http.tokens.size === 0) {
     logger.warn("FIELDQ_API_TOKENS is empty: every API route but /api/v1/health will answer 401");
   }
-  const stack = await startFieldq(cfg, { logger }, parts);
+  const stack = await startFieldq(withRoomForSim(cfg, simDevices), { logger }, parts);
   const tls = cfg.tls !== undefined;
   for (const [listener, port] of Object.entries(stack.mqttPorts ?? {}) as [keyof ListenerPorts, number][])
     logger.info({ listener, port }, `${LISTENER_NAMES[listener](tls)} listening on port ${port}`);
