@@ -119,6 +119,9 @@ async function main() {
       FIELDQ_INFLUX_DB: `bench_${Date.now()}`,
       FIELDQ_DEVICE_SECRET: secret,
       FIELDQ_DATA_DIR: dataDir,
+      // Each device here sends as fast as it can: the pipeline's throughput is measured, not a device's share.
+      FIELDQ_DEVICE_RATE: "1000000",
+      FIELDQ_DEVICE_BURST: "1000000",
       FIELDQ_LOG_LEVEL: "silent",
       FIELDQ_LOG_FORMAT: "json",
     });
