@@ -12,6 +12,8 @@ export type FuzzCase = {
   payload: Buffer;
   /** Seqs written into the payload that identify it in storage; none when a mutation took them out. */
   markers: number[];
+  /** Other seqs in its bytes (a flipped digit), which may be another case's marker. */
+  claims: number[];
   /** The contract refuses it whatever the decoder says (issue 9: invalid UTF-8, `__proto__`). */
   mustRefuse: boolean;
   retain: boolean;
@@ -429,7 +431,15 @@ export function fuzzCase(r: Random, marker: (k: number) => number, maxPayloadByt
     const payload = Buffer.alloc(length);
     for (let i = 0; i < length; i++) payload[i] = r.int(0, 255);
     const channel = r.pick(["telemetry", "fault", "event", "hello", "status"] as const);
-    return { category: "random-bytes", channel, payload, markers: [], mustRefuse: false, retain: false };
+    return {
+      category: "random-bytes",
+      channel,
+      payload,
+      markers: [],
+      claims: [],
+      mustRefuse: false,
+      retain: false,
+    };
   }
   if (roll < 0.07) {
     return {
@@ -437,6 +447,7 @@ export function fuzzCase(r: Random, marker: (k: number) => number, maxPayloadByt
       channel: r.pick(["telemetry", "fault", "event"] as const),
       payload: Buffer.from(deepNesting(r)),
       markers: [],
+      claims: [],
       mustRefuse: false,
       retain: false,
     };
@@ -447,6 +458,7 @@ export function fuzzCase(r: Random, marker: (k: number) => number, maxPayloadByt
       channel: "fault",
       payload: Buffer.from(JSON.stringify(heavyFault(r, ts, marker(0)))),
       markers: [marker(0)],
+      claims: [],
       mustRefuse: false,
       retain: false,
     };
@@ -491,11 +503,16 @@ export function fuzzCase(r: Random, marker: (k: number) => number, maxPayloadByt
   // A seq still in the bytes after every mutation (a flipped digit makes another number) identifies the message.
   const bytes = payload.toString("latin1");
   const kept = markers.filter((seq) => new RegExp(`"seq":${seq}(?![0-9])`).test(bytes));
+  // Any other seq in the bytes may name another case's marker: the fuzz leaves such seqs out of its checks.
+  const claims = [...bytes.matchAll(/"seq":([0-9]{10})(?![0-9])/g)]
+    .map((m) => Number(m[1]))
+    .filter((seq) => !kept.includes(seq));
   return {
     category,
     channel,
     payload,
     markers: kept,
+    claims,
     mustRefuse,
     retain: ex.channel === "hello" && r.chance(0.5),
   };
