@@ -43,7 +43,8 @@ export const setAsideFile = (dir: string, rp: string) => join(dir, `set-aside.${
 export const SET_ASIDE_MAX_BYTES = 64 * 1024 ** 2;
 
 type Sized = { point: Point; bytes: number };
-type SetAside = Sized & { reason: SetAsideReason; detail: string };
+/** line: the point's line protocol, encoded once when it was refused; undefined when it has none. */
+type SetAside = Sized & { reason: SetAsideReason; detail: string; line: string | undefined };
 /** What became of a set-aside point's line: in its file, or only counted and logged, and why. */
 type Kept = "file" | "file_full" | "file_failed" | "no_file";
 
@@ -200,8 +201,8 @@ export class JournalWriter {
       }
       const { point } = body[0] as Sized;
       const encoded = tryEncodePoint(point);
-      const bytes = encoded.ok ? Buffer.byteLength(encoded.line) : 0;
-      setAside.push({ point, bytes, ...refusal });
+      const line = encoded.ok ? encoded.line : undefined;
+      setAside.push({ point, bytes: line === undefined ? 0 : Buffer.byteLength(line), line, ...refusal });
     }
   }
 
@@ -313,7 +314,6 @@ export class JournalWriter {
 /** A comment InfluxDB skips, then the point's line; a point without a line is kept as JSON in the comment. */
 function setAsideEntry(item: SetAside, at: string): string {
   const comment = `# set-aside ${at} reason=${item.reason}`;
-  const encoded = tryEncodePoint(item.point);
-  if (!encoded.ok) return `${comment} point=${JSON.stringify(item.point)}\n`;
-  return `${comment}\n${encoded.line}\n`;
+  if (item.line === undefined) return `${comment} point=${JSON.stringify(item.point)}\n`;
+  return `${comment}\n${item.line}\n`;
 }
