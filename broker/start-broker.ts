@@ -338,7 +338,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         );
         return done(new Error(`publish to ${forLog(packet.topic)} not allowed`));
       }
-      if (!mayRetain(packet.topic)) packet.retain = false;
+      // Parsed only for the few publishes that ask to be retained.
+      if (packet.retain && !mayRetain(packet.topic)) packet.retain = false;
       // A will is one message at the end of a connection: not counted against the rate.
       if (isWill || client === null) return accept(deviceId, packet, "will", done);
 
