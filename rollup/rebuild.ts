@@ -1,8 +1,9 @@
 import type { InfluxDB } from "influx";
+import { floorHour } from "../contract/time.js";
 import type { PointWriter } from "../storage/influx.js";
 import { from, queryGroups, timeRange } from "../storage/influxql.js";
+import { ROLLUP_SOURCES } from "../storage/rollup-schema.js";
 import { createRollups, type RollupResult } from "./rollups.js";
-import { HOUR_MS, ROLLUP_SOURCES } from "./sets.js";
 
 // Recomputes the rollups of every hour with raw data in a range: after an upgrade from a version without
 // rollups, for data written around the ingest (a restore, a bulk import), or for a benchmark's data set.
@@ -18,8 +19,7 @@ export async function hoursWithData(influx: InfluxDB, fromMs: number, toMs: numb
   );
   const hours = new Set<number>();
   for (const groups of results)
-    for (const row of groups.flatMap((g) => g.rows))
-      hours.add(Math.floor(row.time.getTime() / HOUR_MS) * HOUR_MS);
+    for (const row of groups.flatMap((g) => g.rows)) hours.add(floorHour(row.time.getTime()));
   return [...hours].sort((a, b) => a - b);
 }
 

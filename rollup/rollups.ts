@@ -1,19 +1,24 @@
 import type { InfluxDB } from "influx";
 import { SEVERITIES } from "../contract/messages.js";
+import { DAY_MS, floorDay, floorHour, HOUR_MS } from "../contract/time.js";
 import type { PointWriter } from "../storage/influx.js";
 import { from, queryGroups, type Row, tagIs, text, timeRange } from "../storage/influxql.js";
-import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs } from "../storage/schema.js";
 import {
-  DAY_MS,
+  COHORT_SUMS,
+  COHORT_TAGS,
   encodeIds,
-  HOUR_MS,
+  faultField,
+  ISSUE_TAGS,
   identityKey,
   identityTags,
+  RATINGS,
+  ratingField,
   type SetIdentity,
   type Span,
   storedParts,
   storedSetsStatement,
-} from "./sets.js";
+} from "../storage/rollup-schema.js";
+import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs } from "../storage/schema.js";
 
 // Rollups: what the API's analytics read instead of the raw points. An hour is recomputed from its raw
 // points as a whole, so doing it again is harmless and late data (a device flushing its buffer days later)
@@ -21,19 +26,8 @@ import {
 // only ever gains series: no stale rollup point outlives a recompute. docs/storage.md describes the
 // measurements.
 
-export const RATINGS = 11;
-const COHORT_TAGS = ["kind", "model", "firmware", "region"] as const;
-/** The cohort_1h fields that add up across hours (devices and faulty are distinct counts: they do not). */
-export const COHORT_SUMS = [
-  "hours",
-  "reboots",
-  "rejections",
-  ...SEVERITIES.map((s) => `faults_${s}`),
-  ...Array.from({ length: RATINGS }, (_, rating) => `rating_${rating}`),
-]
-  .map((field) => `sum("${field}") AS "${field}"`)
-  .join(", ");
-const FAULT_TAGS = [...COHORT_TAGS, "fingerprint", "severity", "code"] as const;
+/** For storage/health-store.ts until it imports storage/rollup-schema.ts. */
+export { COHORT_SUMS, RATINGS };
 
 export type RollupResult = { hours: number; days: number; points: number };
 
@@ -131,7 +125,7 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
     const cohortCols = COHORT_TAGS.map((t) => `"${t}"`).join(", ");
     const [activity = [], faults = [], events = [], rejections = []] = await queryGroups(influx, [
       `SELECT "device_id", "hours", ${cohortCols} FROM ${from("activity")} WHERE ${range}`,
-      `SELECT "device_id", "fingerprint_key", ${FAULT_TAGS.map((t) => `"${t}"`).join(", ")} FROM ${from("fault")} WHERE ${range}`,
+      `SELECT "device_id", "fingerprint_key", ${ISSUE_TAGS.map((t) => `"${t}"`).join(", ")} FROM ${from("fault")} WHERE ${range}`,
       `SELECT "seq", "rating", "type", ${cohortCols} FROM ${from("event")} WHERE ${range} AND (${tagIs("type", "reboot")} OR ${tagIs("type", "feedback")})`,
       `SELECT "bytes", ${cohortCols} FROM ${from("rejection")} WHERE ${range}`,
     ]);
@@ -180,8 +174,8 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
       if (severity in c.faults) c.faults[severity] = (c.faults[severity] ?? 0) + 1;
       const device = text(row.device_id);
       const at = row.time.getTime();
-      const tags = tagsOf(row, FAULT_TAGS);
-      const key = keyOf(tags, FAULT_TAGS);
+      const tags = tagsOf(row, ISSUE_TAGS);
+      const key = keyOf(tags, ISSUE_TAGS);
       const cell = issues.get(key) ?? { tags, n: 0, devices: new Set(), firstMs: at, lastMs: at };
       issues.set(key, cell);
       cell.n += 1;
@@ -238,9 +232,9 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         reboots: int(c.reboots),
         rejections: int(c.rejections),
       };
-      for (const s of SEVERITIES) fields[`faults_${s}`] = int(c.faults[s] ?? 0);
+      for (const s of SEVERITIES) fields[faultField(s)] = int(c.faults[s] ?? 0);
       c.ratings.forEach((n, rating) => {
-        fields[`rating_${rating}`] = int(n);
+        fields[ratingField(rating)] = int(n);
       });
       points.push(point("cohort1h", c.tags, fields, hourMs));
     }
@@ -307,12 +301,10 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
 
   return {
     async recompute(input, onProgress) {
-      const hours = [...new Set([...input].map((ms) => Math.floor(ms / HOUR_MS) * HOUR_MS))].sort(
-        (a, b) => a - b,
-      );
+      const hours = [...new Set([...input].map(floorHour))].sort((a, b) => a - b);
       const byDay = new Map<number, number[]>();
       for (const hour of hours) {
-        const day = Math.floor(hour / DAY_MS) * DAY_MS;
+        const day = floorDay(hour);
         byDay.set(day, [...(byDay.get(day) ?? []), hour]);
       }
       const stored = await readFingerprints();

@@ -1,7 +1,7 @@
+import { DAY_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import type { Rollups } from "./rollups.js";
-import { DAY_MS } from "./sets.js";
 
 // Keeps the rollups current in the ingest's process: the journal writer marks the hours it wrote to
 // (durably, in the same batch that drops the written entries), and this loop recomputes them a moment

@@ -17,7 +17,7 @@ import {
   type PointWriter,
 } from "../../storage/influx.js";
 import { queryGroups } from "../../storage/influxql.js";
-import { createRollupCache, type RollupView, type SumQuery } from "../../storage/rollup-cache.js";
+import { createRollupReader, type RollupView, type SumQuery } from "../../storage/rollup-reader.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
 
@@ -117,7 +117,7 @@ describe("rollups", () => {
     ]);
 
     const window = { fromMs: D1 + 22 * HOUR, toMs: D2 + DAY };
-    const view = await createRollupCache(influx).load([
+    const view = await createRollupReader(influx).load([
       window,
       { fromMs: D1 + 23 * HOUR, toMs: D2 + 3 * HOUR },
     ]);
@@ -137,7 +137,7 @@ describe("rollups", () => {
   }) => {
     const rollups = createRollups(influx, write);
     await rollups.recompute(hoursOf(HISTORY));
-    const sets = createRollupCache(influx);
+    const sets = createRollupReader(influx);
     const window = { fromMs: D1, toMs: D2 + DAY };
     // The day D1 whole (its day rollup) and D2's first 6 hours (hour rollups): both kinds of bucket.
     const exposure: SumQuery = {
@@ -193,7 +193,7 @@ describe("RollupRunner", () => {
       runner.start();
       await journal.commit([], [], 0, new Set(hoursOf(HISTORY).map((ms) => Math.floor(ms / HOUR) * HOUR)));
       await expect.poll(() => journal.dirty().size, { timeout: 20_000 }).toBe(0);
-      const view = await createRollupCache(influx).load([{ fromMs: D1, toMs: D2 + DAY }]);
+      const view = await createRollupReader(influx).load([{ fromMs: D1, toMs: D2 + DAY }]);
       expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
       expect((await metrics.rollupHours.get()).values[0]?.value).toBe(26);
     } finally {

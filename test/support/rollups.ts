@@ -1,7 +1,7 @@
 import type { InfluxDB } from "influx";
 import { createRollups, type Rollups } from "../../rollup/rollups.js";
-import { dirtyHoursOf } from "../../rollup/sets.js";
 import type { PointWriter } from "../../storage/influx.js";
+import { dirtyHoursOf } from "../../storage/rollup-schema.js";
 
 /**
  * A writer that recomputes the rollups of the hours it wrote to before it returns, as the ingest's rollup

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { bucketsOf, decodeIds, dirtyHoursOf, encodeIds, PART_CHARS } from "../../rollup/sets.js";
+import { bucketsOf, decodeIds, dirtyHoursOf, encodeIds, PART_CHARS } from "../../storage/rollup-schema.js";
 import { pointTimeNs } from "../../storage/schema.js";
 
 const H = 3_600_000;
