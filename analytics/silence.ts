@@ -1,3 +1,5 @@
+import { DAY_MS, HOUR_MS, iso, MINUTE_MS, WEEK_MS } from "../contract/time.js";
+
 // When a device counts as silent (docs/domain.md: "stopped reporting for longer than its expected interval,
 // whatever its last will said"), decided from numbers alone so the stores and the tests share one rule.
 
@@ -24,10 +26,10 @@ export type SilenceOptions = {
 export const DEFAULT_SILENCE: SilenceOptions = {
   factor: 3,
   expectedIntervals: new Map(),
-  floorMs: 60_000,
-  defaultMs: 3_600_000,
+  floorMs: MINUTE_MS,
+  defaultMs: HOUR_MS,
   minSamples: 3,
-  cadenceWindowMs: 7 * 86_400_000,
+  cadenceWindowMs: WEEK_MS,
 };
 
 export function silenceOptions(options: Partial<SilenceOptions> = {}): SilenceOptions {
@@ -87,4 +89,94 @@ export function presenceStatus(input: {
     return "offline";
   }
   return "online";
+}
+
+/** "Went silent within 24 hours of a firmware update". */
+export const AFTER_UPDATE_MS = DAY_MS;
+
+/** A device that reported in the window, with its cohort and whether it is silent at the window's end. */
+export type SeenDevice = {
+  device: string;
+  model: string;
+  firmware: string;
+  silent: boolean;
+  lastReportMs: number | null;
+};
+/** A device's last successful firmware update (broker time). */
+export type FirmwareUpdate = { device: string; model: string; from: string; to: string; atMs: number };
+
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** One row per distinct key with how many items have it, sorted by key. */
+export function countBy<T, K extends Record<string, string>>(items: readonly T[], key: (item: T) => K) {
+  const counts = new Map<string, K & { count: number }>();
+  for (const item of items) {
+    const k = key(item);
+    const id = JSON.stringify(Object.values(k));
+    counts.set(id, { ...k, count: (counts.get(id)?.count ?? 0) + 1 });
+  }
+  return [...counts.entries()].sort(([a], [b]) => compare(a, b)).map(([, row]) => row);
+}
+
+function rates<K extends Record<string, string>>(seen: readonly SeenDevice[], key: (d: SeenDevice) => K) {
+  const rows = new Map<string, K & { seen: number; silent: number }>();
+  for (const d of seen) {
+    const k = key(d);
+    const id = JSON.stringify(Object.values(k));
+    const row = rows.get(id) ?? { ...k, seen: 0, silent: 0 };
+    rows.set(id, { ...row, seen: row.seen + 1, silent: row.silent + (d.silent ? 1 : 0) });
+  }
+  return [...rows.entries()]
+    .sort(([a], [b]) => compare(a, b))
+    .map(([, row]) => ({ ...row, rate: row.silent / row.seen }));
+}
+
+/**
+ * Silent rates per model and per model + firmware among the devices seen in the window, and the silent
+ * ones whose last report came within AFTER_UPDATE_MS after their last successful firmware update.
+ */
+export function silenceReport(input: {
+  fromMs: number;
+  toMs: number;
+  factor: number;
+  seen: readonly SeenDevice[];
+  updates: readonly FirmwareUpdate[];
+}) {
+  const silentReports = new Map(
+    input.seen.filter((d) => d.silent && d.lastReportMs !== null).map((d) => [d.device, d.lastReportMs ?? 0]),
+  );
+  const devices: Array<{
+    device: string;
+    model: string;
+    from: string;
+    to: string;
+    updatedAt: string;
+    lastReport: string;
+  }> = [];
+  for (const u of input.updates) {
+    const reportMs = silentReports.get(u.device);
+    if (reportMs === undefined || reportMs < u.atMs || reportMs - u.atMs > AFTER_UPDATE_MS) continue;
+    devices.push({
+      device: u.device,
+      model: u.model,
+      from: u.from,
+      to: u.to,
+      updatedAt: iso(u.atMs),
+      lastReport: iso(reportMs),
+    });
+  }
+  devices.sort((a, b) => compare(a.device, b.device));
+  return {
+    from: iso(input.fromMs),
+    to: iso(input.toMs),
+    factor: input.factor,
+    byModel: rates(input.seen, (d) => ({ model: d.model })),
+    byFirmware: rates(input.seen, (d) => ({ model: d.model, firmware: d.firmware })),
+    afterUpdate: {
+      withinS: AFTER_UPDATE_MS / 1000,
+      devices,
+      byModel: countBy(devices, (d) => ({ model: d.model })),
+      byFirmware: countBy(devices, (d) => ({ model: d.model, firmware: d.to })),
+    },
+  };
 }

@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
+  AFTER_UPDATE_MS,
+  countBy,
   DEFAULT_SILENCE,
   expectedInterval,
   median,
   type PresenceState,
   presenceStatus,
   silenceOptions,
+  silenceReport,
 } from "../../analytics/silence.js";
 
 const MINUTE = 60_000;
@@ -105,5 +108,94 @@ describe("silenceOptions", () => {
       expectedIntervals: intervals,
     });
     expect(silenceOptions()).toEqual(DEFAULT_SILENCE);
+  });
+});
+
+describe("silenceReport", () => {
+  const FROM = NOW - 7 * 24 * HOUR;
+  const seen = (device: string, model: string, firmware: string, silent: boolean, lastReportMs: number) => ({
+    device,
+    model,
+    firmware,
+    silent,
+    lastReportMs,
+  });
+  const SEEN = [
+    seen("b-2", "M1", "2.0", true, NOW - 20 * HOUR),
+    seen("a-1", "M1", "2.0", false, NOW - MINUTE),
+    seen("c-3", "M1", "1.0", true, NOW - 30 * HOUR),
+    seen("d-4", "R1", "5", true, NOW - 50 * HOUR),
+  ];
+  const update = (device: string, model: string, atMs: number) => ({
+    device,
+    model,
+    from: "1.0",
+    to: "2.0",
+    atMs,
+  });
+
+  it("counts seen and silent devices per model and per model and firmware, sorted", () => {
+    const report = silenceReport({ fromMs: FROM, toMs: NOW, factor: 3, seen: SEEN, updates: [] });
+    expect(report.byModel).toEqual([
+      { model: "M1", seen: 3, silent: 2, rate: 2 / 3 },
+      { model: "R1", seen: 1, silent: 1, rate: 1 },
+    ]);
+    expect(report.byFirmware).toEqual([
+      { model: "M1", firmware: "1.0", seen: 1, silent: 1, rate: 1 },
+      { model: "M1", firmware: "2.0", seen: 2, silent: 1, rate: 0.5 },
+      { model: "R1", firmware: "5", seen: 1, silent: 1, rate: 1 },
+    ]);
+    expect(report).toMatchObject({
+      from: new Date(FROM).toISOString(),
+      to: new Date(NOW).toISOString(),
+      factor: 3,
+    });
+  });
+
+  it("names the silent devices whose last report came within a day after their last update, and only those", () => {
+    const report = silenceReport({
+      fromMs: FROM,
+      toMs: NOW,
+      factor: 3,
+      seen: SEEN,
+      updates: [
+        update("b-2", "M1", NOW - 30 * HOUR), // last report 10 h after: named
+        update("a-1", "M1", NOW - 2 * HOUR), // not silent
+        update("c-3", "M1", NOW - 20 * HOUR), // last report before the update
+        update("d-4", "R1", NOW - 75 * HOUR), // last report 25 h after
+        update("zz-9", "M1", NOW - 30 * HOUR), // not seen in the window
+      ],
+    });
+    expect(report.afterUpdate).toEqual({
+      withinS: AFTER_UPDATE_MS / 1000,
+      devices: [
+        {
+          device: "b-2",
+          model: "M1",
+          from: "1.0",
+          to: "2.0",
+          updatedAt: new Date(NOW - 30 * HOUR).toISOString(),
+          lastReport: new Date(NOW - 20 * HOUR).toISOString(),
+        },
+      ],
+      byModel: [{ model: "M1", count: 1 }],
+      byFirmware: [{ model: "M1", firmware: "2.0", count: 1 }],
+    });
+  });
+
+  it("answers empty rates for a window nobody reported in", () => {
+    const report = silenceReport({ fromMs: FROM, toMs: NOW, factor: 3, seen: [], updates: [] });
+    expect(report.byModel).toEqual([]);
+    expect(report.afterUpdate.devices).toEqual([]);
+  });
+});
+
+describe("countBy", () => {
+  it("counts items per distinct key, sorted by key", () => {
+    const items = [{ m: "b" }, { m: "a" }, { m: "b" }];
+    expect(countBy(items, (i) => ({ model: i.m }))).toEqual([
+      { model: "a", count: 1 },
+      { model: "b", count: 2 },
+    ]);
   });
 });

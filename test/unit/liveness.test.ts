@@ -1,0 +1,109 @@
+import { describe, expect, it } from "vitest";
+import { type LivenessInput, liveness, livenessInputs } from "../../analytics/liveness.js";
+import { silenceOptions } from "../../analytics/silence.js";
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const NOW = Date.parse("2025-03-01T12:00:00.000Z");
+const iso = (ms: number) => new Date(ms).toISOString();
+const options = silenceOptions({ expectedIntervals: new Map([["R1", 10 * MINUTE]]) });
+
+const input = (fields: Partial<LivenessInput> = {}): LivenessInput => ({
+  model: "M1",
+  lastReportMs: NOW - MINUTE,
+  lastSeenMs: NOW - MINUTE,
+  presence: { state: "online", atMs: NOW - HOUR },
+  cadence: { medianMs: 5 * MINUTE, samples: 10 },
+  ...fields,
+});
+
+describe("liveness", () => {
+  it("reports a device heard a minute ago as online, with its learned interval", () => {
+    expect(liveness(input(), NOW, options)).toEqual({
+      lastSeen: iso(NOW - MINUTE),
+      online: true,
+      lastReport: iso(NOW - MINUTE),
+      status: "online",
+      expectedIntervalS: 300,
+      intervalSource: "learned",
+    });
+  });
+
+  it("judges silence against factor × the interval: 3 × 5 min", () => {
+    expect(liveness(input({ lastReportMs: NOW - 15 * MINUTE }), NOW, options).status).toBe("online");
+    expect(liveness(input({ lastReportMs: NOW - 16 * MINUTE }), NOW, options).status).toBe("silent");
+  });
+
+  it("takes the model's configured interval before the device's cadence", () => {
+    const live = liveness(input({ model: "R1", lastReportMs: NOW - 20 * MINUTE }), NOW, options);
+    expect(live).toMatchObject({ status: "online", expectedIntervalS: 600, intervalSource: "configured" });
+  });
+
+  it("falls back to the default interval with too few cadence samples", () => {
+    const live = liveness(input({ cadence: { medianMs: MINUTE, samples: 2 } }), NOW, options);
+    expect(live).toMatchObject({ expectedIntervalS: 3600, intervalSource: "default" });
+  });
+
+  it("says offline when its newest presence change is an offline no report followed", () => {
+    const live = liveness(input({ presence: { state: "offline", atMs: NOW - 30_000 } }), NOW, options);
+    expect(live).toMatchObject({ status: "offline", online: false });
+  });
+
+  it("shows the newest of report, presence and last seen as lastSeen", () => {
+    const live = liveness(
+      input({ lastSeenMs: NOW - 2 * MINUTE, presence: { state: "offline", atMs: NOW - 10_000 } }),
+      NOW,
+      options,
+    );
+    expect(live.lastSeen).toBe(iso(NOW - 10_000));
+  });
+
+  it("judges a device that never reported from its presence, and one never heard of as silent", () => {
+    const presenceOnly = input({
+      lastReportMs: null,
+      lastSeenMs: null,
+      presence: { state: "online", atMs: NOW - MINUTE },
+    });
+    expect(liveness(presenceOnly, NOW, options)).toMatchObject({ status: "online", lastReport: null });
+    const nothing = input({ lastReportMs: null, lastSeenMs: null, presence: null, cadence: undefined });
+    expect(liveness(nothing, NOW, options)).toMatchObject({ status: "silent", lastSeen: null, online: null });
+  });
+
+  it("judges at the instant asked, not the present", () => {
+    expect(liveness(input({ lastReportMs: NOW - 2 * HOUR }), NOW - 2 * HOUR + MINUTE, options).status).toBe(
+      "online",
+    );
+  });
+});
+
+describe("livenessInputs", () => {
+  it("folds raw reports, presence per source and cadences into one input per device", () => {
+    const inputs = livenessInputs({
+      reports: new Map([["a", NOW - 10 * MINUTE]]),
+      presence: [
+        { device: "a", source: "broker", state: "online", atMs: NOW - HOUR },
+        { device: "a", source: "will", state: "offline", atMs: NOW - 20 * MINUTE },
+        // A status message is a report too.
+        { device: "b", source: "device", state: "online", atMs: NOW - 5 * MINUTE },
+      ],
+      cadences: new Map([["a", { medianMs: MINUTE, samples: 4 }]]),
+      models: new Map([["a", "M1"]]),
+      unknownModel: "unknown",
+    });
+    expect(inputs.get("a")).toEqual({
+      model: "M1",
+      lastReportMs: NOW - 10 * MINUTE,
+      lastSeenMs: NOW - 10 * MINUTE,
+      presence: { state: "offline", atMs: NOW - 20 * MINUTE },
+      cadence: { medianMs: MINUTE, samples: 4 },
+    });
+    expect(inputs.get("b")).toEqual({
+      model: "unknown",
+      lastReportMs: NOW - 5 * MINUTE,
+      lastSeenMs: NOW - 5 * MINUTE,
+      presence: { state: "online", atMs: NOW - 5 * MINUTE },
+      cadence: undefined,
+    });
+    expect([...inputs.keys()].sort()).toEqual(["a", "b"]);
+  });
+});
