@@ -1,5 +1,12 @@
-import { z } from "zod";
-import { Label } from "../contract/messages.js";
+import {
+  type AutoCloseEvent,
+  type IssueEvent,
+  type IssueStatus,
+  type RegressionEvent,
+  TransitionEvent,
+  type TransitionTarget,
+} from "../contract/issue-events.js";
+import type { Result } from "../contract/result.js";
 import { isAtLeast } from "./versions.js";
 
 // An issue's lifecycle, in the spirit of ISO 10002 complaint handling: every decision is an event with who
@@ -23,25 +30,6 @@ import { isAtLeast } from "./versions.js";
 // regressed; checkVerification moves fix_released to verifying on the first device-hours on the fix, and
 // verifying to closed with closedEffective once the fix has run the required device-hours.
 
-type Result<T, E> = { ok: true; value: T } | { ok: false; error: E };
-
-export const ISSUE_STATUSES = [
-  "new",
-  "acknowledged",
-  "investigating",
-  "fix_released",
-  "verifying",
-  "closed",
-  "muted",
-  "regressed",
-] as const;
-export const IssueStatus = z.enum(ISSUE_STATUSES);
-export type IssueStatus = z.infer<typeof IssueStatus>;
-
-/** Statuses a person can ask for; "new" and "regressed" only happen. */
-export const TransitionTarget = IssueStatus.exclude(["new", "regressed"]);
-export type TransitionTarget = z.infer<typeof TransitionTarget>;
-
 export const TRANSITIONS: Readonly<Record<IssueStatus, readonly TransitionTarget[]>> = {
   new: ["acknowledged", "investigating", "muted", "closed"],
   acknowledged: ["investigating", "fix_released", "muted", "closed"],
@@ -59,86 +47,6 @@ export const needsReason = (from: IssueStatus, to: TransitionTarget): boolean =>
 
 export const canTransition = (from: IssueStatus, to: TransitionTarget): boolean =>
   TRANSITIONS[from].includes(to);
-
-const Actor = z.string().trim().min(1).max(128);
-const At = z.number().int().min(0);
-const Reason = z.string().trim().min(1).max(2000);
-const System = z.literal("system");
-
-export const TransitionEvent = z
-  .strictObject({
-    type: z.literal("transition"),
-    to: TransitionTarget,
-    actor: Actor,
-    at: At,
-    reason: Reason.optional(),
-    fixVersion: Label.optional(),
-  })
-  .superRefine((event, ctx) => {
-    if (event.to === "fix_released" && event.fixVersion === undefined) {
-      ctx.addIssue({ code: "custom", path: ["fixVersion"], message: "is required when to is fix_released" });
-    }
-    if (event.to !== "fix_released" && event.fixVersion !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["fixVersion"], message: "belongs to fix_released only" });
-    }
-  });
-export type TransitionEvent = z.infer<typeof TransitionEvent>;
-
-export const AssignEvent = z.strictObject({
-  type: z.literal("assign"),
-  assignee: Actor.nullable(),
-  actor: Actor,
-  at: At,
-});
-export const NoteEvent = z.strictObject({
-  type: z.literal("note"),
-  text: z.string().trim().min(1).max(10_000),
-  actor: Actor,
-  at: At,
-});
-export const MergeEvent = z.strictObject({
-  type: z.literal("merge"),
-  into: z.string().min(1).max(128),
-  actor: Actor,
-  at: At,
-  reason: Reason.optional(),
-});
-export const RegressionEvent = z.strictObject({
-  type: z.literal("regression"),
-  firmware: Label,
-  at: At,
-  actor: System,
-});
-export const AutoCloseEvent = z.strictObject({
-  type: z.literal("auto_close"),
-  exposureHours: z.number().min(0),
-  requiredHours: z.number().min(0),
-  at: At,
-  actor: System,
-});
-export const FirstSeenEvent = z.strictObject({
-  type: z.literal("first_seen"),
-  firmware: Label.optional(),
-  at: At,
-  actor: System,
-});
-export type AssignEvent = z.infer<typeof AssignEvent>;
-export type NoteEvent = z.infer<typeof NoteEvent>;
-export type MergeEvent = z.infer<typeof MergeEvent>;
-export type RegressionEvent = z.infer<typeof RegressionEvent>;
-export type AutoCloseEvent = z.infer<typeof AutoCloseEvent>;
-export type FirstSeenEvent = z.infer<typeof FirstSeenEvent>;
-
-export const IssueEvent = z.discriminatedUnion("type", [
-  TransitionEvent,
-  AssignEvent,
-  NoteEvent,
-  MergeEvent,
-  RegressionEvent,
-  AutoCloseEvent,
-  FirstSeenEvent,
-]);
-export type IssueEvent = z.infer<typeof IssueEvent>;
 
 /**
  * How a closed issue was closed: "effective" after the fix ran its required device-hours without a
@@ -302,7 +210,7 @@ export function requestTransition(
 }
 
 /** Whether an issue relies on a released fix, so a recurrence on that fix is a regression. */
-function reliesOnFix(state: IssueState): boolean {
+export function reliesOnFix(state: IssueState): boolean {
   if (state.status === "fix_released" || state.status === "verifying") return true;
   return state.status === "closed" && (state.closure === "effective" || state.closure === "fixed");
 }

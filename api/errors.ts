@@ -1,23 +1,10 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { type ZodError, z } from "zod";
+import type { ZodError } from "zod";
+import { type ErrorCode, ErrorEnvelope } from "../contract/api/common.js";
 import type { Logger } from "../observe/logger.js";
 import { StoreUnavailable } from "../storage/influxql.js";
-
-export const ERROR_CODES = [
-  "BAD_REQUEST",
-  "UNAUTHORIZED",
-  "FORBIDDEN",
-  "NOT_FOUND",
-  "CONFLICT",
-  "PAYLOAD_TOO_LARGE",
-  "RATE_LIMITED",
-  "UNAVAILABLE",
-  "INTERNAL",
-] as const;
-export const ErrorCode = z.enum(ERROR_CODES);
-export type ErrorCode = z.infer<typeof ErrorCode>;
 
 export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
   switch (code) {
@@ -33,6 +20,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
       return 409;
     case "PAYLOAD_TOO_LARGE":
       return 413;
+    case "UNSUPPORTED_MEDIA_TYPE":
+      return 415;
     case "RATE_LIMITED":
       return 429;
     case "UNAVAILABLE":
@@ -53,23 +42,12 @@ function statusToCode(status: number): ErrorCode {
   if (status === 404) return "NOT_FOUND";
   if (status === 409) return "CONFLICT";
   if (status === 413) return "PAYLOAD_TOO_LARGE";
+  if (status === 415) return "UNSUPPORTED_MEDIA_TYPE";
   if (status === 429) return "RATE_LIMITED";
   if (status === 503) return "UNAVAILABLE";
   if (status >= 400 && status < 500) return "BAD_REQUEST";
   return "INTERNAL";
 }
-
-export const ErrorEnvelope = z
-  .object({
-    error: z.object({
-      code: ErrorCode,
-      message: z
-        .string()
-        .meta({ examples: ['query parameter "limit": Too big: expected number to be <=1000'] }),
-    }),
-  })
-  .meta({ id: "Error", description: "Every error response has this shape" });
-export type ErrorEnvelope = z.infer<typeof ErrorEnvelope>;
 
 export class ApiError extends HTTPException {
   readonly code: ErrorCode;
@@ -155,6 +133,10 @@ export function describeIssues(target: string, error: ZodError, given: Record<st
   return error.issues
     .map((issue) => {
       const path = issue.path.map(String).join(".");
+      if (issue.code === "unrecognized_keys") {
+        const names = issue.keys.map((k) => `"${[...issue.path.map(String), k].join(".")}"`).join(", ");
+        return `unknown ${where}${issue.keys.length === 1 ? "" : "s"} ${names}: this route does not take ${issue.keys.length === 1 ? "it" : "them"}`;
+      }
       if (path === "") return `${where}s: ${issue.message}`;
       const absent = issue.code === "invalid_type" && issue.path.length === 1 && given[path] === undefined;
       return `${where} "${path}": ${absent ? "is required" : issue.message}`;

@@ -1,13 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { z } from "zod";
-import { IssuePage } from "../api/issue-schemas.js";
-import { DevicePage, Health } from "../api/schemas.js";
 import { parseDuration } from "../config/duration.js";
 import { ApiTokens, Env, ROLES } from "../config/env.js";
-import { MAX_PAGE, SilenceReport } from "../storage/fleet-store.js";
-import { FirmwareComparison, FirmwareVersions, FleetSummary } from "../storage/health-store.js";
-import { IssueDetail } from "../storage/issue-store.js";
+import { Health, MAX_PAGE } from "../contract/api/common.js";
+import { DevicePage, SilenceReport } from "../contract/api/devices.js";
+import { FirmwareComparison, FirmwareVersions, FleetSummary } from "../contract/api/fleet.js";
+import { IssueDetail, IssuePage } from "../contract/api/issues.js";
 import {
   collectAnswers,
   parseGroundTruth,

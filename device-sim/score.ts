@@ -1,13 +1,13 @@
 import { z } from "zod";
 import { median } from "../analytics/silence.js";
-import type { Device, SilenceReport } from "../storage/fleet-store.js";
+import type { Device, SilenceReport } from "../contract/api/devices.js";
 import type {
   FirmwareComparison,
   FirmwareVersions,
   FleetSummary,
   RateComparison,
-} from "../storage/health-store.js";
-import type { IssueDetail, IssueSummary } from "../storage/issue-store.js";
+} from "../contract/api/fleet.js";
+import type { IssueDetail, IssueSummary } from "../contract/api/issues.js";
 import type { GroundTruth, InjectedProblem } from "./script.js";
 
 // `fieldq sim score`: what a run injected (its ground truth) against what the fieldq API found. The API is

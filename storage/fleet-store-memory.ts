@@ -1,24 +1,26 @@
+import { DeviceId } from "../contract/api/common.js";
 import {
-  AFTER_UPDATE_MS,
   type Device,
-  DeviceFilter,
-  DeviceId,
   type DeviceSummary,
   type EventRecord,
-  FaultFilter,
-  type FaultRecord,
-  type FleetStore,
-  LATEST_METRICS_SPAN_MS,
-  PresenceQuery,
   type PresenceRecord,
   RECENT_EVENTS,
   RECENT_FAULTS,
   RECENT_PRESENCE,
   RECENT_RATINGS,
-  SilenceQuery,
   type SilenceReport,
-  TelemetryQuery,
   type TelemetrySeries,
+} from "../contract/api/devices.js";
+import type { FaultRecord } from "../contract/api/faults.js";
+import {
+  AFTER_UPDATE_MS,
+  DeviceFilter,
+  FaultFilter,
+  type FleetStore,
+  LATEST_METRICS_SPAN_MS,
+  PresenceQuery,
+  SilenceQuery,
+  TelemetryQuery,
 } from "./fleet-store.js";
 
 // For unit tests of the layers above the store only: the InfluxDB store has integration tests of its own.
@@ -191,7 +193,8 @@ export function createMemoryFleetStore(fleet: MemoryFleet = {}): FleetStore {
           count: ratings.length,
           mean: ratings.length === 0 ? null : sum / ratings.length,
           recent: ratings.slice(0, RECENT_RATINGS).map((e) => ({
-            time: e.receivedAt,
+            time: e.ts,
+            receivedAt: e.receivedAt,
             rating: Number(e.data.rating),
             comment: typeof e.data.comment === "string" ? e.data.comment : null,
           })),

@@ -3,115 +3,39 @@ import { z } from "zod";
 import {
   type Cadence,
   expectedInterval,
-  PRESENCE_STATUSES,
   type PresenceState,
   presenceStatus,
   type SilenceOptions,
   silenceOptions,
 } from "../analytics/silence.js";
-import { Context, Label, MetricName, RESERVED_FIELDS, Severity } from "../contract/messages.js";
-import { DEVICE_ID_PATTERN } from "../contract/topics.js";
+import { DeviceId, MAX_PAGE } from "../contract/api/common.js";
+import {
+  type Device,
+  type DeviceDetail,
+  type DeviceSummary,
+  type EventRecord,
+  type PresenceRecord,
+  PresenceStatus,
+  RECENT_EVENTS,
+  RECENT_FAULTS,
+  RECENT_PRESENCE,
+  RECENT_RATINGS,
+  type SilenceReport,
+  type SilentAfterUpdate,
+  TelemetryFn,
+  type TelemetrySeries,
+} from "../contract/api/devices.js";
+import { FAULT_FILTER_FIELDS, type FaultRecord } from "../contract/api/faults.js";
+import { Context, Label, MetricName, RESERVED_FIELDS } from "../contract/messages.js";
 import { from, iso, queryGroups, type Row, tagIs, text, timeRange } from "./influxql.js";
 import { DEVICE_TAGS, type MeasurementKey, SEQ_HI_TAG, UNKNOWN } from "./schema.js";
 
 // The API's read side of InfluxDB. Every value that reaches InfluxQL is validated by one of the schemas
 // below first and escaped as it is spliced in; docs/storage.md describes the measurements queried here.
 
-export const MAX_PAGE = 1000;
-export const RECENT_FAULTS = 20;
-export const RECENT_EVENTS = 20;
-export const RECENT_PRESENCE = 10;
-export const RECENT_RATINGS = 10;
 export const LATEST_METRICS_SPAN_MS = 7 * 86_400_000;
 /** "Went silent within 24 hours of a firmware update". */
 export const AFTER_UPDATE_MS = 86_400_000;
-
-export const DeviceId = z
-  .string()
-  .regex(DEVICE_ID_PATTERN, "must be 1-64 letters, digits, _ . or - and start with a letter or digit");
-
-const isoTime = z.iso.datetime();
-
-export const PresenceStatus = z.enum(PRESENCE_STATUSES);
-
-export const Device = z
-  .object({
-    id: DeviceId,
-    kind: z.string().meta({ examples: ["modem"] }),
-    model: z.string(),
-    firmware: z.string(),
-    hardware: z.string().nullable().meta({ description: "Hardware revision; null before any hello" }),
-    serial: z.string().nullable().meta({ description: "null before any hello" }),
-    region: z.string(),
-    isp: z.string().nullable(),
-    lastSeen: isoTime
-      .nullable()
-      .meta({ description: "Broker time of the newest message or presence change" }),
-    online: z.boolean().nullable().meta({ description: "Last presence state; null when never reported" }),
-    lastReport: isoTime.nullable().meta({
-      description:
-        "Broker time of the newest message the device sent itself (not a connect, disconnect or will); silence is judged from it",
-    }),
-    status: PresenceStatus.meta({
-      description:
-        "silent: no report for more than factor × expectedIntervalS, whatever presence says; offline: not overdue but its newest presence change is an offline no report has followed; online: otherwise",
-    }),
-    expectedIntervalS: z.number().min(0).meta({ description: "How often the device is expected to report" }),
-    intervalSource: z.enum(["configured", "learned", "default"]).meta({
-      description:
-        "configured per model; learned: the median of its recent gap_ms samples; default: too few samples",
-    }),
-  })
-  .meta({ id: "Device", description: 'Metadata from the device\'s latest hello ("unknown" before any)' });
-export type Device = z.infer<typeof Device>;
-
-export const FaultRecord = z
-  .object({
-    device: DeviceId,
-    kind: z.string(),
-    model: z.string(),
-    firmware: z.string(),
-    region: z.string(),
-    code: z.string().meta({ examples: ["DSL_RESYNC"] }),
-    severity: z.string().meta({ description: "info, warning, error or critical" }),
-    component: z.string().nullable(),
-    message: z.string().nullable(),
-    context: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
-    ts: isoTime.meta({ description: "Device time" }),
-    receivedAt: isoTime.meta({ description: "Broker time" }),
-  })
-  .meta({ id: "FaultRecord" });
-export type FaultRecord = z.infer<typeof FaultRecord>;
-
-export const DeviceDetail = Device.extend({ recentFaults: z.array(FaultRecord).max(RECENT_FAULTS) }).meta({
-  id: "DeviceDetail",
-  description: `A device with its ${RECENT_FAULTS} most recent faults, newest first`,
-});
-export type DeviceDetail = z.infer<typeof DeviceDetail>;
-
-export const TELEMETRY_FNS = ["mean", "min", "max", "last"] as const;
-export const TelemetryFn = z.enum(TELEMETRY_FNS);
-
-export const TelemetrySeries = z
-  .object({
-    device: DeviceId,
-    metric: z.string(),
-    fn: TelemetryFn,
-    from: isoTime,
-    to: isoTime,
-    everyMs: z.number().int().positive(),
-    points: z.array(
-      z.object({
-        time: isoTime.meta({ description: "Start of the bucket" }),
-        value: z
-          .union([z.number(), z.boolean()])
-          .nullable()
-          .meta({ description: "null for an empty bucket" }),
-      }),
-    ),
-  })
-  .meta({ id: "TelemetrySeries" });
-export type TelemetrySeries = z.infer<typeof TelemetrySeries>;
 
 const epochMs = z.number().int().min(0);
 const page = { limit: z.number().int().min(1).max(MAX_PAGE), offset: z.number().int().min(0) };
@@ -137,117 +61,15 @@ export const TelemetryQuery = z
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type TelemetryQuery = z.infer<typeof TelemetryQuery>;
 
-/** What faults can be narrowed by; the API's query schema spreads the same fields. */
-export const FAULT_FILTER_FIELDS = {
-  device: DeviceId.optional(),
-  kind: Label.optional(),
-  model: Label.optional(),
-  firmware: Label.optional(),
-  code: Label.optional(),
-  severity: Severity.optional(),
-};
-
 export const FaultFilter = z
   .object({ fromMs: epochMs, toMs: epochMs, ...FAULT_FILTER_FIELDS, ...page })
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type FaultFilter = z.infer<typeof FaultFilter>;
 
-export const PresenceRecord = z
-  .object({
-    time: isoTime.meta({ description: "Broker time" }),
-    state: z.enum(["online", "offline"]),
-    source: z.string().meta({
-      description: "broker: connect or disconnect; device: its status message; will: its last will",
-      examples: ["will"],
-    }),
-  })
-  .meta({ id: "PresenceRecord" });
-export type PresenceRecord = z.infer<typeof PresenceRecord>;
-
 export const PresenceQuery = z
   .object({ device: DeviceId, fromMs: epochMs, toMs: epochMs, ...page })
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type PresenceQuery = z.infer<typeof PresenceQuery>;
-
-export const EventRecord = z
-  .object({
-    type: z.string().meta({ examples: ["firmware_update"] }),
-    ts: isoTime.meta({ description: "Device time" }),
-    receivedAt: isoTime.meta({ description: "Broker time" }),
-    data: z
-      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
-      .meta({ description: "The event's fields: from, to, result; reason; rating, comment; …" }),
-  })
-  .meta({ id: "EventRecord" });
-export type EventRecord = z.infer<typeof EventRecord>;
-
-export const Rating = z.object({ time: isoTime, rating: z.number(), comment: z.string().nullable() });
-
-export const DeviceSummary = Device.extend({
-  recentPresence: z.array(PresenceRecord).max(RECENT_PRESENCE),
-  metrics: z
-    .object({
-      since: isoTime,
-      values: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])),
-    })
-    .meta({ description: "The last value of each telemetry metric reported since `since`" }),
-  recentFaults: z.array(FaultRecord).max(RECENT_FAULTS),
-  recentEvents: z.array(EventRecord).max(RECENT_EVENTS),
-  feedback: z.object({
-    count: z.number().int().min(0),
-    mean: z
-      .number()
-      .nullable()
-      .meta({ description: "Mean of every rating the device sent; null without any" }),
-    recent: z.array(Rating).max(RECENT_RATINGS),
-  }),
-});
-export type DeviceSummary = z.infer<typeof DeviceSummary>;
-
-const rate = {
-  seen: z.number().int().min(0).meta({ description: "Devices with an activity hour in the window" }),
-  silent: z.number().int().min(0).meta({ description: "Of those, silent at the end of the window" }),
-  rate: z.number().min(0).max(1).meta({ description: "silent / seen" }),
-};
-
-export const SilentAfterUpdate = z
-  .object({
-    device: DeviceId,
-    model: z.string(),
-    from: z.string(),
-    to: z.string(),
-    updatedAt: isoTime.meta({ description: "Broker time of its last successful firmware_update event" }),
-    lastReport: isoTime,
-  })
-  .meta({ id: "SilentAfterUpdate" });
-export type SilentAfterUpdate = z.infer<typeof SilentAfterUpdate>;
-
-export const SilenceReport = z
-  .object({
-    from: isoTime,
-    to: isoTime.meta({ description: "Silence is judged at this instant" }),
-    factor: z.number(),
-    byModel: z.array(z.object({ model: z.string(), ...rate })),
-    byFirmware: z.array(z.object({ model: z.string(), firmware: z.string(), ...rate })),
-    afterUpdate: z.object({
-      withinS: z.number().int(),
-      devices: z.array(SilentAfterUpdate),
-      byModel: z.array(z.object({ model: z.string(), count: z.number().int() })),
-      byFirmware: z.array(
-        z.object({
-          model: z.string(),
-          firmware: z.string().meta({ description: "The update's `to`" }),
-          count: z.number().int(),
-        }),
-      ),
-    }),
-  })
-  .meta({
-    id: "SilenceReport",
-    description:
-      "Silent rates per model and per model + firmware (the device's tags in its newest activity hour of the window), and the silent devices whose last report came within 24 h after their last successful firmware update",
-  });
-export type SilenceReport = z.infer<typeof SilenceReport>;
 
 export const SilenceQuery = z
   .object({ fromMs: epochMs, toMs: epochMs })
@@ -668,7 +490,7 @@ export function createInfluxFleetStore(influx: InfluxDB, options: InfluxFleetSto
           `SELECT mean("rating") AS "mean", count("rating") AS "count" FROM ${from("event")} WHERE ${feedback}`,
         ),
         rows(
-          `SELECT "rating", "comment", "received_ms" FROM ${from("event")} WHERE ${feedback} ORDER BY time DESC LIMIT ${RECENT_RATINGS}`,
+          `SELECT "rating", "comment", "received_ms", "clock_skewed", "device_ts" FROM ${from("event")} WHERE ${feedback} ORDER BY time DESC LIMIT ${RECENT_RATINGS}`,
         ),
       ]);
       if (found === undefined) return undefined;
@@ -692,7 +514,8 @@ export function createInfluxFleetStore(influx: InfluxDB, options: InfluxFleetSto
           recent: ratings
             .filter((r) => typeof r.rating === "number")
             .map((r) => ({
-              time: iso(integer(r.received_ms) ?? r.time.getTime()),
+              time: iso((r.clock_skewed === true ? integer(r.device_ts) : null) ?? r.time.getTime()),
+              receivedAt: iso(integer(r.received_ms) ?? r.time.getTime()),
               rating: r.rating as number,
               comment: text(r.comment),
             })),

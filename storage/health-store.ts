@@ -2,6 +2,17 @@ import type { InfluxDB } from "influx";
 import { z } from "zod";
 import { compareRates } from "../analytics/rate-ratio.js";
 import { compareVersions } from "../analytics/versions.js";
+import {
+  type FirmwareComparison,
+  type FirmwareVersions,
+  type FleetSummary,
+  type FleetTrend,
+  GROUP_TAGS,
+  GroupTag,
+  type HealthMetrics,
+  MAX_SERIES_DAYS,
+  type RateComparison,
+} from "../contract/api/fleet.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
 import { COHORT_SUMS, RATINGS } from "../rollup/rollups.js";
 import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
@@ -24,17 +35,8 @@ import {
 // responses give the window actually used. Data shows up once its hour is rolled up, late data included.
 
 export { alignHours, DAY_MS, HOUR_MS, RATINGS };
-/** Daily series (trend, adoption) span at most this many days. */
-export const MAX_SERIES_DAYS = 400;
-
-export const GROUP_TAGS = ["kind", "model", "firmware", "region"] as const;
-export const GroupTag = z.enum(GROUP_TAGS);
-export type GroupTag = z.infer<typeof GroupTag>;
 
 const epochMs = z.number().int().min(0);
-const isoTime = z.iso.datetime();
-const count = z.number().int().min(0);
-const rate = (description: string) => z.number().nullable().meta({ description });
 
 const SELECTION_FIELDS = {
   kind: Label.optional(),
@@ -70,163 +72,6 @@ export const FirmwareCompareQuery = z
   .refine(ordered, ORDER)
   .refine((q) => q.baseline !== q.candidate, "baseline and candidate must differ");
 export type FirmwareCompareQuery = z.input<typeof FirmwareCompareQuery>;
-
-const PerExposure = z.object({
-  count,
-  per1000h: rate("count / exposureHours × 1000; null without exposure"),
-});
-
-export const HealthMetrics = z
-  .object({
-    devices: count.meta({ description: "Active devices: distinct devices with at least one activity hour" }),
-    exposureHours: count.meta({ description: "Device-hours of exposure: the activity points counted" }),
-    faults: PerExposure.extend({
-      bySeverity: z.object(
-        Object.fromEntries(SEVERITIES.map((s) => [s, PerExposure])) as {
-          [K in Severity]: typeof PerExposure;
-        },
-      ),
-    }),
-    faultyDevices: count.meta({ description: "Distinct devices with at least one fault" }),
-    faultFreeShare: rate("(devices − faultyDevices) / devices, floored at 0; null without devices"),
-    reboots: z.object({
-      count,
-      perDeviceDay: rate("reboot events / (exposureHours / 24); null without exposure"),
-    }),
-    rejections: PerExposure.meta({
-      description: "Messages the ingest refused (rejection points, stamped at receive time) per 1,000 h",
-    }),
-    feedback: z.object({
-      count,
-      mean: rate("Mean rating 0-10; null without ratings"),
-      distribution: z
-        .array(count)
-        .length(RATINGS)
-        .meta({ description: "Number of ratings of 0, 1, …, 10 (index = rating)" }),
-    }),
-  })
-  .meta({ id: "HealthMetrics" });
-export type HealthMetrics = z.infer<typeof HealthMetrics>;
-
-const Selection = z
-  .object({ kind: z.string(), model: z.string(), firmware: z.string(), region: z.string() })
-  .partial();
-
-export const FleetSummary = z
-  .object({
-    from: isoTime.meta({ description: "Start of the window used: `from` floored to the UTC hour" }),
-    to: isoTime.meta({ description: "End (exclusive): `to` raised to the next UTC hour" }),
-    groupBy: z.array(GroupTag),
-    filter: Selection,
-    groups: z.array(HealthMetrics.extend({ group: Selection })),
-    total: HealthMetrics,
-  })
-  .meta({ id: "FleetSummary" });
-export type FleetSummary = z.infer<typeof FleetSummary>;
-
-export const FleetTrend = z
-  .object({
-    from: isoTime,
-    to: isoTime,
-    filter: Selection,
-    days: z.array(
-      HealthMetrics.extend({
-        day: isoTime.meta({ description: "UTC midnight starting the day" }),
-        from: isoTime.meta({ description: "The part of the window inside this day" }),
-        to: isoTime,
-      }),
-    ),
-  })
-  .meta({ id: "FleetTrend" });
-export type FleetTrend = z.infer<typeof FleetTrend>;
-
-const DayCount = z.object({ day: isoTime, devices: count });
-
-export const FirmwareVersions = z
-  .object({
-    from: isoTime,
-    to: isoTime,
-    models: z.array(
-      z.object({
-        model: z.string(),
-        devicesByDay: z
-          .array(DayCount)
-          .meta({ description: "Distinct active devices of the model per UTC day, any version" }),
-        versions: z.array(
-          z.object({
-            firmware: z.string(),
-            firstSeen: isoTime.meta({ description: "Start of the first activity hour ever, up to `to`" }),
-            devicesNow: count.meta({ description: "Distinct active devices in the window's last 24 h" }),
-            devices: count.meta({ description: "Distinct active devices in the window" }),
-            exposureHours: count,
-            adoption: z.array(
-              DayCount.extend({
-                share: rate("devices / the model's active devices that day; null when none"),
-              }),
-            ),
-          }),
-        ),
-      }),
-    ),
-  })
-  .meta({ id: "FirmwareVersions" });
-export type FirmwareVersions = z.infer<typeof FirmwareVersions>;
-
-const CohortRate = z.object({ count, exposureHours: z.number(), ratePer1000h: z.number() });
-
-export const RateComparison = z
-  .object({
-    baseline: CohortRate,
-    candidate: CohortRate,
-    rateRatio: z.number().nullable(),
-    rateRatioMissing: z.enum(["no_events", "no_baseline_events"]).nullable(),
-    ci: z
-      .object({
-        lower: z.number(),
-        upper: z.number().nullable(),
-        upperUnbounded: z.boolean(),
-        level: z.number(),
-      })
-      .nullable()
-      .meta({ description: "Exact 95% interval of the rate ratio; null without any fault" }),
-    pValue: z.number().nullable(),
-    equivalenceMargin: z.number(),
-    verdict: z.enum(["regression", "improvement", "no_difference", "insufficient_evidence"]),
-    moreExposureNeeded: z
-      .discriminatedUnion("reachable", [
-        z.object({
-          reachable: z.literal(true),
-          factor: z.number(),
-          baselineHours: z.number(),
-          candidateHours: z.number(),
-        }),
-        z.object({
-          reachable: z.literal(false),
-          reason: z.enum(["no_events", "beyond_cap"]),
-          maxFactor: z.number(),
-        }),
-      ])
-      .nullable(),
-  })
-  .meta({ id: "RateComparison", description: "analytics/rate-ratio.ts compareRates" });
-export type RateComparison = z.infer<typeof RateComparison>;
-
-const Cohort = z.object({ firmware: z.string(), devices: count, exposureHours: count });
-
-export const FirmwareComparison = z
-  .object({
-    model: z.string(),
-    from: isoTime,
-    to: isoTime,
-    severity: Severity.nullable().meta({ description: "overall and byCode count only this severity" }),
-    baseline: Cohort,
-    candidate: Cohort,
-    overall: RateComparison,
-    critical: RateComparison,
-    byCode: z.array(z.object({ code: z.string(), comparison: RateComparison })),
-  })
-  .meta({ id: "FirmwareComparison" });
-export type FirmwareComparison = z.infer<typeof FirmwareComparison>;
 
 export type FirmwareComparisonResult =
   | { ok: true; comparison: FirmwareComparison }

@@ -5,16 +5,23 @@ import { resolveIssueId } from "../analytics/fingerprint.js";
 import {
   applyEvent,
   checkVerification,
-  IssueEvent,
   type IssueState,
-  IssueStatus,
   onOccurrence,
   replay,
 } from "../analytics/lifecycle.js";
 import { isAtLeast } from "../analytics/versions.js";
+import { DeviceId, IssueId, MAX_PAGE } from "../contract/api/common.js";
+import {
+  type DeviceIssue,
+  type IssueDetail,
+  type IssueHistoryEntry,
+  IssueSort,
+  type IssueSummary,
+  MAX_AFFECTED_DEVICES,
+} from "../contract/api/issues.js";
+import { IssueEvent, IssueStatus } from "../contract/issue-events.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
 import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
-import { DeviceId, MAX_PAGE } from "./fleet-store.js";
 import type { PointWriter } from "./influx.js";
 import {
   from,
@@ -46,20 +53,10 @@ import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
 // verifying, closed as effective) and appends it to the log once, as actor "system".
 
 export const DEFAULT_VERIFY_DEVICE_HOURS = 500;
-export const MAX_AFFECTED_DEVICES = 500;
+
 /** Windows up to this long get an hourly trend, longer ones a daily one. */
 export const HOURLY_TREND_MAX_MS = 2 * DAY_MS;
 
-export const IssueId = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, _ or - (a fingerprint id)");
-
-export const ISSUE_SORTS = ["devices", "occurrences", "last_seen", "growth"] as const;
-export const IssueSort = z.enum(ISSUE_SORTS);
-export type IssueSort = z.infer<typeof IssueSort>;
-
-const isoTime = z.iso.datetime();
-const count = z.number().int().min(0);
 const epochMs = z.number().int().min(0);
 
 export const IssueFilter = z
@@ -82,82 +79,6 @@ export const IssueWindow = z
   .object({ fromMs: epochMs, toMs: epochMs })
   .refine((q) => q.fromMs < q.toMs, "fromMs must be before toMs");
 export type IssueWindow = z.infer<typeof IssueWindow>;
-
-export const IssueSummary = z
-  .object({
-    id: IssueId,
-    key: z.string().meta({ examples: ["modem/FQ-Modem 7590/DSL_RESYNC"] }),
-    kind: z.string(),
-    model: z.string(),
-    models: z.array(z.string()).meta({ description: '"kind/model" of every fingerprint in the issue' }),
-    codes: z.array(z.string()).meta({ description: "Fault codes seen in the window" }),
-    mergedIds: z.array(IssueId).meta({ description: "Issues merged into this one by hand" }),
-    status: IssueStatus,
-    assignee: z.string().nullable(),
-    fixVersion: z.string().nullable(),
-    firstSeen: isoTime.meta({ description: "Earliest occurrence ever (device time)" }),
-    lastSeen: isoTime.meta({ description: "Latest occurrence ever (device time)" }),
-    occurrences: count.meta({
-      description: "Faults in the window, widened to whole UTC hours (from floored, to raised)",
-    }),
-    affectedDevices: count.meta({ description: "Distinct devices with a fault in the window" }),
-    activeDevices: count.meta({
-      description: "Distinct devices of the issue's models that reported in the window (activity)",
-    }),
-    fleetShare: z
-      .number()
-      .min(0)
-      .nullable()
-      .meta({ description: "affectedDevices / activeDevices; null when no device was active" }),
-    worstSeverity: Severity.nullable().meta({ description: "null when no occurrence in the window" }),
-    growth: z.object({ firstHalf: count, secondHalf: count, delta: z.number().int() }).meta({
-      description:
-        "Occurrences in each half of the window, split at a whole hour (an odd hour goes to the first half); " +
-        "delta = secondHalf - firstHalf",
-    }),
-  })
-  .meta({ id: "IssueSummary" });
-export type IssueSummary = z.infer<typeof IssueSummary>;
-
-const Breakdown = (name: "firmware" | "region") =>
-  z.object({ [name]: z.string(), occurrences: count, affectedDevices: count });
-
-export const IssueHistoryEntry = z
-  .object({ issue: IssueId, event: IssueEvent })
-  .meta({ id: "IssueHistoryEntry", description: "An event and the issue it was recorded on" });
-export type IssueHistoryEntry = z.infer<typeof IssueHistoryEntry>;
-
-export const IssueDetail = IssueSummary.extend({
-  from: isoTime.meta({
-    description: "Start of the window used: the requested one floored to a whole UTC hour",
-  }),
-  to: isoTime.meta({
-    description: "End of the window used (exclusive): the requested one raised to a whole UTC hour",
-  }),
-  closure: z.enum(["effective", "fixed", "without_fix"]).nullable(),
-  regressions: count,
-  statusSince: isoTime.nullable(),
-  byFirmware: z.array(Breakdown("firmware")),
-  byRegion: z.array(Breakdown("region")),
-  trend: z.object({
-    bucketMs: z
-      .number()
-      .int()
-      .positive()
-      .meta({ description: "3600000 up to a 2-day window, else 86400000" }),
-    buckets: z
-      .array(z.object({ time: isoTime, occurrences: count, affectedDevices: count }))
-      .meta({ description: "bucketMs each from `from` on; the last one ends at `to` and may be shorter" }),
-  }),
-  devices: z.object({
-    total: count,
-    items: z
-      .array(z.object({ id: z.string(), occurrences: count, lastSeen: isoTime, firmware: z.string() }))
-      .max(MAX_AFFECTED_DEVICES),
-  }),
-  history: z.array(IssueHistoryEntry),
-}).meta({ id: "IssueDetail" });
-export type IssueDetail = z.infer<typeof IssueDetail>;
 
 export type IssuePage = { items: IssueSummary[]; total: number; nextOffset: number | null };
 
@@ -182,20 +103,6 @@ export interface IssueStore {
   /** Issues the device had faults of that are open, or fixed in a firmware it does not run yet. */
   issuesForDevice(deviceId: string): Promise<DeviceIssue[]>;
 }
-
-export const DeviceIssue = z
-  .object({
-    id: z.string(),
-    key: z.string().nullable(),
-    status: z.string(),
-    fixVersion: z.string().nullable(),
-    advice: z
-      .string()
-      .nullable()
-      .meta({ examples: ["fixed in firmware 7.60: advise the update"] }),
-  })
-  .meta({ id: "DeviceIssue" });
-export type DeviceIssue = z.infer<typeof DeviceIssue>;
 
 export type IssueStoreOptions = {
   /** Default: node-influx's writePoints. createPointWriter(config) fits too. */

@@ -1,18 +1,22 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import { DeviceDetail, type FleetStore, SilenceReport, TelemetrySeries } from "../../storage/fleet-store.js";
-import { type ApiEnv, guarded } from "../auth.js";
-import { ApiError, errorResponse, REFUSALS } from "../errors.js";
+import { NoQuery } from "../../contract/api/common.js";
 import {
+  type AffectingIssue,
+  DeviceDetail,
   DeviceIdParam,
   DeviceListQuery,
   DevicePage,
   DeviceSummaryResponse,
-  type IssuesForDevice,
   PresencePage,
   PresenceQueryParams,
   SilenceQueryParams,
+  SilenceReport,
   TelemetryQueryParams,
-} from "../schemas.js";
+  TelemetrySeries,
+} from "../../contract/api/devices.js";
+import type { FleetStore } from "../../storage/fleet-store.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveEvery, resolveWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_TELEMETRY_SPAN_MS = 6 * 3_600_000;
@@ -38,7 +42,7 @@ export const getDeviceRoute = createRoute({
   path: "/api/v1/devices/{id}",
   summary: "One device with its recent faults",
   ...viewer,
-  request: { params: DeviceIdParam },
+  request: { params: DeviceIdParam, query: NoQuery },
   responses: {
     200: { description: "The device", content: { "application/json": { schema: DeviceDetail } } },
     ...REFUSALS,
@@ -81,7 +85,7 @@ export const summaryRoute = createRoute({
   summary:
     "Everything support needs about one device: status, presence, latest metrics, faults, events, ratings, issues",
   ...viewer,
-  request: { params: DeviceIdParam },
+  request: { params: DeviceIdParam, query: NoQuery },
   responses: {
     200: { description: "The summary", content: { "application/json": { schema: DeviceSummaryResponse } } },
     ...REFUSALS,
@@ -102,6 +106,9 @@ export const silenceRoute = createRoute({
     ...REFUSALS,
   },
 });
+
+/** The open issues with an occurrence on the device. */
+export type IssuesForDevice = (deviceId: string) => Promise<AffectingIssue[]>;
 
 const unknownDevice = (id: string) => new ApiError({ code: "NOT_FOUND", message: `no device "${id}"` });
 

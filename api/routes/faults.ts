@@ -1,8 +1,8 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { FaultListQuery, FaultPage } from "../../contract/api/faults.js";
 import type { FleetStore } from "../../storage/fleet-store.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { REFUSALS } from "../errors.js";
-import { FaultListQuery, FaultPage } from "../schemas.js";
 import { resolveWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_FAULT_SPAN_MS = 7 * 86_400_000;

@@ -1,14 +1,13 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import {
-  alignHours,
-  DAY_MS,
+  FirmwareCompareParams,
   FirmwareComparison,
+  FirmwareListParams,
   FirmwareVersions,
-  type HealthStore,
-} from "../../storage/health-store.js";
+} from "../../contract/api/fleet.js";
+import { alignHours, DAY_MS, type HealthStore } from "../../storage/health-store.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
-import { FirmwareCompareParams, FirmwareListParams } from "../health-schemas.js";
 import { resolveAnalyticsWindow } from "../time-window.js";
 
 const DEFAULT_FIRMWARE_SPAN_MS = 30 * DAY_MS;

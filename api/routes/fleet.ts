@@ -1,14 +1,14 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import {
-  DAY_MS,
   FleetSummary,
+  FleetSummaryParams,
   FleetTrend,
+  FleetTrendParams,
   type GroupTag,
-  type HealthStore,
-} from "../../storage/health-store.js";
+} from "../../contract/api/fleet.js";
+import { DAY_MS, type HealthStore } from "../../storage/health-store.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { REFUSALS } from "../errors.js";
-import { FleetSummaryParams, FleetTrendParams } from "../health-schemas.js";
 import { resolveAnalyticsWindow } from "../time-window.js";
 
 const DEFAULT_FLEET_SPAN_MS = 7 * DAY_MS;

@@ -1,8 +1,9 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { Health, NoQuery } from "../../contract/api/common.js";
 import type { Logger } from "../../observe/logger.js";
 import type { FleetStore } from "../../storage/fleet-store.js";
 import type { ApiEnv } from "../auth.js";
-import { Health } from "../schemas.js";
+import { errorResponse } from "../errors.js";
 
 export type StackStatus = () => { journalBacklog: number; connectedDevices: number };
 
@@ -10,8 +11,10 @@ export const healthRoute = createRoute({
   method: "get",
   path: "/api/v1/health",
   summary: "Whether the API can reach InfluxDB; needs no token",
+  request: { query: NoQuery },
   responses: {
     200: { description: "InfluxDB is reachable", content: { "application/json": { schema: Health } } },
+    400: errorResponse("A query parameter was given: this route takes none"),
     503: { description: "InfluxDB is not reachable", content: { "application/json": { schema: Health } } },
   },
 });

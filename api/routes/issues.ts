@@ -1,13 +1,11 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { applyEvent, type IssueEvent, requestTransition } from "../../analytics/lifecycle.js";
-import type { Logger } from "../../observe/logger.js";
-import { IssueDetail, type IssueStateView, type IssueStore } from "../../storage/issue-store.js";
-import { type ApiEnv, guarded } from "../auth.js";
-import { ApiError, errorResponse, REFUSALS } from "../errors.js";
+import { applyEvent, requestTransition } from "../../analytics/lifecycle.js";
+import { NoQuery } from "../../contract/api/common.js";
 import {
   AssigneeBody,
   IssueChange,
+  IssueDetail,
   IssueDetailQuery,
   IssueIdParam,
   IssueListQuery,
@@ -15,7 +13,12 @@ import {
   MergeBody,
   NoteBody,
   TransitionBody,
-} from "../issue-schemas.js";
+} from "../../contract/api/issues.js";
+import type { IssueEvent } from "../../contract/issue-events.js";
+import type { Logger } from "../../observe/logger.js";
+import type { IssueStateView, IssueStore } from "../../storage/issue-store.js";
+import { type ApiEnv, guarded } from "../auth.js";
+import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveAnalyticsWindow, windowedPage } from "../time-window.js";
 
 const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
@@ -60,6 +63,7 @@ const change = <B extends typeof TransitionBody | typeof AssigneeBody | typeof N
     ...guarded("operator"),
     request: {
       params: IssueIdParam,
+      query: NoQuery,
       body: { content: { "application/json": { schema: body } }, required: true },
     },
     responses: {

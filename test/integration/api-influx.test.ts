@@ -1,18 +1,12 @@
 import { test as base, describe, expect } from "vitest";
-import { DevicePage, FaultPage, Health } from "../../api/schemas.js";
 import { startApi } from "../../api/start-api.js";
 import type { Role } from "../../config/env.js";
+import { Health } from "../../contract/api/common.js";
+import { type Device, DeviceDetail, DevicePage, TelemetrySeries } from "../../contract/api/devices.js";
+import { FaultPage, type FaultRecord } from "../../contract/api/faults.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import {
-  createInfluxFleetStore,
-  type Device,
-  DeviceDetail,
-  type DeviceFilter,
-  type FaultRecord,
-  type FleetStore,
-  TelemetrySeries,
-} from "../../storage/fleet-store.js";
+import { createInfluxFleetStore, type DeviceFilter, type FleetStore } from "../../storage/fleet-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import {
   type FieldValue,

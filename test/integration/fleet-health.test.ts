@@ -1,22 +1,17 @@
 import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../api/app.js";
-import { ErrorEnvelope } from "../../api/errors.js";
 import { registerFirmware } from "../../api/routes/firmware.js";
 import { registerFleet } from "../../api/routes/fleet.js";
 import type { Role } from "../../config/env.js";
+import { ErrorEnvelope } from "../../contract/api/common.js";
+import { FleetSummary, FleetTrend, type HealthMetrics } from "../../contract/api/fleet.js";
 import type { Event, Severity } from "../../contract/messages.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints, rejectionPoint } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { createMemoryFleetStore } from "../../storage/fleet-store-memory.js";
-import {
-  createInfluxHealthStore,
-  FleetSummary,
-  FleetTrend,
-  type HealthMetrics,
-  type HealthStore,
-} from "../../storage/health-store.js";
+import { createInfluxHealthStore, type HealthStore } from "../../storage/health-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";

@@ -2,10 +2,11 @@ import type { MqttClient } from "mqtt";
 import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../api/app.js";
 import type { Role } from "../../config/env.js";
+import { TelemetrySeries } from "../../contract/api/devices.js";
 import { errorsTopic, faultTopic, helloTopic, telemetryTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createInfluxFleetStore, TelemetrySeries } from "../../storage/fleet-store.js";
+import { createInfluxFleetStore } from "../../storage/fleet-store.js";
 import { startTestStack, type TestStack } from "../support/stack.js";
 
 // The ingest boundary against the real broker and InfluxDB: what one device sends must not cost another

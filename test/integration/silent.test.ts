@@ -1,7 +1,12 @@
 import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../api/app.js";
-import { DevicePage, DeviceSummaryResponse, PresencePage } from "../../api/schemas.js";
 import type { Role } from "../../config/env.js";
+import {
+  DevicePage,
+  DeviceSummaryResponse,
+  PresencePage,
+  SilenceReport,
+} from "../../contract/api/devices.js";
 import type { Event } from "../../contract/messages.js";
 import type { DecodedMessage } from "../../ingest/decode.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
@@ -15,7 +20,7 @@ import {
 } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createInfluxFleetStore, type FleetStore, SilenceReport } from "../../storage/fleet-store.js";
+import { createInfluxFleetStore, type FleetStore } from "../../storage/fleet-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { type ApiEnv, authenticate, requireRole } from "../../api/auth.js";
-import { ApiError, codeToStatus, ERROR_CODES, handleError, handleNotFound } from "../../api/errors.js";
+import { ApiError, codeToStatus, handleError, handleNotFound } from "../../api/errors.js";
 import {
   MAX_BUCKETS,
   MAX_EVERY_MS,
@@ -10,6 +10,7 @@ import {
   resolveWindow,
 } from "../../api/time-window.js";
 import type { Role } from "../../config/env.js";
+import { ERROR_CODES } from "../../contract/api/common.js";
 import { silentLogger } from "../../observe/logger.js";
 
 const TOKENS = new Map<string, Role>([

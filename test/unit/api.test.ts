@@ -17,9 +17,11 @@ import {
 import { listFaultsRoute } from "../../api/routes/faults.js";
 import { healthRoute } from "../../api/routes/health.js";
 import type { Role } from "../../config/env.js";
+import type { Device } from "../../contract/api/devices.js";
+import type { FaultRecord } from "../../contract/api/faults.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import type { Device, FaultRecord, FleetStore } from "../../storage/fleet-store.js";
+import type { FleetStore } from "../../storage/fleet-store.js";
 import { createMemoryFleetStore, type MemoryFleet } from "../../storage/fleet-store-memory.js";
 import { StoreUnavailable } from "../../storage/influxql.js";
 
@@ -94,7 +96,7 @@ const FLEET: MemoryFleet = {
     {
       device: "modem-0001",
       type: "feedback",
-      ts: iso(NOW - 20 * MINUTE),
+      ts: iso(NOW - 21 * MINUTE),
       receivedAt: iso(NOW - 20 * MINUTE),
       data: { rating: 4, comment: "fine" },
     },
@@ -391,8 +393,8 @@ describe("GET /api/v1/devices/{id}/summary", () => {
       count: 2,
       mean: 2.5,
       recent: [
-        { time: iso(NOW - 20 * MINUTE), rating: 4, comment: "fine" },
-        { time: iso(NOW - 40 * MINUTE), rating: 1, comment: null },
+        { time: iso(NOW - 21 * MINUTE), receivedAt: iso(NOW - 20 * MINUTE), rating: 4, comment: "fine" },
+        { time: iso(NOW - 40 * MINUTE), receivedAt: iso(NOW - 40 * MINUTE), rating: 1, comment: null },
       ],
     });
     expect(body.issues).toEqual({ available: false, items: [] });

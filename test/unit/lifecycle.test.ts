@@ -3,16 +3,18 @@ import {
   applyEvent,
   checkVerification,
   INITIAL_ISSUE_STATE,
-  ISSUE_STATUSES,
-  IssueEvent,
   type IssueState,
-  type IssueStatus,
   onOccurrence,
   replay,
   requestTransition,
   type TransitionRequest,
-  TransitionTarget,
 } from "../../analytics/lifecycle.js";
+import {
+  ISSUE_STATUSES,
+  IssueEvent,
+  type IssueStatus,
+  TransitionTarget,
+} from "../../contract/issue-events.js";
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 0, 5, 9);

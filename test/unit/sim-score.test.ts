@@ -3,6 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareRates } from "../../analytics/rate-ratio.js";
+import type { Device, SilenceReport } from "../../contract/api/devices.js";
+import type {
+  FirmwareComparison,
+  FirmwareVersions,
+  FleetSummary,
+  HealthMetrics,
+  RateComparison,
+} from "../../contract/api/fleet.js";
+import type { IssueDetail, IssueSummary } from "../../contract/api/issues.js";
 import {
   type Answers,
   type CompareQuery,
@@ -15,15 +24,6 @@ import {
 } from "../../device-sim/score.js";
 import { scoreCommand } from "../../device-sim/score-command.js";
 import type { GroundTruth, InjectedProblem } from "../../device-sim/script.js";
-import type { Device, SilenceReport } from "../../storage/fleet-store.js";
-import type {
-  FirmwareComparison,
-  FirmwareVersions,
-  FleetSummary,
-  HealthMetrics,
-  RateComparison,
-} from "../../storage/health-store.js";
-import type { IssueDetail, IssueSummary } from "../../storage/issue-store.js";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

@@ -1,0 +1,183 @@
+import { z } from "zod";
+import { IssueEvent, IssueStatus, TransitionTarget } from "../issue-events.js";
+import { Label, Severity } from "../messages.js";
+import { count, IssueId, isoTime, pageOf, paging, timeParam } from "./common.js";
+import { MAX_SERIES_DAYS } from "./fleet.js";
+
+// Issues: faults grouped by fingerprint, their statistics and their lifecycle.
+
+export const MAX_AFFECTED_DEVICES = 500;
+
+export const ISSUE_SORTS = ["devices", "occurrences", "last_seen", "growth"] as const;
+
+export const IssueSort = z.enum(ISSUE_SORTS);
+export type IssueSort = z.infer<typeof IssueSort>;
+
+export const IssueSummary = z
+  .object({
+    id: IssueId,
+    key: z.string().meta({ examples: ["modem/FQ-Modem 7590/DSL_RESYNC"] }),
+    kind: z.string(),
+    model: z.string(),
+    models: z.array(z.string()).meta({ description: '"kind/model" of every fingerprint in the issue' }),
+    codes: z.array(z.string()).meta({ description: "Fault codes seen in the window" }),
+    mergedIds: z.array(IssueId).meta({ description: "Issues merged into this one by hand" }),
+    status: IssueStatus,
+    assignee: z.string().nullable(),
+    fixVersion: z.string().nullable(),
+    firstSeen: isoTime.meta({ description: "Earliest occurrence ever (device time)" }),
+    lastSeen: isoTime.meta({ description: "Latest occurrence ever (device time)" }),
+    occurrences: count.meta({
+      description: "Faults in the window, widened to whole UTC hours (from floored, to raised)",
+    }),
+    affectedDevices: count.meta({ description: "Distinct devices with a fault in the window" }),
+    activeDevices: count.meta({
+      description: "Distinct devices of the issue's models that reported in the window (activity)",
+    }),
+    fleetShare: z
+      .number()
+      .min(0)
+      .nullable()
+      .meta({ description: "affectedDevices / activeDevices; null when no device was active" }),
+    worstSeverity: Severity.nullable().meta({ description: "null when no occurrence in the window" }),
+    growth: z.object({ firstHalf: count, secondHalf: count, delta: z.number().int() }).meta({
+      description:
+        "Occurrences in each half of the window, split at a whole hour (an odd hour goes to the first half); " +
+        "delta = secondHalf - firstHalf",
+    }),
+  })
+  .meta({ id: "IssueSummary" });
+export type IssueSummary = z.infer<typeof IssueSummary>;
+
+const Breakdown = (name: "firmware" | "region") =>
+  z.object({ [name]: z.string(), occurrences: count, affectedDevices: count });
+
+export const IssueHistoryEntry = z
+  .object({ issue: IssueId, event: IssueEvent })
+  .meta({ id: "IssueHistoryEntry", description: "An event and the issue it was recorded on" });
+export type IssueHistoryEntry = z.infer<typeof IssueHistoryEntry>;
+
+export const IssueDetail = IssueSummary.extend({
+  from: isoTime.meta({
+    description: "Start of the window used: the requested one floored to a whole UTC hour",
+  }),
+  to: isoTime.meta({
+    description: "End of the window used (exclusive): the requested one raised to a whole UTC hour",
+  }),
+  closure: z.enum(["effective", "fixed", "without_fix"]).nullable(),
+  regressions: count,
+  statusSince: isoTime.nullable(),
+  byFirmware: z.array(Breakdown("firmware")),
+  byRegion: z.array(Breakdown("region")),
+  trend: z.object({
+    bucketMs: z
+      .number()
+      .int()
+      .positive()
+      .meta({ description: "3600000 up to a 2-day window, else 86400000" }),
+    buckets: z
+      .array(z.object({ time: isoTime, occurrences: count, affectedDevices: count }))
+      .meta({ description: "bucketMs each from `from` on; the last one ends at `to` and may be shorter" }),
+  }),
+  devices: z.object({
+    total: count,
+    items: z
+      .array(z.object({ id: z.string(), occurrences: count, lastSeen: isoTime, firmware: z.string() }))
+      .max(MAX_AFFECTED_DEVICES),
+  }),
+  history: z.array(IssueHistoryEntry),
+}).meta({ id: "IssueDetail" });
+export type IssueDetail = z.infer<typeof IssueDetail>;
+
+export const DeviceIssue = z
+  .object({
+    id: z.string(),
+    key: z.string().nullable(),
+    status: z.string(),
+    fixVersion: z.string().nullable(),
+    advice: z
+      .string()
+      .nullable()
+      .meta({ examples: ["fixed in firmware 7.60: advise the update"] }),
+  })
+  .meta({ id: "DeviceIssue" });
+export type DeviceIssue = z.infer<typeof DeviceIssue>;
+
+const window = {
+  from: timeParam(`Start, inclusive; default \`to\` minus 7d; at most ${MAX_SERIES_DAYS} days before \`to\``),
+  to: timeParam("End, exclusive; default now"),
+};
+
+export const IssueIdParam = z.object({
+  id: IssueId.meta({ param: { name: "id", in: "path" }, example: "Xk3v0Qp9T2bY1aZc" }),
+});
+
+export const IssueListQuery = z.strictObject({
+  ...window,
+  kind: Label.optional().meta({ description: "Issues of this device kind", example: "modem" }),
+  model: Label.optional().meta({ description: "Issues of this model" }),
+  firmware: Label.optional().meta({
+    description: "Issues with an occurrence on this firmware in the window",
+  }),
+  status: IssueStatus.optional(),
+  severity: Severity.optional().meta({
+    description:
+      "Issues whose worst severity in the window is at least this (info < warning < error < critical)",
+  }),
+  sort: IssueSort.default("devices").meta({
+    description:
+      "Descending: affected devices, occurrences, last seen, or growth (second-half minus first-half occurrences)",
+  }),
+  ...paging,
+});
+
+export const IssueDetailQuery = z.strictObject(window);
+
+export const IssuePage = z
+  .object({
+    ...pageOf(IssueSummary),
+    total: z.number().int(),
+    from: z.iso.datetime(),
+    to: z.iso.datetime().meta({ description: "Keep it fixed while paging" }),
+  })
+  .meta({ id: "IssuePage" });
+export type IssuePage = z.infer<typeof IssuePage>;
+
+const Reason = z.string().trim().min(1).max(2000);
+
+export const TransitionBody = z
+  .strictObject({
+    to: TransitionTarget,
+    reason: Reason.optional().meta({ description: "Required to close, mute or reopen" }),
+    fixVersion: Label.optional().meta({
+      description: "Required with fix_released: the firmware that carries the fix",
+    }),
+  })
+  .meta({ id: "TransitionRequest" });
+
+export const AssigneeBody = z
+  .strictObject({
+    assignee: z.string().trim().min(1).max(128).nullable().meta({ description: "null unassigns" }),
+  })
+  .meta({ id: "AssigneeRequest" });
+
+export const NoteBody = z
+  .strictObject({ text: z.string().trim().min(1).max(10_000) })
+  .meta({ id: "NoteRequest" });
+
+export const MergeBody = z.strictObject({ into: IssueId, reason: Reason.optional() }).meta({
+  id: "MergeRequest",
+  description: "Moves this issue's occurrences, past and future, into another issue",
+});
+
+export const IssueChange = z
+  .object({
+    issue: IssueId,
+    recorded: IssueHistoryEntry,
+    status: IssueStatus,
+    assignee: z.string().nullable(),
+    fixVersion: z.string().nullable(),
+    mergedInto: IssueId.nullable(),
+  })
+  .meta({ id: "IssueChange", description: "The event recorded and the issue's state after it" });
+export type IssueChange = z.infer<typeof IssueChange>;
