@@ -4,10 +4,14 @@ import { DAY_MS, floorDay, floorHour, HOUR_MS } from "../contract/time.js";
 import type { PointWriter } from "../storage/influx.js";
 import { from, queryGroups, type Row, tagIs, text, timeRange } from "../storage/influxql.js";
 import {
+  addTally,
   COHORT_SUMS,
   COHORT_TAGS,
+  type DeviceTally,
   encodeIds,
+  encodeTallies,
   faultField,
+  ISSUE_DEVICES,
   ISSUE_TAGS,
   identityKey,
   identityTags,
@@ -17,8 +21,10 @@ import {
   type Span,
   storedParts,
   storedSetsStatement,
+  storedTalliesStatement,
+  storedTallyParts,
 } from "../storage/rollup-schema.js";
-import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs } from "../storage/schema.js";
+import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "../storage/schema.js";
 
 // Rollups: what the API's analytics read instead of the raw points. An hour is recomputed from its raw
 // points as a whole, so doing it again is harmless and late data (a device flushing its buffer days later)
@@ -61,6 +67,10 @@ type FingerprintMeta = { key: string; kind: string; model: string; firstMs: numb
 
 /** An hour's (or day's) device sets by identity key. */
 type Sets = Map<string, { identity: SetIdentity; ids: Set<string> }>;
+/** An hour's (or day's) per-device tallies by fingerprint, then device. */
+type Tallies = Map<string, Map<string, DeviceTally>>;
+/** What a day's rollups are made of, per hour. */
+type HourParts = { sets: Sets; tallies: Tallies };
 
 const tagsOf = (row: Row, keys: readonly string[]) => {
   const tags: Record<string, string> = {};
@@ -73,6 +83,15 @@ const tagsOf = (row: Row, keys: readonly string[]) => {
 const keyOf = (tags: Record<string, string>, keys: readonly string[]) =>
   keys.map((k) => tags[k] ?? "").join("\u0000");
 const int = (n: number): FieldValue => ({ int: Math.round(n) });
+
+function tallyOf(tallies: Tallies, fingerprint: string): Map<string, DeviceTally> {
+  let byDevice = tallies.get(fingerprint);
+  if (byDevice === undefined) {
+    byDevice = new Map();
+    tallies.set(fingerprint, byDevice);
+  }
+  return byDevice;
+}
 
 function addTo(sets: Sets, identity: SetIdentity, id: string) {
   const key = identityKey(identity);
@@ -88,7 +107,7 @@ export type RollupOptions = {
 
 export function createRollups(influx: InfluxDB, write: PointWriter, options: RollupOptions = {}): Rollups {
   const cachedHours = options.cachedHours ?? 48;
-  const hourSets = new Map<number, Sets>();
+  const hourParts = new Map<number, HourParts>();
   let revision = 0;
   /** Grows with every bucket written, across restarts (milliseconds × 1000 + a counter). */
   const nextRevision = () => {
@@ -114,6 +133,17 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
       encodeIds(ids).map((part, i) =>
         point("deviceSet", { span, ...identityTags(identity), part: String(i) }, { ids: part }, startMs),
       ),
+    );
+
+  const tallyPoints = (span: Span, startMs: number, tallies: Tallies): Point[] =>
+    [...tallies].flatMap(([fingerprint, byDevice]) =>
+      encodeTallies(byDevice.values()).map((part, i) => ({
+        measurement: ISSUE_DEVICES.name,
+        rp: ISSUE_DEVICES.rp,
+        tags: { span, fingerprint, part: String(i) },
+        fields: { tallies: part },
+        timeNs: pointTimeNs(startMs, 0),
+      })),
     );
 
   const revPoint = (span: Span, startMs: number) =>
@@ -150,6 +180,7 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
       return c;
     };
     const sets: Sets = new Map();
+    const tallies: Tallies = new Map();
     const cohortIdentity = (set: "active" | "faulty", tags: Record<string, string>): SetIdentity => ({
       set,
       kind: tags.kind ?? "",
@@ -199,15 +230,12 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
       cell.devices.add(device);
       addTo(sets, cohortIdentity("faulty", c.tags), device);
       if (id !== undefined) {
-        const identity: SetIdentity = {
-          set: "fault",
-          kind: "",
-          model: "",
-          firmware: "",
-          region: "",
-          fingerprint: id,
-        };
-        addTo(sets, identity, device);
+        const none = { kind: "", model: "", firmware: "", region: "", fingerprint: id };
+        const firmware = tags.firmware ?? UNKNOWN;
+        addTo(sets, { ...none, set: "fault" }, device);
+        addTo(sets, { ...none, set: "fault_fw", firmware }, device);
+        addTo(sets, { ...none, set: "fault_region", region: tags.region ?? UNKNOWN }, device);
+        addTally(tallyOf(tallies, id), { device, n: 1, lastMs: at, firmware });
       }
     }
     for (const row of events.flatMap((g) => g.rows)) {
@@ -253,18 +281,35 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         ),
       );
     }
-    points.push(...setPoints("1h", hourMs, sets));
-    return { points, sets };
+    points.push(...setPoints("1h", hourMs, sets), ...tallyPoints("1h", hourMs, tallies));
+    return { points, parts: { sets, tallies } };
   }
 
-  /** The device sets of one bucket as stored. */
-  async function readSets(span: Span, startMs: number, lengthMs: number): Promise<Map<number, Sets>> {
-    const [found = []] = await queryGroups(influx, [storedSetsStatement(span, startMs, startMs + lengthMs)]);
-    const result = new Map<number, Sets>();
-    for (const { identity, startMs: at, ids } of storedParts(found)) {
-      const sets = result.get(at) ?? new Map();
-      result.set(at, sets);
-      for (const id of ids) addTo(sets, identity, id);
+  /** The hours' device sets and tallies in [startMs, startMs + lengthMs) as stored. */
+  async function readHours(startMs: number, lengthMs: number): Promise<Map<number, HourParts>> {
+    const toMs = startMs + lengthMs;
+    const [sets = [], tallies = []] = await queryGroups(influx, [
+      storedSetsStatement("1h", startMs, toMs),
+      storedTalliesStatement("1h", startMs, toMs),
+    ]);
+    const result = new Map<number, HourParts>();
+    const partsAt = (at: number) => {
+      const parts = result.get(at) ?? { sets: new Map(), tallies: new Map() };
+      result.set(at, parts);
+      return parts;
+    };
+    for (const { identity, startMs: at, ids } of storedParts(sets)) {
+      const hour = partsAt(at).sets;
+      for (const id of ids) addTo(hour, identity, id);
+    }
+    for (const { fingerprint, startMs: at, tallies: stored } of storedTallyParts(tallies)) {
+      const byDevice = tallyOf(partsAt(at).tallies, fingerprint);
+      // A part left over from a longer encoding repeats a device with an older tally: keep the larger.
+      for (const t of stored) {
+        const held = byDevice.get(t.device);
+        if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
+          byDevice.set(t.device, t);
+      }
     }
     return result;
   }
@@ -289,13 +334,13 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
     return result;
   }
 
-  const remember = (hourMs: number, sets: Sets) => {
-    hourSets.delete(hourMs);
-    hourSets.set(hourMs, sets);
-    while (hourSets.size > cachedHours) {
-      const oldest = hourSets.keys().next().value;
+  const remember = (hourMs: number, parts: HourParts) => {
+    hourParts.delete(hourMs);
+    hourParts.set(hourMs, parts);
+    while (hourParts.size > cachedHours) {
+      const oldest = hourParts.keys().next().value;
       if (oldest === undefined) break;
-      hourSets.delete(oldest);
+      hourParts.delete(oldest);
     }
   };
 
@@ -317,21 +362,26 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
       };
       for (const [day, dirty] of byDay) {
         for (const hour of dirty) {
-          const { points, sets } = await computeHour(hour, fingerprints);
+          const { points, parts } = await computeHour(hour, fingerprints);
           // The revision goes last, so a reader never takes a new revision for sets not yet written.
           await flush([...points, revPoint("1h", hour)]);
-          remember(hour, sets);
+          remember(hour, parts);
           onProgress?.(++done, hours.length);
         }
         const daySets: Sets = new Map();
-        const missing: number[] = [];
+        const dayTallies: Tallies = new Map();
+        let missing = false;
+        for (let hour = day; hour < day + DAY_MS; hour += HOUR_MS) missing ||= !hourParts.has(hour);
+        const read = missing ? await readHours(day, DAY_MS) : new Map<number, HourParts>();
         for (let hour = day; hour < day + DAY_MS; hour += HOUR_MS) {
-          if (!hourSets.has(hour)) missing.push(hour);
-        }
-        const read = missing.length > 0 ? await readSets("1h", day, DAY_MS) : new Map<number, Sets>();
-        for (let hour = day; hour < day + DAY_MS; hour += HOUR_MS) {
-          for (const { identity, ids } of (hourSets.get(hour) ?? read.get(hour) ?? new Map()).values()) {
+          const parts = hourParts.get(hour) ?? read.get(hour);
+          if (parts === undefined) continue;
+          for (const { identity, ids } of parts.sets.values()) {
             for (const id of ids) addTo(daySets, identity, id);
+          }
+          for (const [fingerprint, byDevice] of parts.tallies) {
+            const into = tallyOf(dayTallies, fingerprint);
+            for (const t of byDevice.values()) addTally(into, t);
           }
         }
         // The day's sums, from its hours as stored (InfluxDB adds them up where they are).
@@ -340,7 +390,11 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
           `SELECT ${COHORT_SUMS} INTO ${from("cohort1d")} FROM ${from("cohort1h")} WHERE ${dayRange} GROUP BY time(1d), *`,
           `SELECT sum("n") AS "n", min("first_ms") AS "first_ms", max("last_ms") AS "last_ms" INTO ${from("issue1d")} FROM ${from("issue1h")} WHERE ${dayRange} GROUP BY time(1d), *`,
         ]);
-        await flush([...setPoints("1d", day, daySets), revPoint("1d", day)]);
+        await flush([
+          ...setPoints("1d", day, daySets),
+          ...tallyPoints("1d", day, dayTallies),
+          revPoint("1d", day),
+        ]);
       }
       const changed = [...fingerprints].filter(([id, m]) => {
         const before = stored.get(id);

@@ -4,6 +4,7 @@ import { from, type Group, influxql, queryGroups, tagIs, timeRange } from "./inf
 import {
   type Bucket,
   bucketsOf,
+  type DeviceTally,
   identityKey,
   type SetIdentity,
   type SetKind,
@@ -11,17 +12,20 @@ import {
   type Span,
   storedParts,
   storedSetsStatement,
+  storedTalliesStatement,
+  storedTallyParts,
 } from "./rollup-schema.js";
 import type { MeasurementKey } from "./schema.js";
 
-// What the analytics read from the rollups (storage/rollup-schema.ts, written by rollup/), per hour-aligned window: sums and distinct-device
-// counts. A window is covered by buckets: the whole UTC days inside it from the day rollups and day sets,
-// the hours at its edges from the hour ones (a month of cohort_1h is ~30,000 points, of cohort_1d ~1,200).
-// Every bucket carries a revision (rollup_rev) that grows whenever it is recomputed. The cache keeps what
-// it read of a bucket (its device sets, and its rows of each sum query) while that revision stays the
-// same, so a request reads the revisions and only the buckets that changed since: in live use, the
-// current hour. InfluxDB counts distinct values only by reading every point, and even a sum over 30 days
-// of day rollups costs ~100 ms at 10,000 devices; the cache makes both a few milliseconds.
+// What the analytics read from the rollups (storage/rollup-schema.ts, written by rollup/), per
+// hour-aligned window: sums, distinct-device counts and per-device fault tallies. A window is covered by
+// buckets: the whole UTC days inside it from the day rollups, the hours at its edges from the hour ones (a
+// month of cohort_1h is ~30,000 points, of cohort_1d ~1,200). Every bucket carries a revision (rollup_rev)
+// that grows whenever it is recomputed. The cache keeps what it read of a bucket (its device sets, its rows
+// of each sum query, its tallies of each fingerprint) while that revision stays the same, so a request
+// reads the revisions and only the buckets that changed since: in live use, the current hour. InfluxDB
+// counts distinct values only by reading every point, and even a sum over 30 days of day rollups costs
+// ~100 ms at 10,000 devices; the cache makes both a few milliseconds.
 
 /**
  * Sums of a rollup per group of tags. Only sums: the rows of a window's buckets add up to the window's.
@@ -51,15 +55,36 @@ export interface RollupView {
    * group, its single row at the bucket's start. Callers add them up.
    */
   sums(query: SumQuery, within?: Window): Group[];
+  /**
+   * Per device, its faults of these fingerprints (loaded with `tallies`) added up over `within` (default:
+   * the first window), with the time and firmware of its newest one; in no particular order.
+   */
+  deviceTallies(fingerprints: Iterable<string>, within?: Window): DeviceTally[];
 }
 
+export type LoadOptions = {
+  /** The fingerprints whose per-device tallies (issue_devices) to read. */
+  tallies?: Iterable<string>;
+};
+
 export interface RollupReader {
-  /** Reads what these hour-aligned windows need: their device sets, and the sums of these queries. */
-  load(windows: readonly Window[], queries?: readonly SumQuery[]): Promise<RollupView>;
+  /**
+   * Reads what these hour-aligned windows need: their device sets, the sums of these queries and the
+   * tallies of these fingerprints.
+   */
+  load(windows: readonly Window[], queries?: readonly SumQuery[], options?: LoadOptions): Promise<RollupView>;
 }
 
 type SetsEntry = { rev: number; sets: Array<{ identity: SetIdentity; members: Int32Array }> };
 type SumsEntry = { rev: number; rows: Group[] };
+/** One bucket's tallies of one fingerprint, column by column; firmware as an index into `firmwares`. */
+type TalliesEntry = {
+  rev: number;
+  members: Int32Array;
+  n: Float64Array;
+  lastMs: Float64Array;
+  firmware: Int32Array;
+};
 
 const bucketKey = (span: Span, startMs: number) => `${span}:${startMs}`;
 const queryKey = (q: SumQuery) =>
@@ -100,17 +125,31 @@ class Lru<V> {
 
 export function createRollupReader(
   influx: InfluxDB,
-  options: { maxBuckets?: number; maxSumEntries?: number } = {},
+  options: { maxBuckets?: number; maxSumEntries?: number; maxTallyEntries?: number } = {},
 ): RollupReader {
   const setsCache = new Lru<SetsEntry>(options.maxBuckets ?? 5_000);
   const sumsCache = new Lru<SumsEntry>(options.maxSumEntries ?? 20_000);
-  /** Device id → a small integer, for this process's bitsets. */
+  const talliesCache = new Lru<TalliesEntry>(options.maxTallyEntries ?? 20_000);
+  /** Device id → a small integer, for this process's bitsets; `ids` maps it back. */
   const index = new Map<string, number>();
+  const ids: string[] = [];
   const indexOf = (id: string) => {
     let i = index.get(id);
     if (i === undefined) {
-      i = index.size;
+      i = ids.length;
       index.set(id, i);
+      ids.push(id);
+    }
+    return i;
+  };
+  const firmwareIndex = new Map<string, number>();
+  const firmwares: string[] = [];
+  const firmwareOf = (firmware: string) => {
+    let i = firmwareIndex.get(firmware);
+    if (i === undefined) {
+      i = firmwares.length;
+      firmwareIndex.set(firmware, i);
+      firmwares.push(firmware);
     }
     return i;
   };
@@ -152,7 +191,7 @@ export function createRollupReader(
   };
 
   return {
-    async load(windows, queries = []) {
+    async load(windows, queries = [], loadOptions = {}) {
       const neededByKey = new Map<string, Bucket>();
       for (const w of windows) {
         if (w.fromMs % HOUR_MS !== 0 || w.toMs % HOUR_MS !== 0)
@@ -172,12 +211,21 @@ export function createRollupReader(
         q,
         buckets: rolledUp.filter((b) => isStale(sumsCache.get(`${qk}|${bucketKey(b.span, b.startMs)}`), b)),
       }));
-      // One request for everything stale: the sets' runs, then each query's runs.
+      const tallied = [...new Set(loadOptions.tallies ?? [])].sort();
+      const tallyKey = (fingerprint: string, key: string) => `${fingerprint}|${key}`;
+      const staleTallies = rolledUp.filter((b) =>
+        tallied.some((fp) => isStale(talliesCache.get(tallyKey(fp, bucketKey(b.span, b.startMs))), b)),
+      );
+      // One request for everything stale: the sets' runs, then each query's runs, then the tallies' runs.
       const setRuns = planRuns(staleSets, storedSetsStatement);
       const sumRuns = staleSums.map((s) =>
         planRuns(s.buckets, (span, a, b) => sumStatement(s.q, span, a, b)),
       );
-      const statements = [...setRuns, ...sumRuns.flat()].map((r) => r.made);
+      const tallyRuns =
+        tallied.length === 0
+          ? []
+          : planRuns(staleTallies, (span, a, b) => storedTalliesStatement(span, a, b, tallied));
+      const statements = [...setRuns, ...sumRuns.flat(), ...tallyRuns].map((r) => r.made);
       const results = statements.length > 0 ? await queryGroups(influx, statements) : [];
 
       const loadedSets = new Map<string, Map<string, { identity: SetIdentity; ids: number[] }>>();
@@ -219,9 +267,39 @@ export function createRollupReader(
         }
       });
 
+      const loadedTallies = new Map<string, Map<number, { n: number; lastMs: number; firmware: number }>>();
+      tallyRuns.forEach((run) => {
+        for (const { fingerprint, startMs, tallies } of storedTallyParts(results[at++] ?? [])) {
+          const key = tallyKey(fingerprint, bucketKey(run.span, startMs));
+          const byDevice = loadedTallies.get(key) ?? new Map();
+          loadedTallies.set(key, byDevice);
+          for (const t of tallies) {
+            const member = indexOf(t.device);
+            const held = byDevice.get(member);
+            // A part left over from a longer encoding repeats a device with an older tally: keep the larger.
+            if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
+              byDevice.set(member, { n: t.n, lastMs: t.lastMs, firmware: firmwareOf(t.firmware) });
+          }
+        }
+      });
+      for (const b of staleTallies) {
+        const key = bucketKey(b.span, b.startMs);
+        for (const fp of tallied) {
+          const byDevice = [...(loadedTallies.get(tallyKey(fp, key)) ?? new Map())];
+          talliesCache.set(tallyKey(fp, key), {
+            rev: revs.get(key) ?? 0,
+            members: Int32Array.from(byDevice, ([member]) => member),
+            n: Float64Array.from(byDevice, ([, t]) => t.n),
+            lastMs: Float64Array.from(byDevice, ([, t]) => t.lastMs),
+            firmware: Int32Array.from(byDevice, ([, t]) => t.firmware),
+          });
+        }
+      }
+
       // Take what this request reads now, so the caches may evict meanwhile without harm.
       const setsOf = new Map<string, SetsEntry["sets"]>();
       const sumsOf = new Map<string, Group[]>();
+      const talliesOf = new Map<string, TalliesEntry | undefined>();
       for (const [key] of neededByKey) {
         const rolled = revs.has(key);
         setsCache.touch(key);
@@ -229,6 +307,10 @@ export function createRollupReader(
         for (const [qk] of sumQueries) {
           sumsCache.touch(`${qk}|${key}`);
           sumsOf.set(`${qk}|${key}`, rolled ? (sumsCache.get(`${qk}|${key}`)?.rows ?? []) : []);
+        }
+        for (const fp of tallied) {
+          talliesCache.touch(tallyKey(fp, key));
+          talliesOf.set(tallyKey(fp, key), rolled ? talliesCache.get(tallyKey(fp, key)) : undefined);
         }
       }
       const first = windows[0];
@@ -271,6 +353,50 @@ export function createRollupReader(
           return bucketsWithin(within).flatMap((b) =>
             loaded(sumsOf, `${qk}|${bucketKey(b.span, b.startMs)}`),
           );
+        },
+        deviceTallies(fingerprints, within = first) {
+          const slot = new Map<number, number>();
+          const members: number[] = [];
+          const n: number[] = [];
+          const lastMs: number[] = [];
+          const firmware: number[] = [];
+          for (const fp of new Set(fingerprints)) {
+            for (const b of bucketsWithin(within)) {
+              const key = tallyKey(fp, bucketKey(b.span, b.startMs));
+              if (!talliesOf.has(key)) throw new Error(`tallies for ${key} were not loaded`);
+              const entry = talliesOf.get(key);
+              if (entry === undefined) continue;
+              for (let i = 0; i < entry.members.length; i++) {
+                const member = entry.members[i] ?? 0;
+                const at = entry.lastMs[i] ?? 0;
+                const fw = entry.firmware[i] ?? 0;
+                const s = slot.get(member);
+                if (s === undefined) {
+                  slot.set(member, members.length);
+                  members.push(member);
+                  n.push(entry.n[i] ?? 0);
+                  lastMs.push(at);
+                  firmware.push(fw);
+                  continue;
+                }
+                n[s] = (n[s] ?? 0) + (entry.n[i] ?? 0);
+                const heldMs = lastMs[s] ?? 0;
+                if (
+                  at > heldMs ||
+                  (at === heldMs && (firmwares[fw] ?? "") > (firmwares[firmware[s] ?? 0] ?? ""))
+                ) {
+                  lastMs[s] = at;
+                  firmware[s] = fw;
+                }
+              }
+            }
+          }
+          return members.map((member, s) => ({
+            device: ids[member] ?? "",
+            n: n[s] ?? 0,
+            lastMs: lastMs[s] ?? 0,
+            firmware: firmwares[firmware[s] ?? 0] ?? "",
+          }));
         },
       };
     },

@@ -1,7 +1,7 @@
 import { SEVERITIES } from "../contract/messages.js";
 import { DAY_MS, floorHour, HOUR_MS, type Window } from "../contract/time.js";
-import { from, type Group, tagIs, text, timeRange } from "./influxql.js";
-import { MEASUREMENTS } from "./schema.js";
+import { from, type Group, influxql, tagIs, text, timeRange } from "./influxql.js";
+import { MEASUREMENTS, RP_LONG } from "./schema.js";
 
 // The rollups' storage format (docs/storage.md "Rollups"): what rollup/ writes and storage/rollup-reader.ts
 // reads. A set of device ids is stored in a string field of "long"."device_set": sorted, comma-separated
@@ -156,3 +156,80 @@ export const COHORT_SUM_FIELDS: readonly string[] = [
 ];
 /** The select list summing COHORT_SUM_FIELDS, each under its own name. */
 export const COHORT_SUMS = COHORT_SUM_FIELDS.map((field) => `sum("${field}") AS "${field}"`).join(", ");
+
+/**
+ * "long"."issue_devices": per bucket and fingerprint, each device's faults, stored like the device sets:
+ * "device:n:lastMs:firmware" entries sorted by device, comma-separated, in parts below PART_CHARS
+ * (a firmware label may hold ":" but never ","; it is the rest of the entry).
+ */
+export const ISSUE_DEVICES = { name: "issue_devices", rp: RP_LONG } as const;
+const issueDevicesFrom = `${influxql.quoted(ISSUE_DEVICES.rp)}.${influxql.quoted(ISSUE_DEVICES.name)}`;
+
+/** One device's faults of one fingerprint in a bucket or window: how many, and its newest one. */
+export type DeviceTally = { device: string; n: number; lastMs: number; firmware: string };
+
+export function encodeTallies(tallies: Iterable<DeviceTally>): string[] {
+  return packParts(
+    [...tallies]
+      .sort((a, b) => (a.device < b.device ? -1 : a.device > b.device ? 1 : 0))
+      .map((t) => `${t.device}:${t.n}:${t.lastMs}:${t.firmware}`),
+  );
+}
+
+export function decodeTallies(part: string): DeviceTally[] {
+  if (part === "") return [];
+  const tallies: DeviceTally[] = [];
+  for (const entry of part.split(",")) {
+    const [device = "", n, lastMs] = entry.split(":", 3);
+    const firmware = entry.slice(device.length + (n ?? "").length + (lastMs ?? "").length + 3);
+    if (device === "" || n === undefined || lastMs === undefined) continue;
+    tallies.push({ device, n: Number(n), lastMs: Number(lastMs), firmware });
+  }
+  return tallies;
+}
+
+/**
+ * Adds a device's tally to what `into` holds for it: counts add up, the newest fault's time and firmware
+ * win (the greater firmware on a tie, so the order of adding does not matter).
+ */
+export function addTally(into: Map<string, DeviceTally>, t: DeviceTally): void {
+  const held = into.get(t.device);
+  if (held === undefined) {
+    into.set(t.device, { ...t });
+    return;
+  }
+  held.n += t.n;
+  if (t.lastMs > held.lastMs || (t.lastMs === held.lastMs && t.firmware > held.firmware)) {
+    held.lastMs = t.lastMs;
+    held.firmware = t.firmware;
+  }
+}
+
+/** issue_devices points of one span in [fromMs, toMs), of these fingerprints (all when undefined). */
+export function storedTalliesStatement(
+  span: Span,
+  fromMs: number,
+  toMs: number,
+  fingerprints?: readonly string[],
+): string {
+  const only =
+    fingerprints === undefined
+      ? ""
+      : ` AND (${fingerprints.map((fp) => tagIs("fingerprint", fp)).join(" OR ")})`;
+  return (
+    `SELECT "tallies" FROM ${issueDevicesFrom} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)}` +
+    `${only} GROUP BY "fingerprint", "part"`
+  );
+}
+
+/** Each stored part of storedTalliesStatement's answer: its fingerprint, its bucket's start, its tallies. */
+export function* storedTallyParts(
+  groups: readonly Group[],
+): Generator<{ fingerprint: string; startMs: number; tallies: DeviceTally[] }> {
+  for (const group of groups) {
+    const fingerprint = group.tags.fingerprint;
+    if (fingerprint === undefined || fingerprint === "") continue;
+    for (const row of group.rows)
+      yield { fingerprint, startMs: row.time.getTime(), tallies: decodeTallies(text(row.tallies) ?? "") };
+  }
+}

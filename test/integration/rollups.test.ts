@@ -177,6 +177,71 @@ describe("rollups", () => {
   });
 });
 
+describe("issue rollups", () => {
+  // On top of HISTORY: a's firmware moves to 1.1 before another X; e, in another region, has two X.
+  const M1_NEW = meta("M1", "1.1");
+  const M1_US = { ...M1, region: "us" };
+  const EXTRA: Point[] = [
+    ...fault("a", M1_NEW, D2 + 6 * HOUR, "X"),
+    ...fault("e", M1_US, D2 + 7 * HOUR, "X"),
+    ...fault("e", M1_US, D2 + 7 * HOUR + 30 * 60_000, "X"),
+  ];
+  const fingerprintIds = async (influx: InfluxDB) => {
+    const [found = []] = await queryGroups(influx, [
+      `SELECT "key" FROM "long"."fingerprint" GROUP BY "fingerprint"`,
+    ]);
+    return Object.fromEntries(found.map((g) => [String(g.rows[0]?.key), g.tags.fingerprint ?? ""]));
+  };
+
+  test("count an issue's devices per firmware and region, and tally each device's faults", async ({
+    influx,
+    write,
+  }) => {
+    await write(EXTRA);
+    const rollups = createRollups(influx, write);
+    await rollups.recompute(hoursOf([...HISTORY, ...EXTRA]));
+    const ids = await fingerprintIds(influx);
+    const [x = "", y = ""] = [ids["modem/M1/X"], ids["modem/M1/Y"]];
+    const window = { fromMs: D1 + 22 * HOUR, toMs: D2 + DAY };
+    const firstHours = { fromMs: D1 + 22 * HOUR, toMs: D2 };
+
+    const check = async () => {
+      const view = await createRollupReader(influx).load([window, firstHours], [], { tallies: [x, y] });
+      const ofX = (s: { fingerprint: string }) => s.fingerprint === x;
+      expect(Object.fromEntries(view.count("fault_fw", (s) => (ofX(s) ? s.firmware : undefined)))).toEqual({
+        "1.0": 3,
+        "1.1": 1,
+      });
+      expect(Object.fromEntries(view.count("fault_region", (s) => (ofX(s) ? s.region : undefined)))).toEqual({
+        eu: 2,
+        us: 1,
+      });
+      const byDevice = (tallies: Array<{ device: string }>) =>
+        Object.fromEntries(tallies.map(({ device, ...t }) => [device, t]));
+      expect(byDevice(view.deviceTallies([x]))).toEqual({
+        a: { n: 3, lastMs: D2 + 6 * HOUR, firmware: "1.1" },
+        b: { n: 1, lastMs: D2 + 3 * HOUR + 20 * 60_000, firmware: "1.0" },
+        e: { n: 2, lastMs: D2 + 7 * HOUR + 30 * 60_000, firmware: "1.0" },
+      });
+      expect(byDevice(view.deviceTallies([x, y])).b).toEqual({
+        n: 2,
+        lastMs: D2 + 3 * HOUR + 40 * 60_000,
+        firmware: "1.0",
+      });
+      // The hours before D2 alone: a's first fault.
+      expect(byDevice(view.deviceTallies([x], firstHours))).toEqual({
+        a: { n: 1, lastMs: D1 + 22 * HOUR + 30 * 60_000, firmware: "1.0" },
+      });
+      expect(() => view.deviceTallies(["not-loaded"])).toThrow(/not loaded/);
+    };
+    await check();
+    // A recompute of the same hours changes nothing.
+    await rollups.recompute(hoursOf([...HISTORY, ...EXTRA]));
+    await createRollups(influx, write).recompute(hoursOf(EXTRA));
+    await check();
+  });
+});
+
 describe("RollupRunner", () => {
   test("recomputes the hours the journal marks and clears their marks", async ({ influx, write }) => {
     const dir = await mkdtemp(join(tmpdir(), "fieldq-rollup-"));

@@ -1,5 +1,15 @@
 import { describe, expect, test } from "vitest";
-import { bucketsOf, decodeIds, dirtyHoursOf, encodeIds, PART_CHARS } from "../../storage/rollup-schema.js";
+import {
+  addTally,
+  bucketsOf,
+  type DeviceTally,
+  decodeIds,
+  decodeTallies,
+  dirtyHoursOf,
+  encodeIds,
+  encodeTallies,
+  PART_CHARS,
+} from "../../storage/rollup-schema.js";
 import { pointTimeNs } from "../../storage/schema.js";
 
 const H = 3_600_000;
@@ -48,4 +58,51 @@ test("dirty hours are those of the points the rollups read, not of telemetry", (
     at("telemetry", DAY + 9 * H),
   ]);
   expect([...hours].sort((a, b) => a - b)).toEqual([DAY - H, DAY + 5 * H, DAY + 7 * H]);
+});
+
+describe("per-device tallies", () => {
+  test("encode sorted by device in parts under the limit and decode to the same tallies", () => {
+    const tallies: DeviceTally[] = Array.from({ length: 3_000 }, (_, i) => ({
+      device: `printer-${String(2_999 - i).padStart(5, "0")}`,
+      n: i + 1,
+      lastMs: DAY + i,
+      firmware: "4.2.0-rc:1 (beta)",
+    }));
+    const parts = encodeTallies(tallies);
+    // 3,000 entries of about 45 characters: three parts.
+    expect(parts.length).toBeGreaterThan(1);
+    for (const part of parts) expect(part.length).toBeLessThanOrEqual(PART_CHARS);
+    const decoded = parts.flatMap(decodeTallies);
+    expect(decoded).toEqual([...tallies].sort((a, b) => (a.device < b.device ? -1 : 1)));
+    expect(encodeTallies([])).toEqual([]);
+    expect(decodeTallies("")).toEqual([]);
+  });
+
+  test.each([
+    ["a firmware with colons", "d1:3:1700000000000:1.0:rc2", { n: 3, firmware: "1.0:rc2" }],
+    ["an empty firmware", "d1:1:1700000000000:", { n: 1, firmware: "" }],
+  ])("decode %s", (_, part, expected) => {
+    expect(decodeTallies(part)).toEqual([{ device: "d1", lastMs: 1_700_000_000_000, ...expected }]);
+  });
+
+  test("add up counts and keep the newest fault's time and firmware, in any order", () => {
+    const inputs: DeviceTally[] = [
+      { device: "a", n: 2, lastMs: DAY + H, firmware: "1.0" },
+      { device: "a", n: 1, lastMs: DAY + 3 * H, firmware: "1.1" },
+      { device: "b", n: 4, lastMs: DAY, firmware: "1.0" },
+      { device: "a", n: 5, lastMs: DAY + 2 * H, firmware: "1.0" },
+      // A tie on time: the greater firmware wins, whichever comes first.
+      { device: "b", n: 1, lastMs: DAY, firmware: "1.2" },
+    ];
+    for (const order of [inputs, [...inputs].reverse()]) {
+      const into = new Map<string, DeviceTally>();
+      for (const t of order) addTally(into, t);
+      expect(Object.fromEntries(into)).toEqual({
+        a: { device: "a", n: 8, lastMs: DAY + 3 * H, firmware: "1.1" },
+        b: { device: "b", n: 5, lastMs: DAY, firmware: "1.2" },
+      });
+    }
+    // The first tally added is copied, not kept.
+    expect(inputs[0]?.n).toBe(2);
+  });
 });
