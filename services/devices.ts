@@ -1,0 +1,293 @@
+import { type LivenessInput, liveness, livenessInputs } from "../analytics/liveness.js";
+import {
+  AFTER_UPDATE_MS,
+  type SeenDevice,
+  type SilenceOptions,
+  silenceOptions,
+  silenceReport,
+} from "../analytics/silence.js";
+import type {
+  AffectingIssue,
+  Device,
+  DeviceDetail,
+  DeviceSummaryResponse,
+  EventRecord,
+  PresenceRecord,
+  PresenceStatus,
+  SilenceReport,
+  TelemetrySeries,
+} from "../contract/api/devices.js";
+import { RECENT_EVENTS, RECENT_FAULTS, RECENT_PRESENCE, RECENT_RATINGS } from "../contract/api/devices.js";
+import type { FaultRecord } from "../contract/api/faults.js";
+import { err, ok, type Result } from "../contract/result.js";
+import { HOUR_MS, iso, MINUTE_MS, WEEK_MS, type Window } from "../contract/time.js";
+import type { DeviceQueries, EventRow, FaultRow, TelemetryQuery } from "../storage/device-queries.js";
+import { UNKNOWN } from "../storage/schema.js";
+import type { DeviceDirectory, DirectoryEntry, DirectoryFilter } from "./device-directory.js";
+
+// Devices as the API shows them: the directory (services/device-directory.ts) for who exists, their hello
+// and liveness; one device's own series in InfluxDB for its faults, events, presence and telemetry; the
+// liveness rule (analytics/liveness.ts) for its status at the moment of asking.
+
+/** How far back the summary looks for each metric's last value. */
+export const LATEST_METRICS_SPAN_MS = WEEK_MS;
+
+/** What the service reads; storage/device-queries.ts answers from InfluxDB, tests from memory. */
+export type DeviceReads = Pick<
+  DeviceQueries,
+  | "ping"
+  | "recentFaults"
+  | "recentEvents"
+  | "presence"
+  | "latestMetrics"
+  | "ratings"
+  | "telemetryFieldTypes"
+  | "telemetry"
+  | "firmwareUpdates"
+  | "lastReportsBefore"
+  | "presenceBefore"
+  | "cadences"
+  | "activeDevices"
+>;
+
+export type DeviceListFilter = DirectoryFilter & {
+  status?: PresenceStatus | undefined;
+  limit: number;
+  offset: number;
+};
+
+export type Page<T> = { items: T[]; nextOffset: number | null };
+
+export type DeviceServiceOptions = {
+  reads: DeviceReads;
+  directory: DeviceDirectory;
+  /** When a device counts as silent: factor, per-model intervals, floor, default, cadence window. */
+  silence?: Partial<SilenceOptions>;
+  /** The clock statuses are judged by; tests pin it. */
+  now?: () => number;
+  /** The issue service's view of a device; without it the summary says issues are not available. */
+  issuesForDevice?: ((deviceId: string) => Promise<AffectingIssue[]>) | undefined;
+  pingTimeoutMs?: number;
+  /** How long SHOW FIELD KEYS is reused (a metric it does not know reads it again sooner). */
+  fieldTypesTtlMs?: number;
+};
+
+export type DeviceService = ReturnType<typeof createDeviceService>;
+
+/** A fault as the API shows it; fault_list rows have no region, so the device's current one fills in. */
+export function faultRecord(row: FaultRow, device?: DirectoryEntry): FaultRecord {
+  return {
+    device: row.device ?? device?.id ?? UNKNOWN,
+    kind: row.kind ?? UNKNOWN,
+    model: row.model ?? UNKNOWN,
+    firmware: row.firmware ?? UNKNOWN,
+    region: row.region ?? device?.hello.region ?? UNKNOWN,
+    code: row.code ?? UNKNOWN,
+    severity: row.severity ?? UNKNOWN,
+    component: row.component,
+    message: row.message,
+    context: row.context,
+    ts: iso(row.deviceMs),
+    receivedAt: iso(row.receivedMs),
+  };
+}
+
+export const eventRecord = (row: EventRow): EventRecord => ({
+  type: row.type ?? UNKNOWN,
+  ts: iso(row.deviceMs),
+  receivedAt: iso(row.receivedMs),
+  data: row.data,
+});
+
+export function createDeviceService(options: DeviceServiceOptions) {
+  const { reads, directory } = options;
+  const silence = silenceOptions(options.silence);
+  const now = options.now ?? Date.now;
+  const fieldTypesTtlMs = options.fieldTypesTtlMs ?? MINUTE_MS;
+  /** An instant a request took as "now" a moment ago still is: the directory knows the state then. */
+  const isPresent = (atMs: number) => atMs >= now() - MINUTE_MS;
+
+  const deviceOf = (entry: DirectoryEntry, atMs: number): Device => ({
+    id: entry.id,
+    ...entry.hello,
+    ...liveness(entry.live, atMs, silence),
+  });
+  const statusOf = (live: LivenessInput, atMs: number) => liveness(live, atMs, silence).status;
+
+  let fieldTypes: { atMs: number; types: Promise<Map<string, string[]>> } | undefined;
+  async function typesOf(metric: string): Promise<string[]> {
+    const at = now();
+    const stale = (age: number) => fieldTypes === undefined || at - fieldTypes.atMs >= age;
+    // A metric not seen yet may be new: read again, but not more than once a second.
+    if (stale(fieldTypesTtlMs) || (!(await fieldTypes?.types)?.has(metric) && stale(1000))) {
+      const types = reads.telemetryFieldTypes();
+      fieldTypes = { atMs: at, types };
+      types.catch(() => {
+        if (fieldTypes?.types === types) fieldTypes = undefined;
+      });
+    }
+    return (await fieldTypes?.types)?.get(metric) ?? [];
+  }
+
+  return {
+    ping: () => reads.ping(options.pingTimeoutMs ?? 2000),
+
+    /** Devices sorted by id; the filters apply to each device's latest hello, status to now. */
+    async listDevices(filter: DeviceListFilter): Promise<Page<Device> & { total: number }> {
+      const atMs = now();
+      let matching = await directory.list(filter);
+      if (filter.status !== undefined)
+        matching = matching.filter((e) => statusOf(e.live, atMs) === filter.status);
+      const items = matching.slice(filter.offset, filter.offset + filter.limit).map((e) => deviceOf(e, atMs));
+      const end = filter.offset + items.length;
+      return { items, total: matching.length, nextOffset: end < matching.length ? end : null };
+    },
+
+    /** undefined for a device the directory does not know. */
+    async getDevice(id: string): Promise<DeviceDetail | undefined> {
+      const entry = await directory.lookup(id);
+      if (entry === undefined) return undefined;
+      const faults = await reads.recentFaults(id, RECENT_FAULTS);
+      return { ...deviceOf(entry, now()), recentFaults: faults.map((f) => faultRecord(f, entry)) };
+    },
+
+    async telemetry(q: TelemetryQuery): Promise<Result<TelemetrySeries, "unknown_device" | "not_numeric">> {
+      const entry = await directory.lookup(q.device);
+      if (entry === undefined) return err("unknown_device");
+      const types = await typesOf(q.metric);
+      if (q.fn !== "last" && types.some((t) => t !== "float" && t !== "integer")) return err("not_numeric");
+      const series = {
+        device: q.device,
+        metric: q.metric,
+        fn: q.fn,
+        from: iso(q.fromMs),
+        to: iso(q.toMs),
+        everyMs: q.everyMs,
+      };
+      if (types.length === 0) return ok({ ...series, points: [] });
+      const points = (await reads.telemetry(q)).map((p) => ({ time: iso(p.timeMs), value: p.value }));
+      return ok({ ...series, points });
+    },
+
+    /** Newest first; undefined for a device the directory does not know. */
+    async presenceHistory(
+      q: { device: string; limit: number; offset: number } & Window,
+    ): Promise<Page<PresenceRecord> | undefined> {
+      if ((await directory.lookup(q.device)) === undefined) return undefined;
+      const found = await reads.presence(q.device, q, q.limit + 1, q.offset);
+      return {
+        items: found
+          .slice(0, q.limit)
+          .map((p) => ({ time: iso(p.atMs), state: p.state, source: p.source ?? UNKNOWN })),
+        nextOffset: found.length > q.limit ? q.offset + q.limit : null,
+      };
+    },
+
+    /** What the support desk sees of one device; undefined (and no query) for one the directory does not know. */
+    async deviceSummary(id: string): Promise<DeviceSummaryResponse | undefined> {
+      const entry = await directory.lookup(id);
+      if (entry === undefined) return undefined;
+      const atMs = now();
+      const sinceMs = atMs - LATEST_METRICS_SPAN_MS;
+      const [faults, events, presence, values, ratings, issues] = await Promise.all([
+        reads.recentFaults(id, RECENT_FAULTS),
+        reads.recentEvents(id, RECENT_EVENTS),
+        reads.presence(id, undefined, RECENT_PRESENCE),
+        reads.latestMetrics(id, sinceMs),
+        reads.ratings(id, RECENT_RATINGS),
+        options.issuesForDevice?.(id),
+      ]);
+      return {
+        ...deviceOf(entry, atMs),
+        recentPresence: presence.map((p) => ({
+          time: iso(p.atMs),
+          state: p.state,
+          source: p.source ?? UNKNOWN,
+        })),
+        metrics: { since: iso(sinceMs), values },
+        recentFaults: faults.map((f) => faultRecord(f, entry)),
+        recentEvents: events.map(eventRecord),
+        feedback: {
+          count: ratings.count,
+          mean: ratings.mean,
+          recent: ratings.recent.map((r) => ({
+            time: iso(r.deviceMs),
+            receivedAt: iso(r.receivedMs),
+            rating: r.rating,
+            comment: r.comment,
+          })),
+        },
+        issues: { available: issues !== undefined, items: issues ?? [] },
+      };
+    },
+
+    /**
+     * Silent rates among the devices that reported in the window, judged at its end. At the present the
+     * directory answers (seen: its last report falls in the window; cohort: its latest hello); for a past
+     * end the raw points do (every device's series: seconds at 10,000 devices).
+     */
+    async silence(q: Window): Promise<SilenceReport> {
+      const seen = isPresent(q.toMs) ? await seenNow(q) : await seenThen(q);
+      // A silent device's last report is in the window, so its update came at most a day before the window.
+      const updatesFromMs = Math.max(0, q.fromMs - 2 * HOUR_MS - AFTER_UPDATE_MS);
+      const silentIds = seen.filter((d) => d.silent).map((d) => d.device);
+      const updates = await reads.firmwareUpdates(silentIds, updatesFromMs, q.toMs);
+      return silenceReport({
+        ...q,
+        factor: silence.factor,
+        seen,
+        updates: updates.map((u) => ({
+          device: u.device,
+          model: u.model ?? UNKNOWN,
+          from: u.from ?? UNKNOWN,
+          to: u.to ?? UNKNOWN,
+          atMs: u.atMs,
+        })),
+      });
+    },
+  };
+
+  async function seenNow(q: Window): Promise<SeenDevice[]> {
+    const entries = await directory.list();
+    return entries.flatMap((e): SeenDevice[] => {
+      const reportMs = e.live.lastReportMs;
+      if (reportMs === null || reportMs < q.fromMs || reportMs >= q.toMs + MINUTE_MS) return [];
+      return [
+        {
+          device: e.id,
+          model: e.hello.model,
+          firmware: e.hello.firmware,
+          silent: statusOf(e.live, q.toMs) === "silent",
+          lastReportMs: reportMs,
+        },
+      ];
+    });
+  }
+
+  async function seenThen(q: Window): Promise<SeenDevice[]> {
+    const [active, entries, reports, presence, cadences] = await Promise.all([
+      reads.activeDevices(q.fromMs, q.toMs),
+      directory.list(),
+      reads.lastReportsBefore(q.toMs),
+      reads.presenceBefore(q.toMs),
+      reads.cadences(q.toMs - silence.cadenceWindowMs, q.toMs),
+    ]);
+    const inputs = livenessInputs({
+      reports,
+      presence,
+      cadences: new Map(cadences.map((c) => [c.device, { medianMs: c.medianMs, samples: c.samples }])),
+      models: new Map(entries.map((e) => [e.id, e.hello.model])),
+      unknownModel: UNKNOWN,
+    });
+    return active.map((a) => {
+      const input = inputs.get(a.device);
+      return {
+        device: a.device,
+        model: a.model ?? UNKNOWN,
+        firmware: a.firmware ?? UNKNOWN,
+        silent: input === undefined || statusOf(input, q.toMs) === "silent",
+        lastReportMs: input?.lastReportMs ?? null,
+      };
+    });
+  }
+}
