@@ -1,4 +1,5 @@
 import type { CommandResult, Hello } from "../contract/messages.js";
+import { HOUR_MS, MINUTE_MS, WEEK_MS } from "../contract/time.js";
 import { happens } from "./models/device-model.js";
 import {
   type BaseState,
@@ -14,10 +15,6 @@ import { type DeviceScript, PLAIN_SCRIPT } from "./script.js";
 
 /** Who a device is, and (from a scenario) what will happen to it; no script means nothing injected. */
 export type DeviceSpec = { id: string; kind: SimKind; hello: Hello; script?: DeviceScript };
-
-const MINUTE_MS = 60_000;
-const HOUR_MS = 60 * MINUTE_MS;
-const WEEK_MS = 7 * 24 * HOUR_MS;
 
 /** How a device's connection behaves; not (yet) something a scenario sets. */
 export type DeviceOptions = {

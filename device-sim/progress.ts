@@ -1,3 +1,5 @@
+import { formatDuration } from "../contract/time.js";
+
 // Progress on stderr: a bar redrawn in place on a terminal, a plain line now and then anywhere else (a log
 // file, CI), so a long backfill says how far it is without flooding what it writes to.
 
@@ -35,14 +37,6 @@ const BAR_WIDTH = 24;
 
 /** A count as people read it: 12,180. */
 export const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
-
-/** 95 s → "1m35s"; under a minute in seconds, over an hour in hours and minutes. */
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
 
 /** One line of progress: bar (on a terminal), counts, message rate, and the time left at the rate so far. */
 export function formatProgress(

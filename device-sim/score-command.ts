@@ -7,6 +7,7 @@ import { Health, MAX_PAGE } from "../contract/api/common.js";
 import { DevicePage, SilenceReport } from "../contract/api/devices.js";
 import { FirmwareComparison, FirmwareVersions, FleetSummary } from "../contract/api/fleet.js";
 import { IssueDetail, IssuePage } from "../contract/api/issues.js";
+import { formatDuration, HOUR_MS, iso } from "../contract/time.js";
 import {
   collectAnswers,
   parseGroundTruth,
@@ -35,7 +36,6 @@ const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 
 const DEFAULT_STEP = "1h";
-const HOUR_MS = 3_600_000;
 
 function defaultApiUrl(env: ScoreCommandEnv): string {
   const port = Env.shape.FIELDQ_HTTP_PORT.safeParse(env.FIELDQ_HTTP_PORT);
@@ -91,7 +91,6 @@ export class ApiCallError extends Error {
 
 type Query = Record<string, string | number | undefined>;
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const windowQuery = (w: Window) => ({ from: iso(w.fromMs), to: iso(w.toMs) });
 
 const MAX_RATE_LIMITED_ATTEMPTS = 30;
@@ -215,16 +214,6 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
       required("/api/v1/fleet/summary", { ...windowQuery(w), groupBy: "model" }, FleetSummary),
   };
   return api;
-}
-
-/** 3d 4h, 5h 20m, 45m, 30s. */
-export function formatDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  const [d, h, m] = [Math.floor(s / 86_400), Math.floor((s % 86_400) / 3600), Math.floor((s % 3600) / 60)];
-  if (d > 0) return h > 0 ? `${d}d ${h}h` : `${d}d`;
-  if (h > 0) return m > 0 ? `${h}h ${m}m` : `${h}h`;
-  if (m > 0) return `${m}m`;
-  return `${s}s`;
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;

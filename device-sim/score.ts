@@ -8,13 +8,12 @@ import type {
   RateComparison,
 } from "../contract/api/fleet.js";
 import type { IssueDetail, IssueSummary } from "../contract/api/issues.js";
+import { HOUR_MS, iso } from "../contract/time.js";
 import type { GroundTruth, InjectedProblem } from "./script.js";
 
 // `fieldq sim score`: what a run injected (its ground truth) against what the fieldq API found. The API is
 // reached through ScoreApi, so collectAnswers asks it and scoreRun judges the answers without any I/O.
 // docs/simulator.md ("Scoring") says what counts as found, as a false alarm and as the time to detect.
-
-const HOUR_MS = 3_600_000;
 
 /** The line's flakiness shows as these faults (device-sim/script.ts lineFlakiness: resyncs and drops). */
 export const LINE_FAULT_CODES = ["DSL_RESYNC", "WAN_DOWN"] as const;
@@ -369,7 +368,6 @@ export type Score = {
   notes: string[];
 };
 
-const iso = (ms: number) => new Date(ms).toISOString();
 /** Three significant digits or so: 181, 72.4, 1.28. */
 const fixed = (n: number) => n.toFixed(Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : 2);
 

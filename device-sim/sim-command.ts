@@ -1,9 +1,10 @@
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../config/duration.js";
+import { formatDuration } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import { type BackfillStats, runBackfill } from "./backfill.js";
-import { createProgress, formatDuration, grouped, type ProgressOutput } from "./progress.js";
+import { createProgress, grouped, type ProgressOutput } from "./progress.js";
 import { type PublishedCounts, runSim, type SimStats } from "./run-sim.js";
 import { DEFAULT_SCENARIO, listShippedScenarios, loadScenario } from "./scenario/parse.js";
 import { planScenario, type ScenarioPlan } from "./scenario/plan.js";

@@ -1,4 +1,5 @@
 import type { Event, Fault, Hello, Severity, Telemetry } from "../../contract/messages.js";
+import { HOUR_MS } from "../../contract/time.js";
 import type { UplinkChannel } from "../../contract/topics.js";
 import type { Random } from "../random.js";
 import type { DeviceScript } from "../script.js";
@@ -49,8 +50,6 @@ export type DeviceModel<S extends BaseState> = {
   /** Runs a remote command at `now`; the model's time does not move. */
   command(state: S, command: SimCommand, random: Random, now: number): CommandStep<S>;
 };
-
-const HOUR_MS = 3_600_000;
 
 /** Whether something that happens `perHour` times per device-hour happened during `elapsedMs`. */
 export function happens(random: Random, perHour: number, elapsedMs: number): boolean {

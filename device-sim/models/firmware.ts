@@ -1,11 +1,10 @@
 import type { FIRMWARE_UPDATE_RESULTS, Hello } from "../../contract/messages.js";
+import { HOUR_MS } from "../../contract/time.js";
 import type { Random } from "../random.js";
 import type { DeviceScript, FirmwarePush } from "../script.js";
 import type { SimMessage, Stamp, UpdateProgress } from "./device-model.js";
 
 export type FirmwareUpdate = { from: string; to: string; result: (typeof FIRMWARE_UPDATE_RESULTS)[number] };
-
-const HOUR_MS = 3_600_000;
 
 /** Odds of an over-the-air update; a device whose update did not take tries the push again hours later. */
 const RESULT_ODDS = [

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createProgress, formatDuration, formatProgress } from "../../device-sim/progress.js";
+import { formatDuration } from "../../contract/time.js";
+import { createProgress, formatProgress } from "../../device-sim/progress.js";
 
 function output(isTTY: boolean) {
   const written: string[] = [];
@@ -10,8 +11,11 @@ describe("progress", () => {
   it.each([
     [0, "0s"],
     [59_400, "59s"],
-    [95_000, "1m35s"],
-    [3_600_000 + 5 * 60_000, "1h05m"],
+    [95_000, "1m 35s"],
+    [45 * 60_000, "45m"],
+    [3_600_000 + 5 * 60_000, "1h 5m"],
+    [3 * 86_400_000 + 4 * 3_600_000 + 59_000, "3d 4h"],
+    [2 * 86_400_000, "2d"],
   ])("writes %i ms as %s", (ms, text) => {
     expect(formatDuration(ms)).toBe(text);
   });
@@ -23,7 +27,7 @@ describe("progress", () => {
       30_000,
     );
     expect(line).toBe(
-      "backfill  [######..................]  250/1,000 devices  25%  60,000 msgs  2,000 msg/s  ETA 1m30s",
+      "backfill  [######..................]  250/1,000 devices  25%  60,000 msgs  2,000 msg/s  ETA 1m 30s",
     );
   });
 
