@@ -32,9 +32,6 @@ import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from 
 // only ever gains series: no stale rollup point outlives a recompute. docs/storage.md describes the
 // measurements.
 
-/** For storage/health-store.ts until it imports storage/rollup-schema.ts. */
-export { COHORT_SUMS, RATINGS };
-
 export type RollupResult = { hours: number; days: number; points: number };
 
 export interface Rollups {

@@ -14,17 +14,15 @@ import {
   type RateComparison,
 } from "../contract/api/fleet.js";
 import { Label, SEVERITIES, Severity } from "../contract/messages.js";
-import { COHORT_SUMS, RATINGS } from "../rollup/rollups.js";
-import { DAY_MS, HOUR_MS, type SetIdentity } from "../rollup/sets.js";
+import { alignHours, DAY_MS, HOUR_MS, type Window } from "../contract/time.js";
 import { from, type Group, iso, queryGroups, tagIs } from "./influxql.js";
 import {
-  alignHours,
-  createRollupCache,
-  type RollupCache,
+  createRollupReader,
+  type RollupReader as RollupCache,
   type RollupView,
   type SumQuery,
-  type Window,
-} from "./rollup-cache.js";
+} from "./rollup-reader.js";
+import { COHORT_SUMS, RATINGS, type SetIdentity } from "./rollup-schema.js";
 
 // Fleet health and firmware cohorts, read from the rollups (rollup/, docs/storage.md "Rollups"), never from
 // the raw points: counting distinct devices in raw `activity` and `fault` takes seconds over a month of a
@@ -196,7 +194,7 @@ export type HealthStoreOptions = {
 };
 
 export function createInfluxHealthStore(influx: InfluxDB, options: HealthStoreOptions = {}): HealthStore {
-  const rollups = options.rollups ?? createRollupCache(influx);
+  const rollups = options.rollups ?? createRollupReader(influx);
   const cohorts = from("cohort1h");
   const COHORTS = { hourly: "cohort1h", daily: "cohort1d" } as const;
   const ISSUES = { hourly: "issue1h", daily: "issue1d" } as const;
