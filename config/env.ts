@@ -17,7 +17,8 @@ const duration = (fallback: string) =>
     .string()
     .default(fallback)
     .transform((text, ctx) => {
-      const ms = parseDuration(text);
+      // A bare 0 needs no unit.
+      const ms = text.trim() === "0" ? 0 : parseDuration(text);
       if (ms === undefined) {
         ctx.addIssue({
           code: "custom",
@@ -127,6 +128,8 @@ export const Env = z.object({
   FIELDQ_MAX_DEVICE_LABEL_VALUES: count(20),
   FIELDQ_FLUSH_INTERVAL: duration("1s"),
   FIELDQ_ROLLUP_INTERVAL: duration("10s"),
+  /** How often a device's device_state point is rewritten for its reports; 0: for every message. */
+  FIELDQ_DEVICE_STATE_EVERY: duration("10s"),
   FIELDQ_CLOCK_SKEW_FUTURE: duration("10m"),
   FIELDQ_CLOCK_SKEW_PAST: duration("60d"),
   FIELDQ_VERIFY_DEVICE_HOURS: z.coerce.number().positive().default(500),
@@ -211,6 +214,8 @@ export type Config = {
     flushIntervalMs: number;
     /** How long written hours wait before their rollups are recomputed (rollup/runner.ts). */
     rollupIntervalMs: number;
+    /** A device's device_state point is rewritten for a report at most this often (0: every message). */
+    deviceStateEveryMs: number;
     clockSkewFutureMs: number;
     clockSkewPastMs: number;
     limits: StorageLimits;
@@ -293,6 +298,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
         batchBytes: e.FIELDQ_BATCH_BYTES,
         flushIntervalMs: e.FIELDQ_FLUSH_INTERVAL,
         rollupIntervalMs: e.FIELDQ_ROLLUP_INTERVAL,
+        deviceStateEveryMs: e.FIELDQ_DEVICE_STATE_EVERY,
         clockSkewFutureMs: e.FIELDQ_CLOCK_SKEW_FUTURE,
         clockSkewPastMs: e.FIELDQ_CLOCK_SKEW_PAST,
         limits: {

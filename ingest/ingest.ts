@@ -5,16 +5,26 @@ import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { encodePoint, pointBytesAtMost } from "../storage/line-protocol.js";
 import { CardinalityGuard, valuesOf } from "./cardinality.js";
-import { decodeMessage } from "./decode.js";
-import type { DeviceMetaRecord, Journal, JournalRecord } from "./journal.js";
+import { type DecodedMessage, decodeMessage } from "./decode.js";
+import {
+  clearedHelloFields,
+  type DeviceActivity,
+  HELLO_FIELDS,
+  type Observation,
+  observe,
+  withGap,
+} from "./device-state.js";
+import type { DeviceMetaRecord, IntroducedValue, Journal, JournalRecord } from "./journal.js";
 import {
   activityPoint,
+  deviceStatePoint,
   deviceTags,
   exposureHours,
   messagePoints,
   type PresenceSource,
   presencePoint,
   rejectionPoint,
+  unknownMeta,
 } from "./to-points.js";
 
 // The ingest step the broker calls before it acknowledges a publish: decode, validate, map to points,
@@ -37,8 +47,12 @@ export type IngestOptions = {
   /** The size of a stored point and what one device may add to InfluxDB's indexes. */
   limits: StorageLimits;
   fingerprintRules?: FingerprintRules;
+  /** A device's device_state point is rewritten for a report at most this often (0: every message). */
+  deviceStateEveryMs?: number;
   now?: () => number;
 };
+
+export const DEFAULT_DEVICE_STATE_EVERY_MS = 10_000;
 
 export type Ingest = Awaited<ReturnType<typeof createIngest>>;
 
@@ -56,28 +70,110 @@ export function oversizedPoint(
   return undefined;
 }
 
+type SlottedRecord = DeviceMetaRecord & { slot: number };
+
+const sameHello = (a: DeviceMetaRecord | undefined, b: DeviceMetaRecord) =>
+  a !== undefined && HELLO_FIELDS.every((f) => a[f] === b[f]);
+
+/** A status message is the device's own report unless the broker published it as the device's will. */
+function observation(message: DecodedMessage, atMs: number, source: PresenceSource): Observation {
+  if (message.channel !== "status") return { atMs, report: true };
+  return { atMs, report: source !== "will", presence: { state: message.body.state, atMs, source } };
+}
+
 export async function createIngest(options: IngestOptions) {
   const { journal, logger, metrics } = options;
   const metas = await journal.loadDeviceMeta();
   const guard = new CardinalityGuard(options.limits, await journal.loadIntroduced());
   const now = options.now ?? Date.now;
+  const stateEveryMs = options.deviceStateEveryMs ?? DEFAULT_DEVICE_STATE_EVERY_MS;
   let discriminator = 0;
   const receiveTime = () => ({ receivedMs: now(), discriminator: discriminator++ % 1_000_000 });
   /** Per device: the hour (and firmware) last credited, so most messages add no point; its latest report. */
   const lastExposure = new Map<string, { key: string; reportMs: number }>();
+  /** Per device: what its device_state point holds beyond its record. */
+  const activities = new Map<string, DeviceActivity>();
+  /** Devices whose record changed since it was last journaled: it goes with their next append. */
+  const unsaved = new Set<string>();
 
-  function withExposure(deviceId: string, records: JournalRecord[]): JournalRecord[] {
+  /** The exposure records a message's records add, and the gap samples they measured. */
+  function exposure(
+    deviceId: string,
+    records: JournalRecord[],
+  ): { added: JournalRecord[]; gapsMs: number[] } {
     const added: JournalRecord[] = [];
+    const gapsMs: number[] = [];
     for (const { hourMs, tags, firstMs, lastMs } of exposureHours(records)) {
       const key = `${hourMs}|${tags.firmware}`;
       const last = lastExposure.get(deviceId);
       if (last?.key !== key) {
         const gapMs = last !== undefined && firstMs > last.reportMs ? firstMs - last.reportMs : undefined;
         added.push({ point: activityPoint(tags, hourMs, gapMs) });
+        if (gapMs !== undefined) gapsMs.push(gapMs);
       }
       lastExposure.set(deviceId, { key, reportMs: Math.max(lastMs, last?.reportMs ?? 0) });
     }
-    return added.length > 0 ? [...records, ...added] : records;
+    return { added, gapsMs };
+  }
+
+  /** Replaces the device's record; it is journaled with the device's next append. */
+  function keep(deviceId: string, record: SlottedRecord): SlottedRecord {
+    metas.set(deviceId, record);
+    unsaved.add(deviceId);
+    return record;
+  }
+
+  /** The device's record; the first time it is seen, a new one with a slot of its own and its first time. */
+  function recordOf(deviceId: string, atMs: number): SlottedRecord {
+    const known = metas.get(deviceId);
+    if (known?.slot !== undefined) return known as SlottedRecord;
+    return keep(deviceId, { ...(known ?? unknownMeta()), slot: journal.assignSlot(), firstMs: atMs });
+  }
+
+  /** The device's state point when this observation calls for one (ingest/device-state.ts). */
+  function stateRecords(
+    deviceId: string,
+    record: SlottedRecord,
+    seen: Observation,
+    cleared: ReturnType<typeof clearedHelloFields> = [],
+  ): JournalRecord[] {
+    const { activity, write } = observe(activities.get(deviceId) ?? {}, seen, stateEveryMs);
+    activities.set(deviceId, activity);
+    if (!write) return [];
+    return [{ point: deviceStatePoint({ deviceId, record, activity, updatedMs: seen.atMs, cleared }) }];
+  }
+
+  /**
+   * Journals the records with the device's record when it changed; the record and its device_state point
+   * land in one batch. Not stored: the record is kept for the next append and the next state point is
+   * written at once.
+   */
+  async function appendFor(
+    deviceId: string,
+    records: JournalRecord[],
+    introduced: readonly IntroducedValue[] = [],
+  ) {
+    const saving = unsaved.delete(deviceId);
+    const record = metas.get(deviceId);
+    const failed = () => {
+      if (saving) unsaved.add(deviceId);
+      const activity = activities.get(deviceId);
+      if (activity !== undefined) {
+        const { writtenMs: _, ...unwritten } = activity;
+        activities.set(deviceId, unwritten);
+      }
+    };
+    try {
+      const appended = await journal.append(records, {
+        ...(saving && record ? { meta: [deviceId, record] as [string, DeviceMetaRecord] } : {}),
+        introduced,
+      });
+      if (!appended.ok) failed();
+      return appended;
+    } catch (error) {
+      failed();
+      throw error;
+    }
   }
 
   async function refuse(
@@ -113,13 +209,14 @@ export async function createIngest(options: IngestOptions) {
       if (!decoded.ok)
         return refuse(deviceId, topic, payload.length, decoded.refusal.reason, decoded.refusal.message);
       const { message } = decoded;
+      const time = receiveTime();
       const mapped = messagePoints(message, {
         meta: metas.get(deviceId),
         clockSkewFutureMs: options.clockSkewFutureMs,
         clockSkewPastMs: options.clockSkewPastMs,
         statusSource: source,
         ...(options.fingerprintRules ? { fingerprintRules: options.fingerprintRules } : {}),
-        ...receiveTime(),
+        ...time,
       });
       const oversized = oversizedPoint(mapped.records, options.limits.maxPointBytes);
       if (oversized) {
@@ -130,18 +227,38 @@ export async function createIngest(options: IngestOptions) {
       }
       const admission = guard.admit(deviceId, valuesOf(message, mapped));
       if (!admission.ok) return refuse(deviceId, topic, payload.length, "over_limit", admission.message);
-      // Later messages of this device are tagged with the new metadata even while this one is syncing.
-      if (mapped.meta) metas.set(deviceId, mapped.meta);
-      const { introduced } = admission;
-      const appended = await journal
-        .append(withExposure(deviceId, mapped.records), {
-          ...(mapped.meta ? { meta: [deviceId, mapped.meta] as [string, DeviceMetaRecord] } : {}),
-          introduced,
-        })
-        .catch((error: unknown) => {
-          guard.forget(introduced);
-          throw error;
+      // From here to the append nothing waits, so the journal holds the device's state points in the order
+      // its messages came. Later messages are tagged with new metadata even while this one is syncing.
+      const before = metas.get(deviceId);
+      let record = recordOf(deviceId, time.receivedMs);
+      const seen = observation(message, time.receivedMs, source);
+      let cleared: ReturnType<typeof clearedHelloFields> = [];
+      if (mapped.meta) {
+        seen.metaChanged = !sameHello(before, mapped.meta);
+        cleared = clearedHelloFields(before, mapped.meta);
+        const { slot, firstMs, gapsMs } = record;
+        record = keep(deviceId, {
+          ...mapped.meta,
+          slot,
+          ...(firstMs !== undefined ? { firstMs } : {}),
+          ...(gapsMs !== undefined ? { gapsMs } : {}),
         });
+      }
+      const { added, gapsMs } = exposure(deviceId, mapped.records);
+      if (gapsMs.length > 0)
+        record = keep(deviceId, {
+          ...record,
+          gapsMs: gapsMs.reduce((all, gap) => withGap(all, gap), record.gapsMs ?? []),
+        });
+      const { introduced } = admission;
+      const appended = await appendFor(
+        deviceId,
+        [...mapped.records, ...added, ...stateRecords(deviceId, record, seen, cleared)],
+        introduced,
+      ).catch((error: unknown) => {
+        guard.forget(introduced);
+        throw error;
+      });
       if (!appended.ok) {
         // Not stored, so not known: the device sends the message again later and introduces them then.
         guard.forget(introduced);
@@ -154,8 +271,12 @@ export async function createIngest(options: IngestOptions) {
 
     /** Connects and disconnects as the broker saw them. */
     async presence(deviceId: string, state: "online" | "offline"): Promise<void> {
-      const point = presencePoint(deviceTags(deviceId, metas.get(deviceId)), receiveTime(), state, "broker");
-      const appended = await journal.append([{ point }]);
+      const time = receiveTime();
+      const point = presencePoint(deviceTags(deviceId, metas.get(deviceId)), time, state, "broker");
+      const record = recordOf(deviceId, time.receivedMs);
+      const atMs = time.receivedMs;
+      const seen: Observation = { atMs, report: false, presence: { state, atMs, source: "broker" } };
+      const appended = await appendFor(deviceId, [{ point }, ...stateRecords(deviceId, record, seen)]);
       if (!appended.ok) logger.warn({ deviceId, state }, "journal full: presence change not recorded");
     },
 

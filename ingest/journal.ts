@@ -10,6 +10,7 @@ import type { Point } from "../storage/schema.js";
 /** One point with the identity of the message it came from, for de-duplication of redeliveries. */
 export type JournalRecord = { point: Point; dedupe?: string };
 
+/** What the ingest keeps of a device: its latest hello (unknown before one), and its device_state bookkeeping. */
 export type DeviceMetaRecord = {
   kind: string;
   model: string;
@@ -18,6 +19,12 @@ export type DeviceMetaRecord = {
   region: string;
   isp: string;
   serial: string;
+  /** Its device_state point's time in ns (Journal.assignSlot): fixed for good, never shared. */
+  slot?: number;
+  /** Broker time of the first message or presence change stored; absent for devices seen before it was kept. */
+  firstMs?: number;
+  /** Its most recent gap samples (activity gap_ms), oldest first: its cadence. */
+  gapsMs?: number[];
 };
 
 export type AppendResult = { ok: true } | { ok: false; reason: "full" };
@@ -69,6 +76,8 @@ export class Journal {
   private readonly dirtyListeners = new Set<() => void>();
   private readonly dedupeWindowMs: number;
   private next = 0;
+  /** The next device_state slot; known once loadDeviceMeta has read every record. */
+  private nextSlot: number | undefined;
   private backlogEntries = 0;
   private backlogBytes = 0;
   /** Bytes accepted but not yet synced count against the bound too. */
@@ -301,11 +310,42 @@ export class Journal {
     );
   }
 
+  /**
+   * Every device's record. Records without a slot (written before slots existed) get one here, in key order
+   * after the highest slot in use, and are stored with it at once, so the numbering never changes again.
+   */
   async loadDeviceMeta(): Promise<Map<string, DeviceMetaRecord>> {
     const all = new Map<string, DeviceMetaRecord>();
-    for await (const [deviceId, meta] of this.meta.iterator())
-      all.set(deviceId, JSON.parse(meta) as DeviceMetaRecord);
+    let highest = 0;
+    for await (const [deviceId, meta] of this.meta.iterator()) {
+      const record = JSON.parse(meta) as DeviceMetaRecord;
+      all.set(deviceId, record);
+      if (record.slot !== undefined) highest = Math.max(highest, record.slot);
+    }
+    this.nextSlot = highest + 1;
+    const slotless = [...all].filter(([, record]) => record.slot === undefined);
+    for (const [, record] of slotless) record.slot = this.assignSlot();
+    if (slotless.length > 0) {
+      await this.db.batch(
+        slotless.map(([deviceId, record]) => ({
+          type: "put" as const,
+          sublevel: this.meta,
+          key: deviceId,
+          value: JSON.stringify(record),
+        })),
+        { sync: true },
+      );
+    }
     return all;
+  }
+
+  /**
+   * A slot no device has: the caller stores it in the device's record with its next append (the record and
+   * the entry holding its first device_state point land in one batch). Needs loadDeviceMeta first.
+   */
+  assignSlot(): number {
+    if (this.nextSlot === undefined) throw new Error("assignSlot before loadDeviceMeta");
+    return this.nextSlot++;
   }
 
   /** Every metric name and label value stored so far, with the device that introduced it. */

@@ -8,9 +8,12 @@ import type {
   RebootEvent,
   RejectReason,
 } from "../contract/messages.js";
+import { HOUR_MS } from "../contract/time.js";
 import {
   DEVICE_TAGS,
+  deviceStateTimeNs,
   type FieldValue,
+  faultListTimeNs,
   MEASUREMENTS,
   messageIdentity,
   metricValue,
@@ -19,7 +22,18 @@ import {
   UNKNOWN,
 } from "../storage/schema.js";
 import type { DecodedMessage } from "./decode.js";
+import {
+  cadenceOf,
+  type DeviceActivity,
+  HELLO_FIELDS,
+  helloValue,
+  type PresenceSource,
+} from "./device-state.js";
 import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
+
+export type { PresenceSource } from "./device-state.js";
+// Kept for the bench's history builder; contract/time.ts is where it lives.
+export { HOUR_MS };
 
 // A decoded message → the points it is stored as (docs/storage.md). Pure: time and metadata come in.
 
@@ -194,7 +208,12 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
         fields,
         timeNs: s.timeNs,
       };
-      return { records: [{ dedupe: dedupe(f.seq, f.ts), point }], skewed: s.skewed ? 1 : 0 };
+      // The fault list's copy has its own identity, so de-duplication keeps both or neither.
+      const listed = {
+        dedupe: `${deviceId}/${MEASUREMENTS.faultList.name}/${f.seq}/${f.ts}`,
+        point: faultListPoint(point, deviceId, f.seq),
+      };
+      return { records: [{ dedupe: dedupe(f.seq, f.ts), point }, listed], skewed: s.skewed ? 1 : 0 };
     }
     case "event": {
       const e = message.body;
@@ -238,7 +257,76 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
   }
 }
 
-export type PresenceSource = "broker" | "device" | "will";
+/** Tags of fault_list: the fault list's filters, and nothing per device. */
+const FAULT_LIST_TAGS = ["kind", "model", "firmware", "code", "severity"] as const;
+
+/**
+ * A fault point again for the fault list: tagged only by what the list filters on, so a page reads a few
+ * hundred series instead of one per device; the device, region, fingerprint and component become fields.
+ */
+export function faultListPoint(fault: Point, deviceId: string, seq: number): Point {
+  const tags: Record<string, string> = {};
+  for (const tag of FAULT_LIST_TAGS) tags[tag] = fault.tags[tag] ?? UNKNOWN;
+  const { device_id: _, ...own } = fault.fields;
+  const fields: Record<string, FieldValue> = {
+    device: deviceId,
+    region: fault.tags.region ?? UNKNOWN,
+    fingerprint: fault.tags.fingerprint ?? UNKNOWN,
+    ...own,
+  };
+  if (fault.tags.component !== undefined) fields.component = fault.tags.component;
+  const ms = Number(BigInt(fault.timeNs) / 1_000_000n);
+  return {
+    measurement: MEASUREMENTS.faultList.name,
+    rp: MEASUREMENTS.faultList.rp,
+    tags,
+    fields,
+    timeNs: faultListTimeNs(ms, seq, deviceId),
+  };
+}
+
+/**
+ * A device's device_state point (docs/storage.md "Read models"): at its slot, every field it knows, the
+ * ones it does not know left out (InfluxDB keeps what an earlier point of the slot had), except `cleared`
+ * hello fields, written as "unknown" so an old value does not stay.
+ */
+export function deviceStatePoint(input: {
+  deviceId: string;
+  record: DeviceMetaRecord & { slot: number };
+  activity: DeviceActivity;
+  updatedMs: number;
+  cleared?: readonly (typeof HELLO_FIELDS)[number][];
+}): Point {
+  const { record, activity } = input;
+  const fields: Record<string, FieldValue> = { device: input.deviceId };
+  for (const field of HELLO_FIELDS) {
+    const value = helloValue(record, field);
+    if (value !== undefined) fields[field] = value;
+  }
+  for (const field of input.cleared ?? []) fields[field] = UNKNOWN;
+  if (record.firstMs !== undefined) fields.first_ms = int(record.firstMs);
+  if (activity.lastReportMs !== undefined) fields.last_report_ms = int(activity.lastReportMs);
+  if (activity.lastSeenMs !== undefined) fields.last_seen_ms = int(activity.lastSeenMs);
+  if (activity.presence !== undefined) {
+    fields.presence = activity.presence.state;
+    fields.presence_ms = int(activity.presence.atMs);
+    fields.presence_source = activity.presence.source;
+  }
+  const cadence = cadenceOf(record.gapsMs);
+  if (cadence !== undefined) {
+    // Always a float, even when the median is a whole number: the field's type is fixed by fieldq.
+    fields.gap_median_ms = cadence.medianMs;
+    fields.gap_samples = int(cadence.samples);
+  }
+  fields.updated_ms = int(input.updatedMs);
+  return {
+    measurement: MEASUREMENTS.deviceState.name,
+    rp: MEASUREMENTS.deviceState.rp,
+    tags: {},
+    fields,
+    timeNs: deviceStateTimeNs(record.slot),
+  };
+}
 
 type ReceiveTime = Pick<PointContext, "receivedMs" | "discriminator">;
 
@@ -275,8 +363,6 @@ export function rejectionPoint(
     timeNs: pointTimeNs(ctx.receivedMs, ctx.discriminator),
   };
 }
-
-export const HOUR_MS = 3_600_000;
 
 /** Measurements whose points mean the device was up and reporting at their time. */
 const EXPOSING: ReadonlySet<string> = new Set([

@@ -35,6 +35,13 @@ export const MEASUREMENTS = {
   deviceSet: { name: "device_set", rp: RP_LONG },
   /** Per hour and day bucket, a revision that grows whenever the bucket's rollups are recomputed. */
   rollupRev: { name: "rollup_rev", rp: RP_LONG },
+  /** Per UTC hour and day and fingerprint: each device's fault count, last fault and its firmware. */
+  issueDevices: { name: "issue_devices", rp: RP_LONG },
+  // Read models the ingest keeps as it writes, keyed the way a read filters (docs/storage.md "Read models").
+  /** One series, one point per device at its slot (nanoseconds): its hello, last report, presence, cadence. */
+  deviceState: { name: "device_state", rp: RP_LONG },
+  /** Every fault again, tagged only kind, model, firmware, code, severity: a few hundred series in all. */
+  faultList: { name: "fault_list", rp: RP_LONG },
 } as const;
 export type MeasurementKey = keyof typeof MEASUREMENTS;
 
@@ -82,3 +89,25 @@ export function messageIdentity(ms: number, seq: number): { timeNs: string; tags
   const high = (seq - low) / NS_PER_MS;
   return { timeNs: pointTimeNs(ms, low), tags: high === 0 ? {} : { [SEQ_HI_TAG]: String(high) } };
 }
+
+/** FNV-1a (32 bits) over the UTF-16 code units of a device id: the same number in every process and version. */
+export function deviceHash(deviceId: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < deviceId.length; i++) {
+    hash ^= deviceId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
+/**
+ * Where a fault's fault_list copy is stored: the fault point's millisecond plus (seq mod 1000) × 1000 +
+ * (deviceHash mod 1000) ns, so faults of two devices in one millisecond with the same tags stay apart unless
+ * both their seq mod 1000 and their hash mod 1000 agree (the fault measurement keeps every fault regardless).
+ */
+export function faultListTimeNs(ms: number, seq: number, deviceId: string): string {
+  return pointTimeNs(ms, (seq % 1000) * 1000 + (deviceHash(deviceId) % 1000));
+}
+
+/** device_state's time: the device's slot as nanoseconds, so the whole directory is one series. */
+export const deviceStateTimeNs = (slot: number): string => String(Math.trunc(slot));

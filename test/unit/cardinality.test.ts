@@ -213,7 +213,8 @@ describe("valuesOf", () => {
 describe("the ingest's guard", () => {
   it("counts nothing for a message a full journal left unacknowledged, and the device's next label goes through", async () => {
     const dir = await mkdtemp(join(tmpdir(), "fieldq-cardinality-"));
-    const journal = await Journal.open({ dir, maxBytes: 2000, logger: silentLogger });
+    // The filler fault (with its fault_list copy and state points) takes ~3,400 bytes, a hello ~600 more.
+    const journal = await Journal.open({ dir, maxBytes: 3800, logger: silentLogger });
     try {
       const ingest = await createIngest({
         journal,

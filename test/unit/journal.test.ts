@@ -272,12 +272,47 @@ describe("Journal", () => {
     await first.append([record(3)], { meta: ["modem-0001", { ...META, firmware: "2.5.0" }] });
     await first.close();
     const second = await open();
+    // Records from before slots existed get theirs on the first load, in key order.
     expect(await second.loadDeviceMeta()).toEqual(
       new Map([
-        ["modem-0001", { ...META, firmware: "2.5.0" }],
-        ["modem-0002", { ...META, model: "FQ-M300" }],
+        ["modem-0001", { ...META, firmware: "2.5.0", slot: 1 }],
+        ["modem-0002", { ...META, model: "FQ-M300", slot: 2 }],
       ]),
     );
+  });
+
+  test("gives records without a slot one after the highest in use, stores it at once, and never changes it", async ({
+    open,
+  }) => {
+    const first = await open();
+    await first.append([record(1)], { meta: ["b-device", { ...META, slot: 7 }] });
+    await first.append([record(2)], { meta: ["c-device", META] });
+    await first.append([record(3)], { meta: ["a-device", META] });
+    await first.close();
+    const second = await open();
+    const slots = (m: Map<string, { slot?: number }>) => [...m].map(([id, r]) => [id, r.slot]);
+    expect(slots(await second.loadDeviceMeta())).toEqual([
+      ["a-device", 8],
+      ["b-device", 7],
+      ["c-device", 9],
+    ]);
+    expect(second.assignSlot()).toBe(10);
+    await second.close();
+    const third = await open();
+    expect(slots(await third.loadDeviceMeta())).toEqual([
+      ["a-device", 8],
+      ["b-device", 7],
+      ["c-device", 9],
+    ]);
+    // A slot handed out but never stored (its append failed, the process died) is the one risk: none
+    // of its points were journaled either, so handing it out again collides with nothing.
+    expect(third.assignSlot()).toBe(10);
+    expect(third.assignSlot()).toBe(11);
+  });
+
+  test("hands out no slot before it knows the slots in use", async ({ open }) => {
+    const journal = await open();
+    expect(() => journal.assignSlot()).toThrow(/loadDeviceMeta/);
   });
 
   test("keeps no device metadata for an append without it", async ({ open }) => {

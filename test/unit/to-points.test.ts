@@ -234,8 +234,15 @@ describe("messagePoints for telemetry", () => {
 describe("messagePoints for a fault", () => {
   const fault = { ts: R, seq: 2, code: "DSL_RESYNC", severity: "warning" };
 
+  /** The fault point and its fault_list copy. */
+  function faultPoints(body: unknown, context = ctx()): [Point, Point] {
+    const { records } = messagePoints(message("fault", body), context);
+    expect(records.map((r) => r.point.measurement)).toEqual(["fault", "fault_list"]);
+    return [records[0]?.point as Point, records[1]?.point as Point];
+  }
+
   it("tags code, severity and component and keeps message and context as fields", () => {
-    const point = onlyPoint("fault", {
+    const [point] = faultPoints({
       ...fault,
       message: 'CRC "storm"',
       component: "dsl",
@@ -247,12 +254,70 @@ describe("messagePoints for a fault", () => {
     );
   });
 
+  it("copies it to fault_list, tagged only by the list's filters, the device and the rest as fields", () => {
+    const [, listed] = faultPoints({
+      ...fault,
+      message: 'CRC "storm"',
+      component: "dsl",
+      context: { crc: 3 },
+    });
+    expect(listed.rp).toBe("long");
+    // ns: (seq 2 mod 1000) × 1000 + (FNV-1a of modem-0001 = 2093309587) mod 1000 = 2587
+    expect(encodePoint(listed)).toBe(
+      `fault_list,code=DSL_RESYNC,firmware=2.4.1,kind=modem,model=FQ-M200,severity=warning device="${ID}",region="eu-west",fingerprint="7M6aCaEbxuknBCEW",seq=2i,received_ms=1736150400000i,skew_ms=0i,message="CRC \\"storm\\"",context="{\\"crc\\":3}",fingerprint_key="modem/FQ-M200/DSL_RESYNC",component="dsl" 1736150400000002587`,
+    );
+  });
+
+  it("gives the copy a dedupe key of its own, the same for a redelivery", () => {
+    const keys = (context: PointContext) =>
+      messagePoints(message("fault", fault), context).records.map((r) => r.dedupe);
+    expect(keys(ctx())).toEqual([`${ID}/fault/2/${R}`, `${ID}/fault_list/2/${R}`]);
+    expect(keys(ctx({ receivedMs: R + 5000, discriminator: 3 }))).toEqual(keys(ctx()));
+  });
+
+  it("stores a skewed fault's copy at its receive millisecond, keeping the claimed time", () => {
+    const [point, listed] = faultPoints({ ...fault, ts: R + DAY, seq: 1_234_567 });
+    expect(point.timeNs).toBe(pointTimeNs(R, 234_567));
+    expect(listed.timeNs).toBe(pointTimeNs(R, 567_000 + 587));
+    expect(listed.fields).toMatchObject({
+      clock_skewed: true,
+      device_ts: { int: R + DAY },
+      seq: { int: 1_234_567 },
+    });
+    // The full seq is a field: the copy needs no seq_hi tag.
+    expect(listed.tags).toEqual({
+      kind: "modem",
+      model: "FQ-M200",
+      firmware: "2.4.1",
+      code: "DSL_RESYNC",
+      severity: "warning",
+    });
+  });
+
+  it("keeps apart the copies of two devices' faults in one millisecond with the same tags", () => {
+    const [, a] = faultPoints(fault);
+    const { records } = messagePoints(
+      { ...message("fault", fault), deviceId: "modem-0002" } as DecodedMessage,
+      ctx(),
+    );
+    const b = records[1]?.point as Point;
+    expect(b.tags).toEqual(a.tags);
+    expect(b.timeNs).not.toBe(a.timeNs);
+  });
+
   it("leaves out component, message and context when the fault has none", () => {
-    const point = onlyPoint("fault", fault);
+    const [point, listed] = faultPoints(fault);
     expect(point.tags.component).toBeUndefined();
     expect(point.fields).toEqual({
       ...stampFields(2),
       device_id: ID,
+      fingerprint_key: "modem/FQ-M200/DSL_RESYNC",
+    });
+    expect(listed.fields).toEqual({
+      device: ID,
+      region: "eu-west",
+      fingerprint: "7M6aCaEbxuknBCEW",
+      ...stampFields(2),
       fingerprint_key: "modem/FQ-M200/DSL_RESYNC",
     });
   });
@@ -267,11 +332,7 @@ describe("messagePoints for a fault", () => {
     expect(point?.tags.fingerprint).toBe(fingerprintId("modem/FQ-M200/DSL_LINE_UNSTABLE"));
     expect(point?.fields.fingerprint_key).toBe("modem/FQ-M200/DSL_LINE_UNSTABLE");
     expect(point?.tags.code).toBe("DSL_RESYNC");
-  });
-
-  it("carries a dedupe key of device, channel, seq and ts", () => {
-    const { records } = messagePoints(message("fault", fault), ctx());
-    expect(records[0]?.dedupe).toBe(`${ID}/fault/2/${R}`);
+    expect(records[1]?.point.fields.fingerprint).toBe(fingerprintId("modem/FQ-M200/DSL_LINE_UNSTABLE"));
   });
 });
 
@@ -388,7 +449,7 @@ describe("point identity", () => {
   ])(
     "tags a %s with seq_hi beside its nanoseconds, and keeps it out of the device tags",
     (_case, channel, body) => {
-      const point = onlyPoint(channel, body);
+      const point = messagePoints(message(channel, body), ctx()).records[0]?.point as Point;
       expect(point.tags.seq_hi).toBe("3");
       expect(point.timeNs).toBe(pointTimeNs(R, 42));
       expect(deviceTagsOf(point)).not.toHaveProperty("seq_hi");

@@ -1,0 +1,97 @@
+import { median } from "../analytics/silence.js";
+import { UNKNOWN } from "../storage/schema.js";
+import type { DeviceMetaRecord } from "./journal.js";
+
+// When the ingest writes a device's device_state point, and what it holds (docs/storage.md "Read models").
+// Pure: the ingest passes in what it saw and the time; ingest/to-points.ts builds the point.
+
+export type PresenceSource = "broker" | "device" | "will";
+
+export type Presence = { state: "online" | "offline"; atMs: number; source: PresenceSource };
+
+/** What the ingest knows of a device beyond its stored record: empty again after a restart. */
+export type DeviceActivity = {
+  /** Broker time of the newest message the device sent itself. */
+  lastReportMs?: number;
+  /** Broker time of the newest message or presence change of any source. */
+  lastSeenMs?: number;
+  /** The newest presence change. */
+  presence?: Presence;
+  /** When the device's state point was last made; undefined: not since this process started. */
+  writtenMs?: number;
+};
+
+/** One thing the ingest received for a device, at broker time atMs. */
+export type Observation = {
+  atMs: number;
+  /** A message the device sent itself (not a connect or disconnect the broker saw, not its will). */
+  report: boolean;
+  presence?: Presence;
+  /** The message changed the device's metadata: a hello that differs, a successful firmware update. */
+  metaChanged?: boolean;
+};
+
+const later = (known: number | undefined, ms: number) => (known === undefined ? ms : Math.max(known, ms));
+
+/**
+ * The device's activity after the observation, and whether a state point is written now: at once for its
+ * first observation since start, a metadata change or a presence change; otherwise at most once per
+ * everyMs (0: every time), so the stored last report is at most everyMs behind.
+ */
+export function observe(
+  activity: DeviceActivity,
+  seen: Observation,
+  everyMs: number,
+): { activity: DeviceActivity; write: boolean } {
+  const next: DeviceActivity = { ...activity, lastSeenMs: later(activity.lastSeenMs, seen.atMs) };
+  if (seen.report) next.lastReportMs = later(activity.lastReportMs, seen.atMs);
+  if (seen.presence !== undefined && (activity.presence?.atMs ?? -1) <= seen.presence.atMs)
+    next.presence = seen.presence;
+  const { writtenMs } = activity;
+  const write =
+    writtenMs === undefined ||
+    seen.metaChanged === true ||
+    seen.presence !== undefined ||
+    everyMs === 0 ||
+    seen.atMs - writtenMs >= everyMs ||
+    // A clock stepped back must not hold the writes off until it catches up.
+    seen.atMs < writtenMs;
+  if (write) next.writtenMs = seen.atMs;
+  return { activity: next, write };
+}
+
+/** How many gap samples a device keeps: a day of hourly samples. */
+export const GAP_SAMPLES = 24;
+
+/** The device's recent gap samples with a new one, the oldest dropped past GAP_SAMPLES. */
+export const withGap = (gapsMs: readonly number[] | undefined, gapMs: number): number[] =>
+  [...(gapsMs ?? []), gapMs].slice(-GAP_SAMPLES);
+
+/** The device's cadence as stored: the median of its gap samples and how many there are. */
+export function cadenceOf(
+  gapsMs: readonly number[] | undefined,
+): { medianMs: number; samples: number } | undefined {
+  const medianMs = median(gapsMs ?? []);
+  return medianMs === undefined ? undefined : { medianMs, samples: gapsMs?.length ?? 0 };
+}
+
+/** The hello fields of device_state, in the record's names. */
+export const HELLO_FIELDS = ["kind", "model", "firmware", "hardware", "serial", "region", "isp"] as const;
+
+/** A hello field's value as device_state stores it: undefined when unknown (the field is left out). */
+export function helloValue(meta: DeviceMetaRecord, field: (typeof HELLO_FIELDS)[number]): string | undefined {
+  const value = meta[field];
+  return value === "" || value === UNKNOWN ? undefined : value;
+}
+
+/**
+ * Hello fields the previous metadata knew and the new one does not. InfluxDB keeps the fields a rewrite of
+ * a point leaves out, so these are written as "unknown" once, or the old value would stay.
+ */
+export const clearedHelloFields = (
+  before: DeviceMetaRecord | undefined,
+  after: DeviceMetaRecord,
+): Array<(typeof HELLO_FIELDS)[number]> =>
+  before === undefined
+    ? []
+    : HELLO_FIELDS.filter((f) => helloValue(before, f) !== undefined && helloValue(after, f) === undefined);
