@@ -56,6 +56,11 @@ export interface RollupView {
    */
   sums(query: SumQuery, within?: Window): Group[];
   /**
+   * Every device in a set of this kind within `within` (default: the first window), with the identity of
+   * a set holding it in the latest bucket it appears in.
+   */
+  members(set: SetKind, within?: Window): Map<string, SetIdentity>;
+  /**
    * Per device, its faults of these fingerprints (loaded with `tallies`) added up over `within` (default:
    * the first window), with the time and firmware of its newest one; in no particular order.
    */
@@ -353,6 +358,17 @@ export function createRollupReader(
           return bucketsWithin(within).flatMap((b) =>
             loaded(sumsOf, `${qk}|${bucketKey(b.span, b.startMs)}`),
           );
+        },
+        members(set, within = first) {
+          const found = new Map<number, SetIdentity>();
+          const buckets = bucketsWithin(within).sort((a, b) => a.startMs - b.startMs);
+          for (const b of buckets) {
+            for (const { identity, members } of loaded(setsOf, bucketKey(b.span, b.startMs))) {
+              if (identity.set !== set) continue;
+              for (const m of members) found.set(m, identity);
+            }
+          }
+          return new Map([...found].map(([m, identity]) => [ids[m] ?? "", identity]));
         },
         deviceTallies(fingerprints, within = first) {
           const slot = new Map<number, number>();

@@ -125,6 +125,10 @@ describe("rollups", () => {
     expect(Object.fromEntries(view.count("faulty", byModel))).toEqual({ M1: 2 });
     // X and Y merged into one issue: device b had both and counts once.
     expect(Object.fromEntries(view.count("fault", () => "X+Y"))).toEqual({ "X+Y": 2 });
+    const modelOf = (members: Map<string, { model: string }>) =>
+      Object.fromEntries([...members].map(([id, s]) => [id, s.model]));
+    expect(modelOf(view.members("active"))).toEqual({ a: "M1", b: "M1", c: "M2" });
+    expect(modelOf(view.members("faulty", { fromMs: D1 + 23 * HOUR, toMs: D2 + 3 * HOUR }))).toEqual({});
     // D1 23:00 – D2 03:00 (hour sets only): a and c; b reported at 03:00, outside.
     expect(
       Object.fromEntries(view.count("active", byModel, { fromMs: D1 + 23 * HOUR, toMs: D2 + 3 * HOUR })),
