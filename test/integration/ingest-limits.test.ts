@@ -238,6 +238,13 @@ describe("the size of a stored point", () => {
     );
     const faults = await stack.query<{ message: string }>(`SELECT "message" FROM "long"."fault"`);
     expect(faults.map((f) => f.message)).toEqual(["fine"]);
+    // Its fault_list copy is as large: the message is refused once, and neither point is stored.
+    const listed = await stack.query<{ message: string }>(`SELECT "message" FROM "long"."fault_list"`);
+    expect(listed.map((f) => f.message)).toEqual(["fine"]);
+    const refused = await stack.query<{ reason: string }>(
+      `SELECT "reason", "bytes" FROM "long"."rejection" WHERE "device" = 'modem-0700'`,
+    );
+    expect(refused.map((r) => r.reason)).toEqual(["too_large"]);
   });
 });
 
