@@ -1,44 +1,52 @@
 import { execFileSync } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { createApp } from "../api/app.js";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { InfluxConfig } from "../config/env.js";
-import { silentLogger } from "../observe/logger.js";
-import { createMetrics } from "../observe/metrics.js";
-import { rebuildRollups } from "../rollup/rebuild.js";
-import { createInfluxFleetStore } from "../storage/fleet-store.js";
-import { createInfluxHealthStore } from "../storage/health-store.js";
+import { DAY_MS, floorHour } from "../contract/time.js";
 import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
-import { createInfluxIssueStore } from "../storage/issue-store.js";
-import { createRollupCache } from "../storage/rollup-cache.js";
 import type { Point } from "../storage/schema.js";
-import { fleetHistory } from "./fleet-history.js";
+import { findIds, type Target, targetKey, targets } from "./api-targets.js";
+import { fleetHistory, HISTORY_VERSION } from "./fleet-history.js";
 
-// npm run bench:api -- [--devices 10000] [--days 30] [--requests 40]
-// Builds a fleet's history in InfluxDB (once: the database is kept and reused while its size matches),
-// computes its rollups (once, as the ingest's rollup runner would have while the history arrived), then
-// asks the API in-process for the issues list, the fleet summary and a few others and reports latency.
+// npm run bench:api -- [--devices 10000] [--days 30] [--requests 30]
+// Builds a fleet's history in InfluxDB (once: the database is kept and reused while its size and the
+// history's version match), computes its rollups (once, as the ingest's rollup runner would have while the
+// history arrived), then asks the API in-process for every support and quality read of issue 10 and reports
+// p50, p95 and the first request (on an app just made, caches empty) of each, then one JSON line.
 
 const { values } = parseArgs({
   options: {
     devices: { type: "string", default: "10000" },
     days: { type: "string", default: "30" },
-    requests: { type: "string", default: "40" },
+    requests: { type: "string", default: "30" },
+    warmup: { type: "string", default: "2" },
     rebuild: { type: "boolean", default: false },
+    "build-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 const out = (line: string) => process.stdout.write(`${line}\n`);
 if (values.help) {
-  out("Usage: npm run bench:api -- [--devices 10000] [--days 30] [--requests 40] [--rebuild]");
-  out(
-    "Uses FIELDQ_BENCH_INFLUX_URL, or starts its own influxd with data in .fieldq/bench-influxdb (kept between runs).",
-  );
+  out("Usage: npm run bench:api -- [--devices 10000] [--days 30] [--requests 30] [--warmup 2]");
+  out("                             [--rebuild] [--build-only]");
+  out("");
+  out("  --devices, --days  size of the fleet history (database bench_api_<devices>x<days>d)");
+  out("  --requests         measured rounds over every endpoint (after --warmup rounds)");
+  out("  --rebuild          drop and build the data set even when a matching one exists");
+  out("  --build-only       build the data set and its rollups, measure nothing");
+  out("");
+  out("Uses FIELDQ_BENCH_INFLUX_URL, or starts its own influxd with data in .fieldq/bench-influxdb (kept");
+  out("between runs). Prints a table, the API process's memory, then one JSON line:");
+  out('{"devices": N, "days": D, "endpoints": {"GET /api/v1/…": {"p50": ms, "p95": ms, "first": ms}}}');
+  out("The 2 cores may be shared: compare figures within one run.");
   process.exit(0);
 }
 const devices = Number(values.devices);
 const days = Number(values.days);
 const requests = Number(values.requests);
+const warmup = Number(values.warmup);
 const TOKEN = "bench-viewer-token";
 
 async function query(url: string, db: string, q: string) {
@@ -46,8 +54,10 @@ async function query(url: string, db: string, q: string) {
   return (await response.json()) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> };
 }
 
-/** A field of the marker point written once the history (end_ms) and its rollups (rolled_up) were complete. */
-async function marker(url: string, db: string, field: "end_ms" | "rolled_up"): Promise<number | undefined> {
+type MarkerField = "end_ms" | "rolled_up" | "history";
+
+/** A field of the marker points written once the history (end_ms, history) and its rollups were complete. */
+async function marker(url: string, db: string, field: MarkerField): Promise<number | undefined> {
   const result = await query(url, db, `SELECT last("${field}") FROM "long"."bench_meta"`).catch(
     () => undefined,
   );
@@ -65,13 +75,14 @@ const markerPoint = (endMs: number, fields: Point["fields"]): Point => ({
 
 /** What the ingest's rollup runner would have done while the history arrived. */
 async function rollUp(config: InfluxConfig, endMs: number) {
+  const { rebuildRollups } = await import("../rollup/rebuild.js");
   const write = createPointWriter(config, 60_000);
   const started = performance.now();
   let last = 0;
   const result = await rebuildRollups(
     createInflux(config),
     write,
-    { fromMs: endMs - (days + 1) * 86_400_000, toMs: endMs },
+    { fromMs: endMs - (days + 1) * DAY_MS, toMs: endMs },
     (done, total) => {
       if (done === total || performance.now() - last > 10_000) {
         last = performance.now();
@@ -108,16 +119,161 @@ async function build(config: InfluxConfig, endMs: number) {
     }
   }
   await Promise.all(pending);
-  await write([markerPoint(endMs, { end_ms: endMs, devices })]);
+  await write([markerPoint(endMs, { end_ms: endMs, devices, history: HISTORY_VERSION })]);
   out(
     `  built ${written.toLocaleString("en")} points in ${((performance.now() - started) / 1000).toFixed(0)} s`,
   );
 }
 
-function percentiles(samples: number[]) {
+// ---- The API as its process composes it --------------------------------------------------------------
+// Copied from stack/start-stack.ts (startFieldq, parts.api) until the lead exports one function for it;
+// the clock is pinned to the history's end so statuses and default windows mean what they did then.
+
+type BenchApp = {
+  request(path: string, init?: RequestInit): Response | Promise<Response>;
+  /** Resolves when the app's background warm-up is done, when it has one. */
+  ready?: Promise<unknown>;
+  close?: () => Promise<void> | void;
+};
+
+async function createBenchApp(config: InfluxConfig, endMs: number): Promise<BenchApp> {
+  const [{ createApp }, { silentLogger }, { createMetrics }, fleet, health, issues, cache] =
+    await Promise.all([
+      import("../api/app.js"),
+      import("../observe/logger.js"),
+      import("../observe/metrics.js"),
+      import("../storage/fleet-store.js"),
+      import("../storage/health-store.js"),
+      import("../storage/issue-store.js"),
+      import("../storage/rollup-cache.js"),
+    ]);
+  const influx = createInflux(config);
+  const now = () => endMs;
+  const rollups = cache.createRollupCache(influx);
+  return createApp({
+    store: fleet.createInfluxFleetStore(influx, { now }),
+    issues: issues.createInfluxIssueStore(influx, {
+      writeEvent: createPointWriter(config),
+      rollups,
+      now,
+    }),
+    health: health.createInfluxHealthStore(influx, { rollups }),
+    tokens: new Map([[TOKEN, "viewer"]]),
+    logger: silentLogger,
+    metrics: createMetrics(),
+    now,
+  });
+}
+// -------------------------------------------------------------------------------------------------------
+
+type Answer = { status: number; ms: number; bytes: number; items?: number; total?: number };
+
+async function ask(app: BenchApp, path: string): Promise<Answer> {
+  const started = performance.now();
+  const response = await app.request(path, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const body = await response.arrayBuffer();
+  const ms = performance.now() - started;
+  const answer: Answer = { status: response.status, ms, bytes: body.byteLength };
+  try {
+    const json = JSON.parse(Buffer.from(body).toString("utf8")) as { items?: unknown[]; total?: unknown };
+    if (Array.isArray(json.items)) answer.items = json.items.length;
+    if (typeof json.total === "number") answer.total = json.total;
+  } catch {
+    // Not JSON: status and size say enough.
+  }
+  return answer;
+}
+
+function percentiles(samples: readonly number[]) {
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0;
   return { p50: at(0.5), p95: at(0.95), max: sorted.at(-1) ?? 0 };
+}
+
+/** The collector, reached without --expose-gc, so the memory figures are what the app keeps. */
+function collectGarbage() {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as (() => void) | undefined;
+  gc?.();
+}
+
+async function measure(config: InfluxConfig, endMs: number) {
+  const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+  // Ids come from an app of their own, so the measured apps start with empty caches.
+  const scout = await createBenchApp(config, endMs);
+  const ids = await findIds(
+    async (path) => {
+      const answer = await scout.request(path, { headers: { authorization: `Bearer ${TOKEN}` } });
+      return { status: answer.status, body: await answer.json().catch(() => undefined) };
+    },
+    { devices, days, endMs },
+  );
+  await scout.close?.();
+  const list = targets({ devices, days, endMs, ids });
+  out(`ids: device ${ids.device} (serial ${ids.serial}), largest issue ${ids.issue}`);
+
+  // First requests: each on an app just made, as right after the API process starts.
+  const first = new Map<Target, Answer>();
+  for (const target of list) {
+    const app = await createBenchApp(config, endMs);
+    first.set(target, await ask(app, target.path));
+    await app.close?.();
+  }
+
+  const createdAt = performance.now();
+  const app = await createBenchApp(config, endMs);
+  const createMs = performance.now() - createdAt;
+  let readyMs: number | undefined;
+  if (app.ready) {
+    await app.ready;
+    readyMs = performance.now() - createdAt;
+  }
+  out(
+    `app created in ${createMs.toFixed(0)} ms${readyMs === undefined ? " (no ready promise)" : `, ready after ${readyMs.toFixed(0)} ms`}; ${warmup} warm-up and ${requests} measured rounds over ${list.length} endpoints, interleaved`,
+  );
+  for (let round = 0; round < warmup; round++) for (const target of list) await ask(app, target.path);
+  const samples = new Map<Target, number[]>(list.map((t) => [t, []]));
+  const last = new Map<Target, Answer>();
+  for (let round = 0; round < requests; round++) {
+    for (const target of list) {
+      const answer = await ask(app, target.path);
+      samples.get(target)?.push(answer.ms);
+      last.set(target, answer);
+    }
+  }
+
+  const rows = list.map((target) => {
+    const p = percentiles(samples.get(target) ?? []);
+    return { target, ...p, first: first.get(target)?.ms ?? 0, answer: last.get(target) };
+  });
+  const fixed = (n: number) => n.toFixed(n < 10 ? 1 : 0).padStart(6);
+  out("");
+  out(
+    `${"endpoint".padEnd(18)} ${"HTTP".padStart(4)} ${"items/total".padStart(12)} ${"bytes".padStart(9)} ${"p50 ms".padStart(6)} ${"p95 ms".padStart(6)} ${"max ms".padStart(6)} ${"first".padStart(6)}`,
+  );
+  for (const row of rows) {
+    const a = row.answer;
+    const counted = a?.items === undefined ? "" : `${a.items}/${a.total ?? "-"}`;
+    const miss = row.p95 >= 100 || row.first >= 1000 ? "  ✗" : "";
+    out(
+      `${row.target.name.padEnd(18)} ${String(a?.status ?? "").padStart(4)} ${counted.padStart(12)} ${String(a?.bytes ?? "").padStart(9)} ${fixed(row.p50)} ${fixed(row.p95)} ${fixed(row.max)} ${fixed(row.first)}${miss}`,
+    );
+  }
+  out("(✗: p95 ≥ 100 ms or first ≥ 1 s)");
+  for (const row of rows) out(`  ${row.target.name.padEnd(18)} ${targetKey(row.target)}`);
+  collectGarbage();
+  const memory = process.memoryUsage();
+  out(
+    `memory after the run: heap used ${mib(memory.heapUsed)}, heap total ${mib(memory.heapTotal)}, RSS ${mib(memory.rss)}, external ${mib(memory.external)} (this process: ${list.length + 2} apps made, one kept)`,
+  );
+  const round3 = (n: number) => Math.round(n * 1000) / 1000;
+  const endpoints = Object.fromEntries(
+    rows.map((row) => [
+      targetKey(row.target),
+      { p50: round3(row.p50), p95: round3(row.p95), first: round3(row.first) },
+    ]),
+  );
+  out(JSON.stringify({ devices, days, endpoints }));
 }
 
 async function main() {
@@ -129,11 +285,18 @@ async function main() {
   const config: InfluxConfig = { url, database: `bench_api_${devices}x${days}d`, rawRetention: "90d" };
   const influx = createInflux(config);
   let endMs = values.rebuild ? undefined : await marker(url, config.database, "end_ms");
+  const version = await marker(url, config.database, "history");
+  if (endMs !== undefined && version !== HISTORY_VERSION) {
+    out(
+      `${config.database} holds history version ${version ?? "1"}, not ${HISTORY_VERSION}: building it anew`,
+    );
+    endMs = undefined;
+  }
   if (endMs === undefined) {
     out(`building ${devices.toLocaleString("en")} devices × ${days} days in ${config.database} on ${url}`);
     await influx.dropDatabase(config.database);
     await ensureSchema(influx, config);
-    endMs = Math.floor(Date.now() / 3_600_000) * 3_600_000;
+    endMs = floorHour(Date.now());
     await build(config, endMs);
   } else {
     out(
@@ -144,44 +307,8 @@ async function main() {
     out("computing the rollups");
     await rollUp(config, endMs);
   }
-  const rollups = createRollupCache(influx);
-  const app = createApp({
-    store: createInfluxFleetStore(influx),
-    issues: createInfluxIssueStore(influx, { now: () => endMs, rollups }),
-    health: createInfluxHealthStore(influx, { rollups }),
-    tokens: new Map([[TOKEN, "viewer"]]),
-    logger: silentLogger,
-    metrics: createMetrics(),
-    now: () => endMs,
-  });
-  const from = new Date(endMs - days * 86_400_000).toISOString();
-  const to = new Date(endMs).toISOString();
-  const targets = [
-    `/api/v1/issues?from=${from}&to=${to}&sort=devices`,
-    `/api/v1/fleet/summary?from=${from}&to=${to}&groupBy=model`,
-    `/api/v1/devices?limit=100`,
-    `/api/v1/faults?from=${from}&to=${to}&limit=100`,
-  ];
-  out(
-    `${requests} requests each, after 3 to warm up (the first, with empty caches, shown apart); window ${days} days`,
-  );
-  for (const path of targets) {
-    const timings: number[] = [];
-    let coldMs = 0;
-    let status = 0;
-    for (let i = 0; i < requests + 3; i++) {
-      const started = performance.now();
-      const response = await app.request(path, { headers: { authorization: `Bearer ${TOKEN}` } });
-      await response.arrayBuffer();
-      status = response.status;
-      if (i === 0) coldMs = performance.now() - started;
-      if (i >= 3) timings.push(performance.now() - started);
-    }
-    const p = percentiles(timings);
-    out(
-      `  ${path.split("?")[0]?.padEnd(24)} HTTP ${status}   p50 ${p.p50.toFixed(0).padStart(5)} ms   p95 ${p.p95.toFixed(0).padStart(5)} ms   max ${p.max.toFixed(0).padStart(5)} ms   first ${coldMs.toFixed(0).padStart(5)} ms`,
-    );
-  }
+  if (values["build-only"]) return;
+  await measure(config, endMs);
 }
 
 main().catch((error: unknown) => {
