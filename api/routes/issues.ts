@@ -16,7 +16,7 @@ import {
 } from "../../contract/api/issues.js";
 import type { IssueEvent } from "../../contract/issue-events.js";
 import type { Logger } from "../../observe/logger.js";
-import type { IssueStateView, IssueStore } from "../../storage/issue-store.js";
+import type { IssueService, IssueStateView } from "../../services/issues.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveAnalyticsWindow, windowedPage } from "../time-window.js";
@@ -103,7 +103,7 @@ const conflict = (message: string) => new ApiError({ code: "CONFLICT", message }
 const STATE_CONFLICTS: ReadonlySet<string> = new Set(["INVALID_TRANSITION", "ISSUE_MERGED"]);
 
 export type IssueRouteDeps = {
-  issues: IssueStore;
+  issues: IssueService;
   logger: Logger;
   /** Clock for default windows and event times; tests pin it. */
   now?: () => number;
@@ -116,7 +116,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
   const at = (view: IssueStateView) => Math.max(now(), view.state.updatedAt ?? 0);
 
   async function current(id: string): Promise<IssueStateView> {
-    const view = await deps.issues.issueState(id);
+    const view = await deps.issues.state(id);
     if (view === undefined) throw notFound(id);
     return view;
   }
@@ -128,7 +128,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
   };
 
   async function record(c: Context<ApiEnv>, id: string, view: IssueStateView, event: IssueEvent) {
-    await deps.issues.appendEvent(id, event);
+    await deps.issues.append(id, event);
     const state = applyEvent(view.state, event);
     deps.logger.info({ issue: id, type: event.type, actor: event.actor }, "issue %s: %s", id, event.type);
     const body: IssueChange = {
@@ -145,7 +145,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
   app.openapi(listIssuesRoute, async (c) => {
     const query = c.req.valid("query");
     const { fromMs, toMs } = resolveAnalyticsWindow(query, now(), DEFAULT_SPAN_MS);
-    const page = await deps.issues.listIssues({
+    const page = await deps.issues.list({
       fromMs,
       toMs,
       sort: query.sort,
@@ -163,7 +163,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
   app.openapi(getIssueRoute, async (c) => {
     const { id } = c.req.valid("param");
     const window = resolveAnalyticsWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
-    const issue = await deps.issues.getIssue(id, window);
+    const issue = await deps.issues.detail(id, window);
     if (issue === undefined) throw notFound(id);
     return c.json(issue, 200);
   });
@@ -208,7 +208,7 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
     if (into === id) throw badRequest(`body field "into": an issue cannot be merged into itself`);
     const view = await current(id);
     unmerged(id, view);
-    const target = await deps.issues.issueState(into);
+    const target = await deps.issues.state(into);
     if (target === undefined) throw badRequest(`body field "into": no issue "${into}"`);
     if (target.resolvedId === id) {
       throw conflict(
