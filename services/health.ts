@@ -1,0 +1,215 @@
+import type { InfluxDB } from "influx";
+import { assembleVersions, compareCohorts, type Side, versionKey } from "../analytics/firmware-cohorts.js";
+import {
+  addCounts,
+  emptyCounts,
+  groupKey,
+  groupOf,
+  inSelection,
+  type Selection,
+  selectionOf,
+  sortedGroups,
+  sumsBy,
+  toMetrics,
+} from "../analytics/health-metrics.js";
+import type {
+  FirmwareComparison,
+  FirmwareVersions,
+  FleetSummary,
+  FleetTrend,
+  GroupTag,
+} from "../contract/api/fleet.js";
+import type { Severity } from "../contract/messages.js";
+import type { Result } from "../contract/result.js";
+import { alignHours, DAY_MS, dayPart, dayStarts, iso, type Window } from "../contract/time.js";
+import {
+  cohortSumRows,
+  cohortSumsQuery,
+  faultCountRows,
+  firmwareFaultsQuery,
+  firmwareHoursQuery,
+  firstActivity,
+  hoursRows,
+  versionHoursQuery,
+} from "../storage/health-queries.js";
+import { createRollupReader, type RollupReader, type RollupView } from "../storage/rollup-reader.js";
+import type { SetIdentity } from "../storage/rollup-schema.js";
+
+// Fleet health and firmware cohorts, from the rollups (docs/storage.md "Rollups"), never from the raw
+// points: exposure, faults, reboots, rejections and ratings are sums of cohort_1h/1d, fault counts by code
+// come from issue_1h/1d, distinct devices from the device sets; the rollup reader caches all of them per
+// bucket. Every window is widened to whole UTC hours, the rollups' grain; answers give the window used.
+
+type Maybe<T> = T | undefined;
+export type FleetSelection = {
+  kind?: Maybe<string>;
+  model?: Maybe<string>;
+  firmware?: Maybe<string>;
+  region?: Maybe<string>;
+};
+export type FleetSummaryInput = Window & FleetSelection & { groupBy: readonly GroupTag[] };
+export type FleetTrendInput = Window & FleetSelection;
+export type FirmwareVersionsInput = Window & { model?: Maybe<string> };
+export type FirmwareCompareInput = Window & {
+  model: string;
+  baseline: string;
+  candidate: string;
+  severity?: Maybe<Severity>;
+};
+export type NoExposure = { reason: "no_exposure"; cohorts: Side[] };
+
+export interface HealthService {
+  /** Metrics per group of the selection, and for the whole selection. */
+  fleetSummary(q: FleetSummaryInput): Promise<FleetSummary>;
+  /** The same metrics for the whole selection per UTC day (the window's edge days partial). */
+  fleetTrend(q: FleetTrendInput): Promise<FleetTrend>;
+  /** Versions active in the window per model, oldest first. */
+  firmwareVersions(q: FirmwareVersionsInput): Promise<FirmwareVersions>;
+  /** Fault rates of two cohorts of one model; not ok when a cohort has no exposure in the window. */
+  compareFirmware(q: FirmwareCompareInput): Promise<Result<FirmwareComparison, NoExposure>>;
+  /** Reads what the default requests need (the last 30 days), so the first request after start is fast. */
+  warm(): Promise<void>;
+}
+
+export type HealthServiceOptions = {
+  /** Share one reader (and its cache) with the other services. */
+  rollups?: RollupReader;
+  now?: () => number;
+};
+
+/** The distinct devices of a set kind per group of `tags`, within the selection. */
+const countBy = (
+  view: RollupView,
+  set: "active" | "faulty",
+  selection: Selection,
+  tags: readonly GroupTag[],
+  within?: Window,
+) =>
+  view.count(
+    set,
+    (s: SetIdentity) => (inSelection(selection, s) ? groupKey(groupOf(s, tags)) : undefined),
+    within,
+  );
+
+export function createHealthService(influx: InfluxDB, options: HealthServiceOptions = {}): HealthService {
+  const rollups = options.rollups ?? createRollupReader(influx);
+  const now = options.now ?? Date.now;
+  const whole = groupKey({});
+
+  const service: HealthService = {
+    async fleetSummary(q) {
+      const window = alignHours(q);
+      const selection = selectionOf(q);
+      const groupBy = [...new Set(q.groupBy)];
+      const query = cohortSumsQuery(selection, groupBy);
+      const view = await rollups.load([window], [query]);
+      const grouped = sumsBy(cohortSumRows(view.sums(query)), groupBy, false);
+      const [active, faulty] = [
+        countBy(view, "active", selection, groupBy),
+        countBy(view, "faulty", selection, groupBy),
+      ];
+      const total = emptyCounts();
+      for (const [key, { counts }] of grouped) {
+        counts.devices = active.get(key) ?? 0;
+        counts.faultyDevices = faulty.get(key) ?? 0;
+        addCounts(total, counts);
+      }
+      // Distinct devices do not add up across groups (a device that changed firmware is in two).
+      total.devices = countBy(view, "active", selection, []).get(whole) ?? 0;
+      total.faultyDevices = countBy(view, "faulty", selection, []).get(whole) ?? 0;
+      return {
+        from: iso(window.fromMs),
+        to: iso(window.toMs),
+        groupBy,
+        filter: selection,
+        groups: sortedGroups(grouped).map(({ group, counts }) => ({ group, ...toMetrics(counts) })),
+        total: toMetrics(total),
+      };
+    },
+
+    async fleetTrend(q) {
+      const window = alignHours(q);
+      const selection = selectionOf(q);
+      const query = cohortSumsQuery(selection, []);
+      const view = await rollups.load([window], [query]);
+      const daily = sumsBy(cohortSumRows(view.sums(query)), [], true);
+      return {
+        from: iso(window.fromMs),
+        to: iso(window.toMs),
+        filter: selection,
+        days: dayStarts(window).map((day) => {
+          const part = dayPart(day, window);
+          const counts = daily.get(groupKey({}, day))?.counts ?? emptyCounts();
+          counts.devices = countBy(view, "active", selection, [], part).get(whole) ?? 0;
+          counts.faultyDevices = countBy(view, "faulty", selection, [], part).get(whole) ?? 0;
+          return { day: iso(day), from: iso(part.fromMs), to: iso(part.toMs), ...toMetrics(counts) };
+        }),
+      };
+    },
+
+    async firmwareVersions(q) {
+      const window = alignHours(q);
+      const lastDay = { fromMs: Math.max(window.fromMs, window.toMs - DAY_MS), toMs: window.toMs };
+      const query = versionHoursQuery(q.model);
+      const [first, view] = await Promise.all([
+        firstActivity(influx, window.toMs, q.model),
+        rollups.load([window, lastDay], [query]),
+      ]);
+      const ofModel = (s: SetIdentity) => q.model === undefined || s.model === q.model;
+      const versionOf = (s: SetIdentity) => (ofModel(s) ? versionKey(s.model, s.firmware) : undefined);
+      const modelOf = (s: SetIdentity) => (ofModel(s) ? s.model : undefined);
+      return assembleVersions({
+        window,
+        hours: hoursRows(view.sums(query)),
+        firstSeen: new Map(first.map((f) => [versionKey(f.model, f.firmware), f.firstMs])),
+        devices: view.count("active", versionOf),
+        devicesNow: view.count("active", versionOf, lastDay),
+        days: dayStarts(window).map((day) => {
+          const part = dayPart(day, window);
+          return {
+            day,
+            versions: view.count("active", versionOf, part),
+            models: view.count("active", modelOf, part),
+          };
+        }),
+      });
+    },
+
+    async compareFirmware(q) {
+      const window = alignHours(q);
+      const firmwares = [q.baseline, q.candidate];
+      const hours = firmwareHoursQuery(q.model, firmwares);
+      const faults = firmwareFaultsQuery(q.model, firmwares);
+      const view = await rollups.load([window], [hours, faults]);
+      const devices = view.count("active", (s) =>
+        s.model === q.model && firmwares.includes(s.firmware) ? s.firmware : undefined,
+      );
+      const exposure = hoursRows(view.sums(hours));
+      const cohort = (firmware: string) => ({
+        firmware,
+        devices: devices.get(firmware) ?? 0,
+        exposureHours: exposure.filter((r) => r.firmware === firmware).reduce((sum, r) => sum + r.hours, 0),
+      });
+      return compareCohorts({
+        model: q.model,
+        window,
+        severity: q.severity,
+        baseline: cohort(q.baseline),
+        candidate: cohort(q.candidate),
+        faults: faultCountRows(view.sums(faults)),
+      });
+    },
+
+    async warm() {
+      const at = now();
+      const month = alignHours({ fromMs: at - 30 * DAY_MS, toMs: at });
+      const week = alignHours({ fromMs: at - 7 * DAY_MS, toMs: at });
+      const lastDay = { fromMs: month.toMs - DAY_MS, toMs: month.toMs };
+      await rollups.load(
+        [month, week, lastDay],
+        [cohortSumsQuery({}, ["model"]), cohortSumsQuery({}, []), versionHoursQuery(undefined)],
+      );
+    },
+  };
+  return service;
+}
