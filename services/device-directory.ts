@@ -42,6 +42,8 @@ export type DirectoryFilter = {
 export type DirectoryOptions = {
   /** device_state rows: every device's, or those written after updatedAfterMs. */
   load: (updatedAfterMs?: number) => Promise<DeviceStateRow[]>;
+  /** The newest write's updated_ms: when it has not moved, a refresh reads nothing more. */
+  newest?: () => Promise<number | null>;
   /** How often what changed is read; 0: never on a timer (tests call refresh()). */
   refreshEveryMs?: number;
   /**
@@ -58,7 +60,7 @@ export type DirectoryOptions = {
 };
 
 const DEFAULTS = {
-  refreshEveryMs: 2 * SECOND_MS,
+  refreshEveryMs: 5 * SECOND_MS,
   marginMs: MINUTE_MS,
   fullEveryMs: 5 * MINUTE_MS,
   missRefreshMs: SECOND_MS,
@@ -202,6 +204,10 @@ export function createDeviceDirectory(options: DirectoryOptions): DeviceDirector
   async function read(full: boolean) {
     const started = now();
     lastReadMs = started;
+    if (!full && newestMs !== undefined && opts.newest !== undefined) {
+      const newest = await opts.newest();
+      if (newest === null || newest <= newestMs) return;
+    }
     const rows = await opts.load(full || newestMs === undefined ? undefined : newestMs - opts.marginMs);
     for (const row of rows) {
       index.apply(row);

@@ -1,3 +1,4 @@
+import type { InfluxDB } from "influx";
 import { type LivenessInput, liveness, livenessInputs } from "../analytics/liveness.js";
 import {
   AFTER_UPDATE_MS,
@@ -13,21 +14,37 @@ import type {
   DeviceSummaryResponse,
   EventRecord,
   PresenceRecord,
-  PresenceStatus,
   SilenceReport,
   TelemetrySeries,
 } from "../contract/api/devices.js";
 import { RECENT_EVENTS, RECENT_FAULTS, RECENT_PRESENCE, RECENT_RATINGS } from "../contract/api/devices.js";
-import type { FaultRecord } from "../contract/api/faults.js";
+import type { PresenceStatus } from "../contract/presence.js";
 import { err, ok, type Result } from "../contract/result.js";
 import { HOUR_MS, iso, MINUTE_MS, WEEK_MS, type Window } from "../contract/time.js";
-import type { DeviceQueries, EventRow, FaultRow, TelemetryQuery } from "../storage/device-queries.js";
+import type { Logger } from "../observe/logger.js";
+import {
+  type DeviceQueries,
+  deviceQueries,
+  type EventRow,
+  type TelemetryQuery,
+} from "../storage/device-queries.js";
+import { faultQueries } from "../storage/fault-queries.js";
+import type { RollupReader } from "../storage/rollup-reader.js";
 import { UNKNOWN } from "../storage/schema.js";
-import type { DeviceDirectory, DirectoryEntry, DirectoryFilter } from "./device-directory.js";
+import {
+  createDeviceDirectory,
+  type DeviceDirectory,
+  type DirectoryEntry,
+  type DirectoryFilter,
+  type DirectoryOptions,
+} from "./device-directory.js";
+import { createFaultService, faultRecord, type Page } from "./faults.js";
 
 // Devices as the API shows them: the directory (services/device-directory.ts) for who exists, their hello
 // and liveness; one device's own series in InfluxDB for its faults, events, presence and telemetry; the
 // liveness rule (analytics/liveness.ts) for its status at the moment of asking.
+
+const ceilHour = (ms: number) => Math.ceil(ms / HOUR_MS) * HOUR_MS;
 
 /** How far back the summary looks for each metric's last value. */
 export const LATEST_METRICS_SPAN_MS = WEEK_MS;
@@ -56,8 +73,6 @@ export type DeviceListFilter = DirectoryFilter & {
   offset: number;
 };
 
-export type Page<T> = { items: T[]; nextOffset: number | null };
-
 export type DeviceServiceOptions = {
   reads: DeviceReads;
   directory: DeviceDirectory;
@@ -65,6 +80,11 @@ export type DeviceServiceOptions = {
   silence?: Partial<SilenceOptions>;
   /** The clock statuses are judged by; tests pin it. */
   now?: () => number;
+  /**
+   * The rollups' device sets: who was active in a past window without reading every device's activity
+   * series. Without it the raw activity points are read.
+   */
+  rollups?: Pick<RollupReader, "load"> | undefined;
   /** The issue service's view of a device; without it the summary says issues are not available. */
   issuesForDevice?: ((deviceId: string) => Promise<AffectingIssue[]>) | undefined;
   pingTimeoutMs?: number;
@@ -73,24 +93,6 @@ export type DeviceServiceOptions = {
 };
 
 export type DeviceService = ReturnType<typeof createDeviceService>;
-
-/** A fault as the API shows it; fault_list rows have no region, so the device's current one fills in. */
-export function faultRecord(row: FaultRow, device?: DirectoryEntry): FaultRecord {
-  return {
-    device: row.device ?? device?.id ?? UNKNOWN,
-    kind: row.kind ?? UNKNOWN,
-    model: row.model ?? UNKNOWN,
-    firmware: row.firmware ?? UNKNOWN,
-    region: row.region ?? device?.hello.region ?? UNKNOWN,
-    code: row.code ?? UNKNOWN,
-    severity: row.severity ?? UNKNOWN,
-    component: row.component,
-    message: row.message,
-    context: row.context,
-    ts: iso(row.deviceMs),
-    receivedAt: iso(row.receivedMs),
-  };
-}
 
 export const eventRecord = (row: EventRow): EventRecord => ({
   type: row.type ?? UNKNOWN,
@@ -148,7 +150,7 @@ export function createDeviceService(options: DeviceServiceOptions) {
       const entry = await directory.lookup(id);
       if (entry === undefined) return undefined;
       const faults = await reads.recentFaults(id, RECENT_FAULTS);
-      return { ...deviceOf(entry, now()), recentFaults: faults.map((f) => faultRecord(f, entry)) };
+      return { ...deviceOf(entry, now()), recentFaults: faults.map(faultRecord) };
     },
 
     async telemetry(q: TelemetryQuery): Promise<Result<TelemetrySeries, "unknown_device" | "not_numeric">> {
@@ -205,7 +207,7 @@ export function createDeviceService(options: DeviceServiceOptions) {
           source: p.source ?? UNKNOWN,
         })),
         metrics: { since: iso(sinceMs), values },
-        recentFaults: faults.map((f) => faultRecord(f, entry)),
+        recentFaults: faults.map(faultRecord),
         recentEvents: events.map(eventRecord),
         feedback: {
           count: ratings.count,
@@ -264,9 +266,24 @@ export function createDeviceService(options: DeviceServiceOptions) {
     });
   }
 
+  /** Devices with an activity hour starting in the window, with the cohort of the newest one. */
+  async function activeIn(
+    q: Window,
+  ): Promise<Array<{ device: string; model: string | null; firmware: string | null }>> {
+    if (options.rollups === undefined) return reads.activeDevices(q.fromMs, q.toMs);
+    const hours = { fromMs: ceilHour(q.fromMs), toMs: ceilHour(q.toMs) };
+    if (hours.fromMs >= hours.toMs) return [];
+    const view = await options.rollups.load([hours]);
+    return [...view.members("active")].map(([device, set]) => ({
+      device,
+      model: set.model,
+      firmware: set.firmware,
+    }));
+  }
+
   async function seenThen(q: Window): Promise<SeenDevice[]> {
     const [active, entries, reports, presence, cadences] = await Promise.all([
-      reads.activeDevices(q.fromMs, q.toMs),
+      activeIn(q),
       directory.list(),
       reads.lastReportsBefore(q.toMs),
       reads.presenceBefore(q.toMs),
@@ -290,4 +307,28 @@ export function createDeviceService(options: DeviceServiceOptions) {
       };
     });
   }
+}
+
+/** The device directory and the device and fault services over one InfluxDB, as the API process runs them. */
+export function createInfluxDeviceServices(
+  influx: InfluxDB,
+  options: Omit<DeviceServiceOptions, "reads" | "directory"> & {
+    directory?: Omit<DirectoryOptions, "load" | "logger">;
+    logger?: Logger;
+  } = {},
+) {
+  const { directory: directoryOptions, logger, ...serviceOptions } = options;
+  const queries = deviceQueries(influx);
+  const directory = createDeviceDirectory({
+    load: queries.deviceStates,
+    newest: queries.newestStateUpdate,
+    ...directoryOptions,
+    ...(logger === undefined ? {} : { logger }),
+  });
+  return {
+    directory,
+    devices: createDeviceService({ ...serviceOptions, reads: queries, directory }),
+    faults: createFaultService({ reads: faultQueries(influx), directory }),
+    close: () => directory.close(),
+  };
 }

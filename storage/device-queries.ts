@@ -33,7 +33,6 @@ export type FaultRow = {
   kind: string | null;
   model: string | null;
   firmware: string | null;
-  /** null in fault_list, which is not keyed by region. */
   region: string | null;
   code: string | null;
   severity: string | null;
@@ -82,9 +81,6 @@ const BOOKKEEPING: ReadonlySet<string> = new Set(RESERVED_FIELDS);
 const EVENT_COLUMNS: ReadonlySet<string> = new Set([...DEVICE_TAGS, SEQ_HI_TAG, "type", "time"]);
 /** Messages a device sends itself: its reports. Presence is read apart, as only source=device counts. */
 const REPORTS: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "command"];
-
-// The read models are named here until storage/schema.ts lists them (helper B).
-const DEVICE_STATE = `${influxql.quoted("long")}.${influxql.quoted("device_state")}`;
 
 export const FAULT_COLUMNS = [
   "device",
@@ -221,8 +217,14 @@ export function deviceQueries(influx: InfluxDB) {
     /** Every device's state, or those written after updatedAfterMs (one series: ~30 ms at 10,000 devices). */
     async deviceStates(updatedAfterMs?: number): Promise<DeviceStateRow[]> {
       const where = updatedAfterMs === undefined ? "" : ` WHERE "updated_ms" > ${Math.floor(updatedAfterMs)}`;
-      const found = await rows(`SELECT * FROM ${DEVICE_STATE}${where}`);
+      const found = await rows(`SELECT * FROM ${from("deviceState")}${where}`);
       return found.map(deviceStateRow).filter((r) => r !== undefined);
+    },
+
+    /** The newest updated_ms in device_state (a few ms: one series, one aggregate); null when empty. */
+    async newestStateUpdate(): Promise<number | null> {
+      const [row] = await rows(`SELECT max("updated_ms") AS "newest" FROM ${from("deviceState")}`);
+      return integer(row?.newest);
     },
 
     /** Newest first. */

@@ -1,4 +1,4 @@
-import { type InfluxDB, escape as influxql } from "influx";
+import type { InfluxDB } from "influx";
 import { deviceTagIs, FAULT_COLUMNS, type FaultRow, faultRow } from "./device-queries.js";
 import { from, queryGroups, tagIs, timeRange } from "./influxql.js";
 
@@ -21,10 +21,6 @@ export type FaultQuery = {
 
 const TAG_FILTERS = ["kind", "model", "firmware", "code", "severity"] as const;
 
-// Named here until storage/schema.ts lists it (helper B).
-const FAULT_LIST = `${influxql.quoted("long")}.${influxql.quoted("fault_list")}`;
-const LIST_COLUMNS = FAULT_COLUMNS.replace(`${influxql.quoted("region")}, `, "");
-
 /** The statement for a page of faults, newest first, `limit` rows from `offset`. */
 export function faultPageStatement(q: FaultQuery & { rows: number }): string {
   const conditions = [timeRange(q.fromMs, q.toMs)];
@@ -32,17 +28,16 @@ export function faultPageStatement(q: FaultQuery & { rows: number }): string {
     const value = q[tag];
     if (value !== undefined) conditions.push(tagIs(tag, value));
   }
-  const source =
-    q.device === undefined ? `${LIST_COLUMNS} FROM ${FAULT_LIST}` : `${FAULT_COLUMNS} FROM ${from("fault")}`;
+  const source = from(q.device === undefined ? "faultList" : "fault");
   if (q.device !== undefined) conditions.unshift(deviceTagIs(q.device));
-  return `SELECT ${source} WHERE ${conditions.join(" AND ")} ORDER BY time DESC LIMIT ${q.rows} OFFSET ${q.offset}`;
+  return `SELECT ${FAULT_COLUMNS} FROM ${source} WHERE ${conditions.join(" AND ")} ORDER BY time DESC LIMIT ${q.rows} OFFSET ${q.offset}`;
 }
 
 export type FaultQueries = ReturnType<typeof faultQueries>;
 
 export function faultQueries(influx: InfluxDB) {
   return {
-    /** Newest first: up to `rows` faults from `offset`. fault_list rows have no region (null). */
+    /** Newest first: up to `rows` faults from `offset`. */
     async faults(q: FaultQuery & { rows: number }): Promise<FaultRow[]> {
       const [groups] = await queryGroups(influx, [faultPageStatement(q)]);
       return (groups ?? []).flatMap((g) => g.rows).map(faultRow);

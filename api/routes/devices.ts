@@ -1,7 +1,6 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { NoQuery } from "../../contract/api/common.js";
 import {
-  type AffectingIssue,
   DeviceDetail,
   DeviceIdParam,
   DeviceListQuery,
@@ -14,21 +13,23 @@ import {
   TelemetryQueryParams,
   TelemetrySeries,
 } from "../../contract/api/devices.js";
-import type { FleetStore } from "../../storage/fleet-store.js";
+import { HOUR_MS, WEEK_MS } from "../../contract/time.js";
+import type { DeviceService } from "../../services/devices.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveEvery, resolveWindow, windowedPage } from "../time-window.js";
 
-const DEFAULT_TELEMETRY_SPAN_MS = 6 * 3_600_000;
-const DEFAULT_PRESENCE_SPAN_MS = 7 * 86_400_000;
-const DEFAULT_SILENCE_SPAN_MS = 7 * 86_400_000;
+const DEFAULT_TELEMETRY_SPAN_MS = 6 * HOUR_MS;
+const DEFAULT_PRESENCE_SPAN_MS = WEEK_MS;
+const DEFAULT_SILENCE_SPAN_MS = WEEK_MS;
 
 const viewer = guarded("viewer");
 
 export const listDevicesRoute = createRoute({
   method: "get",
   path: "/api/v1/devices",
-  summary: "Devices sorted by id, filtered by their latest hello",
+  summary:
+    "Devices sorted by id, filtered by their latest hello and status, found by exact serial or free text over id, serial and model",
   ...viewer,
   request: { query: DeviceListQuery },
   responses: {
@@ -107,26 +108,19 @@ export const silenceRoute = createRoute({
   },
 });
 
-/** The open issues with an occurrence on the device. */
-export type IssuesForDevice = (deviceId: string) => Promise<AffectingIssue[]>;
-
 const unknownDevice = (id: string) => new ApiError({ code: "NOT_FOUND", message: `no device "${id}"` });
 
-export type DevicesDeps = {
-  store: FleetStore;
-  now?: () => number;
-  /** The issue store's view of a device; without it the summary says issues are not available. */
-  issuesForDevice?: IssuesForDevice | undefined;
-};
+export type DevicesDeps = { devices: DeviceService; now?: () => number };
 
 export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
   const now = deps.now ?? Date.now;
+  const { devices } = deps;
 
   app.openapi(presenceRoute, async (c) => {
     const { id } = c.req.valid("param");
     const query = c.req.valid("query");
     const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_PRESENCE_SPAN_MS);
-    const page = await deps.store.presenceHistory({
+    const page = await devices.presenceHistory({
       device: id,
       fromMs,
       toMs,
@@ -139,28 +133,25 @@ export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
 
   app.openapi(summaryRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const [summary, issues] = await Promise.all([
-      deps.store.deviceSummary(id),
-      deps.issuesForDevice === undefined ? undefined : deps.issuesForDevice(id),
-    ]);
+    const summary = await devices.deviceSummary(id);
     if (summary === undefined) throw unknownDevice(id);
-    return c.json({ ...summary, issues: { available: issues !== undefined, items: issues ?? [] } }, 200);
+    return c.json(summary, 200);
   });
 
   app.openapi(silenceRoute, async (c) => {
     const { fromMs, toMs } = resolveWindow(c.req.valid("query"), now(), DEFAULT_SILENCE_SPAN_MS);
-    return c.json(await deps.store.silence({ fromMs, toMs }), 200);
+    return c.json(await devices.silence({ fromMs, toMs }), 200);
   });
 
   app.openapi(listDevicesRoute, async (c) => {
     const query = c.req.valid("query");
-    const page = await deps.store.listDevices(query);
+    const page = await devices.listDevices(query);
     return c.json({ ...page, limit: query.limit, offset: query.offset }, 200);
   });
 
   app.openapi(getDeviceRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const device = await deps.store.getDevice(id);
+    const device = await devices.getDevice(id);
     if (device === undefined) throw unknownDevice(id);
     return c.json(device, 200);
   });
@@ -170,7 +161,7 @@ export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
     const query = c.req.valid("query");
     const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_TELEMETRY_SPAN_MS);
     const everyMs = resolveEvery(query.every, toMs - fromMs);
-    const result = await deps.store.telemetry({
+    const result = await devices.telemetry({
       device: id,
       metric: query.metric,
       fn: query.fn,
@@ -178,8 +169,8 @@ export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
       toMs,
       everyMs,
     });
-    if (result.ok) return c.json(result.series, 200);
-    switch (result.reason) {
+    if (result.ok) return c.json(result.value, 200);
+    switch (result.error) {
       case "unknown_device":
         throw unknownDevice(id);
       case "not_numeric":

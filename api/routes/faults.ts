@@ -1,11 +1,12 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { FaultListQuery, FaultPage } from "../../contract/api/faults.js";
-import type { FleetStore } from "../../storage/fleet-store.js";
+import { WEEK_MS } from "../../contract/time.js";
+import type { FaultService } from "../../services/faults.js";
 import { type ApiEnv, guarded } from "../auth.js";
-import { REFUSALS } from "../errors.js";
+import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveWindow, windowedPage } from "../time-window.js";
 
-const DEFAULT_FAULT_SPAN_MS = 7 * 86_400_000;
+const DEFAULT_FAULT_SPAN_MS = WEEK_MS;
 
 export const listFaultsRoute = createRoute({
   method: "get",
@@ -16,16 +17,18 @@ export const listFaultsRoute = createRoute({
   responses: {
     200: { description: "A page of faults", content: { "application/json": { schema: FaultPage } } },
     ...REFUSALS,
+    404: errorResponse("`device` names a device that never sent anything"),
   },
 });
 
-export function registerFaults(app: OpenAPIHono<ApiEnv>, deps: { store: FleetStore; now?: () => number }) {
+export function registerFaults(app: OpenAPIHono<ApiEnv>, deps: { faults: FaultService; now?: () => number }) {
   const now = deps.now ?? Date.now;
 
   app.openapi(listFaultsRoute, async (c) => {
     const { from, to, ...filter } = c.req.valid("query");
     const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FAULT_SPAN_MS);
-    const page = await deps.store.listFaults({ ...filter, fromMs, toMs });
-    return c.json(windowedPage(page, filter, { fromMs, toMs }), 200);
+    const page = await deps.faults.listFaults({ ...filter, fromMs, toMs });
+    if (!page.ok) throw new ApiError({ code: "NOT_FOUND", message: `no device "${filter.device}"` });
+    return c.json(windowedPage(page.value, filter, { fromMs, toMs }), 200);
   });
 }

@@ -2,11 +2,19 @@ import { test as base, describe, expect } from "vitest";
 import { startApi } from "../../api/start-api.js";
 import type { Role } from "../../config/env.js";
 import { Health } from "../../contract/api/common.js";
-import { type Device, DeviceDetail, DevicePage, TelemetrySeries } from "../../contract/api/devices.js";
+import {
+  type Device,
+  DeviceDetail,
+  DevicePage,
+  DeviceSummaryResponse,
+  TelemetrySeries,
+} from "../../contract/api/devices.js";
 import { FaultPage, type FaultRecord } from "../../contract/api/faults.js";
+import { err, ok } from "../../contract/result.js";
+import { faultListPoint } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createInfluxFleetStore, type DeviceFilter, type FleetStore } from "../../storage/fleet-store.js";
+import { createInfluxDeviceServices, type DeviceListFilter } from "../../services/devices.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import {
   type FieldValue,
@@ -15,6 +23,7 @@ import {
   type Point,
   pointTimeNs,
 } from "../../storage/schema.js";
+import { deviceStatesOf } from "../support/device-state.js";
 import { testDatabase } from "../support/influx.js";
 
 // A small fleet written point by point as the ingest would (docs/storage.md), with every expected value
@@ -139,6 +148,22 @@ const POINTS: Point[] = [
     at(180),
     1,
   ),
+  // An event type without a schema of its own keeps its data as JSON; stored at receive time for a clock
+  // that claimed 70 days back.
+  point(
+    "event",
+    { ...modem2, type: "door_open" },
+    {
+      seq: int(3),
+      data: JSON.stringify({ door: "front", open: true, count: 2 }),
+      received_ms: int(at(170)),
+      skew_ms: int(at(170) - CLAIMED_MS),
+      clock_skewed: true,
+      device_ts: int(CLAIMED_MS),
+    },
+    at(170),
+    3,
+  ),
   // Stored at receive time because the device clock claimed a time 70 days back.
   point(
     "fault",
@@ -215,7 +240,8 @@ const MODEM2 = {
   hardware: "rev-b",
   serial: "SN-2",
   region: "us",
-  isp: "unknown",
+  // The ingest leaves an unknown isp out of device_state.
+  isp: null,
   lastSeen: iso(at(200)),
   online: false,
   lastReport: iso(at(180)),
@@ -256,31 +282,40 @@ const GHOST = {
   intervalSource: "default" as const,
 };
 
+/** Each fault again in fault_list, as the ingest writes it. */
+const FAULT_LIST = POINTS.filter((p) => p.measurement === MEASUREMENTS.fault.name).map((p) =>
+  faultListPoint(p, p.tags.device ?? "", Number(BigInt(p.timeNs) % 1_000_000n)),
+);
+
 const test = base.extend(
-  "store",
+  "services",
   { scope: "file" },
   // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-  async ({}, { onCleanup }): Promise<FleetStore> => {
+  async ({}, { onCleanup }) => {
     const db = await testDatabase("api");
-    onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    await createPointWriter(db)(POINTS);
-    return createInfluxFleetStore(influx);
+    await createPointWriter(db)([...POINTS, ...FAULT_LIST, ...deviceStatesOf(POINTS, at(400))]);
+    const services = createInfluxDeviceServices(influx, { directory: { refreshEveryMs: 0 } });
+    onCleanup(async () => {
+      services.close();
+      await db.drop();
+    });
+    return services;
   },
 );
 
 const page = { limit: 100, offset: 0 };
 
-describe("the InfluxDB fleet store", () => {
-  test("answers a ping with its latency", async ({ store }) => {
+describe("the device and fault services on InfluxDB", () => {
+  test("answers a ping with its latency", async ({ services: { devices: store } }) => {
     const ping = await store.ping();
     expect(ping.ok).toBe(true);
     expect(ping.latencyMs).toBeGreaterThanOrEqual(0);
   });
 
   test("lists every device that sent anything, by id, with metadata from its latest hello", async ({
-    store,
+    services: { devices: store },
   }) => {
     expect(await store.listDevices(page)).toEqual({
       items: [GHOST, MODEM1, MODEM2, ROUTER1],
@@ -289,32 +324,38 @@ describe("the InfluxDB fleet store", () => {
     });
   });
 
-  test.for<[Partial<DeviceFilter>, Device[]]>([
+  test.for<[Partial<DeviceListFilter>, Device[]]>([
     [{ kind: "modem" }, [MODEM1, MODEM2]],
     [{ model: "R1" }, [ROUTER1]],
     [{ firmware: "1.0" }, [MODEM2]],
     [{ firmware: "1.1", kind: "modem" }, [MODEM1]],
     [{ kind: "unknown" }, [GHOST]],
     [{ model: "nothing" }, []],
-  ])("filters devices by their latest hello: %o", async ([filter, expected], { store }) => {
-    const result = await store.listDevices({ ...page, ...filter });
-    expect(result.items).toEqual(expected);
-    expect(result.total).toBe(expected.length);
-  });
+  ])(
+    "filters devices by their latest hello: %o",
+    async ([filter, expected], { services: { devices: store } }) => {
+      const result = await store.listDevices({ ...page, ...filter });
+      expect(result.items).toEqual(expected);
+      expect(result.total).toBe(expected.length);
+    },
+  );
 
   test.for<[number, number, string[], number | null]>([
     [1, 2, ["modem-0001", "modem-0002"], 3],
     [2, 2, ["modem-0002", "router-0001"], null],
     [0, 4, ["ghost-0001", "modem-0001", "modem-0002", "router-0001"], null],
     [4, 2, [], null],
-  ])("pages devices at offset %i, limit %i", async ([offset, limit, ids, nextOffset], { store }) => {
-    const result = await store.listDevices({ limit, offset });
-    expect(result.items.map((d) => d.id)).toEqual(ids);
-    expect(result.nextOffset).toBe(nextOffset);
-    expect(result.total).toBe(4);
-  });
+  ])(
+    "pages devices at offset %i, limit %i",
+    async ([offset, limit, ids, nextOffset], { services: { devices: store } }) => {
+      const result = await store.listDevices({ limit, offset });
+      expect(result.items.map((d) => d.id)).toEqual(ids);
+      expect(result.nextOffset).toBe(nextOffset);
+      expect(result.total).toBe(4);
+    },
+  );
 
-  test("returns one device with its faults newest first", async ({ store }) => {
+  test("returns one device with its faults newest first", async ({ services: { devices: store } }) => {
     expect(await store.getDevice("modem-0001")).toEqual({
       ...MODEM1,
       recentFaults: [LOS, RESYNC_M1_LATE, RESYNC_M1_EARLY],
@@ -322,7 +363,7 @@ describe("the InfluxDB fleet store", () => {
     expect(await store.getDevice("ghost-0001")).toEqual({ ...GHOST, recentFaults: [] });
   });
 
-  test("knows nothing of a device that never sent anything", async ({ store }) => {
+  test("knows nothing of a device that never sent anything", async ({ services: { devices: store } }) => {
     expect(await store.getDevice("modem-9999")).toBeUndefined();
   });
 
@@ -331,30 +372,32 @@ describe("the InfluxDB fleet store", () => {
     ["min", [10, 5, 9]],
     ["max", [30, 7, 9]],
     ["last", [30, 7, 9]],
-  ] as const)("aggregates a metric with %s per bucket", async ([fn, values], { store }) => {
-    const result = await store.telemetry({
-      device: "modem-0001",
-      metric: "snr_margin_db",
-      fn,
-      fromMs: at(0),
-      toMs: at(180),
-      everyMs: 60_000,
-    });
-    expect(result).toEqual({
-      ok: true,
-      series: {
+  ] as const)(
+    "aggregates a metric with %s per bucket",
+    async ([fn, values], { services: { devices: store } }) => {
+      const result = await store.telemetry({
         device: "modem-0001",
         metric: "snr_margin_db",
         fn,
-        from: iso(at(0)),
-        to: iso(at(180)),
+        fromMs: at(0),
+        toMs: at(180),
         everyMs: 60_000,
-        points: values.map((value, i) => ({ time: iso(at(i * 60)), value })),
-      },
-    });
-  });
+      });
+      expect(result).toEqual(
+        ok({
+          device: "modem-0001",
+          metric: "snr_margin_db",
+          fn,
+          from: iso(at(0)),
+          to: iso(at(180)),
+          everyMs: 60_000,
+          points: values.map((value, i) => ({ time: iso(at(i * 60)), value })),
+        }),
+      );
+    },
+  );
 
-  test("starts the buckets at from, not at a multiple of every", async ({ store }) => {
+  test("starts the buckets at from, not at a multiple of every", async ({ services: { devices: store } }) => {
     const result = await store.telemetry({
       device: "modem-0001",
       metric: "snr_margin_db",
@@ -363,13 +406,15 @@ describe("the InfluxDB fleet store", () => {
       toMs: at(150),
       everyMs: 60_000,
     });
-    expect(result.ok && result.series.points).toEqual([
+    expect(result.ok && result.value.points).toEqual([
       { time: iso(at(30)), value: 17.5 },
       { time: iso(at(90)), value: 8 },
     ]);
   });
 
-  test("gives the last value of a boolean metric and null for an empty bucket", async ({ store }) => {
+  test("gives the last value of a boolean metric and null for an empty bucket", async ({
+    services: { devices: store },
+  }) => {
     const result = await store.telemetry({
       device: "modem-0001",
       metric: "link_up",
@@ -378,19 +423,21 @@ describe("the InfluxDB fleet store", () => {
       toMs: at(180),
       everyMs: 60_000,
     });
-    expect(result.ok && result.series.points).toEqual([
+    expect(result.ok && result.value.points).toEqual([
       { time: iso(at(0)), value: true },
       { time: iso(at(60)), value: false },
       { time: iso(at(120)), value: null },
     ]);
   });
 
-  test("refuses to average a boolean metric", async ({ store }) => {
+  test("refuses to average a boolean metric", async ({ services: { devices: store } }) => {
     const query = { device: "modem-0001", metric: "link_up", fromMs: at(0), toMs: at(180), everyMs: 60_000 };
-    expect(await store.telemetry({ ...query, fn: "mean" })).toEqual({ ok: false, reason: "not_numeric" });
+    expect(await store.telemetry({ ...query, fn: "mean" })).toEqual(err("not_numeric"));
   });
 
-  test("returns no points for a metric the device never reported", async ({ store }) => {
+  test("returns no points for a metric the device never reported", async ({
+    services: { devices: store },
+  }) => {
     const query = {
       metric: "never_sent",
       fn: "mean",
@@ -399,12 +446,12 @@ describe("the InfluxDB fleet store", () => {
       everyMs: 60_000,
     } as const;
     const result = await store.telemetry({ ...query, device: "modem-0001" });
-    expect(result.ok && result.series.points).toEqual([]);
+    expect(result.ok && result.value.points).toEqual([]);
     const other = await store.telemetry({ ...query, metric: "snr_margin_db", device: "modem-0002" });
-    expect(other.ok && other.series.points).toEqual([]);
+    expect(other.ok && other.value.points).toEqual([]);
   });
 
-  test("says when the device of a series is unknown", async ({ store }) => {
+  test("says when the device of a series is unknown", async ({ services: { devices: store } }) => {
     const query = {
       metric: "snr_margin_db",
       fn: "mean",
@@ -412,18 +459,15 @@ describe("the InfluxDB fleet store", () => {
       toMs: at(180),
       everyMs: 60_000,
     } as const;
-    expect(await store.telemetry({ ...query, device: "modem-9999" })).toEqual({
-      ok: false,
-      reason: "unknown_device",
-    });
+    expect(await store.telemetry({ ...query, device: "modem-9999" })).toEqual(err("unknown_device"));
   });
 
   const window = { fromMs: at(0), toMs: at(3600), ...page };
 
   test("lists faults newest first, with a clock-skewed one at the time the device claimed", async ({
-    store,
+    services: { faults },
   }) => {
-    expect(await store.listFaults(window)).toEqual({ items: ALL_FAULTS, nextOffset: null });
+    expect(await faults.listFaults(window)).toEqual(ok({ items: ALL_FAULTS, nextOffset: null }));
   });
 
   test.for([
@@ -435,9 +479,10 @@ describe("the InfluxDB fleet store", () => {
     ["device", { device: "modem-0002" }, [CLOCK, RESYNC_M2]],
     ["time, from inclusive and to exclusive", { fromMs: at(45), toMs: at(90) }, [CLOCK, WAN, RESYNC_M2]],
     ["a code nobody reported", { code: "NOPE" }, []],
-  ] as const)("filters faults by %s", async ([_name, filter, expected], { store }) => {
-    const result = await store.listFaults({ ...window, ...filter });
-    expect(result.items).toEqual(expected);
+  ] as const)("filters faults by %s", async ([_name, filter, expected], { services: { faults } }) => {
+    expect(await faults.listFaults({ ...window, ...filter })).toEqual(
+      ok({ items: expected, nextOffset: null }),
+    );
   });
 
   test.for<[number, number, FaultRecord[], number | null]>([
@@ -448,26 +493,68 @@ describe("the InfluxDB fleet store", () => {
     [0, 6, ALL_FAULTS, null],
     [0, 5, ALL_FAULTS.slice(0, 5), 5],
     [6, 2, [], null],
-  ])("pages faults at offset %i, limit %i", async ([offset, limit, items, nextOffset], { store }) => {
-    expect(await store.listFaults({ ...window, offset, limit })).toEqual({ items, nextOffset });
+  ])(
+    "pages faults at offset %i, limit %i",
+    async ([offset, limit, items, nextOffset], { services: { faults } }) => {
+      expect(await faults.listFaults({ ...window, offset, limit })).toEqual(ok({ items, nextOffset }));
+    },
+  );
+
+  test("knows no faults of a device that never sent anything", async ({ services: { faults } }) => {
+    expect(await faults.listFaults({ ...window, device: "modem-9999" })).toEqual(err("unknown_device"));
   });
 
-  test("refuses a filter outside the label alphabet before it reaches InfluxQL", async ({ store }) => {
-    await expect(store.listFaults({ ...window, code: "x' OR code =~ /./ OR code = 'y" })).rejects.toThrow(
-      /code/,
+  test("escapes a value so that it cannot change the query", async ({ services: { faults } }) => {
+    const injected = await faults.listFaults({ ...window, code: "x' OR code =~ /./ OR code = 'y" });
+    expect(injected).toEqual(ok({ items: [], nextOffset: null }));
+  });
+
+  test("matches labels with the punctuation the alphabet allows", async ({ services: { faults } }) => {
+    expect(await faults.listFaults({ ...window, code: "A/B (x)#1: +ü.-_" })).toEqual(
+      ok({ items: [], nextOffset: null }),
     );
   });
 
-  test("matches labels with the punctuation the alphabet allows", async ({ store }) => {
-    expect((await store.listFaults({ ...window, code: "A/B (x)#1: +ü.-_" })).items).toEqual([]);
+  test.for<[Partial<DeviceListFilter>, string[]]>([
+    [{ q: "modem" }, ["modem-0001", "modem-0002"]],
+    [{ q: "sn-r" }, ["router-0001"]],
+    [{ q: "m2" }, ["modem-0002"]],
+    [{ serial: "SN-1b" }, ["modem-0001"]],
+    [{ serial: "SN-1" }, []],
+    [{ q: "nothing" }, []],
+  ])("finds devices by %o", async ([filter, ids], { services: { devices } }) => {
+    const result = await devices.listDevices({ ...page, ...filter });
+    expect(result.items.map((d) => d.id)).toEqual(ids);
+  });
+
+  test("summarises a device: every event at the device's time, its data an object", async ({
+    services: { devices },
+  }) => {
+    const summary = await devices.deviceSummary("modem-0002");
+    expect(summary?.recentEvents).toEqual([
+      { type: "reboot", ts: iso(at(180)), receivedAt: iso(at(180)), data: { reason: "watchdog" } },
+      {
+        type: "door_open",
+        ts: iso(CLAIMED_MS),
+        receivedAt: iso(at(170)),
+        data: { door: "front", open: true, count: 2 },
+      },
+    ]);
+    expect(summary).toMatchObject({
+      ...MODEM2,
+      recentFaults: [CLOCK, RESYNC_M2],
+      issues: { available: false },
+    });
+    expect(await devices.deviceSummary("modem-9999")).toBeUndefined();
   });
 });
 
 describe("the HTTP API on InfluxDB", () => {
-  const withApi = test.extend("api", async ({ store }, { onCleanup }) => {
+  const withApi = test.extend("api", async ({ services: { devices, faults } }, { onCleanup }) => {
     const handle = await startApi({
       port: 0,
-      store,
+      devices,
+      faults,
       tokens: TOKENS,
       logger: silentLogger,
       metrics: createMetrics(),
@@ -528,6 +615,45 @@ describe("the HTTP API on InfluxDB", () => {
     },
   );
 
+  withApi(
+    "finds a device by serial or free text, and refuses a parameter it does not know",
+    async ({ api }) => {
+      const bySerial = DevicePage.parse(await (await api.get("/api/v1/devices?serial=SN-2")).json());
+      expect(bySerial.items.map((d) => d.id)).toEqual(["modem-0002"]);
+      const unknownSerial = DevicePage.parse(await (await api.get("/api/v1/devices?serial=SN-404")).json());
+      expect(unknownSerial).toMatchObject({ items: [], total: 0 });
+      const search = DevicePage.parse(await (await api.get("/api/v1/devices?q=ROUTER")).json());
+      expect(search.items.map((d) => d.id)).toEqual(["router-0001"]);
+      const unknown = await api.get("/api/v1/devices?isp=isp1");
+      expect(unknown.status).toBe(400);
+      expect(await unknown.json()).toMatchObject({
+        error: { code: "BAD_REQUEST", message: expect.stringContaining("isp") },
+      });
+    },
+  );
+
+  withApi("answers 404 for the faults of a device that never sent anything", async ({ api }) => {
+    const response = await api.get("/api/v1/faults?device=modem-9999");
+    expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({
+      error: { code: "NOT_FOUND", message: 'no device "modem-9999"' },
+    });
+    expect((await api.get("/api/v1/faults?device=modem-0002")).status).toBe(200);
+  });
+
+  withApi("serves the summary with event data as an object and device times", async ({ api }) => {
+    const response = await api.get("/api/v1/devices/modem-0002/summary");
+    expect(response.status).toBe(200);
+    const summary = DeviceSummaryResponse.parse(await response.json());
+    expect(summary.recentEvents[1]).toEqual({
+      type: "door_open",
+      ts: iso(CLAIMED_MS),
+      receivedAt: iso(at(170)),
+      data: { door: "front", open: true, count: 2 },
+    });
+    expect((await api.get("/api/v1/devices/modem-9999/summary")).status).toBe(404);
+  });
+
   withApi("answers 404 for an unknown device and 400 for averaging a boolean", async ({ api }) => {
     expect((await api.get("/api/v1/devices/modem-9999")).status).toBe(404);
     expect((await api.get("/api/v1/devices/modem-9999/telemetry?metric=snr_margin_db")).status).toBe(404);
@@ -573,11 +699,12 @@ describe("the HTTP API on InfluxDB", () => {
 });
 
 describe("the HTTP API's limits over a socket", () => {
-  const limited = test.extend("limited", async ({ store }, { onCleanup }) => {
+  const limited = test.extend("limited", async ({ services: { devices, faults } }, { onCleanup }) => {
     const metrics = createMetrics();
     const handle = await startApi({
       port: 0,
-      store,
+      devices,
+      faults,
       tokens: TOKENS,
       logger: silentLogger,
       metrics,
@@ -636,9 +763,14 @@ describe("the HTTP API without InfluxDB", () => {
   const unreachable = createInflux({ url: "http://127.0.0.1:1", database: "nowhere", rawRetention: "1d" });
 
   test("reports 503 from health and UNAVAILABLE from a query", async () => {
+    const services = createInfluxDeviceServices(unreachable, {
+      pingTimeoutMs: 500,
+      directory: { refreshEveryMs: 0 },
+    });
     const handle = await startApi({
       port: 0,
-      store: createInfluxFleetStore(unreachable, { pingTimeoutMs: 500 }),
+      devices: services.devices,
+      faults: services.faults,
       tokens: TOKENS,
       logger: silentLogger,
       metrics: createMetrics(),
@@ -661,6 +793,7 @@ describe("the HTTP API without InfluxDB", () => {
         error: { code: "UNAVAILABLE", message: "the database is not reachable, try again later" },
       });
     } finally {
+      services.close();
       await handle.close();
     }
   });

@@ -20,10 +20,13 @@ import {
 } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createInfluxFleetStore, type FleetStore } from "../../storage/fleet-store.js";
+import { createInfluxDeviceServices } from "../../services/devices.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import { createRollupReader } from "../../storage/rollup-reader.js";
 import type { Point } from "../../storage/schema.js";
+import { deviceStatesOf } from "../support/device-state.js";
 import { testDatabase } from "../support/influx.js";
+import { rollingUp } from "../support/rollups.js";
 
 // A fleet with known cadences, written with the ingest's own point builders, judged at a pinned NOW.
 // Silence: factor 3; M9 has a configured 10 min interval; others learn theirs (floor 60 s, default 1 h
@@ -160,19 +163,25 @@ const POINTS: Point[] = [
 ];
 
 const test = base.extend(
-  "store",
+  "services",
   { scope: "file" },
   // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-  async ({}, { onCleanup }): Promise<FleetStore> => {
+  async ({}, { onCleanup }) => {
     const db = await testDatabase("silent");
-    onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    await createPointWriter(db)(POINTS);
-    return createInfluxFleetStore(influx, {
+    await rollingUp(influx, createPointWriter(db))([...POINTS, ...deviceStatesOf(POINTS, NOW)]);
+    const services = createInfluxDeviceServices(influx, {
       now: () => NOW,
       silence: { expectedIntervals: new Map([["M9", 10 * MINUTE]]) },
+      rollups: createRollupReader(influx),
+      directory: { refreshEveryMs: 0 },
     });
+    onCleanup(async () => {
+      services.close();
+      await db.drop();
+    });
+    return services;
   },
 );
 
@@ -181,7 +190,8 @@ const page = { limit: 100, offset: 0 };
 const EXPECTED: Record<string, [string, number, string]> = {
   "m1-back": ["online", 300, "learned"],
   "m1-bye": ["offline", 300, "learned"],
-  "m1-gone": ["silent", 3600, "default"],
+  // The ingest keeps a device's last gap samples however old (device_state), so its cadence is still known.
+  "m1-gone": ["silent", 60, "learned"],
   "m1-steady": ["online", 60, "learned"],
   "m1-will": ["silent", 60, "learned"],
   "m2-new": ["silent", 3600, "default"],
@@ -191,7 +201,9 @@ const EXPECTED: Record<string, [string, number, string]> = {
 };
 
 describe("silent devices in InfluxDB", () => {
-  test("judges each device's status from its last report and expected interval", async ({ store }) => {
+  test("judges each device's status from its last report and expected interval", async ({
+    services: { devices: store },
+  }) => {
     const { items, total } = await store.listDevices(page);
     expect(total).toBe(9);
     expect(
@@ -209,22 +221,25 @@ describe("silent devices in InfluxDB", () => {
     ["silent", ["m1-gone", "m1-will", "m2-new", "m9-updated"]],
     ["offline", ["m1-bye"]],
     ["online", ["m1-back", "m1-steady", "m2-slow", "m9-config"]],
-  ] as const)("filters by status %s, before paging", async ([status, ids], { store }) => {
-    const all = await store.listDevices({ ...page, status });
-    expect(all.items.map((d) => d.id)).toEqual(ids);
-    expect(all.total).toBe(ids.length);
-    const second = await store.listDevices({ limit: 1, offset: 1, status });
-    expect(second.items.map((d) => d.id)).toEqual(ids.slice(1, 2));
-    expect(second.nextOffset).toBe(ids.length > 2 ? 2 : null);
-  });
+  ] as const)(
+    "filters by status %s, before paging",
+    async ([status, ids], { services: { devices: store } }) => {
+      const all = await store.listDevices({ ...page, status });
+      expect(all.items.map((d) => d.id)).toEqual(ids);
+      expect(all.total).toBe(ids.length);
+      const second = await store.listDevices({ limit: 1, offset: 1, status });
+      expect(second.items.map((d) => d.id)).toEqual(ids.slice(1, 2));
+      expect(second.nextOffset).toBe(ids.length > 2 ? 2 : null);
+    },
+  );
 
-  test("combines the status filter with the hello filters", async ({ store }) => {
+  test("combines the status filter with the hello filters", async ({ services: { devices: store } }) => {
     const result = await store.listDevices({ ...page, status: "silent", model: "M9" });
     expect(result.items.map((d) => d.id)).toEqual(["m9-updated"]);
   });
 
   test("computes silent rates per model and firmware, and who went silent after an update", async ({
-    store,
+    services: { devices: store },
   }) => {
     const report = SilenceReport.parse(await store.silence({ fromMs: ago(7 * DAY), toMs: NOW }));
     expect(report.byModel).toEqual([
@@ -270,7 +285,7 @@ describe("silent devices in InfluxDB", () => {
     });
   });
 
-  test("judges silence at the end of a past window", async ({ store }) => {
+  test("judges silence at the end of a past window", async ({ services: { devices: store } }) => {
     // Three hours ago m2-new had reported an hour before (default 1 h: online), m9-updated was not yet updated.
     const report = await store.silence({ fromMs: ago(DAY), toMs: ago(3 * HOUR_MS) });
     expect(report.byModel.find((r) => r.model === "M2")).toEqual({
@@ -282,7 +297,9 @@ describe("silent devices in InfluxDB", () => {
     expect(report.afterUpdate.devices).toEqual([]);
   });
 
-  test("pages a device's presence history newest first within the window", async ({ store }) => {
+  test("pages a device's presence history newest first within the window", async ({
+    services: { devices: store },
+  }) => {
     const window = { device: "m1-will", fromMs: ago(DAY), toMs: NOW };
     expect(await store.presenceHistory({ ...window, limit: 2, offset: 0 })).toEqual({
       items: [
@@ -304,7 +321,7 @@ describe("silent devices in InfluxDB", () => {
     expect(await store.presenceHistory({ ...window, device: "nobody", ...page })).toBeUndefined();
   });
 
-  test("summarises a device for the support desk", async ({ store }) => {
+  test("summarises a device for the support desk", async ({ services: { devices: store } }) => {
     const summary = await store.deviceSummary("m1-steady");
     expect(summary).toMatchObject({
       id: "m1-steady",
@@ -320,8 +337,8 @@ describe("silent devices in InfluxDB", () => {
         count: 2,
         mean: 3,
         recent: [
-          { time: iso(ago(40 * MINUTE)), rating: 2, comment: null },
-          { time: iso(ago(50 * MINUTE)), rating: 4, comment: "ok" },
+          { time: iso(ago(40 * MINUTE)), receivedAt: iso(ago(40 * MINUTE)), rating: 2, comment: null },
+          { time: iso(ago(50 * MINUTE)), receivedAt: iso(ago(50 * MINUTE)), rating: 4, comment: "ok" },
         ],
       },
     });
@@ -346,9 +363,10 @@ describe("silent devices in InfluxDB", () => {
 });
 
 describe("the silence endpoints on InfluxDB", () => {
-  const withApi = test.extend("get", async ({ store }) => {
+  const withApi = test.extend("get", async ({ services: { devices, faults } }) => {
     const app = createApp({
-      store,
+      devices,
+      faults,
       tokens: TOKENS,
       logger: silentLogger,
       metrics: createMetrics(),

@@ -21,9 +21,10 @@ import type { Device } from "../../contract/api/devices.js";
 import type { FaultRecord } from "../../contract/api/faults.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import type { FleetStore } from "../../storage/fleet-store.js";
-import { createMemoryFleetStore, type MemoryFleet } from "../../storage/fleet-store-memory.js";
+import type { DeviceStateRow, EventRow, FaultRow, PresenceRow } from "../../storage/device-queries.js";
+import type { MemoryFleet, MemorySample } from "../../storage/device-reads-memory.js";
 import { StoreUnavailable } from "../../storage/influxql.js";
+import { memoryDeviceServices } from "../support/device-services.js";
 
 const NOW = Date.parse("2025-03-01T12:00:00.000Z");
 const MINUTE = 60_000;
@@ -67,64 +68,117 @@ const fault = (deviceId: string, minutesAgo: number, fields: Partial<FaultRecord
   ...fields,
 });
 
+/** The directory's row for a device whose status, as the liveness rule judges it at NOW, is `d.status`. */
+const stateOf = (d: Device): DeviceStateRow => ({
+  device: d.id,
+  kind: d.kind,
+  model: d.model,
+  firmware: d.firmware,
+  hardware: d.hardware,
+  serial: d.serial,
+  region: d.region,
+  isp: d.isp,
+  firstMs: NOW - 1440 * MINUTE,
+  lastReportMs: d.lastReport === null ? null : Date.parse(d.lastReport),
+  lastSeenMs: d.lastSeen === null ? null : Date.parse(d.lastSeen),
+  presence: d.online === null ? null : d.online ? "online" : "offline",
+  presenceMs: d.lastSeen === null ? null : Date.parse(d.lastSeen),
+  presenceSource: d.online === null ? null : "broker",
+  gapMedianMs: d.expectedIntervalS * 1000,
+  gapSamples: 10,
+  updatedMs: NOW - MINUTE,
+});
+
+const DEVICES = [
+  device("modem-0001"),
+  device("modem-0002", {
+    model: "M2",
+    firmware: "2.0",
+    online: false,
+    lastSeen: iso(NOW - 5 * MINUTE),
+    status: "silent",
+    lastReport: iso(NOW - 600 * MINUTE),
+  }),
+  device("router-0001", {
+    kind: "router",
+    model: "R1",
+    isp: null,
+    online: false,
+    lastSeen: iso(NOW - 30_000),
+    status: "offline",
+  }),
+];
+
+const FAULTS = [
+  fault("modem-0001", 10, { context: { snr: 3.5 } }),
+  fault("modem-0002", 20, { model: "M2", firmware: "2.0", code: "LOS", severity: "critical" }),
+  fault("modem-0001", 30),
+];
+
+const faultRow = (f: FaultRecord): FaultRow & { device: string } => ({
+  ...f,
+  deviceMs: Date.parse(f.ts),
+  receivedMs: Date.parse(f.receivedAt),
+});
+
+const event = (
+  device: string,
+  type: string,
+  deviceMs: number,
+  receivedMs: number,
+  data: EventRow["data"],
+) => ({
+  device,
+  type,
+  deviceMs,
+  receivedMs,
+  data,
+});
+
+const presence = (device: string, minutesAgo: number, state: PresenceRow["state"], source: string) => ({
+  device,
+  atMs: NOW - minutesAgo * MINUTE,
+  state,
+  source,
+});
+
+const sample = (metric: string, minutesAgo: number, value: number | boolean): MemorySample => ({
+  device: "modem-0001",
+  metric,
+  timeMs: NOW - minutesAgo * MINUTE,
+  value,
+});
+
 const FLEET: MemoryFleet = {
-  devices: [
-    device("modem-0001"),
-    device("modem-0002", {
-      model: "M2",
-      firmware: "2.0",
-      online: false,
-      status: "silent",
-      lastReport: iso(NOW - 600 * MINUTE),
-    }),
-    device("router-0001", { kind: "router", model: "R1", isp: null, online: null, status: "offline" }),
-  ],
+  states: DEVICES.map(stateOf),
   presence: [
-    { device: "modem-0001", time: iso(NOW - 30 * MINUTE), state: "online", source: "broker" },
-    { device: "modem-0001", time: iso(NOW - 90 * MINUTE), state: "offline", source: "will" },
-    { device: "modem-0001", time: iso(NOW - 10 * 1440 * MINUTE), state: "online", source: "device" },
-    { device: "modem-0002", time: iso(NOW - 5 * MINUTE), state: "offline", source: "will" },
+    presence("modem-0001", 30, "online", "broker"),
+    presence("modem-0001", 90, "offline", "will"),
+    presence("modem-0001", 10 * 1440, "online", "device"),
+    presence("modem-0002", 5, "offline", "will"),
   ],
   events: [
-    {
-      device: "modem-0002",
-      type: "firmware_update",
-      ts: iso(NOW - 700 * MINUTE),
-      receivedAt: iso(NOW - 700 * MINUTE),
-      data: { from: "1.9", to: "2.0", result: "success" },
-    },
-    {
-      device: "modem-0001",
-      type: "feedback",
-      ts: iso(NOW - 21 * MINUTE),
-      receivedAt: iso(NOW - 20 * MINUTE),
-      data: { rating: 4, comment: "fine" },
-    },
-    {
-      device: "modem-0001",
-      type: "feedback",
-      ts: iso(NOW - 40 * MINUTE),
-      receivedAt: iso(NOW - 40 * MINUTE),
-      data: { rating: 1 },
-    },
+    event("modem-0002", "firmware_update", NOW - 700 * MINUTE, NOW - 700 * MINUTE, {
+      from: "1.9",
+      to: "2.0",
+      result: "success",
+    }),
+    event("modem-0002", "door_open", NOW - 62 * MINUTE, NOW - 60 * MINUTE, { door: "front", open: true }),
+    event("modem-0001", "feedback", NOW - 21 * MINUTE, NOW - 20 * MINUTE, { rating: 4, comment: "fine" }),
+    event("modem-0001", "feedback", NOW - 40 * MINUTE, NOW - 40 * MINUTE, { rating: 1 }),
   ],
-  nowMs: NOW,
-  faults: [
-    fault("modem-0001", 10, { context: { snr: 3.5 } }),
-    fault("modem-0002", 20, { model: "M2", firmware: "2.0", code: "LOS", severity: "critical" }),
-    fault("modem-0001", 30),
-  ],
+  faults: FAULTS.map(faultRow),
   telemetry: [
-    { device: "modem-0001", metric: "snr_db", timeMs: NOW - 50 * MINUTE, value: 10 },
-    { device: "modem-0001", metric: "snr_db", timeMs: NOW - 45 * MINUTE, value: 20 },
-    { device: "modem-0001", metric: "snr_db", timeMs: NOW - 5 * MINUTE, value: 4 },
-    { device: "modem-0001", metric: "link_up", timeMs: NOW - 5 * MINUTE, value: true },
+    sample("snr_db", 50, 10),
+    sample("snr_db", 45, 20),
+    sample("snr_db", 5, 4),
+    sample("link_up", 5, true),
   ],
 };
 
 function app(overrides: Partial<AppDeps> = {}) {
   return createApp({
-    store: createMemoryFleetStore(FLEET),
+    ...memoryDeviceServices(FLEET, { now: () => NOW }),
     tokens: TOKENS,
     logger: silentLogger,
     metrics: createMetrics(),
@@ -182,7 +236,7 @@ describe("GET /api/v1/health", () => {
   });
 
   it("answers 503 with the same shape when the store is unreachable", async () => {
-    const response = await get("/api/v1/health", {}, { store: createMemoryFleetStore({ reachable: false }) });
+    const response = await get("/api/v1/health", {}, memoryDeviceServices({ reachable: false }));
     expect(response.status).toBe(503);
     expect(okSchema(healthRoute).parse(await response.json())).toMatchObject({
       status: "unavailable",
@@ -198,7 +252,7 @@ describe("GET /api/v1/devices", () => {
     const body = okSchema(listDevicesRoute).parse(await response.json());
     expect(body.items.map((d) => d.id)).toEqual(["modem-0001", "modem-0002", "router-0001"]);
     expect(body).toMatchObject({ total: 3, limit: 100, offset: 0, nextOffset: null });
-    expect(body.items[0]).toEqual(FLEET.devices?.[0]);
+    expect(body.items).toEqual(DEVICES);
   });
 
   it.each([
@@ -213,6 +267,23 @@ describe("GET /api/v1/devices", () => {
   ])("filters with %s", async (query, ids) => {
     const body = okSchema(listDevicesRoute).parse(await (await get(`/api/v1/devices?${query}`)).json());
     expect(body.items.map((d) => d.id)).toEqual(ids);
+  });
+
+  it.each([
+    ["q=router", ["router-0001"]],
+    ["q=MODEM", ["modem-0001", "modem-0002"]],
+    ["q=sn-modem-0002", ["modem-0002"]],
+    ["q=m2", ["modem-0002"]],
+    ["q=r1&kind=router", ["router-0001"]],
+    ["q=nothing", []],
+    ["serial=SN-modem-0002", ["modem-0002"]],
+    ["serial=SN-modem-000", []],
+    ["serial=sn-modem-0002", []],
+    ["serial=SN-router-0001&status=offline", ["router-0001"]],
+  ])("finds devices with %s", async (query, ids) => {
+    const body = okSchema(listDevicesRoute).parse(await (await get(`/api/v1/devices?${query}`)).json());
+    expect(body.items.map((d) => d.id)).toEqual(ids);
+    expect(body.total).toBe(ids.length);
   });
 
   it("pages with limit and offset and says where the next page starts", async () => {
@@ -234,6 +305,8 @@ describe("GET /api/v1/devices", () => {
     ["kind=%27%20OR%201%3D1", /^query parameter "kind": must be 1-64 letters/],
     ["model=", /^query parameter "model": must be/],
     ["status=dead", /^query parameter "status": /],
+    ["q=", /^query parameter "q": /],
+    ["isp=isp1", /"isp"/],
   ])("answers 400 naming the parameter for %s", async (query, message) => {
     await expectError(await get(`/api/v1/devices?${query}`), 400, "BAD_REQUEST", message);
   });
@@ -381,7 +454,7 @@ describe("GET /api/v1/devices/{id}/summary", () => {
     const response = await get("/api/v1/devices/modem-0001/summary");
     expect(response.status).toBe(200);
     const body = okSchema(summaryRoute).parse(await response.json());
-    expect(body).toMatchObject({ ...FLEET.devices?.[0], status: "online", expectedIntervalS: 60 });
+    expect(body).toMatchObject({ ...DEVICES[0], status: "online", expectedIntervalS: 60 });
     expect(body.recentPresence.map((p) => p.source)).toEqual(["broker", "will", "device"]);
     expect(body.metrics).toEqual({
       since: iso(NOW - 7 * 1440 * MINUTE),
@@ -405,14 +478,14 @@ describe("GET /api/v1/devices/{id}/summary", () => {
     withIssues.onError(handleError(silentLogger));
     withIssues.use("/api/v1/*", authenticate(TOKENS));
     const asked: string[] = [];
-    registerDevices(withIssues, {
-      store: createMemoryFleetStore(FLEET),
+    const { devices } = memoryDeviceServices(FLEET, {
       now: () => NOW,
       issuesForDevice: async (id) => {
         asked.push(id);
         return [{ id: "abc123", status: "investigating", key: "modem/M1/DSL_RESYNC" }];
       },
     });
+    registerDevices(withIssues, { devices, now: () => NOW });
     const response = await withIssues.request("/api/v1/devices/modem-0001/summary", { headers: auth });
     const body = okSchema(summaryRoute).parse(await response.json());
     expect(body.issues).toEqual({
@@ -420,6 +493,24 @@ describe("GET /api/v1/devices/{id}/summary", () => {
       items: [{ id: "abc123", status: "investigating", key: "modem/M1/DSL_RESYNC" }],
     });
     expect(asked).toEqual(["modem-0001"]);
+  });
+
+  it("shows each event at the device's time with the receive time beside it, its data an object", async () => {
+    const body = okSchema(summaryRoute).parse(await (await get("/api/v1/devices/modem-0002/summary")).json());
+    expect(body.recentEvents).toEqual([
+      {
+        type: "door_open",
+        ts: iso(NOW - 62 * MINUTE),
+        receivedAt: iso(NOW - 60 * MINUTE),
+        data: { door: "front", open: true },
+      },
+      {
+        type: "firmware_update",
+        ts: iso(NOW - 700 * MINUTE),
+        receivedAt: iso(NOW - 700 * MINUTE),
+        data: { from: "1.9", to: "2.0", result: "success" },
+      },
+    ]);
   });
 
   it("answers 404 for an unknown device and 400 for a bad id", async () => {
@@ -481,7 +572,7 @@ describe("GET /api/v1/faults", () => {
       from: iso(NOW - 7 * 1440 * MINUTE),
       to: iso(NOW),
     });
-    expect(body.items).toEqual(FLEET.faults);
+    expect(body.items).toEqual(FAULTS);
   });
 
   it.each([
@@ -493,6 +584,15 @@ describe("GET /api/v1/faults", () => {
   ])("filters with %s", async (query, codes) => {
     const body = okSchema(listFaultsRoute).parse(await (await get(`/api/v1/faults?${query}`)).json());
     expect(body.items.map((f) => f.code)).toEqual(codes);
+  });
+
+  it("answers 404 for a device that never sent anything, like /devices/{id}", async () => {
+    await expectError(
+      await get("/api/v1/faults?device=modem-9999"),
+      404,
+      "NOT_FOUND",
+      'no device "modem-9999"',
+    );
   });
 
   it("pages with limit and offset", async () => {
@@ -508,6 +608,8 @@ describe("GET /api/v1/faults", () => {
     ["limit=5000", /^query parameter "limit": Too big/],
     ["from=2025-03-01", /^query parameter "from": /],
     ["to=2000-01-01T00:00:00Z&from=2001-01-01T00:00:00Z", "from must be before to"],
+    ["devise=modem-0001", /"devise"/],
+    ["format=csv", /"format"/],
   ])("answers 400 for ?%s", async (query, message) => {
     await expectError(await get(`/api/v1/faults?${query}`), 400, "BAD_REQUEST", message);
   });
@@ -548,11 +650,12 @@ describe("errors", () => {
   });
 
   it("answers 503 UNAVAILABLE when the store cannot reach InfluxDB", async () => {
-    const store: FleetStore = {
-      ...createMemoryFleetStore(),
+    const { devices } = memoryDeviceServices();
+    const unreachable = {
+      ...devices,
       listDevices: () => Promise.reject(new StoreUnavailable({ cause: new Error("ECONNREFUSED") })),
     };
-    await expectError(await get("/api/v1/devices", auth, { store }), 503, "UNAVAILABLE");
+    await expectError(await get("/api/v1/devices", auth, { devices: unreachable }), 503, "UNAVAILABLE");
   });
 
   it("answers 500 INTERNAL without details and logs the cause", async () => {
@@ -566,11 +669,12 @@ describe("errors", () => {
         },
       }),
     );
-    const store: FleetStore = {
-      ...createMemoryFleetStore(),
-      listFaults: () => Promise.reject(new Error("secret detail at /srv/influx")),
-    };
-    const message = await expectError(await get("/api/v1/faults", auth, { store, logger }), 500, "INTERNAL");
+    const failing = { listFaults: () => Promise.reject(new Error("secret detail at /srv/influx")) };
+    const message = await expectError(
+      await get("/api/v1/faults", auth, { faults: failing, logger }),
+      500,
+      "INTERNAL",
+    );
     expect(message).toBe("internal error");
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0] ?? "{}")).toMatchObject({

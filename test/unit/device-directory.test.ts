@@ -153,6 +153,28 @@ describe("createDeviceDirectory", () => {
     directory.close();
   });
 
+  it("reads nothing more when the newest write has not moved", async () => {
+    const calls: Array<number | undefined> = [];
+    let newest = 5000;
+    const directory = createDeviceDirectory({
+      load: async (after) => {
+        calls.push(after);
+        return [state("a", { updatedMs: newest })];
+      },
+      newest: async () => newest,
+      refreshEveryMs: 0,
+      marginMs: 500,
+      now: () => NOW,
+    });
+    await directory.ready();
+    await directory.refresh();
+    expect(calls).toEqual([undefined]);
+    newest = 6000;
+    await directory.refresh();
+    expect(calls).toEqual([undefined, 4500]);
+    directory.close();
+  });
+
   it("reads what changed when a lookup misses, at most once per missRefreshMs", async () => {
     let clock = NOW;
     let loads = 0;

@@ -167,7 +167,6 @@ describe("faultPageStatement", () => {
     expect(q).toContain(
       `FROM "long"."fault_list" WHERE time >= 1000ms AND time < 2000ms AND "model" = 'M1' AND "code" = 'LOS'`,
     );
-    expect(q).not.toContain(`"region"`);
     expect(q).toMatch(/ORDER BY time DESC LIMIT 11 OFFSET 20$/);
   });
 
