@@ -23,6 +23,7 @@ const { values } = parseArgs({
     requests: { type: "string", default: "30" },
     warmup: { type: "string", default: "2" },
     rebuild: { type: "boolean", default: false },
+    rollups: { type: "boolean", default: false },
     "build-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
@@ -30,11 +31,12 @@ const { values } = parseArgs({
 const out = (line: string) => process.stdout.write(`${line}\n`);
 if (values.help) {
   out("Usage: npm run bench:api -- [--devices 10000] [--days 30] [--requests 30] [--warmup 2]");
-  out("                             [--rebuild] [--build-only]");
+  out("                             [--rebuild] [--rollups] [--build-only]");
   out("");
   out("  --devices, --days  size of the fleet history (database bench_api_<devices>x<days>d)");
   out("  --requests         measured rounds over every endpoint (after --warmup rounds)");
   out("  --rebuild          drop and build the data set even when a matching one exists");
+  out("  --rollups          compute the rollups again (after the rollup code changed)");
   out("  --build-only       build the data set and its rollups, measure nothing");
   out("");
   out("Uses FIELDQ_BENCH_INFLUX_URL, or starts its own influxd with data in .fieldq/bench-influxdb (kept");
@@ -94,6 +96,53 @@ async function rollUp(config: InfluxConfig, endMs: number) {
   out(
     `  rolled up ${result.hours} hours (${result.points.toLocaleString("en")} points) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
   );
+}
+
+async function measurements(url: string, db: string): Promise<Set<string>> {
+  const result = await query(url, db, `SHOW MEASUREMENTS ON "${db}"`);
+  return new Set((result.results[0]?.series?.[0]?.values ?? []).map((row) => String(row[0])));
+}
+
+/**
+ * Read models the ingest now writes that a stored history lacks (it was built before they existed): the
+ * same seed makes the same history, so they are made again and only their points written.
+ */
+async function supplement(config: InfluxConfig, endMs: number) {
+  const present = await measurements(config.url, config.database);
+  const made = new Set<string>();
+  for (const points of fleetHistory({ devices: 50, days: 1, endMs, seed: 1 }))
+    for (const point of points) made.add(point.measurement);
+  const missing = new Set([...made].filter((m) => !present.has(m) && m !== "bench_meta"));
+  if (missing.size === 0) return;
+  out(`adding ${[...missing].join(", ")} to the stored history (same seed, so the same history)`);
+  const write = createPointWriter(config, 60_000);
+  const started = performance.now();
+  let written = 0;
+  for (const points of fleetHistory({ devices, days, endMs, seed: 1 })) {
+    const wanted = points.filter((p) => missing.has(p.measurement));
+    for (let i = 0; i < wanted.length; i += 5000) await write(wanted.slice(i, i + 5000));
+    written += wanted.length;
+  }
+  out(
+    `  added ${written.toLocaleString("en")} points in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  );
+}
+
+/** Rollup measurements the current rollup code writes and the stored data set lacks. */
+async function missingRollups(config: InfluxConfig): Promise<string[]> {
+  const { MEASUREMENTS } = await import("../storage/schema.js");
+  const rollups = [
+    "cohort_1h",
+    "issue_1h",
+    "cohort_1d",
+    "issue_1d",
+    "fingerprint",
+    "device_set",
+    "issue_devices",
+  ];
+  const known = new Set<string>(Object.values(MEASUREMENTS).map((m) => m.name));
+  const present = await measurements(config.url, config.database);
+  return rollups.filter((m) => known.has(m) && !present.has(m));
 }
 
 async function build(config: InfluxConfig, endMs: number) {
@@ -303,8 +352,10 @@ async function main() {
       `reusing ${config.database} on ${url} (history until ${new Date(endMs).toISOString()}; --rebuild to make it anew)`,
     );
   }
-  if ((await marker(url, config.database, "rolled_up")) === undefined) {
-    out("computing the rollups");
+  await supplement(config, endMs);
+  const stale = await missingRollups(config);
+  if ((await marker(url, config.database, "rolled_up")) === undefined || stale.length > 0 || values.rollups) {
+    out(`computing the rollups${stale.length > 0 ? ` (${stale.join(", ")} missing)` : ""}`);
     await rollUp(config, endMs);
   }
   if (values["build-only"]) return;

@@ -5,6 +5,7 @@ import type { DecodedMessage } from "../ingest/decode.js";
 import type { DeviceMetaRecord, JournalRecord } from "../ingest/journal.js";
 import {
   activityPoint,
+  deviceStatePoint,
   deviceTags,
   exposureHours,
   messagePoints,
@@ -218,7 +219,9 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
       device.stopMs = floorHour(device.update.atMs + Math.floor(random() * 20 * HOUR_MS)) + HOUR_MS;
       device.ending = random() < 0.5 ? "will" : "half-open";
     } else if (fate < SILENT_SHARE) {
-      device.stopMs = floorHour(endMs - (2 + Math.floor(random() * 8)) * DAY_MS - random() * DAY_MS);
+      const silentMs = floorHour(endMs - (2 + Math.floor(random() * 8)) * DAY_MS - random() * DAY_MS);
+      // In a window of a few days, still some report before the silence.
+      device.stopMs = Math.max(startMs + 2 * HOUR_MS, silentMs);
       device.ending = random() < 0.5 ? "will" : "half-open";
     } else if (fate < SILENT_SHARE + OFFLINE_SHARE) {
       // Its last report in one of the last two hours, then a clean disconnect: offline, not yet overdue.
@@ -366,8 +369,7 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
       }
     }
     if (hourMs + HOUR_MS >= endMs) {
-      // device_state (helper B, issue 10): one point per device with its last state, as the ingest keeps it.
-      // B's builder in ingest/to-points.ts is called here once per device when it lands.
+      // The ingest writes device_state as it goes; its last point per device is what stays.
       points.push(...fleet.flatMap((device) => deviceStatePoints(device)));
     }
     // What would happen after the end (a reconnect after a late reboot) has not happened yet.
@@ -377,12 +379,14 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
   }
 }
 
-/**
- * The device's device_state point as the ingest would have left it at the end (helper B's builder in
- * ingest/to-points.ts). Placeholder until that builder is committed; then this returns
- * [deviceStatePoint({ deviceId: device.id, record: { ...device.meta, slot, firstMs, gapsMs }, activity:
- * { lastReportMs, lastSeenMs, presence }, updatedMs: lastSeenMs })] from device.state.
- */
-function deviceStatePoints(_device: Device): Point[] {
-  return [];
+/** The device's device_state point as the ingest leaves it once the history has arrived. */
+function deviceStatePoints(device: Device): Point[] {
+  const { slot, firstMs, gapsMs, lastReportMs, lastSeenMs, presence } = device.state;
+  const record = { ...device.meta, slot, gapsMs, ...(firstMs === undefined ? {} : { firstMs }) };
+  const activity = {
+    ...(lastReportMs === undefined ? {} : { lastReportMs }),
+    ...(lastSeenMs === undefined ? {} : { lastSeenMs }),
+    ...(presence === undefined ? {} : { presence }),
+  };
+  return [deviceStatePoint({ deviceId: device.id, record, activity, updatedMs: lastSeenMs ?? 0 })];
 }

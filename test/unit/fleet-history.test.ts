@@ -32,7 +32,8 @@ describe("fleetHistory", () => {
   it("yields one batch per hour, every point inside the window", () => {
     expect([...fleetHistory(OPTIONS)]).toHaveLength(OPTIONS.days * 24);
     expect(deviceIds.size).toBe(OPTIONS.devices);
-    for (const p of points) {
+    // device_state's time is the device's slot, not a time.
+    for (const p of points.filter((p) => p.measurement !== "device_state")) {
       expect(ms(p)).toBeGreaterThanOrEqual(START_MS);
       expect(ms(p)).toBeLessThan(END_MS);
     }
@@ -123,5 +124,35 @@ describe("fleetHistory", () => {
     const resyncs = faults.filter((f) => f.tags.code === "DSL_RESYNC" && f.tags.model === "FQ-Modem 7590");
     const hot = resyncs.filter((f) => f.tags.firmware === "7.57").length;
     expect(hot).toBeGreaterThan(resyncs.length - hot);
+  });
+
+  it("leaves one device_state point per device that agrees with its last hello, report and presence change", () => {
+    const states = of(points, "device_state");
+    expect(states).toHaveLength(OPTIONS.devices);
+    const hellos = byDevice(of(points, "device"));
+    const presence = byDevice(of(points, "presence"));
+    const activity = byDevice(of(points, "activity"));
+    const reports = byDevice([
+      ...of(points, "telemetry"),
+      ...of(points, "fault"),
+      ...of(points, "event"),
+      ...of(points, "device"),
+    ]);
+    for (const state of states) {
+      const id = String(state.fields.device);
+      const hello = hellos.get(id)?.at(-1);
+      expect(state.fields.serial).toBe(hello?.fields.serial);
+      expect(state.fields.firmware).toBe(hello?.tags.firmware);
+      const last = presence.get(id)?.at(-1);
+      expect(state.fields.presence).toBe(last?.fields.state);
+      expect(state.fields.presence_source).toBe(last?.tags.source);
+      const lastReceived = Math.max(
+        ...(reports.get(id) ?? []).map((p) => (p.fields.received_ms as { int: number }).int),
+      );
+      expect(state.fields.last_report_ms).toEqual({ int: lastReceived });
+      // Every activity point after the device's first carries a gap sample; the last 24 are kept.
+      const hours = activity.get(id)?.length ?? 0;
+      expect(state.fields.gap_samples).toEqual(hours > 1 ? { int: Math.min(24, hours - 1) } : undefined);
+    }
   });
 });
