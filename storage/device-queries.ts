@@ -108,6 +108,8 @@ export const integer = (value: unknown) =>
  * stored before tag keys were reserved, or fault_list's device field), which would hide the tag.
  */
 export const deviceTagIs = (id: string) => `${influxql.quoted("device")}::tag = ${influxql.stringLit(id)}`;
+/** Beyond this many devices a query reads by tag rather than listing them. */
+const MAX_DEVICE_LIST = 400;
 const anyDevice = (ids: readonly string[]) => `(${ids.map(deviceTagIs).join(" OR ")})`;
 
 /** The device's own clock: the point's time unless it was stored at receive time for a skewed clock. */
@@ -332,26 +334,26 @@ export function deviceQueries(influx: InfluxDB) {
       toMs: number,
     ): Promise<FirmwareUpdateRow[]> {
       if (devices.length === 0) return [];
+      // A few devices: their own series through the index. Many: every update series in the range (only
+      // the devices that updated have one), kept to those asked for.
+      const few = devices.length <= MAX_DEVICE_LIST;
+      const wanted = new Set(devices);
+      const updates = await groups(
+        `SELECT last("to") AS "to", "from", "received_ms", "model" FROM ${from("event")} ` +
+          `WHERE ${few ? `${anyDevice(devices)} AND ` : ""}${tagIs("type", "firmware_update")} AND "result" = 'success' AND ${timeRange(fromMs, toMs)} GROUP BY "device"`,
+      );
       const found: FirmwareUpdateRow[] = [];
-      // A bounded OR list per query: InfluxDB resolves each device's few series from the index.
-      for (let i = 0; i < devices.length; i += 200) {
-        const some = devices.slice(i, i + 200);
-        const updates = await groups(
-          `SELECT last("to") AS "to", "from", "received_ms", "model" FROM ${from("event")} ` +
-            `WHERE ${anyDevice(some)} AND ${tagIs("type", "firmware_update")} AND "result" = 'success' AND ${timeRange(fromMs, toMs)} GROUP BY "device"`,
-        );
-        for (const group of updates) {
-          const row = group.rows[0];
-          const device = group.tags.device;
-          if (row === undefined || device === undefined) continue;
-          found.push({
-            device,
-            model: text(row.model),
-            from: text(row.from),
-            to: text(row.to),
-            atMs: receiveTime(row),
-          });
-        }
+      for (const group of updates) {
+        const row = group.rows[0];
+        const device = group.tags.device;
+        if (row === undefined || device === undefined || !wanted.has(device)) continue;
+        found.push({
+          device,
+          model: text(row.model),
+          from: text(row.from),
+          to: text(row.to),
+          atMs: receiveTime(row),
+        });
       }
       return found;
     },
