@@ -5,7 +5,8 @@ import {
   FirmwareListParams,
   FirmwareVersions,
 } from "../../contract/api/fleet.js";
-import { alignHours, DAY_MS, type HealthStore } from "../../storage/health-store.js";
+import { alignHours, DAY_MS, iso } from "../../contract/time.js";
+import type { HealthService } from "../../services/health.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveAnalyticsWindow } from "../time-window.js";
@@ -47,7 +48,7 @@ export const compareFirmwareRoute = createRoute({
 
 export function registerFirmware(
   app: OpenAPIHono<ApiEnv>,
-  deps: { health: HealthStore; now?: () => number },
+  deps: { health: HealthService; now?: () => number },
 ) {
   const now = deps.now ?? Date.now;
 
@@ -66,12 +67,12 @@ export function registerFirmware(
       toMs,
       ...(severity ? { severity } : {}),
     });
-    if (result.ok) return c.json(result.comparison, 200);
+    if (result.ok) return c.json(result.value, 200);
     const window = alignHours({ fromMs, toMs });
-    const which = result.cohorts.map((side) => `${side} "${cohorts[side]}"`).join(" and ");
+    const which = result.error.cohorts.map((side) => `${side} "${cohorts[side]}"`).join(" and ");
     throw new ApiError({
       code: "NOT_FOUND",
-      message: `${which} of model "${cohorts.model}" reported no activity between ${new Date(window.fromMs).toISOString()} and ${new Date(window.toMs).toISOString()}`,
+      message: `${which} of model "${cohorts.model}" reported no activity between ${iso(window.fromMs)} and ${iso(window.toMs)}`,
     });
   });
 }

@@ -6,7 +6,8 @@ import {
   FleetTrendParams,
   type GroupTag,
 } from "../../contract/api/fleet.js";
-import { DAY_MS, type HealthStore } from "../../storage/health-store.js";
+import { DAY_MS } from "../../contract/time.js";
+import type { HealthService } from "../../services/health.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { REFUSALS } from "../errors.js";
 import { resolveAnalyticsWindow } from "../time-window.js";
@@ -39,7 +40,7 @@ export const fleetTrendRoute = createRoute({
   },
 });
 
-export function registerFleet(app: OpenAPIHono<ApiEnv>, deps: { health: HealthStore; now?: () => number }) {
+export function registerFleet(app: OpenAPIHono<ApiEnv>, deps: { health: HealthService; now?: () => number }) {
   const now = deps.now ?? Date.now;
 
   app.openapi(fleetSummaryRoute, async (c) => {

@@ -11,8 +11,8 @@ import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
+import { createHealthService, type HealthService } from "../../services/health.js";
 import { createMemoryFleetStore } from "../../storage/fleet-store-memory.js";
-import { createInfluxHealthStore, type HealthStore } from "../../storage/health-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
@@ -146,13 +146,13 @@ const test = base.extend(
   "health",
   { scope: "file" },
   // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-  async ({}, { onCleanup }): Promise<HealthStore> => {
+  async ({}, { onCleanup }): Promise<HealthService> => {
     const db = await testDatabase("firmware");
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
     await rollingUp(influx, createPointWriter(db))(POINTS);
-    return createInfluxHealthStore(influx);
+    return createHealthService(influx);
   },
 );
 
@@ -240,7 +240,7 @@ describe("comparing firmware cohorts", () => {
       candidate: "2.10",
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
-    const c = result.comparison;
+    const c = result.value;
     expect(c.baseline).toEqual({ firmware: "2.9", devices: 20, exposureHours: 960 });
     expect(c.candidate).toEqual({ firmware: "2.10", devices: 20, exposureHours: 960 });
     expect(c.critical).toEqual(rates([2, 960], [30, 960]));
@@ -267,10 +267,10 @@ describe("comparing firmware cohorts", () => {
       severity: "warning",
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
-    expect(result.comparison.severity).toBe("warning");
-    expect(result.comparison.overall).toEqual(rates([5, 960], [5, 960]));
-    expect(result.comparison.critical).toEqual(rates([2, 960], [30, 960]));
-    expect(result.comparison.byCode.map((b) => b.code)).toEqual(["DSL_RESYNC"]);
+    expect(result.value.severity).toBe("warning");
+    expect(result.value.overall).toEqual(rates([5, 960], [5, 960]));
+    expect(result.value.critical).toEqual(rates([2, 960], [30, 960]));
+    expect(result.value.byCode.map((b) => b.code)).toEqual(["DSL_RESYNC"]);
   });
 
   test("finds identical cohorts no different once there are enough faults", async ({ health }) => {
@@ -281,12 +281,12 @@ describe("comparing firmware cohorts", () => {
       candidate: "3.1",
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
-    expect(result.comparison.overall).toEqual(rates([150, 960], [150, 960]));
-    expect(result.comparison.overall.rateRatio).toBe(1);
-    expect(result.comparison.overall.verdict).toBe("no_difference");
+    expect(result.value.overall).toEqual(rates([150, 960], [150, 960]));
+    expect(result.value.overall.rateRatio).toBe(1);
+    expect(result.value.overall.verdict).toBe("no_difference");
     // No critical fault in either: nothing to compare, and more exposure alone cannot settle it.
-    expect(result.comparison.critical.verdict).toBe("insufficient_evidence");
-    expect(result.comparison.critical.moreExposureNeeded).toEqual({
+    expect(result.value.critical.verdict).toBe("insufficient_evidence");
+    expect(result.value.critical.moreExposureNeeded).toEqual({
       reachable: false,
       reason: "no_events",
       maxFactor: 1000,
@@ -303,23 +303,21 @@ describe("comparing firmware cohorts", () => {
       candidate: "4.1",
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
-    expect(result.comparison.baseline).toEqual({ firmware: "4.0", devices: 1, exposureHours: 5 });
-    expect(result.comparison.critical).toEqual(rates([1, 5], [1, 5]));
-    expect(result.comparison.critical.verdict).toBe("insufficient_evidence");
-    expect(result.comparison.critical.moreExposureNeeded).toMatchObject({ reachable: true });
+    expect(result.value.baseline).toEqual({ firmware: "4.0", devices: 1, exposureHours: 5 });
+    expect(result.value.critical).toEqual(rates([1, 5], [1, 5]));
+    expect(result.value.critical.verdict).toBe("insufficient_evidence");
+    expect(result.value.critical.moreExposureNeeded).toMatchObject({ reachable: true });
   });
 
   test("names the cohorts without exposure", async ({ health }) => {
     const query = { ...APRIL_WINDOW, model: "X1", baseline: "2.9", candidate: "9.9" };
     expect(await health.compareFirmware(query)).toEqual({
       ok: false,
-      reason: "no_exposure",
-      cohorts: ["candidate"],
+      error: { reason: "no_exposure", cohorts: ["candidate"] },
     });
     expect(await health.compareFirmware({ ...query, model: "nothing" })).toEqual({
       ok: false,
-      reason: "no_exposure",
-      cohorts: ["baseline", "candidate"],
+      error: { reason: "no_exposure", cohorts: ["baseline", "candidate"] },
     });
   });
 });
@@ -408,6 +406,8 @@ describe("GET /api/v1/firmware and /api/v1/firmware/compare", () => {
     ["/api/v1/firmware/compare?model=X1&baseline=2.9&candidate=3&to=soon", 'query parameter "to"'],
     ["/api/v1/firmware?model=%2Fbad", 'query parameter "model"'],
     ["/api/v1/firmware?from=2020-01-01T00:00:00Z", "more than 400 days"],
+    ["/api/v1/firmware?firmware=1.0", '"firmware"'],
+    ["/api/v1/firmware/compare?model=X1&baseline=2.9&candidate=2.10&format=csv", '"format"'],
   ])("refuse %s", async ([path, message], { app }) => {
     const response = await app.request(path, { headers: auth });
     expect(response.status).toBe(400);

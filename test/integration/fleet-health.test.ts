@@ -10,8 +10,8 @@ import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints, rejectionPoint } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
+import { createHealthService, type HealthService } from "../../services/health.js";
 import { createMemoryFleetStore } from "../../storage/fleet-store-memory.js";
-import { createInfluxHealthStore, type HealthStore } from "../../storage/health-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
@@ -188,13 +188,13 @@ const test = base.extend(
   "health",
   { scope: "file" },
   // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-  async ({}, { onCleanup }): Promise<HealthStore> => {
+  async ({}, { onCleanup }): Promise<HealthService> => {
     const db = await testDatabase("fleet_health");
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
     await rollingUp(influx, createPointWriter(db))(POINTS);
-    return createInfluxHealthStore(influx);
+    return createHealthService(influx);
   },
 );
 
@@ -387,7 +387,7 @@ const freshTest = base.extend(
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    return { write: rollingUp(influx, createPointWriter(db)), health: createInfluxHealthStore(influx) };
+    return { write: rollingUp(influx, createPointWriter(db)), health: createHealthService(influx) };
   },
 );
 
@@ -498,6 +498,8 @@ describe("GET /api/v1/fleet/summary and /api/v1/fleet/trend", () => {
     [`/api/v1/fleet/summary?from=${iso(END)}&to=${iso(DAY1)}`, "from must be before to"],
     ["/api/v1/fleet/trend?region=%20x", 'query parameter "region"'],
     ["/api/v1/fleet/trend?from=2020-01-01T00:00:00Z", "more than 400 days"],
+    ["/api/v1/fleet/summary?modle=M1", '"modle"'],
+    ["/api/v1/fleet/trend?groupBy=model", '"groupBy"'],
   ])("refuse %s", async ([path, message], { app }) => {
     const response = await app.request(path, { headers: auth });
     expect(response.status).toBe(400);
