@@ -134,6 +134,11 @@ export function createDeviceService(options: DeviceServiceOptions) {
   return {
     ping: () => reads.ping(options.pingTimeoutMs ?? 2000),
 
+    /** What the first requests would otherwise wait for: the directory and the metrics' field types. */
+    async warm(): Promise<void> {
+      await Promise.all([directory.ready(), typesOf("")]);
+    },
+
     /** Devices sorted by id; the filters apply to each device's latest hello, status to now. */
     async listDevices(filter: DeviceListFilter): Promise<Page<Device> & { total: number }> {
       const atMs = now();
@@ -325,9 +330,12 @@ export function createInfluxDeviceServices(
     ...directoryOptions,
     ...(logger === undefined ? {} : { logger }),
   });
+  const devices = createDeviceService({ ...serviceOptions, reads: queries, directory });
+  // Warms at once, in the background: a request that comes first waits for the same reads.
+  devices.warm().catch((error: unknown) => logger?.warn({ err: error }, "device reads not warmed yet"));
   return {
     directory,
-    devices: createDeviceService({ ...serviceOptions, reads: queries, directory }),
+    devices,
     faults: createFaultService({ reads: faultQueries(influx), directory }),
     close: () => directory.close(),
   };
