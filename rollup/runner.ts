@@ -23,6 +23,8 @@ export type RollupRunnerOptions = {
   /** How long marked hours wait, so one recompute covers many batches. */
   intervalMs: number;
   maxBackoffMs?: number;
+  /** Called with the hours (their starts) of each recompute, once their marks are cleared. */
+  after?: (hours: number[]) => void | Promise<void>;
 };
 
 export class RollupRunner {
@@ -62,6 +64,12 @@ export class RollupRunner {
     const started = performance.now();
     await this.options.rollups.recompute(day.keys());
     await this.options.source.clearDirty(day);
+    try {
+      await this.options.after?.([...day.keys()]);
+    } catch (error) {
+      // The rollups are done and their marks cleared: a failing follower must not redo them.
+      this.options.logger.warn({ err: error }, "the rollup runner's after hook failed");
+    }
     this.options.metrics?.rollupHours.inc(day.size);
     this.options.logger.debug(
       {

@@ -251,12 +251,18 @@ describe("RollupRunner", () => {
     const dir = await mkdtemp(join(tmpdir(), "fieldq-rollup-"));
     const journal = await Journal.open({ dir, maxBytes: 1024 ** 2, logger: silentLogger });
     const metrics = createMetrics();
+    const followed: number[] = [];
     const runner = new RollupRunner({
       source: journal,
       rollups: createRollups(influx, write),
       logger: silentLogger,
       metrics,
       intervalMs: 10,
+      after: (hours) => {
+        followed.push(...hours);
+        // A failing follower is logged and changes nothing for the rollups.
+        throw new Error("follower failed");
+      },
     });
     try {
       runner.start();
@@ -265,6 +271,10 @@ describe("RollupRunner", () => {
       const view = await createRollupReader(influx).load([{ fromMs: D1, toMs: D2 + DAY }]);
       expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
       expect((await metrics.rollupHours.get()).values[0]?.value).toBe(26);
+      // The after hook saw every recomputed hour once.
+      expect(followed.sort((a, b) => a - b)).toEqual(
+        [...new Set(hoursOf(HISTORY).map((ms) => Math.floor(ms / HOUR) * HOUR))].sort((a, b) => a - b),
+      );
     } finally {
       await runner.stop();
       await journal.close();
