@@ -37,11 +37,24 @@ const newest = (...times: Array<number | null | undefined>) => {
   return known.length === 0 ? null : Math.max(...known);
 };
 
-export function liveness(
-  input: LivenessInput,
-  atMs: number,
-  options: Pick<SilenceOptions, "factor" | "expectedIntervals" | "floorMs" | "defaultMs" | "minSamples">,
-): Liveness {
+type LivenessOptions = Pick<
+  SilenceOptions,
+  "factor" | "expectedIntervals" | "floorMs" | "defaultMs" | "minSamples"
+>;
+
+/** The status alone, without formatting a time: a filter over the whole fleet asks it of every device. */
+export function statusAt(input: LivenessInput, atMs: number, options: LivenessOptions): PresenceStatus {
+  const interval = expectedInterval(input.cadence, options.expectedIntervals.get(input.model), options);
+  return presenceStatus({
+    lastSeenMs: input.lastReportMs,
+    expectedMs: interval.ms,
+    lastPresence: input.presence,
+    nowMs: atMs,
+    factor: options.factor,
+  });
+}
+
+export function liveness(input: LivenessInput, atMs: number, options: LivenessOptions): Liveness {
   const interval = expectedInterval(input.cadence, options.expectedIntervals.get(input.model), options);
   const seenMs = newest(input.lastSeenMs, input.lastReportMs, input.presence?.atMs);
   return {

@@ -1,5 +1,5 @@
 import type { InfluxDB } from "influx";
-import { type LivenessInput, liveness, livenessInputs } from "../analytics/liveness.js";
+import { type LivenessInput, liveness, livenessInputs, statusAt } from "../analytics/liveness.js";
 import {
   AFTER_UPDATE_MS,
   type SeenDevice,
@@ -114,7 +114,7 @@ export function createDeviceService(options: DeviceServiceOptions) {
     ...entry.hello,
     ...liveness(entry.live, atMs, silence),
   });
-  const statusOf = (live: LivenessInput, atMs: number) => liveness(live, atMs, silence).status;
+  const statusOf = (live: LivenessInput, atMs: number) => statusAt(live, atMs, silence);
 
   let fieldTypes: { atMs: number; types: Promise<Map<string, string[]>> } | undefined;
   async function typesOf(metric: string): Promise<string[]> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type LivenessInput, liveness, livenessInputs } from "../../analytics/liveness.js";
+import { type LivenessInput, liveness, livenessInputs, statusAt } from "../../analytics/liveness.js";
 import { silenceOptions } from "../../analytics/silence.js";
 
 const MINUTE = 60_000;
@@ -73,6 +73,22 @@ describe("liveness", () => {
     expect(liveness(input({ lastReportMs: NOW - 2 * HOUR }), NOW - 2 * HOUR + MINUTE, options).status).toBe(
       "online",
     );
+  });
+});
+
+describe("statusAt", () => {
+  it.each([
+    ["reported a minute ago", input(), "online"],
+    ["overdue", input({ lastReportMs: NOW - 16 * MINUTE }), "silent"],
+    [
+      "disconnected after its last report",
+      input({ presence: { state: "offline", atMs: NOW - 30_000 } }),
+      "offline",
+    ],
+    ["configured per model", input({ model: "R1", lastReportMs: NOW - 20 * MINUTE }), "online"],
+  ] as const)("agrees with liveness for a device %s", (_name, device, status) => {
+    expect(statusAt(device, NOW, options)).toBe(status);
+    expect(liveness(device, NOW, options).status).toBe(status);
   });
 });
 
