@@ -5,6 +5,7 @@ import {
   INITIAL_ISSUE_STATE,
   type IssueState,
   onOccurrence,
+  reliesOnFix,
   replay,
   requestTransition,
   type TransitionRequest,
@@ -290,6 +291,42 @@ describe("the history", () => {
     expect(state.statusSince).toBe(T0 + HOUR);
     const noted = applyEvent(state, { type: "note", text: "still on it", actor: "bo", at: T0 + 9 * HOUR });
     expect(noted.statusSince).toBe(T0 + HOUR);
+  });
+});
+
+describe("reliesOnFix", () => {
+  it.each<[IssueStatus, boolean]>([
+    ["new", false],
+    ["acknowledged", false],
+    ["investigating", false],
+    ["fix_released", true],
+    ["verifying", true],
+    ["closed", true],
+    ["muted", false],
+    ["regressed", false],
+  ])("%s → %s", (status, relies) => {
+    expect(reliesOnFix(stateIn(status))).toBe(relies);
+  });
+
+  it("is true for an issue closed by hand while verifying, false for one closed without a fix", () => {
+    const verifying = stateIn("verifying");
+    const closedByHand = applyEvent(verifying, {
+      type: "transition",
+      to: "closed",
+      reason: "confirmed by the customer",
+      actor: "ana",
+      at: T0 + 50 * HOUR,
+    });
+    expect(closedByHand.closure).toBe("fixed");
+    expect(reliesOnFix(closedByHand)).toBe(true);
+    const wontFix = applyEvent(stateIn("new"), {
+      type: "transition",
+      to: "closed",
+      reason: "not a defect",
+      actor: "ana",
+      at: T0 + 50 * HOUR,
+    });
+    expect(reliesOnFix(wontFix)).toBe(false);
   });
 });
 
