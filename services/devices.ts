@@ -61,7 +61,7 @@ export type DeviceReads = Pick<
   | "telemetryFieldTypes"
   | "telemetry"
   | "firmwareUpdates"
-  | "lastReportsBefore"
+  | "lastReportsIn"
   | "presenceBefore"
   | "cadences"
   | "activeDevices"
@@ -290,7 +290,8 @@ export function createDeviceService(options: DeviceServiceOptions) {
     const [active, entries, reports, presence, cadences] = await Promise.all([
       activeIn(q),
       directory.list(),
-      reads.lastReportsBefore(q.toMs),
+      // Whoever counts reported in the window (an hour before `from` covers its first activity hour).
+      reads.lastReportsIn(q.fromMs - HOUR_MS, q.toMs),
       reads.presenceBefore(q.toMs),
       reads.cadences(q.toMs - silence.cadenceWindowMs, q.toMs),
     ]);

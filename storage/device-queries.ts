@@ -361,10 +361,10 @@ export function deviceQueries(influx: InfluxDB) {
     // The raw liveness path: for an instant in the past the directory does not know the state then. Each of
     // these reads every device's series (seconds at 10,000 devices).
 
-    /** Each device's newest report received before atMs. */
-    async lastReportsBefore(atMs: number): Promise<Map<string, number>> {
+    /** Each device's newest report stored in [fromMs, toMs): who reported in a window, and when last. */
+    async lastReportsIn(fromMs: number, toMs: number): Promise<Map<string, number>> {
       const found = await groups(
-        `SELECT last("received_ms") AS "received_ms" FROM ${REPORTS.map(from).join(", ")} WHERE time < ${atMs}ms GROUP BY "device"`,
+        `SELECT last("received_ms") AS "received_ms" FROM ${REPORTS.map(from).join(", ")} WHERE ${timeRange(fromMs, toMs)} GROUP BY "device"`,
       );
       const reports = new Map<string, number>();
       for (const group of found) {

@@ -145,10 +145,11 @@ export function createMemoryDeviceReads(fleet: MemoryFleet = {}) {
       return [...found.values()];
     },
 
-    async lastReportsBefore(atMs: number) {
+    async lastReportsIn(fromMs: number, toMs: number) {
       const reports = new Map<string, number>();
       for (const s of fleet.states ?? [])
-        if (s.lastReportMs !== null && s.lastReportMs < atMs) reports.set(s.device, s.lastReportMs);
+        if (s.lastReportMs !== null && within(s.lastReportMs, fromMs, toMs))
+          reports.set(s.device, s.lastReportMs);
       return reports;
     },
 
