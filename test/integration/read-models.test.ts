@@ -8,9 +8,10 @@ import mqtt, { type MqttClient } from "mqtt";
 import { test as base, describe, expect } from "vitest";
 import { deviceKey } from "../../contract/device-key.js";
 import { faultTopic, helloTopic, statusTopic, telemetryTopic } from "../../contract/topics.js";
+import { deviceStatePoint, unknownMeta } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { startIngestBroker } from "../../stack/start-stack.js";
-import { createInflux } from "../../storage/influx.js";
+import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { testDatabase } from "../support/influx.js";
 import { startTestStack, TEST_SECRET, type TestStack, testConfig } from "../support/stack.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
@@ -128,6 +129,37 @@ describe("device_state", () => {
     // What the restarted ingest had not seen yet is kept from the earlier point.
     const rows = await states(stack);
     expect(rows.find((r) => r.device === "modem-0002")).toMatchObject({ serial: "M7590-0002" });
+  });
+
+  test("a rewrite that leaves fields out keeps the stored ones, as the ingest relies on after a restart", async ({
+    stack,
+  }) => {
+    await ensureSchema(stack.influx, stack.db);
+    const write = createPointWriter(stack.db);
+    const record = { ...unknownMeta(), ...hello, isp: "Telco", slot: 5 };
+    const presence = { state: "online" as const, atMs: 1_000, source: "broker" as const };
+    await write([
+      deviceStatePoint({ deviceId: "modem-0005", record, activity: { presence }, updatedMs: 1_000 }),
+    ]);
+    await write([
+      deviceStatePoint({
+        deviceId: "modem-0005",
+        record: { ...record, isp: "unknown" },
+        activity: { lastReportMs: 2_000 },
+        updatedMs: 2_000,
+        cleared: ["isp"],
+      }),
+    ]);
+    const rows = await states(stack);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      presence: "online",
+      presence_ms: 1_000,
+      last_report_ms: 2_000,
+      updated_ms: 2_000,
+      isp: "unknown",
+      serial: "M7590-0001",
+    });
   });
 });
 
