@@ -19,6 +19,8 @@ export type DeviceActivity = {
   presence?: Presence;
   /** When the device's state point was last made; undefined: not since this process started. */
   writtenMs?: number;
+  /** The last report that point holds. */
+  writtenReportMs?: number;
 };
 
 /** One thing the ingest received for a device, at broker time atMs. */
@@ -35,8 +37,9 @@ const later = (known: number | undefined, ms: number) => (known === undefined ? 
 
 /**
  * The device's activity after the observation, and whether a state point is written now: at once for its
- * first observation since start, a metadata change or a presence change; otherwise at most once per
- * everyMs (0: every time), so the stored last report is at most everyMs behind.
+ * first observation since start, a metadata change or a presence change; for a report, once the stored
+ * last report is everyMs older than this one (0: every time). So the stored last report is never more than
+ * everyMs behind the newest, and a device back after a while has its first report stored at once.
  */
 export function observe(
   activity: DeviceActivity,
@@ -47,16 +50,21 @@ export function observe(
   if (seen.report) next.lastReportMs = later(activity.lastReportMs, seen.atMs);
   if (seen.presence !== undefined && (activity.presence?.atMs ?? -1) <= seen.presence.atMs)
     next.presence = seen.presence;
-  const { writtenMs } = activity;
+  const stored = activity.writtenReportMs;
   const write =
-    writtenMs === undefined ||
+    activity.writtenMs === undefined ||
     seen.metaChanged === true ||
     seen.presence !== undefined ||
-    everyMs === 0 ||
-    seen.atMs - writtenMs >= everyMs ||
-    // A clock stepped back must not hold the writes off until it catches up.
-    seen.atMs < writtenMs;
-  if (write) next.writtenMs = seen.atMs;
+    (seen.report &&
+      (everyMs === 0 ||
+        stored === undefined ||
+        seen.atMs - stored >= everyMs ||
+        // A clock stepped back must not hold the writes off until it catches up.
+        seen.atMs < stored));
+  if (write) {
+    next.writtenMs = seen.atMs;
+    if (next.lastReportMs !== undefined) next.writtenReportMs = next.lastReportMs;
+  }
   return { activity: next, write };
 }
 

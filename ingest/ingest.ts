@@ -159,7 +159,7 @@ export async function createIngest(options: IngestOptions) {
       if (saving) unsaved.add(deviceId);
       const activity = activities.get(deviceId);
       if (activity !== undefined) {
-        const { writtenMs: _, ...unwritten } = activity;
+        const { writtenMs: _, writtenReportMs: __, ...unwritten } = activity;
         activities.set(deviceId, unwritten);
       }
     };

@@ -1,12 +1,12 @@
 import type { MqttClient } from "mqtt";
-import { test as base, describe, expect } from "vitest";
+import { test as base, describe, expect, onTestFinished } from "vitest";
 import { createApp } from "../../api/app.js";
 import type { Role } from "../../config/env.js";
 import { TelemetrySeries } from "../../contract/api/devices.js";
 import { errorsTopic, faultTopic, helloTopic, telemetryTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createInfluxFleetStore } from "../../storage/fleet-store.js";
+import { createInfluxDeviceServices } from "../../services/devices.js";
 import { startTestStack, type TestStack } from "../support/stack.js";
 
 // The ingest boundary against the real broker and InfluxDB: what one device sends must not cost another
@@ -92,8 +92,11 @@ describe("names that cannot collide", () => {
       expect.objectContaining({ reason: "invalid_schema", message: "metrics.device: is a reserved name" }),
       expect.objectContaining({ reason: "invalid_schema", message: "metrics.type: is a reserved name" }),
     ]);
+    const services = createInfluxDeviceServices(stack.influx);
+    onTestFinished(() => services.close());
     const app = createApp({
-      store: createInfluxFleetStore(stack.influx),
+      devices: services.devices,
+      faults: services.faults,
       tokens: new Map<string, Role>([["viewer-token-1", "viewer"]]),
       logger: silentLogger,
       metrics: createMetrics(),

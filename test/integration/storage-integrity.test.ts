@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import type { MqttClient } from "mqtt";
-import { test as base, describe, expect } from "vitest";
+import { test as base, describe, expect, onTestFinished } from "vitest";
 import { faultTopic, telemetryTopic } from "../../contract/topics.js";
 import { setAsideFile } from "../../ingest/writer.js";
-import { createInfluxFleetStore } from "../../storage/fleet-store.js";
+import { createInfluxDeviceServices } from "../../services/devices.js";
 import { startTestStack, type TestStack } from "../support/stack.js";
 
 // Issue 9: nothing one device sends may make another device's acknowledged data unstorable, or hide it.
@@ -218,7 +218,9 @@ describe("a stored field named like a tag hides nothing", () => {
     );
     expect(response.status).toBe(204);
 
-    const store = createInfluxFleetStore(stack.influx);
+    const services = createInfluxDeviceServices(stack.influx);
+    onTestFinished(() => services.close());
+    const store = services.devices;
     const series = await store.telemetry({
       device: "modem-0008",
       metric: "snr_margin_db",
@@ -227,7 +229,7 @@ describe("a stored field named like a tag hides nothing", () => {
       toMs: ts + 1000,
       everyMs: 2000,
     });
-    expect(series).toMatchObject({ ok: true, series: { points: [{ value: 7.5 }] } });
+    expect(series).toMatchObject({ ok: true, value: { points: [{ value: 7.5 }] } });
     const summary = await store.deviceSummary("modem-0008");
     expect(summary?.metrics.values).toEqual({ snr_margin_db: 7.5 });
     expect(summary?.lastReport).not.toBeNull();

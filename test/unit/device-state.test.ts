@@ -32,7 +32,7 @@ describe("observe: when a device's state point is written", () => {
   it("writes the first observation since start at once", () => {
     const { activity, write } = observe({}, report(T), EVERY);
     expect(write).toBe(true);
-    expect(activity).toEqual({ lastReportMs: T, lastSeenMs: T, writtenMs: T });
+    expect(activity).toEqual({ lastReportMs: T, lastSeenMs: T, writtenMs: T, writtenReportMs: T });
   });
 
   it("writes a report at most once per interval, keeping the newest report in memory", () => {
@@ -44,7 +44,27 @@ describe("observe: when a device's state point is written", () => {
       state = next.activity;
     }
     expect(writes).toEqual([false, false, true, false, true]);
-    expect(state).toEqual({ lastReportMs: T + 20_000, lastSeenMs: T + 20_000, writtenMs: T + 20_000 });
+    expect(state).toEqual({
+      lastReportMs: T + 20_000,
+      lastSeenMs: T + 20_000,
+      writtenMs: T + 20_000,
+      writtenReportMs: T + 20_000,
+    });
+  });
+
+  it("writes a device's first report at once, even right after its connect was written", () => {
+    const online = { state: "online" as const, atMs: T, source: "broker" as const };
+    const connected = observe({}, { atMs: T, report: false, presence: online }, EVERY).activity;
+    expect(observe(connected, report(T + 1_000), EVERY).write).toBe(true);
+  });
+
+  it("writes the first report of a device back after a while at once, though its reconnect was just written", () => {
+    const before = observe({}, report(T), EVERY).activity;
+    const online = { state: "online" as const, atMs: T + 3_600_000, source: "broker" as const };
+    const back = observe(before, { atMs: T + 3_600_000, report: false, presence: online }, EVERY);
+    expect(back.write).toBe(true);
+    // The reconnect's point still holds the report of an hour ago: the next report must not wait.
+    expect(observe(back.activity, report(T + 3_601_000), EVERY).write).toBe(true);
   });
 
   it("writes every message with an interval of 0", () => {
@@ -56,7 +76,13 @@ describe("observe: when a device's state point is written", () => {
     const state = observe({}, report(T), EVERY).activity;
     const offline = { state: "offline" as const, atMs: T + 1, source: "broker" as const };
     expect(observe(state, { atMs: T + 1, report: false, presence: offline }, EVERY)).toEqual({
-      activity: { lastReportMs: T, lastSeenMs: T + 1, presence: offline, writtenMs: T + 1 },
+      activity: {
+        lastReportMs: T,
+        lastSeenMs: T + 1,
+        presence: offline,
+        writtenMs: T + 1,
+        writtenReportMs: T,
+      },
       write: true,
     });
     expect(observe(state, report(T + 2, { metaChanged: true }), EVERY).write).toBe(true);
