@@ -68,9 +68,17 @@ export const unknownMeta = (): DeviceMetaRecord => ({
   serial: "",
 });
 
-/** The device tags a stored point carries, "unknown" where it lacks one. */
+/**
+ * The device tags a stored point carries, "unknown" where it lacks one. The read models keep some of them
+ * as string fields instead (fault_list's device and region, device_state's all), which count as well.
+ */
 export const deviceTagsOf = (point: Point): Record<string, string> =>
-  Object.fromEntries(DEVICE_TAGS.map((tag) => [tag, point.tags[tag] ?? UNKNOWN]));
+  Object.fromEntries(
+    DEVICE_TAGS.map((tag) => {
+      const field = point.fields[tag];
+      return [tag, point.tags[tag] ?? (typeof field === "string" ? field : UNKNOWN)];
+    }),
+  );
 
 export function deviceTags(deviceId: string, meta: DeviceMetaRecord | undefined): Record<string, string> {
   const m = meta ?? unknownMeta();

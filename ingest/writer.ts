@@ -219,7 +219,7 @@ export class JournalWriter {
       logger.warn(
         {
           measurement: point.measurement.slice(0, 64),
-          device: point.tags.device,
+          device: deviceTagsOf(point).device,
           timeNs: point.timeNs,
           bytes,
           reason,

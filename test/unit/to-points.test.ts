@@ -268,6 +268,11 @@ describe("messagePoints for a fault", () => {
     );
   });
 
+  it("names the copy's device and region as the fault's, for a set-aside record", () => {
+    const [point, listed] = faultPoints(fault);
+    expect(deviceTagsOf(listed)).toEqual(deviceTagsOf(point));
+  });
+
   it("gives the copy a dedupe key of its own, the same for a redelivery", () => {
     const keys = (context: PointContext) =>
       messagePoints(message("fault", fault), context).records.map((r) => r.dedupe);
