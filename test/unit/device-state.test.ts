@@ -188,8 +188,8 @@ describe("the ingest's device_state points", () => {
     dir = undefined;
   });
 
-  async function start(journalDir: string, clock: { now: number }, everyMs = EVERY) {
-    const journal = await Journal.open({ dir: journalDir, maxBytes: 1e8, logger: silentLogger });
+  async function start(journalDir: string, clock: { now: number }, everyMs = EVERY, maxBytes = 1e8) {
+    const journal = await Journal.open({ dir: journalDir, maxBytes, logger: silentLogger });
     const ingest = await createIngest({
       journal,
       logger: silentLogger,
@@ -303,6 +303,31 @@ describe("the ingest's device_state points", () => {
       expect(after[1]?.fields.presence).toBeUndefined();
     } finally {
       await second.journal.close();
+    }
+  });
+
+  it("keeps a new device's record and writes its state at once when a full journal left its first message out", async () => {
+    dir = await mkdtemp(join(tmpdir(), "fieldq-device-state-"));
+    const clock = { now: T };
+    const { journal, ingest, send, states } = await start(dir, clock, EVERY, 3000);
+    try {
+      const filler = { ts: T, seq: 1, code: "X", severity: "info", message: "x".repeat(700) };
+      expect(await send("a-device", "fault", filler)).toEqual({ kind: "accepted" });
+      expect(await send("b-device", "hello", hello)).toEqual({ kind: "unavailable" });
+      expect(ingest.deviceMeta("b-device")?.slot).toBe(2);
+      await states(); // drains the journal
+      clock.now += 1_000;
+      expect(await send("b-device", "telemetry", { ts: clock.now, seq: 1, metrics: { snr: 7 } })).toEqual({
+        kind: "accepted",
+      });
+      expect((await states()).map((p) => [p.fields.device, p.timeNs])).toEqual([["b-device", "2"]]);
+      // Its record went with that append: a restart knows its slot and its first time.
+      await journal.close();
+      const again = await start(dir, clock);
+      expect(again.ingest.deviceMeta("b-device")).toMatchObject({ slot: 2, firstMs: T, serial: "S-1" });
+      await again.journal.close();
+    } finally {
+      if (journal) await journal.close().catch(() => {});
     }
   });
 
