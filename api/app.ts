@@ -3,9 +3,10 @@ import { bodyLimit } from "hono/body-limit";
 import type { Role } from "../config/env.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
-import type { FleetStore } from "../storage/fleet-store.js";
-import type { HealthStore } from "../storage/health-store.js";
-import type { IssueStore } from "../storage/issue-store.js";
+import type { DeviceService } from "../services/devices.js";
+import type { FaultService } from "../services/faults.js";
+import type { HealthService } from "../services/health.js";
+import type { IssueService } from "../services/issues.js";
 import { type ApiEnv, authenticate, BEARER } from "./auth.js";
 import { ApiError, handleError, handleNotFound, validationHook } from "./errors.js";
 import { rateLimit } from "./rate-limit.js";
@@ -29,7 +30,8 @@ export type ApiLimits = {
 };
 
 export type AppDeps = {
-  store: FleetStore;
+  devices: DeviceService;
+  faults: FaultService;
   tokens: ReadonlyMap<string, Role>;
   logger: Logger;
   metrics: Pick<Metrics, "registry" | "apiRateLimited">;
@@ -37,10 +39,10 @@ export type AppDeps = {
   limits?: ApiLimits | undefined;
   /** Present when the API runs in the broker's process. */
   status?: StackStatus | undefined;
-  /** Issues and their lifecycle; without it the issue routes are not served (unit tests of other routes). */
-  issues?: IssueStore | undefined;
-  /** Fleet health and firmware cohorts; likewise optional. */
-  health?: HealthStore | undefined;
+  /** Issues and their lifecycle; without it the issue routes answer 503 (unit tests of other routes). */
+  issues?: IssueService | undefined;
+  /** Fleet health and firmware cohorts; likewise. */
+  health?: HealthService | undefined;
   /** Clock for default time windows and the request-rate buckets; tests pin it. */
   now?: () => number;
 };
@@ -73,26 +75,48 @@ function useLimits(app: App, limits: ApiLimits, deps: Pick<AppDeps, "metrics" | 
   );
 }
 
-export function createApp(deps: AppDeps): App {
-  const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
-  app.onError(handleError(deps.logger));
-  app.notFound(handleNotFound);
-  app.use("/api/v1/*", authenticate(deps.tokens));
-  if (deps.limits) useLimits(app, deps.limits, deps);
-
-  registerHealth(app, deps);
-  const issues = deps.issues;
-  registerDevices(app, {
-    ...deps,
-    issuesForDevice: issues ? (deviceId: string) => issues.issuesForDevice(deviceId) : undefined,
+/** A service this API was built without: its routes are documented and answer 503. */
+function notServed<T extends object>(what: string): T {
+  return new Proxy({} as T, {
+    get: () => () => {
+      throw new ApiError({ code: "UNAVAILABLE", message: `this API serves no ${what}` });
+    },
   });
-  registerFaults(app, deps);
+}
+
+/** Every route, chained, so the app's type carries each route's request and response (api/client.ts). */
+function withRoutes(app: App, deps: AppDeps) {
   const clock = deps.now ? { now: deps.now } : {};
-  if (deps.issues) registerIssues(app, { issues: deps.issues, logger: deps.logger, ...clock });
-  if (deps.health) {
-    registerFleet(app, { health: deps.health, ...clock });
-    registerFirmware(app, { health: deps.health, ...clock });
-  }
+  const issues = deps.issues ?? notServed<IssueService>("issues");
+  const health = deps.health ?? notServed<HealthService>("fleet health");
+  return registerIssues(
+    registerFirmware(
+      registerFleet(
+        registerFaults(
+          registerDevices(registerHealth(app, { ...deps, ping: deps.devices.ping }), {
+            devices: deps.devices,
+            ...clock,
+          }),
+          { faults: deps.faults, ...clock },
+        ),
+        { health, ...clock },
+      ),
+      { health, ...clock },
+    ),
+    { issues, logger: deps.logger, ...clock },
+  );
+}
+
+/** The API's type, for hono's typed client. */
+export type AppType = ReturnType<typeof withRoutes>;
+
+export function createApp(deps: AppDeps): AppType {
+  const base = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
+  base.onError(handleError(deps.logger));
+  base.notFound(handleNotFound);
+  base.use("/api/v1/*", authenticate(deps.tokens));
+  if (deps.limits) useLimits(base, deps.limits, deps);
+  const app = withRoutes(base, deps);
 
   app.openAPIRegistry.registerComponent("securitySchemes", BEARER, {
     type: "http",

@@ -1,6 +1,6 @@
 import { parseDuration } from "../config/duration.js";
 import { MAX_SERIES_DAYS } from "../contract/api/fleet.js";
-import { alignHours, DAY_MS } from "../storage/health-store.js";
+import { alignHours, DAY_MS } from "../contract/time.js";
 import { ApiError } from "./errors.js";
 
 export const MAX_BUCKETS = 500;

@@ -175,43 +175,40 @@ async function build(config: InfluxConfig, endMs: number) {
 }
 
 // ---- The API as its process composes it --------------------------------------------------------------
-// Copied from stack/start-stack.ts (startFieldq, parts.api) until the lead exports one function for it;
-// the clock is pinned to the history's end so statuses and default windows mean what they did then.
+// services/read-services.ts, as stack/start-stack.ts builds it; the clock is pinned to the history's end so
+// statuses and default windows mean what they did then.
 
 type BenchApp = {
   request(path: string, init?: RequestInit): Response | Promise<Response>;
-  /** Resolves when the app's background warm-up is done, when it has one. */
+  /** Resolves when the app's background warm-up is done. */
   ready?: Promise<unknown>;
   close?: () => Promise<void> | void;
 };
 
 async function createBenchApp(config: InfluxConfig, endMs: number): Promise<BenchApp> {
-  const [{ createApp }, { silentLogger }, { createMetrics }, fleet, health, issues, cache] =
-    await Promise.all([
-      import("../api/app.js"),
-      import("../observe/logger.js"),
-      import("../observe/metrics.js"),
-      import("../storage/fleet-store.js"),
-      import("../storage/health-store.js"),
-      import("../storage/issue-store.js"),
-      import("../storage/rollup-cache.js"),
-    ]);
-  const influx = createInflux(config);
+  const [{ createApp }, { silentLogger }, { createMetrics }, { createReadServices }] = await Promise.all([
+    import("../api/app.js"),
+    import("../observe/logger.js"),
+    import("../observe/metrics.js"),
+    import("../services/read-services.js"),
+  ]);
   const now = () => endMs;
-  const rollups = cache.createRollupCache(influx);
-  return createApp({
-    store: fleet.createInfluxFleetStore(influx, { now }),
-    issues: issues.createInfluxIssueStore(influx, {
-      writeEvent: createPointWriter(config),
-      rollups,
-      now,
-    }),
-    health: health.createInfluxHealthStore(influx, { rollups }),
+  const read = createReadServices(createInflux(config), {
+    write: createPointWriter(config),
+    logger: silentLogger,
+    now,
+  });
+  const app = createApp({
+    devices: read.devices,
+    faults: read.faults,
+    issues: read.issues,
+    health: read.health,
     tokens: new Map([[TOKEN, "viewer"]]),
     logger: silentLogger,
     metrics: createMetrics(),
     now,
   });
+  return { request: (path, init) => app.request(path, init), ready: read.warmed, close: read.close };
 }
 // -------------------------------------------------------------------------------------------------------
 

@@ -32,7 +32,16 @@ import {
   MAX_AFFECTED_DEVICES,
 } from "../contract/api/issues.js";
 import type { IssueEvent } from "../contract/issue-events.js";
-import { alignHours, DAY_MS, dayPart, dayStarts, HOUR_MS, iso, type Window } from "../contract/time.js";
+import {
+  alignHours,
+  DAY_MS,
+  dayPart,
+  dayStarts,
+  HOUR_MS,
+  iso,
+  WEEK_MS,
+  type Window,
+} from "../contract/time.js";
 import type { PointWriter } from "../storage/influx.js";
 import { tagIs } from "../storage/influxql.js";
 import {
@@ -63,6 +72,7 @@ export type IssueListInput = IssueFilter &
   };
 
 export type DevicesPage = { limit: number; offset: number };
+const DEFAULT_DEVICES_PAGE: DevicesPage = { limit: 50, offset: 0 };
 
 export type IssueStateView = {
   /** The issue's own state, replayed from its log. */
@@ -83,6 +93,8 @@ export interface IssueService {
   events(id?: string): Promise<IssueHistoryEntry[]>;
   /** Issues the device had faults of that are open, or fixed in a firmware it does not run yet. */
   forDevice(deviceId: string): Promise<DeviceIssue[]>;
+  /** Reads what the default list (the last 7 days) needs into the rollup cache, so the first request is fast. */
+  warm(nowMs?: number): Promise<void>;
 }
 
 export type IssueServiceDeps = {
@@ -142,6 +154,9 @@ function trendBuckets(window: Window): { bucketMs: number; buckets: Window[] } {
 
 export function createIssueService(deps: IssueServiceDeps): IssueService {
   const { influx, rollups } = deps;
+  // A person's event is written at its millisecond plus 1 to 999,999 ns, 0 being the settle runner's:
+  // increasing, so two events of one millisecond keep their order; a random start keeps processes apart.
+  let nanos = randomInt(0, 999_999);
 
   async function load(): Promise<{ log: IndexedLog; metas: Map<string, FingerprintMeta> }> {
     const [entries, fingerprints] = await Promise.all([readIssueEvents(influx), readFingerprints(influx)]);
@@ -177,7 +192,7 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       return pageOf(sortSummaries(found, input.sort), input.offset, input.limit);
     },
 
-    async detail(requested, inputWindow, page = { limit: MAX_AFFECTED_DEVICES, offset: 0 }) {
+    async detail(requested, inputWindow, page = DEFAULT_DEVICES_PAGE) {
       const window = alignHours(inputWindow);
       const { log, metas } = await load();
       const id = resolveIssueId(requested, log.merges);
@@ -231,6 +246,8 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
         },
         devices: {
           total: shown.total,
+          offset: page.offset,
+          nextOffset: shown.nextOffset,
           items: shown.items.map((d) => ({
             id: d.device,
             occurrences: d.n,
@@ -249,8 +266,8 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
     },
 
     async append(id, event) {
-      // Nanos 1 to 999,999: two people's events in one millisecond keep both; 0 is the runner's.
-      await appendIssueEvents(deps.write, [issueEventPoint(id, event, randomInt(1, 1_000_000))]);
+      nanos = (nanos % 999_999) + 1;
+      await appendIssueEvents(deps.write, [issueEventPoint(id, event, nanos)]);
     },
 
     async events(id) {
@@ -258,6 +275,10 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
     },
 
     forDevice: (deviceId) => issuesForDevice(influx, deviceId),
+
+    async warm(nowMs = Date.now()) {
+      await this.list({ fromMs: nowMs - WEEK_MS, toMs: nowMs, sort: "devices", limit: 1, offset: 0 });
+    },
   };
 }
 

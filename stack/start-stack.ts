@@ -17,8 +17,8 @@ import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
 import { createRollups } from "../rollup/rollups.js";
 import { RollupRunner } from "../rollup/runner.js";
-import { createInfluxFleetStore } from "../storage/fleet-store.js";
-import { createInfluxHealthStore } from "../storage/health-store.js";
+import { SettleRunner } from "../rollup/settle-issues.js";
+import { createReadServices } from "../services/read-services.js";
 import {
   createInflux,
   createPointWriter,
@@ -26,8 +26,6 @@ import {
   ensureSchema,
   type PointWriter,
 } from "../storage/influx.js";
-import { createInfluxIssueStore } from "../storage/issue-store.js";
-import { createRollupCache } from "../storage/rollup-cache.js";
 
 // Composes the parts into one process. The broker and the ingest always run together: a message is made
 // durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on its own.
@@ -125,6 +123,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     clockSkewFutureMs: config.ingest.clockSkewFutureMs,
     clockSkewPastMs: config.ingest.clockSkewPastMs,
     limits: config.ingest.limits,
+    deviceStateEveryMs: config.ingest.deviceStateEveryMs,
   });
   const schemaWriter = schemaAwareWriter(config.influx, logger.child({ part: "writer" }));
   const writer = new JournalWriter({
@@ -138,14 +137,24 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     setAsideDir: config.ingest.dataDir,
   });
   writer.start();
+  // Issues that rely on a fix are settled from the rollups, after every recompute and once a minute.
+  const settler = new SettleRunner({
+    influx: createInflux(config.influx),
+    write: createPointWriter(config.influx, 60_000),
+    requiredHours: config.analytics.verifyDeviceHours,
+    logger: logger.child({ part: "settle" }),
+    intervalMs: 60_000,
+  });
   const rollups = new RollupRunner({
     source: journal,
     rollups: createRollups(createInflux(config.influx), createPointWriter(config.influx, 60_000)),
     logger: logger.child({ part: "rollup" }),
     metrics,
     intervalMs: config.ingest.rollupIntervalMs,
+    after: () => settler.poke(),
   });
   rollups.start();
+  settler.start();
   // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
   const schemaCreated = schemaWriter([]).catch((error: unknown) =>
     logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages"),
@@ -173,6 +182,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     });
   } catch (error) {
     await rollups.stop();
+    await settler.stop();
     await writer.stop(0);
     await journal.close();
     throw error;
@@ -189,6 +199,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       await schemaCreated;
       await writer.stop();
       await rollups.stop();
+      await settler.stop();
       const left = journal.backlog;
       if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");
       await journal.close();
@@ -215,6 +226,7 @@ export async function startFieldq(
   const tls = await readTls(config.tls);
   const ingestBroker = parts.broker ? await startIngestBroker(config, { ...deps, metrics, tls }) : undefined;
   let api: ApiHandle | undefined;
+  let closeRead = () => {};
   if (parts.api) {
     const influx = createInflux(config.influx);
     if (!ingestBroker) {
@@ -226,25 +238,23 @@ export async function startFieldq(
         ),
       );
     }
+    const read = createReadServices(influx, {
+      write: createPointWriter(config.influx),
+      silence: {
+        factor: config.analytics.silentFactor,
+        expectedIntervals: config.analytics.expectedIntervals,
+      },
+      logger: deps.logger.child({ part: "api" }),
+    });
     try {
-      // One cache of device sets for both analytics stores.
-      const rollups = createRollupCache(influx);
       api = await startApi({
         host: config.http.host,
         port: config.http.port,
         tls,
-        store: createInfluxFleetStore(influx, {
-          silence: {
-            factor: config.analytics.silentFactor,
-            expectedIntervals: config.analytics.expectedIntervals,
-          },
-        }),
-        issues: createInfluxIssueStore(influx, {
-          writeEvent: createPointWriter(config.influx),
-          verifyDeviceHours: config.analytics.verifyDeviceHours,
-          rollups,
-        }),
-        health: createInfluxHealthStore(influx, { rollups }),
+        devices: read.devices,
+        faults: read.faults,
+        issues: read.issues,
+        health: read.health,
         tokens: config.http.tokens,
         limits: { rate: config.http.rate, burst: config.http.burst, maxBodyBytes: config.http.maxBodyBytes },
         logger: deps.logger.child({ part: "api" }),
@@ -257,15 +267,18 @@ export async function startFieldq(
           : undefined,
       });
     } catch (error) {
+      read.close();
       await ingestBroker?.close();
       throw error;
     }
+    closeRead = read.close;
   }
   return {
     ...(ingestBroker ? { mqttPort: ingestBroker.mqttPort, mqttPorts: ingestBroker.mqttPorts } : {}),
     ...(api ? { apiUrl: api.url } : {}),
     async close() {
       await api?.close();
+      closeRead();
       await ingestBroker?.close();
     },
   };

@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Schema } from "hono";
 import { NoQuery } from "../../contract/api/common.js";
 import {
   DeviceDetail,
@@ -112,72 +113,68 @@ const unknownDevice = (id: string) => new ApiError({ code: "NOT_FOUND", message:
 
 export type DevicesDeps = { devices: DeviceService; now?: () => number };
 
-export function registerDevices(app: OpenAPIHono<ApiEnv>, deps: DevicesDeps) {
+export function registerDevices<S extends Schema>(app: OpenAPIHono<ApiEnv, S>, deps: DevicesDeps) {
   const now = deps.now ?? Date.now;
   const { devices } = deps;
 
-  app.openapi(presenceRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const query = c.req.valid("query");
-    const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_PRESENCE_SPAN_MS);
-    const page = await devices.presenceHistory({
-      device: id,
-      fromMs,
-      toMs,
-      limit: query.limit,
-      offset: query.offset,
+  return app
+    .openapi(presenceRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const query = c.req.valid("query");
+      const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_PRESENCE_SPAN_MS);
+      const page = await devices.presenceHistory({
+        device: id,
+        fromMs,
+        toMs,
+        limit: query.limit,
+        offset: query.offset,
+      });
+      if (page === undefined) throw unknownDevice(id);
+      return c.json(windowedPage(page, query, { fromMs, toMs }), 200);
+    })
+    .openapi(summaryRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const summary = await devices.deviceSummary(id);
+      if (summary === undefined) throw unknownDevice(id);
+      return c.json(summary, 200);
+    })
+    .openapi(silenceRoute, async (c) => {
+      const { fromMs, toMs } = resolveWindow(c.req.valid("query"), now(), DEFAULT_SILENCE_SPAN_MS);
+      return c.json(await devices.silence({ fromMs, toMs }), 200);
+    })
+    .openapi(listDevicesRoute, async (c) => {
+      const query = c.req.valid("query");
+      const page = await devices.listDevices(query);
+      return c.json({ ...page, limit: query.limit, offset: query.offset }, 200);
+    })
+    .openapi(getDeviceRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const device = await devices.getDevice(id);
+      if (device === undefined) throw unknownDevice(id);
+      return c.json(device, 200);
+    })
+    .openapi(telemetryRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const query = c.req.valid("query");
+      const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_TELEMETRY_SPAN_MS);
+      const everyMs = resolveEvery(query.every, toMs - fromMs);
+      const result = await devices.telemetry({
+        device: id,
+        metric: query.metric,
+        fn: query.fn,
+        fromMs,
+        toMs,
+        everyMs,
+      });
+      if (result.ok) return c.json(result.value, 200);
+      switch (result.error) {
+        case "unknown_device":
+          throw unknownDevice(id);
+        case "not_numeric":
+          throw new ApiError({
+            code: "BAD_REQUEST",
+            message: `metric "${query.metric}" is not a number: only fn=last applies to it`,
+          });
+      }
     });
-    if (page === undefined) throw unknownDevice(id);
-    return c.json(windowedPage(page, query, { fromMs, toMs }), 200);
-  });
-
-  app.openapi(summaryRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const summary = await devices.deviceSummary(id);
-    if (summary === undefined) throw unknownDevice(id);
-    return c.json(summary, 200);
-  });
-
-  app.openapi(silenceRoute, async (c) => {
-    const { fromMs, toMs } = resolveWindow(c.req.valid("query"), now(), DEFAULT_SILENCE_SPAN_MS);
-    return c.json(await devices.silence({ fromMs, toMs }), 200);
-  });
-
-  app.openapi(listDevicesRoute, async (c) => {
-    const query = c.req.valid("query");
-    const page = await devices.listDevices(query);
-    return c.json({ ...page, limit: query.limit, offset: query.offset }, 200);
-  });
-
-  app.openapi(getDeviceRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const device = await devices.getDevice(id);
-    if (device === undefined) throw unknownDevice(id);
-    return c.json(device, 200);
-  });
-
-  app.openapi(telemetryRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const query = c.req.valid("query");
-    const { fromMs, toMs } = resolveWindow(query, now(), DEFAULT_TELEMETRY_SPAN_MS);
-    const everyMs = resolveEvery(query.every, toMs - fromMs);
-    const result = await devices.telemetry({
-      device: id,
-      metric: query.metric,
-      fn: query.fn,
-      fromMs,
-      toMs,
-      everyMs,
-    });
-    if (result.ok) return c.json(result.value, 200);
-    switch (result.error) {
-      case "unknown_device":
-        throw unknownDevice(id);
-      case "not_numeric":
-        throw new ApiError({
-          code: "BAD_REQUEST",
-          message: `metric "${query.metric}" is not a number: only fn=last applies to it`,
-        });
-    }
-  });
 }

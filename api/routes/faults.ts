@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Schema } from "hono";
 import { FaultListQuery, FaultPage } from "../../contract/api/faults.js";
 import { WEEK_MS } from "../../contract/time.js";
 import type { FaultService } from "../../services/faults.js";
@@ -21,10 +22,13 @@ export const listFaultsRoute = createRoute({
   },
 });
 
-export function registerFaults(app: OpenAPIHono<ApiEnv>, deps: { faults: FaultService; now?: () => number }) {
+export function registerFaults<S extends Schema>(
+  app: OpenAPIHono<ApiEnv, S>,
+  deps: { faults: FaultService; now?: () => number },
+) {
   const now = deps.now ?? Date.now;
 
-  app.openapi(listFaultsRoute, async (c) => {
+  return app.openapi(listFaultsRoute, async (c) => {
     const { from, to, ...filter } = c.req.valid("query");
     const { fromMs, toMs } = resolveWindow({ from, to }, now(), DEFAULT_FAULT_SPAN_MS);
     const page = await deps.faults.listFaults({ ...filter, fromMs, toMs });

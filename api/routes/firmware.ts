@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Schema } from "hono";
 import {
   FirmwareCompareParams,
   FirmwareComparison,
@@ -46,33 +47,33 @@ export const compareFirmwareRoute = createRoute({
   },
 });
 
-export function registerFirmware(
-  app: OpenAPIHono<ApiEnv>,
+export function registerFirmware<S extends Schema>(
+  app: OpenAPIHono<ApiEnv, S>,
   deps: { health: HealthService; now?: () => number },
 ) {
   const now = deps.now ?? Date.now;
 
-  app.openapi(listFirmwareRoute, async (c) => {
-    const { from, to, model } = c.req.valid("query");
-    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
-    return c.json(await deps.health.firmwareVersions({ fromMs, toMs, ...(model ? { model } : {}) }), 200);
-  });
-
-  app.openapi(compareFirmwareRoute, async (c) => {
-    const { from, to, severity, ...cohorts } = c.req.valid("query");
-    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
-    const result = await deps.health.compareFirmware({
-      ...cohorts,
-      fromMs,
-      toMs,
-      ...(severity ? { severity } : {}),
+  return app
+    .openapi(listFirmwareRoute, async (c) => {
+      const { from, to, model } = c.req.valid("query");
+      const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
+      return c.json(await deps.health.firmwareVersions({ fromMs, toMs, ...(model ? { model } : {}) }), 200);
+    })
+    .openapi(compareFirmwareRoute, async (c) => {
+      const { from, to, severity, ...cohorts } = c.req.valid("query");
+      const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
+      const result = await deps.health.compareFirmware({
+        ...cohorts,
+        fromMs,
+        toMs,
+        ...(severity ? { severity } : {}),
+      });
+      if (result.ok) return c.json(result.value, 200);
+      const window = alignHours({ fromMs, toMs });
+      const which = result.error.cohorts.map((side) => `${side} "${cohorts[side]}"`).join(" and ");
+      throw new ApiError({
+        code: "NOT_FOUND",
+        message: `${which} of model "${cohorts.model}" reported no activity between ${iso(window.fromMs)} and ${iso(window.toMs)}`,
+      });
     });
-    if (result.ok) return c.json(result.value, 200);
-    const window = alignHours({ fromMs, toMs });
-    const which = result.error.cohorts.map((side) => `${side} "${cohorts[side]}"`).join(" and ");
-    throw new ApiError({
-      code: "NOT_FOUND",
-      message: `${which} of model "${cohorts.model}" reported no activity between ${iso(window.fromMs)} and ${iso(window.toMs)}`,
-    });
-  });
 }

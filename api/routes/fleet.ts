@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Schema } from "hono";
 import {
   FleetSummary,
   FleetSummaryParams,
@@ -40,19 +41,22 @@ export const fleetTrendRoute = createRoute({
   },
 });
 
-export function registerFleet(app: OpenAPIHono<ApiEnv>, deps: { health: HealthService; now?: () => number }) {
+export function registerFleet<S extends Schema>(
+  app: OpenAPIHono<ApiEnv, S>,
+  deps: { health: HealthService; now?: () => number },
+) {
   const now = deps.now ?? Date.now;
 
-  app.openapi(fleetSummaryRoute, async (c) => {
-    const { from, to, groupBy, ...selection } = c.req.valid("query");
-    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
-    const tags = [...new Set(groupBy.split(","))] as GroupTag[];
-    return c.json(await deps.health.fleetSummary({ ...selection, groupBy: tags, fromMs, toMs }), 200);
-  });
-
-  app.openapi(fleetTrendRoute, async (c) => {
-    const { from, to, ...selection } = c.req.valid("query");
-    const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
-    return c.json(await deps.health.fleetTrend({ ...selection, fromMs, toMs }), 200);
-  });
+  return app
+    .openapi(fleetSummaryRoute, async (c) => {
+      const { from, to, groupBy, ...selection } = c.req.valid("query");
+      const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
+      const tags = [...new Set(groupBy.split(","))] as GroupTag[];
+      return c.json(await deps.health.fleetSummary({ ...selection, groupBy: tags, fromMs, toMs }), 200);
+    })
+    .openapi(fleetTrendRoute, async (c) => {
+      const { from, to, ...selection } = c.req.valid("query");
+      const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FLEET_SPAN_MS);
+      return c.json(await deps.health.fleetTrend({ ...selection, fromMs, toMs }), 200);
+    });
 }

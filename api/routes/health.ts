@@ -1,9 +1,12 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Schema } from "hono";
 import { Health, NoQuery } from "../../contract/api/common.js";
 import type { Logger } from "../../observe/logger.js";
-import type { FleetStore } from "../../storage/fleet-store.js";
 import type { ApiEnv } from "../auth.js";
 import { errorResponse } from "../errors.js";
+
+/** Whether InfluxDB answers, and how fast. */
+export type Ping = () => Promise<{ ok: boolean; latencyMs: number }>;
 
 export type StackStatus = () => { journalBacklog: number; connectedDevices: number };
 
@@ -19,12 +22,12 @@ export const healthRoute = createRoute({
   },
 });
 
-export function registerHealth(
-  app: OpenAPIHono<ApiEnv>,
-  deps: { store: FleetStore; logger: Logger; status?: StackStatus | undefined },
+export function registerHealth<S extends Schema>(
+  app: OpenAPIHono<ApiEnv, S>,
+  deps: { ping: Ping; logger: Logger; status?: StackStatus | undefined },
 ) {
-  app.openapi(healthRoute, async (c) => {
-    const influx = await deps.store.ping().catch((err: unknown) => {
+  return app.openapi(healthRoute, async (c) => {
+    const influx = await deps.ping().catch((err: unknown) => {
       deps.logger.warn({ err }, "InfluxDB ping failed");
       return { ok: false, latencyMs: 0 };
     });

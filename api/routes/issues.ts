@@ -1,5 +1,5 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import type { Context, Schema } from "hono";
 import { applyEvent, requestTransition } from "../../analytics/lifecycle.js";
 import { NoQuery } from "../../contract/api/common.js";
 import {
@@ -109,7 +109,7 @@ export type IssueRouteDeps = {
   now?: () => number;
 };
 
-export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
+export function registerIssues<S extends Schema>(app: OpenAPIHono<ApiEnv, S>, deps: IssueRouteDeps) {
   const now = deps.now ?? Date.now;
 
   // Never before the latest event, or replaying the log would put the new one in the past.
@@ -142,85 +142,85 @@ export function registerIssues(app: OpenAPIHono<ApiEnv>, deps: IssueRouteDeps) {
     return c.json(body, 200);
   }
 
-  app.openapi(listIssuesRoute, async (c) => {
-    const query = c.req.valid("query");
-    const { fromMs, toMs } = resolveAnalyticsWindow(query, now(), DEFAULT_SPAN_MS);
-    const page = await deps.issues.list({
-      fromMs,
-      toMs,
-      sort: query.sort,
-      limit: query.limit,
-      offset: query.offset,
-      ...(query.kind === undefined ? {} : { kind: query.kind }),
-      ...(query.model === undefined ? {} : { model: query.model }),
-      ...(query.firmware === undefined ? {} : { firmware: query.firmware }),
-      ...(query.status === undefined ? {} : { status: query.status }),
-      ...(query.severity === undefined ? {} : { severity: query.severity }),
+  return app
+    .openapi(listIssuesRoute, async (c) => {
+      const query = c.req.valid("query");
+      const { fromMs, toMs } = resolveAnalyticsWindow(query, now(), DEFAULT_SPAN_MS);
+      const page = await deps.issues.list({
+        fromMs,
+        toMs,
+        sort: query.sort,
+        limit: query.limit,
+        offset: query.offset,
+        ...(query.kind === undefined ? {} : { kind: query.kind }),
+        ...(query.model === undefined ? {} : { model: query.model }),
+        ...(query.firmware === undefined ? {} : { firmware: query.firmware }),
+        ...(query.status === undefined ? {} : { status: query.status }),
+        ...(query.severity === undefined ? {} : { severity: query.severity }),
+      });
+      return c.json(windowedPage(page, query, { fromMs, toMs }), 200);
+    })
+    .openapi(getIssueRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const query = c.req.valid("query");
+      const window = resolveAnalyticsWindow(query, now(), DEFAULT_SPAN_MS);
+      const issue = await deps.issues.detail(id, window, {
+        limit: query.devicesLimit,
+        offset: query.devicesOffset,
+      });
+      if (issue === undefined) throw notFound(id);
+      return c.json(issue, 200);
+    })
+    .openapi(transitionRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const view = await current(id);
+      const result = requestTransition(view.state, {
+        to: body.to,
+        actor: actorOf(c),
+        at: at(view),
+        reason: body.reason,
+        fixVersion: body.fixVersion,
+      });
+      if (!result.ok) {
+        const message = `${result.error.code}: ${result.error.message}`;
+        throw STATE_CONFLICTS.has(result.error.code) ? conflict(message) : badRequest(message);
+      }
+      return record(c, id, view, result.value);
+    })
+    .openapi(assigneeRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const { assignee } = c.req.valid("json");
+      const view = await current(id);
+      unmerged(id, view);
+      return record(c, id, view, { type: "assign", assignee, actor: actorOf(c), at: at(view) });
+    })
+    .openapi(noteRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const { text } = c.req.valid("json");
+      const view = await current(id);
+      unmerged(id, view);
+      return record(c, id, view, { type: "note", text, actor: actorOf(c), at: at(view) });
+    })
+    .openapi(mergeRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      const { into, reason } = c.req.valid("json");
+      if (into === id) throw badRequest(`body field "into": an issue cannot be merged into itself`);
+      const view = await current(id);
+      unmerged(id, view);
+      const target = await deps.issues.state(into);
+      if (target === undefined) throw badRequest(`body field "into": no issue "${into}"`);
+      if (target.resolvedId === id) {
+        throw conflict(
+          `body field "into": issue "${into}" is merged into "${id}"; merging back would make a cycle`,
+        );
+      }
+      return record(c, id, view, {
+        type: "merge",
+        into,
+        actor: actorOf(c),
+        at: at(view),
+        ...(reason === undefined ? {} : { reason }),
+      });
     });
-    return c.json(windowedPage(page, query, { fromMs, toMs }), 200);
-  });
-
-  app.openapi(getIssueRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const window = resolveAnalyticsWindow(c.req.valid("query"), now(), DEFAULT_SPAN_MS);
-    const issue = await deps.issues.detail(id, window);
-    if (issue === undefined) throw notFound(id);
-    return c.json(issue, 200);
-  });
-
-  app.openapi(transitionRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const body = c.req.valid("json");
-    const view = await current(id);
-    const result = requestTransition(view.state, {
-      to: body.to,
-      actor: actorOf(c),
-      at: at(view),
-      reason: body.reason,
-      fixVersion: body.fixVersion,
-    });
-    if (!result.ok) {
-      const message = `${result.error.code}: ${result.error.message}`;
-      throw STATE_CONFLICTS.has(result.error.code) ? conflict(message) : badRequest(message);
-    }
-    return record(c, id, view, result.value);
-  });
-
-  app.openapi(assigneeRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const { assignee } = c.req.valid("json");
-    const view = await current(id);
-    unmerged(id, view);
-    return record(c, id, view, { type: "assign", assignee, actor: actorOf(c), at: at(view) });
-  });
-
-  app.openapi(noteRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const { text } = c.req.valid("json");
-    const view = await current(id);
-    unmerged(id, view);
-    return record(c, id, view, { type: "note", text, actor: actorOf(c), at: at(view) });
-  });
-
-  app.openapi(mergeRoute, async (c) => {
-    const { id } = c.req.valid("param");
-    const { into, reason } = c.req.valid("json");
-    if (into === id) throw badRequest(`body field "into": an issue cannot be merged into itself`);
-    const view = await current(id);
-    unmerged(id, view);
-    const target = await deps.issues.state(into);
-    if (target === undefined) throw badRequest(`body field "into": no issue "${into}"`);
-    if (target.resolvedId === id) {
-      throw conflict(
-        `body field "into": issue "${into}" is merged into "${id}"; merging back would make a cycle`,
-      );
-    }
-    return record(c, id, view, {
-      type: "merge",
-      into,
-      actor: actorOf(c),
-      at: at(view),
-      ...(reason === undefined ? {} : { reason }),
-    });
-  });
 }

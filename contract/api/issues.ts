@@ -75,16 +75,24 @@ export const IssueDetail = IssueSummary.extend({
       .int()
       .positive()
       .meta({ description: "3600000 up to a 2-day window, else 86400000" }),
-    buckets: z
-      .array(z.object({ time: isoTime, occurrences: count, affectedDevices: count }))
-      .meta({ description: "bucketMs each from `from` on; the last one ends at `to` and may be shorter" }),
+    buckets: z.array(z.object({ time: isoTime, occurrences: count, affectedDevices: count })).meta({
+      description:
+        "Hours from `from` on up to a 2-day window, else UTC days (the first and last may be partial); each bucket's `time` is its start",
+    }),
   }),
-  devices: z.object({
-    total: count,
-    items: z
-      .array(z.object({ id: z.string(), occurrences: count, lastSeen: isoTime, firmware: z.string() }))
-      .max(MAX_AFFECTED_DEVICES),
-  }),
+  devices: z
+    .object({
+      total: count,
+      offset: count,
+      nextOffset: count.nullable().meta({ description: "devicesOffset of the next page; null on the last" }),
+      items: z
+        .array(z.object({ id: z.string(), occurrences: count, lastSeen: isoTime, firmware: z.string() }))
+        .max(MAX_AFFECTED_DEVICES),
+    })
+    .meta({
+      description:
+        "The affected devices, a page of them: by occurrences in the window, then last seen, then id",
+    }),
   history: z.array(IssueHistoryEntry),
 }).meta({ id: "IssueDetail" });
 export type IssueDetail = z.infer<typeof IssueDetail>;
@@ -131,7 +139,22 @@ export const IssueListQuery = z.strictObject({
   ...paging,
 });
 
-export const IssueDetailQuery = z.strictObject(window);
+export const IssueDetailQuery = z.strictObject({
+  ...window,
+  devicesLimit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_AFFECTED_DEVICES)
+    .default(50)
+    .meta({ description: `Affected devices per page, 1-${MAX_AFFECTED_DEVICES}`, example: 50 }),
+  devicesOffset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .meta({ description: "Affected devices to skip: the previous page's devices.nextOffset", example: 0 }),
+});
 
 export const IssuePage = z
   .object({

@@ -1,8 +1,6 @@
 import { test as base, describe, expect } from "vitest";
 import { compareRates } from "../../analytics/rate-ratio.js";
 import { createApp } from "../../api/app.js";
-import { registerFirmware } from "../../api/routes/firmware.js";
-import { registerFleet } from "../../api/routes/fleet.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
 import { FirmwareComparison, FirmwareVersions } from "../../contract/api/fleet.js";
@@ -12,9 +10,9 @@ import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { createHealthService, type HealthService } from "../../services/health.js";
-import { createMemoryFleetStore } from "../../storage/fleet-store-memory.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
+import { memoryDeviceServices } from "../support/device-services.js";
 import { testDatabase } from "../support/influx.js";
 import { rollingUp } from "../support/rollups.js";
 
@@ -324,13 +322,13 @@ describe("comparing firmware cohorts", () => {
 
 const appTest = test.extend("app", async ({ health }) => {
   const app = createApp({
-    store: createMemoryFleetStore(),
+    ...memoryDeviceServices(),
+    health,
     tokens: TOKENS,
     logger: silentLogger,
     metrics: createMetrics(),
+    now: () => day(4),
   });
-  registerFleet(app, { health });
-  registerFirmware(app, { health, now: () => day(4) });
   return app;
 });
 

@@ -1,7 +1,5 @@
 import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../api/app.js";
-import { registerFirmware } from "../../api/routes/firmware.js";
-import { registerFleet } from "../../api/routes/fleet.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
 import { FleetSummary, FleetTrend, type HealthMetrics } from "../../contract/api/fleet.js";
@@ -11,9 +9,9 @@ import { activityPoint, deviceTags, messagePoints, rejectionPoint } from "../../
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { createHealthService, type HealthService } from "../../services/health.js";
-import { createMemoryFleetStore } from "../../storage/fleet-store-memory.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
+import { memoryDeviceServices } from "../support/device-services.js";
 import { testDatabase } from "../support/influx.js";
 import { rollingUp } from "../support/rollups.js";
 
@@ -433,14 +431,13 @@ const NOW = END + 30 * 60_000;
 
 const appTest = test.extend("app", async ({ health }) => {
   const app = createApp({
-    store: createMemoryFleetStore(),
+    ...memoryDeviceServices(),
+    health,
     tokens: TOKENS,
     logger: silentLogger,
     metrics: createMetrics(),
     now: () => NOW,
   });
-  registerFleet(app, { health, now: () => NOW });
-  registerFirmware(app, { health, now: () => NOW });
   return app;
 });
 

@@ -4,7 +4,6 @@ import { type AddressInfo, createServer } from "node:net";
 import { test as base, describe, expect } from "vitest";
 import { fingerprintId } from "../../analytics/fingerprint.js";
 import { createApp } from "../../api/app.js";
-import { registerIssues } from "../../api/routes/issues.js";
 import type { Role } from "../../config/env.js";
 import { IssueChange, IssueDetail, IssuePage } from "../../contract/api/issues.js";
 import type { Severity } from "../../contract/messages.js";
@@ -13,11 +12,11 @@ import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { createIssueService, type IssueService } from "../../services/issues.js";
-import { createInfluxFleetStore } from "../../storage/fleet-store.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { StoreUnavailable } from "../../storage/influxql.js";
 import { createRollupReader } from "../../storage/rollup-reader.js";
 import type { Point } from "../../storage/schema.js";
+import { memoryDeviceServices } from "../support/device-services.js";
 import { testDatabase } from "../support/influx.js";
 import { settling } from "../support/settle.js";
 
@@ -149,13 +148,13 @@ const test = base.extend(
     await write(STATS);
     const issues = createIssueService({ influx, rollups: createRollupReader(influx), write });
     const app = createApp({
-      store: createInfluxFleetStore(influx),
+      ...memoryDeviceServices(),
+      issues,
       tokens: TOKENS,
       logger: silentLogger,
       metrics: createMetrics(),
       now,
     });
-    registerIssues(app, { issues, logger: silentLogger, now });
     return {
       issues,
       write,
@@ -323,6 +322,8 @@ describe("issue statistics", () => {
     ]);
     expect(issue.devices).toEqual({
       total: 3,
+      offset: 0,
+      nextOffset: null,
       items: [
         { id: m1.id, occurrences: 3, lastSeen: iso(T0 + 30 * HOUR), firmware: "1.0" },
         { id: m3.id, occurrences: 2, lastSeen: iso(T0 + 27 * HOUR), firmware: "1.1" },
@@ -330,6 +331,32 @@ describe("issue statistics", () => {
       ],
     });
     expect(issue.history).toEqual([]);
+  });
+
+  test("pages the affected devices", async ({ fx }) => {
+    const page = (limit: number, offset: number) =>
+      fx.request(`/api/v1/issues/${A}?${query({ ...W, devicesLimit: limit, devicesOffset: offset })}`);
+    const first = IssueDetail.parse(await (await page(2, 0)).json()).devices;
+    expect(first).toMatchObject({ total: 3, offset: 0, nextOffset: 2 });
+    expect(first.items.map((d) => d.id)).toEqual([m1.id, m3.id]);
+    const second = IssueDetail.parse(await (await page(2, 2)).json()).devices;
+    expect(second).toMatchObject({ total: 3, offset: 2, nextOffset: null });
+    expect(second.items.map((d) => d.id)).toEqual([m2.id]);
+    for (const bad of ["devicesLimit=0", "devicesLimit=501", "devicesOffset=-1"]) {
+      const response = await fx.request(`/api/v1/issues/${A}?${bad}`);
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { error: { message: string } }).error.message).toContain(
+        bad.split("=")[0],
+      );
+    }
+  });
+
+  test("refuses an unknown query parameter on the list and the detail", async ({ fx }) => {
+    for (const path of ["/api/v1/issues?assignee=ana", `/api/v1/issues/${A}?devices=5`]) {
+      const response = await fx.request(path);
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error: { code: "BAD_REQUEST" } });
+    }
   });
 
   test("buckets the trend by day for windows over 2 days", async ({ fx }) => {

@@ -4,9 +4,9 @@ import { type Bucket, isIdle, RateLimiter, refill, take } from "../../api/rate-l
 import type { Role } from "../../config/env.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createMemoryFleetStore } from "../../storage/fleet-store-memory.js";
-import type { HealthStore } from "../../storage/health-store.js";
-import type { IssueStore } from "../../storage/issue-store.js";
+import type { HealthService } from "../../services/health.js";
+import type { IssueService } from "../../services/issues.js";
+import { memoryDeviceServices } from "../support/device-services.js";
 
 const NOW = Date.parse("2025-03-01T12:00:00.000Z");
 const DAY = 86_400_000;
@@ -29,23 +29,23 @@ function recordingStores() {
     return undefined;
   };
   const issues = {
-    getIssue: nothing("getIssue"),
-    issueState: nothing("issueState"),
-    listIssues: async () => {
-      asked.push("listIssues");
+    detail: nothing("detail"),
+    state: nothing("state"),
+    list: async () => {
+      asked.push("list");
       return { items: [], total: 0, nextOffset: null };
     },
-  } as unknown as IssueStore;
+  } as unknown as IssueService;
   const health = {
     fleetTrend: nothing("fleetTrend"),
     firmwareVersions: nothing("firmwareVersions"),
-  } as unknown as HealthStore;
+  } as unknown as HealthService;
   return { asked, issues, health };
 }
 
 function app(overrides: Partial<AppDeps> = {}) {
   return createApp({
-    store: createMemoryFleetStore({ devices: [], nowMs: NOW }),
+    ...memoryDeviceServices({}, { now: () => NOW }),
     tokens: TOKENS,
     logger: silentLogger,
     metrics: createMetrics(),
@@ -91,7 +91,7 @@ describe("bounded windows and buckets", () => {
       { headers: auth },
     );
     expect(response.status).toBe(404);
-    expect(asked).toEqual(["getIssue"]);
+    expect(asked).toEqual(["detail"]);
   });
 
   it.each([

@@ -563,6 +563,8 @@ describe("scoreRun", () => {
       trend: { bucketMs: DAY, buckets: [] },
       devices: {
         total: 4,
+        offset: 0,
+        nextOffset: null,
         items: [
           { id: "b1", occurrences: 30, lastSeen: iso(END), firmware: "7.57" },
           { id: "b2", occurrences: 20, lastSeen: iso(END), firmware: "7.57" },

@@ -1,0 +1,45 @@
+import type { InfluxDB } from "influx";
+import type { SilenceOptions } from "../analytics/silence.js";
+import type { Logger } from "../observe/logger.js";
+import type { PointWriter } from "../storage/influx.js";
+import { createRollupReader } from "../storage/rollup-reader.js";
+import { createInfluxDeviceServices } from "./devices.js";
+import { createHealthService } from "./health.js";
+import { createIssueService } from "./issues.js";
+
+// The API process's read side over one InfluxDB: every service, sharing one rollup reader (and its cache),
+// and a warm-up that runs in the background from the start, so the first requests find what they read
+// most (the device directory, the telemetry field types, the last 30 days of rollups) already in memory.
+
+export type ReadServicesOptions = {
+  /** Where a person's issue events are written: createPointWriter(config). */
+  write: PointWriter;
+  silence?: Partial<SilenceOptions>;
+  logger: Logger;
+  /** The clock statuses and default windows are judged by; bench:api pins it to its data set's end. */
+  now?: () => number;
+};
+
+export function createReadServices(influx: InfluxDB, options: ReadServicesOptions) {
+  const rollups = createRollupReader(influx);
+  const clock = options.now === undefined ? {} : { now: options.now };
+  const issues = createIssueService({ influx, rollups, write: options.write });
+  const health = createHealthService(influx, { rollups, ...clock });
+  const { devices, faults, close } = createInfluxDeviceServices(influx, {
+    ...(options.silence === undefined ? {} : { silence: options.silence }),
+    rollups,
+    issuesForDevice: (id) => issues.forDevice(id),
+    logger: options.logger,
+    ...clock,
+  });
+  const started = performance.now();
+  /** Resolves when everything warmed (or failed to: a request then reads what it needs itself). */
+  const warmed = Promise.allSettled([devices.warm(), health.warm()]).then((results) => {
+    const failed = results.filter((r) => r.status === "rejected");
+    for (const r of failed) options.logger.warn({ err: r.reason }, "warming the read side failed");
+    options.logger.info({ ms: Math.round(performance.now() - started) }, "read side warm");
+  });
+  return { devices, faults, issues, health, warmed, close };
+}
+
+export type ReadServices = ReturnType<typeof createReadServices>;
