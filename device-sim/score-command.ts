@@ -1,12 +1,11 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import type { z } from "zod";
+import type { ClientResponse } from "hono/client";
+import { createApiClient } from "../api/client.js";
 import { parseDuration } from "../config/duration.js";
 import { ApiTokens, Env, ROLES } from "../config/env.js";
 import { Health, MAX_PAGE } from "../contract/api/common.js";
-import { DevicePage, SilenceReport } from "../contract/api/devices.js";
-import { FirmwareComparison, FirmwareVersions, FleetSummary } from "../contract/api/fleet.js";
-import { IssueDetail, IssuePage } from "../contract/api/issues.js";
+import { MAX_AFFECTED_DEVICES } from "../contract/api/issues.js";
 import { formatDuration, HOUR_MS, iso } from "../contract/time.js";
 import {
   collectAnswers,
@@ -89,24 +88,25 @@ export class ApiCallError extends Error {
   }
 }
 
-type Query = Record<string, string | number | undefined>;
-
 const windowQuery = (w: Window) => ({ from: iso(w.fromMs), to: iso(w.toMs) });
 
 const MAX_RATE_LIMITED_ATTEMPTS = 30;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** ScoreApi over HTTP: every answer is checked against the route's own response schema. */
+/** The body of a route's 200 answer, from the union of its typed answers. */
+type Ok<R> = R extends ClientResponse<infer T, 200, "json"> ? T : never;
+
+/** ScoreApi over HTTP, through the API's typed client (api/client.ts). */
 export function createHttpScoreApi(options: { baseUrl: string; token: string; fetch?: typeof fetch }) {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
 
   /** One request; a 429 (the API rations requests per token, FIELDQ_API_RATE) waits its turn and asks again. */
-  async function send(url: string | URL, headers: Record<string, string>): Promise<Response> {
+  const patient: typeof fetch = async (input, init) => {
     for (let attempt = 1; ; attempt++) {
       let response: Response;
       try {
-        response = await doFetch(url, { headers });
+        response = await doFetch(input, init);
       } catch (error) {
         const cause =
           error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
@@ -119,21 +119,16 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
       const seconds = Number(response.headers.get("retry-after") ?? "1");
       await sleep(Math.min(Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000, 10_000));
     }
-  }
+  };
+  const client = createApiClient(base, { token: options.token, fetch: patient });
 
-  async function get<S extends z.ZodType>(
-    path: string,
-    query: Query,
-    schema: S,
+  /** The body of a 200; undefined for a 404 when the caller expects one; an ApiCallError otherwise. */
+  async function answer<R extends ClientResponse<unknown, number, string>>(
+    pending: Promise<R>,
     missing: "undefined" | "error" = "error",
-  ): Promise<z.infer<S> | undefined> {
-    const url = new URL(`${base}${path}`);
-    for (const [key, value] of Object.entries(query)) {
-      if (value !== undefined) url.searchParams.set(key, String(value));
-    }
-    const what = `GET ${url.pathname}${url.search}`;
-    const response = await send(url, { authorization: `Bearer ${options.token}` });
-    const body: unknown = await response.json().catch(() => undefined);
+  ): Promise<Ok<R> | undefined> {
+    const response = await pending;
+    const what = `GET ${new URL(response.url, base).pathname}`;
     if (response.status === 404 && missing === "undefined") return undefined;
     if (response.status === 401 || response.status === 403) {
       throw new ApiCallError(
@@ -142,54 +137,42 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
       );
     }
     if (response.status !== 200) {
+      const body: unknown = await response.json().catch(() => undefined);
       const message = (body as { error?: { message?: unknown } } | undefined)?.error?.message;
       throw new ApiCallError(
         "failed",
         `${what} answered ${response.status}${typeof message === "string" ? `: ${message}` : ""}`,
       );
     }
-    const parsed = schema.safeParse(body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const where = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `;
-      throw new ApiCallError("failed", `${what}: unexpected answer: ${where}${issue?.message ?? ""}`);
-    }
-    return parsed.data;
+    // A 200 carries the route's 200 body, as the typed client declares it.
+    return (await response.json()) as Ok<R>;
   }
 
-  const required = async <S extends z.ZodType>(
-    path: string,
-    query: Query,
-    schema: S,
-  ): Promise<z.infer<S>> => {
-    const answer = await get(path, query, schema);
-    if (answer === undefined) throw new ApiCallError("failed", `GET ${path}: no answer`);
-    return answer;
-  };
+  async function required<R extends ClientResponse<unknown, number, string>>(
+    pending: Promise<R>,
+  ): Promise<Ok<R>> {
+    const body = await answer(pending);
+    if (body === undefined) throw new ApiCallError("failed", "no answer");
+    return body;
+  }
 
-  async function allPages<T>(
-    path: string,
-    query: Query,
-    schema: z.ZodType<{ items: T[]; nextOffset: number | null }>,
-  ): Promise<T[]> {
+  /** Every item of a paged list, MAX_PAGE at a time. */
+  async function allPages<T>(page: (offset: number) => Promise<{ items: T[]; nextOffset: number | null }>) {
     const items: T[] = [];
-    let offset: number | null = 0;
-    while (offset !== null) {
-      const page: { items: T[]; nextOffset: number | null } = await required(
-        path,
-        { ...query, limit: MAX_PAGE, offset },
-        schema,
-      );
-      items.push(...page.items);
-      offset = page.nextOffset;
+    for (let offset: number | null = 0; offset !== null; ) {
+      const next: { items: T[]; nextOffset: number | null } = await page(offset);
+      items.push(...next.items);
+      offset = next.nextOffset;
     }
     return items;
   }
+  const paging = (offset: number) => ({ limit: String(MAX_PAGE), offset: String(offset) });
+  const v1 = client.api.v1;
 
   const api: ScoreApi & { health(): Promise<Health> } = {
     async health() {
       const url = `${base}/api/v1/health`;
-      const response = await send(url, {});
+      const response = await v1.health.$get({ query: {} });
       const parsed = Health.safeParse(await response.json().catch(() => undefined));
       if (!parsed.success) throw new ApiCallError("unreachable", `${url} is not a fieldq API`);
       if (parsed.data.status !== "ok") {
@@ -197,21 +180,27 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
       }
       return parsed.data;
     },
-    firmwareVersions: (w) => required("/api/v1/firmware", windowQuery(w), FirmwareVersions),
+    firmwareVersions: (w) => required(v1.firmware.$get({ query: windowQuery(w) })),
     compare: (q) =>
-      get(
-        "/api/v1/firmware/compare",
-        { model: q.model, baseline: q.baseline, candidate: q.candidate, ...windowQuery(q) },
-        FirmwareComparison,
+      answer(
+        v1.firmware.compare.$get({
+          query: { model: q.model, baseline: q.baseline, candidate: q.candidate, ...windowQuery(q) },
+        }),
         "undefined",
       ),
-    issues: (w) => allPages("/api/v1/issues", windowQuery(w), IssuePage),
+    issues: (w) =>
+      allPages((offset) => required(v1.issues.$get({ query: { ...windowQuery(w), ...paging(offset) } }))),
     issue: (id, w) =>
-      get(`/api/v1/issues/${encodeURIComponent(id)}`, windowQuery(w), IssueDetail, "undefined"),
-    silence: (w) => required("/api/v1/silence", windowQuery(w), SilenceReport),
-    devices: () => allPages("/api/v1/devices", {}, DevicePage),
-    fleetSummary: (w) =>
-      required("/api/v1/fleet/summary", { ...windowQuery(w), groupBy: "model" }, FleetSummary),
+      answer(
+        v1.issues[":id"].$get({
+          param: { id },
+          query: { ...windowQuery(w), devicesLimit: String(MAX_AFFECTED_DEVICES) },
+        }),
+        "undefined",
+      ),
+    silence: (w) => required(v1.silence.$get({ query: windowQuery(w) })),
+    devices: () => allPages((offset) => required(v1.devices.$get({ query: paging(offset) }))),
+    fleetSummary: (w) => required(v1.fleet.summary.$get({ query: { ...windowQuery(w), groupBy: "model" } })),
   };
   return api;
 }
