@@ -75,7 +75,7 @@ describe("the typed client", () => {
     const server = app();
     const client = createApiClient("http://fieldq.test", {
       token: ADMIN,
-      fetch: (input, init) => server.request(input instanceof Request ? input : String(input), init),
+      fetch: async (input, init) => server.request(input instanceof Request ? input : String(input), init),
     });
     const response = await client.api.v1.devices.$get({ query: { q: "nothing-like-this" } });
     expect(response.status).toBe(200);
@@ -88,7 +88,7 @@ describe("the typed client", () => {
     const server = app();
     const client = createApiClient("http://fieldq.test", {
       token: ADMIN,
-      fetch: (input, init) => server.request(input instanceof Request ? input : String(input), init),
+      fetch: async (input, init) => server.request(input instanceof Request ? input : String(input), init),
     });
     const response = await client.api.v1.devices[":id"].$get({ param: { id: "nobody-here" }, query: {} });
     expect(response.status).toBe(404);
