@@ -615,6 +615,21 @@ describe("GET /api/v1/faults", () => {
   });
 });
 
+describe("unknown query parameters", () => {
+  it.each([
+    "/api/v1/devices?isp=isp1",
+    "/api/v1/devices/modem-0001?verbose=1",
+    "/api/v1/devices/modem-0001/telemetry?metric=snr_db&bucket=5m",
+    "/api/v1/devices/modem-0001/presence?state=online",
+    "/api/v1/devices/modem-0001/summary?full=true",
+    "/api/v1/silence?model=M1",
+    "/api/v1/faults?devise=modem-0001",
+  ])("refuses %s with 400 naming the parameter", async (path) => {
+    const name = [...new URL(path, "http://x").searchParams.keys()].at(-1) ?? "";
+    await expectError(await get(path), 400, "BAD_REQUEST", new RegExp(`"${name}"`));
+  });
+});
+
 describe("authentication", () => {
   it.each(GUARDED)("answers 401 with a Bearer challenge when %s has no token", async (path) => {
     const response = await get(path, {});
@@ -685,7 +700,7 @@ describe("errors", () => {
 });
 
 describe("GET /api/v1/openapi.json", () => {
-  it("documents every route, its parameters and the bearer scheme, without a token", async () => {
+  it("documents every route, those of services it was built without too, its parameters and the bearer scheme, without a token", async () => {
     const response = await get("/api/v1/openapi.json", {});
     expect(response.status).toBe(200);
     const doc = JSON.parse(await response.text());
@@ -697,7 +712,17 @@ describe("GET /api/v1/openapi.json", () => {
       "/api/v1/devices/{id}/summary",
       "/api/v1/devices/{id}/telemetry",
       "/api/v1/faults",
+      "/api/v1/firmware",
+      "/api/v1/firmware/compare",
+      "/api/v1/fleet/summary",
+      "/api/v1/fleet/trend",
       "/api/v1/health",
+      "/api/v1/issues",
+      "/api/v1/issues/{id}",
+      "/api/v1/issues/{id}/assignee",
+      "/api/v1/issues/{id}/merge",
+      "/api/v1/issues/{id}/notes",
+      "/api/v1/issues/{id}/transitions",
       "/api/v1/silence",
     ]);
     const names = (p: string) => doc.paths[p].get.parameters.map((x: { name: string }) => x.name);
