@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import type { ListenerPorts } from "../broker/listeners.js";
 import { type Config, loadConfig, loadDotEnv } from "../config/env.js";
 import { deviceKey } from "../contract/device-key.js";
+import { DAY_MS } from "../contract/time.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
 import { type SimCommandEnv, simCommand } from "../device-sim/sim-command.js";
 import { createLogger, type Logger } from "../observe/logger.js";
@@ -163,7 +164,7 @@ async function rollupCommand(args: string[]): Promise<number> {
     return 0;
   }
   const toMs = values.to === undefined ? Date.now() : Date.parse(values.to);
-  const fromMs = values.from === undefined ? toMs - 30 * 86_400_000 : Date.parse(values.from);
+  const fromMs = values.from === undefined ? toMs - 30 * DAY_MS : Date.parse(values.from);
   if (!Number.isFinite(fromMs) || !Number.isFinite(toMs) || fromMs >= toMs) {
     err("fieldq rollup: --from and --to take ISO times (2024-05-01T00:00:00Z), from before to");
     return 2;

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../config/duration.js";
-import { formatDuration } from "../contract/time.js";
+import { DAY_MS, formatDuration, HOUR_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import { type BackfillStats, runBackfill } from "./backfill.js";
 import { createProgress, grouped, type ProgressOutput } from "./progress.js";
@@ -45,7 +45,7 @@ export const SIM_DEFAULTS = {
   mode: "live",
   speed: 1,
   pool: 50,
-  clockSkewPastMs: 60 * 86_400_000,
+  clockSkewPastMs: 60 * DAY_MS,
   clockSkewFutureMs: 10 * 60_000,
 } as const;
 
@@ -289,8 +289,8 @@ export function runWindow(
 /** A scenario's span as its file would write it: 3d, 36h, 90m. */
 function span(ms: number): string {
   for (const [unit, size] of [
-    ["d", 86_400_000],
-    ["h", 3_600_000],
+    ["d", DAY_MS],
+    ["h", HOUR_MS],
     ["m", 60_000],
   ] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;

@@ -12,7 +12,6 @@ export const from = (key: MeasurementKey) =>
   `${influxql.quoted(MEASUREMENTS[key].rp)}.${influxql.quoted(MEASUREMENTS[key].name)}`;
 export const tagIs = (tag: string, value: string) => `${influxql.quoted(tag)} = ${influxql.stringLit(value)}`;
 export const timeRange = (fromMs: number, toMs: number) => `time >= ${fromMs}ms AND time < ${toMs}ms`;
-export const iso = (ms: number) => new Date(ms).toISOString();
 export const text = (value: unknown) => (typeof value === "string" ? value : null);
 
 export type Row = Record<string, unknown> & { time: Date };

@@ -15,13 +15,14 @@ import {
   TransitionBody,
 } from "../../contract/api/issues.js";
 import type { IssueEvent } from "../../contract/issue-events.js";
+import { WEEK_MS } from "../../contract/time.js";
 import type { Logger } from "../../observe/logger.js";
 import type { IssueService, IssueStateView } from "../../services/issues.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveAnalyticsWindow, windowedPage } from "../time-window.js";
 
-const DEFAULT_SPAN_MS = 7 * 24 * 3_600_000;
+const DEFAULT_SPAN_MS = WEEK_MS;
 
 const unknown = { 404: errorResponse("No fault ever had this fingerprint") };
 

@@ -1,5 +1,5 @@
 import type { Event, Fault, Hello, Severity, Telemetry } from "../../contract/messages.js";
-import { HOUR_MS } from "../../contract/time.js";
+import { DAY_MS, HOUR_MS } from "../../contract/time.js";
 import type { UplinkChannel } from "../../contract/topics.js";
 import type { Random } from "../random.js";
 import type { DeviceScript } from "../script.js";
@@ -65,7 +65,7 @@ export function boostOf(script: DeviceScript, firmware: string, code: string): n
   return factor;
 }
 
-export const YEAR_MS = 365 * 86_400_000;
+export const YEAR_MS = 365 * DAY_MS;
 
 /** Hands out ts and seq for one message. */
 export type Stamp = () => { ts: number; seq: number };

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseDuration } from "../../config/duration.js";
 import { LABEL_PATTERN, Label } from "../../contract/messages.js";
+import { HOUR_MS } from "../../contract/time.js";
 import { ISPS, MODEMS, PRINTERS, type ProductLine, productLine } from "../models/catalog.js";
 import { FAULT_CODES, type SimKind } from "../models/index.js";
 
@@ -11,7 +12,7 @@ import { FAULT_CODES, type SimKind } from "../models/index.js";
 export const PRODUCT_LINES: Record<SimKind, readonly ProductLine[]> = { modem: MODEMS, printer: PRINTERS };
 
 const DEFAULT_CADENCE_MS = 5 * 60_000;
-const DEFAULT_SPREAD_MS = 4 * 3_600_000;
+const DEFAULT_SPREAD_MS = 4 * HOUR_MS;
 const SHARE_TOLERANCE = 0.01;
 
 const Duration = z
