@@ -9,7 +9,8 @@ import { isAtLeast } from "./versions.js";
 // devices' order, and what the support desk is told about a device's issues. services/issues.ts feeds them
 // rows read from the rollups.
 
-export const UNKNOWN = "unknown";
+/** What the ingest stores where a hello did not say (storage/schema.ts UNKNOWN, which analytics may not import). */
+const UNKNOWN = "unknown";
 
 /** One fingerprint as the "fingerprint" rollup holds it: first and last occurrence over all time. */
 export type FingerprintMeta = {
