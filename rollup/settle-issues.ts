@@ -62,7 +62,8 @@ export async function settleIssues(options: SettleOptions): Promise<SettleResult
         group.map((m) => m.id),
         since,
       ),
-      readHourlyExposure(influx, group, since, completeBeforeMs),
+      // A closed issue can only regress: its exposure (months of hours, maybe) is not read.
+      state.status === "closed" ? [] : readHourlyExposure(influx, group, since, completeBeforeMs),
     ]);
     const { events } = settle({
       state,
