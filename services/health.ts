@@ -26,10 +26,9 @@ import {
   cohortSumRows,
   cohortSumsQuery,
   faultCountRows,
-  firmwareFaultsQuery,
-  firmwareHoursQuery,
   firstActivity,
   hoursRows,
+  versionFaultsQuery,
   versionHoursQuery,
 } from "../storage/health-queries.js";
 import { createRollupReader, type RollupReader, type RollupView } from "../storage/rollup-reader.js";
@@ -75,7 +74,12 @@ export type HealthServiceOptions = {
   /** Share one reader (and its cache) with the other services. */
   rollups?: RollupReader;
   now?: () => number;
+  /** How long a version's first activity is reused before it is read again in the background. */
+  firstSeenTtlMs?: number;
 };
+
+const selected = <T extends { tags: Readonly<Record<string, string>> }>(rows: T[], selection: Selection) =>
+  rows.filter((r) => inSelection(selection, r.tags));
 
 /** The distinct devices of a set kind per group of `tags`, within the selection. */
 const countBy = (
@@ -95,15 +99,40 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
   const rollups = options.rollups ?? createRollupReader(influx);
   const now = options.now ?? Date.now;
   const whole = groupKey({});
+  const firstSeenTtlMs = options.firstSeenTtlMs ?? 60_000;
+
+  // A version's first activity ever reads all of cohort_1h (~0.1-0.3 s at 10,000 devices × 30 days), and
+  // only changes when a new version appears or late data lands before it: it is kept, read again in the
+  // background once older than the TTL, and at once when a version the answer needs is missing from it.
+  let firstSeen: { readAt: number; byVersion: Map<string, number> } | undefined;
+  let reading: Promise<Map<string, number>> | undefined;
+  const readFirstSeen = () => {
+    reading ??= firstActivity(influx)
+      .then((rows) => {
+        const byVersion = new Map(rows.map((r) => [versionKey(r.model, r.firmware), r.firstMs]));
+        firstSeen = { readAt: performance.now(), byVersion };
+        return byVersion;
+      })
+      .finally(() => {
+        reading = undefined;
+      });
+    return reading;
+  };
+  async function firstSeenOf(versions: readonly string[]): Promise<ReadonlyMap<string, number>> {
+    const known = firstSeen;
+    if (known === undefined || versions.some((v) => !known.byVersion.has(v))) return readFirstSeen();
+    if (performance.now() - known.readAt > firstSeenTtlMs) readFirstSeen().catch(() => {});
+    return known.byVersion;
+  }
 
   const service: HealthService = {
     async fleetSummary(q) {
       const window = alignHours(q);
       const selection = selectionOf(q);
       const groupBy = [...new Set(q.groupBy)];
-      const query = cohortSumsQuery(selection, groupBy);
+      const query = cohortSumsQuery();
       const view = await rollups.load([window], [query]);
-      const grouped = sumsBy(cohortSumRows(view.sums(query)), groupBy, false);
+      const grouped = sumsBy(selected(cohortSumRows(view.sums(query)), selection), groupBy, false);
       const [active, faulty] = [
         countBy(view, "active", selection, groupBy),
         countBy(view, "faulty", selection, groupBy),
@@ -130,9 +159,9 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     async fleetTrend(q) {
       const window = alignHours(q);
       const selection = selectionOf(q);
-      const query = cohortSumsQuery(selection, []);
+      const query = cohortSumsQuery();
       const view = await rollups.load([window], [query]);
-      const daily = sumsBy(cohortSumRows(view.sums(query)), [], true);
+      const daily = sumsBy(selected(cohortSumRows(view.sums(query)), selection), [], true);
       return {
         from: iso(window.fromMs),
         to: iso(window.toMs),
@@ -151,17 +180,15 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const window = alignHours(q);
       const lastDay = { fromMs: Math.max(window.fromMs, window.toMs - DAY_MS), toMs: window.toMs };
       const query = versionHoursQuery(q.model);
-      const [first, view] = await Promise.all([
-        firstActivity(influx, window.toMs, q.model),
-        rollups.load([window, lastDay], [query]),
-      ]);
+      const view = await rollups.load([window, lastDay], [query]);
+      const hours = hoursRows(view.sums(query));
       const ofModel = (s: SetIdentity) => q.model === undefined || s.model === q.model;
       const versionOf = (s: SetIdentity) => (ofModel(s) ? versionKey(s.model, s.firmware) : undefined);
       const modelOf = (s: SetIdentity) => (ofModel(s) ? s.model : undefined);
       return assembleVersions({
         window,
-        hours: hoursRows(view.sums(query)),
-        firstSeen: new Map(first.map((f) => [versionKey(f.model, f.firmware), f.firstMs])),
+        hours,
+        firstSeen: await firstSeenOf([...new Set(hours.map((r) => versionKey(r.model, r.firmware)))]),
         devices: view.count("active", versionOf),
         devicesNow: view.count("active", versionOf, lastDay),
         days: dayStarts(window).map((day) => {
@@ -178,13 +205,14 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     async compareFirmware(q) {
       const window = alignHours(q);
       const firmwares = [q.baseline, q.candidate];
-      const hours = firmwareHoursQuery(q.model, firmwares);
-      const faults = firmwareFaultsQuery(q.model, firmwares);
+      // The queries of every version (the firmware list's, and one of faults): shared and warmed.
+      const hours = versionHoursQuery(undefined);
+      const faults = versionFaultsQuery();
       const view = await rollups.load([window], [hours, faults]);
-      const devices = view.count("active", (s) =>
-        s.model === q.model && firmwares.includes(s.firmware) ? s.firmware : undefined,
-      );
-      const exposure = hoursRows(view.sums(hours));
+      const inCohorts = (r: { model: string; firmware: string }) =>
+        r.model === q.model && firmwares.includes(r.firmware);
+      const devices = view.count("active", (s) => (inCohorts(s) ? s.firmware : undefined));
+      const exposure = hoursRows(view.sums(hours)).filter(inCohorts);
       const cohort = (firmware: string) => ({
         firmware,
         devices: devices.get(firmware) ?? 0,
@@ -196,7 +224,7 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
         severity: q.severity,
         baseline: cohort(q.baseline),
         candidate: cohort(q.candidate),
-        faults: faultCountRows(view.sums(faults)),
+        faults: faultCountRows(view.sums(faults)).filter(inCohorts),
       });
     },
 
@@ -205,10 +233,13 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const month = alignHours({ fromMs: at - 30 * DAY_MS, toMs: at });
       const week = alignHours({ fromMs: at - 7 * DAY_MS, toMs: at });
       const lastDay = { fromMs: month.toMs - DAY_MS, toMs: month.toMs };
-      await rollups.load(
-        [month, week, lastDay],
-        [cohortSumsQuery({}, ["model"]), cohortSumsQuery({}, []), versionHoursQuery(undefined)],
-      );
+      await Promise.all([
+        rollups.load(
+          [month, week, lastDay],
+          [cohortSumsQuery(), versionHoursQuery(undefined), versionFaultsQuery()],
+        ),
+        readFirstSeen(),
+      ]);
     },
   };
   return service;

@@ -2,33 +2,26 @@ import type { InfluxDB } from "influx";
 import { SEVERITIES, type Severity } from "../contract/messages.js";
 import { from, type Group, queryGroups, type Row, tagIs } from "./influxql.js";
 import type { SumQuery } from "./rollup-reader.js";
-import { COHORT_SUMS, faultField, RATINGS, ratingField } from "./rollup-schema.js";
+import { COHORT_SUMS, COHORT_TAGS, faultField, RATINGS, ratingField } from "./rollup-schema.js";
 
 // The rollup queries behind fleet health and firmware cohorts, and their rows typed. Sums are read through
 // the rollup reader (storage/rollup-reader.ts), which caches them per bucket.
 
 const COHORTS = { hourly: "cohort1h", daily: "cohort1d" } as const;
 const ISSUES = { hourly: "issue1h", daily: "issue1d" } as const;
-const COHORT_TAGS = ["kind", "model", "firmware", "region"] as const;
-type CohortTag = (typeof COHORT_TAGS)[number];
-
-export type CohortFilter = Partial<Record<CohortTag, string>>;
 
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
 
-/** " AND tag = value" for each tag the filter fixes. */
-const conditions = (filter: CohortFilter) =>
-  COHORT_TAGS.flatMap((tag) => {
-    const value = filter[tag];
-    return value === undefined ? [] : [` AND ${tagIs(tag, value)}`];
-  }).join("");
-
-/** Every additive cohort_1h field of the filtered cohorts, per group of `groupBy`. */
-export const cohortSumsQuery = (filter: CohortFilter, groupBy: readonly CohortTag[]): SumQuery => ({
+/**
+ * Every additive cohort_1h field per cohort (kind, model, firmware, region). A fleet has a few hundred
+ * cohorts whatever its size, so one cached query serves every selection and grouping, filtered and added
+ * up in memory, rather than one InfluxDB query per filter.
+ */
+export const cohortSumsQuery = (): SumQuery => ({
   rollup: COHORTS,
   select: COHORT_SUMS,
-  where: conditions(filter),
-  groupBy,
+  where: "",
+  groupBy: COHORT_TAGS,
 });
 
 export type CohortSumRow = {
@@ -76,28 +69,20 @@ export const versionHoursQuery = (model: string | undefined): SumQuery => ({
   groupBy: ["model", "firmware"],
 });
 
-/** Exposure per firmware of these firmwares of one model. */
-export const firmwareHoursQuery = (model: string, firmwares: readonly string[]): SumQuery => ({
-  rollup: COHORTS,
-  select: `sum("hours") AS "hours"`,
-  where: cohortsOf(model, firmwares),
-  groupBy: ["firmware"],
-});
-
-/** Faults per firmware, severity and code of these firmwares of one model. */
-export const firmwareFaultsQuery = (model: string, firmwares: readonly string[]): SumQuery => ({
+/**
+ * Faults per model, firmware, severity and code: every comparison of two versions reads its cohorts from
+ * these rows (a few hundred series at 10,000 devices), so one cached query serves them all.
+ */
+export const versionFaultsQuery = (): SumQuery => ({
   rollup: ISSUES,
   select: `sum("n") AS "n"`,
-  where: cohortsOf(model, firmwares),
-  groupBy: ["firmware", "severity", "code"],
+  where: "",
+  groupBy: ["model", "firmware", "severity", "code"],
 });
-
-const cohortsOf = (model: string, firmwares: readonly string[]) =>
-  ` AND ${tagIs("model", model)} AND (${firmwares.map((f) => tagIs("firmware", f)).join(" OR ")})`;
 
 export type HoursRow = { model: string; firmware: string; startMs: number; hours: number };
 
-/** versionHoursQuery's or firmwareHoursQuery's rows. */
+/** versionHoursQuery's rows. */
 export const hoursRows = (groups: readonly Group[]): HoursRow[] =>
   [...eachRow(groups)].map(([g, row]) => ({
     model: g.tags.model ?? "",
@@ -106,26 +91,24 @@ export const hoursRows = (groups: readonly Group[]): HoursRow[] =>
     hours: num(row.hours),
   }));
 
-export type FaultCountRow = { firmware: string; severity: string; code: string; n: number };
+export type FaultCountRow = { model: string; firmware: string; severity: string; code: string; n: number };
 
-/** firmwareFaultsQuery's rows. */
+/** versionFaultsQuery's rows. */
 export const faultCountRows = (groups: readonly Group[]): FaultCountRow[] =>
   [...eachRow(groups)].map(([g, row]) => ({
+    model: g.tags.model ?? "",
     firmware: g.tags.firmware ?? "",
     severity: g.tags.severity ?? "",
     code: g.tags.code ?? "",
     n: num(row.n),
   }));
 
-/** When each version (of `model`, or every model) first had an activity hour, before `toMs`. */
+/** When each version of every model first had an activity hour. */
 export async function firstActivity(
   influx: InfluxDB,
-  toMs: number,
-  model: string | undefined,
 ): Promise<Array<{ model: string; firmware: string; firstMs: number }>> {
-  const only = model === undefined ? "" : ` AND ${tagIs("model", model)}`;
   const [found = []] = await queryGroups(influx, [
-    `SELECT first("hours") AS "hours" FROM ${from("cohort1h")} WHERE time < ${toMs}ms AND "hours" > 0${only} GROUP BY "model", "firmware"`,
+    `SELECT first("hours") AS "hours" FROM ${from("cohort1h")} WHERE "hours" > 0 GROUP BY "model", "firmware"`,
   ]);
   return found.flatMap((g) => {
     const row = g.rows[0];

@@ -128,10 +128,22 @@ class Lru<V> {
   }
 }
 
-export function createRollupReader(
-  influx: InfluxDB,
-  options: { maxBuckets?: number; maxSumEntries?: number; maxTallyEntries?: number } = {},
-): RollupReader {
+export type ReaderOptions = {
+  maxBuckets?: number;
+  maxSumEntries?: number;
+  maxTallyEntries?: number;
+  /**
+   * How long a bucket's revision read is trusted before it is read again (default 0: every load reads the
+   * revisions). A second spares a round trip to InfluxDB per request under load, and delays what a
+   * recompute changed by at most that long, on top of the runner's interval.
+   */
+  revisionTtlMs?: number;
+};
+
+export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}): RollupReader {
+  const revisionTtlMs = options.revisionTtlMs ?? 0;
+  /** Each bucket's revision (undefined: not rolled up) and when it was read (performance.now()). */
+  const checked = new Lru<{ rev: number | undefined; at: number }>(50_000);
   const setsCache = new Lru<SetsEntry>(options.maxBuckets ?? 5_000);
   const sumsCache = new Lru<SumsEntry>(options.maxSumEntries ?? 20_000);
   const talliesCache = new Lru<TalliesEntry>(options.maxTallyEntries ?? 20_000);
@@ -169,23 +181,37 @@ export function createRollupReader(
     );
 
   async function revisions(needed: readonly Bucket[]): Promise<Map<string, number>> {
+    const revs = new Map<string, number>();
+    const startedAt = performance.now();
+    const toRead = needed.filter((b) => {
+      const known = checked.get(bucketKey(b.span, b.startMs));
+      if (known === undefined || startedAt - known.at >= revisionTtlMs) return true;
+      if (known.rev !== undefined) revs.set(bucketKey(b.span, b.startMs), known.rev);
+      return false;
+    });
     const planned = planRuns(
-      needed,
+      toRead,
       (span, a, b) =>
         `SELECT "rev" FROM ${from("rollupRev")} WHERE ${tagIs("span", span)} AND ${timeRange(a, b)}`,
     );
-    const revs = new Map<string, number>();
     if (planned.length === 0) return revs;
     const results = await queryGroups(
       influx,
       planned.map((p) => p.made),
     );
+    const read = new Map<string, number>();
     results.forEach((groups, i) => {
       const span = planned[i]?.span ?? "1h";
       for (const row of groups.flatMap((g) => g.rows)) {
-        if (typeof row.rev === "number") revs.set(bucketKey(span, row.time.getTime()), row.rev);
+        if (typeof row.rev === "number") read.set(bucketKey(span, row.time.getTime()), row.rev);
       }
     });
+    for (const b of toRead) {
+      const key = bucketKey(b.span, b.startMs);
+      const rev = read.get(key);
+      if (rev !== undefined) revs.set(key, rev);
+      if (revisionTtlMs > 0) checked.set(key, { rev, at: startedAt });
+    }
     return revs;
   }
 

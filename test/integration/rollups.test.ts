@@ -172,7 +172,14 @@ describe("rollups", () => {
     expect(hoursByModel(await sets.load([window, { fromMs: D1, toMs: D2 + 6 * HOUR }], [exposure]))).toEqual(
       hoursBefore,
     );
+    // A reader that trusts revisions for an hour keeps answering what it read.
+    const trusting = createRollupReader(influx, { revisionTtlMs: 3_600_000 });
+    await trusting.load([window]);
     await rollups.recompute(hoursOf(late));
+    expect(Object.fromEntries((await trusting.load([window])).count("active", byModel))).toEqual({
+      M1: 2,
+      M2: 1,
+    });
     const view = await sets.load([window, { fromMs: D1, toMs: D2 + 6 * HOUR }], [exposure]);
     expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 2 });
     expect(Object.fromEntries(view.count("faulty", byModel))).toEqual({ M1: 2, M2: 1 });
