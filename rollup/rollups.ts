@@ -11,7 +11,6 @@ import {
   encodeIds,
   encodeTallies,
   faultField,
-  ISSUE_DEVICES,
   ISSUE_TAGS,
   identityKey,
   identityTags,
@@ -134,13 +133,9 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
 
   const tallyPoints = (span: Span, startMs: number, tallies: Tallies): Point[] =>
     [...tallies].flatMap(([fingerprint, byDevice]) =>
-      encodeTallies(byDevice.values()).map((part, i) => ({
-        measurement: ISSUE_DEVICES.name,
-        rp: ISSUE_DEVICES.rp,
-        tags: { span, fingerprint, part: String(i) },
-        fields: { tallies: part },
-        timeNs: pointTimeNs(startMs, 0),
-      })),
+      encodeTallies(byDevice.values()).map((part, i) =>
+        point("issueDevices", { span, fingerprint, part: String(i) }, { tallies: part }, startMs),
+      ),
     );
 
   const revPoint = (span: Span, startMs: number) =>

@@ -1,7 +1,7 @@
 import { SEVERITIES } from "../contract/messages.js";
 import { DAY_MS, floorHour, HOUR_MS, type Window } from "../contract/time.js";
-import { from, type Group, influxql, tagIs, text, timeRange } from "./influxql.js";
-import { MEASUREMENTS, RP_LONG } from "./schema.js";
+import { from, type Group, tagIs, text, timeRange } from "./influxql.js";
+import { MEASUREMENTS } from "./schema.js";
 
 // The rollups' storage format (docs/storage.md "Rollups"): what rollup/ writes and storage/rollup-reader.ts
 // reads. A set of device ids is stored in a string field of "long"."device_set": sorted, comma-separated
@@ -157,13 +157,9 @@ export const COHORT_SUM_FIELDS: readonly string[] = [
 /** The select list summing COHORT_SUM_FIELDS, each under its own name. */
 export const COHORT_SUMS = COHORT_SUM_FIELDS.map((field) => `sum("${field}") AS "${field}"`).join(", ");
 
-/**
- * "long"."issue_devices": per bucket and fingerprint, each device's faults, stored like the device sets:
- * "device:n:lastMs:firmware" entries sorted by device, comma-separated, in parts below PART_CHARS
- * (a firmware label may hold ":" but never ","; it is the rest of the entry).
- */
-export const ISSUE_DEVICES = { name: "issue_devices", rp: RP_LONG } as const;
-const issueDevicesFrom = `${influxql.quoted(ISSUE_DEVICES.rp)}.${influxql.quoted(ISSUE_DEVICES.name)}`;
+// "long"."issue_devices": per bucket and fingerprint, each device's faults, stored like the device sets:
+// "device:n:lastMs:firmware" entries sorted by device, comma-separated, in parts below PART_CHARS (a
+// firmware label may hold ":" but never ","; it is the rest of the entry).
 
 /** One device's faults of one fingerprint in a bucket or window: how many, and its newest one. */
 export type DeviceTally = { device: string; n: number; lastMs: number; firmware: string };
@@ -217,7 +213,7 @@ export function storedTalliesStatement(
       ? ""
       : ` AND (${fingerprints.map((fp) => tagIs("fingerprint", fp)).join(" OR ")})`;
   return (
-    `SELECT "tallies" FROM ${issueDevicesFrom} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)}` +
+    `SELECT "tallies" FROM ${from("issueDevices")} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)}` +
     `${only} GROUP BY "fingerprint", "part"`
   );
 }
