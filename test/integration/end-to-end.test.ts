@@ -50,8 +50,10 @@ test("simulated devices' faults come out of the API as faults, issues, fleet hea
       device: expect.stringMatching(/^(modem|printer)-\d{4}$/),
       model: expect.stringMatching(/^FQ-/),
     });
-    const devices = await get("/api/v1/devices");
-    expect(devices.total).toBe(8);
+    // The device list follows device_state through the API's directory, refreshed every few seconds.
+    await expect
+      .poll(async () => (await get("/api/v1/devices")).total, { timeout: 20_000, interval: 200 })
+      .toBe(8);
     const health = await fetch(`${stack.apiUrl}/api/v1/health`).then((r) => r.json());
     expect(health).toMatchObject({ status: "ok", connectedDevices: 8 });
     // Issues and fleet health read the rollups, which follow the raw points by FIELDQ_ROLLUP_INTERVAL.
