@@ -163,6 +163,27 @@ describe("device_state", () => {
   });
 });
 
+describe("FIELDQ_DEVICE_STATE_EVERY", () => {
+  test.for([
+    ["0", true],
+    ["1h", false],
+  ] as const)("%s: a report right after the first one is stored: %s", async ([every, stored]) => {
+    const stack = await startTestStack("read_models_every", { FIELDQ_DEVICE_STATE_EVERY: every });
+    try {
+      const device = await stack.connect("modem-0001");
+      await publish(device, telemetryTopic("modem-0001"), { ts: Date.now(), seq: 1, metrics: { snr: 7 } });
+      await new Promise((r) => setTimeout(r, 20));
+      const before = Date.now();
+      await publish(device, telemetryTopic("modem-0001"), { ts: Date.now(), seq: 2, metrics: { snr: 7 } });
+      await stack.drained();
+      const [row] = await states(stack);
+      expect((row?.last_report_ms as number) >= before).toBe(stored);
+    } finally {
+      await stack.close();
+    }
+  });
+});
+
 describe("fault_list", () => {
   test("holds every fault again, tagged for the list, with the device as a field", async ({ stack }) => {
     const now = Date.now();
