@@ -354,30 +354,42 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
 
       return {
         count(set, groupOf, within = first) {
-          const counts = new Map<string, number>();
-          const seen = new Map<string, Uint8Array>();
+          // Per group, the first set's size as it is; a bitset (32 devices a word) only once a second set
+          // of the group may repeat a device.
+          const groups = new Map<string, { n: number; first: Int32Array | undefined; bits?: Uint32Array }>();
+          const words = (index.size + 31) >>> 5;
+          const mark = (bits: Uint32Array, members: Int32Array) => {
+            let n = 0;
+            for (const m of members) {
+              const word = m >>> 5;
+              const bit = 1 << (m & 31);
+              const held = bits[word] ?? 0;
+              if ((held & bit) === 0) {
+                bits[word] = held | bit;
+                n++;
+              }
+            }
+            return n;
+          };
           for (const b of bucketsWithin(within)) {
             for (const { identity, members } of loaded(setsOf, bucketKey(b.span, b.startMs))) {
               if (identity.set !== set) continue;
               const group = groupOf(identity);
               if (group === undefined) continue;
-              let bits = seen.get(group);
-              if (bits === undefined) {
-                bits = new Uint8Array(index.size);
-                seen.set(group, bits);
-                counts.set(group, 0);
+              const entry = groups.get(group);
+              if (entry === undefined) {
+                groups.set(group, { n: members.length, first: members });
+                continue;
               }
-              let n = 0;
-              for (const m of members) {
-                if (bits[m] === 0) {
-                  bits[m] = 1;
-                  n++;
-                }
+              if (entry.bits === undefined) {
+                entry.bits = new Uint32Array(words);
+                mark(entry.bits, entry.first ?? new Int32Array());
+                entry.first = undefined;
               }
-              counts.set(group, (counts.get(group) ?? 0) + n);
+              entry.n += mark(entry.bits, members);
             }
           }
-          return counts;
+          return new Map([...groups].map(([group, { n }]) => [group, n]));
         },
         sums(query, within = first) {
           const qk = queryKey(query);
