@@ -8,7 +8,7 @@ import type {
   RebootEvent,
   RejectReason,
 } from "../contract/messages.js";
-import { HOUR_MS } from "../contract/time.js";
+import { floorHour, HOUR_MS } from "../contract/time.js";
 import {
   DEVICE_TAGS,
   deviceStateTimeNs,
@@ -32,7 +32,7 @@ import {
 import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
 
 export type { PresenceSource } from "./device-state.js";
-// Kept for the bench's history builder; contract/time.ts is where it lives.
+// Kept for test/unit/exposure.test.ts; contract/time.ts is where it lives.
 export { HOUR_MS };
 
 // A decoded message → the points it is stored as (docs/storage.md). Pure: time and metadata come in.
@@ -392,7 +392,7 @@ export function exposureHours(records: readonly JournalRecord[]): ExposedHour[] 
   for (const { point } of records) {
     if (!EXPOSING.has(point.measurement)) continue;
     const ms = Number(BigInt(point.timeNs) / 1_000_000n);
-    const hourMs = Math.floor(ms / HOUR_MS) * HOUR_MS;
+    const hourMs = floorHour(ms);
     const tags = deviceTagsOf(point);
     const key = `${hourMs}|${tags.firmware}`;
     const seen = hours.get(key);
