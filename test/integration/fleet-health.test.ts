@@ -10,6 +10,7 @@ import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { createHealthService, type HealthService } from "../../services/health.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import { createRollupReader } from "../../storage/rollup-reader.js";
 import type { Point } from "../../storage/schema.js";
 import { memoryDeviceServices } from "../support/device-services.js";
 import { testDatabase } from "../support/influx.js";
@@ -385,9 +386,52 @@ const freshTest = base.extend(
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
-    return { write: rollingUp(influx, createPointWriter(db)), health: createHealthService(influx) };
+    return { influx, write: rollingUp(influx, createPointWriter(db)), health: createHealthService(influx) };
   },
 );
+
+describe("warming up", () => {
+  freshTest("leaves nothing for the default fleet and firmware reads to ask InfluxDB", async ({ fresh }) => {
+    await fresh.write(POINTS);
+    const statements: string[] = [];
+    const counting = new Proxy(fresh.influx, {
+      get(target, key, receiver) {
+        if (key !== "query") return Reflect.get(target, key, receiver);
+        return (query: string | string[], ...rest: unknown[]) => {
+          statements.push(...[query].flat());
+          return (target.query as (...args: unknown[]) => unknown)(query, ...rest);
+        };
+      },
+    });
+    const now = END;
+    const health = createHealthService(counting, {
+      rollups: createRollupReader(counting, { revisionTtlMs: 3_600_000 }),
+      now: () => now,
+    });
+    await health.warm();
+    expect(statements.length).toBeGreaterThan(0);
+    statements.length = 0;
+    // The routes' default windows: 7 days for the fleet, 30 for firmware; any selection or grouping.
+    const week = { fromMs: now - 7 * DAY, toMs: now };
+    const month = { fromMs: now - 30 * DAY, toMs: now };
+    const summary = await health.fleetSummary({ ...week, groupBy: ["model", "region"], kind: "modem" });
+    await health.fleetTrend({ ...week, region: "eu" });
+    const versions = await health.firmwareVersions(month);
+    const compared = await health.compareFirmware({
+      ...month,
+      model: "M1",
+      baseline: "1.0",
+      candidate: "1.1",
+    });
+    expect(statements).toEqual([]);
+    // And they answer what a cold service answers.
+    expect(summary).toEqual(
+      await fresh.health.fleetSummary({ ...week, groupBy: ["model", "region"], kind: "modem" }),
+    );
+    expect(versions).toEqual(await fresh.health.firmwareVersions(month));
+    expect(compared.ok).toBe(true);
+  });
+});
 
 describe("late data", () => {
   freshTest("shows up once the hours it lands in are rolled up again", async ({ fresh }) => {
