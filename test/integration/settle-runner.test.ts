@@ -3,6 +3,7 @@ import { fingerprintId } from "../../analytics/fingerprint.js";
 import { replay } from "../../analytics/lifecycle.js";
 import type { IssueEvent } from "../../contract/issue-events.js";
 import { HOUR_MS } from "../../contract/time.js";
+import { faultTopic, helloTopic, telemetryTopic } from "../../contract/topics.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
@@ -13,6 +14,7 @@ import { issueEventPoint, readIssueEvents } from "../../storage/issue-queries.js
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
 import { rollingUp } from "../support/rollups.js";
+import { startTestStack } from "../support/stack.js";
 
 // Settling runs in the ingest's runner, and there may be two of them (two ingest processes, or one that
 // restarted mid-pass): the same system event must land in the log once however many runners compute it.
@@ -164,6 +166,73 @@ describe("the settle runner", () => {
       actor: "system",
       at: T + 10 * HOUR_MS,
       reason: "firmware 2.2 is running in the field",
+    });
+  });
+});
+
+/** Waits until check() holds, polling; the deadline only bounds a failing test. */
+async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("the ingest process", () => {
+  base("settles an issue after the rollups of the data that settles it", async ({ onTestFinished }) => {
+    const stack = await startTestStack("settle_ingest", { FIELDQ_VERIFY_DEVICE_HOURS: "1" });
+    onTestFinished(() => stack.close());
+    const hour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+    const fp = fingerprintId("printer/L9/HEAD_CRASH");
+    const hello = (firmware: string) =>
+      JSON.stringify({ kind: "printer", model: "L9", firmware, hardware: "h1", serial: `SN-${firmware}` });
+    const events = async () => (await readIssueEvents(stack.influx, fp)).map((e) => e.event);
+
+    const older = await stack.connect("printer-0901");
+    await older.publishAsync(helloTopic("printer-0901"), hello("1.0"), { qos: 1, retain: true });
+    await older.publishAsync(
+      faultTopic("printer-0901"),
+      JSON.stringify({ ts: hour - 4 * HOUR_MS, seq: 1, code: "HEAD_CRASH", severity: "error" }),
+      { qos: 1 },
+    );
+    await stack.drained();
+    await until(
+      async () => (await queryGroups(stack.influx, [`SELECT * FROM "long"."fingerprint"`]))[0]?.length === 1,
+    );
+    // Released three hours ago; the fixed firmware then runs one device-hour, in a completed hour.
+    await createPointWriter(stack.db)([issueEventPoint(fp, released("2.0", hour - 3 * HOUR_MS), 99)]);
+    const fixed = await stack.connect("printer-0902");
+    await fixed.publishAsync(helloTopic("printer-0902"), hello("2.0"), { qos: 1, retain: true });
+    await fixed.publishAsync(
+      telemetryTopic("printer-0902"),
+      JSON.stringify({ ts: hour - 2 * HOUR_MS + 60_000, seq: 1, metrics: { temp_c: 40 } }),
+      { qos: 1 },
+    );
+    await until(async () => (await events()).some((e) => e.type === "auto_close"));
+    expect((await events()).slice(1)).toEqual([
+      {
+        type: "transition",
+        to: "verifying",
+        actor: "system",
+        at: hour - HOUR_MS,
+        reason: "firmware 2.0 is running in the field",
+      },
+      { type: "auto_close", exposureHours: 1, requiredHours: 1, actor: "system", at: hour - HOUR_MS + 1 },
+    ]);
+
+    // The fault recurs on the fix: the next rollup recompute regresses the issue.
+    await fixed.publishAsync(
+      faultTopic("printer-0902"),
+      JSON.stringify({ ts: hour - 30 * 60_000, seq: 2, code: "HEAD_CRASH", severity: "critical" }),
+      { qos: 1 },
+    );
+    await until(async () => (await events()).some((e) => e.type === "regression"));
+    expect((await events()).at(-1)).toEqual({
+      type: "regression",
+      firmware: "2.0",
+      actor: "system",
+      at: hour - 30 * 60_000,
     });
   });
 });
