@@ -18,15 +18,18 @@ export const PICKS = {
   baseline: "7.31",
   code: "DSL_RESYNC",
   metric: "snr_margin_db",
+  /** A model as free text: the search that matches most. */
+  searchModel: "Print Mini",
 } as const;
 
 const qs = (params: Record<string, string | number>) =>
   new URLSearchParams(Object.entries(params).map(([k, v]): [string, string] => [k, String(v)])).toString();
 
-/** A part of a serial a support agent might type: four characters from the middle of its random part. */
+/** A part of a serial a support agent might type: six characters from its middle, in lower case. */
 export const serialPart = (serial: string) => {
   const dash = serial.indexOf("-");
-  return dash >= 0 && serial.length >= dash + 7 ? serial.slice(dash + 3, dash + 7) : serial.slice(0, 4);
+  const start = dash >= 0 && serial.length >= dash + 8 ? dash + 2 : 0;
+  return serial.slice(start, start + 6).toLowerCase();
 };
 
 export function targets({ devices, days, endMs, ids }: TargetOptions): Target[] {
@@ -41,8 +44,9 @@ export function targets({ devices, days, endMs, ids }: TargetOptions): Target[] 
     ["devices silent", "/api/v1/devices?status=silent"],
     ["devices page", `/api/v1/devices?${qs({ offset: Math.floor(devices / 2) })}`],
     ["search part", `/api/v1/devices?${qs({ q: serialPart(ids.serial) })}`],
-    ["search serial", `/api/v1/devices?${qs({ q: ids.serial })}`],
+    ["search serial", `/api/v1/devices?${qs({ serial: ids.serial })}`],
     ["search id", `/api/v1/devices?${qs({ q: ids.device })}`],
+    ["search model", `/api/v1/devices?${qs({ q: PICKS.searchModel })}`],
     ["device", `/api/v1/devices/${device}`],
     ["summary", `/api/v1/devices/${device}/summary`],
     ["summary 404", "/api/v1/devices/no-such-device/summary"],
@@ -54,6 +58,10 @@ export function targets({ devices, days, endMs, ids }: TargetOptions): Target[] 
     ["faults code", `/api/v1/faults?${qs({ ...window, code: PICKS.code })}`],
     ["issues", `/api/v1/issues?${qs({ ...window, sort: "devices" })}`],
     ["issue largest", `/api/v1/issues/${encodeURIComponent(ids.issue)}?${qs(window)}`],
+    [
+      "issue devices p2",
+      `/api/v1/issues/${encodeURIComponent(ids.issue)}?${qs({ ...window, devicesOffset: 100, devicesLimit: 100 })}`,
+    ],
     ["fleet summary", `/api/v1/fleet/summary?${qs({ ...window, groupBy: "model" })}`],
     ["fleet trend", `/api/v1/fleet/trend?${qs(window)}`],
     ["firmware", `/api/v1/firmware?${qs(window)}`],
