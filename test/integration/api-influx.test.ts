@@ -485,6 +485,10 @@ describe("the device and fault services on InfluxDB", () => {
     );
   });
 
+  // Month-long windows: one whose newest day holds no fault but whose newest week holds them all, one whose
+  // newest day holds them all. The pages must not depend on which span answered them.
+  const month = { fromMs: at(0) - 30 * 24 * HOUR, toMs: at(0) + 2 * 24 * HOUR };
+  const monthToNow = { fromMs: at(0) - 30 * 24 * HOUR, toMs: at(3600) };
   test.for<[number, number, FaultRecord[], number | null]>([
     [0, 2, [LOS, RESYNC_M1_LATE], 2],
     [2, 2, [CLOCK, WAN], 4],
@@ -494,9 +498,11 @@ describe("the device and fault services on InfluxDB", () => {
     [0, 5, ALL_FAULTS.slice(0, 5), 5],
     [6, 2, [], null],
   ])(
-    "pages faults at offset %i, limit %i",
+    "pages faults at offset %i, limit %i, in an hour's window and in a month's",
     async ([offset, limit, items, nextOffset], { services: { faults } }) => {
       expect(await faults.listFaults({ ...window, offset, limit })).toEqual(ok({ items, nextOffset }));
+      expect(await faults.listFaults({ ...month, offset, limit })).toEqual(ok({ items, nextOffset }));
+      expect(await faults.listFaults({ ...monthToNow, offset, limit })).toEqual(ok({ items, nextOffset }));
     },
   );
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deviceStateRow, eventRow, faultRow, flatJson, lastMetrics } from "../../storage/device-queries.js";
-import { faultPageStatement } from "../../storage/fault-queries.js";
+import { faultPageStatement, narrowerStarts } from "../../storage/fault-queries.js";
 
 const T = Date.parse("2025-03-01T12:00:00.000Z");
 const row = (fields: Record<string, unknown>, ms = T) => ({ time: new Date(ms), ...fields });
@@ -178,5 +178,17 @@ describe("faultPageStatement", () => {
 
   it("escapes quotes in a value", () => {
     expect(faultPageStatement({ ...page, code: "it's" })).toContain(`"code" = 'it\\'s'`);
+  });
+});
+
+describe("narrowerStarts", () => {
+  const DAY = 86_400_000;
+  it.each([
+    ["a month", 30 * DAY, [29 * DAY, 23 * DAY, 0]],
+    ["three days", 3 * DAY, [2 * DAY, 0]],
+    ["exactly a week", 7 * DAY, [6 * DAY, 0]],
+    ["an hour", DAY / 24, [0]],
+  ])("tries the newest day and week of %s before the whole window", (_name, span, starts) => {
+    expect(narrowerStarts({ fromMs: 0, toMs: span })).toEqual(starts);
   });
 });
