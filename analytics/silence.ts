@@ -1,4 +1,4 @@
-import { DAY_MS, HOUR_MS, iso, MINUTE_MS, WEEK_MS } from "../contract/time.js";
+import { DAY_MS, HOUR_MS, iso, MINUTE_MS } from "../contract/time.js";
 
 // When a device counts as silent (docs/domain.md: "stopped reporting for longer than its expected interval,
 // whatever its last will said"), decided from numbers alone so the stores and the tests share one rule.
@@ -19,8 +19,6 @@ export type SilenceOptions = {
   defaultMs: number;
   /** Cadence samples needed before the median is trusted. */
   minSamples: number;
-  /** How far back cadence samples (activity gap_ms) are read. */
-  cadenceWindowMs: number;
 };
 
 export const DEFAULT_SILENCE: SilenceOptions = {
@@ -29,7 +27,6 @@ export const DEFAULT_SILENCE: SilenceOptions = {
   floorMs: MINUTE_MS,
   defaultMs: HOUR_MS,
   minSamples: 3,
-  cadenceWindowMs: WEEK_MS,
 };
 
 export function silenceOptions(options: Partial<SilenceOptions> = {}): SilenceOptions {

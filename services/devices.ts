@@ -2,6 +2,7 @@ import type { InfluxDB } from "influx";
 import { type LivenessInput, liveness, livenessInputs, statusAt } from "../analytics/liveness.js";
 import {
   AFTER_UPDATE_MS,
+  expectedInterval,
   type SeenDevice,
   type SilenceOptions,
   silenceOptions,
@@ -62,8 +63,7 @@ export type DeviceReads = Pick<
   | "telemetry"
   | "firmwareUpdates"
   | "lastReportsIn"
-  | "presenceBefore"
-  | "cadences"
+  | "presenceIn"
   | "activeDevices"
 >;
 
@@ -287,20 +287,43 @@ export function createDeviceService(options: DeviceServiceOptions) {
     }));
   }
 
+  /**
+   * Who was seen in a past window and whether silent at its end, from raw points. Only the span in which a
+   * report still keeps a device from being overdue is read for every device (factor × the longest expected
+   * interval among those seen, at least an hour); a device with no report there is silent whatever its
+   * presence, and its last report is read from its own series. Cadences are the directory's (now).
+   */
   async function seenThen(q: Window): Promise<SeenDevice[]> {
-    const [active, entries, reports, presence, cadences] = await Promise.all([
-      activeIn(q),
-      directory.list(),
-      // Whoever counts reported in the window (an hour before `from` covers its first activity hour).
-      reads.lastReportsIn(q.fromMs - HOUR_MS, q.toMs),
-      reads.presenceBefore(q.toMs),
-      reads.cadences(q.toMs - silence.cadenceWindowMs, q.toMs),
+    const [active] = await Promise.all([activeIn(q), directory.ready()]);
+    const modelOf = (id: string) => directory.get(id)?.hello.model ?? UNKNOWN;
+    let spanMs = HOUR_MS;
+    for (const a of active) {
+      const live = directory.get(a.device)?.live;
+      const configured = silence.expectedIntervals.get(modelOf(a.device));
+      spanMs = Math.max(spanMs, silence.factor * expectedInterval(live?.cadence, configured, silence).ms);
+    }
+    // An hour before `from` covers the first activity hour of the window.
+    const windowFromMs = q.fromMs - HOUR_MS;
+    const recentFromMs = Math.max(windowFromMs, q.toMs - spanMs - MINUTE_MS);
+    const [recent, presence] = await Promise.all([
+      reads.lastReportsIn(recentFromMs, q.toMs),
+      reads.presenceIn(recentFromMs, q.toMs),
     ]);
+    const overdue = active.map((a) => a.device).filter((id) => !recent.has(id));
+    const earlier =
+      overdue.length === 0 || recentFromMs <= windowFromMs
+        ? new Map<string, number>()
+        : await reads.lastReportsIn(windowFromMs, recentFromMs, overdue);
     const inputs = livenessInputs({
-      reports,
+      reports: new Map([...earlier, ...recent]),
       presence,
-      cadences: new Map(cadences.map((c) => [c.device, { medianMs: c.medianMs, samples: c.samples }])),
-      models: new Map(entries.map((e) => [e.id, e.hello.model])),
+      cadences: new Map(
+        active.flatMap((a) => {
+          const cadence = directory.get(a.device)?.live.cadence;
+          return cadence === undefined ? [] : [[a.device, cadence] as const];
+        }),
+      ),
+      models: new Map(active.map((a) => [a.device, modelOf(a.device)])),
       unknownModel: UNKNOWN,
     });
     return active.map((a) => {

@@ -65,8 +65,6 @@ export type FirmwareUpdateRow = {
 /** A device's newest presence change from one source, for the raw liveness path. */
 export type PresenceLatestRow = { device: string; source: string; state: "online" | "offline"; atMs: number };
 
-export type CadenceRow = { device: string; medianMs: number; samples: number };
-
 export type TelemetryQuery = {
   device: string;
   metric: string;
@@ -358,27 +356,38 @@ export function deviceQueries(influx: InfluxDB) {
       return found;
     },
 
-    // The raw liveness path: for an instant in the past the directory does not know the state then. Each of
-    // these reads every device's series (seconds at 10,000 devices).
+    // The raw liveness path: for an instant in the past the directory does not know the state then. These
+    // read every device's series over the span asked (10,000 devices × a week: seconds; × a few hours: less).
 
-    /** Each device's newest report stored in [fromMs, toMs): who reported in a window, and when last. */
-    async lastReportsIn(fromMs: number, toMs: number): Promise<Map<string, number>> {
+    /**
+     * Each device's newest report stored in [fromMs, toMs), of every device or of these (an OR list up to
+     * MAX_DEVICE_LIST, else every device's, kept to those).
+     */
+    async lastReportsIn(
+      fromMs: number,
+      toMs: number,
+      devices?: readonly string[],
+    ): Promise<Map<string, number>> {
+      const few = devices !== undefined && devices.length <= MAX_DEVICE_LIST;
       const found = await groups(
-        `SELECT last("received_ms") AS "received_ms" FROM ${REPORTS.map(from).join(", ")} WHERE ${timeRange(fromMs, toMs)} GROUP BY "device"`,
+        `SELECT last("received_ms") AS "received_ms" FROM ${REPORTS.map(from).join(", ")} ` +
+          `WHERE ${few ? `${anyDevice(devices)} AND ` : ""}${timeRange(fromMs, toMs)} GROUP BY "device"`,
       );
+      const wanted = devices === undefined ? undefined : new Set(devices);
       const reports = new Map<string, number>();
       for (const group of found) {
         const id = group.tags.device;
         const ms = integer(group.rows[0]?.received_ms);
-        if (id !== undefined && ms !== null) reports.set(id, Math.max(ms, reports.get(id) ?? ms));
+        if (id === undefined || ms === null || (wanted !== undefined && !wanted.has(id))) continue;
+        reports.set(id, Math.max(ms, reports.get(id) ?? ms));
       }
       return reports;
     },
 
-    /** Each device's newest presence change per source before atMs. */
-    async presenceBefore(atMs: number): Promise<PresenceLatestRow[]> {
+    /** Each device's newest presence change per source in [fromMs, toMs). */
+    async presenceIn(fromMs: number, toMs: number): Promise<PresenceLatestRow[]> {
       const found = await groups(
-        `SELECT last("state") AS "state", "received_ms" FROM ${from("presence")} WHERE time < ${atMs}ms GROUP BY "device", "source"`,
+        `SELECT last("state") AS "state", "received_ms" FROM ${from("presence")} WHERE ${timeRange(fromMs, toMs)} GROUP BY "device", "source"`,
       );
       return found.flatMap((group): PresenceLatestRow[] => {
         const row = group.rows[0];
@@ -387,22 +396,6 @@ export function deviceQueries(influx: InfluxDB) {
         if (row === undefined || device === undefined || (state !== "online" && state !== "offline"))
           return [];
         return [{ device, source: source ?? "", state, atMs: receiveTime(row) }];
-      });
-    },
-
-    /** Each device's median gap_ms and sample count over [fromMs, toMs). */
-    async cadences(fromMs: number, toMs: number): Promise<CadenceRow[]> {
-      const found = await groups(
-        `SELECT median("gap_ms") AS "median", count("gap_ms") AS "samples" FROM ${from("activity")} ` +
-          `WHERE ${timeRange(fromMs, toMs)} GROUP BY "device"`,
-      );
-      return found.flatMap((group): CadenceRow[] => {
-        const device = group.tags.device;
-        const medianMs = group.rows[0]?.median;
-        const samples = integer(group.rows[0]?.samples);
-        return device !== undefined && typeof medianMs === "number" && samples !== null
-          ? [{ device, medianMs, samples }]
-          : [];
       });
     },
 

@@ -153,18 +153,14 @@ export function createMemoryDeviceReads(fleet: MemoryFleet = {}) {
       return reports;
     },
 
-    async presenceBefore(atMs: number): Promise<PresenceLatestRow[]> {
+    async presenceIn(fromMs: number, toMs: number): Promise<PresenceLatestRow[]> {
       const latest = new Map<string, PresenceLatestRow>();
       for (const p of presence) {
         const key = `${p.device}\n${p.source}`;
-        if (p.atMs < atMs && !latest.has(key))
+        if (within(p.atMs, fromMs, toMs) && !latest.has(key))
           latest.set(key, { device: p.device, source: p.source ?? "", state: p.state, atMs: p.atMs });
       }
       return [...latest.values()];
-    },
-
-    async cadences(_fromMs: number, _toMs: number) {
-      return [];
     },
 
     async activeDevices(fromMs: number, toMs: number) {
