@@ -66,15 +66,18 @@ const DEFAULTS = {
   missRefreshMs: SECOND_MS,
 };
 
+/** "unknown" in device_state clears a value an earlier hello had (a rewrite keeps the fields it leaves out). */
+const unlessUnknown = (value: string | null) => (value === UNKNOWN ? null : value);
+
 export function helloOf(row: DeviceStateRow): Hello {
   return {
     kind: row.kind ?? UNKNOWN,
     model: row.model ?? UNKNOWN,
     firmware: row.firmware ?? UNKNOWN,
-    hardware: row.hardware,
-    serial: row.serial,
+    hardware: unlessUnknown(row.hardware),
+    serial: unlessUnknown(row.serial),
     region: row.region ?? UNKNOWN,
-    isp: row.isp,
+    isp: unlessUnknown(row.isp),
   };
 }
 

@@ -115,6 +115,11 @@ describe("a device_state row", () => {
     });
   });
 
+  it("reads a hello field cleared to unknown as absent", () => {
+    const row = state("a", { hardware: "unknown", serial: "unknown", isp: "unknown", region: "unknown" });
+    expect(helloOf(row)).toMatchObject({ hardware: null, serial: null, isp: null, region: "unknown" });
+  });
+
   it("gives the liveness rule its inputs: presence, cadence", () => {
     expect(livenessInputOf(state("a"))).toEqual({
       model: "M7590",
