@@ -61,6 +61,9 @@ import { UNKNOWN } from "../storage/schema.js";
 // statistics from the rollups (counts from issue_1h/1d, distinct devices from the device sets, affected
 // devices from issue_devices), so windows are whole UTC hours and no read touches the raw faults.
 
+/** The issues (most devices first) whose detail the warm-up reads. */
+const WARM_DETAILS = 3;
+
 /** Windows up to this long get an hourly trend, longer ones a daily one (UTC days). */
 export const HOURLY_TREND_MAX_MS = 2 * DAY_MS;
 
@@ -93,7 +96,10 @@ export interface IssueService {
   events(id?: string): Promise<IssueHistoryEntry[]>;
   /** Issues the device had faults of that are open, or fixed in a firmware it does not run yet. */
   forDevice(deviceId: string): Promise<DeviceIssue[]>;
-  /** Reads what the default list (the last 7 days) needs into the rollup cache, so the first request is fast. */
+  /**
+   * Reads into the rollup cache what the first requests after start ask most: the list over the last 7
+   * (default) and 30 days, and the detail of the issues with the most devices, so they answer at once.
+   */
   warm(nowMs?: number): Promise<void>;
 }
 
@@ -277,7 +283,10 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
     forDevice: (deviceId) => issuesForDevice(influx, deviceId),
 
     async warm(nowMs = Date.now()) {
+      const month = { fromMs: nowMs - 30 * DAY_MS, toMs: nowMs };
+      const top = await this.list({ ...month, sort: "devices", limit: WARM_DETAILS, offset: 0 });
       await this.list({ fromMs: nowMs - WEEK_MS, toMs: nowMs, sort: "devices", limit: 1, offset: 0 });
+      for (const issue of top.items) await this.detail(issue.id, month);
     },
   };
 }

@@ -125,6 +125,7 @@ const STATS: Point[] = [
 const W = { from: iso(T0), to: iso(T0 + 2 * DAY) };
 
 type Fixture = {
+  influx: ReturnType<typeof createInflux>;
   issues: IssueService;
   write: ReturnType<typeof settling>;
   clock: { now: number };
@@ -156,6 +157,7 @@ const test = base.extend(
       now,
     });
     return {
+      influx,
       issues,
       write,
       clock,
@@ -331,6 +333,20 @@ describe("issue statistics", () => {
       ],
     });
     expect(issue.history).toEqual([]);
+  });
+
+  test("answers the same after the warm-up as before it", async ({ fx }) => {
+    const cold = { list: await list(fx), detail: await detail(fx, A) };
+    const warmed = createIssueService({
+      influx: fx.influx,
+      rollups: createRollupReader(fx.influx),
+      write: fx.write,
+    });
+    await warmed.warm(T0 + 2 * DAY);
+    const window = { fromMs: T0, toMs: T0 + 2 * DAY };
+    const page = await warmed.list({ ...window, sort: "devices", limit: 100, offset: 0 });
+    expect(page.items).toEqual(cold.list.items);
+    expect(await warmed.detail(A, window)).toEqual(cold.detail);
   });
 
   test("pages the affected devices", async ({ fx }) => {
