@@ -95,18 +95,20 @@ export class SettleRunner {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
-  private stopped = true;
+  private stopped = false;
 
   constructor(private readonly options: SettleRunnerOptions) {}
 
+  /** A pass now, and one every intervalMs. */
   start(): void {
-    if (!this.stopped) return;
+    if (this.timer !== undefined) return;
     this.stopped = false;
-    this.timer = setInterval(() => this.poke(), this.options.intervalMs);
+    this.timer = setInterval(() => void this.poke(), this.options.intervalMs);
     this.timer.unref();
-    this.poke();
+    void this.poke();
   }
 
+  /** Waits for the pass under way; pokes after it do nothing. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
@@ -114,15 +116,11 @@ export class SettleRunner {
     await this.running;
   }
 
-  /** Asks for a pass; resolves when a pass that started after the call is done. */
+  /** Asks for a pass; resolves once a pass that started after the call is done. Never rejects. */
   poke(): Promise<void> {
-    if (this.running !== undefined) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
-    });
+    if (this.stopped) return Promise.resolve();
+    this.again = true;
+    this.running ??= this.loop();
     return this.running;
   }
 
@@ -132,22 +130,32 @@ export class SettleRunner {
   }
 
   private async loop(): Promise<void> {
-    do {
-      this.again = false;
-      try {
-        const { checked, appended } = await this.runOnce();
-        for (const { issue, event } of appended) {
-          this.options.logger.info(
-            { issue, type: event.type, at: event.at },
-            "issue %s settled: %s",
-            issue,
-            event.type,
-          );
-        }
-        this.options.logger.debug({ checked, appended: appended.length }, "issues settled");
-      } catch (error) {
-        this.options.logger.warn({ err: error }, "settling issues failed; the next pass retries");
+    try {
+      // A poke during a pass asks for one more after it; `running` is cleared in the same step as the
+      // last check, so no poke can fall between them unheard.
+      while (this.again && !this.stopped) {
+        this.again = false;
+        await this.pass();
       }
-    } while (this.again && !this.stopped);
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      const { checked, appended } = await this.runOnce();
+      for (const { issue, event } of appended) {
+        this.options.logger.info(
+          { issue, type: event.type, at: event.at },
+          "issue %s settled: %s",
+          issue,
+          event.type,
+        );
+      }
+      this.options.logger.debug({ checked, appended: appended.length }, "issues settled");
+    } catch (error) {
+      this.options.logger.warn({ err: error }, "settling issues failed; the next pass retries");
+    }
   }
 }
