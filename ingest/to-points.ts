@@ -8,7 +8,7 @@ import type {
   RebootEvent,
   RejectReason,
 } from "../contract/messages.js";
-import { floorHour, HOUR_MS } from "../contract/time.js";
+import { floorHour } from "../contract/time.js";
 import {
   DEVICE_TAGS,
   deviceStateTimeNs,
@@ -32,8 +32,6 @@ import {
 import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
 
 export type { PresenceSource } from "./device-state.js";
-// Kept for test/unit/exposure.test.ts; contract/time.ts is where it lives.
-export { HOUR_MS };
 
 // A decoded message → the points it is stored as (docs/storage.md). Pure: time and metadata come in.
 

@@ -8,12 +8,12 @@ import {
   SilenceReport,
 } from "../../contract/api/devices.js";
 import type { Event } from "../../contract/messages.js";
+import { HOUR_MS } from "../../contract/time.js";
 import type { DecodedMessage } from "../../ingest/decode.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import {
   activityPoint,
   deviceTags,
-  HOUR_MS,
   messagePoints,
   type PresenceSource,
   presencePoint,

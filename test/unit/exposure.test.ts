@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { HOUR_MS } from "../../contract/time.js";
 import type { JournalRecord } from "../../ingest/journal.js";
-import { activityPoint, exposureHours, HOUR_MS } from "../../ingest/to-points.js";
+import { activityPoint, exposureHours } from "../../ingest/to-points.js";
 import { encodePoint } from "../../storage/line-protocol.js";
 import { pointTimeNs } from "../../storage/schema.js";
 
