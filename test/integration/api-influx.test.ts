@@ -11,6 +11,7 @@ import {
 } from "../../contract/api/devices.js";
 import { FaultPage, type FaultRecord } from "../../contract/api/faults.js";
 import { err, ok } from "../../contract/result.js";
+import { iso } from "../../contract/time.js";
 import { faultListPoint } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
@@ -32,7 +33,6 @@ import { testDatabase } from "../support/influx.js";
 const HOUR = 3_600_000;
 const T0 = Math.floor(Date.now() / HOUR) * HOUR - 6 * HOUR;
 const at = (seconds: number) => T0 + seconds * 1000;
-const iso = (ms: number) => new Date(ms).toISOString();
 const int = (value: number) => ({ int: value });
 
 const VIEWER = "viewer-token-1234";

@@ -8,7 +8,7 @@ import {
   SilenceReport,
 } from "../../contract/api/devices.js";
 import type { Event } from "../../contract/messages.js";
-import { HOUR_MS } from "../../contract/time.js";
+import { HOUR_MS, iso } from "../../contract/time.js";
 import type { DecodedMessage } from "../../ingest/decode.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import {
@@ -36,7 +36,6 @@ const MINUTE = 60_000;
 const DAY = 24 * HOUR_MS;
 const NOW = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
 const ago = (ms: number) => NOW - ms;
-const iso = (ms: number) => new Date(ms).toISOString();
 
 const VIEWER = "viewer-token-silent";
 const TOKENS = new Map<string, Role>([[VIEWER, "viewer"]]);

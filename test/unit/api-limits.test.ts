@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { type ApiLimits, type AppDeps, createApp } from "../../api/app.js";
 import { type Bucket, isIdle, RateLimiter, refill, take } from "../../api/rate-limit.js";
 import type { Role } from "../../config/env.js";
+import { iso } from "../../contract/time.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import type { HealthService } from "../../services/health.js";
@@ -10,7 +11,6 @@ import { memoryDeviceServices } from "../support/device-services.js";
 
 const NOW = Date.parse("2025-03-01T12:00:00.000Z");
 const DAY = 86_400_000;
-const iso = (ms: number) => new Date(ms).toISOString();
 
 const VIEWER = "viewer-token-0001";
 const OPERATOR = "operator-token-0001";

@@ -19,6 +19,7 @@ import { healthRoute } from "../../api/routes/health.js";
 import type { Role } from "../../config/env.js";
 import type { Device } from "../../contract/api/devices.js";
 import type { FaultRecord } from "../../contract/api/faults.js";
+import { iso } from "../../contract/time.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import type { DeviceStateRow, EventRow, FaultRow, PresenceRow } from "../../storage/device-queries.js";
@@ -28,7 +29,6 @@ import { memoryDeviceServices } from "../support/device-services.js";
 
 const NOW = Date.parse("2025-03-01T12:00:00.000Z");
 const MINUTE = 60_000;
-const iso = (ms: number) => new Date(ms).toISOString();
 
 const VIEWER = "viewer-token-0001";
 const TOKENS = new Map<string, Role>([[VIEWER, "viewer"]]);

@@ -12,6 +12,7 @@ import type {
   RateComparison,
 } from "../../contract/api/fleet.js";
 import type { IssueDetail, IssueSummary } from "../../contract/api/issues.js";
+import { iso } from "../../contract/time.js";
 import {
   type Answers,
   type CompareQuery,
@@ -33,7 +34,6 @@ const ONSET = START + 2 * DAY;
 const NOW = END + HOUR;
 const MODEM = "FQ-Modem 7590";
 const PRINTER = "FQ-Print Mk3";
-const iso = (ms: number) => new Date(ms).toISOString();
 
 const regression: InjectedProblem = {
   id: "resync-on-7.57",
