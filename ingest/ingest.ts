@@ -14,7 +14,8 @@ import {
   observe,
   withGap,
 } from "./device-state.js";
-import type { DeviceMetaRecord, IntroducedValue, Journal, JournalRecord } from "./journal.js";
+import { filledState, type StoredFacts } from "./device-state-backfill.js";
+import type { AppendResult, DeviceMetaRecord, IntroducedValue, Journal, JournalRecord } from "./journal.js";
 import {
   activityPoint,
   deviceStatePoint,
@@ -282,6 +283,32 @@ export async function createIngest(options: IngestOptions) {
 
     deviceMeta(deviceId: string): DeviceMetaRecord | undefined {
       return metas.get(deviceId);
+    },
+
+    /** Every device the journal has a record of. */
+    knownDevices(): string[] {
+      return [...metas.keys()];
+    },
+
+    /**
+     * Writes the device's state point from what InfluxDB stored of it, merged with what this process knows
+     * (ingest/device-state-backfill.ts): for a device device_state has no point for.
+     */
+    async fillState(deviceId: string, facts: StoredFacts): Promise<AppendResult> {
+      const atMs = now();
+      const known = metas.get(deviceId);
+      const filled = filledState({ record: known, activity: activities.get(deviceId) }, facts);
+      const record = keep(deviceId, { ...filled.record, slot: known?.slot ?? journal.assignSlot() });
+      const { lastReportMs } = filled.activity;
+      const activity: DeviceActivity = {
+        ...filled.activity,
+        writtenMs: atMs,
+        ...(lastReportMs !== undefined ? { writtenReportMs: lastReportMs } : {}),
+      };
+      activities.set(deviceId, activity);
+      return appendFor(deviceId, [
+        { point: deviceStatePoint({ deviceId, record, activity, updatedMs: atMs }) },
+      ]);
     },
   };
 }

@@ -132,6 +132,18 @@ export class Journal {
     return { entries: this.backlogEntries, bytes: this.backlogBytes };
   }
 
+  /** A mark of every entry appended so far, for drainedTo. */
+  mark(): number {
+    return this.next;
+  }
+
+  /** Every entry appended before the mark has reached InfluxDB (or was never stored). */
+  drainedTo(mark: number): boolean {
+    // sizes holds the stored entries in key order: the first is the oldest.
+    for (const key of this.sizes.keys()) return Number.parseInt(key, 16) >= mark;
+    return true;
+  }
+
   /** Called after each sync that added entries; the writer listens to wake up. */
   onAppend(listener: () => void): () => void {
     this.listeners.add(listener);

@@ -1,0 +1,291 @@
+import type { InfluxDB } from "influx";
+import type { Logger } from "../observe/logger.js";
+import {
+  type DeviceStateSources,
+  deviceStateSources,
+  type HelloRow,
+  type SourcePresenceRow,
+} from "../storage/device-state-sources.js";
+import { UNKNOWN } from "../storage/schema.js";
+import { type DeviceActivity, GAP_SAMPLES, HELLO_FIELDS, helloValue, type Presence } from "./device-state.js";
+import type { AppendResult, DeviceMetaRecord, Journal } from "./journal.js";
+import { unknownMeta } from "./to-points.js";
+
+// device_state is written as devices send something, so after an upgrade from a version without it (or
+// after the journal is lost) a device silent since then would have no point: missing from the directory,
+// never reported silent. At start, in the background, the devices InfluxDB knows and device_state lacks get
+// a point made from their raw data, written through the journal like every other (docs/storage.md).
+
+/** What InfluxDB stored of one device, read for its state point. */
+export type StoredFacts = {
+  hello?: HelloRow;
+  /** Its last successful firmware update: newer than the hello, it is the firmware. */
+  firmwareUpdate?: { firmware: string; atMs: number };
+  /** Its newest report in device, telemetry, fault, event, command. */
+  lastReportMs?: number;
+  /** Its newest presence change per source. */
+  presence: readonly SourcePresenceRow[];
+  /** Its newest gap samples, newest first. */
+  gapsMs: readonly number[];
+};
+
+/** The devices known (journal records, raw series) that device_state has no point for, in id order. */
+export function missingDevices(known: Iterable<string>, withState: ReadonlySet<string>): string[] {
+  return [...new Set(known)].filter((id) => !withState.has(id)).sort();
+}
+
+const later = (a: number | undefined, b: number | undefined) =>
+  a === undefined ? b : b === undefined ? a : Math.max(a, b);
+
+const PRESENCE_SOURCES = new Set(["broker", "device", "will"]);
+
+/** The activity the stored points show: a status the device published itself is a report too. */
+export function storedActivity(facts: StoredFacts): DeviceActivity {
+  let lastReportMs = facts.lastReportMs;
+  let lastSeenMs = facts.lastReportMs;
+  let presence: Presence | undefined;
+  for (const p of facts.presence) {
+    if (p.source === "device") lastReportMs = later(lastReportMs, p.atMs);
+    lastSeenMs = later(lastSeenMs, p.atMs);
+    if (presence === undefined || p.atMs > presence.atMs) {
+      const source = PRESENCE_SOURCES.has(p.source) ? (p.source as Presence["source"]) : "broker";
+      presence = { state: p.state, atMs: p.atMs, source };
+    }
+  }
+  return {
+    ...(lastReportMs !== undefined ? { lastReportMs } : {}),
+    ...(lastSeenMs !== undefined ? { lastSeenMs } : {}),
+    ...(presence !== undefined ? { presence } : {}),
+  };
+}
+
+const knowsHello = (record: DeviceMetaRecord | undefined) =>
+  record !== undefined && HELLO_FIELDS.some((f) => helloValue(record, f) !== undefined);
+
+/** The hello the stored points give, firmware from a later successful update. */
+function storedHello(facts: StoredFacts): DeviceMetaRecord | undefined {
+  const h = facts.hello;
+  const update = facts.firmwareUpdate;
+  if (h === undefined && update === undefined) return undefined;
+  const firmware =
+    update !== undefined && (h === undefined || update.atMs >= h.receivedMs)
+      ? update.firmware
+      : (h?.firmware ?? UNKNOWN);
+  return {
+    kind: h?.kind ?? UNKNOWN,
+    model: h?.model ?? UNKNOWN,
+    firmware,
+    hardware: h?.hardware ?? UNKNOWN,
+    region: h?.region ?? UNKNOWN,
+    isp: h?.isp ?? UNKNOWN,
+    serial: h?.serial ?? "",
+  };
+}
+
+/**
+ * A device's record and activity for its backfilled state point. What the ingest knows already (its
+ * journaled record, what it saw since start) is newer than the stored points and wins; the stored points
+ * fill what it lacks: the hello when the record knows none, the cadence when the record has no samples, the
+ * last report and presence where they are later.
+ */
+export function filledState(
+  current: { record?: DeviceMetaRecord | undefined; activity?: DeviceActivity | undefined },
+  facts: StoredFacts,
+): { record: DeviceMetaRecord; activity: DeviceActivity } {
+  const { record, activity = {} } = current;
+  const hello = knowsHello(record) ? undefined : storedHello(facts);
+  const base: DeviceMetaRecord =
+    hello !== undefined ? { ...(record ?? {}), ...hello } : (record ?? unknownMeta());
+  const gapsMs =
+    (record?.gapsMs?.length ?? 0) > 0
+      ? record?.gapsMs
+      : facts.gapsMs.length > 0
+        ? [...facts.gapsMs].slice(0, GAP_SAMPLES).reverse()
+        : undefined;
+  const stored = storedActivity(facts);
+  const presence =
+    stored.presence !== undefined &&
+    (activity.presence === undefined || stored.presence.atMs > activity.presence.atMs)
+      ? stored.presence
+      : activity.presence;
+  const lastReportMs = later(activity.lastReportMs, stored.lastReportMs);
+  const lastSeenMs = later(activity.lastSeenMs, stored.lastSeenMs);
+  return {
+    record: { ...base, ...(gapsMs !== undefined ? { gapsMs } : {}) },
+    activity: {
+      ...activity,
+      ...(lastReportMs !== undefined ? { lastReportMs } : {}),
+      ...(lastSeenMs !== undefined ? { lastSeenMs } : {}),
+      ...(presence !== undefined ? { presence } : {}),
+    },
+  };
+}
+
+/** Gathers the rows read for a group of devices into each device's facts. */
+export function factsOf(
+  ids: readonly string[],
+  rows: {
+    hellos: readonly HelloRow[];
+    reports: ReadonlyMap<string, number>;
+    updates: readonly { device: string; to: string | null; atMs: number }[];
+    presence: readonly SourcePresenceRow[];
+    gaps: readonly { device: string; gapsMs: number[] }[];
+  },
+): Map<string, StoredFacts> {
+  const facts = new Map<string, StoredFacts>(ids.map((id) => [id, { presence: [], gapsMs: [] }]));
+  const of = (id: string) => facts.get(id);
+  for (const hello of rows.hellos) {
+    const f = of(hello.device);
+    if (f !== undefined) f.hello = hello;
+  }
+  for (const [id, ms] of rows.reports) {
+    const f = of(id);
+    if (f !== undefined) f.lastReportMs = ms;
+  }
+  for (const u of rows.updates) {
+    const f = of(u.device);
+    if (f !== undefined && u.to !== null) f.firmwareUpdate = { firmware: u.to, atMs: u.atMs };
+  }
+  for (const p of rows.presence) {
+    const f = of(p.device);
+    if (f !== undefined) f.presence = [...f.presence, p];
+  }
+  for (const g of rows.gaps) {
+    const f = of(g.device);
+    if (f !== undefined) f.gapsMs = g.gapsMs;
+  }
+  return facts;
+}
+
+/** What the backfill needs of the ingest (ingest/ingest.ts). */
+export type StateFiller = {
+  knownDevices(): string[];
+  fillState(deviceId: string, facts: StoredFacts): Promise<AppendResult>;
+};
+
+export type BackfillOptions = {
+  ingest: StateFiller;
+  journal: Pick<Journal, "mark" | "drainedTo">;
+  influx?: InfluxDB;
+  /** Instead of influx (tests). */
+  sources?: Pick<
+    DeviceStateSources,
+    | "stateDevices"
+    | "knownDevices"
+    | "latestHellos"
+    | "lastReports"
+    | "firmwareUpdates"
+    | "latestPresence"
+    | "recentGaps"
+  >;
+  logger: Logger;
+  /** Devices read per group of queries (an OR list each). */
+  batchSize?: number;
+  /** After a failure (InfluxDB away, journal full) the pass runs again this much later. */
+  retryMs?: number;
+  now?: () => number;
+};
+
+export type BackfillHandle = {
+  /** Resolves with how many devices got a point, once a pass finds nothing more to do (or on stop). */
+  done: Promise<number>;
+  stop(): Promise<void>;
+};
+
+function sourcesOf(options: BackfillOptions): NonNullable<BackfillOptions["sources"]> {
+  if (options.sources !== undefined) return options.sources;
+  if (options.influx !== undefined) return deviceStateSources(options.influx);
+  throw new Error("startDeviceStateBackfill needs influx or sources");
+}
+
+/** Points stored at a device's own time may be ahead of the clock by up to the skew allowed. */
+const AHEAD_MS = 7 * 24 * 3_600_000;
+
+/**
+ * Starts the backfill in the background: it waits until the journal's backlog at start has reached
+ * InfluxDB (it may hold the very state points it would make), then fills every missing device once.
+ * A failure is logged and the pass runs again retryMs later; it never throws and never blocks the ingest.
+ */
+export function startDeviceStateBackfill(options: BackfillOptions): BackfillHandle {
+  const { ingest, journal, logger } = options;
+  const sources = sourcesOf(options);
+  const batchSize = options.batchSize ?? 200;
+  const retryMs = options.retryMs ?? 30_000;
+  const now = options.now ?? Date.now;
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      timer.unref();
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  /** Devices given a point this process: a retry does not write them again before InfluxDB has them. */
+  const filled = new Set<string>();
+
+  /** One pass; false when something failed and it should run again. */
+  async function pass(): Promise<boolean> {
+    const [withState, raw] = await Promise.all([sources.stateDevices(), sources.knownDevices()]);
+    const missing = missingDevices([...ingest.knownDevices(), ...raw], withState).filter(
+      (id) => !filled.has(id),
+    );
+    if (missing.length === 0) return true;
+    const started = now();
+    logger.info({ devices: missing.length }, `filling device_state for ${missing.length} devices`);
+    let failed = 0;
+    for (let at = 0; at < missing.length && !stopped; at += batchSize) {
+      const ids = missing.slice(at, at + batchSize);
+      const toMs = now() + AHEAD_MS;
+      const [hellos, reports, updates, presence, gaps] = await Promise.all([
+        sources.latestHellos(ids),
+        sources.lastReports(ids, toMs),
+        sources.firmwareUpdates(ids, toMs),
+        sources.latestPresence(ids),
+        sources.recentGaps(ids, GAP_SAMPLES),
+      ]);
+      const facts = factsOf(ids, { hellos, reports, updates, presence, gaps });
+      const results = await Promise.all(
+        ids.map(async (id) => {
+          const appended = await ingest.fillState(id, facts.get(id) ?? { presence: [], gapsMs: [] });
+          if (appended.ok) filled.add(id);
+          return appended.ok;
+        }),
+      );
+      failed += results.filter((ok) => !ok).length;
+    }
+    const written = missing.length - failed;
+    logger.info(
+      { devices: written, failed, ms: now() - started },
+      `device_state filled for ${written} devices`,
+    );
+    return failed === 0 && !stopped;
+  }
+
+  async function run(): Promise<number> {
+    // The backlog at start may hold state points (and raw points) InfluxDB has not got yet.
+    const mark = journal.mark();
+    while (!stopped && !journal.drainedTo(mark)) await pause(200);
+    while (!stopped) {
+      const done = await pass().catch((error: unknown) => {
+        logger.warn({ err: error }, "device_state backfill failed; it runs again later");
+        return false;
+      });
+      if (done || stopped) break;
+      await pause(retryMs);
+    }
+    return filled.size;
+  }
+
+  const done = run();
+  return {
+    done,
+    async stop() {
+      stopped = true;
+      wake?.();
+      await done;
+    },
+  };
+}

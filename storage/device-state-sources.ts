@@ -1,0 +1,137 @@
+import type { InfluxDB } from "influx";
+import { deviceQueries, deviceTagIs, integer } from "./device-queries.js";
+import { from, queryGroups, text } from "./influxql.js";
+import type { MeasurementKey } from "./schema.js";
+
+// What the device_state backfill (ingest/device-state-backfill.ts) reads: which devices the raw data knows
+// and device_state lacks, and per group of devices what their state is made of. Typed rows only.
+
+/** A device's newest hello as stored in `device`. */
+export type HelloRow = {
+  device: string;
+  kind: string | null;
+  model: string | null;
+  firmware: string | null;
+  hardware: string | null;
+  serial: string | null;
+  region: string | null;
+  isp: string | null;
+  receivedMs: number;
+};
+
+/** A device's newest presence change from one source. */
+export type SourcePresenceRow = { device: string; source: string; state: "online" | "offline"; atMs: number };
+
+/** A device's newest gap samples (activity gap_ms), newest first. */
+export type GapRow = { device: string; gapsMs: number[] };
+
+/** Every measurement a device's own points are tagged by device in (not rejection: a refused device is not one). */
+const DEVICE_SERIES: readonly MeasurementKey[] = [
+  "device",
+  "telemetry",
+  "fault",
+  "event",
+  "command",
+  "presence",
+  "activity",
+];
+
+const anyDevice = (ids: readonly string[]) => `(${ids.map(deviceTagIs).join(" OR ")})`;
+
+export type DeviceStateSources = ReturnType<typeof deviceStateSources>;
+
+export function deviceStateSources(influx: InfluxDB) {
+  const groups = async (query: string) => (await queryGroups(influx, [query]))[0] ?? [];
+  const devices = deviceQueries(influx);
+
+  return {
+    /** The ids device_state holds (one series: ~30 ms at 10,000 devices). */
+    async stateDevices(): Promise<Set<string>> {
+      const found = await groups(`SELECT "device" FROM ${from("deviceState")}`);
+      const ids = new Set<string>();
+      for (const row of found.flatMap((g) => g.rows)) {
+        const id = text(row.device);
+        if (id !== null) ids.add(id);
+      }
+      return ids;
+    },
+
+    /** Every device id a raw measurement is tagged with (the index only: tens of ms at 10,000 devices). */
+    async knownDevices(): Promise<Set<string>> {
+      const found = await groups(
+        `SHOW TAG VALUES FROM ${DEVICE_SERIES.map(from).join(", ")} WITH KEY = "device"`,
+      );
+      const ids = new Set<string>();
+      for (const row of found.flatMap((g) => g.rows)) {
+        const id = text(row.value);
+        if (id !== null) ids.add(id);
+      }
+      return ids;
+    },
+
+    /** Each listed device's newest hello. */
+    async latestHellos(ids: readonly string[]): Promise<HelloRow[]> {
+      if (ids.length === 0) return [];
+      const found = await groups(
+        `SELECT last("received_ms") AS "received_ms", "serial", "kind", "model", "firmware", "hardware", "region", "isp" ` +
+          `FROM ${from("device")} WHERE ${anyDevice(ids)} GROUP BY "device"`,
+      );
+      return found.flatMap((group): HelloRow[] => {
+        const row = group.rows[0];
+        const device = group.tags.device;
+        if (row === undefined || device === undefined) return [];
+        return [
+          {
+            device,
+            kind: text(row.kind),
+            model: text(row.model),
+            firmware: text(row.firmware),
+            hardware: text(row.hardware),
+            serial: text(row.serial),
+            region: text(row.region),
+            isp: text(row.isp),
+            receivedMs: integer(row.received_ms) ?? row.time.getTime(),
+          },
+        ];
+      });
+    },
+
+    /** Each listed device's newest report (device, telemetry, fault, event, command) before toMs. */
+    lastReports: (ids: readonly string[], toMs: number) => devices.lastReportsIn(0, toMs, ids),
+
+    /** Each listed device's last successful firmware update before toMs. */
+    firmwareUpdates: (ids: readonly string[], toMs: number) => devices.firmwareUpdates(ids, 0, toMs),
+
+    /** Each listed device's newest presence change per source. */
+    async latestPresence(ids: readonly string[]): Promise<SourcePresenceRow[]> {
+      if (ids.length === 0) return [];
+      const found = await groups(
+        `SELECT last("state") AS "state", "received_ms" FROM ${from("presence")} WHERE ${anyDevice(ids)} GROUP BY "device", "source"`,
+      );
+      return found.flatMap((group): SourcePresenceRow[] => {
+        const row = group.rows[0];
+        const { device, source } = group.tags;
+        const state = row?.state;
+        if (row === undefined || device === undefined || (state !== "online" && state !== "offline"))
+          return [];
+        return [
+          { device, source: source ?? "", state, atMs: integer(row.received_ms) ?? row.time.getTime() },
+        ];
+      });
+    },
+
+    /** Each listed device's newest `limit` gap samples, newest first. */
+    async recentGaps(ids: readonly string[], limit: number): Promise<GapRow[]> {
+      if (ids.length === 0) return [];
+      const found = await groups(
+        `SELECT "gap_ms" FROM ${from("activity")} WHERE ${anyDevice(ids)} GROUP BY "device" ORDER BY time DESC LIMIT ${Math.trunc(limit)}`,
+      );
+      return found.flatMap((group): GapRow[] => {
+        const device = group.tags.device;
+        if (device === undefined) return [];
+        const gapsMs = group.rows.map((r) => integer(r.gap_ms)).filter((g): g is number => g !== null);
+        return gapsMs.length === 0 ? [] : [{ device, gapsMs }];
+      });
+    },
+  };
+}

@@ -1,0 +1,341 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type BackfillOptions,
+  factsOf,
+  filledState,
+  missingDevices,
+  type StoredFacts,
+  startDeviceStateBackfill,
+  storedActivity,
+} from "../../ingest/device-state-backfill.js";
+import { createIngest } from "../../ingest/ingest.js";
+import { type DeviceMetaRecord, Journal } from "../../ingest/journal.js";
+import { unknownMeta } from "../../ingest/to-points.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
+import type { HelloRow } from "../../storage/device-state-sources.js";
+
+const T = 1_736_150_400_000; // 2025-01-06T08:00:00Z
+const HOUR = 3_600_000;
+
+const helloRow = (device: string, receivedMs: number, extra: Partial<HelloRow> = {}): HelloRow => ({
+  device,
+  kind: "modem",
+  model: "FQ-M200",
+  firmware: "2.4.1",
+  hardware: "rev C",
+  serial: `S-${device}`,
+  region: "eu",
+  isp: "unknown",
+  receivedMs,
+  ...extra,
+});
+
+const facts = (extra: Partial<StoredFacts> = {}): StoredFacts => ({ presence: [], gapsMs: [], ...extra });
+
+describe("missingDevices", () => {
+  it("lists the known devices without a state point once each, in id order", () => {
+    expect(missingDevices(["b", "a", "c", "a", "d"], new Set(["c", "x"]))).toEqual(["a", "b", "d"]);
+    expect(missingDevices(["a"], new Set(["a"]))).toEqual([]);
+  });
+});
+
+describe("storedActivity", () => {
+  it("takes the newest presence of any source; a status the device sent itself is a report", () => {
+    const activity = storedActivity(
+      facts({
+        lastReportMs: T,
+        presence: [
+          { device: "d", source: "broker", state: "online", atMs: T - HOUR },
+          { device: "d", source: "device", state: "online", atMs: T + 1_000 },
+          { device: "d", source: "will", state: "offline", atMs: T + 5_000 },
+        ],
+      }),
+    );
+    expect(activity).toEqual({
+      lastReportMs: T + 1_000,
+      lastSeenMs: T + 5_000,
+      presence: { state: "offline", atMs: T + 5_000, source: "will" },
+    });
+  });
+
+  it("knows nothing of a device with no reports and no presence", () => {
+    expect(storedActivity(facts())).toEqual({});
+  });
+});
+
+describe("filledState", () => {
+  it("makes the state of a device the ingest does not know from the stored points", () => {
+    const { record, activity } = filledState(
+      {},
+      facts({
+        hello: helloRow("d", T - 2 * HOUR),
+        lastReportMs: T,
+        presence: [{ device: "d", source: "broker", state: "offline", atMs: T + 10 }],
+        gapsMs: [60_000, 61_000, 59_000], // newest first
+      }),
+    );
+    expect(record).toEqual({
+      kind: "modem",
+      model: "FQ-M200",
+      firmware: "2.4.1",
+      hardware: "rev C",
+      region: "eu",
+      isp: "unknown",
+      serial: "S-d",
+      gapsMs: [59_000, 61_000, 60_000],
+    });
+    expect(activity).toEqual({
+      lastReportMs: T,
+      lastSeenMs: T + 10,
+      presence: { state: "offline", atMs: T + 10, source: "broker" },
+    });
+  });
+
+  it("takes the firmware of a successful update newer than the hello, not of an older one", () => {
+    const hello = helloRow("d", T);
+    const newer = filledState({}, facts({ hello, firmwareUpdate: { firmware: "2.5.0", atMs: T + 1 } }));
+    expect(newer.record.firmware).toBe("2.5.0");
+    const older = filledState({}, facts({ hello, firmwareUpdate: { firmware: "2.3.0", atMs: T - 1 } }));
+    expect(older.record.firmware).toBe("2.4.1");
+  });
+
+  it("keeps at most 24 gap samples, the newest", () => {
+    const gaps = Array.from({ length: 30 }, (_, i) => 1_000 + i); // newest first: 1000 is the newest
+    const { record } = filledState({}, facts({ gapsMs: gaps }));
+    expect(record.gapsMs).toHaveLength(24);
+    expect(record.gapsMs?.at(-1)).toBe(1_000);
+    expect(record.gapsMs?.[0]).toBe(1_023);
+  });
+
+  it("keeps what the ingest knows: its record's hello, slot and samples, a newer report and presence", () => {
+    const record: DeviceMetaRecord = {
+      ...unknownMeta(),
+      kind: "modem",
+      model: "FQ-M300",
+      firmware: "3.0.0",
+      slot: 7,
+      firstMs: T - HOUR,
+      gapsMs: [30_000],
+    };
+    const activity = {
+      lastReportMs: T + 5_000,
+      lastSeenMs: T + 5_000,
+      presence: { state: "online" as const, atMs: T + 4_000, source: "broker" as const },
+      writtenMs: T + 5_000,
+    };
+    const filled = filledState(
+      { record, activity },
+      facts({
+        hello: helloRow("d", T - HOUR),
+        lastReportMs: T,
+        presence: [{ device: "d", source: "broker", state: "offline", atMs: T + 1_000 }],
+        gapsMs: [60_000],
+      }),
+    );
+    expect(filled.record).toEqual(record);
+    expect(filled.activity).toEqual(activity);
+  });
+
+  it("fills the hello of a record that knows none, keeping its slot, and an older presence", () => {
+    const record: DeviceMetaRecord = { ...unknownMeta(), slot: 3 };
+    const filled = filledState(
+      { record, activity: { lastReportMs: T, lastSeenMs: T } },
+      facts({
+        hello: helloRow("d", T - HOUR),
+        lastReportMs: T - 10,
+        presence: [{ device: "d", source: "broker", state: "online", atMs: T - HOUR }],
+      }),
+    );
+    expect(filled.record).toMatchObject({ model: "FQ-M200", serial: "S-d", slot: 3 });
+    expect(filled.activity).toEqual({
+      lastReportMs: T,
+      lastSeenMs: T,
+      presence: { state: "online", atMs: T - HOUR, source: "broker" },
+    });
+  });
+});
+
+describe("factsOf", () => {
+  it("gathers each device's rows and ignores rows of devices not asked for", () => {
+    const found = factsOf(["a", "b"], {
+      hellos: [helloRow("a", T), helloRow("z", T)],
+      reports: new Map([
+        ["a", T + 1],
+        ["z", T],
+      ]),
+      updates: [{ device: "b", to: "2.5.0", atMs: T }],
+      presence: [
+        { device: "a", source: "broker", state: "online", atMs: T },
+        { device: "a", source: "device", state: "online", atMs: T + 1 },
+      ],
+      gaps: [{ device: "b", gapsMs: [5, 4] }],
+    });
+    expect([...found.keys()]).toEqual(["a", "b"]);
+    expect(found.get("a")).toMatchObject({ hello: { device: "a" }, lastReportMs: T + 1 });
+    expect(found.get("a")?.presence).toHaveLength(2);
+    expect(found.get("b")).toEqual({
+      presence: [],
+      gapsMs: [5, 4],
+      firmwareUpdate: { firmware: "2.5.0", atMs: T },
+    });
+  });
+});
+
+describe("startDeviceStateBackfill with the real ingest and journal", () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  async function start() {
+    dir = await mkdtemp(join(tmpdir(), "fieldq-backfill-"));
+    const journal = await Journal.open({ dir, maxBytes: 1e8, logger: silentLogger });
+    const clock = { now: T + 2 * HOUR };
+    const ingest = await createIngest({
+      journal,
+      logger: silentLogger,
+      metrics: createMetrics(),
+      maxPayloadBytes: 65_536,
+      clockSkewFutureMs: 600_000,
+      clockSkewPastMs: 86_400_000,
+      limits: {
+        maxPointBytes: 65_536,
+        maxMetricNames: 100,
+        maxDeviceMetricNames: 100,
+        maxLabelValues: 100,
+        maxDeviceLabelValues: 10,
+      },
+      now: () => clock.now,
+    });
+    /** Drains the journal; the device_state points in it. */
+    const drain = async () => {
+      const batch = await journal.readBatch(10_000);
+      await journal.commit(batch.keys, []);
+      return batch.records.map((r) => r.point).filter((p) => p.measurement === "device_state");
+    };
+    return { journal, ingest, clock, drain };
+  }
+
+  /** Sources over fixed rows; failing: how many passes throw first (InfluxDB away). */
+  function fakeSources(withState: Set<string>, failing = 0) {
+    const asked: string[][] = [];
+    let passes = 0;
+    const sources: NonNullable<BackfillOptions["sources"]> = {
+      async stateDevices() {
+        passes += 1;
+        if (passes <= failing) throw new Error("connect ECONNREFUSED");
+        return new Set(withState);
+      },
+      knownDevices: async () => new Set(["old-1", "old-2", "has-state"]),
+      async latestHellos(ids) {
+        asked.push([...ids]);
+        return ids.filter((id) => id === "old-1").map((id) => helloRow(id, T - HOUR));
+      },
+      lastReports: async (ids) => new Map(ids.map((id) => [id, T])),
+      firmwareUpdates: async () => [],
+      latestPresence: async (ids) =>
+        ids.map((device) => ({ device, source: "broker", state: "offline" as const, atMs: T + 1 })),
+      recentGaps: async (ids) => ids.map((device) => ({ device, gapsMs: [60_000] })),
+    };
+    return { sources, asked, passes: () => passes };
+  }
+
+  it("writes a state point for each missing device through the journal, in groups, and then nothing more", async () => {
+    const { journal, ingest, drain } = await start();
+    try {
+      const fake = fakeSources(new Set(["has-state"]));
+      const backfill = startDeviceStateBackfill({
+        ingest,
+        journal,
+        sources: fake.sources,
+        logger: silentLogger,
+        batchSize: 1,
+      });
+      expect(await backfill.done).toBe(2);
+      expect(fake.asked).toEqual([["old-1"], ["old-2"]]);
+      const points = await drain();
+      expect(points.map((p) => p.fields.device)).toEqual(["old-1", "old-2"]);
+      expect(points[0]?.timeNs).not.toBe(points[1]?.timeNs);
+      expect(points[0]?.fields).toMatchObject({
+        model: "FQ-M200",
+        serial: "S-old-1",
+        last_report_ms: { int: T },
+        presence: "offline",
+        presence_ms: { int: T + 1 },
+        gap_median_ms: 60_000,
+        gap_samples: { int: 1 },
+      });
+      // The restored hello tags the device's later points; its slot stays.
+      expect(ingest.deviceMeta("old-1")).toMatchObject({ model: "FQ-M200", slot: expect.any(Number) });
+
+      // Once InfluxDB has them, another start finds nothing missing.
+      const again = fakeSources(new Set(["has-state", "old-1", "old-2"]));
+      const second = startDeviceStateBackfill({
+        ingest,
+        journal,
+        sources: again.sources,
+        logger: silentLogger,
+      });
+      expect(await second.done).toBe(0);
+      expect(again.asked).toEqual([]);
+      expect(await drain()).toEqual([]);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it("retries a pass that failed, and waits for the journal's backlog at start first", async () => {
+    const { journal, ingest, clock, drain } = await start();
+    try {
+      // A backlog at start: the report of old-2 the ingest took since start, not yet in InfluxDB.
+      clock.now = T + 3 * HOUR;
+      await ingest.presence("old-2", "online");
+      const fake = fakeSources(new Set(["has-state"]), 1);
+      const backfill = startDeviceStateBackfill({
+        ingest,
+        journal,
+        sources: fake.sources,
+        logger: silentLogger,
+        retryMs: 10,
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(fake.passes()).toBe(0); // the backlog has not drained
+      const before = await drain();
+      expect(before.map((p) => p.fields.device)).toEqual(["old-2"]);
+      expect(await backfill.done).toBe(2);
+      expect(fake.passes()).toBe(2);
+      const points = await drain();
+      const old2 = points.find((p) => p.fields.device === "old-2");
+      // Its presence since start is newer than the stored one and stays; its slot is the one it had.
+      expect(old2?.fields).toMatchObject({ presence: "online", presence_ms: { int: T + 3 * HOUR } });
+      expect(old2?.timeNs).toBe(before[0]?.timeNs);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it("stops while InfluxDB is away without waiting for the retry", async () => {
+    const { journal, ingest } = await start();
+    try {
+      const fake = fakeSources(new Set(), Number.POSITIVE_INFINITY);
+      const backfill = startDeviceStateBackfill({
+        ingest,
+        journal,
+        sources: fake.sources,
+        logger: silentLogger,
+        retryMs: 3_600_000,
+      });
+      while (fake.passes() === 0) await new Promise((r) => setTimeout(r, 5));
+      await backfill.stop();
+      expect(await backfill.done).toBe(0);
+      expect(fake.passes()).toBe(1);
+    } finally {
+      await journal.close();
+    }
+  });
+});
