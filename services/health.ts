@@ -78,6 +78,10 @@ export type HealthServiceOptions = {
   firstSeenTtlMs?: number;
 };
 
+/** The device sets the fleet reads count (firmware reads: active alone). */
+const COUNTED = { sets: ["active", "faulty"] } as const;
+const ACTIVE = { sets: ["active"] } as const;
+
 const selected = <T extends { tags: Readonly<Record<string, string>> }>(rows: T[], selection: Selection) =>
   rows.filter((r) => inSelection(selection, r.tags));
 
@@ -131,7 +135,7 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const selection = selectionOf(q);
       const groupBy = [...new Set(q.groupBy)];
       const query = cohortSumsQuery();
-      const view = await rollups.load([window], [query]);
+      const view = await rollups.load([window], [query], COUNTED);
       const grouped = sumsBy(selected(cohortSumRows(view.sums(query)), selection), groupBy, false);
       const [active, faulty] = [
         countBy(view, "active", selection, groupBy),
@@ -160,7 +164,7 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const window = alignHours(q);
       const selection = selectionOf(q);
       const query = cohortSumsQuery();
-      const view = await rollups.load([window], [query]);
+      const view = await rollups.load([window], [query], COUNTED);
       const daily = sumsBy(selected(cohortSumRows(view.sums(query)), selection), [], true);
       return {
         from: iso(window.fromMs),
@@ -180,7 +184,7 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const window = alignHours(q);
       const lastDay = { fromMs: Math.max(window.fromMs, window.toMs - DAY_MS), toMs: window.toMs };
       const query = versionHoursQuery(q.model);
-      const view = await rollups.load([window, lastDay], [query]);
+      const view = await rollups.load([window, lastDay], [query], ACTIVE);
       const hours = hoursRows(view.sums(query));
       const ofModel = (s: SetIdentity) => q.model === undefined || s.model === q.model;
       const versionOf = (s: SetIdentity) => (ofModel(s) ? versionKey(s.model, s.firmware) : undefined);
@@ -208,7 +212,7 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       // The queries of every version (the firmware list's, and one of faults): shared and warmed.
       const hours = versionHoursQuery(undefined);
       const faults = versionFaultsQuery();
-      const view = await rollups.load([window], [hours, faults]);
+      const view = await rollups.load([window], [hours, faults], ACTIVE);
       const inCohorts = (r: { model: string; firmware: string }) =>
         r.model === q.model && firmwares.includes(r.firmware);
       const devices = view.count("active", (s) => (inCohorts(s) ? s.firmware : undefined));
@@ -233,11 +237,10 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const month = alignHours({ fromMs: at - 30 * DAY_MS, toMs: at });
       const week = alignHours({ fromMs: at - 7 * DAY_MS, toMs: at });
       const lastDay = { fromMs: month.toMs - DAY_MS, toMs: month.toMs };
+      // Apart, so a request arriving meanwhile waits only for the part it reads (rollup-reader.ts).
       await Promise.all([
-        rollups.load(
-          [month, week, lastDay],
-          [cohortSumsQuery(), versionHoursQuery(undefined), versionFaultsQuery()],
-        ),
+        rollups.load([month, week, lastDay], [cohortSumsQuery()], COUNTED),
+        rollups.load([month, lastDay], [versionHoursQuery(undefined), versionFaultsQuery()], { sets: [] }),
         readFirstSeen(),
       ]);
     },

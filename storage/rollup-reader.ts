@@ -6,6 +6,7 @@ import {
   bucketsOf,
   type DeviceTally,
   identityKey,
+  SET_KINDS,
   type SetIdentity,
   type SetKind,
   SPAN_MS,
@@ -68,6 +69,8 @@ export interface RollupView {
 }
 
 export type LoadOptions = {
+  /** The set kinds count and members will ask for (default: every kind). */
+  sets?: readonly SetKind[];
   /** The fingerprints whose per-device tallies (issue_devices) to read. */
   tallies?: Iterable<string>;
 };
@@ -92,6 +95,8 @@ type TalliesEntry = {
 };
 
 const bucketKey = (span: Span, startMs: number) => `${span}:${startMs}`;
+const setKey = (kind: SetKind, key: string) => `${kind}|${key}`;
+const tallyKey = (fingerprint: string, key: string) => `${fingerprint}|${key}`;
 const queryKey = (q: SumQuery) =>
   JSON.stringify([q.rollup.hourly, q.rollup.daily, q.select, q.where, q.groupBy]);
 
@@ -144,7 +149,9 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
   const revisionTtlMs = options.revisionTtlMs ?? 0;
   /** Each bucket's revision (undefined: not rolled up) and when it was read (performance.now()). */
   const checked = new Lru<{ rev: number | undefined; at: number }>(50_000);
-  const setsCache = new Lru<SetsEntry>(options.maxBuckets ?? 5_000);
+  /** What loads are reading now, by cache key: a concurrent load waits for it rather than reading it too. */
+  const inflight = new Map<string, Promise<void>>();
+  const setsCache = new Lru<SetsEntry>((options.maxBuckets ?? 5_000) * SET_KINDS.length);
   const sumsCache = new Lru<SumsEntry>(options.maxSumEntries ?? 20_000);
   const talliesCache = new Lru<TalliesEntry>(options.maxTallyEntries ?? 20_000);
   /** Device id → a small integer, for this process's bitsets; `ids` maps it back. */
@@ -215,6 +222,24 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
     return revs;
   }
 
+  /**
+   * The statements' answers in order, a few requests at a time: InfluxDB runs the statements of one request
+   * one after the other, while parallel requests use both its cores (a cold month of sets, sharing the
+   * machine with other runs: 0.6-0.9 s instead of 0.8-0.9 s).
+   */
+  async function queryEach(statements: readonly string[], concurrency = 4): Promise<Group[][]> {
+    const results: Group[][] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < statements.length) {
+        const i = next++;
+        results[i] = (await queryGroups(influx, [statements[i] ?? ""]))[0] ?? [];
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, statements.length) }, worker));
+    return results;
+  }
+
   const sumStatement = (q: SumQuery, span: Span, a: number, b: number) => {
     const measurement = from(span === "1h" ? q.rollup.hourly : q.rollup.daily);
     const tags = q.groupBy.map((t) => `, ${influxql.quoted(t)}`).join("");
@@ -234,98 +259,149 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
       const rolledUp = needed.filter((b) => revs.has(bucketKey(b.span, b.startMs)));
       const isStale = (entry: { rev: number } | undefined, b: Bucket) =>
         entry?.rev !== revs.get(bucketKey(b.span, b.startMs));
+      const waits = new Set<Promise<void>>();
+      /** Whether this load reads an entry itself: not while another load is reading it (a warm-up). */
+      const ours = (cacheKey: string) => {
+        const pending = inflight.get(cacheKey);
+        if (pending === undefined) return true;
+        waits.add(pending);
+        return false;
+      };
+      const fetched: string[] = [];
+      /** The buckets whose entry under `keyOf` this load reads: stale, and not being read already. */
+      const toFetch = (
+        keyOf: (key: string) => string,
+        cached: (key: string) => { rev: number } | undefined,
+      ) =>
+        rolledUp.filter((b) => {
+          const key = keyOf(bucketKey(b.span, b.startMs));
+          if (!isStale(cached(key), b) || !ours(key)) return false;
+          fetched.push(key);
+          return true;
+        });
 
-      const staleSets = rolledUp.filter((b) => isStale(setsCache.get(bucketKey(b.span, b.startMs)), b));
+      const kinds = [...new Set(loadOptions.sets ?? SET_KINDS)];
+      const staleSets = kinds.map((kind) => ({
+        kind,
+        buckets: toFetch(
+          (key) => setKey(kind, key),
+          (key) => setsCache.get(key),
+        ),
+      }));
       const sumQueries = [...new Map(queries.map((q) => [queryKey(q), q])).entries()];
       const staleSums = sumQueries.map(([qk, q]) => ({
         qk,
         q,
-        buckets: rolledUp.filter((b) => isStale(sumsCache.get(`${qk}|${bucketKey(b.span, b.startMs)}`), b)),
+        buckets: toFetch(
+          (key) => `${qk}|${key}`,
+          (key) => sumsCache.get(key),
+        ),
       }));
       const tallied = [...new Set(loadOptions.tallies ?? [])].sort();
-      const tallyKey = (fingerprint: string, key: string) => `${fingerprint}|${key}`;
-      const staleTallies = rolledUp.filter((b) =>
-        tallied.some((fp) => isStale(talliesCache.get(tallyKey(fp, bucketKey(b.span, b.startMs))), b)),
-      );
+      const staleTallies = tallied.map((fp) => ({
+        fp,
+        buckets: toFetch(
+          (key) => tallyKey(fp, key),
+          (key) => talliesCache.get(key),
+        ),
+      }));
       // One request for everything stale: the sets' runs, then each query's runs, then the tallies' runs.
-      const setRuns = planRuns(staleSets, storedSetsStatement);
+      const setRuns = staleSets.map((s) =>
+        planRuns(s.buckets, (span, a, b) => storedSetsStatement(span, a, b, [s.kind])),
+      );
       const sumRuns = staleSums.map((s) =>
         planRuns(s.buckets, (span, a, b) => sumStatement(s.q, span, a, b)),
       );
-      const tallyRuns =
-        tallied.length === 0
-          ? []
-          : planRuns(staleTallies, (span, a, b) => storedTalliesStatement(span, a, b, tallied));
-      const statements = [...setRuns, ...sumRuns.flat(), ...tallyRuns].map((r) => r.made);
-      const results = statements.length > 0 ? await queryGroups(influx, statements) : [];
+      const tallyRuns = staleTallies.map((t) =>
+        planRuns(t.buckets, (span, a, b) => storedTalliesStatement(span, a, b, [t.fp])),
+      );
+      const statements = [...setRuns.flat(), ...sumRuns.flat(), ...tallyRuns.flat()].map((r) => r.made);
 
-      const loadedSets = new Map<string, Map<string, { identity: SetIdentity; ids: number[] }>>();
-      setRuns.forEach((run, i) => {
-        for (const { identity, startMs, ids } of storedParts(results[i] ?? [])) {
-          const key = bucketKey(run.span, startMs);
-          const sets = loadedSets.get(key) ?? new Map();
-          loadedSets.set(key, sets);
-          const entry = sets.get(identityKey(identity)) ?? { identity, ids: [] };
-          sets.set(identityKey(identity), entry);
-          for (const id of ids) entry.ids.push(indexOf(id));
-        }
-      });
-      for (const b of staleSets) {
-        const key = bucketKey(b.span, b.startMs);
-        const sets = [...(loadedSets.get(key)?.values() ?? [])].map(({ identity, ids }) => ({
-          identity,
-          members: Int32Array.from(ids),
-        }));
-        setsCache.set(key, { rev: revs.get(key) ?? 0, sets });
-      }
-
-      let at = setRuns.length;
-      staleSums.forEach((s, qi) => {
-        const rowsByBucket = new Map<string, Group[]>();
-        for (const run of sumRuns[qi] ?? []) {
-          for (const group of results[at++] ?? []) {
-            for (const row of group.rows) {
-              const key = bucketKey(run.span, row.time.getTime());
-              const rows = rowsByBucket.get(key) ?? [];
-              rowsByBucket.set(key, rows);
-              rows.push({ ...group, rows: [row] });
+      const fill = (results: Group[][]) => {
+        let at = 0;
+        staleSets.forEach((stale, si) => {
+          const loadedSets = new Map<string, Map<string, { identity: SetIdentity; ids: number[] }>>();
+          for (const run of setRuns[si] ?? []) {
+            for (const { identity, startMs, ids } of storedParts(results[at++] ?? [])) {
+              const key = bucketKey(run.span, startMs);
+              const sets = loadedSets.get(key) ?? new Map();
+              loadedSets.set(key, sets);
+              const entry = sets.get(identityKey(identity)) ?? { identity, ids: [] };
+              sets.set(identityKey(identity), entry);
+              for (const id of ids) entry.ids.push(indexOf(id));
             }
           }
-        }
-        for (const b of s.buckets) {
-          const key = bucketKey(b.span, b.startMs);
-          sumsCache.set(`${s.qk}|${key}`, { rev: revs.get(key) ?? 0, rows: rowsByBucket.get(key) ?? [] });
-        }
-      });
-
-      const loadedTallies = new Map<string, Map<number, { n: number; lastMs: number; firmware: number }>>();
-      tallyRuns.forEach((run) => {
-        for (const { fingerprint, startMs, tallies } of storedTallyParts(results[at++] ?? [])) {
-          const key = tallyKey(fingerprint, bucketKey(run.span, startMs));
-          const byDevice = loadedTallies.get(key) ?? new Map();
-          loadedTallies.set(key, byDevice);
-          for (const t of tallies) {
-            const member = indexOf(t.device);
-            const held = byDevice.get(member);
-            // A part left over from a longer encoding repeats a device with an older tally: keep the larger.
-            if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
-              byDevice.set(member, { n: t.n, lastMs: t.lastMs, firmware: firmwareOf(t.firmware) });
+          for (const b of stale.buckets) {
+            const key = bucketKey(b.span, b.startMs);
+            const sets = [...(loadedSets.get(key)?.values() ?? [])].map(({ identity, ids }) => ({
+              identity,
+              members: Int32Array.from(ids),
+            }));
+            setsCache.set(setKey(stale.kind, key), { rev: revs.get(key) ?? 0, sets });
           }
-        }
-      });
-      for (const b of staleTallies) {
-        const key = bucketKey(b.span, b.startMs);
-        for (const fp of tallied) {
-          const byDevice = [...(loadedTallies.get(tallyKey(fp, key)) ?? new Map())];
-          talliesCache.set(tallyKey(fp, key), {
-            rev: revs.get(key) ?? 0,
-            members: Int32Array.from(byDevice, ([member]) => member),
-            n: Float64Array.from(byDevice, ([, t]) => t.n),
-            lastMs: Float64Array.from(byDevice, ([, t]) => t.lastMs),
-            firmware: Int32Array.from(byDevice, ([, t]) => t.firmware),
-          });
-        }
+        });
+
+        staleSums.forEach((stale, qi) => {
+          const rowsByBucket = new Map<string, Group[]>();
+          for (const run of sumRuns[qi] ?? []) {
+            for (const group of results[at++] ?? []) {
+              for (const row of group.rows) {
+                const key = bucketKey(run.span, row.time.getTime());
+                const rows = rowsByBucket.get(key) ?? [];
+                rowsByBucket.set(key, rows);
+                rows.push({ ...group, rows: [row] });
+              }
+            }
+          }
+          for (const b of stale.buckets) {
+            const key = bucketKey(b.span, b.startMs);
+            sumsCache.set(`${stale.qk}|${key}`, {
+              rev: revs.get(key) ?? 0,
+              rows: rowsByBucket.get(key) ?? [],
+            });
+          }
+        });
+
+        staleTallies.forEach((stale, ti) => {
+          const loaded = new Map<string, Map<number, { n: number; lastMs: number; firmware: number }>>();
+          for (const run of tallyRuns[ti] ?? []) {
+            for (const { startMs, tallies } of storedTallyParts(results[at++] ?? [])) {
+              const key = bucketKey(run.span, startMs);
+              const byDevice = loaded.get(key) ?? new Map();
+              loaded.set(key, byDevice);
+              for (const t of tallies) {
+                const member = indexOf(t.device);
+                const held = byDevice.get(member);
+                // A part left over from a longer encoding repeats a device with an older tally: keep the larger.
+                if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
+                  byDevice.set(member, { n: t.n, lastMs: t.lastMs, firmware: firmwareOf(t.firmware) });
+              }
+            }
+          }
+          for (const b of stale.buckets) {
+            const key = bucketKey(b.span, b.startMs);
+            const byDevice = [...(loaded.get(key) ?? new Map())];
+            talliesCache.set(tallyKey(stale.fp, key), {
+              rev: revs.get(key) ?? 0,
+              members: Int32Array.from(byDevice, ([member]) => member),
+              n: Float64Array.from(byDevice, ([, t]) => t.n),
+              lastMs: Float64Array.from(byDevice, ([, t]) => t.lastMs),
+              firmware: Int32Array.from(byDevice, ([, t]) => t.firmware),
+            });
+          }
+        });
+      };
+
+      if (statements.length > 0) {
+        const reading = queryEach(statements).then(fill);
+        for (const key of fetched) inflight.set(key, reading);
+        const done = () => {
+          for (const key of fetched) if (inflight.get(key) === reading) inflight.delete(key);
+        };
+        reading.then(done, done);
+        waits.add(reading);
       }
+      await Promise.all(waits);
 
       // Take what this request reads now, so the caches may evict meanwhile without harm.
       const setsOf = new Map<string, SetsEntry["sets"]>();
@@ -333,8 +409,10 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
       const talliesOf = new Map<string, TalliesEntry | undefined>();
       for (const [key] of neededByKey) {
         const rolled = revs.has(key);
-        setsCache.touch(key);
-        setsOf.set(key, rolled ? (setsCache.get(key)?.sets ?? []) : []);
+        for (const kind of kinds) {
+          setsCache.touch(setKey(kind, key));
+          setsOf.set(setKey(kind, key), rolled ? (setsCache.get(setKey(kind, key))?.sets ?? []) : []);
+        }
         for (const [qk] of sumQueries) {
           sumsCache.touch(`${qk}|${key}`);
           sumsOf.set(`${qk}|${key}`, rolled ? (sumsCache.get(`${qk}|${key}`)?.rows ?? []) : []);
@@ -372,8 +450,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
             return n;
           };
           for (const b of bucketsWithin(within)) {
-            for (const { identity, members } of loaded(setsOf, bucketKey(b.span, b.startMs))) {
-              if (identity.set !== set) continue;
+            for (const { identity, members } of loaded(setsOf, setKey(set, bucketKey(b.span, b.startMs)))) {
               const group = groupOf(identity);
               if (group === undefined) continue;
               const entry = groups.get(group);
@@ -401,8 +478,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
           const found = new Map<number, SetIdentity>();
           const buckets = bucketsWithin(within).sort((a, b) => a.startMs - b.startMs);
           for (const b of buckets) {
-            for (const { identity, members } of loaded(setsOf, bucketKey(b.span, b.startMs))) {
-              if (identity.set !== set) continue;
+            for (const { identity, members } of loaded(setsOf, setKey(set, bucketKey(b.span, b.startMs)))) {
               for (const m of members) found.set(m, identity);
             }
           }

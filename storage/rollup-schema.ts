@@ -82,9 +82,13 @@ export function identityOf(tags: Record<string, string | undefined>): SetIdentit
   };
 }
 
-/** Reads the stored sets of one span with buckets starting in [fromMs, toMs); storedParts decodes them. */
-export const storedSetsStatement = (span: Span, fromMs: number, toMs: number) =>
-  `SELECT "ids" FROM ${from("deviceSet")} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)} ` +
+/**
+ * Reads the stored sets of one span (of these kinds, or all) with buckets starting in [fromMs, toMs);
+ * storedParts decodes them.
+ */
+export const storedSetsStatement = (span: Span, fromMs: number, toMs: number, kinds?: readonly SetKind[]) =>
+  `SELECT "ids" FROM ${from("deviceSet")} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)}` +
+  `${kinds === undefined ? "" : ` AND (${kinds.map((k) => tagIs("set", k)).join(" OR ")})`} ` +
   `GROUP BY "set", "kind", "model", "firmware", "region", "fingerprint", "part"`;
 
 /** Each stored part of storedSetsStatement's answer: its set, its bucket's start and its ids. */

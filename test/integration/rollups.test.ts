@@ -188,6 +188,40 @@ describe("rollups", () => {
   });
 });
 
+describe("the rollup reader", () => {
+  test("reads a bucket once for loads that ask for it at the same time, and only the set kinds asked for", async ({
+    influx,
+    write,
+  }) => {
+    await createRollups(influx, write).recompute(hoursOf(HISTORY));
+    const statements: string[] = [];
+    const counting = new Proxy(influx, {
+      get(target, key, receiver) {
+        if (key !== "query") return Reflect.get(target, key, receiver);
+        return (query: string | string[], ...rest: unknown[]) => {
+          statements.push(...[query].flat());
+          return (target.query as (...args: unknown[]) => unknown)(query, ...rest);
+        };
+      },
+    });
+    const window = { fromMs: D1 + 22 * HOUR, toMs: D2 + DAY };
+    const setReads = () => statements.filter((q) => q.includes("device_set"));
+
+    const alone = await createRollupReader(counting).load([window], [], { sets: ["active"] });
+    const once = setReads().length;
+    expect(once).toBeGreaterThan(0);
+    expect(setReads().every((q) => q.includes(`"set" = 'active'`))).toBe(true);
+    expect(() => alone.count("faulty", byModel)).toThrow(/not loaded/);
+
+    statements.length = 0;
+    const reader = createRollupReader(counting);
+    const views = await Promise.all([1, 2, 3].map(() => reader.load([window], [], { sets: ["active"] })));
+    expect(setReads()).toHaveLength(once);
+    for (const view of views)
+      expect(Object.fromEntries(view.count("active", byModel))).toEqual({ M1: 2, M2: 1 });
+  });
+});
+
 describe("issue rollups", () => {
   // On top of HISTORY: a's firmware moves to 1.1 before another X; e, in another region, has two X.
   const M1_NEW = meta("M1", "1.1");
