@@ -232,7 +232,10 @@ export function startDeviceStateBackfill(options: BackfillOptions): BackfillHand
     const missing = missingDevices([...ingest.knownDevices(), ...raw], withState).filter(
       (id) => !filled.has(id),
     );
-    if (missing.length === 0) return true;
+    if (missing.length === 0) {
+      logger.debug({ devices: withState.size }, "device_state has a point for every device");
+      return true;
+    }
     const started = now();
     logger.info({ devices: missing.length }, `filling device_state for ${missing.length} devices`);
     let failed = 0;

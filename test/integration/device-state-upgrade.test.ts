@@ -1,0 +1,216 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { floorHour, HOUR_MS } from "../../contract/time.js";
+import { decodeMessage } from "../../ingest/decode.js";
+import { activityPoint, deviceTags, messagePoints, presencePoint } from "../../ingest/to-points.js";
+import { createInfluxDeviceServices } from "../../services/devices.js";
+import { startIngestBroker } from "../../stack/start-stack.js";
+import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import type { Point } from "../../storage/schema.js";
+import { testDatabase } from "../support/influx.js";
+import { testConfig } from "../support/stack.js";
+
+// An install upgraded from a version without device_state: its devices' raw points are in InfluxDB, the
+// read model and the journal are not. The ingest fills device_state at start (ingest/device-state-backfill.ts)
+// so a device silent since before the upgrade is still in the directory, and reported silent.
+
+const MINUTE = 60_000;
+
+/** A pino logger whose lines the test reads. */
+function capturingLogger() {
+  const lines: Array<{ msg: string; [key: string]: unknown }> = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split("\n")) if (line !== "") lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level: "debug" }, stream), lines };
+}
+
+type Sent = { channel: string; body: unknown; atMs: number };
+
+/** The points an older version stored for a device's messages, presence changes and hours. */
+function olderVersionPoints(
+  device: string,
+  hello: Record<string, string>,
+  sent: Sent[],
+  presence: Array<{ state: "online" | "offline"; atMs: number }>,
+): Point[] {
+  const points: Point[] = [];
+  let meta: ReturnType<typeof messagePoints>["meta"];
+  const hours = new Map<number, Record<string, string>>();
+  for (const [i, message] of [
+    { channel: "hello", body: hello, atMs: sent[0]?.atMs ?? 0 },
+    ...sent,
+  ].entries()) {
+    const decoded = decodeMessage(
+      `fq/v1/${device}/${message.channel}`,
+      Buffer.from(JSON.stringify(message.body)),
+      65_536,
+    );
+    if (!decoded.ok) throw new Error(decoded.refusal.message);
+    const mapped = messagePoints(decoded.message, {
+      meta,
+      receivedMs: message.channel === "hello" ? message.atMs - MINUTE : message.atMs,
+      clockSkewFutureMs: 600_000,
+      clockSkewPastMs: 86_400_000,
+      discriminator: i,
+    });
+    meta = mapped.meta ?? meta;
+    points.push(...mapped.records.map((r) => r.point));
+    if (message.channel !== "hello") hours.set(floorHour(message.atMs), deviceTags(device, meta));
+  }
+  let previous: number | undefined;
+  for (const [hourMs, tags] of [...hours].sort(([a], [b]) => a - b)) {
+    points.push(activityPoint(tags, hourMs, previous === undefined ? undefined : HOUR_MS));
+    previous = hourMs;
+  }
+  for (const [i, p] of presence.entries())
+    points.push(
+      presencePoint(deviceTags(device, meta), { receivedMs: p.atMs, discriminator: i }, p.state, "broker"),
+    );
+  return points;
+}
+
+const telemetry = (atMs: number, seq: number): Sent => ({
+  channel: "telemetry",
+  body: [{ ts: atMs, seq, metrics: { snr: 30 } }],
+  atMs,
+});
+
+type StateRow = Record<string, unknown>;
+
+async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (ok(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("an upgrade from a version without device_state", () => {
+  it("fills device_state for the devices InfluxDB knows, so the directory lists them as the data says", async () => {
+    const db = await testDatabase("state_upgrade");
+    const dataDir = await mkdtemp(join(tmpdir(), "fieldq-state-upgrade-"));
+    const influx = createInflux(db);
+    const now = Date.now();
+    // modem-a: hourly reports until half an hour ago, then a disconnect: offline, not overdue.
+    const aReports = Array.from({ length: 24 }, (_, k) =>
+      telemetry(now - 30 * MINUTE - (23 - k) * HOUR_MS, k),
+    );
+    // modem-b: hourly reports that stopped two days ago while its connection stayed up; an update on the way.
+    const bStart = now - 2 * 24 * HOUR_MS - 12 * HOUR_MS;
+    const bReports = Array.from({ length: 12 }, (_, k) => telemetry(bStart + k * HOUR_MS, k));
+    const update: Sent = {
+      channel: "event",
+      body: {
+        ts: bStart + 5 * HOUR_MS + MINUTE,
+        seq: 100,
+        type: "firmware_update",
+        data: { from: "2.4.1", to: "2.5.0", result: "success" },
+      },
+      atMs: bStart + 5 * HOUR_MS + MINUTE,
+    };
+    const hello = {
+      kind: "modem",
+      model: "FQ-M200",
+      firmware: "2.4.1",
+      hardware: "rev C",
+      region: "eu-west",
+    };
+    const aFirst = aReports[0]?.atMs ?? 0;
+    const aLast = aReports.at(-1)?.atMs ?? 0;
+    const bLast = bReports.at(-1)?.atMs ?? 0;
+    try {
+      await ensureSchema(influx, db);
+      await createPointWriter(db)([
+        ...olderVersionPoints("modem-a", { ...hello, serial: "S-A" }, aReports, [
+          { state: "online", atMs: aFirst - 2 * MINUTE },
+          { state: "offline", atMs: aLast + 10 * MINUTE },
+        ]),
+        ...olderVersionPoints(
+          "modem-b",
+          { ...hello, serial: "S-B" },
+          [...bReports.slice(0, 6), update, ...bReports.slice(6)],
+          [{ state: "online", atMs: bStart - 2 * MINUTE }],
+        ),
+      ]);
+
+      const config = testConfig(db, dataDir);
+      const first = capturingLogger();
+      let stack = await startIngestBroker(config, { logger: first.logger });
+      let rows: StateRow[];
+      try {
+        const states = async () => [...(await influx.query<StateRow>(`SELECT * FROM "long"."device_state"`))];
+        rows = await until(states, (r) => r.length === 2);
+        const a = rows.find((r) => r.device === "modem-a");
+        const b = rows.find((r) => r.device === "modem-b");
+        expect(a).toMatchObject({
+          model: "FQ-M200",
+          firmware: "2.4.1",
+          serial: "S-A",
+          region: "eu-west",
+          last_report_ms: aLast,
+          last_seen_ms: aLast + 10 * MINUTE,
+          presence: "offline",
+          presence_ms: aLast + 10 * MINUTE,
+          presence_source: "broker",
+          gap_median_ms: HOUR_MS,
+          gap_samples: 23,
+        });
+        expect(b).toMatchObject({
+          firmware: "2.5.0",
+          serial: "S-B",
+          last_report_ms: bLast,
+          presence: "online",
+          presence_ms: bStart - 2 * MINUTE,
+          gap_median_ms: HOUR_MS,
+          gap_samples: 11,
+        });
+        expect(first.lines.map((l) => l.msg)).toContain("filling device_state for 2 devices");
+
+        const read = createInfluxDeviceServices(influx, { directory: { refreshEveryMs: 0 } });
+        try {
+          const list = await read.devices.listDevices({ limit: 10, offset: 0 });
+          expect(list.items.map((d) => [d.id, d.status])).toEqual([
+            ["modem-a", "offline"],
+            ["modem-b", "silent"],
+          ]);
+          const silent = await read.devices.listDevices({ status: "silent", limit: 10, offset: 0 });
+          expect(silent.items.map((d) => d.id)).toEqual(["modem-b"]);
+          expect(await read.devices.getDevice("modem-b")).toBeDefined();
+        } finally {
+          read.close();
+        }
+      } finally {
+        await stack.close();
+      }
+
+      // A restart finds every device in device_state and writes nothing.
+      const second = capturingLogger();
+      stack = await startIngestBroker(config, { logger: second.logger });
+      try {
+        await until(
+          async () => second.lines.map((l) => l.msg),
+          (msgs) => msgs.includes("device_state has a point for every device"),
+        );
+        expect(second.lines.map((l) => l.msg)).toContain("device_state has a point for every device");
+        expect(second.lines.map((l) => l.msg)).not.toContain("filling device_state for 2 devices");
+        expect(stack.journal.backlog.entries).toBe(0);
+        const after = [...(await influx.query<StateRow>(`SELECT * FROM "long"."device_state"`))];
+        expect(after.map((r) => r.updated_ms)).toEqual(rows.map((r) => r.updated_ms));
+      } finally {
+        await stack.close();
+      }
+    } finally {
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
