@@ -78,6 +78,24 @@ export type HealthServiceOptions = {
   firstSeenTtlMs?: number;
 };
 
+/** A small memo of answers by request, each valid for one version of the rollups it was computed from. */
+function answers<T>(max = 200) {
+  const held = new Map<string, { version: string; value: T }>();
+  return (key: string, version: string | undefined, compute: () => T): T => {
+    const known = held.get(key);
+    if (version !== undefined && known?.version === version) return known.value;
+    const value = compute();
+    if (version === undefined) return value;
+    held.delete(key);
+    held.set(key, { version, value });
+    for (const oldest of held.keys()) {
+      if (held.size <= max) break;
+      held.delete(oldest);
+    }
+    return value;
+  };
+}
+
 /** The device sets the fleet reads count (firmware reads: active alone). */
 const COUNTED = { sets: ["active", "faulty"] } as const;
 const ACTIVE = { sets: ["active"] } as const;
@@ -122,12 +140,19 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       });
     return reading;
   };
-  async function firstSeenOf(versions: readonly string[]): Promise<ReadonlyMap<string, number>> {
+  async function firstSeenOf(versions: readonly string[]) {
     const known = firstSeen;
-    if (known === undefined || versions.some((v) => !known.byVersion.has(v))) return readFirstSeen();
-    if (performance.now() - known.readAt > firstSeenTtlMs) readFirstSeen().catch(() => {});
-    return known.byVersion;
+    if (known === undefined || versions.some((v) => !known.byVersion.has(v))) await readFirstSeen();
+    else if (performance.now() - known.readAt > firstSeenTtlMs) readFirstSeen().catch(() => {});
+    return firstSeen ?? { readAt: 0, byVersion: new Map<string, number>() };
   }
+
+  // Answers kept while the rollups they were computed from stay the same (RollupView.version): a
+  // dashboard asking the same thing again costs a revision check, not the month's distinct counts.
+  const summaries = answers<FleetSummary>();
+  const trends = answers<FleetTrend>();
+  const versionLists = answers<FirmwareVersions>();
+  const comparisons = answers<Result<FirmwareComparison, NoExposure>>();
 
   const service: HealthService = {
     async fleetSummary(q) {
@@ -136,28 +161,31 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const groupBy = [...new Set(q.groupBy)];
       const query = cohortSumsQuery();
       const view = await rollups.load([window], [query], COUNTED);
-      const grouped = sumsBy(selected(cohortSumRows(view.sums(query)), selection), groupBy, false);
-      const [active, faulty] = [
-        countBy(view, "active", selection, groupBy),
-        countBy(view, "faulty", selection, groupBy),
-      ];
-      const total = emptyCounts();
-      for (const [key, { counts }] of grouped) {
-        counts.devices = active.get(key) ?? 0;
-        counts.faultyDevices = faulty.get(key) ?? 0;
-        addCounts(total, counts);
-      }
-      // Distinct devices do not add up across groups (a device that changed firmware is in two).
-      total.devices = countBy(view, "active", selection, []).get(whole) ?? 0;
-      total.faultyDevices = countBy(view, "faulty", selection, []).get(whole) ?? 0;
-      return {
-        from: iso(window.fromMs),
-        to: iso(window.toMs),
-        groupBy,
-        filter: selection,
-        groups: sortedGroups(grouped).map(({ group, counts }) => ({ group, ...toMetrics(counts) })),
-        total: toMetrics(total),
-      };
+      const key = JSON.stringify([window, selection, groupBy]);
+      return summaries(key, view.version, () => {
+        const grouped = sumsBy(selected(cohortSumRows(view.sums(query)), selection), groupBy, false);
+        const [active, faulty] = [
+          countBy(view, "active", selection, groupBy),
+          countBy(view, "faulty", selection, groupBy),
+        ];
+        const total = emptyCounts();
+        for (const [key, { counts }] of grouped) {
+          counts.devices = active.get(key) ?? 0;
+          counts.faultyDevices = faulty.get(key) ?? 0;
+          addCounts(total, counts);
+        }
+        // Distinct devices do not add up across groups (a device that changed firmware is in two).
+        total.devices = countBy(view, "active", selection, []).get(whole) ?? 0;
+        total.faultyDevices = countBy(view, "faulty", selection, []).get(whole) ?? 0;
+        return {
+          from: iso(window.fromMs),
+          to: iso(window.toMs),
+          groupBy,
+          filter: selection,
+          groups: sortedGroups(grouped).map(({ group, counts }) => ({ group, ...toMetrics(counts) })),
+          total: toMetrics(total),
+        };
+      });
     },
 
     async fleetTrend(q) {
@@ -165,19 +193,21 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const selection = selectionOf(q);
       const query = cohortSumsQuery();
       const view = await rollups.load([window], [query], COUNTED);
-      const daily = sumsBy(selected(cohortSumRows(view.sums(query)), selection), [], true);
-      return {
-        from: iso(window.fromMs),
-        to: iso(window.toMs),
-        filter: selection,
-        days: dayStarts(window).map((day) => {
-          const part = dayPart(day, window);
-          const counts = daily.get(groupKey({}, day))?.counts ?? emptyCounts();
-          counts.devices = countBy(view, "active", selection, [], part).get(whole) ?? 0;
-          counts.faultyDevices = countBy(view, "faulty", selection, [], part).get(whole) ?? 0;
-          return { day: iso(day), from: iso(part.fromMs), to: iso(part.toMs), ...toMetrics(counts) };
-        }),
-      };
+      return trends(JSON.stringify([window, selection]), view.version, () => {
+        const daily = sumsBy(selected(cohortSumRows(view.sums(query)), selection), [], true);
+        return {
+          from: iso(window.fromMs),
+          to: iso(window.toMs),
+          filter: selection,
+          days: dayStarts(window).map((day) => {
+            const part = dayPart(day, window);
+            const counts = daily.get(groupKey({}, day))?.counts ?? emptyCounts();
+            counts.devices = countBy(view, "active", selection, [], part).get(whole) ?? 0;
+            counts.faultyDevices = countBy(view, "faulty", selection, [], part).get(whole) ?? 0;
+            return { day: iso(day), from: iso(part.fromMs), to: iso(part.toMs), ...toMetrics(counts) };
+          }),
+        };
+      });
     },
 
     async firmwareVersions(q) {
@@ -189,21 +219,25 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const ofModel = (s: SetIdentity) => q.model === undefined || s.model === q.model;
       const versionOf = (s: SetIdentity) => (ofModel(s) ? versionKey(s.model, s.firmware) : undefined);
       const modelOf = (s: SetIdentity) => (ofModel(s) ? s.model : undefined);
-      return assembleVersions({
-        window,
-        hours,
-        firstSeen: await firstSeenOf([...new Set(hours.map((r) => versionKey(r.model, r.firmware)))]),
-        devices: view.count("active", versionOf),
-        devicesNow: view.count("active", versionOf, lastDay),
-        days: dayStarts(window).map((day) => {
-          const part = dayPart(day, window);
-          return {
-            day,
-            versions: view.count("active", versionOf, part),
-            models: view.count("active", modelOf, part),
-          };
+      const first = await firstSeenOf([...new Set(hours.map((r) => versionKey(r.model, r.firmware)))]);
+      const version = view.version === undefined ? undefined : `${view.version}|${first.readAt}`;
+      return versionLists(JSON.stringify([window, q.model ?? null]), version, () =>
+        assembleVersions({
+          window,
+          hours,
+          firstSeen: first.byVersion,
+          devices: view.count("active", versionOf),
+          devicesNow: view.count("active", versionOf, lastDay),
+          days: dayStarts(window).map((day) => {
+            const part = dayPart(day, window);
+            return {
+              day,
+              versions: view.count("active", versionOf, part),
+              models: view.count("active", modelOf, part),
+            };
+          }),
         }),
-      });
+      );
     },
 
     async compareFirmware(q) {
@@ -213,22 +247,25 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const hours = versionHoursQuery(undefined);
       const faults = versionFaultsQuery();
       const view = await rollups.load([window], [hours, faults], ACTIVE);
-      const inCohorts = (r: { model: string; firmware: string }) =>
-        r.model === q.model && firmwares.includes(r.firmware);
-      const devices = view.count("active", (s) => (inCohorts(s) ? s.firmware : undefined));
-      const exposure = hoursRows(view.sums(hours)).filter(inCohorts);
-      const cohort = (firmware: string) => ({
-        firmware,
-        devices: devices.get(firmware) ?? 0,
-        exposureHours: exposure.filter((r) => r.firmware === firmware).reduce((sum, r) => sum + r.hours, 0),
-      });
-      return compareCohorts({
-        model: q.model,
-        window,
-        severity: q.severity,
-        baseline: cohort(q.baseline),
-        candidate: cohort(q.candidate),
-        faults: faultCountRows(view.sums(faults)).filter(inCohorts),
+      const key = JSON.stringify([window, q.model, q.baseline, q.candidate, q.severity ?? null]);
+      return comparisons(key, view.version, () => {
+        const inCohorts = (r: { model: string; firmware: string }) =>
+          r.model === q.model && firmwares.includes(r.firmware);
+        const devices = view.count("active", (s) => (inCohorts(s) ? s.firmware : undefined));
+        const exposure = hoursRows(view.sums(hours)).filter(inCohorts);
+        const cohort = (firmware: string) => ({
+          firmware,
+          devices: devices.get(firmware) ?? 0,
+          exposureHours: exposure.filter((r) => r.firmware === firmware).reduce((sum, r) => sum + r.hours, 0),
+        });
+        return compareCohorts({
+          model: q.model,
+          window,
+          severity: q.severity,
+          baseline: cohort(q.baseline),
+          candidate: cohort(q.candidate),
+          faults: faultCountRows(view.sums(faults)).filter(inCohorts),
+        });
       });
     },
 

@@ -40,22 +40,32 @@ const eachRow = function* (groups: readonly Group[]): Generator<[Group, Row]> {
   for (const g of groups) for (const row of g.rows) yield [g, row];
 };
 
+/** Each answer's rows typed once: the reader keeps a bucket's answer while its revision stays. */
+const typed = new WeakMap<Group, CohortSumRow[]>();
+
 /** cohortSumsQuery's rows (as RollupView.sums gives them). */
 export function cohortSumRows(groups: readonly Group[]): CohortSumRow[] {
-  return [...eachRow(groups)].map(([g, row]) => ({
-    tags: g.tags,
-    startMs: row.time.getTime(),
-    sums: {
-      hours: num(row.hours),
-      faults: Object.fromEntries(SEVERITIES.map((s) => [s, num(row[faultField(s)])])) as Record<
-        Severity,
-        number
-      >,
-      reboots: num(row.reboots),
-      rejections: num(row.rejections),
-      ratings: Array.from({ length: RATINGS }, (_, rating) => num(row[ratingField(rating)])),
-    },
-  }));
+  return groups.flatMap((g) => {
+    let rows = typed.get(g);
+    if (rows === undefined) {
+      rows = g.rows.map((row) => ({
+        tags: g.tags,
+        startMs: row.time.getTime(),
+        sums: {
+          hours: num(row.hours),
+          faults: Object.fromEntries(SEVERITIES.map((s) => [s, num(row[faultField(s)])])) as Record<
+            Severity,
+            number
+          >,
+          reboots: num(row.reboots),
+          rejections: num(row.rejections),
+          ratings: Array.from({ length: RATINGS }, (_, rating) => num(row[ratingField(rating)])),
+        },
+      }));
+      typed.set(g, rows);
+    }
+    return rows;
+  });
 }
 
 /**

@@ -43,6 +43,11 @@ export type SumQuery = {
 
 export interface RollupView {
   /**
+   * The revisions of every bucket loaded, as one string: two views with the same version hold the same
+   * data, so an answer computed from one holds for the other. Undefined when some of it was older.
+   */
+  readonly version: string | undefined;
+  /**
    * Distinct devices per group in `within` (default: the first window loaded), over the sets of one kind;
    * groupOf names the group a set counts towards, or undefined to leave it out.
    */
@@ -407,21 +412,31 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
       const setsOf = new Map<string, SetsEntry["sets"]>();
       const sumsOf = new Map<string, Group[]>();
       const talliesOf = new Map<string, TalliesEntry | undefined>();
+      /** Whether every entry taken is of the revision read (not an older one another load was reading). */
+      let current = true;
+      const take = <E extends { rev: number }>(cache: Lru<E>, cacheKey: string, key: string) => {
+        cache.touch(cacheKey);
+        const entry = cache.get(cacheKey);
+        if (entry?.rev !== revs.get(key)) current = false;
+        return entry;
+      };
       for (const [key] of neededByKey) {
         const rolled = revs.has(key);
         for (const kind of kinds) {
-          setsCache.touch(setKey(kind, key));
-          setsOf.set(setKey(kind, key), rolled ? (setsCache.get(setKey(kind, key))?.sets ?? []) : []);
+          const entry = rolled ? take(setsCache, setKey(kind, key), key) : undefined;
+          setsOf.set(setKey(kind, key), entry?.sets ?? []);
         }
         for (const [qk] of sumQueries) {
-          sumsCache.touch(`${qk}|${key}`);
-          sumsOf.set(`${qk}|${key}`, rolled ? (sumsCache.get(`${qk}|${key}`)?.rows ?? []) : []);
+          const entry = rolled ? take(sumsCache, `${qk}|${key}`, key) : undefined;
+          sumsOf.set(`${qk}|${key}`, entry?.rows ?? []);
         }
         for (const fp of tallied) {
-          talliesCache.touch(tallyKey(fp, key));
-          talliesOf.set(tallyKey(fp, key), rolled ? talliesCache.get(tallyKey(fp, key)) : undefined);
+          talliesOf.set(tallyKey(fp, key), rolled ? take(talliesCache, tallyKey(fp, key), key) : undefined);
         }
       }
+      const version = current
+        ? [...neededByKey.keys()].map((key) => `${key}=${revs.get(key) ?? "-"}`).join(",")
+        : undefined;
       const first = windows[0];
       const bucketsWithin = (within: Window | undefined) => (within === undefined ? [] : bucketsOf(within));
       const loaded = <T>(map: Map<string, T>, key: string): T => {
@@ -431,6 +446,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
       };
 
       return {
+        version,
         count(set, groupOf, within = first) {
           // Per group, the first set's size as it is; a bitset (32 devices a word) only once a second set
           // of the group may repeat a device.
