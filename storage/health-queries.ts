@@ -2,7 +2,7 @@ import type { InfluxDB } from "influx";
 import { SEVERITIES, type Severity } from "../contract/messages.js";
 import { from, type Group, queryGroups, type Row, tagIs } from "./influxql.js";
 import type { SumQuery } from "./rollup-reader.js";
-import { COHORT_SUMS, COHORT_TAGS, faultField, RATINGS, ratingField } from "./rollup-schema.js";
+import { COHORT_SUM_FIELDS, COHORT_TAGS, faultField, RATINGS, ratingField } from "./rollup-schema.js";
 
 // The rollup queries behind fleet health and firmware cohorts, and their rows typed. Sums are read through
 // the rollup reader (storage/rollup-reader.ts), which caches them per bucket.
@@ -19,9 +19,10 @@ const num = (value: unknown) => (typeof value === "number" && Number.isFinite(va
  */
 export const cohortSumsQuery = (): SumQuery => ({
   rollup: COHORTS,
-  select: COHORT_SUMS,
+  select: COHORT_SUM_FIELDS.map((field) => `"${field}"`).join(", "),
   where: "",
   groupBy: COHORT_TAGS,
+  raw: true,
 });
 
 export type CohortSumRow = {

@@ -34,11 +34,17 @@ import type { MeasurementKey } from "./schema.js";
  */
 export type SumQuery = {
   rollup: { hourly: MeasurementKey; daily: MeasurementKey };
-  /** The select list, e.g. `sum("n") AS "n"`. */
+  /** The select list, e.g. `sum("n") AS "n"`; with `raw`, fields as stored, e.g. `"hours", "reboots"`. */
   select: string;
   /** Conditions besides time, each starting with " AND "; "" for none. */
   where: string;
   groupBy: readonly string[];
+  /**
+   * Read the points as stored, not summed per bucket: each rollup point sits at its bucket's start, so the
+   * rows still fall in their buckets (callers add them up anyway). InfluxDB 1.6 sums 18 fields of a month
+   * of cohort_1d in 0.5-1.4 s and reads them as stored in 0.09-0.15 s.
+   */
+  raw?: boolean;
 };
 
 export interface RollupView {
@@ -103,7 +109,7 @@ const bucketKey = (span: Span, startMs: number) => `${span}:${startMs}`;
 const setKey = (kind: SetKind, key: string) => `${kind}|${key}`;
 const tallyKey = (fingerprint: string, key: string) => `${fingerprint}|${key}`;
 const queryKey = (q: SumQuery) =>
-  JSON.stringify([q.rollup.hourly, q.rollup.daily, q.select, q.where, q.groupBy]);
+  JSON.stringify([q.rollup.hourly, q.rollup.daily, q.select, q.where, q.groupBy, q.raw === true]);
 
 /** Contiguous time ranges covering these bucket starts of one span. */
 function runsOf(span: Span, starts: readonly number[]): Array<[number, number]> {
@@ -247,8 +253,11 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
 
   const sumStatement = (q: SumQuery, span: Span, a: number, b: number) => {
     const measurement = from(span === "1h" ? q.rollup.hourly : q.rollup.daily);
-    const tags = q.groupBy.map((t) => `, ${influxql.quoted(t)}`).join("");
-    return `SELECT ${q.select} FROM ${measurement} WHERE ${timeRange(a, b)}${q.where} GROUP BY time(${span})${tags} fill(none)`;
+    const tags = q.groupBy.map((t) => influxql.quoted(t));
+    const range = `WHERE ${timeRange(a, b)}${q.where}`;
+    if (q.raw === true)
+      return `SELECT ${q.select} FROM ${measurement} ${range}${tags.length > 0 ? ` GROUP BY ${tags.join(", ")}` : ""}`;
+    return `SELECT ${q.select} FROM ${measurement} ${range} GROUP BY ${[`time(${span})`, ...tags].join(", ")} fill(none)`;
   };
 
   return {
