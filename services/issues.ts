@@ -53,13 +53,17 @@ import {
   readIssueEvents,
 } from "../storage/issue-queries.js";
 import type { RollupReader, RollupView, SumQuery } from "../storage/rollup-reader.js";
-import type { SetIdentity } from "../storage/rollup-schema.js";
+import type { SetIdentity, SetKind } from "../storage/rollup-schema.js";
 import { UNKNOWN } from "../storage/schema.js";
 
 // Issues as the API shows them: the event log replayed into each issue's state (settling is the ingest's
 // runner's job, rollup/settle-issues.ts: a read never writes), fingerprints grouped by merges, and
 // statistics from the rollups (counts from issue_1h/1d, distinct devices from the device sets, affected
 // devices from issue_devices), so windows are whole UTC hours and no read touches the raw faults.
+
+/** The device sets each read counts: affected devices, fleet share, and the detail's breakdowns. */
+const LIST_SETS: readonly SetKind[] = ["fault", "active"];
+const DETAIL_SETS: readonly SetKind[] = ["fault", "fault_fw", "fault_region", "active"];
 
 /** The issues (most devices first) whose detail the warm-up reads. */
 const WARM_DETAILS = 3;
@@ -176,7 +180,7 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       const window = alignHours(input);
       const [{ log, metas }, view] = await Promise.all([
         load(),
-        rollups.load([window, ...halvesOf(window)], [ISSUE_COUNTS]),
+        rollups.load([window, ...halvesOf(window)], [ISSUE_COUNTS], { sets: LIST_SETS }),
       ]);
       const issueOf = new Map([...metas.keys()].map((fp) => [fp, resolveIssueId(fp, log.merges)]));
       const byIssue = fold(tallies(windowRows(view, ISSUE_COUNTS, window)), (fp) => issueOf.get(fp));
@@ -210,6 +214,7 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       const counts = memberCounts(fps);
       const trend = trendBuckets(window);
       const view = await rollups.load([window, ...halvesOf(window), ...trend.buckets], [counts], {
+        sets: DETAIL_SETS,
         tallies: fps,
       });
       const tally =
