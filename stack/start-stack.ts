@@ -10,6 +10,7 @@ import { type ApiHandle, startApi } from "../api/start-api.js";
 import type { ListenerPorts } from "../broker/listeners.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
 import type { Config, TlsConfig } from "../config/env.js";
+import { startDeviceStateBackfill } from "../ingest/device-state-backfill.js";
 import { createIngest } from "../ingest/ingest.js";
 import { Journal } from "../ingest/journal.js";
 import { JournalWriter } from "../ingest/writer.js";
@@ -137,6 +138,12 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     setAsideDir: config.ingest.dataDir,
   });
   writer.start();
+  const backfill = startDeviceStateBackfill({
+    ingest,
+    journal,
+    influx: createInflux(config.influx),
+    logger: logger.child({ part: "device-state-backfill" }),
+  });
   // Issues that rely on a fix are settled from the rollups, after every recompute and once a minute.
   const settler = new SettleRunner({
     influx: createInflux(config.influx),
@@ -181,6 +188,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       presence: ingest.presence,
     });
   } catch (error) {
+    await backfill.stop();
     await rollups.stop();
     await settler.stop();
     await writer.stop(0);
@@ -195,6 +203,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     writer,
     rollups,
     async close() {
+      await backfill.stop();
       await broker.close();
       await schemaCreated;
       await writer.stop();
