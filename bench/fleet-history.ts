@@ -122,7 +122,7 @@ const GAP_SAMPLES = 24;
 
 export type HistoryOptions = { devices: number; days: number; endMs: number; seed: number };
 
-/** Which of the fleet's device ids exist, for a bench to pick targets without reading the data back. */
+/** A device's id: its kind and its index in the fleet. */
 export const deviceId = (kind: string, index: number) => `${kind}-${String(index).padStart(5, "0")}`;
 
 type Device = {
@@ -159,7 +159,7 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
   const rng = createRandom(options.seed);
   const random = rng.next;
   const pick = <T>(items: readonly [T, ...T[]]) => rng.pick(items);
-  const startMs = Math.floor((options.endMs - options.days * DAY_MS) / HOUR_MS) * HOUR_MS;
+  const startMs = floorHour(options.endMs - options.days * DAY_MS);
   const endMs = options.endMs;
   let discriminator = 0;
   const ctx = (meta: DeviceMetaRecord, receivedMs: number) => ({
@@ -232,12 +232,13 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
     return device;
   });
 
-  /** Runs one message through the ingest's mapping, following a metadata change as the ingest would. */
+  /** The ingest's bookkeeping of a device it received something from (device_state), up to the end. */
   const seen = (device: Device, atMs: number) => {
     if (atMs >= endMs) return;
     device.state.firstMs ??= atMs;
     device.state.lastSeenMs = Math.max(device.state.lastSeenMs ?? atMs, atMs);
   };
+  /** Runs one message through the ingest's mapping, following a metadata change as the ingest would. */
   const receive = (device: Device, message: DecodedMessage, receivedMs: number): JournalRecord[] => {
     seen(device, receivedMs);
     if (receivedMs < endMs)
