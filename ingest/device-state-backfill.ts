@@ -41,8 +41,9 @@ const PRESENCE_SOURCES = new Set(["broker", "device", "will"]);
 
 /** The activity the stored points show: a status the device published itself is a report too. */
 export function storedActivity(facts: StoredFacts): DeviceActivity {
-  let lastReportMs = facts.lastReportMs;
-  let lastSeenMs = facts.lastReportMs;
+  // A hello is a report too: the hello read is not bounded in time as the other reports' read is.
+  let lastReportMs = later(facts.lastReportMs, facts.hello?.receivedMs);
+  let lastSeenMs = lastReportMs;
   let presence: Presence | undefined;
   for (const p of facts.presence) {
     if (p.source === "device") lastReportMs = later(lastReportMs, p.atMs);
@@ -157,6 +158,27 @@ export function factsOf(
   return facts;
 }
 
+/**
+ * The devices in groups for the last-report read, each with the time it can start from: its devices'
+ * oldest newest activity hour (a report is in an hour with activity), or 0 when one has no activity. Devices
+ * are grouped by that hour, newest first, so one device silent for a month does not widen every group.
+ */
+export function reportBatches(
+  ids: readonly string[],
+  newestHourMs: ReadonlyMap<string, number>,
+  size: number,
+): Array<{ ids: string[]; fromMs: number }> {
+  const order = (id: string) => newestHourMs.get(id) ?? Number.NEGATIVE_INFINITY;
+  const sorted = [...ids].sort((a, b) => order(b) - order(a) || (a < b ? -1 : a > b ? 1 : 0));
+  const batches: Array<{ ids: string[]; fromMs: number }> = [];
+  for (let at = 0; at < sorted.length; at += size) {
+    const batch = sorted.slice(at, at + size);
+    const oldest = Math.min(...batch.map(order));
+    batches.push({ ids: batch, fromMs: Number.isFinite(oldest) ? oldest : 0 });
+  }
+  return batches;
+}
+
 /** What the backfill needs of the ingest (ingest/ingest.ts). */
 export type StateFiller = {
   knownDevices(): string[];
@@ -176,7 +198,7 @@ export type BackfillOptions = {
     | "lastReports"
     | "firmwareUpdates"
     | "latestPresence"
-    | "recentGaps"
+    | "recentActivity"
   >;
   logger: Logger;
   /** Devices read per group of queries (an OR list each). */
@@ -238,33 +260,45 @@ export function startDeviceStateBackfill(options: BackfillOptions): BackfillHand
     }
     const started = now();
     logger.info({ devices: missing.length }, `filling device_state for ${missing.length} devices`);
-    let failed = 0;
+    const toMs = now() + AHEAD_MS;
+    const facts = new Map<string, StoredFacts>();
+    const newestHourMs = new Map<string, number>();
     for (let at = 0; at < missing.length && !stopped; at += batchSize) {
       const ids = missing.slice(at, at + batchSize);
-      const toMs = now() + AHEAD_MS;
-      const [hellos, reports, updates, presence, gaps] = await Promise.all([
+      const [hellos, updates, presence, activity] = await Promise.all([
         sources.latestHellos(ids),
-        sources.lastReports(ids, toMs),
         sources.firmwareUpdates(ids, toMs),
         sources.latestPresence(ids),
-        sources.recentGaps(ids, GAP_SAMPLES),
+        sources.recentActivity(ids, GAP_SAMPLES),
       ]);
-      const facts = factsOf(ids, { hellos, reports, updates, presence, gaps });
+      for (const a of activity) newestHourMs.set(a.device, a.newestHourMs);
+      const read = factsOf(ids, { hellos, reports: new Map(), updates, presence, gaps: activity });
+      for (const [id, f] of read) facts.set(id, f);
+    }
+    for (const batch of reportBatches(missing, newestHourMs, batchSize)) {
+      if (stopped) break;
+      for (const [id, ms] of await sources.lastReports(batch.ids, batch.fromMs, toMs)) {
+        const f = facts.get(id);
+        if (f !== undefined) f.lastReportMs = ms;
+      }
+    }
+    let written = 0;
+    for (let at = 0; at < missing.length && !stopped; at += batchSize) {
       const results = await Promise.all(
-        ids.map(async (id) => {
+        missing.slice(at, at + batchSize).map(async (id) => {
           const appended = await ingest.fillState(id, facts.get(id) ?? { presence: [], gapsMs: [] });
           if (appended.ok) filled.add(id);
           return appended.ok;
         }),
       );
-      failed += results.filter((ok) => !ok).length;
+      written += results.filter((ok) => ok).length;
     }
-    const written = missing.length - failed;
+    const failed = missing.length - written;
     logger.info(
       { devices: written, failed, ms: now() - started },
       `device_state filled for ${written} devices`,
     );
-    return failed === 0 && !stopped;
+    return failed === 0;
   }
 
   async function run(): Promise<number> {

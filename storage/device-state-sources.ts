@@ -22,8 +22,8 @@ export type HelloRow = {
 /** A device's newest presence change from one source. */
 export type SourcePresenceRow = { device: string; source: string; state: "online" | "offline"; atMs: number };
 
-/** A device's newest gap samples (activity gap_ms), newest first. */
-export type GapRow = { device: string; gapsMs: number[] };
+/** A device's newest activity hour, and the gap samples (activity gap_ms) of its newest hours, newest first. */
+export type ActivityRow = { device: string; newestHourMs: number; gapsMs: number[] };
 
 /** Every measurement a device's own points are tagged by device in (not rejection: a refused device is not one). */
 const DEVICE_SERIES: readonly MeasurementKey[] = [
@@ -96,8 +96,12 @@ export function deviceStateSources(influx: InfluxDB) {
       });
     },
 
-    /** Each listed device's newest report (device, telemetry, fault, event, command) before toMs. */
-    lastReports: (ids: readonly string[], toMs: number) => devices.lastReportsIn(0, toMs, ids),
+    /**
+     * Each listed device's newest report (device, telemetry, fault, event, command) in [fromMs, toMs): a
+     * bound near the devices' newest activity hour reads a day of raw telemetry instead of a month (~5x).
+     */
+    lastReports: (ids: readonly string[], fromMs: number, toMs: number) =>
+      devices.lastReportsIn(fromMs, toMs, ids),
 
     /** Each listed device's last successful firmware update before toMs. */
     firmwareUpdates: (ids: readonly string[], toMs: number) => devices.firmwareUpdates(ids, 0, toMs),
@@ -120,17 +124,21 @@ export function deviceStateSources(influx: InfluxDB) {
       });
     },
 
-    /** Each listed device's newest `limit` gap samples, newest first. */
-    async recentGaps(ids: readonly string[], limit: number): Promise<GapRow[]> {
+    /**
+     * Each listed device's newest `limit` activity hours: the newest one's start, and the gap samples among
+     * them, newest first. Devices without activity are left out.
+     */
+    async recentActivity(ids: readonly string[], limit: number): Promise<ActivityRow[]> {
       if (ids.length === 0) return [];
       const found = await groups(
-        `SELECT "gap_ms" FROM ${from("activity")} WHERE ${anyDevice(ids)} GROUP BY "device" ORDER BY time DESC LIMIT ${Math.trunc(limit)}`,
+        `SELECT "gap_ms", "hours" FROM ${from("activity")} WHERE ${anyDevice(ids)} GROUP BY "device" ORDER BY time DESC LIMIT ${Math.trunc(limit)}`,
       );
-      return found.flatMap((group): GapRow[] => {
+      return found.flatMap((group): ActivityRow[] => {
         const device = group.tags.device;
-        if (device === undefined) return [];
+        const newest = group.rows[0];
+        if (device === undefined || newest === undefined) return [];
         const gapsMs = group.rows.map((r) => integer(r.gap_ms)).filter((g): g is number => g !== null);
-        return gapsMs.length === 0 ? [] : [{ device, gapsMs }];
+        return [{ device, newestHourMs: newest.time.getTime(), gapsMs }];
       });
     },
   };

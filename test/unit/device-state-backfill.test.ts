@@ -7,6 +7,7 @@ import {
   factsOf,
   filledState,
   missingDevices,
+  reportBatches,
   type StoredFacts,
   startDeviceStateBackfill,
   storedActivity,
@@ -59,6 +60,13 @@ describe("storedActivity", () => {
       lastReportMs: T + 1_000,
       lastSeenMs: T + 5_000,
       presence: { state: "offline", atMs: T + 5_000, source: "will" },
+    });
+  });
+
+  it("takes a hello newer than the other reports as the last report", () => {
+    expect(storedActivity(facts({ lastReportMs: T, hello: helloRow("d", T + 5) }))).toEqual({
+      lastReportMs: T + 5,
+      lastSeenMs: T + 5,
     });
   });
 
@@ -159,6 +167,22 @@ describe("filledState", () => {
   });
 });
 
+describe("reportBatches", () => {
+  it("groups devices by their newest activity hour, newest first, each group from its oldest", () => {
+    const newest = new Map([
+      ["a", T - 30 * 24 * HOUR],
+      ["b", T],
+      ["c", T - HOUR],
+      ["d", T],
+    ]);
+    expect(reportBatches(["a", "b", "c", "d", "e"], newest, 2)).toEqual([
+      { ids: ["b", "d"], fromMs: T },
+      { ids: ["c", "a"], fromMs: T - 30 * 24 * HOUR },
+      { ids: ["e"], fromMs: 0 }, // no activity: every report it has
+    ]);
+  });
+});
+
 describe("factsOf", () => {
   it("gathers each device's rows and ignores rows of devices not asked for", () => {
     const found = factsOf(["a", "b"], {
@@ -224,6 +248,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
   /** Sources over fixed rows; failing: how many passes throw first (InfluxDB away). */
   function fakeSources(withState: Set<string>, failing = 0) {
     const asked: string[][] = [];
+    const reportsFrom: number[] = [];
     let passes = 0;
     const sources: NonNullable<BackfillOptions["sources"]> = {
       async stateDevices() {
@@ -236,13 +261,17 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
         asked.push([...ids]);
         return ids.filter((id) => id === "old-1").map((id) => helloRow(id, T - HOUR));
       },
-      lastReports: async (ids) => new Map(ids.map((id) => [id, T])),
+      async lastReports(ids, fromMs) {
+        reportsFrom.push(fromMs);
+        return new Map(ids.map((id) => [id, T]));
+      },
       firmwareUpdates: async () => [],
       latestPresence: async (ids) =>
         ids.map((device) => ({ device, source: "broker", state: "offline" as const, atMs: T + 1 })),
-      recentGaps: async (ids) => ids.map((device) => ({ device, gapsMs: [60_000] })),
+      recentActivity: async (ids) =>
+        ids.map((device) => ({ device, newestHourMs: T - HOUR, gapsMs: [60_000] })),
     };
-    return { sources, asked, passes: () => passes };
+    return { sources, asked, reportsFrom, passes: () => passes };
   }
 
   it("writes a state point for each missing device through the journal, in groups, and then nothing more", async () => {
@@ -258,6 +287,8 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       });
       expect(await backfill.done).toBe(2);
       expect(fake.asked).toEqual([["old-1"], ["old-2"]]);
+      // Reports are read from the devices' newest activity hour on.
+      expect(fake.reportsFrom).toEqual([T - HOUR, T - HOUR]);
       const points = await drain();
       expect(points.map((p) => p.fields.device)).toEqual(["old-1", "old-2"]);
       expect(points[0]?.timeNs).not.toBe(points[1]?.timeNs);
