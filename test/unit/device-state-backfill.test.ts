@@ -209,6 +209,33 @@ describe("factsOf", () => {
   });
 });
 
+describe("Journal.mark and drainedTo", () => {
+  it("tell when every entry appended before the mark has been committed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fieldq-journal-mark-"));
+    const journal = await Journal.open({ dir, maxBytes: 1e8, logger: silentLogger });
+    try {
+      expect(journal.drainedTo(journal.mark())).toBe(true);
+      const point = { measurement: "m", rp: "long", tags: {}, fields: { v: 1 }, timeNs: "1" };
+      await journal.append([{ point }]);
+      await journal.append([{ point }]);
+      const mark = journal.mark();
+      await journal.append([{ point }]);
+      expect(journal.drainedTo(mark)).toBe(false);
+      const first = await journal.readBatch(1);
+      await journal.commit(first.keys, []);
+      expect(journal.drainedTo(mark)).toBe(false);
+      const second = await journal.readBatch(1);
+      await journal.commit(second.keys, []);
+      // The entry appended after the mark is still there, and does not count.
+      expect(journal.backlog.entries).toBe(1);
+      expect(journal.drainedTo(mark)).toBe(true);
+    } finally {
+      await journal.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("startDeviceStateBackfill with the real ingest and journal", () => {
   let dir: string | undefined;
   afterEach(async () => {
