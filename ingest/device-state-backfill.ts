@@ -1,4 +1,5 @@
 import type { InfluxDB } from "influx";
+import { WEEK_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import {
   type DeviceStateSources,
@@ -221,7 +222,7 @@ function sourcesOf(options: BackfillOptions): NonNullable<BackfillOptions["sourc
 }
 
 /** Points stored at a device's own time may be ahead of the clock by up to the skew allowed. */
-const AHEAD_MS = 7 * 24 * 3_600_000;
+const AHEAD_MS = WEEK_MS;
 
 /**
  * Starts the backfill in the background: it waits until the journal's backlog at start has reached

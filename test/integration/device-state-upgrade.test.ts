@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { floorHour, HOUR_MS } from "../../contract/time.js";
+import { DAY_MS, floorHour, HOUR_MS, MINUTE_MS } from "../../contract/time.js";
 import { decodeMessage } from "../../ingest/decode.js";
 import { activityPoint, deviceTags, messagePoints, presencePoint } from "../../ingest/to-points.js";
 import { createInfluxDeviceServices } from "../../services/devices.js";
@@ -17,8 +17,6 @@ import { testConfig } from "../support/stack.js";
 // An install upgraded from a version without device_state: its devices' raw points are in InfluxDB, the
 // read model and the journal are not. The ingest fills device_state at start (ingest/device-state-backfill.ts)
 // so a device silent since before the upgrade is still in the directory, and reported silent.
-
-const MINUTE = 60_000;
 
 /** A pino logger whose lines the test reads. */
 function capturingLogger() {
@@ -56,7 +54,7 @@ function olderVersionPoints(
     if (!decoded.ok) throw new Error(decoded.refusal.message);
     const mapped = messagePoints(decoded.message, {
       meta,
-      receivedMs: message.channel === "hello" ? message.atMs - MINUTE : message.atMs,
+      receivedMs: message.channel === "hello" ? message.atMs - MINUTE_MS : message.atMs,
       clockSkewFutureMs: 600_000,
       clockSkewPastMs: 86_400_000,
       discriminator: i,
@@ -102,20 +100,20 @@ describe("an upgrade from a version without device_state", () => {
     const now = Date.now();
     // modem-a: hourly reports until half an hour ago, then a disconnect: offline, not overdue.
     const aReports = Array.from({ length: 24 }, (_, k) =>
-      telemetry(now - 30 * MINUTE - (23 - k) * HOUR_MS, k),
+      telemetry(now - 30 * MINUTE_MS - (23 - k) * HOUR_MS, k),
     );
     // modem-b: hourly reports that stopped two days ago while its connection stayed up; an update on the way.
-    const bStart = now - 2 * 24 * HOUR_MS - 12 * HOUR_MS;
+    const bStart = now - 2 * DAY_MS - 12 * HOUR_MS;
     const bReports = Array.from({ length: 12 }, (_, k) => telemetry(bStart + k * HOUR_MS, k));
     const update: Sent = {
       channel: "event",
       body: {
-        ts: bStart + 5 * HOUR_MS + MINUTE,
+        ts: bStart + 5 * HOUR_MS + MINUTE_MS,
         seq: 100,
         type: "firmware_update",
         data: { from: "2.4.1", to: "2.5.0", result: "success" },
       },
-      atMs: bStart + 5 * HOUR_MS + MINUTE,
+      atMs: bStart + 5 * HOUR_MS + MINUTE_MS,
     };
     const hello = {
       kind: "modem",
@@ -131,14 +129,14 @@ describe("an upgrade from a version without device_state", () => {
       await ensureSchema(influx, db);
       await createPointWriter(db)([
         ...olderVersionPoints("modem-a", { ...hello, serial: "S-A" }, aReports, [
-          { state: "online", atMs: aFirst - 2 * MINUTE },
-          { state: "offline", atMs: aLast + 10 * MINUTE },
+          { state: "online", atMs: aFirst - 2 * MINUTE_MS },
+          { state: "offline", atMs: aLast + 10 * MINUTE_MS },
         ]),
         ...olderVersionPoints(
           "modem-b",
           { ...hello, serial: "S-B" },
           [...bReports.slice(0, 6), update, ...bReports.slice(6)],
-          [{ state: "online", atMs: bStart - 2 * MINUTE }],
+          [{ state: "online", atMs: bStart - 2 * MINUTE_MS }],
         ),
       ]);
 
@@ -157,9 +155,9 @@ describe("an upgrade from a version without device_state", () => {
           serial: "S-A",
           region: "eu-west",
           last_report_ms: aLast,
-          last_seen_ms: aLast + 10 * MINUTE,
+          last_seen_ms: aLast + 10 * MINUTE_MS,
           presence: "offline",
-          presence_ms: aLast + 10 * MINUTE,
+          presence_ms: aLast + 10 * MINUTE_MS,
           presence_source: "broker",
           gap_median_ms: HOUR_MS,
           gap_samples: 23,
@@ -169,7 +167,7 @@ describe("an upgrade from a version without device_state", () => {
           serial: "S-B",
           last_report_ms: bLast,
           presence: "online",
-          presence_ms: bStart - 2 * MINUTE,
+          presence_ms: bStart - 2 * MINUTE_MS,
           gap_median_ms: HOUR_MS,
           gap_samples: 11,
         });

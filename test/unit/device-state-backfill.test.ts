@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { DAY_MS, HOUR_MS } from "../../contract/time.js";
 import {
   type BackfillOptions,
   factsOf,
@@ -20,7 +21,6 @@ import { createMetrics } from "../../observe/metrics.js";
 import type { HelloRow } from "../../storage/device-state-sources.js";
 
 const T = 1_736_150_400_000; // 2025-01-06T08:00:00Z
-const HOUR = 3_600_000;
 
 const helloRow = (device: string, receivedMs: number, extra: Partial<HelloRow> = {}): HelloRow => ({
   device,
@@ -50,7 +50,7 @@ describe("storedActivity", () => {
       facts({
         lastReportMs: T,
         presence: [
-          { device: "d", source: "broker", state: "online", atMs: T - HOUR },
+          { device: "d", source: "broker", state: "online", atMs: T - HOUR_MS },
           { device: "d", source: "device", state: "online", atMs: T + 1_000 },
           { device: "d", source: "will", state: "offline", atMs: T + 5_000 },
         ],
@@ -80,7 +80,7 @@ describe("filledState", () => {
     const { record, activity } = filledState(
       {},
       facts({
-        hello: helloRow("d", T - 2 * HOUR),
+        hello: helloRow("d", T - 2 * HOUR_MS),
         lastReportMs: T,
         presence: [{ device: "d", source: "broker", state: "offline", atMs: T + 10 }],
         gapsMs: [60_000, 61_000, 59_000], // newest first
@@ -126,7 +126,7 @@ describe("filledState", () => {
       model: "FQ-M300",
       firmware: "3.0.0",
       slot: 7,
-      firstMs: T - HOUR,
+      firstMs: T - HOUR_MS,
       gapsMs: [30_000],
     };
     const activity = {
@@ -138,7 +138,7 @@ describe("filledState", () => {
     const filled = filledState(
       { record, activity },
       facts({
-        hello: helloRow("d", T - HOUR),
+        hello: helloRow("d", T - HOUR_MS),
         lastReportMs: T,
         presence: [{ device: "d", source: "broker", state: "offline", atMs: T + 1_000 }],
         gapsMs: [60_000],
@@ -153,16 +153,16 @@ describe("filledState", () => {
     const filled = filledState(
       { record, activity: { lastReportMs: T, lastSeenMs: T } },
       facts({
-        hello: helloRow("d", T - HOUR),
+        hello: helloRow("d", T - HOUR_MS),
         lastReportMs: T - 10,
-        presence: [{ device: "d", source: "broker", state: "online", atMs: T - HOUR }],
+        presence: [{ device: "d", source: "broker", state: "online", atMs: T - HOUR_MS }],
       }),
     );
     expect(filled.record).toMatchObject({ model: "FQ-M200", serial: "S-d", slot: 3 });
     expect(filled.activity).toEqual({
       lastReportMs: T,
       lastSeenMs: T,
-      presence: { state: "online", atMs: T - HOUR, source: "broker" },
+      presence: { state: "online", atMs: T - HOUR_MS, source: "broker" },
     });
   });
 });
@@ -170,14 +170,14 @@ describe("filledState", () => {
 describe("reportBatches", () => {
   it("groups devices by their newest activity hour, newest first, each group from its oldest", () => {
     const newest = new Map([
-      ["a", T - 30 * 24 * HOUR],
+      ["a", T - 30 * DAY_MS],
       ["b", T],
-      ["c", T - HOUR],
+      ["c", T - HOUR_MS],
       ["d", T],
     ]);
     expect(reportBatches(["a", "b", "c", "d", "e"], newest, 2)).toEqual([
       { ids: ["b", "d"], fromMs: T },
-      { ids: ["c", "a"], fromMs: T - 30 * 24 * HOUR },
+      { ids: ["c", "a"], fromMs: T - 30 * DAY_MS },
       { ids: ["e"], fromMs: 0 }, // no activity: every report it has
     ]);
   });
@@ -246,7 +246,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
   async function start() {
     dir = await mkdtemp(join(tmpdir(), "fieldq-backfill-"));
     const journal = await Journal.open({ dir, maxBytes: 1e8, logger: silentLogger });
-    const clock = { now: T + 2 * HOUR };
+    const clock = { now: T + 2 * HOUR_MS };
     const ingest = await createIngest({
       journal,
       logger: silentLogger,
@@ -286,7 +286,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       knownDevices: async () => new Set(["old-1", "old-2", "has-state"]),
       async latestHellos(ids) {
         asked.push([...ids]);
-        return ids.filter((id) => id === "old-1").map((id) => helloRow(id, T - HOUR));
+        return ids.filter((id) => id === "old-1").map((id) => helloRow(id, T - HOUR_MS));
       },
       async lastReports(ids, fromMs) {
         reportsFrom.push(fromMs);
@@ -296,7 +296,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       latestPresence: async (ids) =>
         ids.map((device) => ({ device, source: "broker", state: "offline" as const, atMs: T + 1 })),
       recentActivity: async (ids) =>
-        ids.map((device) => ({ device, newestHourMs: T - HOUR, gapsMs: [60_000] })),
+        ids.map((device) => ({ device, newestHourMs: T - HOUR_MS, gapsMs: [60_000] })),
     };
     return { sources, asked, reportsFrom, passes: () => passes };
   }
@@ -315,7 +315,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       expect(await backfill.done).toBe(2);
       expect(fake.asked).toEqual([["old-1"], ["old-2"]]);
       // Reports are read from the devices' newest activity hour on.
-      expect(fake.reportsFrom).toEqual([T - HOUR, T - HOUR]);
+      expect(fake.reportsFrom).toEqual([T - HOUR_MS, T - HOUR_MS]);
       const points = await drain();
       expect(points.map((p) => p.fields.device)).toEqual(["old-1", "old-2"]);
       expect(points[0]?.timeNs).not.toBe(points[1]?.timeNs);
@@ -351,7 +351,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
     const { journal, ingest, clock, drain } = await start();
     try {
       // A backlog at start: the report of old-2 the ingest took since start, not yet in InfluxDB.
-      clock.now = T + 3 * HOUR;
+      clock.now = T + 3 * HOUR_MS;
       await ingest.presence("old-2", "online");
       const fake = fakeSources(new Set(["has-state"]), 1);
       const backfill = startDeviceStateBackfill({
@@ -370,7 +370,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       const points = await drain();
       const old2 = points.find((p) => p.fields.device === "old-2");
       // Its presence since start is newer than the stored one and stays; its slot is the one it had.
-      expect(old2?.fields).toMatchObject({ presence: "online", presence_ms: { int: T + 3 * HOUR } });
+      expect(old2?.fields).toMatchObject({ presence: "online", presence_ms: { int: T + 3 * HOUR_MS } });
       expect(old2?.timeNs).toBe(before[0]?.timeNs);
     } finally {
       await journal.close();
