@@ -1,4 +1,5 @@
 import type { InfluxDB } from "influx";
+import { UNKNOWN } from "../contract/messages.js";
 import { WEEK_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import {
@@ -6,8 +7,8 @@ import {
   deviceStateSources,
   type HelloRow,
   type SourcePresenceRow,
+  type StatePointRow,
 } from "../storage/device-state-sources.js";
-import { UNKNOWN } from "../storage/schema.js";
 import { type DeviceActivity, GAP_SAMPLES, HELLO_FIELDS, helloValue, type Presence } from "./device-state.js";
 import type { AppendResult, DeviceMetaRecord, Journal } from "./journal.js";
 import { unknownMeta } from "./to-points.js";
@@ -180,9 +181,44 @@ export function reportBatches(
   return batches;
 }
 
+export type SlottedRecord = DeviceMetaRecord & { slot: number };
+
+/**
+ * What device_state tells a journal that lost its records (a lost data folder): the highest slot taken, so
+ * a new device does not take a slot another's point holds, and each device it has no record of, at the slot
+ * and with the hello its point holds, so the device keeps its point and its later points their tags.
+ */
+export function adoptedSlots(
+  points: readonly StatePointRow[],
+  hasRecord: (id: string) => boolean,
+): { through: number; records: Array<[string, SlottedRecord]> } {
+  let through = 0;
+  const records: Array<[string, SlottedRecord]> = [];
+  for (const p of points) {
+    through = Math.max(through, p.slot);
+    if (hasRecord(p.device)) continue;
+    records.push([
+      p.device,
+      {
+        kind: p.kind ?? UNKNOWN,
+        model: p.model ?? UNKNOWN,
+        firmware: p.firmware ?? UNKNOWN,
+        hardware: p.hardware ?? UNKNOWN,
+        region: p.region ?? UNKNOWN,
+        isp: p.isp ?? UNKNOWN,
+        serial: p.serial === null || p.serial === UNKNOWN ? "" : p.serial,
+        slot: p.slot,
+      },
+    ]);
+  }
+  return { through, records };
+}
+
 /** What the backfill needs of the ingest (ingest/ingest.ts). */
 export type StateFiller = {
   knownDevices(): string[];
+  hasRecord(deviceId: string): boolean;
+  adoptSlots(adopted: ReturnType<typeof adoptedSlots>): void;
   fillState(deviceId: string, facts: StoredFacts): Promise<AppendResult>;
 };
 
@@ -193,7 +229,7 @@ export type BackfillOptions = {
   /** Instead of influx (tests). */
   sources?: Pick<
     DeviceStateSources,
-    | "stateDevices"
+    | "statePoints"
     | "knownDevices"
     | "latestHellos"
     | "lastReports"
@@ -251,7 +287,15 @@ export function startDeviceStateBackfill(options: BackfillOptions): BackfillHand
 
   /** One pass; false when something failed and it should run again. */
   async function pass(): Promise<boolean> {
-    const [withState, raw] = await Promise.all([sources.stateDevices(), sources.knownDevices()]);
+    const [points, raw] = await Promise.all([sources.statePoints(), sources.knownDevices()]);
+    const adopted = adoptedSlots(points, (id) => ingest.hasRecord(id));
+    ingest.adoptSlots(adopted);
+    if (adopted.records.length > 0)
+      logger.info(
+        { devices: adopted.records.length },
+        "the journal had no record of devices device_state holds: their slots and hellos are taken from it",
+      );
+    const withState = new Set(points.map((p) => p.device));
     const missing = missingDevices([...ingest.knownDevices(), ...raw], withState).filter(
       (id) => !filled.has(id),
     );

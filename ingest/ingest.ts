@@ -14,7 +14,7 @@ import {
   observe,
   withGap,
 } from "./device-state.js";
-import { filledState, type StoredFacts } from "./device-state-backfill.js";
+import { type adoptedSlots, filledState, type StoredFacts } from "./device-state-backfill.js";
 import type { AppendResult, DeviceMetaRecord, IntroducedValue, Journal, JournalRecord } from "./journal.js";
 import {
   activityPoint,
@@ -288,6 +288,16 @@ export async function createIngest(options: IngestOptions) {
     /** Every device the journal has a record of. */
     knownDevices(): string[] {
       return [...metas.keys()];
+    },
+
+    hasRecord(deviceId: string): boolean {
+      return metas.has(deviceId);
+    },
+
+    /** Takes device_state's slots (and hellos) for devices the journal has no record of; see adoptedSlots. */
+    adoptSlots(adopted: ReturnType<typeof adoptedSlots>): void {
+      journal.reserveSlots(adopted.through);
+      for (const [deviceId, record] of adopted.records) if (!metas.has(deviceId)) keep(deviceId, record);
     },
 
     /**

@@ -360,6 +360,12 @@ export class Journal {
     return this.nextSlot++;
   }
 
+  /** Slots up to this one are taken (device_state holds points there): assignSlot hands out later ones. */
+  reserveSlots(through: number): void {
+    if (this.nextSlot === undefined) throw new Error("reserveSlots before loadDeviceMeta");
+    this.nextSlot = Math.max(this.nextSlot, Math.trunc(through) + 1);
+  }
+
   /** Every metric name and label value stored so far, with the device that introduced it. */
   async loadIntroduced(): Promise<IntroducedValue[]> {
     const all: IntroducedValue[] = [];

@@ -19,6 +19,9 @@ export type HelloRow = {
   receivedMs: number;
 };
 
+/** A device's device_state point: where it is (its slot) and the hello it holds. */
+export type StatePointRow = Omit<HelloRow, "receivedMs"> & { slot: number };
+
 /** A device's newest presence change from one source. */
 export type SourcePresenceRow = { device: string; source: string; state: "online" | "offline"; atMs: number };
 
@@ -45,15 +48,32 @@ export function deviceStateSources(influx: InfluxDB) {
   const devices = deviceQueries(influx);
 
   return {
-    /** The ids device_state holds (one series: ~30 ms at 10,000 devices). */
-    async stateDevices(): Promise<Set<string>> {
-      const found = await groups(`SELECT "device" FROM ${from("deviceState")}`);
-      const ids = new Set<string>();
-      for (const row of found.flatMap((g) => g.rows)) {
-        const id = text(row.device);
-        if (id !== null) ids.add(id);
-      }
-      return ids;
+    /** Every device_state point: the device, its slot (the point's time in ns) and its hello (one series). */
+    async statePoints(): Promise<StatePointRow[]> {
+      const found = await groups(
+        `SELECT "device", "kind", "model", "firmware", "hardware", "serial", "region", "isp" FROM ${from("deviceState")}`,
+      );
+      return found
+        .flatMap((g) => g.rows)
+        .flatMap((row): StatePointRow[] => {
+          const device = text(row.device);
+          const nano = (row.time as { getNanoTime?: () => string }).getNanoTime?.();
+          const slot = nano === undefined ? row.time.getTime() * 1_000_000 : Number(nano);
+          if (device === null || !Number.isSafeInteger(slot)) return [];
+          return [
+            {
+              device,
+              slot,
+              kind: text(row.kind),
+              model: text(row.model),
+              firmware: text(row.firmware),
+              hardware: text(row.hardware),
+              serial: text(row.serial),
+              region: text(row.region),
+              isp: text(row.isp),
+            },
+          ];
+        });
     },
 
     /** Every device id a raw measurement is tagged with (the index only: tens of ms at 10,000 devices). */

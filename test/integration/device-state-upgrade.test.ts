@@ -2,9 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import mqtt from "mqtt";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import { deviceKey } from "../../contract/device-key.js";
 import { DAY_MS, floorHour, HOUR_MS, MINUTE_MS } from "../../contract/time.js";
+import { helloTopic, telemetryTopic } from "../../contract/topics.js";
 import { decodeMessage } from "../../ingest/decode.js";
 import { activityPoint, deviceTags, messagePoints, presencePoint } from "../../ingest/to-points.js";
 import { createInfluxDeviceServices } from "../../services/devices.js";
@@ -12,7 +15,7 @@ import { startIngestBroker } from "../../stack/start-stack.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
-import { testConfig } from "../support/stack.js";
+import { TEST_SECRET, testConfig } from "../support/stack.js";
 
 // An install upgraded from a version without device_state: its devices' raw points are in InfluxDB, the
 // read model and the journal are not. The ingest fills device_state at start (ingest/device-state-backfill.ts)
@@ -81,7 +84,10 @@ const telemetry = (atMs: number, seq: number): Sent => ({
   atMs,
 });
 
-type StateRow = Record<string, unknown>;
+type StateRow = Record<string, unknown> & { time: { getNanoTime(): string } };
+
+/** The point's time in ns: the device's slot. */
+const slotOf = (row: StateRow) => Number(row.time.getNanoTime());
 
 async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -203,6 +209,56 @@ describe("an upgrade from a version without device_state", () => {
         expect(stack.journal.backlog.entries).toBe(0);
         const after = [...(await influx.query<StateRow>(`SELECT * FROM "long"."device_state"`))];
         expect(after.map((r) => r.updated_ms)).toEqual(rows.map((r) => r.updated_ms));
+      } finally {
+        await stack.close();
+      }
+
+      // The data folder is lost: the journal no longer knows the devices' slots. A device it sees again
+      // keeps its point, and a new device takes a slot no point holds.
+      await rm(join(dataDir, "journal"), { recursive: true, force: true });
+      const third = capturingLogger();
+      stack = await startIngestBroker(config, { logger: third.logger });
+      try {
+        await until(
+          async () => third.lines.map((l) => l.msg),
+          (msgs) => msgs.includes("device_state has a point for every device"),
+        );
+        expect(third.lines.find((l) => l.msg.startsWith("the journal had no record"))).toMatchObject({
+          devices: 2,
+        });
+        const slots = new Map(rows.map((r) => [r.device, slotOf(r as StateRow)]));
+        for (const id of ["modem-a", "modem-c"]) {
+          const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${stack.mqttPort}`, {
+            clientId: id,
+            username: id,
+            password: deviceKey(TEST_SECRET, id),
+            protocolVersion: 4,
+            reconnectPeriod: 0,
+          });
+          if (id === "modem-c")
+            await client.publishAsync(helloTopic(id), JSON.stringify({ ...hello, serial: "S-C" }), {
+              qos: 1,
+            });
+          await client.publishAsync(
+            telemetryTopic(id),
+            JSON.stringify([{ ts: Date.now(), seq: 1, metrics: { snr: 31 } }]),
+            { qos: 1 },
+          );
+          await client.endAsync();
+        }
+        const states = async () =>
+          [...(await influx.query<StateRow>(`SELECT * FROM "long"."device_state"`))] as StateRow[];
+        const after = await until(states, (r) =>
+          r.some((row) => row.device === "modem-c" && row.presence === "offline"),
+        );
+        expect(after.map((r) => [r.device, slotOf(r)])).toEqual([
+          ["modem-a", slots.get("modem-a")],
+          ["modem-b", slots.get("modem-b")],
+          ["modem-c", Math.max(...slots.values()) + 1],
+        ]);
+        // modem-a's fresh report is at its old slot, with the hello the lost journal had.
+        expect(after[0]).toMatchObject({ model: "FQ-M200", serial: "S-A" });
+        expect(Number(after[0]?.last_report_ms)).toBeGreaterThan(aLast);
       } finally {
         await stack.close();
       }

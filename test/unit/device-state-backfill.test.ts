@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DAY_MS, HOUR_MS } from "../../contract/time.js";
 import {
+  adoptedSlots,
   type BackfillOptions,
   factsOf,
   filledState,
@@ -18,7 +19,7 @@ import { type DeviceMetaRecord, Journal } from "../../ingest/journal.js";
 import { unknownMeta } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import type { HelloRow } from "../../storage/device-state-sources.js";
+import type { HelloRow, StatePointRow } from "../../storage/device-state-sources.js";
 
 const T = 1_736_150_400_000; // 2025-01-06T08:00:00Z
 
@@ -33,6 +34,18 @@ const helloRow = (device: string, receivedMs: number, extra: Partial<HelloRow> =
   isp: "unknown",
   receivedMs,
   ...extra,
+});
+
+const stateRow = (device: string, slot: number, model: string | null = null): StatePointRow => ({
+  device,
+  slot,
+  kind: null,
+  model,
+  firmware: null,
+  hardware: null,
+  serial: null,
+  region: null,
+  isp: null,
 });
 
 const facts = (extra: Partial<StoredFacts> = {}): StoredFacts => ({ presence: [], gapsMs: [], ...extra });
@@ -183,6 +196,19 @@ describe("reportBatches", () => {
   });
 });
 
+describe("adoptedSlots", () => {
+  it("takes the highest slot, and the slot and hello of each device the journal has no record of", () => {
+    const points = [stateRow("a", 3, "FQ-M200"), stateRow("b", 9), stateRow("c", 4)];
+    const adopted = adoptedSlots(points, (id) => id === "c");
+    expect(adopted.through).toBe(9);
+    expect(adopted.records).toEqual([
+      ["a", { ...unknownMeta(), model: "FQ-M200", slot: 3 }],
+      ["b", { ...unknownMeta(), slot: 9 }],
+    ]);
+    expect(adoptedSlots([], () => false)).toEqual({ through: 0, records: [] });
+  });
+});
+
 describe("factsOf", () => {
   it("gathers each device's rows and ignores rows of devices not asked for", () => {
     const found = factsOf(["a", "b"], {
@@ -278,10 +304,10 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
     const reportsFrom: number[] = [];
     let passes = 0;
     const sources: NonNullable<BackfillOptions["sources"]> = {
-      async stateDevices() {
+      async statePoints() {
         passes += 1;
         if (passes <= failing) throw new Error("connect ECONNREFUSED");
-        return new Set(withState);
+        return [...withState].map((device, i) => stateRow(device, 1_000 + i));
       },
       knownDevices: async () => new Set(["old-1", "old-2", "has-state"]),
       async latestHellos(ids) {
@@ -318,7 +344,9 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       expect(fake.reportsFrom).toEqual([T - HOUR_MS, T - HOUR_MS]);
       const points = await drain();
       expect(points.map((p) => p.fields.device)).toEqual(["old-1", "old-2"]);
-      expect(points[0]?.timeNs).not.toBe(points[1]?.timeNs);
+      // Slots after the highest device_state holds; the device it holds but the journal lost keeps its own.
+      expect(points.map((p) => p.timeNs)).toEqual(["1001", "1002"]);
+      expect(ingest.deviceMeta("has-state")?.slot).toBe(1_000);
       expect(points[0]?.fields).toMatchObject({
         model: "FQ-M200",
         serial: "S-old-1",
