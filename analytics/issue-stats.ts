@@ -1,5 +1,5 @@
 import type { DeviceIssue, IssueHistoryEntry, IssueSort, IssueSummary } from "../contract/api/issues.js";
-import { SEVERITIES, type Severity } from "../contract/messages.js";
+import { SEVERITIES, type Severity, UNKNOWN } from "../contract/messages.js";
 import { HOUR_MS, iso, type Window } from "../contract/time.js";
 import { type IssueState, reliesOnFix } from "./lifecycle.js";
 import { isAtLeast } from "./versions.js";
@@ -8,9 +8,6 @@ import { isAtLeast } from "./versions.js";
 // severity, the summary of an issue, filtering, sorting and paging the list, breakdowns, the affected
 // devices' order, and what the support desk is told about a device's issues. services/issues.ts feeds them
 // rows read from the rollups.
-
-/** What the ingest stores where a hello did not say (storage/schema.ts UNKNOWN, which analytics may not import). */
-const UNKNOWN = "unknown";
 
 /** One fingerprint as the "fingerprint" rollup holds it: first and last occurrence over all time. */
 export type FingerprintMeta = {

@@ -23,6 +23,9 @@ export const Label = z
     "must be 1-64 letters, digits, spaces or . _ : + / ( ) # - and start with a letter or digit",
   );
 
+/** A label the device did not give (a tag before any hello, a hello without region): the one spelling. */
+export const UNKNOWN = "unknown";
+
 /** Free text is stored as a string field; control characters other than tab and newline are refused. */
 const freeText = (max: number) =>
   z

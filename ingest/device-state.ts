@@ -1,5 +1,5 @@
 import { median } from "../analytics/silence.js";
-import { UNKNOWN } from "../storage/schema.js";
+import { UNKNOWN } from "../contract/messages.js";
 import type { DeviceMetaRecord } from "./journal.js";
 
 // When the ingest writes a device's device_state point, and what it holds (docs/storage.md "Read models").

@@ -8,6 +8,7 @@ import type {
   RebootEvent,
   RejectReason,
 } from "../contract/messages.js";
+import { UNKNOWN } from "../contract/messages.js";
 import { floorHour } from "../contract/time.js";
 import {
   DEVICE_TAGS,
@@ -19,7 +20,6 @@ import {
   metricValue,
   type Point,
   pointTimeNs,
-  UNKNOWN,
 } from "../storage/schema.js";
 import type { DecodedMessage } from "./decode.js";
 import {

@@ -1,5 +1,5 @@
 import type { InfluxDB } from "influx";
-import { SEVERITIES } from "../contract/messages.js";
+import { SEVERITIES, UNKNOWN } from "../contract/messages.js";
 import { DAY_MS, floorDay, floorHour, HOUR_MS } from "../contract/time.js";
 import type { PointWriter } from "../storage/influx.js";
 import { from, queryGroups, type Row, tagIs, text, timeRange } from "../storage/influxql.js";
@@ -23,7 +23,7 @@ import {
   storedTalliesStatement,
   storedTallyParts,
 } from "../storage/rollup-schema.js";
-import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "../storage/schema.js";
+import { type FieldValue, MEASUREMENTS, type Point, pointTimeNs } from "../storage/schema.js";
 
 // Rollups: what the API's analytics read instead of the raw points. An hour is recomputed from its raw
 // points as a whole, so doing it again is harmless and late data (a device flushing its buffer days later)

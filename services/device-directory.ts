@@ -1,8 +1,8 @@
 import type { LivenessInput } from "../analytics/liveness.js";
+import { UNKNOWN } from "../contract/messages.js";
 import { MINUTE_MS, SECOND_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import type { DeviceStateRow } from "../storage/device-queries.js";
-import { UNKNOWN } from "../storage/schema.js";
 
 // Every device the API process knows, in memory: loaded from device_state (one series, one point per
 // device: ~30 ms at 10,000 devices) in the background at start, then refreshed with what changed. Lists,

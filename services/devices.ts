@@ -19,6 +19,7 @@ import type {
   TelemetrySeries,
 } from "../contract/api/devices.js";
 import { RECENT_EVENTS, RECENT_FAULTS, RECENT_PRESENCE, RECENT_RATINGS } from "../contract/api/devices.js";
+import { UNKNOWN } from "../contract/messages.js";
 import type { PresenceStatus } from "../contract/presence.js";
 import { err, ok, type Result } from "../contract/result.js";
 import { HOUR_MS, iso, MINUTE_MS, WEEK_MS, type Window } from "../contract/time.js";
@@ -31,7 +32,6 @@ import {
 } from "../storage/device-queries.js";
 import { faultQueries } from "../storage/fault-queries.js";
 import type { RollupReader } from "../storage/rollup-reader.js";
-import { UNKNOWN } from "../storage/schema.js";
 import {
   createDeviceDirectory,
   type DeviceDirectory,

@@ -1,9 +1,9 @@
 import type { FaultRecord } from "../contract/api/faults.js";
+import { UNKNOWN } from "../contract/messages.js";
 import { err, ok, type Result } from "../contract/result.js";
 import { iso } from "../contract/time.js";
 import type { FaultRow } from "../storage/device-queries.js";
 import type { FaultQueries, FaultQuery } from "../storage/fault-queries.js";
-import { UNKNOWN } from "../storage/schema.js";
 import type { DeviceDirectory } from "./device-directory.js";
 
 // The fault list: newest first, one row more than asked to know whether another page follows. A device

@@ -32,6 +32,7 @@ import {
   MAX_AFFECTED_DEVICES,
 } from "../contract/api/issues.js";
 import type { IssueEvent } from "../contract/issue-events.js";
+import { UNKNOWN } from "../contract/messages.js";
 import {
   alignHours,
   DAY_MS,
@@ -54,7 +55,6 @@ import {
 } from "../storage/issue-queries.js";
 import type { RollupReader, RollupView, SumQuery } from "../storage/rollup-reader.js";
 import type { SetIdentity, SetKind } from "../storage/rollup-schema.js";
-import { UNKNOWN } from "../storage/schema.js";
 
 // Issues as the API shows them: the event log replayed into each issue's state (settling is the ingest's
 // runner's job, rollup/settle-issues.ts: a read never writes), fingerprints grouped by merges, and

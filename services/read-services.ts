@@ -35,11 +35,13 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
   });
   const started = performance.now();
   /** Resolves when everything warmed (or failed to: a request then reads what it needs itself). */
-  const warmed = Promise.allSettled([devices.warm(), health.warm()]).then((results) => {
-    const failed = results.filter((r) => r.status === "rejected");
-    for (const r of failed) options.logger.warn({ err: r.reason }, "warming the read side failed");
-    options.logger.info({ ms: Math.round(performance.now() - started) }, "read side warm");
-  });
+  const warmed = Promise.allSettled([devices.warm(), health.warm(), issues.warm(options.now?.())]).then(
+    (results) => {
+      const failed = results.filter((r) => r.status === "rejected");
+      for (const r of failed) options.logger.warn({ err: r.reason }, "warming the read side failed");
+      options.logger.info({ ms: Math.round(performance.now() - started) }, "read side warm");
+    },
+  );
   return { devices, faults, issues, health, warmed, close };
 }
 

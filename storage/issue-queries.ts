@@ -1,5 +1,6 @@
 import type { InfluxDB } from "influx";
 import { IssueEvent } from "../contract/issue-events.js";
+import { UNKNOWN } from "../contract/messages.js";
 import { HOUR_MS } from "../contract/time.js";
 import type { PointWriter } from "./influx.js";
 import {
@@ -12,7 +13,7 @@ import {
   text,
   timeRange,
 } from "./influxql.js";
-import { MEASUREMENTS, type Point, pointTimeNs, UNKNOWN } from "./schema.js";
+import { MEASUREMENTS, type Point, pointTimeNs } from "./schema.js";
 
 // The issues' queries: the event log ("long"."issue_event"), fingerprints, and what settling and the
 // device summary read. Typed rows only; the rules are in analytics/, the composition in services/issues.ts

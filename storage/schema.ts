@@ -47,8 +47,6 @@ export type MeasurementKey = keyof typeof MEASUREMENTS;
 
 /** Tags every point of a device carries, from its latest hello. Bounded cardinality only. */
 export const DEVICE_TAGS = ["device", "kind", "model", "firmware", "region"] as const;
-/** Written where the hello does not say. */
-export const UNKNOWN = "unknown";
 
 export type Point = {
   measurement: string;

@@ -1,7 +1,8 @@
+import { UNKNOWN } from "../../contract/messages.js";
 import type { DeviceActivity, PresenceSource } from "../../ingest/device-state.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { deviceStatePoint } from "../../ingest/to-points.js";
-import { type FieldValue, MEASUREMENTS, type Point, UNKNOWN } from "../../storage/schema.js";
+import { type FieldValue, MEASUREMENTS, type Point } from "../../storage/schema.js";
 
 // device_state as the ingest would have left it after writing these points: for tests that write raw
 // points with the ingest's builders rather than through a running ingest (docs/storage.md "Read models").
