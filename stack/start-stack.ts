@@ -218,6 +218,9 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
 
 export type FieldqParts = { broker: boolean; api: boolean };
 
+/** How long the API waits for its warm-up before it listens anyway. */
+const WARM_UP_LIMIT_MS = 20_000;
+
 export type FieldqHandle = {
   mqttPort?: number;
   mqttPorts?: ListenerPorts;
@@ -255,6 +258,13 @@ export async function startFieldq(
       },
       logger: deps.logger.child({ part: "api" }),
     });
+    // Listen once the read side is warm, so the first requests find the directory and the month's rollups in
+    // memory; a warm-up that takes longer (a very large fleet, a slow InfluxDB) goes on behind the listener.
+    const warm = await Promise.race([
+      read.warmed.then(() => true),
+      new Promise<false>((resolve) => setTimeout(resolve, WARM_UP_LIMIT_MS, false).unref()),
+    ]);
+    if (!warm) deps.logger.warn({ limitMs: WARM_UP_LIMIT_MS }, "API listening before its warm-up finished");
     try {
       api = await startApi({
         host: config.http.host,
