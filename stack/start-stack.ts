@@ -42,6 +42,8 @@ export type IngestBrokerHandle = {
   broker: BrokerHandle;
   writer: JournalWriter;
   rollups: RollupRunner;
+  /** Settles once the ingest has tried to create the schema: true when it exists. */
+  schemaReady: Promise<boolean>;
   close(): Promise<void>;
 };
 
@@ -138,12 +140,6 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     setAsideDir: config.ingest.dataDir,
   });
   writer.start();
-  const backfill = startDeviceStateBackfill({
-    ingest,
-    journal,
-    influx: createInflux(config.influx),
-    logger: logger.child({ part: "device-state-backfill" }),
-  });
   // Issues that rely on a fix are settled from the rollups, after every recompute and once a minute.
   const settler = new SettleRunner({
     influx: createInflux(config.influx),
@@ -161,11 +157,34 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     after: () => settler.poke(),
   });
   rollups.start();
-  settler.start();
   // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
-  const schemaCreated = schemaWriter([]).catch((error: unknown) =>
-    logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages"),
+  const schemaCreated = schemaWriter([]).then(
+    () => true,
+    (error: unknown) => {
+      logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages");
+      return false;
+    },
   );
+  // What reads the stored data starts once the schema was tried, so a first start does not begin with
+  // "retention policy not found"; each retries on its own while InfluxDB is away.
+  let closing = false;
+  let backfill: { stop(): Promise<void> } | undefined;
+  const background = schemaCreated.then(() => {
+    if (closing) return;
+    backfill = startDeviceStateBackfill({
+      ingest,
+      journal,
+      influx: createInflux(config.influx),
+      logger: logger.child({ part: "device-state-backfill" }),
+    });
+    settler.start();
+  });
+  const stopBackground = async () => {
+    closing = true;
+    await background;
+    await backfill?.stop();
+    await settler.stop();
+  };
   let broker: BrokerHandle;
   try {
     broker = await startBroker({
@@ -188,9 +207,8 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       presence: ingest.presence,
     });
   } catch (error) {
-    await backfill.stop();
+    await stopBackground();
     await rollups.stop();
-    await settler.stop();
     await writer.stop(0);
     await journal.close();
     throw error;
@@ -202,13 +220,12 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     broker,
     writer,
     rollups,
+    schemaReady: schemaCreated,
     async close() {
-      await backfill.stop();
+      await stopBackground();
       await broker.close();
-      await schemaCreated;
       await writer.stop();
       await rollups.stop();
-      await settler.stop();
       const left = journal.backlog;
       if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");
       await journal.close();
@@ -220,6 +237,10 @@ export type FieldqParts = { broker: boolean; api: boolean };
 
 /** How long the API waits for its warm-up before it listens anyway. */
 const WARM_UP_LIMIT_MS = 20_000;
+
+/** What the promise gives, or false once ms have passed. */
+const within = <T>(ms: number, promise: Promise<T>): Promise<T | false> =>
+  Promise.race([promise, new Promise<false>((resolve) => setTimeout(resolve, ms, false).unref())]);
 
 export type FieldqHandle = {
   mqttPort?: number;
@@ -250,6 +271,8 @@ export async function startFieldq(
         ),
       );
     }
+    // In one process with the ingest, the read side warms once the ingest has made the schema.
+    if (ingestBroker) await within(WARM_UP_LIMIT_MS, ingestBroker.schemaReady);
     const read = createReadServices(influx, {
       write: createPointWriter(config.influx),
       silence: {
@@ -260,10 +283,10 @@ export async function startFieldq(
     });
     // Listen once the read side is warm, so the first requests find the directory and the month's rollups in
     // memory; a warm-up that takes longer (a very large fleet, a slow InfluxDB) goes on behind the listener.
-    const warm = await Promise.race([
+    const warm = await within(
+      WARM_UP_LIMIT_MS,
       read.warmed.then(() => true),
-      new Promise<false>((resolve) => setTimeout(resolve, WARM_UP_LIMIT_MS, false).unref()),
-    ]);
+    );
     if (!warm) deps.logger.warn({ limitMs: WARM_UP_LIMIT_MS }, "API listening before its warm-up finished");
     try {
       api = await startApi({
