@@ -25,19 +25,21 @@ const { values } = parseArgs({
     rebuild: { type: "boolean", default: false },
     rollups: { type: "boolean", default: false },
     "build-only": { type: "boolean", default: false },
+    "skip-cold": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 const out = (line: string) => process.stdout.write(`${line}\n`);
 if (values.help) {
   out("Usage: npm run bench:api -- [--devices 10000] [--days 30] [--requests 30] [--warmup 2]");
-  out("                             [--rebuild] [--rollups] [--build-only]");
+  out("                             [--rebuild] [--rollups] [--build-only] [--skip-cold]");
   out("");
   out("  --devices, --days  size of the fleet history (database bench_api_<devices>x<days>d)");
   out("  --requests         measured rounds over every endpoint (after --warmup rounds)");
   out("  --rebuild          drop and build the data set even when a matching one exists");
   out("  --rollups          compute the rollups again (after the rollup code changed)");
   out("  --build-only       build the data set and its rollups, measure nothing");
+  out("  --skip-cold        no cold first requests (each needs an app of its own: slow at 100,000 devices)");
   out("");
   out("Uses FIELDQ_BENCH_INFLUX_URL, or starts its own influxd with data in .fieldq/bench-influxdb (kept");
   out("between runs). Prints a table, the API process's memory, then one JSON line:");
@@ -274,6 +276,7 @@ async function measure(config: InfluxConfig, endMs: number) {
     first.set(target, await ask(started, target.path));
     await started.ready;
     await started.close?.();
+    if (values["skip-cold"]) continue;
     const cold = await createBenchApp(config, endMs);
     coldFirst.set(target, await ask(cold, target.path));
     await cold.ready;
@@ -311,7 +314,7 @@ async function measure(config: InfluxConfig, endMs: number) {
       target,
       ...p,
       first: first.get(target)?.ms ?? 0,
-      coldFirst: coldFirst.get(target)?.ms ?? 0,
+      coldFirst: coldFirst.get(target)?.ms,
       answer: last.get(target),
     };
   });
@@ -325,7 +328,7 @@ async function measure(config: InfluxConfig, endMs: number) {
     const counted = a?.items === undefined ? "" : `${a.items}/${a.total ?? "-"}`;
     const miss = row.p95 >= 100 || row.first >= 1000 ? "  ✗" : "";
     out(
-      `${row.target.name.padEnd(18)} ${String(a?.status ?? "").padStart(4)} ${counted.padStart(12)} ${String(a?.bytes ?? "").padStart(9)} ${fixed(row.p50)} ${fixed(row.p95)} ${fixed(row.max)} ${fixed(row.first)} ${fixed(row.coldFirst).padStart(8)}${miss}`,
+      `${row.target.name.padEnd(18)} ${String(a?.status ?? "").padStart(4)} ${counted.padStart(12)} ${String(a?.bytes ?? "").padStart(9)} ${fixed(row.p50)} ${fixed(row.p95)} ${fixed(row.max)} ${fixed(row.first)} ${(row.coldFirst === undefined ? "-" : fixed(row.coldFirst)).padStart(8)}${miss}`,
     );
   }
   out(
@@ -335,7 +338,7 @@ async function measure(config: InfluxConfig, endMs: number) {
   collectGarbage();
   const memory = process.memoryUsage();
   out(
-    `memory after the run: heap used ${mib(memory.heapUsed)}, heap total ${mib(memory.heapTotal)}, RSS ${mib(memory.rss)}, external ${mib(memory.external)} (this process: ${2 * list.length + 2} apps made, one kept)`,
+    `memory after the run: heap used ${mib(memory.heapUsed)}, heap total ${mib(memory.heapTotal)}, RSS ${mib(memory.rss)}, external ${mib(memory.external)} (this process: ${(values["skip-cold"] ? 1 : 2) * list.length + 2} apps made, one kept)`,
   );
   const round3 = (n: number) => Math.round(n * 1000) / 1000;
   const endpoints = Object.fromEntries(
