@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { Label, MetricName } from "../contract/messages.js";
+import type { Result } from "../contract/result.js";
 
 // Faults group into issues by a fingerprint: kind + model + fault code, shaped by rules from a JSON file
 // (docs/fingerprint-rules.example.json). A rule matches on kind, model and code (each optional, exact,
@@ -15,8 +16,6 @@ import { Label, MetricName } from "../contract/messages.js";
 // Key: "kind/model/code[#component=…][#name=…]…". Values are percent-escaped for "%", "/", "#", "=" and
 // control characters, so the key parses back unambiguously. An absent, null or empty component or context
 // value leaves its segment out: those faults stay in the unsplit issue.
-
-type Result<T, E> = { ok: true; value: T } | { ok: false; error: E };
 
 const CodeMatch = z.union([Label, z.array(Label).min(1)]);
 

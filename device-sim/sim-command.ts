@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../config/duration.js";
+import type { Result } from "../contract/result.js";
 import { DAY_MS, formatDuration, HOUR_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import { type BackfillStats, runBackfill } from "./backfill.js";
@@ -101,8 +102,6 @@ const SCENARIOS_USAGE = [
   "Run one with `fieldq sim --scenario <name>`; copy its file to make your own.",
 ];
 
-type Result<T> = { ok: true; value: T } | { ok: false; problem: string };
-
 const RUN_OPTIONS = {
   help: { type: "boolean", short: "h" },
   scenario: { type: "string" },
@@ -125,38 +124,38 @@ type Flags = ReturnType<
 const isParseArgsError = (error: unknown): error is Error & { code: string } =>
   error instanceof Error && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS");
 
-function readFlags(argv: string[]): Result<Flags> {
+function readFlags(argv: string[]): Result<Flags, string> {
   try {
     return { ok: true, value: parseArgs({ args: argv, strict: true, options: RUN_OPTIONS }).values };
   } catch (error) {
     if (!isParseArgsError(error)) throw error;
-    return { ok: false, problem: error.message };
+    return { ok: false, error: error.message };
   }
 }
 
-function integer(name: string, text: string, min: number, max: number): Result<number> {
+function integer(name: string, text: string, min: number, max: number): Result<number, string> {
   const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
   return Number.isSafeInteger(value) && value >= min && value <= max
     ? { ok: true, value }
-    : { ok: false, problem: `--${name} must be a whole number from ${min} to ${max}, not "${text}"` };
+    : { ok: false, error: `--${name} must be a whole number from ${min} to ${max}, not "${text}"` };
 }
 
-function duration(name: string, text: string): Result<number> {
+function duration(name: string, text: string): Result<number, string> {
   const ms = parseDuration(text);
   return ms !== undefined && ms > 0
     ? { ok: true, value: ms }
-    : { ok: false, problem: `--${name} must be a duration such as 90m, 12h or 7d, not "${text}"` };
+    : { ok: false, error: `--${name} must be a duration such as 90m, 12h or 7d, not "${text}"` };
 }
 
-function speed(text: string): Result<number> {
+function speed(text: string): Result<number, string> {
   const value = Number(text);
   return text.trim() !== "" && value > 0 && value <= 1_000_000
     ? { ok: true, value }
-    : { ok: false, problem: `--speed must be a number above 0 and at most 1000000, not "${text}"` };
+    : { ok: false, error: `--speed must be a number above 0 and at most 1000000, not "${text}"` };
 }
 
 /** now, -14d (before now) or an ISO time with a zone, as epoch ms. */
-function startTime(text: string, nowMs: number): Result<number> {
+function startTime(text: string, nowMs: number): Result<number, string> {
   if (text === "now") return { ok: true, value: nowMs };
   if (text.startsWith("-")) {
     const ms = parseDuration(text.slice(1));
@@ -166,16 +165,16 @@ function startTime(text: string, nowMs: number): Result<number> {
   return Number.isNaN(ms)
     ? {
         ok: false,
-        problem: `--start must be now, a time before now such as -14d, or an ISO time, not "${text}"`,
+        error: `--start must be now, a time before now such as -14d, or an ISO time, not "${text}"`,
       }
     : { ok: true, value: ms };
 }
 
-function brokerUrl(text: string): Result<string> {
+function brokerUrl(text: string): Result<string, string> {
   const protocol = URL.canParse(text) ? new URL(text).protocol : undefined;
   return protocol !== undefined && BROKER_PROTOCOLS.includes(protocol)
     ? { ok: true, value: text }
-    : { ok: false, problem: `--broker must be a URL such as mqtt://127.0.0.1:1883, not "${text}"` };
+    : { ok: false, error: `--broker must be a URL such as mqtt://127.0.0.1:1883, not "${text}"` };
 }
 
 export type RunRequest = {
@@ -192,10 +191,10 @@ export type RunRequest = {
   truthPath?: string;
 };
 
-function runRequest(flags: Flags, defaultBroker: string, nowMs: number): Result<RunRequest> {
+function runRequest(flags: Flags, defaultBroker: string, nowMs: number): Result<RunRequest, string> {
   const mode = flags.mode ?? SIM_DEFAULTS.mode;
   if (!(MODES as readonly string[]).includes(mode)) {
-    return { ok: false, problem: `--mode must be live or backfill, not "${mode}"` };
+    return { ok: false, error: `--mode must be live or backfill, not "${mode}"` };
   }
   const checks = {
     broker: brokerUrl(flags.broker ?? defaultBroker),
@@ -207,12 +206,12 @@ function runRequest(flags: Flags, defaultBroker: string, nowMs: number): Result<
     devices: flags.devices === undefined ? undefined : integer("devices", flags.devices, 1, MAX_DEVICES),
   };
   for (const check of Object.values(checks)) if (check?.ok === false) return check;
-  const value = <T>(r: Result<T> | undefined) => (r?.ok ? r.value : undefined);
+  const value = <T>(r: Result<T, string> | undefined) => (r?.ok ? r.value : undefined);
   if (mode === "backfill" && flags.speed !== undefined) {
-    return { ok: false, problem: "--speed is for live mode; a backfill goes as fast as fieldq takes it" };
+    return { ok: false, error: "--speed is for live mode; a backfill goes as fast as fieldq takes it" };
   }
   if (mode === "live" && (flags.pool !== undefined || flags.follow === true)) {
-    return { ok: false, problem: `--${flags.pool !== undefined ? "pool" : "follow"} is for --mode backfill` };
+    return { ok: false, error: `--${flags.pool !== undefined ? "pool" : "follow"} is for --mode backfill` };
   }
   const request: RunRequest = {
     scenario: flags.scenario ?? SIM_DEFAULTS.scenario,
@@ -263,7 +262,7 @@ export function runWindow(
   request: Pick<RunRequest, "mode" | "speed" | "startMs" | "durationMs">,
   nowMs: number,
   skew: { pastMs: number; futureMs: number },
-): Result<{ startMs: number; durationMs: number }> {
+): Result<{ startMs: number; durationMs: number }, string> {
   const durationMs = request.durationMs ?? scenario.duration;
   const wallEndMs = nowMs + (request.mode === "live" ? durationMs / request.speed : 0);
   const latestStart = Math.floor(wallEndMs - durationMs);
@@ -274,13 +273,13 @@ export function runWindow(
   if (aheadMs > skew.futureMs) {
     return {
       ok: false,
-      problem: `--start ${new Date(startMs).toISOString()} would stamp messages up to ${formatDuration(aheadMs)} ahead of the clock; fieldq stores those at receive time (FIELDQ_CLOCK_SKEW_FUTURE). Leave --start out, or give one before ${new Date(latestStart).toISOString()}`,
+      error: `--start ${new Date(startMs).toISOString()} would stamp messages up to ${formatDuration(aheadMs)} ahead of the clock; fieldq stores those at receive time (FIELDQ_CLOCK_SKEW_FUTURE). Leave --start out, or give one before ${new Date(latestStart).toISOString()}`,
     };
   }
   if (nowMs - startMs > skew.pastMs) {
     return {
       ok: false,
-      problem: `the run starts ${formatDuration(nowMs - startMs)} ago; fieldq keeps device time only up to ${formatDuration(skew.pastMs)} back (FIELDQ_CLOCK_SKEW_PAST): give a later --start or a shorter --duration`,
+      error: `the run starts ${formatDuration(nowMs - startMs)} ago; fieldq keeps device time only up to ${formatDuration(skew.pastMs)} back (FIELDQ_CLOCK_SKEW_PAST): give a later --start or a shorter --duration`,
     };
   }
   return { ok: true, value: { startMs, durationMs } };
@@ -380,14 +379,14 @@ async function run(argv: string[], context: Context): Promise<number> {
     return EXIT_USAGE;
   };
   const flags = readFlags(argv);
-  if (!flags.ok) return usageError(flags.problem);
+  if (!flags.ok) return usageError(flags.error);
   if (flags.value.help === true) {
     for (const line of usage(defaultBroker)) io.out(line);
     return EXIT_OK;
   }
   const nowMs = io.now();
   const parsed = runRequest(flags.value, defaultBroker, nowMs);
-  if (!parsed.ok) return usageError(parsed.problem);
+  if (!parsed.ok) return usageError(parsed.error);
   const request = parsed.value;
   const loaded = await loadScenario(request.scenario);
   if (!loaded.ok) {
@@ -401,7 +400,7 @@ async function run(argv: string[], context: Context): Promise<number> {
     pastMs: env.clockSkewPastMs ?? SIM_DEFAULTS.clockSkewPastMs,
     futureMs: env.clockSkewFutureMs ?? SIM_DEFAULTS.clockSkewFutureMs,
   });
-  if (!window.ok) return usageError(window.problem);
+  if (!window.ok) return usageError(window.error);
   let plan: ScenarioPlan;
   try {
     plan = planScenario(
