@@ -277,7 +277,9 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       // Apart, so a request arriving meanwhile waits only for the part it reads (rollup-reader.ts).
       await Promise.all([
         rollups.load([month, week, lastDay], [cohortSumsQuery()], COUNTED),
-        rollups.load([month, lastDay], [versionHoursQuery(undefined), versionFaultsQuery()], { sets: [] }),
+        rollups.load([month, lastDay], [versionHoursQuery(undefined)], { sets: [] }),
+        // The slowest to sum (every version's faults by code): a firmware list must not wait for it.
+        rollups.load([month], [versionFaultsQuery()], { sets: [] }),
         readFirstSeen(),
       ]);
     },
