@@ -10,6 +10,7 @@ import {
   type SetIdentity,
   type SetKind,
   SPAN_MS,
+  SPANS,
   type Span,
   storedParts,
   storedSetsStatement,
@@ -233,22 +234,18 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
     return revs;
   }
 
-  /**
-   * The statements' answers in order, a few requests at a time: InfluxDB runs the statements of one request
-   * one after the other, while parallel requests use both its cores (a cold month of sets, sharing the
-   * machine with other runs: 0.6-0.9 s instead of 0.8-0.9 s).
-   */
-  async function queryEach(statements: readonly string[], concurrency = 4): Promise<Group[][]> {
-    const results: Group[][] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < statements.length) {
-        const i = next++;
-        results[i] = (await queryGroups(influx, [statements[i] ?? ""]))[0] ?? [];
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, statements.length) }, worker));
-    return results;
+  /** Runs a read when fewer than four of this reader's reads are under way (InfluxDB has two cores here). */
+  let active = 0;
+  const queued: Array<() => void> = [];
+  async function limit<T>(read: () => Promise<T>): Promise<T> {
+    if (active >= 4) await new Promise<void>((resolve) => queued.push(resolve));
+    active++;
+    try {
+      return await read();
+    } finally {
+      active--;
+      queued.shift()?.();
+    }
   }
 
   const sumStatement = (q: SumQuery, span: Span, a: number, b: number) => {
@@ -281,7 +278,6 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
         waits.add(pending);
         return false;
       };
-      const fetched: string[] = [];
       /** The buckets whose entry under `keyOf` this load reads: stale, and not being read already. */
       const toFetch = (
         keyOf: (key: string) => string,
@@ -289,9 +285,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
       ) =>
         rolledUp.filter((b) => {
           const key = keyOf(bucketKey(b.span, b.startMs));
-          if (!isStale(cached(key), b) || !ours(key)) return false;
-          fetched.push(key);
-          return true;
+          return isStale(cached(key), b) && ours(key);
         });
 
       const kinds = [...new Set(loadOptions.sets ?? SET_KINDS)];
@@ -319,98 +313,113 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
           (key) => talliesCache.get(key),
         ),
       }));
-      // One request for everything stale: the sets' runs, then each query's runs, then the tallies' runs.
-      const setRuns = staleSets.map((s) =>
-        planRuns(s.buckets, (span, a, b) => storedSetsStatement(span, a, b, [s.kind])),
-      );
-      const sumRuns = staleSums.map((s) =>
-        planRuns(s.buckets, (span, a, b) => sumStatement(s.q, span, a, b)),
-      );
-      const tallyRuns = staleTallies.map((t) =>
-        planRuns(t.buckets, (span, a, b) => storedTalliesStatement(span, a, b, [t.fp])),
-      );
-      const statements = [...setRuns.flat(), ...sumRuns.flat(), ...tallyRuns.flat()].map((r) => r.made);
+      /** A statement over one run of stale buckets, and how its answer fills their cache entries. */
+      type Job = { statement: string; keys: string[]; apply: (groups: Group[]) => void };
+      const jobsOver = (
+        buckets: readonly Bucket[],
+        make: (span: Span, a: number, b: number, inRun: Bucket[]) => Job,
+      ): Job[] =>
+        SPANS.flatMap((span) =>
+          runsOf(
+            span,
+            buckets.filter((b) => b.span === span).map((b) => b.startMs),
+          ).map(([a, b]) =>
+            make(
+              span,
+              a,
+              b,
+              buckets.filter((x) => x.span === span && x.startMs >= a && x.startMs < b),
+            ),
+          ),
+        );
+      const rev = (b: Bucket) => revs.get(bucketKey(b.span, b.startMs)) ?? 0;
 
-      const fill = (results: Group[][]) => {
-        let at = 0;
-        staleSets.forEach((stale, si) => {
-          const loadedSets = new Map<string, Map<string, { identity: SetIdentity; ids: number[] }>>();
-          for (const run of setRuns[si] ?? []) {
-            for (const { identity, startMs, ids } of storedParts(results[at++] ?? [])) {
-              const key = bucketKey(run.span, startMs);
-              const sets = loadedSets.get(key) ?? new Map();
-              loadedSets.set(key, sets);
-              const entry = sets.get(identityKey(identity)) ?? { identity, ids: [] };
-              sets.set(identityKey(identity), entry);
-              for (const id of ids) entry.ids.push(indexOf(id));
-            }
-          }
-          for (const b of stale.buckets) {
-            const key = bucketKey(b.span, b.startMs);
-            const sets = [...(loadedSets.get(key)?.values() ?? [])].map(({ identity, ids }) => ({
-              identity,
-              members: Int32Array.from(ids),
-            }));
-            setsCache.set(setKey(stale.kind, key), { rev: revs.get(key) ?? 0, sets });
-          }
-        });
-
-        staleSums.forEach((stale, qi) => {
-          const rowsByBucket = new Map<string, Group[]>();
-          for (const run of sumRuns[qi] ?? []) {
-            for (const group of results[at++] ?? []) {
-              for (const row of group.rows) {
-                const key = bucketKey(run.span, row.time.getTime());
-                const rows = rowsByBucket.get(key) ?? [];
-                rowsByBucket.set(key, rows);
-                rows.push({ ...group, rows: [row] });
+      const jobs: Job[] = [
+        ...staleSets.flatMap(({ kind, buckets }) =>
+          jobsOver(buckets, (span, a, b, inRun) => ({
+            statement: storedSetsStatement(span, a, b, [kind]),
+            keys: inRun.map((x) => setKey(kind, bucketKey(x.span, x.startMs))),
+            apply(groups) {
+              const loaded = new Map<number, Map<string, { identity: SetIdentity; ids: number[] }>>();
+              for (const { identity, startMs, ids } of storedParts(groups)) {
+                const sets = loaded.get(startMs) ?? new Map();
+                loaded.set(startMs, sets);
+                const entry = sets.get(identityKey(identity)) ?? { identity, ids: [] };
+                sets.set(identityKey(identity), entry);
+                for (const id of ids) entry.ids.push(indexOf(id));
               }
-            }
-          }
-          for (const b of stale.buckets) {
-            const key = bucketKey(b.span, b.startMs);
-            sumsCache.set(`${stale.qk}|${key}`, {
-              rev: revs.get(key) ?? 0,
-              rows: rowsByBucket.get(key) ?? [],
-            });
-          }
-        });
-
-        staleTallies.forEach((stale, ti) => {
-          const loaded = new Map<string, Map<number, { n: number; lastMs: number; firmware: number }>>();
-          for (const run of tallyRuns[ti] ?? []) {
-            for (const { startMs, tallies } of storedTallyParts(results[at++] ?? [])) {
-              const key = bucketKey(run.span, startMs);
-              const byDevice = loaded.get(key) ?? new Map();
-              loaded.set(key, byDevice);
-              for (const t of tallies) {
-                const member = indexOf(t.device);
-                const held = byDevice.get(member);
-                // A part left over from a longer encoding repeats a device with an older tally: keep the larger.
-                if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
-                  byDevice.set(member, { n: t.n, lastMs: t.lastMs, firmware: firmwareOf(t.firmware) });
+              for (const x of inRun) {
+                const sets = [...(loaded.get(x.startMs)?.values() ?? [])].map(({ identity, ids }) => ({
+                  identity,
+                  members: Int32Array.from(ids),
+                }));
+                setsCache.set(setKey(kind, bucketKey(x.span, x.startMs)), { rev: rev(x), sets });
               }
-            }
-          }
-          for (const b of stale.buckets) {
-            const key = bucketKey(b.span, b.startMs);
-            const byDevice = [...(loaded.get(key) ?? new Map())];
-            talliesCache.set(tallyKey(stale.fp, key), {
-              rev: revs.get(key) ?? 0,
-              members: Int32Array.from(byDevice, ([member]) => member),
-              n: Float64Array.from(byDevice, ([, t]) => t.n),
-              lastMs: Float64Array.from(byDevice, ([, t]) => t.lastMs),
-              firmware: Int32Array.from(byDevice, ([, t]) => t.firmware),
-            });
-          }
-        });
-      };
-
-      if (statements.length > 0) {
-        const reading = queryEach(statements).then(fill);
-        for (const key of fetched) inflight.set(key, reading);
+            },
+          })),
+        ),
+        ...staleSums.flatMap(({ qk, q, buckets }) =>
+          jobsOver(buckets, (span, a, b, inRun) => ({
+            statement: sumStatement(q, span, a, b),
+            keys: inRun.map((x) => `${qk}|${bucketKey(x.span, x.startMs)}`),
+            apply(groups) {
+              const rowsByStart = new Map<number, Group[]>();
+              for (const group of groups) {
+                for (const row of group.rows) {
+                  const rows = rowsByStart.get(row.time.getTime()) ?? [];
+                  rowsByStart.set(row.time.getTime(), rows);
+                  rows.push({ ...group, rows: [row] });
+                }
+              }
+              for (const x of inRun) {
+                sumsCache.set(`${qk}|${bucketKey(x.span, x.startMs)}`, {
+                  rev: rev(x),
+                  rows: rowsByStart.get(x.startMs) ?? [],
+                });
+              }
+            },
+          })),
+        ),
+        ...staleTallies.flatMap(({ fp, buckets }) =>
+          jobsOver(buckets, (span, a, b, inRun) => ({
+            statement: storedTalliesStatement(span, a, b, [fp]),
+            keys: inRun.map((x) => tallyKey(fp, bucketKey(x.span, x.startMs))),
+            apply(groups) {
+              const loaded = new Map<number, Map<number, { n: number; lastMs: number; firmware: number }>>();
+              for (const { startMs, tallies } of storedTallyParts(groups)) {
+                const byDevice = loaded.get(startMs) ?? new Map();
+                loaded.set(startMs, byDevice);
+                for (const t of tallies) {
+                  const member = indexOf(t.device);
+                  const held = byDevice.get(member);
+                  // A part left over from a longer encoding repeats a device with an older tally: keep the larger.
+                  if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
+                    byDevice.set(member, { n: t.n, lastMs: t.lastMs, firmware: firmwareOf(t.firmware) });
+                }
+              }
+              for (const x of inRun) {
+                const byDevice = [...(loaded.get(x.startMs) ?? new Map())];
+                talliesCache.set(tallyKey(fp, bucketKey(x.span, x.startMs)), {
+                  rev: rev(x),
+                  members: Int32Array.from(byDevice, ([member]) => member),
+                  n: Float64Array.from(byDevice, ([, t]) => t.n),
+                  lastMs: Float64Array.from(byDevice, ([, t]) => t.lastMs),
+                  firmware: Int32Array.from(byDevice, ([, t]) => t.firmware),
+                });
+              }
+            },
+          })),
+        ),
+      ];
+      // Each statement is its own request (InfluxDB runs a request's statements one after the other), and
+      // its entries are in flight until it is answered: a load waiting for them waits for that one alone.
+      for (const job of jobs) {
+        const reading = limit(() => queryGroups(influx, [job.statement])).then(([groups = []]) =>
+          job.apply(groups),
+        );
+        for (const key of job.keys) inflight.set(key, reading);
         const done = () => {
-          for (const key of fetched) if (inflight.get(key) === reading) inflight.delete(key);
+          for (const key of job.keys) if (inflight.get(key) === reading) inflight.delete(key);
         };
         reading.then(done, done);
         waits.add(reading);
