@@ -115,17 +115,26 @@ export function countBy<T, K extends Record<string, string>>(items: readonly T[]
   return [...counts.entries()].sort(([a], [b]) => compare(a, b)).map(([, row]) => row);
 }
 
-function rates<K extends Record<string, string>>(seen: readonly SeenDevice[], key: (d: SeenDevice) => K) {
-  const rows = new Map<string, K & { seen: number; silent: number }>();
+/** Seen and silent devices per group; one pass that allocates per group, not per device (100,000 are usual). */
+function rates<K extends Record<string, string>>(
+  seen: readonly SeenDevice[],
+  id: (d: SeenDevice) => string,
+  key: (d: SeenDevice) => K,
+) {
+  const rows = new Map<string, { key: K; seen: number; silent: number }>();
   for (const d of seen) {
-    const k = key(d);
-    const id = JSON.stringify(Object.values(k));
-    const row = rows.get(id) ?? { ...k, seen: 0, silent: 0 };
-    rows.set(id, { ...row, seen: row.seen + 1, silent: row.silent + (d.silent ? 1 : 0) });
+    const k = id(d);
+    let row = rows.get(k);
+    if (row === undefined) {
+      row = { key: key(d), seen: 0, silent: 0 };
+      rows.set(k, row);
+    }
+    row.seen += 1;
+    if (d.silent) row.silent += 1;
   }
   return [...rows.entries()]
     .sort(([a], [b]) => compare(a, b))
-    .map(([, row]) => ({ ...row, rate: row.silent / row.seen }));
+    .map(([, row]) => ({ ...row.key, seen: row.seen, silent: row.silent, rate: row.silent / row.seen }));
 }
 
 /**
@@ -167,8 +176,16 @@ export function silenceReport(input: {
     from: iso(input.fromMs),
     to: iso(input.toMs),
     factor: input.factor,
-    byModel: rates(input.seen, (d) => ({ model: d.model })),
-    byFirmware: rates(input.seen, (d) => ({ model: d.model, firmware: d.firmware })),
+    byModel: rates(
+      input.seen,
+      (d) => d.model,
+      (d) => ({ model: d.model }),
+    ),
+    byFirmware: rates(
+      input.seen,
+      (d) => `${d.model}\u0000${d.firmware}`,
+      (d) => ({ model: d.model, firmware: d.firmware }),
+    ),
     afterUpdate: {
       withinS: AFTER_UPDATE_MS / 1000,
       devices,

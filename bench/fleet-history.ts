@@ -151,6 +151,8 @@ type Device = {
     lastSeenMs?: number;
     presence?: { state: "online" | "offline"; atMs: number; source: PresenceSource };
     gapsMs: number[];
+    /** Its successful firmware update, as the ingest records it (broker time). */
+    update?: { atMs: number; from: string; to: string };
   };
 };
 
@@ -306,6 +308,7 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
       if (update && update.atMs >= hourMs && update.atMs < hourMs + HOUR_MS) {
         const data = { from: device.meta.firmware, to: update.to, result: "success" };
         records.push(...event(device, update.atMs, { type: "firmware_update", data }));
+        device.state.update = { atMs: update.atMs, from: data.from, to: data.to };
         reconnect(device, update.atMs, points);
       }
       const missed = random() < MISSED_HOUR_RATE;
@@ -382,12 +385,12 @@ export function* fleetHistory(options: HistoryOptions): Generator<Point[]> {
 
 /** The device's device_state point as the ingest leaves it once the history has arrived. */
 function deviceStatePoints(device: Device): Point[] {
-  const { slot, firstMs, gapsMs, lastReportMs, lastSeenMs, presence } = device.state;
+  const { slot, firstMs, gapsMs, lastReportMs, lastSeenMs, presence, update } = device.state;
   const record = { ...device.meta, slot, gapsMs, ...(firstMs === undefined ? {} : { firstMs }) };
   const activity = {
     ...(lastReportMs === undefined ? {} : { lastReportMs }),
     ...(lastSeenMs === undefined ? {} : { lastSeenMs }),
     ...(presence === undefined ? {} : { presence }),
   };
-  return [deviceStatePoint({ deviceId: device.id, record, activity, updatedMs: lastSeenMs ?? 0 })];
+  return [deviceStatePoint({ deviceId: device.id, record, activity, updatedMs: lastSeenMs ?? 0, update })];
 }

@@ -21,6 +21,8 @@ import {
   deviceStatePoint,
   deviceTags,
   exposureHours,
+  type FirmwareUpdate,
+  firmwareUpdateOf,
   messagePoints,
   type PresenceSource,
   presencePoint,
@@ -137,11 +139,14 @@ export async function createIngest(options: IngestOptions) {
     record: SlottedRecord,
     seen: Observation,
     cleared: ReturnType<typeof clearedHelloFields> = [],
+    update?: FirmwareUpdate,
   ): JournalRecord[] {
     const { activity, write } = observe(activities.get(deviceId) ?? {}, seen, stateEveryMs);
     activities.set(deviceId, activity);
     if (!write) return [];
-    return [{ point: deviceStatePoint({ deviceId, record, activity, updatedMs: seen.atMs, cleared }) }];
+    return [
+      { point: deviceStatePoint({ deviceId, record, activity, updatedMs: seen.atMs, cleared, update }) },
+    ];
   }
 
   /**
@@ -254,7 +259,11 @@ export async function createIngest(options: IngestOptions) {
       const { introduced } = admission;
       const appended = await appendFor(
         deviceId,
-        [...mapped.records, ...added, ...stateRecords(deviceId, record, seen, cleared)],
+        [
+          ...mapped.records,
+          ...added,
+          ...stateRecords(deviceId, record, seen, cleared, firmwareUpdateOf(message, time.receivedMs)),
+        ],
         introduced,
       ).catch((error: unknown) => {
         guard.forget(introduced);

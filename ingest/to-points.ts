@@ -296,12 +296,24 @@ export function faultListPoint(fault: Point, deviceId: string, seq: number): Poi
  * ones it does not know left out (InfluxDB keeps what an earlier point of the slot had), except `cleared`
  * hello fields, written as "unknown" so an old value does not stay.
  */
+/** A device's successful firmware update, at broker time. */
+export type FirmwareUpdate = { atMs: number; from: string; to: string };
+
+/** The update a message reports, when it is a successful firmware_update event. */
+export function firmwareUpdateOf(message: DecodedMessage, receivedMs: number): FirmwareUpdate | undefined {
+  if (message.channel !== "event" || message.body.type !== "firmware_update") return undefined;
+  const { data } = message.body as FirmwareUpdateEvent;
+  return data.result === "success" ? { atMs: receivedMs, from: data.from, to: data.to } : undefined;
+}
+
 export function deviceStatePoint(input: {
   deviceId: string;
   record: DeviceMetaRecord & { slot: number };
   activity: DeviceActivity;
   updatedMs: number;
   cleared?: readonly (typeof HELLO_FIELDS)[number][];
+  /** A successful firmware update this message reported: kept in the point until the next one. */
+  update?: FirmwareUpdate | undefined;
 }): Point {
   const { record, activity } = input;
   const fields: Record<string, FieldValue> = { device: input.deviceId };
@@ -323,6 +335,11 @@ export function deviceStatePoint(input: {
     // Always a float, even when the median is a whole number: the field's type is fixed by fieldq.
     fields.gap_median_ms = cadence.medianMs;
     fields.gap_samples = int(cadence.samples);
+  }
+  if (input.update !== undefined) {
+    fields.update_ms = int(input.update.atMs);
+    fields.update_from = input.update.from;
+    fields.update_to = input.update.to;
   }
   fields.updated_ms = int(input.updatedMs);
   return {

@@ -23,6 +23,10 @@ export type DirectoryEntry = {
   readonly id: string;
   hello: Hello;
   live: LivenessInput;
+  /** Its newest successful firmware update, when the ingest recorded one. */
+  lastUpdate: DeviceStateRow["lastUpdate"];
+  /** When the ingest first stored anything of it; null for a device first seen before device_state. */
+  firstMs: number | null;
   /** Newest device_state write taken in. */
   updatedMs: number;
   /** id, serial and model, lower case, for the free-text search. */
@@ -130,6 +134,8 @@ export class DeviceIndex {
         id: row.device,
         hello,
         live,
+        lastUpdate: row.lastUpdate ?? null,
+        firstMs: row.firstMs,
         updatedMs,
         search: searchText(row.device, hello),
       });
@@ -137,6 +143,8 @@ export class DeviceIndex {
       return;
     }
     known.live = live;
+    known.lastUpdate = row.lastUpdate ?? known.lastUpdate;
+    known.firstMs = row.firstMs ?? known.firstMs;
     known.updatedMs = updatedMs;
     if (JSON.stringify(known.hello) !== JSON.stringify(hello)) {
       known.hello = hello;

@@ -28,6 +28,7 @@ import {
   type DeviceQueries,
   deviceQueries,
   type EventRow,
+  type FirmwareUpdateRow,
   type TelemetryQuery,
 } from "../storage/device-queries.js";
 import { faultQueries } from "../storage/fault-queries.js";
@@ -239,7 +240,13 @@ export function createDeviceService(options: DeviceServiceOptions) {
       // A silent device's last report is in the window, so its update came at most a day before the window.
       const updatesFromMs = Math.max(0, q.fromMs - 2 * HOUR_MS - AFTER_UPDATE_MS);
       const silentIds = seen.filter((d) => d.silent).map((d) => d.device);
-      const updates = await reads.firmwareUpdates(silentIds, updatesFromMs, q.toMs);
+      // Now: the directory holds each device's newest update, but for a device it has known only since an
+      // upgrade (its older updates are in the events alone); a past window reads the update events.
+      const held = isPresent(q.toMs) ? updatesHeld(silentIds, updatesFromMs, q.toMs) : undefined;
+      const updates = [
+        ...(held?.updates ?? []),
+        ...(await reads.firmwareUpdates(held?.unknown ?? silentIds, updatesFromMs, q.toMs)),
+      ];
       return silenceReport({
         ...q,
         factor: silence.factor,
@@ -254,6 +261,29 @@ export function createDeviceService(options: DeviceServiceOptions) {
       });
     },
   };
+
+  /**
+   * The devices' newest updates in [fromMs, toMs), as the directory holds them, and the devices whose
+   * history it does not hold (first seen before device_state, no update since): their events must say.
+   */
+  function updatesHeld(ids: readonly string[], fromMs: number, toMs: number) {
+    const updates: FirmwareUpdateRow[] = [];
+    const unknown: string[] = [];
+    for (const id of ids) {
+      const entry = directory.get(id);
+      const update = entry?.lastUpdate;
+      if (entry === undefined || (update == null && entry.firstMs === null)) unknown.push(id);
+      else if (update != null && update.atMs >= fromMs && update.atMs < toMs)
+        updates.push({
+          device: id,
+          model: entry.hello.model,
+          from: update.from,
+          to: update.to,
+          atMs: update.atMs,
+        });
+    }
+    return { updates, unknown };
+  }
 
   async function seenNow(q: Window): Promise<SeenDevice[]> {
     const entries = await directory.list();

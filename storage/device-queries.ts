@@ -25,6 +25,8 @@ export type DeviceStateRow = {
   gapMedianMs: number | null;
   gapSamples: number | null;
   updatedMs: number | null;
+  /** The device's newest successful firmware update (broker time), when the ingest has recorded one. */
+  lastUpdate?: { atMs: number; from: string | null; to: string | null } | null;
 };
 
 /** A stored fault with its device time resolved (a point stored at receive time keeps the claim apart). */
@@ -154,7 +156,13 @@ export function deviceStateRow(row: Row): DeviceStateRow | undefined {
     gapMedianMs: integer(row.gap_median_ms),
     gapSamples: integer(row.gap_samples),
     updatedMs: integer(row.updated_ms),
+    lastUpdate: updateOf(row),
   };
+}
+
+function updateOf(row: Row): { atMs: number; from: string | null; to: string | null } | null {
+  const atMs = integer(row.update_ms);
+  return atMs === null ? null : { atMs, from: text(row.update_from), to: text(row.update_to) };
 }
 
 export function faultRow(row: Row): FaultRow {

@@ -1,7 +1,7 @@
 import { UNKNOWN } from "../../contract/messages.js";
 import type { DeviceActivity, PresenceSource } from "../../ingest/device-state.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
-import { deviceStatePoint } from "../../ingest/to-points.js";
+import { deviceStatePoint, type FirmwareUpdate } from "../../ingest/to-points.js";
 import { type FieldValue, MEASUREMENTS, type Point } from "../../storage/schema.js";
 
 // device_state as the ingest would have left it after writing these points: for tests that write raw
@@ -20,6 +20,7 @@ type Folded = {
   metaMs: number;
   activity: DeviceActivity;
   gaps: Array<[number, number]>;
+  update?: FirmwareUpdate;
 };
 
 /** One device_state point per device the points speak of, slots in order of first appearance. */
@@ -65,14 +66,20 @@ export function deviceStatesOf(points: readonly Point[], updatedMs: number): Poi
       d.metaMs = atMs;
     }
     const update = p.measurement === MEASUREMENTS.event.name && p.tags.type === "firmware_update";
-    if (update && p.fields.result === "success" && typeof p.fields.to === "string" && atMs >= d.metaMs) {
-      d.meta.firmware = p.fields.to;
-      d.metaMs = atMs;
+    if (update && p.fields.result === "success" && typeof p.fields.to === "string") {
+      if (atMs >= (d.update?.atMs ?? -1)) {
+        const from = typeof p.fields.from === "string" ? p.fields.from : UNKNOWN;
+        d.update = { atMs, from, to: p.fields.to };
+      }
+      if (atMs >= d.metaMs) {
+        d.meta.firmware = p.fields.to;
+        d.metaMs = atMs;
+      }
     }
   }
   return [...devices].map(([deviceId, d]) => {
     const gapsMs = d.gaps.sort(([a], [b]) => a - b).map(([, gap]) => gap);
     const record = gapsMs.length === 0 ? d.meta : { ...d.meta, gapsMs: gapsMs.slice(-24) };
-    return deviceStatePoint({ deviceId, record, activity: d.activity, updatedMs });
+    return deviceStatePoint({ deviceId, record, activity: d.activity, updatedMs, update: d.update });
   });
 }

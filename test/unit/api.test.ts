@@ -87,6 +87,8 @@ const stateOf = (d: Device): DeviceStateRow => ({
   gapMedianMs: d.expectedIntervalS * 1000,
   gapSamples: 10,
   updatedMs: NOW - MINUTE,
+  // The ingest records a successful firmware update in the device's state (the events below hold it too).
+  lastUpdate: d.id === "modem-0002" ? { atMs: NOW - 700 * MINUTE, from: "1.9", to: "2.0" } : null,
 });
 
 const DEVICES = [

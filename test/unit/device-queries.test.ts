@@ -115,6 +115,9 @@ describe("deviceStateRow", () => {
         gap_median_ms: 5.5,
         gap_samples: 6,
         updated_ms: 7,
+        update_ms: 8,
+        update_from: "0.9",
+        update_to: "1.0",
       },
       0,
     );
@@ -136,6 +139,7 @@ describe("deviceStateRow", () => {
       gapMedianMs: 5.5,
       gapSamples: 6,
       updatedMs: 7,
+      lastUpdate: { atMs: 8, from: "0.9", to: "1.0" },
     });
   });
 

@@ -13,7 +13,7 @@ import {
 } from "../../ingest/device-state.js";
 import { createIngest } from "../../ingest/ingest.js";
 import { type DeviceMetaRecord, Journal } from "../../ingest/journal.js";
-import { deviceStatePoint, unknownMeta } from "../../ingest/to-points.js";
+import { deviceStatePoint, firmwareUpdateOf, unknownMeta } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { encodePoint } from "../../storage/line-protocol.js";
@@ -178,6 +178,42 @@ describe("deviceStatePoint", () => {
     expect(encodePoint(point)).toBe(
       'device_state device="modem-0002",region="unknown",updated_ms=1736150400000i 1',
     );
+  });
+});
+
+describe("a successful firmware update in device_state", () => {
+  it("is written with the point, so the silence report needs no query of the update events", () => {
+    const update = firmwareUpdateOf(
+      {
+        channel: "event",
+        deviceId: "modem-0002",
+        body: {
+          ts: T - 9_000,
+          seq: 7,
+          type: "firmware_update",
+          data: { from: "2.4.0", to: "2.4.1", result: "success" },
+        },
+      },
+      T,
+    );
+    expect(update).toEqual({ atMs: T, from: "2.4.0", to: "2.4.1" });
+    const point = deviceStatePoint({
+      deviceId: "modem-0002",
+      record: { ...unknownMeta(), slot: 1 },
+      activity: {},
+      updatedMs: T,
+      update,
+    });
+    expect(encodePoint(point)).toBe(
+      'device_state device="modem-0002",update_ms=1736150400000i,update_from="2.4.0",update_to="2.4.1",updated_ms=1736150400000i 1',
+    );
+  });
+
+  it("is no update when it failed, or when the event is of another type", () => {
+    const event = (type: string, data: Record<string, unknown>) =>
+      firmwareUpdateOf({ channel: "event", deviceId: "d", body: { ts: T, seq: 1, type, data } } as never, T);
+    expect(event("firmware_update", { from: "1", to: "2", result: "failure" })).toBeUndefined();
+    expect(event("reboot", { reason: "watchdog" })).toBeUndefined();
   });
 });
 
