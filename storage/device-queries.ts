@@ -7,8 +7,8 @@ import { DEVICE_TAGS, type MeasurementKey, SEQ_HI_TAG } from "./schema.js";
 // but the directory's and the raw liveness path's (a past instant) touches one device's series only.
 
 /** A device's point in device_state (written by the ingest: docs/storage.md); null where it was left out. */
-export type DeviceStateRow = {
-  device: string;
+/** What a hello says of a device, as `device` and `device_state` store it; null where it did not say. */
+export type HelloColumns = {
   kind: string | null;
   model: string | null;
   firmware: string | null;
@@ -16,6 +16,20 @@ export type DeviceStateRow = {
   serial: string | null;
   region: string | null;
   isp: string | null;
+};
+
+export const helloColumns = (row: Row): HelloColumns => ({
+  kind: text(row.kind),
+  model: text(row.model),
+  firmware: text(row.firmware),
+  hardware: text(row.hardware),
+  serial: text(row.serial),
+  region: text(row.region),
+  isp: text(row.isp),
+});
+
+export type DeviceStateRow = HelloColumns & {
+  device: string;
   firstMs: number | null;
   lastReportMs: number | null;
   lastSeenMs: number | null;
@@ -140,13 +154,7 @@ export function deviceStateRow(row: Row): DeviceStateRow | undefined {
   const presence = row.presence === "online" || row.presence === "offline" ? row.presence : null;
   return {
     device,
-    kind: text(row.kind),
-    model: text(row.model),
-    firmware: text(row.firmware),
-    hardware: text(row.hardware),
-    serial: text(row.serial),
-    region: text(row.region),
-    isp: text(row.isp),
+    ...helloColumns(row),
     firstMs: integer(row.first_ms),
     lastReportMs: integer(row.last_report_ms),
     lastSeenMs: integer(row.last_seen_ms),

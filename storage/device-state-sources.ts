@@ -1,5 +1,5 @@
 import type { InfluxDB } from "influx";
-import { deviceQueries, deviceTagIs, integer } from "./device-queries.js";
+import { deviceQueries, deviceTagIs, type HelloColumns, helloColumns, integer } from "./device-queries.js";
 import { from, queryGroups, text } from "./influxql.js";
 import type { MeasurementKey } from "./schema.js";
 
@@ -7,17 +7,7 @@ import type { MeasurementKey } from "./schema.js";
 // and device_state lacks, and per group of devices what their state is made of. Typed rows only.
 
 /** A device's newest hello as stored in `device`. */
-export type HelloRow = {
-  device: string;
-  kind: string | null;
-  model: string | null;
-  firmware: string | null;
-  hardware: string | null;
-  serial: string | null;
-  region: string | null;
-  isp: string | null;
-  receivedMs: number;
-};
+export type HelloRow = HelloColumns & { device: string; receivedMs: number };
 
 /** A device's device_state point: where it is (its slot) and the hello it holds. */
 export type StatePointRow = Omit<HelloRow, "receivedMs"> & { slot: number };
@@ -60,19 +50,7 @@ export function deviceStateSources(influx: InfluxDB) {
           const nano = (row.time as { getNanoTime?: () => string }).getNanoTime?.();
           const slot = nano === undefined ? row.time.getTime() * 1_000_000 : Number(nano);
           if (device === null || !Number.isSafeInteger(slot)) return [];
-          return [
-            {
-              device,
-              slot,
-              kind: text(row.kind),
-              model: text(row.model),
-              firmware: text(row.firmware),
-              hardware: text(row.hardware),
-              serial: text(row.serial),
-              region: text(row.region),
-              isp: text(row.isp),
-            },
-          ];
+          return [{ device, slot, ...helloColumns(row) }];
         });
     },
 
@@ -100,19 +78,7 @@ export function deviceStateSources(influx: InfluxDB) {
         const row = group.rows[0];
         const device = group.tags.device;
         if (row === undefined || device === undefined) return [];
-        return [
-          {
-            device,
-            kind: text(row.kind),
-            model: text(row.model),
-            firmware: text(row.firmware),
-            hardware: text(row.hardware),
-            serial: text(row.serial),
-            region: text(row.region),
-            isp: text(row.isp),
-            receivedMs: integer(row.received_ms) ?? row.time.getTime(),
-          },
-        ];
+        return [{ device, ...helloColumns(row), receivedMs: integer(row.received_ms) ?? row.time.getTime() }];
       });
     },
 
