@@ -78,9 +78,13 @@ function useLimits(app: App, limits: ApiLimits, deps: Pick<AppDeps, "metrics" | 
 /** A service this API was built without: its routes are documented and answer 503. */
 function notServed<T extends object>(what: string): T {
   return new Proxy({} as T, {
-    get: () => () => {
-      throw new ApiError({ code: "UNAVAILABLE", message: `this API serves no ${what}` });
-    },
+    // Not a thenable: only method calls answer 503.
+    get: (_, name) =>
+      name === "then"
+        ? undefined
+        : () => {
+            throw new ApiError({ code: "UNAVAILABLE", message: `this API serves no ${what}` });
+          },
   });
 }
 

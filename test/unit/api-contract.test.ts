@@ -70,6 +70,17 @@ describe("request bodies", () => {
   });
 });
 
+describe("a service the API was built without", () => {
+  it("documents its routes and answers them 503 UNAVAILABLE, saying which", async () => {
+    const response = await app().request("/api/v1/issues", { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(response.status).toBe(503);
+    expect(ErrorEnvelope.parse(await response.json()).error).toEqual({
+      code: "UNAVAILABLE",
+      message: "this API serves no issues",
+    });
+  });
+});
+
 describe("the typed client", () => {
   it("asks a route with typed query parameters and reads its typed answer", async () => {
     const server = app();
