@@ -5,6 +5,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { InfluxConfig } from "../config/env.js";
 import { DAY_MS, floorHour } from "../contract/time.js";
+import { WARM_UP_LIMIT_MS } from "../stack/start-stack.js";
 import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
 import type { Point } from "../storage/schema.js";
 import { findIds, type Target, targetKey, targets } from "./api-targets.js";
@@ -180,9 +181,6 @@ async function build(config: InfluxConfig, endMs: number) {
 // As stack/start-stack.ts does (startFieldq, parts.api): the read services over one InfluxDB, warming in the
 // background from the start, and the app over them. The clock is pinned to the history's end, so statuses
 // and default windows mean what they meant then.
-
-/** As stack/start-stack.ts: the API listens once its read side is warm, or after this long regardless. */
-const WARM_UP_LIMIT_MS = 20_000;
 
 type BenchApp = {
   request(path: string, init?: RequestInit): Response | Promise<Response>;

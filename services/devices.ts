@@ -386,8 +386,6 @@ export function createInfluxDeviceServices(
     ...(logger === undefined ? {} : { logger }),
   });
   const devices = createDeviceService({ ...serviceOptions, reads: queries, directory });
-  // Warms at once, in the background: a request that comes first waits for the same reads.
-  devices.warm().catch((error: unknown) => logger?.warn({ err: error }, "device reads not warmed yet"));
   return {
     directory,
     devices,

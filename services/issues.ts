@@ -285,7 +285,26 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       return readIssueEvents(influx, id);
     },
 
-    forDevice: (deviceId) => issuesForDevice(influx, deviceId),
+    /**
+     * The issues a device had faults of that the support desk should hear about (analytics deviceIssue):
+     * reads only the device's own fault and activity series, the log and the fingerprints.
+     */
+    async forDevice(deviceId) {
+      const [fingerprints, firmware, { log, metas }] = await Promise.all([
+        readDeviceFingerprints(influx, deviceId),
+        readDeviceFirmware(influx, deviceId),
+        load(),
+      ]);
+      const result = new Map<string, DeviceIssue>();
+      for (const fingerprint of fingerprints) {
+        if (!metas.has(fingerprint)) continue;
+        const id = resolveIssueId(fingerprint, log.merges);
+        if (result.has(id)) continue;
+        const issue = deviceIssue({ id, key: metas.get(id)?.key ?? null, state: stateOf(log, id) }, firmware);
+        if (issue !== undefined) result.set(id, issue);
+      }
+      return [...result.values()];
+    },
 
     async warm(nowMs = Date.now()) {
       const month = { fromMs: nowMs - 30 * DAY_MS, toMs: nowMs };
@@ -294,31 +313,4 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       for (const issue of top.items) await this.detail(issue.id, month);
     },
   };
-}
-
-/**
- * The issues a device had faults of that the support desk should hear about (analytics deviceIssue): reads
- * only the device's own fault and activity series, the log and the fingerprints.
- */
-export async function issuesForDevice(influx: InfluxDB, deviceId: string): Promise<DeviceIssue[]> {
-  const [fingerprints, firmware, entries, metas] = await Promise.all([
-    readDeviceFingerprints(influx, deviceId),
-    readDeviceFirmware(influx, deviceId),
-    readIssueEvents(influx),
-    readFingerprints(influx),
-  ]);
-  const log = indexLog(entries);
-  const keys = new Map(metas.map((m) => [m.id, m.key]));
-  const result = new Map<string, DeviceIssue>();
-  for (const fingerprint of fingerprints) {
-    if (!keys.has(fingerprint)) continue;
-    const id = resolveIssueId(fingerprint, log.merges);
-    if (result.has(id)) continue;
-    const issue = deviceIssue(
-      { id, key: keys.get(id) ?? null, state: replay(log.byIssue.get(id) ?? []) },
-      firmware,
-    );
-    if (issue !== undefined) result.set(id, issue);
-  }
-  return [...result.values()];
 }

@@ -236,7 +236,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
 export type FieldqParts = { broker: boolean; api: boolean };
 
 /** How long the API waits for its warm-up before it listens anyway. */
-const WARM_UP_LIMIT_MS = 20_000;
+export const WARM_UP_LIMIT_MS = 20_000;
 
 /** What the promise gives, or false once ms have passed. */
 const within = <T>(ms: number, promise: Promise<T>): Promise<T | false> =>
