@@ -21,7 +21,20 @@ function compare(baseline: Cohort, candidate: Cohort, counts: Record<Side, numbe
   });
   // Exposure is positive and counts are whole: compareRates refuses neither.
   if (!result.ok) throw new Error(`compareRates refused ${result.problem.field}: ${result.problem.message}`);
-  return result.comparison;
+  // SEAM (issue 11): pooled counts until the comparison reads per-device tallies (analytics/device-rates.ts).
+  return {
+    ...result.comparison,
+    evidence: {
+      method: "exact_poisson",
+      dispersion: null,
+      dispersionUsed: 1,
+      df: null,
+      devices: { baseline: baseline.devices, candidate: candidate.devices },
+      refused: null,
+      adjustedPValue: null,
+      familySize: 1,
+    },
+  };
 }
 
 /**

@@ -4,6 +4,7 @@ import { from, type Group, influxql, queryGroups, tagIs, timeRange } from "./inf
 import {
   type Bucket,
   bucketsOf,
+  type DeviceCohortTally,
   type DeviceTally,
   identityKey,
   SET_KINDS,
@@ -78,6 +79,11 @@ export interface RollupView {
    * the first window), with the time and firmware of its newest one; in no particular order.
    */
   deviceTallies(fingerprints: Iterable<string>, within?: Window): DeviceTally[];
+  /**
+   * SEAM (issue 11): per device and cohort (kind, model, firmware, region), its exposure, reboots and faults
+   * by severity and code added up over `within` (default: the first window); loaded with `deviceCohorts`.
+   */
+  deviceCohorts(within?: Window): DeviceCohortTally[];
 }
 
 export type LoadOptions = {
@@ -85,6 +91,8 @@ export type LoadOptions = {
   sets?: readonly SetKind[];
   /** The fingerprints whose per-device tallies (issue_devices) to read. */
   tallies?: Iterable<string>;
+  /** Read the per-device cohort tallies (device_cohort) as well. */
+  deviceCohorts?: boolean;
 };
 
 export interface RollupReader {
@@ -561,6 +569,9 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
             lastMs: lastMs[s] ?? 0,
             firmware: firmwares[firmware[s] ?? 0] ?? "",
           }));
+        },
+        deviceCohorts(_within = first) {
+          return []; // SEAM (issue 11): the device-tally helper reads device_cohort here.
         },
       };
     },

@@ -165,6 +165,22 @@ export const COHORT_SUMS = COHORT_SUM_FIELDS.map((field) => `sum("${field}") AS 
 // "device:n:lastMs:firmware" entries sorted by device, comma-separated, in parts below PART_CHARS (a
 // firmware label may hold ":" but never ","; it is the rest of the entry).
 
+/**
+ * SEAM (issue 11): one device's exposure and faults in one cohort (kind, model, firmware, region) over a
+ * bucket or window: what the device-level comparisons (analytics/device-rates.ts) are computed from.
+ */
+export type DeviceCohortTally = {
+  device: string;
+  kind: string;
+  model: string;
+  firmware: string;
+  region: string;
+  hours: number;
+  reboots: number;
+  /** Faults by severity and code; codes without faults are left out. */
+  faults: Array<{ severity: string; code: string; n: number }>;
+};
+
 /** One device's faults of one fingerprint in a bucket or window: how many, and its newest one. */
 export type DeviceTally = { device: string; n: number; lastMs: number; firmware: string };
 

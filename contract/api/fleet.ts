@@ -120,6 +120,32 @@ export type FirmwareVersions = z.infer<typeof FirmwareVersions>;
 
 const CohortRate = z.object({ count, exposureHours: z.number(), ratePer1000h: z.number() });
 
+export const RateEvidence = z
+  .object({
+    method: z.enum(["exact_poisson", "quasi_poisson"]).meta({
+      description:
+        "exact_poisson: devices alike, the exact conditional test; quasi_poisson: the interval widened by the dispersion",
+    }),
+    dispersion: z
+      .number()
+      .nullable()
+      .meta({ description: "Between-device dispersion estimated from per-device counts (1 = Poisson)" }),
+    dispersionUsed: z.number().meta({ description: "The dispersion the interval was computed with (≥ 1)" }),
+    df: z.number().nullable().meta({ description: "Degrees of freedom of the dispersion estimate" }),
+    devices: z.object({ baseline: count, candidate: count }).meta({ description: "Devices with exposure" }),
+    refused: z
+      .enum(["too_few_devices"])
+      .nullable()
+      .meta({ description: "Why no regression or improvement could be called whatever the counts" }),
+    adjustedPValue: z
+      .number()
+      .nullable()
+      .meta({ description: "Holm-adjusted p-value within its family (the codes of a comparison, a scan)" }),
+    familySize: count.meta({ description: "Comparisons judged together in that family" }),
+  })
+  .meta({ id: "RateEvidence" });
+export type RateEvidence = z.infer<typeof RateEvidence>;
+
 export const RateComparison = z
   .object({
     baseline: CohortRate,
@@ -153,8 +179,12 @@ export const RateComparison = z
         }),
       ])
       .nullable(),
+    evidence: RateEvidence,
   })
-  .meta({ id: "RateComparison", description: "analytics/rate-ratio.ts compareRates" });
+  .meta({
+    id: "RateComparison",
+    description: "analytics/device-rates.ts compareDeviceRates (docs/statistics.md)",
+  });
 export type RateComparison = z.infer<typeof RateComparison>;
 
 const Cohort = z.object({ firmware: z.string(), devices: count, exposureHours: count });

@@ -29,7 +29,7 @@ describe("compareCohorts", () => {
       candidate: { count: c, exposureHours: candidate.exposureHours },
     });
     if (!result.ok) throw new Error("unexpected");
-    return result.comparison;
+    return { ...result.comparison, evidence: expect.anything() };
   };
 
   test("compares overall, critical and per code, most faults first", () => {

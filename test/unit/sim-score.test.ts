@@ -65,7 +65,17 @@ function rates({ baseline, candidate }: Counts): RateComparison {
     candidate: { count: candidate[0], exposureHours: candidate[1] },
   });
   if (!result.ok) throw new Error(result.problem.message);
-  return result.comparison;
+  const evidence = {
+    method: "exact_poisson",
+    dispersion: null,
+    dispersionUsed: 1,
+    df: null,
+    devices: { baseline: 10, candidate: 10 },
+    refused: null,
+    adjustedPValue: null,
+    familySize: 1,
+  } as const;
+  return { ...result.comparison, evidence };
 }
 
 function comparison(
