@@ -177,6 +177,10 @@ export type DeviceCohortTally = {
   region: string;
   hours: number;
   reboots: number;
+  /** Messages of the device the ingest refused (rejection points). */
+  rejections: number;
+  /** Feedback ratings given, index = rating (0 … RATINGS − 1). */
+  ratings: number[];
   /** Faults by severity and code; codes without faults are left out. */
   faults: Array<{ severity: string; code: string; n: number }>;
 };
