@@ -72,3 +72,25 @@ export function poisson(random: Random, mean: number): number {
   for (let product = random.next(); product > limit; product *= random.next()) count += 1;
   return count;
 }
+
+/** A gamma-distributed draw with this shape and scale 1 (Marsaglia and Tsang; a shape below 1 by boosting). */
+export function gamma(random: Random, shape: number): number {
+  if (shape < 1) return gamma(random, shape + 1) * (1 - random.next()) ** (1 / shape);
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    const x = random.normal(0, 1);
+    const v = (1 + c * x) ** 3;
+    if (v <= 0) continue;
+    if (Math.log(1 - random.next()) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v;
+  }
+}
+
+/**
+ * How fault-prone one device is, as a multiplier of its model's fault rates: gamma with mean 1 and variance
+ * 1 / shape, so a smaller shape makes devices differ more (0.5: a tenth of them fault over 2.7 times the
+ * average, a third under a fifth of it). No shape: every device is average.
+ */
+export function faultProneness(random: Random, shape: number | undefined): number {
+  return shape === undefined ? 1 : gamma(random, shape) / shape;
+}

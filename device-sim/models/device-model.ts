@@ -56,11 +56,15 @@ export function happens(random: Random, perHour: number, elapsedMs: number): boo
   return random.chance(1 - Math.exp((-perHour * elapsedMs) / HOUR_MS));
 }
 
-/** How many times the script multiplies fault `code` while the device runs `firmware`. */
-export function boostOf(script: DeviceScript, firmware: string, code: string): number {
-  let factor = 1;
+/**
+ * How many times as often fault `code` happens on this device while it runs `firmware`: its proneness times
+ * every boost that holds for the firmware and the code.
+ */
+export function faultFactor(script: DeviceScript, firmware: string, code: string): number {
+  let factor = script.proneness;
   for (const boost of script.boosts) {
-    if (boost.firmware === firmware && boost.code === code) factor *= boost.factor;
+    const onFirmware = boost.firmware === undefined || boost.firmware === firmware;
+    if (onFirmware && (boost.code === undefined || boost.code === code)) factor *= boost.factor;
   }
   return factor;
 }

@@ -4,11 +4,11 @@ import type { DeviceScript } from "../script.js";
 import {
   annoyanceOf,
   type BaseState,
-  boostOf,
   type CommandStep,
   clamp,
   type DeviceModel,
   faded,
+  faultFactor,
   faultMessage,
   happens,
   rating,
@@ -178,7 +178,10 @@ function step(previous: ModemState, random: Random, time: SimTime, script: Devic
 
   // Long lines resync more often, flaky ones more still.
   const resyncPerHour =
-    RATES_PER_HOUR.dslResync * boostOf(script, firmware, "DSL_RESYNC") * flakiness * (s.attenuationDb / 20);
+    RATES_PER_HOUR.dslResync *
+    faultFactor(script, firmware, "DSL_RESYNC") *
+    flakiness *
+    (s.attenuationDb / 20);
   if (happens(random, resyncPerHour, elapsedMs)) {
     const before = { downstream_rate_kbps: s.downKbps, snr_margin_db: s.snrMarginDb };
     s = { ...s, ...sync(s, random), crcErrors: s.crcErrors + random.int(20, 400) };
@@ -187,7 +190,7 @@ function step(previous: ModemState, random: Random, time: SimTime, script: Devic
 
   if (s.wanDownS > 0) s.wanDownS = Math.max(0, s.wanDownS - dt);
   else if (
-    happens(random, RATES_PER_HOUR.wanDown * boostOf(script, firmware, "WAN_DOWN") * flakiness, elapsedMs)
+    happens(random, RATES_PER_HOUR.wanDown * faultFactor(script, firmware, "WAN_DOWN") * flakiness, elapsedMs)
   ) {
     s.wanDownS = random.int(30, 600);
     fault("WAN_DOWN", "error", {
@@ -196,14 +199,14 @@ function step(previous: ModemState, random: Random, time: SimTime, script: Devic
       context: { expected_s: s.wanDownS },
     });
   } else if (
-    happens(random, RATES_PER_HOUR.dnsFailure * boostOf(script, firmware, "DNS_FAILURE"), elapsedMs)
+    happens(random, RATES_PER_HOUR.dnsFailure * faultFactor(script, firmware, "DNS_FAILURE"), elapsedMs)
   ) {
     fault("DNS_FAILURE", "warning", { component: "dns", context: { failed_queries: random.int(3, 40) } });
   }
 
   if (s.radioDownS > 0) s.radioDownS = Math.max(0, s.radioDownS - dt);
   else if (
-    happens(random, RATES_PER_HOUR.radioCrash * boostOf(script, firmware, "WIFI_RADIO_CRASH"), elapsedMs)
+    happens(random, RATES_PER_HOUR.radioCrash * faultFactor(script, firmware, "WIFI_RADIO_CRASH"), elapsedMs)
   ) {
     const band = random.pick(["2.4GHz", "5GHz"] as const);
     fault("WIFI_RADIO_CRASH", "error", {
@@ -224,7 +227,7 @@ function step(previous: ModemState, random: Random, time: SimTime, script: Devic
   );
   const overheatPerHour =
     RATES_PER_HOUR.overheat *
-    boostOf(script, firmware, "OVERHEAT") *
+    faultFactor(script, firmware, "OVERHEAT") *
     (1 + OVERHEAT_AGEING_PER_YEAR * ageYears);
   if (happens(random, overheatPerHour, elapsedMs)) {
     s.cpuTempC = round1(random.between(88, 99));

@@ -4,11 +4,11 @@ import type { DeviceScript } from "../script.js";
 import {
   annoyanceOf,
   type BaseState,
-  boostOf,
   type CommandStep,
   clamp,
   type DeviceModel,
   faded,
+  faultFactor,
   faultMessage,
   happens,
   rating,
@@ -285,7 +285,7 @@ function step(
     // Bed probing before the first layer is when drift shows.
     if (
       s.driftMm > DRIFT_LIMIT_MM &&
-      random.chance(DRIFT_REPORT_CHANCE * boostOf(script, firmware, "BED_LEVEL_DRIFT"))
+      random.chance(DRIFT_REPORT_CHANCE * faultFactor(script, firmware, "BED_LEVEL_DRIFT"))
     ) {
       fault("BED_LEVEL_DRIFT", "warning", {
         component: "bed",
@@ -304,7 +304,11 @@ function step(
     s.filamentG = Math.max(0, s.filamentG - job.gramsPerS * dt);
     const fanWear = 1 + FAN_WEAR_PER_YEAR * ageYears;
     if (
-      happens(random, RATES_PER_HOUR.thermalRunaway * boostOf(script, firmware, "THERMAL_RUNAWAY"), elapsedMs)
+      happens(
+        random,
+        RATES_PER_HOUR.thermalRunaway * faultFactor(script, firmware, "THERMAL_RUNAWAY"),
+        elapsedMs,
+      )
     ) {
       s.nozzleC = s.nozzleTargetC + random.between(15, 30);
       fault("THERMAL_RUNAWAY", "critical", {
@@ -315,7 +319,11 @@ function step(
       endJob("failed");
     } else if (
       s.filamentG === 0 ||
-      happens(random, RATES_PER_HOUR.falseRunout * boostOf(script, firmware, "FILAMENT_RUNOUT"), elapsedMs)
+      happens(
+        random,
+        RATES_PER_HOUR.falseRunout * faultFactor(script, firmware, "FILAMENT_RUNOUT"),
+        elapsedMs,
+      )
     ) {
       fault("FILAMENT_RUNOUT", "warning", {
         component: "extruder",
@@ -323,21 +331,23 @@ function step(
       });
       endJob("failed");
     } else if (
-      happens(random, RATES_PER_HOUR.nozzleClog * boostOf(script, firmware, "NOZZLE_CLOG"), elapsedMs)
+      happens(random, RATES_PER_HOUR.nozzleClog * faultFactor(script, firmware, "NOZZLE_CLOG"), elapsedMs)
     ) {
       fault("NOZZLE_CLOG", "error", { component: "extruder", context: { nozzle_temp_c: round1(s.nozzleC) } });
       endJob("failed");
     } else if (
       happens(
         random,
-        RATES_PER_HOUR.fanFailure * fanWear * boostOf(script, firmware, "FAN_FAILURE"),
+        RATES_PER_HOUR.fanFailure * fanWear * faultFactor(script, firmware, "FAN_FAILURE"),
         elapsedMs,
       )
     ) {
       s.fanBroken = true;
       fault("FAN_FAILURE", "error", { component: "part fan", context: { fan_rpm: 0 } });
       endJob("failed");
-    } else if (happens(random, layerShiftsPerHour(s) * boostOf(script, firmware, "LAYER_SHIFT"), elapsedMs)) {
+    } else if (
+      happens(random, layerShiftsPerHour(s) * faultFactor(script, firmware, "LAYER_SHIFT"), elapsedMs)
+    ) {
       const progress = round1((100 * job.elapsedS) / job.durationS);
       fault("LAYER_SHIFT", "error", {
         component: "motion",

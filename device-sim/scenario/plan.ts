@@ -2,8 +2,14 @@ import type { Hello } from "../../contract/messages.js";
 import type { DeviceSpec } from "../device.js";
 import { ISPS, productLine, REGIONS } from "../models/catalog.js";
 import type { SimKind } from "../models/index.js";
-import { createRandom, deriveSeed, type Random } from "../random.js";
-import type { DeviceScript, FirmwarePush, GroundTruth, InjectedProblem } from "../script.js";
+import { createRandom, deriveSeed, faultProneness, type Random } from "../random.js";
+import type {
+  DeviceScript,
+  FirmwarePush,
+  FleetHeterogeneity,
+  GroundTruth,
+  InjectedProblem,
+} from "../script.js";
 import { PRODUCT_LINES, type Problem, type Rollout, type Scenario } from "./schema.js";
 
 export type PlanOptions = {
@@ -56,9 +62,13 @@ export function planScenario(scenario: Scenario, options: PlanOptions): Scenario
   const planned: Planned[] = [];
   const numbered: Record<SimKind, number> = { modem: 0, printer: 0 };
   const entriesOfModel = new Map<string, number>();
+  const heterogeneity: FleetHeterogeneity[] = [];
   for (const entry of scenario.fleet) {
     const line = productLine(PRODUCT_LINES[entry.kind], entry.model);
     if (line === undefined) throw new Error(`unknown model ${entry.model}: the schema refuses it`);
+    const given = entry.heterogeneity ?? scenario.heterogeneity;
+    const shape = given === "none" ? undefined : given;
+    heterogeneity.push({ model: entry.model, devices: entry.count, shape: shape ?? null });
     const occurrence = entriesOfModel.get(entry.model) ?? 0;
     entriesOfModel.set(entry.model, occurrence + 1);
     for (let index = 0; index < entry.count; index++) {
@@ -75,7 +85,14 @@ export function planScenario(scenario: Scenario, options: PlanOptions): Scenario
       if (entry.kind === "modem") hello.isp = draw(random, entry.isps ?? evenly(ISPS));
       numbered[entry.kind] += 1;
       const id = `${entry.kind}-${String(numbered[entry.kind]).padStart(4, "0")}`;
-      const script: DeviceScript = { updates: [], boosts: [], lineFlakiness: 1, malformedPerHour: 0 };
+      const script: DeviceScript = {
+        updates: [],
+        boosts: [],
+        // A stream of its own, so that drawing it leaves the device's other draws as they were.
+        proneness: faultProneness(stream(`${key}/proneness`), shape),
+        lineFlakiness: 1,
+        malformedPerHour: 0,
+      };
       planned.push({ spec: { id, kind: entry.kind, hello, script }, key, model: entry.model });
     }
   }
@@ -102,6 +119,7 @@ export function planScenario(scenario: Scenario, options: PlanOptions): Scenario
     startMs,
     endMs,
     devices: devices.length,
+    heterogeneity,
     problems,
   };
   return { devices, truth, startMs, endMs, cadenceMs: scenario.cadence, warnings };
@@ -217,6 +235,25 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
         id: problem.id,
         type: "malformed",
         perHour: problem.per_hour,
+        devices: ids(chosen),
+        onsetMs: startMs,
+      };
+    }
+    case "lemons": {
+      const { model, kind, code } = problem;
+      const candidates = planned.filter((device) =>
+        model === undefined ? device.spec.kind === kind : device.model === model,
+      );
+      const chosen = choose(problem, candidates, context);
+      const boost = code === undefined ? { factor: problem.factor } : { code, factor: problem.factor };
+      for (const device of chosen) device.spec.script.boosts.push(boost);
+      return {
+        id: problem.id,
+        type: "lemons",
+        kind: model === undefined ? (kind ?? "") : kindOf(model),
+        ...(model === undefined ? {} : { model }),
+        ...(code === undefined ? {} : { code }),
+        factor: problem.factor,
         devices: ids(chosen),
         onsetMs: startMs,
       };

@@ -13,6 +13,8 @@ export const PRODUCT_LINES: Record<SimKind, readonly ProductLine[]> = { modem: M
 
 const DEFAULT_CADENCE_MS = 5 * 60_000;
 const DEFAULT_SPREAD_MS = 4 * HOUR_MS;
+/** Real devices differ: unless a file says otherwise, their proneness is gamma with this shape (CV 0.71). */
+export const DEFAULT_HETEROGENEITY = 2;
 const SHARE_TOLERANCE = 0.01;
 
 const Duration = z
@@ -70,6 +72,14 @@ const shares = (what: string) =>
 
 const Count = z.number().int().min(1).max(1_000_000);
 
+const HETEROGENEITY_HELP =
+  'must be a number above 0 (the gamma shape of how fault-prone devices are: smaller, they differ more) or "none" (all alike)';
+
+/** The gamma shape of the devices' proneness, or "none": every device faults at its model's rates. */
+const Heterogeneity = z.union([z.number().gt(0).max(1000), z.literal("none")], {
+  error: HETEROGENEITY_HELP,
+});
+
 export const FleetEntry = z.strictObject({
   kind: z.enum(["modem", "printer"]),
   model: Label,
@@ -80,6 +90,8 @@ export const FleetEntry = z.strictObject({
   regions: shares("region").optional(),
   /** Modems only. Default: evenly over the catalog's ISPs. */
   isps: shares("ISP").optional(),
+  /** Default: the scenario's. */
+  heterogeneity: Heterogeneity.optional(),
 });
 export type FleetEntry = z.infer<typeof FleetEntry>;
 
@@ -141,11 +153,24 @@ export const MalformedProblem = z.strictObject({
   per_hour: z.number().gt(0).max(3600),
 });
 
+export const LemonsProblem = z.strictObject({
+  id: ProblemId,
+  type: z.literal("lemons"),
+  /** Exactly one of model and kind says where the lemons are picked. */
+  model: Label.optional(),
+  kind: z.enum(["modem", "printer"]).optional(),
+  ...devicePick,
+  /** Default: every fault of the device. */
+  code: Label.optional(),
+  factor: z.number().gt(1).max(1000),
+});
+
 export const Problem = z.discriminatedUnion("type", [
   FaultRateProblem,
   SilentAfterUpdateProblem,
   FlakyIspProblem,
   MalformedProblem,
+  LemonsProblem,
 ]);
 export type Problem = z.infer<typeof Problem>;
 
@@ -157,6 +182,8 @@ const ScenarioFields = z.strictObject({
   duration: Duration,
   /** How often a device reports telemetry. */
   cadence: Duration.default(DEFAULT_CADENCE_MS),
+  /** How much devices differ, for the fleet entries that do not say. */
+  heterogeneity: Heterogeneity.default(DEFAULT_HETEROGENEITY),
   fleet: z.array(FleetEntry).min(1),
   rollouts: z.array(Rollout).default([]),
   problems: z.array(Problem).default([]),
@@ -270,7 +297,7 @@ function crossCheck(scenario: z.infer<typeof ScenarioFields>): Finding[] {
       add([...at, "id"], `"${problem.id}" is already the id of problems[${earlier}]`);
     ids.set(problem.id, index);
 
-    if (problem.type === "silent_after_update" || problem.type === "malformed") {
+    if (problem.type === "silent_after_update" || problem.type === "malformed" || problem.type === "lemons") {
       if ((problem.percent === undefined) === (problem.count === undefined)) {
         add(at, "give either percent or count of the devices");
       }
@@ -329,6 +356,32 @@ function crossCheck(scenario: z.infer<typeof ScenarioFields>): Finding[] {
             ? scenario.fleet.reduce((total, entry) => total + entry.count, 0)
             : inFleet([...at, "model"], problem.model)?.devices;
         if (devices !== undefined && problem.count !== undefined && problem.count > devices) {
+          add([...at, "count"], `the fleet has only ${devices} such devices`);
+        }
+        break;
+      }
+      case "lemons": {
+        if ((problem.model === undefined) === (problem.kind === undefined)) {
+          add(at, "give either the model or the kind the lemons are picked among");
+          break;
+        }
+        let kind: SimKind | undefined;
+        let devices = 0;
+        if (problem.model !== undefined) {
+          const model = inFleet([...at, "model"], problem.model);
+          kind = model?.kind;
+          devices = model?.devices ?? 0;
+        } else if (problem.kind !== undefined) {
+          kind = problem.kind;
+          for (const model of models.values()) if (model.kind === kind) devices += model.devices;
+          if (devices === 0) add([...at, "kind"], `the fleet has no ${kind}`);
+        }
+        if (kind === undefined) break;
+        const codes: readonly string[] = FAULT_CODES[kind];
+        if (problem.code !== undefined && !codes.includes(problem.code)) {
+          add([...at, "code"], `${kind}s raise no fault "${problem.code}"; known: ${codes.join(", ")}`);
+        }
+        if (devices > 0 && problem.count !== undefined && problem.count > devices) {
           add([...at, "count"], `the fleet has only ${devices} such devices`);
         }
         break;

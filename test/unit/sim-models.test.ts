@@ -114,6 +114,7 @@ const STRESS_SCRIPT: DeviceScript = {
     code,
     factor: 4,
   })),
+  proneness: 1,
   lineFlakiness: 3,
   malformedPerHour: 0,
 };
