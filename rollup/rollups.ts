@@ -4,10 +4,18 @@ import { DAY_MS, floorDay, floorHour, HOUR_MS } from "../contract/time.js";
 import type { PointWriter } from "../storage/influx.js";
 import { from, queryGroups, type Row, tagIs, text, timeRange } from "../storage/influxql.js";
 import {
+  addDeviceCohort,
   addTally,
   COHORT_SUMS,
   COHORT_TAGS,
+  type CohortLabels,
+  cohortKey,
+  cohortLabelsOf,
+  cohortTags,
+  type DeviceCohortEntry,
   type DeviceTally,
+  emptyDeviceCohortEntry,
+  encodeDeviceCohorts,
   encodeIds,
   encodeTallies,
   faultField,
@@ -15,9 +23,12 @@ import {
   identityKey,
   identityTags,
   RATINGS,
+  ROLLUP_FORMAT,
   ratingField,
   type SetIdentity,
   type Span,
+  storedDeviceCohortParts,
+  storedDeviceCohortsStatement,
   storedParts,
   storedSetsStatement,
   storedTalliesStatement,
@@ -65,8 +76,10 @@ type FingerprintMeta = { key: string; kind: string; model: string; firstMs: numb
 type Sets = Map<string, { identity: SetIdentity; ids: Set<string> }>;
 /** An hour's (or day's) per-device tallies by fingerprint, then device. */
 type Tallies = Map<string, Map<string, DeviceTally>>;
+/** An hour's (or day's) per-device tallies by cohort key, then device. */
+type DeviceCohorts = Map<string, { cohort: CohortLabels; byDevice: Map<string, DeviceCohortEntry> }>;
 /** What a day's rollups are made of, per hour. */
-type HourParts = { sets: Sets; tallies: Tallies };
+type HourParts = { sets: Sets; tallies: Tallies; cohorts: DeviceCohorts };
 
 const tagsOf = (row: Row, keys: readonly string[]) => {
   const tags: Record<string, string> = {};
@@ -87,6 +100,27 @@ function tallyOf(tallies: Tallies, fingerprint: string): Map<string, DeviceTally
     tallies.set(fingerprint, byDevice);
   }
   return byDevice;
+}
+
+function deviceCohortOf(cohorts: DeviceCohorts, cohort: CohortLabels): Map<string, DeviceCohortEntry> {
+  const key = cohortKey(cohort);
+  let entry = cohorts.get(key);
+  if (entry === undefined) {
+    entry = { cohort, byDevice: new Map() };
+    cohorts.set(key, entry);
+  }
+  return entry.byDevice;
+}
+
+/** A device's tally in a cohort, created empty. */
+function deviceEntry(cohorts: DeviceCohorts, cohort: CohortLabels, device: string): DeviceCohortEntry {
+  const byDevice = deviceCohortOf(cohorts, cohort);
+  let entry = byDevice.get(device);
+  if (entry === undefined) {
+    entry = emptyDeviceCohortEntry(device);
+    byDevice.set(device, entry);
+  }
+  return entry;
 }
 
 function addTo(sets: Sets, identity: SetIdentity, id: string) {
@@ -138,8 +172,22 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
       ),
     );
 
+  // parts: how many parts this write has, so a reader skips a part left over from a longer encoding.
+  const deviceCohortPoints = (span: Span, startMs: number, cohorts: DeviceCohorts): Point[] =>
+    [...cohorts.values()].flatMap(({ cohort, byDevice }) => {
+      const parts = encodeDeviceCohorts(byDevice.values());
+      return parts.map((part, i) =>
+        point(
+          "deviceCohort",
+          { span, ...cohortTags(cohort), part: String(i) },
+          { entries: part, parts: int(parts.length) },
+          startMs,
+        ),
+      );
+    });
+
   const revPoint = (span: Span, startMs: number) =>
-    point("rollupRev", { span }, { rev: int(nextRevision()) }, startMs);
+    point("rollupRev", { span }, { rev: int(nextRevision()), format: int(ROLLUP_FORMAT) }, startMs);
 
   /** One hour from its raw points: cohort and issue cells, device sets, and fingerprint extremes. */
   async function computeHour(hourMs: number, fingerprints: Map<string, FingerprintMeta>) {
@@ -148,8 +196,8 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
     const [activity = [], faults = [], events = [], rejections = []] = await queryGroups(influx, [
       `SELECT "device_id", "hours", ${cohortCols} FROM ${from("activity")} WHERE ${range}`,
       `SELECT "device_id", "fingerprint_key", ${ISSUE_TAGS.map((t) => `"${t}"`).join(", ")} FROM ${from("fault")} WHERE ${range}`,
-      `SELECT "seq", "rating", "type", ${cohortCols} FROM ${from("event")} WHERE ${range} AND (${tagIs("type", "reboot")} OR ${tagIs("type", "feedback")})`,
-      `SELECT "bytes", ${cohortCols} FROM ${from("rejection")} WHERE ${range}`,
+      `SELECT "seq", "rating", "type", "device", ${cohortCols} FROM ${from("event")} WHERE ${range} AND (${tagIs("type", "reboot")} OR ${tagIs("type", "feedback")})`,
+      `SELECT "bytes", "device", ${cohortCols} FROM ${from("rejection")} WHERE ${range}`,
     ]);
     const cohorts = new Map<string, Cohort>();
     const cohort = (row: Row) => {
@@ -173,6 +221,12 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
     };
     const sets: Sets = new Map();
     const tallies: Tallies = new Map();
+    const deviceCohorts: DeviceCohorts = new Map();
+    /** The row's device's tally in the row's cohort; undefined for a row without a device. */
+    const entryOf = (row: Row, device: string | null) =>
+      device === null || device === ""
+        ? undefined
+        : deviceEntry(deviceCohorts, cohortLabelsOf(tagsOf(row, COHORT_TAGS)), device);
     const cohortIdentity = (set: "active" | "faulty", tags: Record<string, string>): SetIdentity => ({
       set,
       kind: tags.kind ?? "",
@@ -184,9 +238,12 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
 
     for (const row of activity.flatMap((g) => g.rows)) {
       const c = cohort(row);
-      c.hours += typeof row.hours === "number" ? row.hours : 0;
+      const hours = typeof row.hours === "number" ? row.hours : 0;
+      c.hours += hours;
       const device = text(row.device_id);
       if (device === null) continue;
+      const entry = entryOf(row, device);
+      if (entry !== undefined) entry.hours += hours;
       c.devices.add(device);
       addTo(sets, cohortIdentity("active", c.tags), device);
     }
@@ -218,6 +275,13 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         } else if (at > known.lastMs) known.lastMs = at;
       }
       if (device === null) continue;
+      const entry = entryOf(row, device);
+      if (entry !== undefined) {
+        const code = tags.code ?? "";
+        const same = entry.faults.find((f) => f.severity === severity && f.code === code);
+        if (same === undefined) entry.faults.push({ severity, code, n: 1 });
+        else same.n += 1;
+      }
       c.faulty.add(device);
       cell.devices.add(device);
       addTo(sets, cohortIdentity("faulty", c.tags), device);
@@ -232,16 +296,25 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
     }
     for (const row of events.flatMap((g) => g.rows)) {
       const c = cohort(row);
-      if (row.type === "reboot") c.reboots += 1;
-      else if (
+      const entry = entryOf(row, text(row.device));
+      if (row.type === "reboot") {
+        c.reboots += 1;
+        if (entry !== undefined) entry.reboots += 1;
+      } else if (
         typeof row.rating === "number" &&
         Number.isInteger(row.rating) &&
         row.rating >= 0 &&
         row.rating < RATINGS
-      )
+      ) {
         c.ratings[row.rating] = (c.ratings[row.rating] ?? 0) + 1;
+        if (entry !== undefined) entry.ratings[row.rating] = (entry.ratings[row.rating] ?? 0) + 1;
+      }
     }
-    for (const row of rejections.flatMap((g) => g.rows)) cohort(row).rejections += 1;
+    for (const row of rejections.flatMap((g) => g.rows)) {
+      cohort(row).rejections += 1;
+      const entry = entryOf(row, text(row.device));
+      if (entry !== undefined) entry.rejections += 1;
+    }
 
     const points: Point[] = [];
     for (const c of cohorts.values()) {
@@ -273,20 +346,25 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         ),
       );
     }
-    points.push(...setPoints("1h", hourMs, sets), ...tallyPoints("1h", hourMs, tallies));
-    return { points, parts: { sets, tallies } };
+    points.push(
+      ...setPoints("1h", hourMs, sets),
+      ...tallyPoints("1h", hourMs, tallies),
+      ...deviceCohortPoints("1h", hourMs, deviceCohorts),
+    );
+    return { points, parts: { sets, tallies, cohorts: deviceCohorts } };
   }
 
   /** The hours' device sets and tallies in [startMs, startMs + lengthMs) as stored. */
   async function readHours(startMs: number, lengthMs: number): Promise<Map<number, HourParts>> {
     const toMs = startMs + lengthMs;
-    const [sets = [], tallies = []] = await queryGroups(influx, [
+    const [sets = [], tallies = [], cohorts = []] = await queryGroups(influx, [
       storedSetsStatement("1h", startMs, toMs),
       storedTalliesStatement("1h", startMs, toMs),
+      storedDeviceCohortsStatement("1h", startMs, toMs),
     ]);
     const result = new Map<number, HourParts>();
     const partsAt = (at: number) => {
-      const parts = result.get(at) ?? { sets: new Map(), tallies: new Map() };
+      const parts = result.get(at) ?? { sets: new Map(), tallies: new Map(), cohorts: new Map() };
       result.set(at, parts);
       return parts;
     };
@@ -302,6 +380,10 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         if (held === undefined || t.n > held.n || (t.n === held.n && t.lastMs > held.lastMs))
           byDevice.set(t.device, t);
       }
+    }
+    for (const { cohort, startMs: at, entries } of storedDeviceCohortParts(cohorts)) {
+      const byDevice = deviceCohortOf(partsAt(at).cohorts, cohort);
+      for (const entry of entries) addDeviceCohort(byDevice, entry);
     }
     return result;
   }
@@ -362,6 +444,7 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         }
         const daySets: Sets = new Map();
         const dayTallies: Tallies = new Map();
+        const dayCohorts: DeviceCohorts = new Map();
         let missing = false;
         for (let hour = day; hour < day + DAY_MS; hour += HOUR_MS) missing ||= !hourParts.has(hour);
         const read = missing ? await readHours(day, DAY_MS) : new Map<number, HourParts>();
@@ -375,6 +458,10 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
             const into = tallyOf(dayTallies, fingerprint);
             for (const t of byDevice.values()) addTally(into, t);
           }
+          for (const { cohort, byDevice } of parts.cohorts.values()) {
+            const into = deviceCohortOf(dayCohorts, cohort);
+            for (const entry of byDevice.values()) addDeviceCohort(into, entry);
+          }
         }
         // The day's sums, from its hours as stored (InfluxDB adds them up where they are).
         const dayRange = timeRange(day, day + DAY_MS);
@@ -385,6 +472,7 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
         await flush([
           ...setPoints("1d", day, daySets),
           ...tallyPoints("1d", day, dayTallies),
+          ...deviceCohortPoints("1d", day, dayCohorts),
           revPoint("1d", day),
         ]);
       }

@@ -4,15 +4,21 @@ import { from, type Group, influxql, queryGroups, tagIs, timeRange } from "./inf
 import {
   type Bucket,
   bucketsOf,
+  type CohortLabels,
+  cohortKey,
+  type DeviceCohortEntry,
   type DeviceCohortTally,
   type DeviceTally,
   identityKey,
+  RATINGS,
   SET_KINDS,
   type SetIdentity,
   type SetKind,
   SPAN_MS,
   SPANS,
   type Span,
+  storedDeviceCohortParts,
+  storedDeviceCohortsStatement,
   storedParts,
   storedSetsStatement,
   storedTalliesStatement,
@@ -114,9 +120,30 @@ type TalliesEntry = {
   firmware: Int32Array;
 };
 
+/**
+ * One bucket's device_cohort entries, column by column: device and cohort as indexes into the reader's
+ * tables; ratings and faults as runs (entry i's are [start[i], start[i + 1])), faults by an index into
+ * the (severity, code) table. 10,000 devices take ~0.5 MB a bucket instead of ~10,000 objects.
+ */
+type DeviceCohortsEntry = {
+  rev: number;
+  members: Int32Array;
+  cohorts: Int32Array;
+  hours: Float64Array;
+  reboots: Float64Array;
+  rejections: Float64Array;
+  ratingStart: Int32Array;
+  rating: Uint8Array;
+  ratingN: Float64Array;
+  faultStart: Int32Array;
+  fault: Int32Array;
+  faultN: Float64Array;
+};
+
 const bucketKey = (span: Span, startMs: number) => `${span}:${startMs}`;
 const setKey = (kind: SetKind, key: string) => `${kind}|${key}`;
 const tallyKey = (fingerprint: string, key: string) => `${fingerprint}|${key}`;
+const deviceCohortsKey = (key: string) => `device_cohort|${key}`;
 const queryKey = (q: SumQuery) =>
   JSON.stringify([q.rollup.hourly, q.rollup.daily, q.select, q.where, q.groupBy, q.raw === true]);
 
@@ -157,6 +184,8 @@ export type ReaderOptions = {
   maxBuckets?: number;
   maxSumEntries?: number;
   maxTallyEntries?: number;
+  /** Buckets of device_cohort entries kept (default 2,000: a month of days and its edge hours, many times). */
+  maxDeviceCohortEntries?: number;
   /**
    * How long a bucket's revision read is trusted before it is read again (default 0: every load reads the
    * revisions). A second spares a round trip to InfluxDB per request under load, and delays what a
@@ -174,6 +203,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
   const setsCache = new Lru<SetsEntry>((options.maxBuckets ?? 5_000) * SET_KINDS.length);
   const sumsCache = new Lru<SumsEntry>(options.maxSumEntries ?? 20_000);
   const talliesCache = new Lru<TalliesEntry>(options.maxTallyEntries ?? 20_000);
+  const deviceCohortsCache = new Lru<DeviceCohortsEntry>(options.maxDeviceCohortEntries ?? 2_000);
   /** Device id → a small integer, for this process's bitsets; `ids` maps it back. */
   const index = new Map<string, number>();
   const ids: string[] = [];
@@ -197,6 +227,84 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
     }
     return i;
   };
+
+  const cohortIndex = new Map<string, number>();
+  const cohortTable: CohortLabels[] = [];
+  const cohortOf = (cohort: CohortLabels) => {
+    const key = cohortKey(cohort);
+    let i = cohortIndex.get(key);
+    if (i === undefined) {
+      i = cohortTable.length;
+      cohortIndex.set(key, i);
+      cohortTable.push(cohort);
+    }
+    return i;
+  };
+  const faultIndex = new Map<string, number>();
+  const faultTable: Array<{ severity: string; code: string }> = [];
+  const faultOf = (severity: string, code: string) => {
+    const key = `${severity}=${code}`;
+    let i = faultIndex.get(key);
+    if (i === undefined) {
+      i = faultTable.length;
+      faultIndex.set(key, i);
+      faultTable.push({ severity, code });
+    }
+    return i;
+  };
+
+  /** The columns of one bucket's decoded device_cohort parts. */
+  function deviceCohortsColumns(
+    rev: number,
+    rows: ReadonlyArray<{ cohort: number; entries: DeviceCohortEntry[] }>,
+  ): DeviceCohortsEntry {
+    const n = rows.reduce((sum, r) => sum + r.entries.length, 0);
+    const entry: DeviceCohortsEntry = {
+      rev,
+      members: new Int32Array(n),
+      cohorts: new Int32Array(n),
+      hours: new Float64Array(n),
+      reboots: new Float64Array(n),
+      rejections: new Float64Array(n),
+      ratingStart: new Int32Array(n + 1),
+      rating: new Uint8Array(0),
+      ratingN: new Float64Array(0),
+      faultStart: new Int32Array(n + 1),
+      fault: new Int32Array(0),
+      faultN: new Float64Array(0),
+    };
+    const rating: number[] = [];
+    const ratingN: number[] = [];
+    const fault: number[] = [];
+    const faultN: number[] = [];
+    let i = 0;
+    for (const { cohort, entries } of rows) {
+      for (const e of entries) {
+        entry.members[i] = indexOf(e.device);
+        entry.cohorts[i] = cohort;
+        entry.hours[i] = e.hours;
+        entry.reboots[i] = e.reboots;
+        entry.rejections[i] = e.rejections;
+        e.ratings.forEach((count, r) => {
+          if (count === 0) return;
+          rating.push(r);
+          ratingN.push(count);
+        });
+        for (const f of e.faults) {
+          fault.push(faultOf(f.severity, f.code));
+          faultN.push(f.n);
+        }
+        i++;
+        entry.ratingStart[i] = rating.length;
+        entry.faultStart[i] = fault.length;
+      }
+    }
+    entry.rating = Uint8Array.from(rating);
+    entry.ratingN = Float64Array.from(ratingN);
+    entry.fault = Int32Array.from(fault);
+    entry.faultN = Float64Array.from(faultN);
+    return entry;
+  }
 
   /** Statements over the runs of these buckets, one per span and run, with what each reads. */
   const planRuns = <T>(buckets: readonly Bucket[], statement: (span: Span, a: number, b: number) => T) =>
@@ -321,6 +429,10 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
           (key) => talliesCache.get(key),
         ),
       }));
+      const staleDeviceCohorts =
+        loadOptions.deviceCohorts === true
+          ? toFetch(deviceCohortsKey, (key) => deviceCohortsCache.get(key))
+          : [];
       /** A statement over one run of stale buckets, and how its answer fills their cache entries. */
       type Job = { statement: string; keys: string[]; apply: (groups: Group[]) => void };
       const jobsOver = (
@@ -418,6 +530,24 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
             },
           })),
         ),
+        ...jobsOver(staleDeviceCohorts, (span, a, b, inRun) => ({
+          statement: storedDeviceCohortsStatement(span, a, b),
+          keys: inRun.map((x) => deviceCohortsKey(bucketKey(x.span, x.startMs))),
+          apply(groups) {
+            const loaded = new Map<number, Array<{ cohort: number; entries: DeviceCohortEntry[] }>>();
+            for (const { cohort, startMs, entries } of storedDeviceCohortParts(groups)) {
+              const rows = loaded.get(startMs) ?? [];
+              loaded.set(startMs, rows);
+              rows.push({ cohort: cohortOf(cohort), entries });
+            }
+            for (const x of inRun) {
+              deviceCohortsCache.set(
+                deviceCohortsKey(bucketKey(x.span, x.startMs)),
+                deviceCohortsColumns(rev(x), loaded.get(x.startMs) ?? []),
+              );
+            }
+          },
+        })),
       ];
       // Each statement is its own request (InfluxDB runs a request's statements one after the other), and
       // its entries are in flight until it is answered: a load waiting for them waits for that one alone.
@@ -438,6 +568,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
       const setsOf = new Map<string, SetsEntry["sets"]>();
       const sumsOf = new Map<string, Group[]>();
       const talliesOf = new Map<string, TalliesEntry | undefined>();
+      const deviceCohortsOf = new Map<string, DeviceCohortsEntry | undefined>();
       /** Whether every entry taken is of the revision read (not an older one another load was reading). */
       let current = true;
       const take = <E extends { rev: number }>(cache: Lru<E>, cacheKey: string, key: string) => {
@@ -458,6 +589,10 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
         }
         for (const fp of tallied) {
           talliesOf.set(tallyKey(fp, key), rolled ? take(talliesCache, tallyKey(fp, key), key) : undefined);
+        }
+        if (loadOptions.deviceCohorts === true) {
+          const entry = rolled ? take(deviceCohortsCache, deviceCohortsKey(key), key) : undefined;
+          deviceCohortsOf.set(deviceCohortsKey(key), entry);
         }
       }
       const version = current
@@ -570,8 +705,73 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
             firmware: firmwares[firmware[s] ?? 0] ?? "",
           }));
         },
-        deviceCohorts(_within = first) {
-          return []; // SEAM (issue 11): the device-tally helper reads device_cohort here.
+        deviceCohorts(within = first) {
+          // A slot per (device, cohort) met, its counts in flat arrays; faults by slot × fault kind.
+          const cohortsKnown = cohortTable.length;
+          const slotOf = new Map<number, number>();
+          const slotMember: number[] = [];
+          const slotCohort: number[] = [];
+          const hours: number[] = [];
+          const reboots: number[] = [];
+          const rejections: number[] = [];
+          const ratings: number[] = [];
+          const faults = new Map<number, number>();
+          const faultKinds = faultTable.length;
+          for (const b of bucketsWithin(within)) {
+            const key = deviceCohortsKey(bucketKey(b.span, b.startMs));
+            if (!deviceCohortsOf.has(key)) throw new Error(`device cohorts for ${key} were not loaded`);
+            const entry = deviceCohortsOf.get(key);
+            if (entry === undefined) continue;
+            for (let i = 0; i < entry.members.length; i++) {
+              const member = entry.members[i] ?? 0;
+              const cohort = entry.cohorts[i] ?? 0;
+              const pair = member * cohortsKnown + cohort;
+              let s = slotOf.get(pair);
+              if (s === undefined) {
+                s = slotMember.length;
+                slotOf.set(pair, s);
+                slotMember.push(member);
+                slotCohort.push(cohort);
+                hours.push(0);
+                reboots.push(0);
+                rejections.push(0);
+                for (let r = 0; r < RATINGS; r++) ratings.push(0);
+              }
+              hours[s] = (hours[s] ?? 0) + (entry.hours[i] ?? 0);
+              reboots[s] = (reboots[s] ?? 0) + (entry.reboots[i] ?? 0);
+              rejections[s] = (rejections[s] ?? 0) + (entry.rejections[i] ?? 0);
+              for (let j = entry.ratingStart[i] ?? 0; j < (entry.ratingStart[i + 1] ?? 0); j++) {
+                const at = s * RATINGS + (entry.rating[j] ?? 0);
+                ratings[at] = (ratings[at] ?? 0) + (entry.ratingN[j] ?? 0);
+              }
+              for (let j = entry.faultStart[i] ?? 0; j < (entry.faultStart[i + 1] ?? 0); j++) {
+                const at = s * faultKinds + (entry.fault[j] ?? 0);
+                faults.set(at, (faults.get(at) ?? 0) + (entry.faultN[j] ?? 0));
+              }
+            }
+          }
+          const faultsOf: Array<DeviceCohortTally["faults"]> = slotMember.map(() => []);
+          for (const [at, n] of faults) {
+            const kind = faultTable[at % faultKinds];
+            if (kind !== undefined) faultsOf[Math.floor(at / faultKinds)]?.push({ ...kind, n });
+          }
+          return slotMember.map((member, s) => {
+            const cohort = cohortTable[slotCohort[s] ?? 0] ?? {
+              kind: "",
+              model: "",
+              firmware: "",
+              region: "",
+            };
+            return {
+              device: ids[member] ?? "",
+              ...cohort,
+              hours: hours[s] ?? 0,
+              reboots: reboots[s] ?? 0,
+              rejections: rejections[s] ?? 0,
+              ratings: ratings.slice(s * RATINGS, (s + 1) * RATINGS),
+              faults: faultsOf[s] ?? [],
+            };
+          });
         },
       };
     },

@@ -253,3 +253,162 @@ export function* storedTallyParts(
       yield { fingerprint, startMs: row.time.getTime(), tallies: decodeTallies(text(row.tallies) ?? "") };
   }
 }
+
+// "long"."device_cohort": per bucket and cohort (kind, model, firmware, region, as tags), each device's
+// tally in that cohort, in parts below PART_CHARS. An entry is
+//   device|hours|reboots|rejections|ratings|severity=code=n|severity=code=n…
+// with ratings as "rating=n" pairs joined by ";" ("" for none) and one "severity=code=n" per fault code.
+// Device ids hold none of ",|=;" (contract/topics.ts) and labels none of ",=|\"", so the entry splits on
+// "|" and a fault on "=" whatever else a code holds (":", "/", "(").
+
+/** One device's tally in one cohort; the cohort is the point's tags. */
+export type DeviceCohortEntry = Omit<DeviceCohortTally, "kind" | "model" | "firmware" | "region">;
+/** A cohort as its tags name it; a missing tag is "". */
+export type CohortLabels = Pick<DeviceCohortTally, "kind" | "model" | "firmware" | "region">;
+
+const byDevice = (a: { device: string }, b: { device: string }) =>
+  a.device < b.device ? -1 : a.device > b.device ? 1 : 0;
+
+function encodeDeviceCohortEntry(t: DeviceCohortEntry): string {
+  const ratings: string[] = [];
+  t.ratings.forEach((n, rating) => {
+    if (n > 0) ratings.push(`${rating}=${n}`);
+  });
+  const faults = [...t.faults]
+    .filter((f) => f.n > 0)
+    .map((f) => ({ ...f, key: `${f.severity}=${f.code}` }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((f) => `|${f.severity}=${f.code}=${f.n}`);
+  return `${t.device}|${t.hours}|${t.reboots}|${t.rejections}|${ratings.join(";")}${faults.join("")}`;
+}
+
+/** A cohort's device entries, sorted by device, in parts of at most PART_CHARS characters. */
+export const encodeDeviceCohorts = (entries: Iterable<DeviceCohortEntry>): string[] =>
+  packParts([...entries].sort(byDevice).map(encodeDeviceCohortEntry));
+
+/** The entries of one part; malformed entries are skipped. */
+export function decodeDeviceCohorts(part: string): DeviceCohortEntry[] {
+  if (part === "") return [];
+  const entries: DeviceCohortEntry[] = [];
+  for (const entry of part.split(",")) {
+    const fields = entry.split("|");
+    const device = fields[0] ?? "";
+    if (device === "" || fields.length < 5) continue;
+    const ratings: number[] = new Array(RATINGS).fill(0);
+    const rated = fields[4] ?? "";
+    if (rated !== "") {
+      for (const pair of rated.split(";")) {
+        const eq = pair.indexOf("=");
+        const rating = Number(pair.slice(0, eq));
+        if (eq > 0 && rating >= 0 && rating < RATINGS) ratings[rating] = Number(pair.slice(eq + 1));
+      }
+    }
+    const faults: DeviceCohortEntry["faults"] = [];
+    for (let i = 5; i < fields.length; i++) {
+      const fault = fields[i] ?? "";
+      const first = fault.indexOf("=");
+      const last = fault.lastIndexOf("=");
+      if (first < 0 || last === first) continue;
+      faults.push({
+        severity: fault.slice(0, first),
+        code: fault.slice(first + 1, last),
+        n: Number(fault.slice(last + 1)),
+      });
+    }
+    entries.push({
+      device,
+      hours: Number(fields[1]),
+      reboots: Number(fields[2]),
+      rejections: Number(fields[3]),
+      ratings,
+      faults,
+    });
+  }
+  return entries;
+}
+
+/** An empty tally of a device, for adding to. */
+export const emptyDeviceCohortEntry = (device: string): DeviceCohortEntry => ({
+  device,
+  hours: 0,
+  reboots: 0,
+  rejections: 0,
+  ratings: Array.from({ length: RATINGS }, () => 0),
+  faults: [],
+});
+
+/** Adds a device's tally (of the same cohort) to what `into` holds for it: every count adds up. */
+export function addDeviceCohort(into: Map<string, DeviceCohortEntry>, t: DeviceCohortEntry): void {
+  let held = into.get(t.device);
+  if (held === undefined) {
+    held = emptyDeviceCohortEntry(t.device);
+    into.set(t.device, held);
+  }
+  held.hours += t.hours;
+  held.reboots += t.reboots;
+  held.rejections += t.rejections;
+  t.ratings.forEach((n, rating) => {
+    if (held !== undefined && rating < RATINGS) held.ratings[rating] = (held.ratings[rating] ?? 0) + n;
+  });
+  for (const f of t.faults) {
+    const same = held.faults.find((g) => g.severity === f.severity && g.code === f.code);
+    if (same === undefined) held.faults.push({ ...f });
+    else same.n += f.n;
+  }
+}
+
+/** A cohort's tags on a device_cohort point; empty values are left out (InfluxDB keeps no empty tags). */
+export function cohortTags(c: CohortLabels): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const key of COHORT_TAGS) if (c[key] !== "") tags[key] = c[key];
+  return tags;
+}
+
+export const cohortLabelsOf = (tags: Record<string, string | undefined>): CohortLabels => ({
+  kind: tags.kind ?? "",
+  model: tags.model ?? "",
+  firmware: tags.firmware ?? "",
+  region: tags.region ?? "",
+});
+
+/** A cohort as one string, the same in the rollup job and the reader. */
+export const cohortKey = (c: CohortLabels) => [c.kind, c.model, c.firmware, c.region].join("\u0000");
+
+/** device_cohort points of one span in [fromMs, toMs); storedDeviceCohortParts decodes them. */
+export const storedDeviceCohortsStatement = (span: Span, fromMs: number, toMs: number) =>
+  `SELECT "entries", "parts" FROM ${from("deviceCohort")} WHERE ${tagIs("span", span)} AND ${timeRange(fromMs, toMs)} ` +
+  `GROUP BY "kind", "model", "firmware", "region", "part"`;
+
+/**
+ * Each current part of storedDeviceCohortsStatement's answer: its cohort, its bucket's start, its entries.
+ * A part at or beyond the count its cohort's part 0 was written with is left over from a longer encoding
+ * and skipped, so a bucket never counts a device twice.
+ */
+export function* storedDeviceCohortParts(
+  groups: readonly Group[],
+): Generator<{ cohort: CohortLabels; startMs: number; entries: DeviceCohortEntry[] }> {
+  const partsAt = new Map<string, number>();
+  for (const group of groups) {
+    if (group.tags.part !== "0") continue;
+    const key = cohortKey(cohortLabelsOf(group.tags));
+    for (const row of group.rows)
+      if (typeof row.parts === "number") partsAt.set(`${key}|${row.time.getTime()}`, row.parts);
+  }
+  for (const group of groups) {
+    const cohort = cohortLabelsOf(group.tags);
+    const part = Number(group.tags.part ?? "0");
+    const key = cohortKey(cohort);
+    for (const row of group.rows) {
+      const startMs = row.time.getTime();
+      const parts = partsAt.get(`${key}|${startMs}`);
+      if (parts !== undefined && part >= parts) continue;
+      yield { cohort, startMs, entries: decodeDeviceCohorts(text(row.entries) ?? "") };
+    }
+  }
+}
+
+/**
+ * The rollup format: rollup/ writes it on every rollup_rev point. A bucket whose rev point carries an older
+ * one (or none: before device_cohort) lacks measurements the readers expect; rollup/rebuild.ts finds them.
+ */
+export const ROLLUP_FORMAT = 2;

@@ -37,6 +37,8 @@ export const MEASUREMENTS = {
   rollupRev: { name: "rollup_rev", rp: RP_LONG },
   /** Per UTC hour and day and fingerprint: each device's fault count, last fault and its firmware. */
   issueDevices: { name: "issue_devices", rp: RP_LONG },
+  /** Per UTC hour and day and cohort: each device's exposure, reboots, rejections, ratings, faults by code. */
+  deviceCohort: { name: "device_cohort", rp: RP_LONG },
   // Read models the ingest keeps as it writes, keyed the way a read filters (docs/storage.md "Read models").
   /** One series, one point per device at its slot (nanoseconds): its hello, last report, presence, cadence. */
   deviceState: { name: "device_state", rp: RP_LONG },
