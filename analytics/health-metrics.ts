@@ -1,5 +1,5 @@
 import { GROUP_TAGS, type GroupTag, type HealthMetrics, RATINGS } from "../contract/api/fleet.js";
-import { SEVERITIES, type Severity } from "../contract/messages.js";
+import { SEVERITIES, type Severity, UNKNOWN } from "../contract/messages.js";
 import { floorDay } from "../contract/time.js";
 
 // Fleet health: the sums a selection's cohorts add up to, and the KPIs derived from them. Distinct-device
@@ -142,3 +142,76 @@ export function sumsBy(
 /** Groups sorted by their key, for a stable answer. */
 export const sortedGroups = <T>(grouped: Map<string, T>): T[] =>
   [...grouped].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+
+/**
+ * One device's sums in one cohort over a window (storage/rollup-schema.ts DeviceCohortTally fits): what
+ * grouping by what only the device's hello says (ISP, hardware) is computed from.
+ */
+export type DeviceCohortSums = {
+  device: string;
+  kind: string;
+  model: string;
+  firmware: string;
+  region: string;
+  hours: number;
+  reboots: number;
+  rejections: number;
+  ratings: readonly number[];
+  faults: ReadonlyArray<{ severity: string; n: number }>;
+};
+
+const SEVERITY_SET: ReadonlySet<string> = new Set(SEVERITIES);
+
+/**
+ * The per-device tallies added up per group of `tags` within the selection, with the distinct devices
+ * (devices: with an hour of exposure; faultyDevices: with a fault) of each group and of the whole selection.
+ * ISP and hardware are the device's current ones (attributesOf, "unknown" when it has none).
+ */
+export function deviceSumsBy(
+  rows: Iterable<DeviceCohortSums>,
+  attributesOf: (device: string) => { isp?: string | null; hardware?: string | null } | undefined,
+  selection: Selection,
+  tags: readonly GroupTag[],
+): { groups: Map<string, { group: Record<string, string>; counts: Counts }>; total: Counts } {
+  const groups = new Map<
+    string,
+    { group: Record<string, string>; counts: Counts; active: Set<string>; faulty: Set<string> }
+  >();
+  const total = { counts: emptyCounts(), active: new Set<string>(), faulty: new Set<string>() };
+  for (const row of rows) {
+    const attributes = attributesOf(row.device);
+    const values: Record<GroupTag, string> = {
+      kind: row.kind || UNKNOWN,
+      model: row.model || UNKNOWN,
+      firmware: row.firmware || UNKNOWN,
+      region: row.region || UNKNOWN,
+      isp: attributes?.isp || UNKNOWN,
+      hardware: attributes?.hardware || UNKNOWN,
+    };
+    if (!inSelection(selection, values)) continue;
+    const group = groupOf(values, tags);
+    const key = groupKey(group);
+    let entry = groups.get(key);
+    if (entry === undefined) {
+      entry = { group, counts: emptyCounts(), active: new Set(), faulty: new Set() };
+      groups.set(key, entry);
+    }
+    const faults = { info: 0, warning: 0, error: 0, critical: 0 };
+    for (const f of row.faults) if (SEVERITY_SET.has(f.severity)) faults[f.severity as Severity] += f.n;
+    const sums: CohortSums = { ...row, faults };
+    for (const into of [entry, total]) {
+      addSums(into.counts, sums);
+      if (row.hours > 0) into.active.add(row.device);
+      if (SEVERITIES.some((s) => faults[s] > 0)) into.faulty.add(row.device);
+    }
+  }
+  const counted = (e: { counts: Counts; active: Set<string>; faulty: Set<string> }) => {
+    e.counts.devices = e.active.size;
+    e.counts.faultyDevices = e.faulty.size;
+    return e.counts;
+  };
+  return {
+    groups: new Map([...groups].map(([key, e]) => [key, { group: e.group, counts: counted(e) }])),
+    total: counted(total),
+  };
+}

@@ -1,4 +1,12 @@
-import type { DeviceIssue, IssueHistoryEntry, IssueSort, IssueSummary } from "../contract/api/issues.js";
+import {
+  type BreakdownName,
+  CONCENTRATION_SHARES,
+  type Concentration,
+  type DeviceIssue,
+  type IssueHistoryEntry,
+  type IssueSort,
+  type IssueSummary,
+} from "../contract/api/issues.js";
 import { SEVERITIES, type Severity, UNKNOWN } from "../contract/messages.js";
 import { HOUR_MS, iso, type Window } from "../contract/time.js";
 import { type IssueState, reliesOnFix } from "./lifecycle.js";
@@ -197,8 +205,8 @@ export function pageOf<T>(items: readonly T[], offset: number, limit: number): P
   return { items: page, total: items.length, nextOffset: end < items.length ? end : null };
 }
 
-/** Occurrences and distinct devices per firmware or region, most devices first. */
-export function breakdown<K extends "firmware" | "region">(
+/** Occurrences and distinct devices per firmware, region, ISP or hardware, most devices first. */
+export function breakdown<K extends BreakdownName>(
   name: K,
   occurrences: ReadonlyMap<string, number>,
   devices: ReadonlyMap<string, number>,
@@ -225,6 +233,52 @@ export function breakdown<K extends "firmware" | "region">(
 }
 
 export type AffectedDevice = { device: string; n: number; lastMs: number; firmware: string };
+
+/**
+ * Occurrences and distinct devices per value of something each device has (its ISP, its hardware), from
+ * the issue's per-device tallies: input for breakdown().
+ */
+export function byDeviceValue(
+  devices: Iterable<{ device: string; n: number }>,
+  valueFor: (device: string) => string,
+): { occurrences: Map<string, number>; devices: Map<string, number> } {
+  const occurrences = new Map<string, number>();
+  const counted = new Map<string, number>();
+  for (const d of devices) {
+    if (d.n <= 0) continue;
+    const value = valueFor(d.device);
+    occurrences.set(value, (occurrences.get(value) ?? 0) + d.n);
+    counted.set(value, (counted.get(value) ?? 0) + 1);
+  }
+  return { occurrences, devices: counted };
+}
+
+/**
+ * How few devices give most of the occurrences: for each share, the fewest devices (most occurrences
+ * first) whose occurrences reach it, and the device with the most.
+ */
+export function concentrationOf(
+  devices: Iterable<{ device: string; n: number }>,
+  shares: readonly number[] = CONCENTRATION_SHARES,
+): Concentration {
+  const ranked = [...devices].filter((d) => d.n > 0).sort((a, b) => b.n - a.n || byId(a.device, b.device));
+  const total = ranked.reduce((sum, d) => sum + d.n, 0);
+  const top = shares.map((share) => {
+    let k = 0;
+    let given = 0;
+    // The tolerance keeps 0.8 × 35 = 28.000000000000004 from asking for one device more.
+    while (k < ranked.length && given < share * total * (1 - 1e-12)) given += ranked[k++]?.n ?? 0;
+    return { share, devices: k, occurrences: given };
+  });
+  const first = ranked[0];
+  return {
+    devices: ranked.length,
+    occurrences: total,
+    top,
+    topDevice:
+      first === undefined ? null : { id: first.device, occurrences: first.n, share: first.n / total },
+  };
+}
 
 /** The affected devices as the detail lists them: most occurrences first, then the latest, then by id. */
 export function rankDevices(devices: Iterable<AffectedDevice>): AffectedDevice[] {

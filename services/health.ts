@@ -1,7 +1,10 @@
 import type { InfluxDB } from "influx";
+import { rankCohorts } from "../analytics/cohort-ranking.js";
 import { assembleVersions, compareCohorts, type Side, versionKey } from "../analytics/firmware-cohorts.js";
 import {
   addCounts,
+  type DeviceCohortSums,
+  deviceSumsBy,
   emptyCounts,
   groupKey,
   groupOf,
@@ -12,15 +15,18 @@ import {
   sumsBy,
   toMetrics,
 } from "../analytics/health-metrics.js";
-import type {
-  FirmwareComparison,
-  FirmwareVersions,
-  FleetSummary,
-  FleetTrend,
-  GroupTag,
+import {
+  type CohortDimension,
+  type CohortRanking,
+  DEVICE_TAGS,
+  type FirmwareComparison,
+  type FirmwareVersions,
+  type FleetSummary,
+  type FleetTrend,
+  type GroupTag,
 } from "../contract/api/fleet.js";
 import type { Severity } from "../contract/messages.js";
-import type { Result } from "../contract/result.js";
+import { err, ok, type Result } from "../contract/result.js";
 import { alignHours, DAY_MS, dayPart, dayStarts, iso, type Window } from "../contract/time.js";
 import {
   cohortSumRows,
@@ -33,6 +39,7 @@ import {
 } from "../storage/health-queries.js";
 import { createRollupReader, type RollupReader, type RollupView } from "../storage/rollup-reader.js";
 import type { SetIdentity } from "../storage/rollup-schema.js";
+import type { DeviceDirectory } from "./device-directory.js";
 
 // Fleet health and firmware cohorts, from the rollups (docs/storage.md "Rollups"), never from the raw
 // points: exposure, faults, reboots, rejections and ratings are sums of cohort_1h/1d, fault counts by code
@@ -45,6 +52,8 @@ export type FleetSelection = {
   model?: Maybe<string>;
   firmware?: Maybe<string>;
   region?: Maybe<string>;
+  isp?: Maybe<string>;
+  hardware?: Maybe<string>;
 };
 export type FleetSummaryInput = Window & FleetSelection & { groupBy: readonly GroupTag[] };
 export type FleetTrendInput = Window & FleetSelection;
@@ -56,6 +65,12 @@ export type FirmwareCompareInput = Window & {
   severity?: Maybe<Severity>;
 };
 export type NoExposure = { reason: "no_exposure"; cohorts: Side[] };
+export type CohortRankingInput = Window & {
+  model: string;
+  dimension: CohortDimension;
+  severity?: Maybe<Severity>;
+  code?: Maybe<string>;
+};
 
 export interface HealthService {
   /** Metrics per group of the selection, and for the whole selection. */
@@ -66,6 +81,11 @@ export interface HealthService {
   firmwareVersions(q: FirmwareVersionsInput): Promise<FirmwareVersions>;
   /** Fault rates of two cohorts of one model; not ok when a cohort has no exposure in the window. */
   compareFirmware(q: FirmwareCompareInput): Promise<Result<FirmwareComparison, NoExposure>>;
+  /**
+   * Each value of a dimension within a model against the rest of the model, worst first; not ok when no
+   * device of the model has exposure in the window.
+   */
+  rankCohorts(q: CohortRankingInput): Promise<Result<CohortRanking, { reason: "no_exposure" }>>;
   /** Reads what the default requests need (the last 30 days), so the first request after start is fast. */
   warm(): Promise<void>;
 }
@@ -76,6 +96,8 @@ export type HealthServiceOptions = {
   now?: () => number;
   /** How long a version's first activity is reused before it is read again in the background. */
   firstSeenTtlMs?: number;
+  /** Each device's current ISP and hardware; without it they are "unknown" to grouping and ranking. */
+  directory?: Pick<DeviceDirectory, "ready" | "get">;
 };
 
 /** A small memo of answers by request, each valid for one version of the rollups it was computed from. */
@@ -99,6 +121,12 @@ function answers<T>(max = 200) {
 /** The device sets the fleet reads count (firmware reads: active alone). */
 const COUNTED = { sets: ["active", "faulty"] } as const;
 const ACTIVE = { sets: ["active"] } as const;
+/** The per-device cohort tallies alone: grouping by ISP or hardware, ranking cohorts. */
+const DEVICE_COHORTS = { sets: [], deviceCohorts: true } as const;
+
+/** Whether a request groups or filters by what only the device's hello says: the per-device path. */
+const byDevice = (selection: Selection, groupBy: readonly GroupTag[]) =>
+  DEVICE_TAGS.some((t) => selection[t] !== undefined || groupBy.includes(t));
 
 const selected = <T extends { tags: Readonly<Record<string, string>> }>(rows: T[], selection: Selection) =>
   rows.filter((r) => inSelection(selection, r.tags));
@@ -122,6 +150,14 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
   const now = options.now ?? Date.now;
   const whole = groupKey({});
   const firstSeenTtlMs = options.firstSeenTtlMs ?? 60_000;
+  const { directory } = options;
+  const attributesOf = (device: string) => directory?.get(device)?.hello;
+  /** The window's per-device cohort tallies, once the directory can name their ISP and hardware. */
+  async function deviceView(windows: readonly Window[]): Promise<RollupView> {
+    const [view] = await Promise.all([rollups.load(windows, [], DEVICE_COHORTS), directory?.ready()]);
+    return view;
+  }
+  const deviceSums = (view: RollupView, within?: Window): DeviceCohortSums[] => view.deviceCohorts(within);
 
   // A version's first activity ever reads all of cohort_1h (~0.1-0.3 s at 10,000 devices × 30 days), and
   // only changes when a new version appears or late data lands before it: it is kept, read again in the
@@ -159,6 +195,19 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       const window = alignHours(q);
       const selection = selectionOf(q);
       const groupBy = [...new Set(q.groupBy)];
+      if (byDevice(selection, groupBy)) {
+        // Not kept as an answer: the directory's ISP and hardware may change while the rollups do not.
+        const view = await deviceView([window]);
+        const { groups, total } = deviceSumsBy(deviceSums(view), attributesOf, selection, groupBy);
+        return {
+          from: iso(window.fromMs),
+          to: iso(window.toMs),
+          groupBy,
+          filter: selection,
+          groups: sortedGroups(groups).map(({ group, counts }) => ({ group, ...toMetrics(counts) })),
+          total: toMetrics(total),
+        };
+      }
       const query = cohortSumsQuery();
       const view = await rollups.load([window], [query], COUNTED);
       const key = JSON.stringify([window, selection, groupBy]);
@@ -191,6 +240,19 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     async fleetTrend(q) {
       const window = alignHours(q);
       const selection = selectionOf(q);
+      if (byDevice(selection, [])) {
+        const days = dayStarts(window).map((day) => ({ day, part: dayPart(day, window) }));
+        const view = await deviceView([window, ...days.map((d) => d.part)]);
+        return {
+          from: iso(window.fromMs),
+          to: iso(window.toMs),
+          filter: selection,
+          days: days.map(({ day, part }) => {
+            const { total } = deviceSumsBy(deviceSums(view, part), attributesOf, selection, []);
+            return { day: iso(day), from: iso(part.fromMs), to: iso(part.toMs), ...toMetrics(total) };
+          }),
+        };
+      }
       const query = cohortSumsQuery();
       const view = await rollups.load([window], [query], COUNTED);
       return trends(JSON.stringify([window, selection]), view.version, () => {
@@ -267,6 +329,21 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
           faults: faultCountRows(view.sums(faults)).filter(inCohorts),
         });
       });
+    },
+
+    async rankCohorts(q) {
+      const window = alignHours(q);
+      const view = await deviceView([window]);
+      const ranking = rankCohorts({
+        model: q.model,
+        dimension: q.dimension,
+        tallies: view.deviceCohorts(),
+        attributesOf,
+        severity: q.severity ?? undefined,
+        code: q.code ?? undefined,
+        window,
+      });
+      return ranking.devices === 0 ? err({ reason: "no_exposure" }) : ok(ranking);
     },
 
     async warm() {

@@ -4,7 +4,9 @@ import { resolveIssueId } from "../analytics/fingerprint.js";
 import { type IndexedLog, indexLog, membersByIssue } from "../analytics/issue-log.js";
 import {
   breakdown,
+  byDeviceValue,
   type CountRow,
+  concentrationOf,
   deviceIssue,
   emptyTally,
   type FingerprintMeta,
@@ -55,6 +57,7 @@ import {
 } from "../storage/issue-queries.js";
 import type { RollupReader, RollupView, SumQuery } from "../storage/rollup-reader.js";
 import type { SetIdentity, SetKind } from "../storage/rollup-schema.js";
+import type { DeviceDirectory } from "./device-directory.js";
 
 // Issues as the API shows them: the event log replayed into each issue's state (settling is the ingest's
 // runner's job, rollup/settle-issues.ts: a read never writes), fingerprints grouped by merges, and
@@ -112,6 +115,8 @@ export type IssueServiceDeps = {
   rollups: RollupReader;
   /** Where a person's events are written: createPointWriter(config). */
   write: PointWriter;
+  /** Each device's current ISP and hardware, for the detail's breakdowns; without it they are "unknown". */
+  directory?: Pick<DeviceDirectory, "ready" | "get">;
 };
 
 /** Faults per fingerprint, firmware, severity and code: the sums behind every issue's tally. */
@@ -204,7 +209,7 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
 
     async detail(requested, inputWindow, page = DEFAULT_DEVICES_PAGE) {
       const window = alignHours(inputWindow);
-      const { log, metas } = await load();
+      const [{ log, metas }] = await Promise.all([load(), deps.directory?.ready()]);
       const id = resolveIssueId(requested, log.merges);
       const group = membersByIssue(metas.values(), log.merges).get(id) ?? [];
       if (group.length === 0) return undefined;
@@ -234,7 +239,13 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       };
       const devicesBy = (set: "fault_fw" | "fault_region", key: "firmware" | "region") =>
         view.count(set, (s) => (members.has(s.fingerprint) ? s[key] || UNKNOWN : undefined));
-      const ranked = rankDevices(view.deviceTallies(fps, window));
+      const affected = view.deviceTallies(fps, window);
+      const ranked = rankDevices(affected);
+      const helloOf = (device: string) => deps.directory?.get(device)?.hello;
+      const byDevice = (name: "isp" | "hardware") => {
+        const { occurrences, devices } = byDeviceValue(affected, (d) => helloOf(d)?.[name] ?? UNKNOWN);
+        return breakdown(name, occurrences, devices);
+      };
       const shown = pageOf(ranked, page.offset, Math.min(page.limit, MAX_AFFECTED_DEVICES));
       return {
         ...summary,
@@ -245,6 +256,9 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
         statusSince: state.statusSince === null ? null : iso(state.statusSince),
         byFirmware: breakdown("firmware", occurrencesBy("firmware"), devicesBy("fault_fw", "firmware")),
         byRegion: breakdown("region", occurrencesBy("region"), devicesBy("fault_region", "region")),
+        byIsp: byDevice("isp"),
+        byHardware: byDevice("hardware"),
+        concentration: concentrationOf(affected),
         trend: {
           bucketMs: trend.bucketMs,
           buckets: trend.buckets.map((bucket) => ({

@@ -24,15 +24,16 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
   // A request may see rollups up to a second older than their newest revision: one round trip less per read.
   const rollups = createRollupReader(influx, { revisionTtlMs: 1_000 });
   const clock = options.now === undefined ? {} : { now: options.now };
-  const issues = createIssueService({ influx, rollups, write: options.write });
-  const health = createHealthService(influx, { rollups, ...clock });
-  const { devices, faults, close } = createInfluxDeviceServices(influx, {
+  const { devices, faults, directory, close } = createInfluxDeviceServices(influx, {
     ...(options.silence === undefined ? {} : { silence: options.silence }),
     rollups,
     issuesForDevice: (id) => issues.forDevice(id),
     logger: options.logger,
     ...clock,
   });
+  // The directory gives each device's current ISP and hardware to the issue breakdowns and fleet health.
+  const issues = createIssueService({ influx, rollups, write: options.write, directory });
+  const health = createHealthService(influx, { rollups, directory, ...clock });
   const started = performance.now();
   /** Resolves when everything warmed (or failed to: a request then reads what it needs itself). */
   const warmed = Promise.allSettled([devices.warm(), health.warm(), issues.warm(options.now?.())]).then(

@@ -10,10 +10,17 @@ export const RATINGS = 11;
 /** Daily series (trend, adoption) span at most this many days. */
 export const MAX_SERIES_DAYS = 400;
 
-export const GROUP_TAGS = ["kind", "model", "firmware", "region"] as const;
+/**
+ * What fleet health groups and filters by: the cohort a device reported in (kind, model, firmware, region)
+ * and what its latest hello says of it (isp, hardware).
+ */
+export const GROUP_TAGS = ["kind", "model", "firmware", "region", "isp", "hardware"] as const;
 
 export const GroupTag = z.enum(GROUP_TAGS);
 export type GroupTag = z.infer<typeof GroupTag>;
+
+/** The tags only a device's hello carries: grouping or filtering by them reads the per-device tallies. */
+export const DEVICE_TAGS = ["isp", "hardware"] as const satisfies readonly GroupTag[];
 
 const rate = (description: string) => z.number().nullable().meta({ description });
 
@@ -54,9 +61,11 @@ export const HealthMetrics = z
   .meta({ id: "HealthMetrics" });
 export type HealthMetrics = z.infer<typeof HealthMetrics>;
 
-const Selection = z
-  .object({ kind: z.string(), model: z.string(), firmware: z.string(), region: z.string() })
-  .partial();
+const Selection = z.object(
+  Object.fromEntries(GROUP_TAGS.map((t) => [t, z.string().optional()])) as {
+    [K in GroupTag]: z.ZodOptional<z.ZodString>;
+  },
+);
 
 export const FleetSummary = z
   .object({
@@ -204,6 +213,62 @@ export const FirmwareComparison = z
   .meta({ id: "FirmwareComparison" });
 export type FirmwareComparison = z.infer<typeof FirmwareComparison>;
 
+/** What the cohort ranking compares each value of, within a model, against the rest of the model. */
+export const COHORT_DIMENSIONS = ["isp", "region", "hardware", "firmware"] as const;
+export const CohortDimension = z.enum(COHORT_DIMENSIONS);
+export type CohortDimension = z.infer<typeof CohortDimension>;
+
+const CohortVerdict = RateComparison.shape.verdict;
+
+export const RankedCohort = z
+  .object({
+    value: z
+      .string()
+      .meta({ description: "The dimension's value: an ISP, a region, a hardware revision, a firmware" }),
+    devices: count.meta({ description: "Devices of the model with exposure under this value" }),
+    exposureHours: z.number(),
+    faults: count.meta({ description: "Their faults (of `severity`, `code` when given)" }),
+    ratePer1000h: z.number().nullable(),
+    verdict: CohortVerdict.meta({
+      description:
+        "regression when the overall comparison or any code's regresses; else the overall comparison's verdict",
+    }),
+    regressedCodes: z.array(z.string()).meta({ description: "Codes whose own comparison is a regression" }),
+    overall: RateComparison.meta({
+      description: "candidate: this value's devices; baseline: the rest of the model's devices",
+    }),
+    byCode: z
+      .array(z.object({ code: z.string(), comparison: RateComparison }))
+      .meta({ description: "Per code of the model's faults, most faults first; empty when `code` is given" }),
+  })
+  .meta({ id: "RankedCohort" });
+export type RankedCohort = z.infer<typeof RankedCohort>;
+
+export const CohortRanking = z
+  .object({
+    model: z.string(),
+    dimension: CohortDimension,
+    from: isoTime.meta({ description: "Start of the window used: `from` floored to the UTC hour" }),
+    to: isoTime.meta({ description: "End (exclusive): `to` raised to the next UTC hour" }),
+    severity: Severity.nullable(),
+    code: z.string().nullable(),
+    devices: count.meta({
+      description: "The model's devices with exposure in the window, whatever their value",
+    }),
+    familySize: count.meta({
+      description: "Comparisons judged together (Holm): every cohort's overall and per-code comparisons",
+    }),
+    unknown: z.object({ devices: count, exposureHours: z.number() }).meta({
+      description: "Devices whose value is not known: in every cohort's rest, never a cohort of their own",
+    }),
+    cohorts: z.array(RankedCohort).meta({
+      description:
+        "Worst first: regressions, then by rate ratio (highest first); a value alone in its model has no rest and is left out",
+    }),
+  })
+  .meta({ id: "CohortRanking" });
+export type CohortRanking = z.infer<typeof CohortRanking>;
+
 const GROUP_LIST = new RegExp(`^(${GROUP_TAGS.join("|")})(,(${GROUP_TAGS.join("|")}))*$`);
 
 const selection = {
@@ -211,6 +276,14 @@ const selection = {
   model: Label.optional().meta({ description: "Only this model", example: "FQ-Modem 7590" }),
   firmware: Label.optional().meta({ description: "Only this firmware version", example: "7.57" }),
   region: Label.optional().meta({ description: "Only this region", example: "eu" }),
+  isp: Label.optional().meta({
+    description: "Only devices whose latest hello names this ISP",
+    example: "1und1",
+  }),
+  hardware: Label.optional().meta({
+    description: "Only devices whose latest hello names this hardware revision",
+    example: "rev-b",
+  }),
 };
 
 export const FleetSummaryParams = z.strictObject({
@@ -256,3 +329,18 @@ export const FirmwareCompareParams = z
     to: timeParam("End, exclusive, raised to the next UTC hour; default now"),
   })
   .refine((q) => q.baseline !== q.candidate, { message: "must differ from baseline", path: ["candidate"] });
+
+export const CohortRankingParams = z.strictObject({
+  model: Label.meta({ description: "The model whose cohorts are compared", example: "FQ-Modem 7590" }),
+  dimension: CohortDimension.meta({
+    description:
+      "Each value of it (ISP, region, hardware revision or firmware) against the rest of the model",
+    example: "isp",
+  }),
+  severity: Severity.optional().meta({ description: "Count only faults of this severity" }),
+  code: Label.optional().meta({ description: "Count only faults of this code", example: "DSL_RESYNC" }),
+  from: timeParam(
+    `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+  ),
+  to: timeParam("End, exclusive, raised to the next UTC hour; default now"),
+});

@@ -49,8 +49,41 @@ export const IssueSummary = z
   .meta({ id: "IssueSummary" });
 export type IssueSummary = z.infer<typeof IssueSummary>;
 
-const Breakdown = (name: "firmware" | "region") =>
+export const BREAKDOWNS = ["firmware", "region", "isp", "hardware"] as const;
+export type BreakdownName = (typeof BREAKDOWNS)[number];
+
+const Breakdown = (name: BreakdownName) =>
   z.object({ [name]: z.string(), occurrences: count, affectedDevices: count });
+
+/** The shares of an issue's occurrences the concentration says how few devices give. */
+export const CONCENTRATION_SHARES = [0.5, 0.8] as const;
+
+export const Concentration = z
+  .object({
+    devices: count.meta({ description: "Devices with an occurrence in the window" }),
+    occurrences: count.meta({ description: "Their occurrences in the window, added up per device" }),
+    top: z
+      .array(
+        z.object({
+          share: z.number().meta({ description: "A share of the occurrences: 0.5, 0.8" }),
+          devices: count.meta({
+            description: "The fewest devices that give at least that share: those with the most occurrences",
+          }),
+          occurrences: count.meta({ description: "What those devices give" }),
+        }),
+      )
+      .meta({ description: "One entry per share in CONCENTRATION_SHARES, in that order" }),
+    topDevice: z
+      .object({ id: z.string(), occurrences: count, share: z.number() })
+      .nullable()
+      .meta({ description: "The device with the most occurrences (then the smallest id); null without any" }),
+  })
+  .meta({
+    id: "Concentration",
+    description:
+      'How few devices give most of the issue\'s occurrences ("3 devices give 80%"): a bad unit or a fleet problem',
+  });
+export type Concentration = z.infer<typeof Concentration>;
 
 export const IssueHistoryEntry = z
   .object({ issue: IssueId, event: IssueEvent })
@@ -69,6 +102,13 @@ export const IssueDetail = IssueSummary.extend({
   statusSince: isoTime.nullable(),
   byFirmware: z.array(Breakdown("firmware")),
   byRegion: z.array(Breakdown("region")),
+  byIsp: z.array(Breakdown("isp")).meta({
+    description: "By each affected device's current ISP (its latest hello), not the one at the fault",
+  }),
+  byHardware: z.array(Breakdown("hardware")).meta({
+    description: "By each affected device's current hardware revision (its latest hello)",
+  }),
+  concentration: Concentration,
   trend: z.object({
     bucketMs: z
       .number()

@@ -3,6 +3,8 @@ import {
   addCounts,
   type CohortSumRow,
   type Counts,
+  type DeviceCohortSums,
+  deviceSumsBy,
   emptyCounts,
   groupKey,
   groupOf,
@@ -129,5 +131,73 @@ describe("selections and groups", () => {
     addCounts(total, { ...emptyCounts(), exposureHours: 1, rejections: 4 });
     expect(total).toMatchObject({ devices: 5, exposureHours: 8, reboots: 2, rejections: 4 });
     expect(total.ratings[1]).toBe(1);
+  });
+});
+
+describe("deviceSumsBy", () => {
+  const tally = (device: string, over: Partial<DeviceCohortSums> = {}): DeviceCohortSums => ({
+    device,
+    kind: "modem",
+    model: "M1",
+    firmware: "1.0",
+    region: "eu",
+    hours: 10,
+    reboots: 0,
+    rejections: 0,
+    ratings: ratings({}),
+    faults: [],
+    ...over,
+  });
+  const hello: Record<string, { isp: string | null; hardware: string | null }> = {
+    a: { isp: "1und1", hardware: "rev-a" },
+    b: { isp: "1und1", hardware: "rev-b" },
+    c: { isp: "telekom", hardware: null },
+  };
+  const rows = [
+    tally("a", { faults: [{ severity: "error", n: 2 }], reboots: 1 }),
+    // b changed firmware: one device, two cohorts.
+    tally("b", { hours: 4, ratings: ratings({ 9: 1 }) }),
+    tally("b", { firmware: "1.1", hours: 6, faults: [{ severity: "critical", n: 1 }], rejections: 3 }),
+    tally("c", { region: "us", faults: [{ severity: "info", n: 5 }] }),
+    // Faults without an hour of exposure: faulty, not active.
+    tally("d", { hours: 0, faults: [{ severity: "warning", n: 1 }] }),
+  ];
+  const attributesOf = (device: string) => hello[device];
+
+  test("groups by the ISP each device's hello names, counting a device once per group", () => {
+    const { groups, total } = deviceSumsBy(rows, attributesOf, {}, ["isp"]);
+    const byIsp = sortedGroups(groups).map(({ group, counts }) => [
+      group,
+      counts.devices,
+      counts.faultyDevices,
+      counts.exposureHours,
+      counts.faults,
+    ]);
+    expect(byIsp).toEqual([
+      [{ isp: "1und1" }, 2, 2, 20, { info: 0, warning: 0, error: 2, critical: 1 }],
+      [{ isp: "telekom" }, 1, 1, 10, { info: 5, warning: 0, error: 0, critical: 0 }],
+      [{ isp: "unknown" }, 0, 1, 0, { info: 0, warning: 1, error: 0, critical: 0 }],
+    ]);
+    expect(total).toMatchObject({
+      devices: 3,
+      faultyDevices: 4,
+      exposureHours: 30,
+      reboots: 1,
+      rejections: 3,
+    });
+    expect(total.ratings[9]).toBe(1);
+  });
+
+  test("filters by hardware, an unknown one included, and groups by cohort tags beside it", () => {
+    const { groups, total } = deviceSumsBy(rows, attributesOf, { hardware: "rev-b" }, ["firmware"]);
+    expect(
+      sortedGroups(groups).map(({ group, counts }) => [group, counts.devices, counts.exposureHours]),
+    ).toEqual([
+      [{ firmware: "1.0" }, 1, 4],
+      [{ firmware: "1.1" }, 1, 6],
+    ]);
+    expect(total.devices).toBe(1);
+    const unknown = deviceSumsBy(rows, attributesOf, { hardware: "unknown" }, []);
+    expect(unknown.total).toMatchObject({ devices: 1, faultyDevices: 2, exposureHours: 10 });
   });
 });

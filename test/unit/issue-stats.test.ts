@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { indexLog, membersByIssue } from "../../analytics/issue-log.js";
 import {
   breakdown,
+  byDeviceValue,
   type CountRow,
+  concentrationOf,
   deviceIssue,
   emptyTally,
   type FingerprintMeta,
@@ -318,5 +320,86 @@ describe("indexLog and membersByIssue", () => {
         ["d", [{ id: "d" }]],
       ]),
     );
+  });
+});
+
+describe("concentrationOf", () => {
+  const d = (device: string, n: number) => ({ device, n });
+
+  it("says how few devices give half and 80% of the occurrences, and which device gives the most", () => {
+    // 100 occurrences: a lemon with 50, two with 15, then 20 devices with 1 each.
+    const devices = [
+      d("lemon", 50),
+      d("b", 15),
+      d("c", 15),
+      ...Array.from({ length: 20 }, (_, i) => d(`x${i}`, 1)),
+    ];
+    expect(concentrationOf(devices)).toEqual({
+      devices: 23,
+      occurrences: 100,
+      top: [
+        { share: 0.5, devices: 1, occurrences: 50 },
+        { share: 0.8, devices: 3, occurrences: 80 },
+      ],
+      topDevice: { id: "lemon", occurrences: 50, share: 0.5 },
+    });
+  });
+
+  it("needs most devices when the occurrences are spread evenly", () => {
+    const devices = Array.from({ length: 10 }, (_, i) => d(`d${i}`, 3));
+    const c = concentrationOf(devices);
+    expect(c.top.map((t) => t.devices)).toEqual([5, 8]);
+    expect(c.topDevice).toEqual({ id: "d0", occurrences: 3, share: 0.1 });
+  });
+
+  it("reaches a share exactly without one device more, despite rounding (0.8 × 35)", () => {
+    const devices = Array.from({ length: 35 }, (_, i) => d(`d${String(i).padStart(2, "0")}`, 1));
+    expect(concentrationOf(devices).top).toEqual([
+      { share: 0.5, devices: 18, occurrences: 18 },
+      { share: 0.8, devices: 28, occurrences: 28 },
+    ]);
+  });
+
+  it("breaks ties by device id and leaves out devices without occurrences", () => {
+    const c = concentrationOf([d("b", 2), d("a", 2), d("z", 0)], [0.5]);
+    expect(c).toEqual({
+      devices: 2,
+      occurrences: 4,
+      top: [{ share: 0.5, devices: 1, occurrences: 2 }],
+      topDevice: { id: "a", occurrences: 2, share: 0.5 },
+    });
+  });
+
+  it("has no device and no top device without occurrences", () => {
+    expect(concentrationOf([])).toEqual({
+      devices: 0,
+      occurrences: 0,
+      top: [
+        { share: 0.5, devices: 0, occurrences: 0 },
+        { share: 0.8, devices: 0, occurrences: 0 },
+      ],
+      topDevice: null,
+    });
+  });
+});
+
+describe("byDeviceValue", () => {
+  it("adds up occurrences and counts devices per value of what each device has, for breakdown()", () => {
+    const isp: Record<string, string> = { a: "1und1", b: "1und1", c: "telekom" };
+    const { occurrences, devices } = byDeviceValue(
+      [
+        { device: "a", n: 5 },
+        { device: "b", n: 2 },
+        { device: "c", n: 1 },
+        { device: "d", n: 4 },
+        { device: "e", n: 0 },
+      ],
+      (device) => isp[device] ?? "unknown",
+    );
+    expect(breakdown("isp", occurrences, devices)).toEqual([
+      { isp: "1und1", occurrences: 7, affectedDevices: 2 },
+      { isp: "unknown", occurrences: 4, affectedDevices: 1 },
+      { isp: "telekom", occurrences: 1, affectedDevices: 1 },
+    ]);
   });
 });

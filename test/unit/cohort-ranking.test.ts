@@ -1,0 +1,226 @@
+import { describe, expect, it } from "vitest";
+import {
+  type CohortTally,
+  cohortComparisons,
+  type DeviceAttributes,
+  dimensionValue,
+  rankCohorts,
+} from "../../analytics/cohort-ranking.js";
+import { CohortRanking } from "../../contract/api/fleet.js";
+import { DAY_MS } from "../../contract/time.js";
+
+// A model's devices made by hand: every device 100 h, faults spread evenly, so the devices of a cohort are
+// alike and a cohort's rate is exactly what the table says.
+
+const WINDOW = { fromMs: Date.UTC(2026, 0, 1), toMs: Date.UTC(2026, 0, 1) + 30 * DAY_MS };
+const MODEM = "FQ-Modem 7590";
+
+type Made = { tallies: CohortTally[]; attributes: Map<string, DeviceAttributes> };
+
+/** n devices of one ISP, each with 100 h and these faults per code. */
+function devices(
+  into: Made,
+  prefix: string,
+  n: number,
+  hello: DeviceAttributes,
+  faults: Record<string, number>,
+  over: Partial<CohortTally> = {},
+): Made {
+  for (let i = 0; i < n; i++) {
+    const device = `${prefix}-${i}`;
+    into.attributes.set(device, hello);
+    into.tallies.push({
+      device,
+      model: MODEM,
+      firmware: "7.57",
+      region: "eu",
+      hours: 100,
+      faults: Object.entries(faults).map(([code, count]) => ({ severity: "error", code, n: count })),
+      ...over,
+    });
+  }
+  return into;
+}
+
+const fleet = (): Made => ({ tallies: [], attributes: new Map() });
+
+/** 40 devices on two ISPs at 2 DSL_RESYNC + 1 WAN_DOWN each, 20 on "1und1" at three times that. */
+function flakyIsp(): Made {
+  const made = fleet();
+  devices(made, "tk", 20, { isp: "telekom", hardware: "rev-a" }, { DSL_RESYNC: 2, WAN_DOWN: 1 });
+  devices(made, "vf", 20, { isp: "vodafone", hardware: "rev-b" }, { DSL_RESYNC: 2, WAN_DOWN: 1 });
+  devices(made, "uu", 20, { isp: "1und1", hardware: "rev-a" }, { DSL_RESYNC: 6, WAN_DOWN: 3 });
+  return made;
+}
+
+const rank = (made: Made, over: Partial<Parameters<typeof rankCohorts>[0]> = {}) =>
+  rankCohorts({
+    model: MODEM,
+    dimension: "isp",
+    tallies: made.tallies,
+    attributesOf: (d) => made.attributes.get(d),
+    window: WINDOW,
+    ...over,
+  });
+
+describe("rankCohorts", () => {
+  it("names the ISP whose devices fault three times as often worst, a regression against the rest", () => {
+    const ranking = rank(flakyIsp());
+    expect(CohortRanking.safeParse(ranking).success).toBe(true);
+    const [worst, ...others] = ranking.cohorts;
+    expect(worst).toMatchObject({
+      value: "1und1",
+      devices: 20,
+      exposureHours: 2000,
+      faults: 180,
+      ratePer1000h: 90,
+      verdict: "regression",
+      regressedCodes: ["DSL_RESYNC", "WAN_DOWN"],
+    });
+    expect(worst?.overall.rateRatio).toBeCloseTo(3, 12);
+    expect(worst?.overall.baseline).toMatchObject({ count: 120, exposureHours: 4000 });
+    expect(worst?.overall.evidence.devices).toEqual({ baseline: 40, candidate: 20 });
+    expect(others.map((c) => c.value)).toEqual(["telekom", "vodafone"]);
+    for (const c of others) expect(c.verdict).not.toBe("regression");
+  });
+
+  it("judges every comparison of the answer as one family: each cohort's overall and per-code ones", () => {
+    const ranking = rank(flakyIsp());
+    expect(ranking.familySize).toBe(3 * (1 + 2));
+    for (const c of ranking.cohorts) {
+      expect(c.overall.evidence.familySize).toBe(9);
+      for (const b of c.byCode) expect(b.comparison.evidence.familySize).toBe(9);
+    }
+    // Codes most faults first.
+    expect(ranking.cohorts[0]?.byCode.map((b) => b.code)).toEqual(["DSL_RESYNC", "WAN_DOWN"]);
+  });
+
+  it("calls no cohort a regression when the ISPs' devices fault alike", () => {
+    const made = fleet();
+    for (const isp of ["a", "b", "c"]) devices(made, isp, 20, { isp }, { DSL_RESYNC: 3, WAN_DOWN: 1 });
+    const ranking = rank(made);
+    expect(ranking.cohorts.map((c) => c.verdict)).not.toContain("regression");
+    expect(ranking.cohorts.map((c) => c.verdict)).not.toContain("improvement");
+    for (const c of ranking.cohorts) expect(c.overall.rateRatio).toBeCloseTo(1, 12);
+  });
+
+  it("counts only the code asked for, and then compares no codes apart", () => {
+    const ranking = rank(flakyIsp(), { code: "WAN_DOWN" });
+    expect(ranking.code).toBe("WAN_DOWN");
+    expect(ranking.familySize).toBe(3);
+    expect(ranking.cohorts[0]).toMatchObject({
+      value: "1und1",
+      faults: 60,
+      byCode: [],
+      verdict: "regression",
+    });
+  });
+
+  it("counts only the severity asked for", () => {
+    const made = flakyIsp();
+    const ranking = rank(made, { severity: "critical" });
+    expect(ranking.severity).toBe("critical");
+    expect(ranking.cohorts.every((c) => c.faults === 0 && c.byCode.length === 0)).toBe(true);
+    expect(ranking.cohorts.map((c) => c.verdict)).not.toContain("regression");
+  });
+
+  it("keeps devices of unknown ISP in every rest but makes no cohort of them", () => {
+    const made = flakyIsp();
+    devices(made, "xx", 5, { isp: null }, { DSL_RESYNC: 2, WAN_DOWN: 1 });
+    const ranking = rank(made);
+    expect(ranking.cohorts.map((c) => c.value).sort()).toEqual(["1und1", "telekom", "vodafone"]);
+    expect(ranking.unknown).toEqual({ devices: 5, exposureHours: 500 });
+    expect(ranking.devices).toBe(65);
+    expect(ranking.cohorts[0]?.overall.evidence.devices.baseline).toBe(45);
+  });
+
+  it("leaves out a value alone in its model: it has no rest to be compared with", () => {
+    const made = fleet();
+    devices(made, "a", 10, { isp: "only" }, { DSL_RESYNC: 1 });
+    const ranking = rank(made);
+    expect(ranking.cohorts).toEqual([]);
+    expect(ranking.devices).toBe(10);
+    expect(ranking.familySize).toBe(0);
+  });
+
+  it("reads nothing of other models", () => {
+    const made = flakyIsp();
+    devices(made, "p", 10, { isp: "1und1" }, { NOZZLE: 50 }, { model: "FQ-Print Mk3" });
+    const ranking = rank(made);
+    expect(ranking.devices).toBe(60);
+    expect(ranking.cohorts[0]?.byCode.map((b) => b.code)).toEqual(["DSL_RESYNC", "WAN_DOWN"]);
+  });
+
+  it("has no device and no cohort for a model without exposure", () => {
+    const ranking = rank(flakyIsp(), { model: "nothing" });
+    expect(ranking).toMatchObject({ devices: 0, cohorts: [], familySize: 0 });
+  });
+});
+
+describe("cohortComparisons", () => {
+  it("ranks hardware by what each device's hello says", () => {
+    const { comparisons } = cohortComparisons({
+      model: MODEM,
+      dimension: "hardware",
+      tallies: flakyIsp().tallies,
+      attributesOf: (d) => flakyIsp().attributes.get(d),
+    });
+    // rev-a: telekom and 1und1 (40 devices, 240 faults in 4,000 h); rev-b: vodafone (20, 60 in 2,000 h).
+    expect(comparisons.map((c) => [c.value, c.devices, c.faults, c.exposureHours])).toEqual([
+      ["rev-a", 40, 240, 4000],
+      ["rev-b", 20, 60, 2000],
+    ]);
+    expect(comparisons[0]?.overall.evidence.familySize).toBe(1);
+  });
+
+  it("counts a device that moved to another firmware in each, for the hours it ran it", () => {
+    const made = fleet();
+    devices(made, "old", 10, {}, { X: 1 }, { firmware: "1.0" });
+    devices(made, "new", 10, {}, { X: 4 }, { firmware: "1.1" });
+    devices(made, "old", 10, {}, { X: 4 }, { firmware: "1.1", hours: 100 });
+    const { comparisons, devices: total } = cohortComparisons({
+      model: MODEM,
+      dimension: "firmware",
+      tallies: made.tallies,
+    });
+    expect(total).toBe(20);
+    expect(comparisons.map((c) => [c.value, c.devices, c.faults])).toEqual([
+      ["1.0", 10, 10],
+      ["1.1", 20, 80],
+    ]);
+    expect(comparisons[1]?.overall.evidence.devices).toEqual({ baseline: 10, candidate: 20 });
+  });
+
+  it("leaves out devices without exposure", () => {
+    const made = flakyIsp();
+    devices(made, "idle", 3, { isp: "telekom" }, { DSL_RESYNC: 1 }, { hours: 0 });
+    const { comparisons, devices: total } = cohortComparisons({
+      model: MODEM,
+      dimension: "isp",
+      tallies: made.tallies,
+      attributesOf: (d) => made.attributes.get(d),
+    });
+    expect(total).toBe(60);
+    expect(comparisons.find((c) => c.value === "telekom")?.devices).toBe(20);
+  });
+});
+
+describe("dimensionValue", () => {
+  const tally: CohortTally = {
+    device: "d",
+    model: MODEM,
+    firmware: "7.57",
+    region: "",
+    hours: 1,
+    faults: [],
+  };
+  it.each([
+    ["firmware", {}, "7.57"],
+    ["region", {}, "unknown"],
+    ["isp", { isp: "1und1" }, "1und1"],
+    ["isp", { isp: null }, "unknown"],
+    ["hardware", undefined, "unknown"],
+  ] as const)("reads %s from the tally or the hello (%j): %s", (dimension, hello, value) => {
+    expect(dimensionValue(dimension, tally, () => hello)).toBe(value);
+  });
+});
