@@ -20,6 +20,8 @@ export const MEASUREMENTS = {
   activity: { name: "activity", rp: RP_LONG },
   /** The issues' lifecycle: an append-only log of decisions (analytics/lifecycle.ts IssueEvent). */
   issueEvent: { name: "issue_event", rp: RP_LONG },
+  /** Verdicts the regression runner reached and cleared: a log per model and subject (rollup/regression-runner.ts). */
+  verdict: { name: "verdict", rp: RP_LONG },
   telemetry1h: { name: "telemetry_1h", rp: RP_LONG },
   // Rollups, derived from the raw measurements above by rollup/ (docs/storage.md "Rollups").
   /** Per UTC hour and kind, model, firmware, region: exposure, faults by severity, reboots, ratings. */
