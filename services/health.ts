@@ -39,7 +39,7 @@ import {
 } from "../storage/health-queries.js";
 import { createRollupReader, type RollupReader, type RollupView } from "../storage/rollup-reader.js";
 import type { SetIdentity } from "../storage/rollup-schema.js";
-import type { DeviceDirectory } from "./device-directory.js";
+import type { Hello } from "./device-directory.js";
 
 // Fleet health and firmware cohorts, from the rollups (docs/storage.md "Rollups"), never from the raw
 // points: exposure, faults, reboots, rejections and ratings are sums of cohort_1h/1d, fault counts by code
@@ -64,6 +64,15 @@ export type FirmwareCompareInput = Window & {
   candidate: string;
   severity?: Maybe<Severity>;
 };
+/**
+ * What the read side needs of the device directory (services/device-directory.ts) to name each device's
+ * current ISP and hardware revision.
+ */
+export type HelloLookup = {
+  ready(): Promise<void>;
+  get(id: string): { hello: Pick<Hello, "isp" | "hardware"> } | undefined;
+};
+
 export type NoExposure = { reason: "no_exposure"; cohorts: Side[] };
 export type CohortRankingInput = Window & {
   model: string;
@@ -97,7 +106,7 @@ export type HealthServiceOptions = {
   /** How long a version's first activity is reused before it is read again in the background. */
   firstSeenTtlMs?: number;
   /** Each device's current ISP and hardware; without it they are "unknown" to grouping and ranking. */
-  directory?: Pick<DeviceDirectory, "ready" | "get">;
+  directory?: HelloLookup;
 };
 
 /** A small memo of answers by request, each valid for one version of the rollups it was computed from. */

@@ -57,7 +57,7 @@ import {
 } from "../storage/issue-queries.js";
 import type { RollupReader, RollupView, SumQuery } from "../storage/rollup-reader.js";
 import type { SetIdentity, SetKind } from "../storage/rollup-schema.js";
-import type { DeviceDirectory } from "./device-directory.js";
+import type { HelloLookup } from "./health.js";
 
 // Issues as the API shows them: the event log replayed into each issue's state (settling is the ingest's
 // runner's job, rollup/settle-issues.ts: a read never writes), fingerprints grouped by merges, and
@@ -116,7 +116,7 @@ export type IssueServiceDeps = {
   /** Where a person's events are written: createPointWriter(config). */
   write: PointWriter;
   /** Each device's current ISP and hardware, for the detail's breakdowns; without it they are "unknown". */
-  directory?: Pick<DeviceDirectory, "ready" | "get">;
+  directory?: HelloLookup;
 };
 
 /** Faults per fingerprint, firmware, severity and code: the sums behind every issue's tally. */

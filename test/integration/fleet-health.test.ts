@@ -2,13 +2,13 @@ import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../api/app.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
-import { FleetSummary, FleetTrend, type HealthMetrics } from "../../contract/api/fleet.js";
+import { CohortRanking, FleetSummary, FleetTrend, type HealthMetrics } from "../../contract/api/fleet.js";
 import type { Event, Severity } from "../../contract/messages.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints, rejectionPoint } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { createHealthService, type HealthService } from "../../services/health.js";
+import { createHealthService, type HealthService, type HelloLookup } from "../../services/health.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { createRollupReader } from "../../storage/rollup-reader.js";
 import type { Point } from "../../storage/schema.js";
@@ -180,6 +180,20 @@ const M1 = expected({
 });
 const R1 = expected({ devices: 1, hours: 8, reboots: 2, rejections: 1, ratings: [3] });
 
+/** What each device's latest hello says beyond its cohort; router-c's names neither ISP nor hardware. */
+const hellos = (byDevice: Record<string, { isp: string | null; hardware: string | null }>): HelloLookup => ({
+  ready: async () => {},
+  get: (id) => {
+    const hello = byDevice[id];
+    return hello === undefined ? undefined : { hello };
+  },
+});
+const HELLOS = hellos({
+  "modem-a": { isp: "isp1", hardware: "rev-a" },
+  "modem-b": { isp: "isp2", hardware: "rev-b" },
+  "router-c": { isp: null, hardware: null },
+});
+
 const VIEWER = "viewer-token-5678";
 const TOKENS = new Map<string, Role>([[VIEWER, "viewer"]]);
 
@@ -193,7 +207,7 @@ const test = base.extend(
     const influx = createInflux(db);
     await ensureSchema(influx, db);
     await rollingUp(influx, createPointWriter(db))(POINTS);
-    return createHealthService(influx);
+    return createHealthService(influx, { directory: HELLOS });
   },
 );
 
@@ -306,6 +320,85 @@ describe("the fleet summary", () => {
     expect(summary.groups).toEqual([]);
     expect(summary.total).toEqual(expected({ devices: 0, hours: 0 }));
     expect(summary.total.faults.per1000h).toBeNull();
+  });
+});
+
+describe("ISP and hardware, from each device's latest hello", () => {
+  const A_ALONE = expected({
+    devices: 1,
+    hours: 24,
+    faults: { warning: 1, critical: 1 },
+    faulty: 1,
+    reboots: 1,
+    ratings: [8],
+  });
+  const B_ALONE = expected({
+    devices: 1,
+    hours: 25,
+    faults: { error: 1, critical: 1 },
+    faulty: 1,
+    rejections: 2,
+    ratings: [6, 10],
+  });
+
+  test("groups by ISP, a device without one under unknown, with the same total as by model", async ({
+    health,
+  }) => {
+    const summary = await health.fleetSummary({ ...window, groupBy: ["isp"] });
+    expect(summary.groups).toEqual([
+      { group: { isp: "isp1" }, ...A_ALONE },
+      { group: { isp: "isp2" }, ...B_ALONE },
+      { group: { isp: "unknown" }, ...R1 },
+    ]);
+    expect(summary.total).toEqual(TOTAL);
+    expect(FleetSummary.parse(summary)).toEqual(summary);
+  });
+
+  test("groups by hardware beside a cohort tag, within a selection", async ({ health }) => {
+    const summary = await health.fleetSummary({ ...window, groupBy: ["model", "hardware"], kind: "modem" });
+    expect(summary.groups).toEqual([
+      { group: { model: "M1", hardware: "rev-a" }, ...A_ALONE },
+      { group: { model: "M1", hardware: "rev-b" }, ...B_ALONE },
+    ]);
+    expect(summary.total).toEqual(M1);
+  });
+
+  test("filters by ISP, counting a device that changed firmware in each version and once in all", async ({
+    health,
+  }) => {
+    const summary = await health.fleetSummary({ ...window, groupBy: ["firmware"], isp: "isp2" });
+    expect(summary.filter).toEqual({ isp: "isp2" });
+    expect(summary.groups).toEqual([
+      { group: { firmware: "1.0" }, ...expected({ devices: 1, hours: 10, ratings: [6] }) },
+      {
+        group: { firmware: "1.1" },
+        ...expected({
+          devices: 1,
+          hours: 15,
+          faults: { error: 1, critical: 1 },
+          faulty: 1,
+          rejections: 2,
+          ratings: [10],
+        }),
+      },
+    ]);
+    expect(summary.total).toEqual(B_ALONE);
+  });
+
+  test("gives the daily trend of one hardware revision", async ({ health }) => {
+    const trend = await health.fleetTrend({ ...window, hardware: "rev-b" });
+    expect(trend.filter).toEqual({ hardware: "rev-b" });
+    expect(
+      trend.days.map(({ day, exposureHours, faults, rejections }) => [
+        day,
+        exposureHours,
+        faults.count,
+        rejections.count,
+      ]),
+    ).toEqual([
+      [iso(DAY1), 10, 0, 0],
+      [iso(DAY2), 15, 2, 2],
+    ]);
   });
 });
 
@@ -523,6 +616,16 @@ describe("GET /api/v1/fleet/summary and /api/v1/fleet/trend", () => {
     );
   });
 
+  appTest("group by ISP when asked", async ({ app }) => {
+    const query = new URLSearchParams({ from: iso(DAY1), to: iso(END), groupBy: "kind,isp", isp: "isp1" });
+    const response = await app.request(`/api/v1/fleet/summary?${query}`, { headers: auth });
+    expect(response.status).toBe(200);
+    const body = FleetSummary.parse(await response.json());
+    expect(body.groups.map((g) => [g.group, g.devices, g.exposureHours])).toEqual([
+      [{ kind: "modem", isp: "isp1" }, 1, 24],
+    ]);
+  });
+
   appTest("answer a viewer with the daily trend", async ({ app }) => {
     const query = new URLSearchParams({ from: iso(DAY1), to: iso(END), model: "R1" });
     const response = await app.request(`/api/v1/fleet/trend?${query}`, { headers: auth });
@@ -541,6 +644,8 @@ describe("GET /api/v1/fleet/summary and /api/v1/fleet/trend", () => {
     ["/api/v1/fleet/trend?from=2020-01-01T00:00:00Z", "more than 400 days"],
     ["/api/v1/fleet/summary?modle=M1", '"modle"'],
     ["/api/v1/fleet/trend?groupBy=model", '"groupBy"'],
+    ["/api/v1/fleet/summary?isp=a%2Cb", 'query parameter "isp"'],
+    ["/api/v1/fleet/summary?groupBy=isp,colour", 'query parameter "groupBy"'],
   ])("refuse %s", async ([path, message], { app }) => {
     const response = await app.request(path, { headers: auth });
     expect(response.status).toBe(400);
@@ -560,5 +665,148 @@ describe("GET /api/v1/fleet/summary and /api/v1/fleet/trend", () => {
         "/api/v1/firmware/compare",
       ]),
     );
+  });
+});
+
+// Which cohort is worst: 36 modems of one model over the two days, 12 on each of three ISPs, all reporting
+// every hour; those on 1und1 lose their line three times as often (the home demo's flaky ISP). A printer of
+// another model on 1und1 faults a lot and must not count.
+const MODEM = "FQ-Modem 7590";
+const ISPS = { telekom: 1, vodafone: 1, "1und1": 3 } as const;
+const modems = Object.entries(ISPS).flatMap(([isp, factor]) =>
+  Array.from({ length: 12 }, (_, i) => ({
+    device: { id: `${isp}-${i}`, meta: { ...meta("modem", MODEM, "7.57", "eu"), isp } } as Device,
+    isp,
+    factor,
+  })),
+);
+const PRINTER: Device = {
+  id: "printer-1",
+  meta: { ...meta("printer", "FQ-Print Mk3", "4.4", "eu"), isp: "1und1" },
+};
+const LINE_POINTS: Point[] = [
+  ...modems.flatMap(({ device, factor }) => [
+    ...activity(device, DAY1, 48),
+    ...Array.from({ length: 2 * factor }, (_, k) => k).flatMap((k) =>
+      fault(device, at(DAY1, 3 + 7 * k), "DSL_RESYNC", "warning"),
+    ),
+    ...Array.from({ length: factor }, (_, k) => k).flatMap((k) =>
+      fault(device, at(DAY2, 5 + 5 * k), "WAN_DOWN", "error"),
+    ),
+  ]),
+  ...activity(PRINTER, DAY1, 48),
+  ...Array.from({ length: 40 }, (_, k) => k).flatMap((k) =>
+    fault(PRINTER, at(DAY1, k), "NOZZLE_CLOG", "error"),
+  ),
+];
+const LINE_HELLOS = hellos({
+  ...Object.fromEntries(
+    modems.map(({ device, isp }, i) => [device.id, { isp, hardware: i % 2 === 0 ? "rev-a" : "rev-b" }]),
+  ),
+  [PRINTER.id]: { isp: "1und1", hardware: "rev-a" },
+});
+
+const cohortTest = base.extend(
+  "cohorts",
+  { scope: "file" },
+  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
+  async ({}, { onCleanup }) => {
+    const db = await testDatabase("fleet_cohorts");
+    onCleanup(() => db.drop());
+    const influx = createInflux(db);
+    await ensureSchema(influx, db);
+    await rollingUp(influx, createPointWriter(db))(LINE_POINTS);
+    const health = createHealthService(influx, { directory: LINE_HELLOS });
+    const app = createApp({
+      ...memoryDeviceServices(),
+      health,
+      tokens: TOKENS,
+      logger: silentLogger,
+      metrics: createMetrics(),
+      now: () => NOW,
+    });
+    return { health, app };
+  },
+);
+
+const cohortsPath = (query: Record<string, string>) =>
+  `/api/v1/fleet/cohorts?${new URLSearchParams({ from: iso(DAY1), to: iso(END), ...query })}`;
+
+describe("GET /api/v1/fleet/cohorts", () => {
+  cohortTest("names the flaky ISP worst, a regression against the rest of its model", async ({ cohorts }) => {
+    const response = await cohorts.app.request(cohortsPath({ model: MODEM, dimension: "isp" }), {
+      headers: auth,
+    });
+    expect(response.status).toBe(200);
+    const body = CohortRanking.parse(await response.json());
+    expect(body).toMatchObject({
+      model: MODEM,
+      dimension: "isp",
+      from: iso(DAY1),
+      to: iso(END),
+      devices: 36,
+      familySize: 3 * 3,
+      unknown: { devices: 0, exposureHours: 0 },
+    });
+    const [worst, ...others] = body.cohorts;
+    expect(worst).toMatchObject({
+      value: "1und1",
+      devices: 12,
+      exposureHours: 576,
+      faults: 12 * 9,
+      verdict: "regression",
+      regressedCodes: ["DSL_RESYNC", "WAN_DOWN"],
+    });
+    expect(worst?.overall.rateRatio).toBeCloseTo(3, 12);
+    expect(worst?.overall.verdict).toBe("regression");
+    expect(worst?.overall.baseline).toMatchObject({ count: 24 * 3, exposureHours: 24 * 48 });
+    expect(worst?.overall.evidence).toMatchObject({
+      devices: { baseline: 24, candidate: 12 },
+      familySize: 9,
+    });
+    expect(others.map((c) => c.value).sort()).toEqual(["telekom", "vodafone"]);
+    for (const c of others) expect(c.verdict).not.toBe("regression");
+  });
+
+  cohortTest("compares hardware revisions alike when the ISP is what differs", async ({ cohorts }) => {
+    const result = await cohorts.health.rankCohorts({
+      fromMs: DAY1,
+      toMs: END,
+      model: MODEM,
+      dimension: "hardware",
+      code: "DSL_RESYNC",
+    });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.value.cohorts.map((c) => [c.value, c.devices, c.faults])).toEqual(
+      expect.arrayContaining([
+        ["rev-a", 18, 60],
+        ["rev-b", 18, 60],
+      ]),
+    );
+    expect(result.value.cohorts.map((c) => c.verdict)).not.toContain("regression");
+  });
+
+  cohortTest("answers 404 for a model without exposure in the window", async ({ cohorts }) => {
+    const response = await cohorts.app.request(cohortsPath({ model: "FQ-Nothing", dimension: "isp" }), {
+      headers: auth,
+    });
+    expect(response.status).toBe(404);
+    expect(ErrorEnvelope.parse(await response.json()).error).toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  cohortTest.for<[Record<string, string>, string]>([
+    [{ model: MODEM, dimension: "colour" }, 'query parameter "dimension"'],
+    [{ dimension: "isp" }, 'query parameter "model"'],
+    [{ model: MODEM, dimension: "isp", severity: "bad" }, 'query parameter "severity"'],
+  ])("refuses %o", async ([query, message], { cohorts }) => {
+    const response = await cohorts.app.request(cohortsPath(query), { headers: auth });
+    expect(response.status).toBe(400);
+    expect(ErrorEnvelope.parse(await response.json()).error.message).toContain(message);
+  });
+
+  cohortTest("refuses a request without a token", async ({ cohorts }) => {
+    const response = await cohorts.app.request(cohortsPath({ model: MODEM, dimension: "isp" }));
+    expect(response.status).toBe(401);
   });
 });

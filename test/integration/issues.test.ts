@@ -11,6 +11,7 @@ import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
+import type { HelloLookup } from "../../services/health.js";
 import { createIssueService, type IssueService } from "../../services/issues.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { StoreUnavailable } from "../../storage/influxql.js";
@@ -124,6 +125,20 @@ const STATS: Point[] = [
 
 const W = { from: iso(T0), to: iso(T0 + 2 * DAY) };
 
+/** What the directory holds of each device's latest hello: m3's names neither ISP nor hardware. */
+const HELLOS: Record<string, { isp: string | null; hardware: string | null }> = {
+  [m1.id]: { isp: "1und1", hardware: "rev-b" },
+  [m2.id]: { isp: "telekom", hardware: "rev-b" },
+  [m3.id]: { isp: null, hardware: null },
+};
+const directory: HelloLookup = {
+  ready: async () => {},
+  get: (id) => {
+    const hello = HELLOS[id];
+    return hello === undefined ? undefined : { hello };
+  },
+};
+
 type Fixture = {
   influx: ReturnType<typeof createInflux>;
   issues: IssueService;
@@ -147,7 +162,7 @@ const test = base.extend(
     // runners do a moment later; the service's own events go through it too.
     const write = settling(influx, createPointWriter(db), { requiredHours: 3, now });
     await write(STATS);
-    const issues = createIssueService({ influx, rollups: createRollupReader(influx), write });
+    const issues = createIssueService({ influx, rollups: createRollupReader(influx), write, directory });
     const app = createApp({
       ...memoryDeviceServices(),
       issues,
@@ -312,6 +327,26 @@ describe("issue statistics", () => {
       { region: "eu", occurrences: 5, affectedDevices: 2 },
       { region: "us", occurrences: 1, affectedDevices: 1 },
     ]);
+    // By each device's current hello: m1 on 1und1 (3), m3 without one (2), m2 on telekom (1).
+    expect(issue.byIsp).toEqual([
+      { isp: "1und1", occurrences: 3, affectedDevices: 1 },
+      { isp: "unknown", occurrences: 2, affectedDevices: 1 },
+      { isp: "telekom", occurrences: 1, affectedDevices: 1 },
+    ]);
+    expect(issue.byHardware).toEqual([
+      { hardware: "rev-b", occurrences: 4, affectedDevices: 2 },
+      { hardware: "unknown", occurrences: 2, affectedDevices: 1 },
+    ]);
+    // Half of the 6 occurrences come from m1 alone, 80% (4.8) from m1 and m3.
+    expect(issue.concentration).toEqual({
+      devices: 3,
+      occurrences: 6,
+      top: [
+        { share: 0.5, devices: 1, occurrences: 3 },
+        { share: 0.8, devices: 2, occurrences: 5 },
+      ],
+      topDevice: { id: m1.id, occurrences: 3, share: 0.5 },
+    });
     expect(issue.trend.bucketMs).toBe(HOUR);
     expect(issue.trend.buckets).toHaveLength(48);
     const busy = issue.trend.buckets.filter((b) => b.occurrences > 0);
@@ -341,6 +376,7 @@ describe("issue statistics", () => {
       influx: fx.influx,
       rollups: createRollupReader(fx.influx),
       write: fx.write,
+      directory,
     });
     await warmed.warm(T0 + 2 * DAY);
     const window = { fromMs: T0, toMs: T0 + 2 * DAY };
