@@ -142,8 +142,11 @@ export function binomialTestPValue(x: number, n: number, p0: number): number {
   return Math.min(1, (lo < 0 ? 0 : binomialAtMost(lo, n, p0)) + binomialAtLeast(x, n, p0));
 }
 
-// The exact interval for RR given the counts and the exposure ratio t0/t1; null without any event.
-function rateRatioInterval(
+/**
+ * The exact interval for RR given the counts and the exposure ratio t0/t1; null without any event. Counts
+ * need not be integers: the dispersion-scaled comparison (device-rates.ts) passes effective counts.
+ */
+export function rateRatioInterval(
   candidateCount: number,
   baselineCount: number,
   exposureRatio: number,
@@ -165,8 +168,8 @@ function rateRatioInterval(
   return { lower, upper, upperUnbounded: upper === null, level: confidence };
 }
 
-// A significant difference wins over equivalence: an interval of [1.1, 1.4] is a (small) regression.
-function verdictFor(ci: RateRatioInterval | null, margin: number): Verdict {
+/** A significant difference wins over equivalence: an interval of [1.1, 1.4] is a (small) regression. */
+export function verdictFor(ci: RateRatioInterval | null, margin: number): Verdict {
   if (ci === null) return "insufficient_evidence";
   if (ci.lower > 1) return "regression";
   if (ci.upper !== null && ci.upper < 1) return "improvement";
@@ -217,7 +220,7 @@ function moreExposureFor(
   };
 }
 
-function validate(input: RateRatioInput, confidence: number, margin: number): RateRatioProblem | null {
+export function validate(input: RateRatioInput, confidence: number, margin: number): RateRatioProblem | null {
   for (const side of ["baseline", "candidate"] as const) {
     const { count, exposureHours } = input[side];
     if (!Number.isSafeInteger(count) || count < 0) {
@@ -236,7 +239,7 @@ function validate(input: RateRatioInput, confidence: number, margin: number): Ra
   return null;
 }
 
-function withRate(cohort: CohortCount): CohortRate {
+export function withRate(cohort: CohortCount): CohortRate {
   return { ...cohort, ratePer1000h: (cohort.count / cohort.exposureHours) * 1000 };
 }
 

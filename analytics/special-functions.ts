@@ -246,3 +246,73 @@ export function logBinomialPmf(k: number, n: number, p: number): number {
   // C(n, k)·p^k·(1 − p)^(n−k) = p^(k+1)·(1 − p)^(n−k+1) / B(k + 1, n − k + 1) / ((n + 1)·p·(1 − p)).
   return logFront(k + 1, n - k + 1, p) - Math.log(n + 1) - Math.log(p) - Math.log1p(-p);
 }
+
+// erfc(x) for x ≥ 0: the series of erf (all terms positive) below 3, Lentz's continued fraction above.
+function erfcNonNegative(x: number): number {
+  if (x < 3) {
+    const x2 = x * x;
+    let term = x;
+    let sum = x;
+    for (let n = 1; n < 200; n++) {
+      term *= (2 * x2) / (2 * n + 1);
+      sum += term;
+      if (term <= 1e-17 * sum) break;
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * Math.exp(-x2) * sum;
+  }
+  // erfc(x) = e^(−x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))).
+  const tiny = 1e-300;
+  let f = x;
+  let c = x;
+  let d = 0;
+  for (let n = 1; n < 500; n++) {
+    const a = n / 2;
+    d = x + a * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = x + a / c;
+    if (Math.abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    const step = c * d;
+    f *= step;
+    if (Math.abs(step - 1) <= 1e-16) break;
+  }
+  return Math.exp(-x * x) / Math.sqrt(Math.PI) / f;
+}
+
+/** P(Z > z) for a standard normal Z, z ≥ 0, with its digits kept far in the tail. */
+function normalUpperTail(z: number): number {
+  return 0.5 * erfcNonNegative(z / Math.SQRT2);
+}
+
+/** The p-quantile of the standard normal distribution. */
+export function normalQuantile(p: number): number {
+  if (!(p > 0 && p < 1)) throw new RangeError("p must lie in (0, 1)");
+  if (p === 0.5) return 0;
+  const q = Math.min(p, 1 - p);
+  // Abramowitz and Stegun 26.2.23 (error < 4.5e-4), then Halley steps on the upper tail.
+  const t = Math.sqrt(-2 * Math.log(q));
+  let z =
+    t -
+    (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t ** 3);
+  for (let i = 0; i < 8; i++) {
+    const density = Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI);
+    const u = (normalUpperTail(z) - q) / density;
+    const step = u / (1 + 0.5 * z * u);
+    z += step;
+    if (Math.abs(step) <= 1e-15 * Math.max(1, z)) break;
+  }
+  return p < 0.5 ? -z : z;
+}
+
+/** The p-quantile of Student's t with df > 0 degrees of freedom (df = Infinity: the normal quantile). */
+export function studentTQuantile(p: number, df: number): number {
+  if (!(p > 0 && p < 1)) throw new RangeError("p must lie in (0, 1)");
+  if (!(df > 0)) throw new RangeError("df must be > 0");
+  if (df === Number.POSITIVE_INFINITY) return normalQuantile(p);
+  if (p === 0.5) return 0;
+  // P(|T| > t) = I_{df/(df + t²)}(df/2, 1/2).
+  const twoSided = 2 * Math.min(p, 1 - p);
+  const { x, complement } = betaQuantileWithComplement(twoSided, df / 2, 0.5, 1 - twoSided);
+  const t = Math.sqrt((df * complement) / x);
+  return p < 0.5 ? -t : t;
+}
