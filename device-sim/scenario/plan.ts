@@ -245,8 +245,12 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
         model === undefined ? device.spec.kind === kind : device.model === model,
       );
       const chosen = choose(problem, candidates, context);
-      const boost = code === undefined ? { factor: problem.factor } : { code, factor: problem.factor };
-      for (const device of chosen) device.spec.script.boosts.push(boost);
+      // A lemon is measured against its model's average device, not against the proneness it drew: one that
+      // drew 0.1 would otherwise be a lemon of rate 0.8 at factor 8, indistinguishable from its neighbours.
+      for (const { spec } of chosen) {
+        if (code === undefined) spec.script.proneness = problem.factor;
+        else spec.script.boosts.push({ code, factor: problem.factor / spec.script.proneness });
+      }
       return {
         id: problem.id,
         type: "lemons",

@@ -73,12 +73,15 @@ const shares = (what: string) =>
 const Count = z.number().int().min(1).max(1_000_000);
 
 const HETEROGENEITY_HELP =
-  'must be a number above 0 (the gamma shape of how fault-prone devices are: smaller, they differ more) or "none" (all alike)';
+  'must be a number from 0.1 to 1000 (the gamma shape of how fault-prone devices are: smaller, they differ more) or "none" (all alike)';
 
 /** The gamma shape of the devices' proneness, or "none": every device faults at its model's rates. */
-const Heterogeneity = z.union([z.number().gt(0).max(1000), z.literal("none")], {
-  error: HETEROGENEITY_HELP,
-});
+const Heterogeneity = z.union(
+  [z.number().min(0.1, HETEROGENEITY_HELP).max(1000, HETEROGENEITY_HELP), z.literal("none")],
+  {
+    error: HETEROGENEITY_HELP,
+  },
+);
 
 export const FleetEntry = z.strictObject({
   kind: z.enum(["modem", "printer"]),
