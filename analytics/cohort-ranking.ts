@@ -19,6 +19,7 @@ export type FaultTally = { severity: string; code: string; n: number };
 /** One device's exposure and faults in one cohort (storage/rollup-schema.ts DeviceCohortTally fits). */
 export type CohortTally = {
   device: string;
+  kind: string;
   model: string;
   firmware: string;
   region: string;
@@ -29,8 +30,15 @@ export type CohortTally = {
 /** What a device's hello says beyond its cohort; null or missing when unknown. */
 export type DeviceAttributes = { isp?: string | null; hardware?: string | null };
 
-export type CohortRankingInput = {
-  model: string;
+/**
+ * Whose cohorts are compared: one model's, or every model of a kind (an ISP's lines serve several models,
+ * each with too few devices of its own to say anything), each device's exposure then weighted by its
+ * model's rate of what is compared (indirect standardization): a model that faults more does not make the
+ * values its devices have look worse.
+ */
+export type CohortScope = { model: string; kind?: undefined } | { kind: string; model?: undefined };
+
+export type CohortRankingInput = CohortScope & {
   dimension: CohortDimension;
   tallies: Iterable<CohortTally>;
   /** The device's current ISP and hardware revision (the directory's); needed for those dimensions. */
@@ -70,13 +78,35 @@ export function dimensionValue(
   return attributesOf?.(tally.device)?.[dimension] || UNKNOWN;
 }
 
-type Held = { exposureHours: number; faults: Map<string, FaultTally> };
+type Held = { model: string; exposureHours: number; faults: Map<string, FaultTally> };
+type Device = { device: string; model: string; exposureHours: number; faults: FaultTally[] };
 
 /**
- * Each value of the dimension within the model against the rest of the model (all its other devices, those
- * of unknown value included), overall and per code, each comparison on its own (not judged as a family):
+ * With a kind's scope, each model's rate of the faults `only` names (all kept, or one code) over the
+ * kind's: what a device's hours are weighted by. 1 for every model when the kind has none of them.
+ */
+function modelWeights(devices: readonly Device[], only: string | undefined): Map<string, number> {
+  const byModel = new Map<string, { hours: number; n: number }>();
+  let hours = 0;
+  let n = 0;
+  for (const d of devices) {
+    const m = byModel.get(d.model) ?? { hours: 0, n: 0 };
+    byModel.set(d.model, m);
+    const count = d.faults.reduce((sum, f) => (only === undefined || f.code === only ? sum + f.n : sum), 0);
+    m.hours += d.exposureHours;
+    m.n += count;
+    hours += d.exposureHours;
+    n += count;
+  }
+  return new Map([...byModel].map(([model, m]) => [model, n === 0 ? 1 : m.n / m.hours / (n / hours)]));
+}
+
+/**
+ * Each value of the dimension within the scope against the rest of it (all its other devices, those of
+ * unknown value included), overall and per code, each comparison on its own (not judged as a family):
  * what rankCohorts judges, and what a scan may add to a larger family. Values in the order of their name;
- * UNKNOWN and a value without a rest (alone in its model) are no cohort.
+ * UNKNOWN and a value without a rest (alone in its scope) are no cohort. With a kind's scope the
+ * comparisons' exposureHours are weighted device-hours (CohortScope); the cohort's own are as counted.
  */
 export function cohortComparisons(input: CohortRankingInput): CohortComparisons {
   const keep = (f: FaultTally) =>
@@ -84,12 +114,18 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
     (input.code === undefined || f.code === input.code);
   // value → device → exposure and faults.
   const byValue = new Map<string, Map<string, Held>>();
+  const inScope = (t: CohortTally) =>
+    input.model !== undefined ? t.model === input.model : t.kind === input.kind;
   for (const t of input.tallies) {
-    if (t.model !== input.model) continue;
+    if (!inScope(t)) continue;
     const value = dimensionValue(input.dimension, t, input.attributesOf);
     const devices = byValue.get(value) ?? new Map<string, Held>();
     byValue.set(value, devices);
-    const held = devices.get(t.device) ?? { exposureHours: 0, faults: new Map<string, FaultTally>() };
+    const held = devices.get(t.device) ?? {
+      model: t.model,
+      exposureHours: 0,
+      faults: new Map<string, FaultTally>(),
+    };
     devices.set(t.device, held);
     held.exposureHours += t.hours;
     for (const f of t.faults) {
@@ -106,7 +142,12 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
       value,
       [...devices]
         .filter(([, d]) => d.exposureHours > 0)
-        .map(([device, d]) => ({ device, exposureHours: d.exposureHours, faults: [...d.faults.values()] }))
+        .map(([device, d]) => ({
+          device,
+          model: d.model,
+          exposureHours: d.exposureHours,
+          faults: [...d.faults.values()],
+        }))
         .sort((a, b) => byText(a.device, b.device)),
     ]),
   );
@@ -122,28 +163,51 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
           .map(([code]) => code)
       : [];
 
-  type Device = { device: string; exposureHours: number; faults: FaultTally[] };
+  const everyDevice = [...withExposure.values()].flat();
+  const weightsOf = new Map<string, Map<string, number>>();
+  /** A model's weight for `only`; 1 within one model's scope. */
+  const weight = (model: string, only: string | undefined) => {
+    if (input.model !== undefined) return 1;
+    const key = only ?? "\u0000all";
+    let weights = weightsOf.get(key);
+    if (weights === undefined) {
+      weights = modelWeights(everyDevice, only);
+      weightsOf.set(key, weights);
+    }
+    return weights.get(model) ?? 1;
+  };
+  // A device of a model without any of the faults compared weighs nothing: it says nothing of them.
   const exposures = (devices: readonly Device[], only?: string): DeviceExposure[] =>
-    devices.map((d) => ({
-      device: d.device,
-      exposureHours: d.exposureHours,
-      count: d.faults.reduce((n, f) => (only === undefined || f.code === only ? n + f.n : n), 0),
-    }));
+    devices
+      .map((d) => ({
+        device: d.device,
+        exposureHours: d.exposureHours * weight(d.model, only),
+        count: d.faults.reduce((n, f) => (only === undefined || f.code === only ? n + f.n : n), 0),
+      }))
+      .filter((d) => d.exposureHours > 0);
   const comparisons: CohortComparison[] = [];
   for (const value of [...withExposure.keys()].sort(byText)) {
     const cohort = withExposure.get(value) ?? [];
     const rest = [...withExposure].filter(([v]) => v !== value).flatMap(([, devices]) => devices);
     if (value === UNKNOWN || cohort.length === 0 || rest.length === 0) continue;
-    const compare = (only?: string) =>
-      compareDeviceRates({ baseline: exposures(rest, only), candidate: exposures(cohort, only) });
+    // Nothing to compare when a side weighs nothing: no model has both it and any of the faults.
+    const compare = (only?: string) => {
+      const [baseline, candidate] = [exposures(rest, only), exposures(cohort, only)];
+      if (baseline.length === 0 || candidate.length === 0) return undefined;
+      return compareDeviceRates({ baseline, candidate });
+    };
     const overall = compare();
+    if (overall === undefined) continue;
     comparisons.push({
       value,
       devices: cohort.length,
-      exposureHours: overall.candidate.exposureHours,
-      faults: overall.candidate.count,
+      exposureHours: cohort.reduce((h, d) => h + d.exposureHours, 0),
+      faults: cohort.reduce((n, d) => n + d.faults.reduce((m, f) => m + f.n, 0), 0),
       overall,
-      byCode: codes.map((code) => ({ code, comparison: compare(code) })),
+      byCode: codes.flatMap((code) => {
+        const comparison = compare(code);
+        return comparison === undefined ? [] : [{ code, comparison }];
+      }),
     });
   }
   const unknown = withExposure.get(UNKNOWN) ?? [];
@@ -198,7 +262,8 @@ export function rankCohorts(input: CohortRankingInput & { window: Window }): Coh
     };
   });
   return {
-    model: input.model,
+    model: input.model ?? null,
+    kind: input.kind ?? null,
     dimension: input.dimension,
     from: iso(input.window.fromMs),
     to: iso(input.window.toMs),

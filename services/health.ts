@@ -1,5 +1,5 @@
 import type { InfluxDB } from "influx";
-import { rankCohorts } from "../analytics/cohort-ranking.js";
+import { type CohortScope, rankCohorts } from "../analytics/cohort-ranking.js";
 import { assembleVersions, compareCohorts, type Side, versionKey } from "../analytics/firmware-cohorts.js";
 import {
   addCounts,
@@ -74,12 +74,12 @@ export type HelloLookup = {
 };
 
 export type NoExposure = { reason: "no_exposure"; cohorts: Side[] };
-export type CohortRankingInput = Window & {
-  model: string;
-  dimension: CohortDimension;
-  severity?: Maybe<Severity>;
-  code?: Maybe<string>;
-};
+export type CohortRankingInput = Window &
+  CohortScope & {
+    dimension: CohortDimension;
+    severity?: Maybe<Severity>;
+    code?: Maybe<string>;
+  };
 
 export interface HealthService {
   /** Metrics per group of the selection, and for the whole selection. */
@@ -91,8 +91,8 @@ export interface HealthService {
   /** Fault rates of two cohorts of one model; not ok when a cohort has no exposure in the window. */
   compareFirmware(q: FirmwareCompareInput): Promise<Result<FirmwareComparison, NoExposure>>;
   /**
-   * Each value of a dimension within a model against the rest of the model, worst first; not ok when no
-   * device of the model has exposure in the window.
+   * Each value of a dimension within a model (or a kind) against the rest of it, worst first; not ok when
+   * no device of the model (kind) has exposure in the window.
    */
   rankCohorts(q: CohortRankingInput): Promise<Result<CohortRanking, { reason: "no_exposure" }>>;
   /** Reads what the default requests need (the last 30 days), so the first request after start is fast. */
@@ -343,8 +343,9 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     async rankCohorts(q) {
       const window = alignHours(q);
       const view = await deviceView([window]);
+      const scope: CohortScope = q.model !== undefined ? { model: q.model } : { kind: q.kind };
       const ranking = rankCohorts({
-        model: q.model,
+        ...scope,
         dimension: q.dimension,
         tallies: view.deviceCohorts(),
         attributesOf,

@@ -246,14 +246,21 @@ export type RankedCohort = z.infer<typeof RankedCohort>;
 
 export const CohortRanking = z
   .object({
-    model: z.string(),
+    model: z
+      .string()
+      .nullable()
+      .meta({ description: "The model whose cohorts are compared; null with `kind`" }),
+    kind: z.string().nullable().meta({
+      description:
+        "With `kind`: every model of the kind, each device's exposure weighted by its model's rate of what is compared",
+    }),
     dimension: CohortDimension,
     from: isoTime.meta({ description: "Start of the window used: `from` floored to the UTC hour" }),
     to: isoTime.meta({ description: "End (exclusive): `to` raised to the next UTC hour" }),
     severity: Severity.nullable(),
     code: z.string().nullable(),
     devices: count.meta({
-      description: "The model's devices with exposure in the window, whatever their value",
+      description: "The model's (kind's) devices with exposure in the window, whatever their value",
     }),
     familySize: count.meta({
       description: "Comparisons judged together (Holm): every cohort's overall and per-code comparisons",
@@ -330,17 +337,30 @@ export const FirmwareCompareParams = z
   })
   .refine((q) => q.baseline !== q.candidate, { message: "must differ from baseline", path: ["candidate"] });
 
-export const CohortRankingParams = z.strictObject({
-  model: Label.meta({ description: "The model whose cohorts are compared", example: "FQ-Modem 7590" }),
-  dimension: CohortDimension.meta({
-    description:
-      "Each value of it (ISP, region, hardware revision or firmware) against the rest of the model",
-    example: "isp",
-  }),
-  severity: Severity.optional().meta({ description: "Count only faults of this severity" }),
-  code: Label.optional().meta({ description: "Count only faults of this code", example: "DSL_RESYNC" }),
-  from: timeParam(
-    `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
-  ),
-  to: timeParam("End, exclusive, raised to the next UTC hour; default now"),
-});
+export const CohortRankingParams = z
+  .strictObject({
+    model: Label.optional().meta({
+      description: "The model whose cohorts are compared",
+      example: "FQ-Modem 7590",
+    }),
+    kind: Label.optional().meta({
+      description:
+        "Instead of `model`: every model of this kind, each device's exposure weighted by its model's rate (an ISP's lines serve several models)",
+      example: "modem",
+    }),
+    dimension: CohortDimension.meta({
+      description:
+        "Each value of it (ISP, region, hardware revision or firmware) against the rest of the model",
+      example: "isp",
+    }),
+    severity: Severity.optional().meta({ description: "Count only faults of this severity" }),
+    code: Label.optional().meta({ description: "Count only faults of this code", example: "DSL_RESYNC" }),
+    from: timeParam(
+      `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+    ),
+    to: timeParam("End, exclusive, raised to the next UTC hour; default now"),
+  })
+  .refine((q) => (q.model === undefined) !== (q.kind === undefined), {
+    message: "give either model or kind",
+    path: ["model"],
+  });

@@ -768,6 +768,21 @@ describe("GET /api/v1/fleet/cohorts", () => {
     for (const c of others) expect(c.verdict).not.toBe("regression");
   });
 
+  cohortTest("ranks a kind's cohorts across its models, leaving other kinds out", async ({ cohorts }) => {
+    const response = await cohorts.app.request(cohortsPath({ kind: "modem", dimension: "isp" }), {
+      headers: auth,
+    });
+    expect(response.status).toBe(200);
+    const body = CohortRanking.parse(await response.json());
+    expect(body).toMatchObject({ model: null, kind: "modem", devices: 36 });
+    expect(body.cohorts[0]).toMatchObject({
+      value: "1und1",
+      devices: 12,
+      faults: 108,
+      verdict: "regression",
+    });
+  });
+
   cohortTest("compares hardware revisions alike when the ISP is what differs", async ({ cohorts }) => {
     const result = await cohorts.health.rankCohorts({
       fromMs: DAY1,
@@ -798,6 +813,7 @@ describe("GET /api/v1/fleet/cohorts", () => {
   cohortTest.for<[Record<string, string>, string]>([
     [{ model: MODEM, dimension: "colour" }, 'query parameter "dimension"'],
     [{ dimension: "isp" }, 'query parameter "model"'],
+    [{ model: MODEM, kind: "modem", dimension: "isp" }, "give either model or kind"],
     [{ model: MODEM, dimension: "isp", severity: "bad" }, 'query parameter "severity"'],
   ])("refuses %o", async ([query, message], { cohorts }) => {
     const response = await cohorts.app.request(cohortsPath(query), { headers: auth });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  type CohortRankingInput,
   type CohortTally,
   cohortComparisons,
   type DeviceAttributes,
@@ -7,7 +8,7 @@ import {
   rankCohorts,
 } from "../../analytics/cohort-ranking.js";
 import { CohortRanking } from "../../contract/api/fleet.js";
-import { DAY_MS } from "../../contract/time.js";
+import { DAY_MS, type Window } from "../../contract/time.js";
 
 // A model's devices made by hand: every device 100 h, faults spread evenly, so the devices of a cohort are
 // alike and a cohort's rate is exactly what the table says.
@@ -31,6 +32,7 @@ function devices(
     into.attributes.set(device, hello);
     into.tallies.push({
       device,
+      kind: "modem",
       model: MODEM,
       firmware: "7.57",
       region: "eu",
@@ -53,7 +55,7 @@ function flakyIsp(): Made {
   return made;
 }
 
-const rank = (made: Made, over: Partial<Parameters<typeof rankCohorts>[0]> = {}) =>
+const rank = (made: Made, over: Partial<CohortRankingInput> = {}) =>
   rankCohorts({
     model: MODEM,
     dimension: "isp",
@@ -61,7 +63,7 @@ const rank = (made: Made, over: Partial<Parameters<typeof rankCohorts>[0]> = {})
     attributesOf: (d) => made.attributes.get(d),
     window: WINDOW,
     ...over,
-  });
+  } as CohortRankingInput & { window: Window });
 
 describe("rankCohorts", () => {
   it("names the ISP whose devices fault three times as often worst, a regression against the rest", () => {
@@ -157,6 +159,47 @@ describe("rankCohorts", () => {
   });
 });
 
+describe("a kind's cohorts, across its models", () => {
+  /**
+   * The home demo's shape: 1und1 serves 5 modems of one model and 8 of another, each too few for a verdict
+   * within its model; the second model faults twice as often as the first whatever the ISP.
+   */
+  function twoModels(flaky: number): Made {
+    const made = fleet();
+    const other = { model: "FQ-Modem 5530" };
+    devices(made, "tk", 9, { isp: "telekom" }, { DSL_RESYNC: 2 });
+    devices(made, "vf", 4, { isp: "vodafone" }, { DSL_RESYNC: 2 });
+    devices(made, "uu", 5, { isp: "1und1" }, { DSL_RESYNC: 2 * flaky });
+    devices(made, "tk5", 4, { isp: "telekom" }, { DSL_RESYNC: 4 }, other);
+    devices(made, "uu5", 8, { isp: "1und1" }, { DSL_RESYNC: 4 * flaky }, other);
+    return made;
+  }
+
+  it("finds the ISP whose lines fault three times as often on every model", () => {
+    const byModel = rank(twoModels(3));
+    expect(byModel.cohorts.find((c) => c.value === "1und1")?.verdict).not.toBe("regression");
+    const ranking = rank(twoModels(3), { model: undefined, kind: "modem" });
+    expect(ranking).toMatchObject({ model: null, kind: "modem", devices: 30 });
+    expect(ranking.cohorts[0]).toMatchObject({ value: "1und1", devices: 13, verdict: "regression" });
+    expect(CohortRanking.safeParse(ranking).success).toBe(true);
+  });
+
+  it("does not blame the ISP most devices of the faultier model have when the ISPs are alike", () => {
+    // Unweighted, 1und1 would look worse: 8 of its 13 modems are of the model that faults twice as often.
+    const ranking = rank(twoModels(1), { model: undefined, kind: "modem" });
+    const uu = ranking.cohorts.find((c) => c.value === "1und1");
+    expect(uu?.ratePer1000h).toBeGreaterThan(30);
+    expect(uu?.overall.rateRatio).toBeLessThan(1.15);
+    expect(ranking.cohorts.map((c) => c.verdict)).not.toContain("regression");
+  });
+
+  it("leaves devices of other kinds out", () => {
+    const made = twoModels(1);
+    devices(made, "p", 10, { isp: "1und1" }, { NOZZLE: 50 }, { kind: "printer", model: "FQ-Print Mk3" });
+    expect(rank(made, { model: undefined, kind: "modem" }).devices).toBe(30);
+  });
+});
+
 describe("cohortComparisons", () => {
   it("ranks hardware by what each device's hello says", () => {
     const { comparisons } = cohortComparisons({
@@ -208,6 +251,7 @@ describe("cohortComparisons", () => {
 describe("dimensionValue", () => {
   const tally: CohortTally = {
     device: "d",
+    kind: "modem",
     model: MODEM,
     firmware: "7.57",
     region: "",
