@@ -65,33 +65,46 @@ export function expectedInterval(
 export type PresenceState = { state: "online" | "offline"; atMs: number };
 
 /**
- * silent: the newest report is more than factor × expectedMs old, whatever presence says (a will may say
- * "offline" for a device that is gone for good, and a half-open connection may still look "online").
- * offline: not overdue, and the newest presence change is an "offline" (clean disconnect, status or will)
+ * silent: nothing received for more than factor × expectedMs (broker time), whatever presence says (a will
+ * may say "offline" for a device that is gone for good, and a half-open connection may still look "online");
+ * or, once its connection has closed after its newest report, that report is overdue on the device's own
+ * clock. That clock is the time its reports are stored at: the device's ts where the ingest trusts it
+ * (within FIELDQ_CLOCK_SKEW_FUTURE / _PAST), the receive time otherwise. So a history imported in one go
+ * shows the devices that stopped before its end as silent right after the import, while a device that is
+ * still delivering an old backlog (connected, received just now) is not.
+ * offline: not silent, and the newest presence change is an "offline" (clean disconnect, status or will)
  * that no report has followed.
  * online: otherwise, including a device with no presence record that reports in time.
  * A device that never reported on its own is judged from its newest presence change instead.
  */
 export function presenceStatus(input: {
-  lastSeenMs: number | null;
+  /** Broker time of the newest report. */
+  lastReportMs: number | null;
+  /** Device time of the newest timestamped report (undefined or null: not known, the broker time counts). */
+  lastReportDeviceMs?: number | null | undefined;
   expectedMs: number;
   lastPresence: PresenceState | null;
   nowMs: number;
   factor: number;
 }): PresenceStatus {
-  const { lastSeenMs, expectedMs, lastPresence, nowMs, factor } = input;
-  const heardMs = lastSeenMs ?? lastPresence?.atMs ?? null;
-  if (heardMs === null || nowMs - heardMs > factor * expectedMs) return "silent";
-  if (lastPresence?.state === "offline" && (lastSeenMs === null || lastPresence.atMs >= lastSeenMs)) {
-    return "offline";
-  }
-  return "online";
+  const { lastReportMs, expectedMs, lastPresence, nowMs, factor } = input;
+  const allowanceMs = factor * expectedMs;
+  const heardMs = lastReportMs ?? lastPresence?.atMs ?? null;
+  if (heardMs === null || nowMs - heardMs > allowanceMs) return "silent";
+  const closed =
+    lastPresence?.state === "offline" && (lastReportMs === null || lastPresence.atMs >= lastReportMs);
+  if (!closed) return "online";
+  const deviceMs = input.lastReportDeviceMs ?? lastReportMs;
+  return deviceMs !== null && nowMs - deviceMs > allowanceMs ? "silent" : "offline";
 }
 
 /** "Went silent within 24 hours of a firmware update". */
 export const AFTER_UPDATE_MS = DAY_MS;
 
-/** A device that reported in the window, with its cohort and whether it is silent at the window's end. */
+/**
+ * A device that reported in the window, with its cohort and whether it is silent at the window's end; its
+ * last report on its own clock (the broker's where the device's is not trusted).
+ */
 export type SeenDevice = {
   device: string;
   model: string;
@@ -99,7 +112,7 @@ export type SeenDevice = {
   silent: boolean;
   lastReportMs: number | null;
 };
-/** A device's last successful firmware update (broker time). */
+/** A device's last successful firmware update, on the device's clock like its last report. */
 export type FirmwareUpdate = { device: string; model: string; from: string; to: string; atMs: number };
 
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -2,6 +2,7 @@ import type { InfluxDB } from "influx";
 import { UNKNOWN } from "../contract/messages.js";
 import { WEEK_MS } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
+import type { LastReport } from "../storage/device-queries.js";
 import {
   type DeviceStateSources,
   deviceStateSources,
@@ -23,8 +24,10 @@ export type StoredFacts = {
   hello?: HelloRow;
   /** Its last successful firmware update: newer than the hello, it is the firmware. */
   firmwareUpdate?: { firmware: string; atMs: number };
-  /** Its newest report in device, telemetry, fault, event, command. */
+  /** Broker time of its newest report in device, telemetry, fault, event, command. */
   lastReportMs?: number;
+  /** The stored (device) time of its newest timestamped report: telemetry, fault, event, command. */
+  lastReportDeviceMs?: number;
   /** Its newest presence change per source. */
   presence: readonly SourcePresenceRow[];
   /** Its newest gap samples, newest first. */
@@ -55,8 +58,10 @@ export function storedActivity(facts: StoredFacts): DeviceActivity {
       presence = { state: p.state, atMs: p.atMs, source };
     }
   }
+  const { lastReportDeviceMs } = facts;
   return {
     ...(lastReportMs !== undefined ? { lastReportMs } : {}),
+    ...(lastReportDeviceMs !== undefined ? { lastReportDeviceMs } : {}),
     ...(lastSeenMs !== undefined ? { lastSeenMs } : {}),
     ...(presence !== undefined ? { presence } : {}),
   };
@@ -112,16 +117,23 @@ export function filledState(
       ? stored.presence
       : activity.presence;
   const lastReportMs = later(activity.lastReportMs, stored.lastReportMs);
+  const lastReportDeviceMs = later(activity.lastReportDeviceMs, stored.lastReportDeviceMs);
   const lastSeenMs = later(activity.lastSeenMs, stored.lastSeenMs);
   return {
     record: { ...base, ...(gapsMs !== undefined ? { gapsMs } : {}) },
     activity: {
       ...activity,
       ...(lastReportMs !== undefined ? { lastReportMs } : {}),
+      ...(lastReportDeviceMs !== undefined ? { lastReportDeviceMs } : {}),
       ...(lastSeenMs !== undefined ? { lastSeenMs } : {}),
       ...(presence !== undefined ? { presence } : {}),
     },
   };
+}
+
+function setReport(facts: StoredFacts, report: LastReport) {
+  facts.lastReportMs = report.receivedMs;
+  if (report.deviceMs !== null) facts.lastReportDeviceMs = report.deviceMs;
 }
 
 /** Gathers the rows read for a group of devices into each device's facts. */
@@ -129,7 +141,7 @@ export function factsOf(
   ids: readonly string[],
   rows: {
     hellos: readonly HelloRow[];
-    reports: ReadonlyMap<string, number>;
+    reports: ReadonlyMap<string, LastReport>;
     updates: readonly { device: string; to: string | null; atMs: number }[];
     presence: readonly SourcePresenceRow[];
     gaps: readonly { device: string; gapsMs: number[] }[];
@@ -141,9 +153,9 @@ export function factsOf(
     const f = of(hello.device);
     if (f !== undefined) f.hello = hello;
   }
-  for (const [id, ms] of rows.reports) {
+  for (const [id, report] of rows.reports) {
     const f = of(id);
-    if (f !== undefined) f.lastReportMs = ms;
+    if (f !== undefined) setReport(f, report);
   }
   for (const u of rows.updates) {
     const f = of(u.device);
@@ -322,9 +334,9 @@ export function startDeviceStateBackfill(options: BackfillOptions): BackfillHand
     }
     for (const batch of reportBatches(missing, newestHourMs, batchSize)) {
       if (stopped) break;
-      for (const [id, ms] of await sources.lastReports(batch.ids, batch.fromMs, toMs)) {
+      for (const [id, report] of await sources.lastReports(batch.ids, batch.fromMs, toMs)) {
         const f = facts.get(id);
-        if (f !== undefined) f.lastReportMs = ms;
+        if (f !== undefined) setReport(f, report);
       }
     }
     let written = 0;

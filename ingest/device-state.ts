@@ -1,6 +1,8 @@
 import { median } from "../analytics/silence.js";
-import { UNKNOWN } from "../contract/messages.js";
-import type { DeviceMetaRecord } from "./journal.js";
+import { type FirmwareUpdateEvent, UNKNOWN } from "../contract/messages.js";
+import { MEASUREMENTS } from "../storage/schema.js";
+import type { DecodedMessage } from "./decode.js";
+import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
 
 // When the ingest writes a device's device_state point, and what it holds (docs/storage.md "Read models").
 // Pure: the ingest passes in what it saw and the time; ingest/to-points.ts builds the point.
@@ -13,6 +15,8 @@ export type Presence = { state: "online" | "offline"; atMs: number; source: Pres
 export type DeviceActivity = {
   /** Broker time of the newest message the device sent itself. */
   lastReportMs?: number;
+  /** Device time (as stored) of its newest timestamped report: what silence is judged from. */
+  lastReportDeviceMs?: number;
   /** Broker time of the newest message or presence change of any source. */
   lastSeenMs?: number;
   /** The newest presence change. */
@@ -28,9 +32,13 @@ export type Observation = {
   atMs: number;
   /** A message the device sent itself (not a connect or disconnect the broker saw, not its will). */
   report: boolean;
+  /** The newest time its timestamped points are stored at (its ts, or atMs for a clock not trusted). */
+  deviceMs?: number;
   presence?: Presence;
   /** The message changed the device's metadata: a hello that differs, a successful firmware update. */
   metaChanged?: boolean;
+  /** The message reports a successful firmware update, which the point keeps (even one the hello told first). */
+  update?: boolean;
 };
 
 const later = (known: number | undefined, ms: number) => (known === undefined ? ms : Math.max(known, ms));
@@ -48,12 +56,15 @@ export function observe(
 ): { activity: DeviceActivity; write: boolean } {
   const next: DeviceActivity = { ...activity, lastSeenMs: later(activity.lastSeenMs, seen.atMs) };
   if (seen.report) next.lastReportMs = later(activity.lastReportMs, seen.atMs);
+  if (seen.deviceMs !== undefined)
+    next.lastReportDeviceMs = later(activity.lastReportDeviceMs, seen.deviceMs);
   if (seen.presence !== undefined && (activity.presence?.atMs ?? -1) <= seen.presence.atMs)
     next.presence = seen.presence;
   const stored = activity.writtenReportMs;
   const write =
     activity.writtenMs === undefined ||
     seen.metaChanged === true ||
+    seen.update === true ||
     seen.presence !== undefined ||
     (seen.report &&
       (everyMs === 0 ||
@@ -67,6 +78,46 @@ export function observe(
   }
   return { activity: next, write };
 }
+
+/** Points that carry the device's own time: a hello and a status are stored at receive time. */
+const TIMESTAMPED: ReadonlySet<string> = new Set(
+  (["telemetry", "fault", "event", "command"] as const).map((k) => MEASUREMENTS[k].name),
+);
+
+/** The newest time the message's timestamped points are stored at (device time, or receive time if skewed). */
+export function storedDeviceMs(records: readonly JournalRecord[]): number | undefined {
+  let newestMs: number | undefined;
+  for (const { point } of records) {
+    if (!TIMESTAMPED.has(point.measurement)) continue;
+    const ms = Number(BigInt(point.timeNs) / 1_000_000n);
+    newestMs = later(newestMs, ms);
+  }
+  return newestMs;
+}
+
+/**
+ * What the ingest saw of a message received at atMs: a status message is the device's own report unless the
+ * broker published it as the device's will; deviceMs from the points it is stored as.
+ */
+export function observationOf(
+  message: DecodedMessage,
+  records: readonly JournalRecord[],
+  atMs: number,
+  source: PresenceSource,
+): Observation {
+  if (message.channel === "status")
+    return { atMs, report: source !== "will", presence: { state: message.body.state, atMs, source } };
+  const seen: Observation = { atMs, report: true };
+  const deviceMs = storedDeviceMs(records);
+  if (deviceMs !== undefined) seen.deviceMs = deviceMs;
+  if (isUpdate(message)) seen.update = true;
+  return seen;
+}
+
+const isUpdate = (message: DecodedMessage) =>
+  message.channel === "event" &&
+  message.body.type === "firmware_update" &&
+  (message.body as FirmwareUpdateEvent).data.result === "success";
 
 /** How many gap samples a device keeps: a day of hourly samples. */
 export const GAP_SAMPLES = 24;

@@ -5,12 +5,13 @@ import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import { encodePoint, pointBytesAtMost } from "../storage/line-protocol.js";
 import { CardinalityGuard, valuesOf } from "./cardinality.js";
-import { type DecodedMessage, decodeMessage } from "./decode.js";
+import { decodeMessage } from "./decode.js";
 import {
   clearedHelloFields,
   type DeviceActivity,
   HELLO_FIELDS,
   type Observation,
+  observationOf,
   observe,
   withGap,
 } from "./device-state.js";
@@ -77,12 +78,6 @@ type SlottedRecord = DeviceMetaRecord & { slot: number };
 
 const sameHello = (a: DeviceMetaRecord | undefined, b: DeviceMetaRecord) =>
   a !== undefined && HELLO_FIELDS.every((f) => a[f] === b[f]);
-
-/** A status message is the device's own report unless the broker published it as the device's will. */
-function observation(message: DecodedMessage, atMs: number, source: PresenceSource): Observation {
-  if (message.channel !== "status") return { atMs, report: true };
-  return { atMs, report: source !== "will", presence: { state: message.body.state, atMs, source } };
-}
 
 export async function createIngest(options: IngestOptions) {
   const { journal, logger, metrics } = options;
@@ -237,7 +232,7 @@ export async function createIngest(options: IngestOptions) {
       // its messages came. Later messages are tagged with new metadata even while this one is syncing.
       const before = metas.get(deviceId);
       let record = recordOf(deviceId, time.receivedMs);
-      const seen = observation(message, time.receivedMs, source);
+      const seen = observationOf(message, mapped.records, time.receivedMs, source);
       let cleared: ReturnType<typeof clearedHelloFields> = [];
       if (mapped.meta) {
         seen.metaChanged = !sameHello(before, mapped.meta);
@@ -262,7 +257,7 @@ export async function createIngest(options: IngestOptions) {
         [
           ...mapped.records,
           ...added,
-          ...stateRecords(deviceId, record, seen, cleared, firmwareUpdateOf(message, time.receivedMs)),
+          ...stateRecords(deviceId, record, seen, cleared, firmwareUpdateOf(message, seen)),
         ],
         introduced,
       ).catch((error: unknown) => {

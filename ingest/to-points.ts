@@ -291,21 +291,30 @@ export function faultListPoint(fault: Point, deviceId: string, seq: number): Poi
   };
 }
 
+/** A device's successful firmware update: broker time, and device time as its event is stored. */
+export type FirmwareUpdate = { atMs: number; deviceMs?: number | undefined; from: string; to: string };
+
+/**
+ * The update a message reports, when it is a successful firmware_update event; `at` is when it was received
+ * and the time its point is stored at (the ingest's Observation).
+ */
+export function firmwareUpdateOf(
+  message: DecodedMessage,
+  at: { atMs: number; deviceMs?: number | undefined },
+): FirmwareUpdate | undefined {
+  if (message.channel !== "event" || message.body.type !== "firmware_update") return undefined;
+  const { data } = message.body as FirmwareUpdateEvent;
+  if (data.result !== "success") return undefined;
+  const update: FirmwareUpdate = { atMs: at.atMs, from: data.from, to: data.to };
+  if (at.deviceMs !== undefined) update.deviceMs = at.deviceMs;
+  return update;
+}
+
 /**
  * A device's device_state point (docs/storage.md "Read models"): at its slot, every field it knows, the
  * ones it does not know left out (InfluxDB keeps what an earlier point of the slot had), except `cleared`
  * hello fields, written as "unknown" so an old value does not stay.
  */
-/** A device's successful firmware update, at broker time. */
-export type FirmwareUpdate = { atMs: number; from: string; to: string };
-
-/** The update a message reports, when it is a successful firmware_update event. */
-export function firmwareUpdateOf(message: DecodedMessage, receivedMs: number): FirmwareUpdate | undefined {
-  if (message.channel !== "event" || message.body.type !== "firmware_update") return undefined;
-  const { data } = message.body as FirmwareUpdateEvent;
-  return data.result === "success" ? { atMs: receivedMs, from: data.from, to: data.to } : undefined;
-}
-
 export function deviceStatePoint(input: {
   deviceId: string;
   record: DeviceMetaRecord & { slot: number };
@@ -324,6 +333,8 @@ export function deviceStatePoint(input: {
   for (const field of input.cleared ?? []) fields[field] = UNKNOWN;
   if (record.firstMs !== undefined) fields.first_ms = int(record.firstMs);
   if (activity.lastReportMs !== undefined) fields.last_report_ms = int(activity.lastReportMs);
+  if (activity.lastReportDeviceMs !== undefined)
+    fields.last_report_device_ms = int(activity.lastReportDeviceMs);
   if (activity.lastSeenMs !== undefined) fields.last_seen_ms = int(activity.lastSeenMs);
   if (activity.presence !== undefined) {
     fields.presence = activity.presence.state;
@@ -338,6 +349,7 @@ export function deviceStatePoint(input: {
   }
   if (input.update !== undefined) {
     fields.update_ms = int(input.update.atMs);
+    if (input.update.deviceMs !== undefined) fields.update_device_ms = int(input.update.deviceMs);
     fields.update_from = input.update.from;
     fields.update_to = input.update.to;
   }

@@ -89,6 +89,7 @@ export function livenessInputOf(row: DeviceStateRow): LivenessInput {
   return {
     model: row.model ?? UNKNOWN,
     lastReportMs: row.lastReportMs,
+    lastReportDeviceMs: row.lastReportDeviceMs ?? null,
     lastSeenMs: row.lastSeenMs,
     presence:
       row.presence === null ? null : { state: row.presence, atMs: row.presenceMs ?? row.lastSeenMs ?? 0 },

@@ -1,5 +1,5 @@
 import type { InfluxDB } from "influx";
-import { type LivenessInput, liveness, livenessInputs, statusAt } from "../analytics/liveness.js";
+import { type LivenessInput, liveness, livenessInputs, reportedMs, statusAt } from "../analytics/liveness.js";
 import {
   AFTER_UPDATE_MS,
   expectedInterval,
@@ -29,6 +29,7 @@ import {
   deviceQueries,
   type EventRow,
   type FirmwareUpdateRow,
+  type LastReport,
   type TelemetryQuery,
 } from "../storage/device-queries.js";
 import { faultQueries } from "../storage/fault-queries.js";
@@ -256,15 +257,16 @@ export function createDeviceService(options: DeviceServiceOptions) {
           model: u.model ?? UNKNOWN,
           from: u.from ?? UNKNOWN,
           to: u.to ?? UNKNOWN,
-          atMs: u.atMs,
+          atMs: u.deviceMs,
         })),
       });
     },
   };
 
   /**
-   * The devices' newest updates in [fromMs, toMs), as the directory holds them, and the devices whose
-   * history it does not hold (first seen before device_state, no update since): their events must say.
+   * The devices' newest updates in [fromMs, toMs) on their clocks, as the directory holds them, and the
+   * devices whose history it does not hold (first seen before device_state, no update since, or an update
+   * kept before its device time was): their events must say.
    */
   function updatesHeld(ids: readonly string[], fromMs: number, toMs: number) {
     const updates: FirmwareUpdateRow[] = [];
@@ -272,23 +274,31 @@ export function createDeviceService(options: DeviceServiceOptions) {
     for (const id of ids) {
       const entry = directory.get(id);
       const update = entry?.lastUpdate;
-      if (entry === undefined || (update == null && entry.firstMs === null)) unknown.push(id);
-      else if (update != null && update.atMs >= fromMs && update.atMs < toMs)
+      const deviceMs = update?.deviceMs ?? null;
+      if (
+        entry === undefined ||
+        (update == null && entry.firstMs === null) ||
+        (update != null && deviceMs === null)
+      )
+        unknown.push(id);
+      else if (update != null && deviceMs !== null && deviceMs >= fromMs && deviceMs < toMs)
         updates.push({
           device: id,
           model: entry.hello.model,
           from: update.from,
           to: update.to,
           atMs: update.atMs,
+          deviceMs,
         });
     }
     return { updates, unknown };
   }
 
+  /** Devices whose last report (on their clocks) falls in the window, judged at its end. */
   async function seenNow(q: Window): Promise<SeenDevice[]> {
     const entries = await directory.list();
     return entries.flatMap((e): SeenDevice[] => {
-      const reportMs = e.live.lastReportMs;
+      const reportMs = reportedMs(e.live);
       if (reportMs === null || reportMs < q.fromMs || reportMs >= q.toMs + MINUTE_MS) return [];
       return [
         {
@@ -342,7 +352,7 @@ export function createDeviceService(options: DeviceServiceOptions) {
     const overdue = active.map((a) => a.device).filter((id) => !recent.has(id));
     const earlier =
       overdue.length === 0 || recentFromMs <= windowFromMs
-        ? new Map<string, number>()
+        ? new Map<string, LastReport>()
         : await reads.lastReportsIn(windowFromMs, recentFromMs, overdue);
     const inputs = livenessInputs({
       reports: new Map([...earlier, ...recent]),
@@ -363,7 +373,7 @@ export function createDeviceService(options: DeviceServiceOptions) {
         model: a.model ?? UNKNOWN,
         firmware: a.firmware ?? UNKNOWN,
         silent: input === undefined || statusOf(input, q.toMs) === "silent",
-        lastReportMs: input?.lastReportMs ?? null,
+        lastReportMs: input === undefined ? null : reportedMs(input),
       };
     });
   }

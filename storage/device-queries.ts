@@ -1,12 +1,11 @@
 import { type InfluxDB, escape as influxql } from "influx";
 import { RESERVED_FIELDS } from "../contract/messages.js";
 import { from, queryGroups, type Row, tagIs, text, timeRange } from "./influxql.js";
-import { DEVICE_TAGS, type MeasurementKey, SEQ_HI_TAG } from "./schema.js";
+import { DEVICE_TAGS, MEASUREMENTS, type MeasurementKey, SEQ_HI_TAG } from "./schema.js";
 
 // What the device reads ask of InfluxDB, one function per question, each answering typed rows. Every query
 // but the directory's and the raw liveness path's (a past instant) touches one device's series only.
 
-/** A device's point in device_state (written by the ingest: docs/storage.md); null where it was left out. */
 /** What a hello says of a device, as `device` and `device_state` store it; null where it did not say. */
 export type HelloColumns = {
   kind: string | null;
@@ -28,10 +27,13 @@ export const helloColumns = (row: Row): HelloColumns => ({
   isp: text(row.isp),
 });
 
+/** A device's point in device_state (written by the ingest: docs/storage.md); null where it was left out. */
 export type DeviceStateRow = HelloColumns & {
   device: string;
   firstMs: number | null;
   lastReportMs: number | null;
+  /** Device time of its newest timestamped report; absent from points written before it was kept. */
+  lastReportDeviceMs?: number | null;
   lastSeenMs: number | null;
   presence: "online" | "offline" | null;
   presenceMs: number | null;
@@ -39,8 +41,8 @@ export type DeviceStateRow = HelloColumns & {
   gapMedianMs: number | null;
   gapSamples: number | null;
   updatedMs: number | null;
-  /** The device's newest successful firmware update (broker time), when the ingest has recorded one. */
-  lastUpdate?: { atMs: number; from: string | null; to: string | null } | null;
+  /** The device's newest successful firmware update, when the ingest has recorded one. */
+  lastUpdate?: DeviceUpdate | null;
 };
 
 /** A stored fault with its device time resolved (a point stored at receive time keeps the claim apart). */
@@ -70,13 +72,26 @@ export type PresenceRow = { atMs: number; state: "online" | "offline"; source: s
 
 export type RatingRow = { deviceMs: number; receivedMs: number; rating: number; comment: string | null };
 
+/** A successful firmware update: broker time, and the time its event is stored at (null: not known). */
+export type DeviceUpdate = { atMs: number; deviceMs?: number | null; from: string | null; to: string | null };
+
 export type FirmwareUpdateRow = {
   device: string;
   model: string | null;
   from: string | null;
   to: string | null;
+  /** Broker time. */
   atMs: number;
+  /** The time its event is stored at: the device's ts, or the receive time for a clock not trusted. */
+  deviceMs: number;
 };
+
+/**
+ * A device's newest report in a span of stored time. receivedMs: broker time of the newest by stored time;
+ * atMs: its stored time (a hello's is its receive time); deviceMs: the newest timestamped report's stored
+ * time (telemetry, fault, event, command), null when the span holds only hellos.
+ */
+export type LastReport = { receivedMs: number; atMs: number; deviceMs: number | null };
 
 /** A device's newest presence change from one source, for the raw liveness path. */
 export type PresenceLatestRow = { device: string; source: string; state: "online" | "offline"; atMs: number };
@@ -95,6 +110,8 @@ const BOOKKEEPING: ReadonlySet<string> = new Set(RESERVED_FIELDS);
 const EVENT_COLUMNS: ReadonlySet<string> = new Set([...DEVICE_TAGS, SEQ_HI_TAG, "type", "time"]);
 /** Messages a device sends itself: its reports. Presence is read apart, as only source=device counts. */
 const REPORTS: readonly MeasurementKey[] = ["device", "telemetry", "fault", "event", "command"];
+/** The one report stored at receive time. */
+const HELLO = MEASUREMENTS.device.name;
 
 export const FAULT_COLUMNS = [
   "device",
@@ -157,6 +174,7 @@ export function deviceStateRow(row: Row): DeviceStateRow | undefined {
     ...helloColumns(row),
     firstMs: integer(row.first_ms),
     lastReportMs: integer(row.last_report_ms),
+    lastReportDeviceMs: integer(row.last_report_device_ms),
     lastSeenMs: integer(row.last_seen_ms),
     presence,
     presenceMs: integer(row.presence_ms),
@@ -168,9 +186,15 @@ export function deviceStateRow(row: Row): DeviceStateRow | undefined {
   };
 }
 
-function updateOf(row: Row): { atMs: number; from: string | null; to: string | null } | null {
+function updateOf(row: Row): DeviceUpdate | null {
   const atMs = integer(row.update_ms);
-  return atMs === null ? null : { atMs, from: text(row.update_from), to: text(row.update_to) };
+  if (atMs === null) return null;
+  return {
+    atMs,
+    deviceMs: integer(row.update_device_ms),
+    from: text(row.update_from),
+    to: text(row.update_to),
+  };
 }
 
 export function faultRow(row: Row): FaultRow {
@@ -341,7 +365,7 @@ export function deviceQueries(influx: InfluxDB) {
       }));
     },
 
-    /** Each listed device's last successful firmware update received in [fromMs, toMs). */
+    /** Each listed device's last successful firmware update stored in [fromMs, toMs) (device time). */
     async firmwareUpdates(
       devices: readonly string[],
       fromMs: number,
@@ -367,6 +391,7 @@ export function deviceQueries(influx: InfluxDB) {
           from: text(row.from),
           to: text(row.to),
           atMs: receiveTime(row),
+          deviceMs: row.time.getTime(),
         });
       }
       return found;
@@ -376,26 +401,39 @@ export function deviceQueries(influx: InfluxDB) {
     // read every device's series over the span asked (10,000 devices × a week: seconds; × a few hours: less).
 
     /**
-     * Each device's newest report stored in [fromMs, toMs), of every device or of these (an OR list up to
-     * MAX_DEVICE_LIST, else every device's, kept to those).
+     * Each device's newest report stored in [fromMs, toMs) (stored time: the device's where trusted), of
+     * every device or of these (an OR list up to MAX_DEVICE_LIST, else every device's, kept to those).
      */
     async lastReportsIn(
       fromMs: number,
       toMs: number,
       devices?: readonly string[],
-    ): Promise<Map<string, number>> {
+    ): Promise<Map<string, LastReport>> {
       const few = devices !== undefined && devices.length <= MAX_DEVICE_LIST;
+      // One series per measurement and device; last() answers the newest point's time with its value.
       const found = await groups(
         `SELECT last("received_ms") AS "received_ms" FROM ${REPORTS.map(from).join(", ")} ` +
           `WHERE ${few ? `${anyDevice(devices)} AND ` : ""}${timeRange(fromMs, toMs)} GROUP BY "device"`,
       );
       const wanted = devices === undefined ? undefined : new Set(devices);
-      const reports = new Map<string, number>();
+      const reports = new Map<string, LastReport>();
       for (const group of found) {
         const id = group.tags.device;
-        const ms = integer(group.rows[0]?.received_ms);
-        if (id === undefined || ms === null || (wanted !== undefined && !wanted.has(id))) continue;
-        reports.set(id, Math.max(ms, reports.get(id) ?? ms));
+        const row = group.rows[0];
+        if (id === undefined || row === undefined || (wanted !== undefined && !wanted.has(id))) continue;
+        const atMs = row.time.getTime();
+        const receivedMs = integer(row.received_ms) ?? atMs;
+        const deviceMs = group.name === HELLO ? null : atMs;
+        const known = reports.get(id);
+        if (known === undefined) {
+          reports.set(id, { receivedMs, atMs, deviceMs });
+          continue;
+        }
+        reports.set(id, {
+          receivedMs: Math.max(known.receivedMs, receivedMs),
+          atMs: Math.max(known.atMs, atMs),
+          deviceMs: deviceMs === null ? known.deviceMs : Math.max(known.deviceMs ?? deviceMs, deviceMs),
+        });
       }
       return reports;
     },

@@ -3,6 +3,7 @@ import type {
   EventRow,
   FaultRow,
   FirmwareUpdateRow,
+  LastReport,
   PresenceLatestRow,
   PresenceRow,
   TelemetryQuery,
@@ -131,7 +132,7 @@ export function createMemoryDeviceReads(fleet: MemoryFleet = {}) {
       for (const e of events) {
         if (!devices.includes(e.device) || e.type !== "firmware_update" || e.data.result !== "success")
           continue;
-        if (!within(e.receivedMs, fromMs, toMs) || found.has(e.device)) continue;
+        if (!within(e.deviceMs, fromMs, toMs) || found.has(e.device)) continue;
         const text = (v: unknown) => (typeof v === "string" ? v : null);
         const model = fleet.states?.find((s) => s.device === e.device)?.model ?? null;
         found.set(e.device, {
@@ -140,16 +141,20 @@ export function createMemoryDeviceReads(fleet: MemoryFleet = {}) {
           from: text(e.data.from),
           to: text(e.data.to),
           atMs: e.receivedMs,
+          deviceMs: e.deviceMs,
         });
       }
       return [...found.values()];
     },
 
+    /** From the states: a report's stored time is its device time where the state knows it. */
     async lastReportsIn(fromMs: number, toMs: number) {
-      const reports = new Map<string, number>();
-      for (const s of fleet.states ?? [])
-        if (s.lastReportMs !== null && within(s.lastReportMs, fromMs, toMs))
-          reports.set(s.device, s.lastReportMs);
+      const reports = new Map<string, LastReport>();
+      for (const s of fleet.states ?? []) {
+        const atMs = s.lastReportDeviceMs ?? s.lastReportMs;
+        if (s.lastReportMs !== null && atMs !== null && within(atMs, fromMs, toMs))
+          reports.set(s.device, { receivedMs: s.lastReportMs, atMs, deviceMs: atMs });
+      }
       return reports;
     },
 

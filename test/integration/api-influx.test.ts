@@ -227,7 +227,8 @@ const MODEM1 = {
   isp: "isp1",
   lastSeen: iso(at(150) + 500),
   online: true,
-  lastReport: iso(at(150) + 500),
+  // On the device's clock: its fault's ts, received half a second later.
+  lastReport: iso(at(150)),
   status: "silent" as const,
   expectedIntervalS: 3600,
   intervalSource: "default" as const,
@@ -260,7 +261,7 @@ const ROUTER1 = {
   isp: "isp2",
   lastSeen: iso(at(50) + 500),
   online: null,
-  lastReport: iso(at(50) + 500),
+  lastReport: iso(at(50)),
   status: "silent" as const,
   expectedIntervalS: 3600,
   intervalSource: "default" as const,

@@ -10,6 +10,10 @@ import { type FieldValue, MEASUREMENTS, type Point } from "../../storage/schema.
 const REPORTS: ReadonlySet<string> = new Set(
   (["device", "telemetry", "fault", "event", "command"] as const).map((k) => MEASUREMENTS[k].name),
 );
+/** Reports stored at the device's time (a hello is stored at receive time). */
+const TIMESTAMPED: ReadonlySet<string> = new Set(
+  (["telemetry", "fault", "event", "command"] as const).map((k) => MEASUREMENTS[k].name),
+);
 
 const number = (value: FieldValue | undefined) =>
   typeof value === "number" ? value : typeof value === "object" ? value.int : undefined;
@@ -55,6 +59,8 @@ export function deviceStatesOf(points: readonly Point[], updatedMs: number): Poi
     const presence = p.measurement === MEASUREMENTS.presence.name;
     if (REPORTS.has(p.measurement) || (presence && p.tags.source === "device"))
       activity.lastReportMs = Math.max(activity.lastReportMs ?? atMs, atMs);
+    if (TIMESTAMPED.has(p.measurement))
+      activity.lastReportDeviceMs = Math.max(activity.lastReportDeviceMs ?? pointMs(p), pointMs(p));
     if (presence && (activity.presence?.atMs ?? -1) <= atMs) {
       const state = p.fields.state === "offline" ? "offline" : "online";
       activity.presence = { state, atMs, source: (p.tags.source ?? "broker") as PresenceSource };
@@ -69,7 +75,7 @@ export function deviceStatesOf(points: readonly Point[], updatedMs: number): Poi
     if (update && p.fields.result === "success" && typeof p.fields.to === "string") {
       if (atMs >= (d.update?.atMs ?? -1)) {
         const from = typeof p.fields.from === "string" ? p.fields.from : UNKNOWN;
-        d.update = { atMs, from, to: p.fields.to };
+        d.update = { atMs, deviceMs: pointMs(p), from, to: p.fields.to };
       }
       if (atMs >= d.metaMs) {
         d.meta.firmware = p.fields.to;

@@ -20,6 +20,7 @@ const state = (device: string, fields: Partial<DeviceStateRow> = {}): DeviceStat
   isp: "isp1",
   firstMs: NOW - 86_400_000,
   lastReportMs: NOW - 60_000,
+  lastReportDeviceMs: NOW - 90_000,
   lastSeenMs: NOW - 60_000,
   presence: "online",
   presenceMs: NOW - 3_600_000,
@@ -124,12 +125,16 @@ describe("a device_state row", () => {
     expect(livenessInputOf(state("a"))).toEqual({
       model: "M7590",
       lastReportMs: NOW - 60_000,
+      lastReportDeviceMs: NOW - 90_000,
       lastSeenMs: NOW - 60_000,
       presence: { state: "online", atMs: NOW - 3_600_000 },
       cadence: { medianMs: 300_000, samples: 12 },
     });
     const bare = livenessInputOf(state("a", { presence: null, gapMedianMs: null, gapSamples: null }));
     expect(bare).toMatchObject({ presence: null, cadence: undefined });
+    // A point written before device times were kept.
+    const { lastReportDeviceMs: _, ...old } = state("a");
+    expect(livenessInputOf(old)).toMatchObject({ lastReportMs: NOW - 60_000, lastReportDeviceMs: null });
   });
 });
 

@@ -108,6 +108,7 @@ describe("deviceStateRow", () => {
         isp: "i",
         first_ms: 1,
         last_report_ms: 2,
+        last_report_device_ms: 1.5,
         last_seen_ms: 3,
         presence: "offline",
         presence_ms: 4,
@@ -116,6 +117,7 @@ describe("deviceStateRow", () => {
         gap_samples: 6,
         updated_ms: 7,
         update_ms: 8,
+        update_device_ms: 7.5,
         update_from: "0.9",
         update_to: "1.0",
       },
@@ -132,6 +134,7 @@ describe("deviceStateRow", () => {
       isp: "i",
       firstMs: 1,
       lastReportMs: 2,
+      lastReportDeviceMs: 1.5,
       lastSeenMs: 3,
       presence: "offline",
       presenceMs: 4,
@@ -139,7 +142,7 @@ describe("deviceStateRow", () => {
       gapMedianMs: 5.5,
       gapSamples: 6,
       updatedMs: 7,
-      lastUpdate: { atMs: 8, from: "0.9", to: "1.0" },
+      lastUpdate: { atMs: 8, deviceMs: 7.5, from: "0.9", to: "1.0" },
     });
   });
 
@@ -149,6 +152,17 @@ describe("deviceStateRow", () => {
       kind: null,
       presence: null,
       lastReportMs: null,
+      lastReportDeviceMs: null,
+    });
+  });
+
+  it("reads a point written before device times were kept: an update without one", () => {
+    expect(
+      deviceStateRow(row({ device: "x", last_report_ms: 2, update_ms: 8, update_to: "1.0" })),
+    ).toMatchObject({
+      lastReportMs: 2,
+      lastReportDeviceMs: null,
+      lastUpdate: { atMs: 8, deviceMs: null, from: null, to: "1.0" },
     });
   });
 });

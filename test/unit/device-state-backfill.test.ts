@@ -76,6 +76,18 @@ describe("storedActivity", () => {
     });
   });
 
+  it("keeps the device time of the newest timestamped report, which a hello does not move", () => {
+    const stored = facts({ lastReportMs: T, lastReportDeviceMs: T - HOUR_MS, hello: helloRow("d", T + 5) });
+    expect(storedActivity(stored)).toEqual({
+      lastReportMs: T + 5,
+      lastReportDeviceMs: T - HOUR_MS,
+      lastSeenMs: T + 5,
+    });
+    // What the ingest saw since start is newer.
+    const filled = filledState({ activity: { lastReportDeviceMs: T } }, stored);
+    expect(filled.activity.lastReportDeviceMs).toBe(T);
+  });
+
   it("takes a hello newer than the other reports as the last report", () => {
     expect(storedActivity(facts({ lastReportMs: T, hello: helloRow("d", T + 5) }))).toEqual({
       lastReportMs: T + 5,
@@ -214,8 +226,9 @@ describe("factsOf", () => {
     const found = factsOf(["a", "b"], {
       hellos: [helloRow("a", T), helloRow("z", T)],
       reports: new Map([
-        ["a", T + 1],
-        ["z", T],
+        ["a", { receivedMs: T + 1, atMs: T - 5, deviceMs: T - 5 }],
+        ["b", { receivedMs: T, atMs: T, deviceMs: null }],
+        ["z", { receivedMs: T, atMs: T, deviceMs: T }],
       ]),
       updates: [{ device: "b", to: "2.5.0", atMs: T }],
       presence: [
@@ -225,9 +238,15 @@ describe("factsOf", () => {
       gaps: [{ device: "b", gapsMs: [5, 4] }],
     });
     expect([...found.keys()]).toEqual(["a", "b"]);
-    expect(found.get("a")).toMatchObject({ hello: { device: "a" }, lastReportMs: T + 1 });
+    expect(found.get("a")).toMatchObject({
+      hello: { device: "a" },
+      lastReportMs: T + 1,
+      lastReportDeviceMs: T - 5,
+    });
     expect(found.get("a")?.presence).toHaveLength(2);
+    // Only a hello: no device time.
     expect(found.get("b")).toEqual({
+      lastReportMs: T,
       presence: [],
       gapsMs: [5, 4],
       firmwareUpdate: { firmware: "2.5.0", atMs: T },
@@ -316,7 +335,7 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       },
       async lastReports(ids, fromMs) {
         reportsFrom.push(fromMs);
-        return new Map(ids.map((id) => [id, T]));
+        return new Map(ids.map((id) => [id, { receivedMs: T, atMs: T - 60_000, deviceMs: T - 60_000 }]));
       },
       firmwareUpdates: async () => [],
       latestPresence: async (ids) =>

@@ -2,20 +2,29 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { statusAt } from "../../analytics/liveness.js";
+import { silenceOptions } from "../../analytics/silence.js";
+import { iso } from "../../contract/time.js";
 import {
   cadenceOf,
   clearedHelloFields,
   type DeviceActivity,
   GAP_SAMPLES,
   type Observation,
+  observationOf,
   observe,
+  storedDeviceMs,
   withGap,
 } from "../../ingest/device-state.js";
-import { createIngest } from "../../ingest/ingest.js";
+import { createIngest, type Ingest } from "../../ingest/ingest.js";
 import { type DeviceMetaRecord, Journal } from "../../ingest/journal.js";
-import { deviceStatePoint, firmwareUpdateOf, unknownMeta } from "../../ingest/to-points.js";
+import { deviceStatePoint, firmwareUpdateOf, messagePoints, unknownMeta } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
+import { createDeviceDirectory, livenessInputOf } from "../../services/device-directory.js";
+import { createDeviceService } from "../../services/devices.js";
+import { type DeviceStateRow, deviceStateRow } from "../../storage/device-queries.js";
+import { createMemoryDeviceReads } from "../../storage/device-reads-memory.js";
 import { encodePoint } from "../../storage/line-protocol.js";
 import type { Point } from "../../storage/schema.js";
 
@@ -87,6 +96,11 @@ describe("observe: when a device's state point is written", () => {
     });
     expect(observe(state, report(T + 2, { metaChanged: true }), EVERY).write).toBe(true);
     expect(observe(state, report(T + 2, { metaChanged: false }), EVERY).write).toBe(false);
+  });
+
+  it("writes a successful firmware update at once, even one its hello told first", () => {
+    const state = observe({}, report(T), EVERY).activity;
+    expect(observe(state, report(T + 1, { metaChanged: false, update: true }), EVERY).write).toBe(true);
   });
 
   it("counts a will as seen but not as a report", () => {
@@ -194,9 +208,9 @@ describe("a successful firmware update in device_state", () => {
           data: { from: "2.4.0", to: "2.4.1", result: "success" },
         },
       },
-      T,
+      { atMs: T, deviceMs: T - 9_000 },
     );
-    expect(update).toEqual({ atMs: T, from: "2.4.0", to: "2.4.1" });
+    expect(update).toEqual({ atMs: T, deviceMs: T - 9_000, from: "2.4.0", to: "2.4.1" });
     const point = deviceStatePoint({
       deviceId: "modem-0002",
       record: { ...unknownMeta(), slot: 1 },
@@ -205,13 +219,15 @@ describe("a successful firmware update in device_state", () => {
       update,
     });
     expect(encodePoint(point)).toBe(
-      'device_state device="modem-0002",update_ms=1736150400000i,update_from="2.4.0",update_to="2.4.1",updated_ms=1736150400000i 1',
+      'device_state device="modem-0002",update_ms=1736150400000i,update_device_ms=1736150391000i,update_from="2.4.0",update_to="2.4.1",updated_ms=1736150400000i 1',
     );
   });
 
   it("is no update when it failed, or when the event is of another type", () => {
     const event = (type: string, data: Record<string, unknown>) =>
-      firmwareUpdateOf({ channel: "event", deviceId: "d", body: { ts: T, seq: 1, type, data } } as never, T);
+      firmwareUpdateOf({ channel: "event", deviceId: "d", body: { ts: T, seq: 1, type, data } } as never, {
+        atMs: T,
+      });
     expect(event("firmware_update", { from: "1", to: "2", result: "failure" })).toBeUndefined();
     expect(event("reboot", { reason: "watchdog" })).toBeUndefined();
   });
@@ -287,6 +303,7 @@ describe("the ingest's device_state points", () => {
         serial: "S-1",
         first_ms: { int: T },
         last_report_ms: { int: T + 11_000 },
+        last_report_device_ms: { int: T + 11_000 },
         last_seen_ms: { int: T + 11_000 },
         presence: "offline",
         presence_ms: { int: T + 11_000 },
@@ -384,5 +401,266 @@ describe("the ingest's device_state points", () => {
     } finally {
       await journal.close();
     }
+  });
+});
+
+describe("what the ingest keeps of a device's own clock", () => {
+  const sample = (ts: number, seq: number) => ({ ts, seq, metrics: { snr: 7 } });
+
+  it("observes the newest stored time of a message's timestamped points, none for a hello or a status", () => {
+    const message = {
+      channel: "telemetry" as const,
+      deviceId: "d",
+      body: [sample(T - 120_000, 1), sample(T - 60_000, 2)],
+    };
+    const records = messagePoints(message, { ...CONTEXT, receivedMs: T }).records;
+    expect(storedDeviceMs(records)).toBe(T - 60_000);
+    expect(observationOf(message, records, T, "device")).toEqual({
+      atMs: T,
+      report: true,
+      deviceMs: T - 60_000,
+    });
+    const hello = { channel: "hello" as const, deviceId: "d", body: HELLO };
+    const helloRecords = messagePoints(hello, { ...CONTEXT, receivedMs: T }).records;
+    expect(observationOf(hello, helloRecords, T, "device")).toEqual({ atMs: T, report: true });
+    const will = { channel: "status" as const, deviceId: "d", body: { state: "offline" as const } };
+    expect(observationOf(will, [], T, "will")).toEqual({
+      atMs: T,
+      report: false,
+      presence: { state: "offline", atMs: T, source: "will" },
+    });
+  });
+
+  it("takes the receive time of a clock it does not trust", () => {
+    const ahead = { channel: "telemetry" as const, deviceId: "d", body: [sample(T + 3_600_000, 1)] };
+    expect(storedDeviceMs(messagePoints(ahead, { ...CONTEXT, receivedMs: T }).records)).toBe(T);
+  });
+
+  it("keeps the newest device time, whatever order the reports came in", () => {
+    let state = observe({}, report(T, { deviceMs: T - 5_000 }), EVERY).activity;
+    state = observe(state, report(T + 1_000, { deviceMs: T - 60_000 }), EVERY).activity;
+    expect(state).toMatchObject({ lastReportMs: T + 1_000, lastReportDeviceMs: T - 5_000 });
+    state = observe(state, report(T + 2_000), EVERY).activity;
+    expect(state.lastReportDeviceMs).toBe(T - 5_000);
+  });
+});
+
+const CONTEXT = {
+  meta: undefined,
+  receivedMs: T,
+  clockSkewFutureMs: 600_000,
+  clockSkewPastMs: 30 * 86_400_000,
+  discriminator: 0,
+};
+const HELLO = { kind: "modem", model: "FQ-M200", firmware: "2.4.1", hardware: "rev C", serial: "S-1" };
+
+describe("live and backfilled, the same messages give the same silent devices", () => {
+  const MIN = 60_000;
+  const HOUR = 60 * MIN;
+  const CADENCE = 30 * MIN;
+  const START = T - 24 * HOUR;
+  const END = T;
+  const JUDGE = END + 2 * MIN;
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  type Sent = { ts: number; channel: "telemetry" | "event"; body: Record<string, unknown> };
+  type Device = {
+    id: string;
+    messages: Sent[];
+    goesSilent: boolean;
+    offline?: { fromMs: number; toMs: number };
+  };
+
+  /** Telemetry every 30 min in [START, stopMs), with the extra messages. Allowance: 3 × 30 min. */
+  function history(stopMs: number, extra: Sent[] = []): Sent[] {
+    const sent: Sent[] = [...extra];
+    for (let ts = START; ts < stopMs; ts += CADENCE)
+      sent.push({ ts, channel: "telemetry", body: { metrics: { snr: 7 } } });
+    return sent
+      .sort((x, y) => x.ts - y.ts)
+      .map((m, i) => ({ ...m, body: { ...m.body, ts: m.ts, seq: i + 1 } }));
+  }
+  const update = { from: "2.4.0", to: "2.4.1", result: "success" };
+  const FLEET: Device[] = [
+    { id: "a-steady", messages: history(END), goesSilent: false },
+    {
+      id: "b-updated",
+      messages: history(END - 12 * HOUR, [
+        { ts: END - 13 * HOUR, channel: "event", body: { type: "firmware_update", data: update } },
+      ]),
+      goesSilent: true,
+    },
+    // Its last report an hour before the end: not overdue yet.
+    { id: "c-late", messages: history(END - 50 * MIN), goesSilent: false },
+    // Offline for two hours before the last, then it delivers what it buffered.
+    {
+      id: "d-buffered",
+      messages: history(END),
+      goesSilent: false,
+      offline: { fromMs: END - 3 * HOUR, toMs: END - HOUR },
+    },
+  ];
+
+  type Step = { atMs: number; run: (ingest: Ingest) => Promise<unknown> };
+  const topic = (id: string, channel: string) => `fq/v1/${id}/${channel}`;
+  const send = (id: string, channel: string, body: unknown, source?: "device" | "will") => (ingest: Ingest) =>
+    ingest.receive(id, topic(id, channel), Buffer.from(JSON.stringify(body)), source);
+  const connect = (id: string, atMs: number): Step[] => [
+    { atMs, run: (ingest) => ingest.presence(id, "online") },
+    { atMs, run: send(id, "hello", HELLO) },
+  ];
+  const drop = (id: string, atMs: number): Step[] => [
+    { atMs, run: send(id, "status", { state: "offline" }, "will") },
+    { atMs, run: (ingest) => ingest.presence(id, "offline") },
+  ];
+
+  /** Each message when it happens; a device offline sends what it buffered when it is back. */
+  function live(): Step[] {
+    const steps: Step[] = [];
+    for (const d of FLEET) {
+      steps.push(...connect(d.id, START - MIN));
+      for (const m of d.messages) {
+        const buffered = d.offline !== undefined && m.ts >= d.offline.fromMs && m.ts < d.offline.toMs;
+        const atMs = buffered ? (d.offline?.toMs ?? m.ts) : m.ts;
+        steps.push({ atMs, run: send(d.id, m.channel, m.body) });
+      }
+      if (d.offline !== undefined) {
+        steps.push(...drop(d.id, d.offline.fromMs));
+        steps.push(...connect(d.id, d.offline.toMs - 1));
+      }
+      const lastMs = d.messages.at(-1)?.ts ?? START;
+      steps.push(
+        ...(d.goesSilent
+          ? drop(d.id, lastMs + MIN)
+          : [{ atMs: END, run: (i: Ingest) => i.presence(d.id, "offline") }]),
+      );
+    }
+    return steps.sort((x, y) => x.atMs - y.atMs);
+  }
+
+  /** After the history's end, one device after the other: connect, every message, goodbye or drop. */
+  function backfill(): Step[] {
+    let atMs = END + 10_000;
+    const steps: Step[] = [];
+    for (const d of FLEET) {
+      steps.push(...connect(d.id, atMs));
+      for (const m of d.messages) {
+        atMs += 5;
+        steps.push({ atMs, run: send(d.id, m.channel, m.body) });
+      }
+      atMs += 5;
+      steps.push(
+        ...(d.goesSilent ? drop(d.id, atMs) : [{ atMs, run: (i: Ingest) => i.presence(d.id, "offline") }]),
+      );
+    }
+    return steps;
+  }
+
+  /** device_state as InfluxDB would hold it: each point's fields merged over the slot's earlier ones. */
+  function rowsOf(points: readonly Point[]): DeviceStateRow[] {
+    const slots = new Map<string, Record<string, unknown>>();
+    for (const p of points) {
+      const fields = Object.fromEntries(
+        Object.entries(p.fields).map(([k, v]) => [k, typeof v === "object" ? v.int : v]),
+      );
+      slots.set(p.timeNs, { ...(slots.get(p.timeNs) ?? {}), ...fields });
+    }
+    return [...slots.values()].flatMap((f) => deviceStateRow({ ...f, time: new Date(0) }) ?? []);
+  }
+
+  async function play(steps: Step[], onStep?: (atMs: number, points: Point[]) => void) {
+    dir = await mkdtemp(join(tmpdir(), "fieldq-device-clock-"));
+    const clock = { now: START };
+    const journal = await Journal.open({ dir, maxBytes: 1e8, logger: silentLogger });
+    const points: Point[] = [];
+    try {
+      const ingest = await createIngest({
+        journal,
+        logger: silentLogger,
+        metrics: createMetrics(),
+        maxPayloadBytes: 65_536,
+        clockSkewFutureMs: 600_000,
+        clockSkewPastMs: 30 * 86_400_000,
+        limits: {
+          maxPointBytes: 65_536,
+          maxMetricNames: 100,
+          maxDeviceMetricNames: 100,
+          maxLabelValues: 100,
+          maxDeviceLabelValues: 10,
+        },
+        now: () => clock.now,
+      });
+      for (const step of steps) {
+        clock.now = step.atMs;
+        await step.run(ingest);
+        const batch = await journal.readBatch(10_000);
+        await journal.commit(batch.keys, []);
+        points.push(...batch.records.map((r) => r.point).filter((p) => p.measurement === "device_state"));
+        onStep?.(step.atMs, points);
+      }
+    } finally {
+      await journal.close();
+    }
+    return rowsOf(points);
+  }
+
+  async function judge(rows: DeviceStateRow[]) {
+    const directory = createDeviceDirectory({ load: async () => rows, refreshEveryMs: 0 });
+    const devices = createDeviceService({
+      reads: createMemoryDeviceReads({ states: rows }),
+      directory,
+      now: () => JUDGE,
+    });
+    try {
+      const { items } = await devices.listDevices({ limit: 100, offset: 0 });
+      const report = await devices.silence({ fromMs: START, toMs: JUDGE });
+      return { statuses: Object.fromEntries(items.map((d) => [d.id, [d.status, d.lastReport]])), report };
+    } finally {
+      directory.close();
+    }
+  }
+
+  it("finds the device that stopped 12 h before the end right after the import, and after its update", async () => {
+    const liveRows = await play(live());
+    if (dir) await rm(dir, { recursive: true, force: true });
+    const backfilledRows = await play(backfill());
+    const [asLive, asBackfilled] = [await judge(liveRows), await judge(backfilledRows)];
+    const lastOf = (id: string) => iso(FLEET.find((d) => d.id === id)?.messages.at(-1)?.ts ?? 0);
+    expect(asBackfilled.statuses).toEqual({
+      "a-steady": ["offline", lastOf("a-steady")],
+      "b-updated": ["silent", lastOf("b-updated")],
+      "c-late": ["offline", lastOf("c-late")],
+      "d-buffered": ["offline", lastOf("d-buffered")],
+    });
+    expect(asLive.statuses).toEqual(asBackfilled.statuses);
+    expect(asBackfilled.report.afterUpdate.devices).toEqual([
+      {
+        device: "b-updated",
+        model: "FQ-M200",
+        from: "2.4.0",
+        to: "2.4.1",
+        updatedAt: iso(END - 13 * HOUR),
+        lastReport: lastOf("b-updated"),
+      },
+    ]);
+    expect(asLive.report).toEqual(asBackfilled.report);
+  });
+
+  it("does not call a device silent while it delivers what it buffered offline", async () => {
+    const during: string[] = [];
+    const d = FLEET.find((f) => f.id === "d-buffered");
+    const backAtMs = d?.offline?.toMs ?? 0;
+    await play(live(), (atMs, points) => {
+      // Its buffer arrives at the instant it is back: look at it there, message by message.
+      if (atMs !== backAtMs) return;
+      const row = rowsOf(points).find((r) => r.device === "d-buffered");
+      if (row !== undefined) during.push(statusAt(livenessInputOf(row), atMs, silenceOptions()));
+    });
+    expect(during.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(during)).toEqual(new Set(["online"]));
   });
 });

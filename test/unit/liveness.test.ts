@@ -69,6 +69,24 @@ describe("liveness", () => {
     expect(liveness(nothing, NOW, options)).toMatchObject({ status: "silent", lastSeen: null, online: null });
   });
 
+  it("shows and judges the last report on the device's clock once it has disconnected", () => {
+    // A history imported a minute ago whose last report is 12 h old on the device's clock.
+    const imported = input({
+      lastReportMs: NOW - MINUTE,
+      lastReportDeviceMs: NOW - 12 * HOUR,
+      presence: { state: "offline", atMs: NOW - 30_000 },
+    });
+    expect(liveness(imported, NOW, options)).toMatchObject({
+      status: "silent",
+      lastReport: iso(NOW - 12 * HOUR),
+      lastSeen: iso(NOW - 30_000),
+    });
+    expect(statusAt(imported, NOW, options)).toBe("silent");
+    // Still connected and delivering that history: not silent yet.
+    const delivering = { ...imported, presence: { state: "online" as const, atMs: NOW - 2 * MINUTE } };
+    expect(statusAt(delivering, NOW, options)).toBe("online");
+  });
+
   it("judges at the instant asked, not the present", () => {
     expect(liveness(input({ lastReportMs: NOW - 2 * HOUR }), NOW - 2 * HOUR + MINUTE, options).status).toBe(
       "online",
@@ -95,7 +113,11 @@ describe("statusAt", () => {
 describe("livenessInputs", () => {
   it("folds raw reports, presence per source and cadences into one input per device", () => {
     const inputs = livenessInputs({
-      reports: new Map([["a", NOW - 10 * MINUTE]]),
+      reports: new Map([
+        ["a", { atMs: NOW - 10 * MINUTE, deviceMs: NOW - 10 * MINUTE }],
+        // Only a hello before the instant: no timestamped report.
+        ["c", { atMs: NOW - 2 * MINUTE, deviceMs: null }],
+      ]),
       presence: [
         { device: "a", source: "broker", state: "online", atMs: NOW - HOUR },
         { device: "a", source: "will", state: "offline", atMs: NOW - 20 * MINUTE },
@@ -109,6 +131,7 @@ describe("livenessInputs", () => {
     expect(inputs.get("a")).toEqual({
       model: "M1",
       lastReportMs: NOW - 10 * MINUTE,
+      lastReportDeviceMs: NOW - 10 * MINUTE,
       lastSeenMs: NOW - 10 * MINUTE,
       presence: { state: "offline", atMs: NOW - 20 * MINUTE },
       cadence: { medianMs: MINUTE, samples: 4 },
@@ -116,10 +139,12 @@ describe("livenessInputs", () => {
     expect(inputs.get("b")).toEqual({
       model: "unknown",
       lastReportMs: NOW - 5 * MINUTE,
+      lastReportDeviceMs: null,
       lastSeenMs: NOW - 5 * MINUTE,
       presence: { state: "online", atMs: NOW - 5 * MINUTE },
       cadence: undefined,
     });
-    expect([...inputs.keys()].sort()).toEqual(["a", "b"]);
+    expect(inputs.get("c")).toMatchObject({ lastReportMs: NOW - 2 * MINUTE, lastReportDeviceMs: null });
+    expect([...inputs.keys()].sort()).toEqual(["a", "b", "c"]);
   });
 });

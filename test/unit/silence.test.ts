@@ -86,14 +86,51 @@ describe("presenceStatus", () => {
     ["never reported, connected long ago", null, online(60), "silent"],
     ["never heard of at all", null, null, "silent"],
   ])("is %s → %s", (_name, minutesAgo, lastPresence, status) => {
-    const lastSeenMs = minutesAgo === null ? null : NOW - minutesAgo * MINUTE;
-    expect(presenceStatus({ lastSeenMs, expectedMs: 5 * MINUTE, lastPresence, nowMs: NOW, factor: 3 })).toBe(
-      status,
+    const lastReportMs = minutesAgo === null ? null : NOW - minutesAgo * MINUTE;
+    expect(
+      presenceStatus({ lastReportMs, expectedMs: 5 * MINUTE, lastPresence, nowMs: NOW, factor: 3 }),
+    ).toBe(status);
+  });
+
+  // Received (broker clock) and stored (device clock) minutes ago; allowance 15 min.
+  it.each<[string, number, number, PresenceState | null, string]>([
+    [
+      "imported just now, stopped 12 h before the end of its history, disconnected",
+      1,
+      720,
+      offline(0.5),
+      "silent",
+    ],
+    ["imported just now, reported to the end of its history, disconnected", 1, 2, offline(0.5), "offline"],
+    ["delivering an old backlog: connected, received just now", 0, 600, online(1), "online"],
+    ["delivering an old backlog without any presence record", 0, 600, null, "online"],
+    ["a backlog delivered, but a report followed its disconnect", 0, 600, offline(1), "online"],
+    ["its device clock a few minutes ahead, overdue by the broker's", 16, 10, offline(15), "silent"],
+    ["its device clock a few minutes ahead, disconnected", 2, -5, offline(1), "offline"],
+    ["live, reports stored at their receive time", 1, 1, offline(0.5), "offline"],
+  ])("is %s → %s", (_name, receivedAgo, storedAgo, lastPresence, status) => {
+    expect(
+      presenceStatus({
+        lastReportMs: NOW - receivedAgo * MINUTE,
+        lastReportDeviceMs: NOW - storedAgo * MINUTE,
+        expectedMs: 5 * MINUTE,
+        lastPresence,
+        nowMs: NOW,
+        factor: 3,
+      }),
+    ).toBe(status);
+  });
+
+  it("judges on the broker's clock where the device's is not known", () => {
+    const input = { lastReportMs: NOW - MINUTE, expectedMs: 5 * MINUTE, nowMs: NOW, factor: 3 };
+    expect(presenceStatus({ ...input, lastReportDeviceMs: null, lastPresence: offline(0.5) })).toBe(
+      "offline",
     );
+    expect(presenceStatus({ ...input, lastPresence: offline(0.5) })).toBe("offline");
   });
 
   it("scales the allowance with the factor", () => {
-    const input = { lastSeenMs: NOW - 20 * MINUTE, expectedMs: 5 * MINUTE, lastPresence: null, nowMs: NOW };
+    const input = { lastReportMs: NOW - 20 * MINUTE, expectedMs: 5 * MINUTE, lastPresence: null, nowMs: NOW };
     expect(presenceStatus({ ...input, factor: 3 })).toBe("silent");
     expect(presenceStatus({ ...input, factor: 5 })).toBe("online");
   });
