@@ -14,6 +14,7 @@ import {
   cohortTags,
   type DeviceCohortEntry,
   type DeviceTally,
+  decodeDeviceCohorts,
   emptyDeviceCohortEntry,
   encodeDeviceCohorts,
   encodeIds,
@@ -381,9 +382,9 @@ export function createRollups(influx: InfluxDB, write: PointWriter, options: Rol
           byDevice.set(t.device, t);
       }
     }
-    for (const { cohort, startMs: at, entries } of storedDeviceCohortParts(cohorts)) {
+    for (const { cohort, startMs: at, part } of storedDeviceCohortParts(cohorts)) {
       const byDevice = deviceCohortOf(partsAt(at).cohorts, cohort);
-      for (const entry of entries) addDeviceCohort(byDevice, entry);
+      for (const entry of decodeDeviceCohorts(part)) addDeviceCohort(byDevice, entry);
     }
     return result;
   }

@@ -6,9 +6,10 @@ import {
   bucketsOf,
   type CohortLabels,
   cohortKey,
-  type DeviceCohortEntry,
   type DeviceCohortTally,
+  type DeviceCohortVisitor,
   type DeviceTally,
+  faultOf,
   identityKey,
   RATINGS,
   SET_KINDS,
@@ -23,6 +24,7 @@ import {
   storedSetsStatement,
   storedTalliesStatement,
   storedTallyParts,
+  visitDeviceCohorts,
 } from "./rollup-schema.js";
 import type { MeasurementKey } from "./schema.js";
 
@@ -240,70 +242,78 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
     }
     return i;
   };
+  /** (severity, code) pairs as "severity=code", each to a small integer. */
   const faultIndex = new Map<string, number>();
   const faultTable: Array<{ severity: string; code: string }> = [];
-  const faultOf = (severity: string, code: string) => {
-    const key = `${severity}=${code}`;
-    let i = faultIndex.get(key);
+  const faultKindOf = (faultKey: string) => {
+    let i = faultIndex.get(faultKey);
     if (i === undefined) {
       i = faultTable.length;
-      faultIndex.set(key, i);
-      faultTable.push({ severity, code });
+      faultIndex.set(faultKey, i);
+      faultTable.push(faultOf(faultKey));
     }
     return i;
   };
 
-  /** The columns of one bucket's decoded device_cohort parts. */
+  /** The columns of one bucket's device_cohort parts. */
   function deviceCohortsColumns(
     rev: number,
-    rows: ReadonlyArray<{ cohort: number; entries: DeviceCohortEntry[] }>,
+    parts: ReadonlyArray<{ cohort: number; part: string }>,
   ): DeviceCohortsEntry {
-    const n = rows.reduce((sum, r) => sum + r.entries.length, 0);
-    const entry: DeviceCohortsEntry = {
-      rev,
-      members: new Int32Array(n),
-      cohorts: new Int32Array(n),
-      hours: new Float64Array(n),
-      reboots: new Float64Array(n),
-      rejections: new Float64Array(n),
-      ratingStart: new Int32Array(n + 1),
-      rating: new Uint8Array(0),
-      ratingN: new Float64Array(0),
-      faultStart: new Int32Array(n + 1),
-      fault: new Int32Array(0),
-      faultN: new Float64Array(0),
-    };
+    const members: number[] = [];
+    const cohorts: number[] = [];
+    const hours: number[] = [];
+    const reboots: number[] = [];
+    const rejections: number[] = [];
+    const ratingStart: number[] = [0];
     const rating: number[] = [];
     const ratingN: number[] = [];
+    const faultStart: number[] = [0];
     const fault: number[] = [];
     const faultN: number[] = [];
-    let i = 0;
-    for (const { cohort, entries } of rows) {
-      for (const e of entries) {
-        entry.members[i] = indexOf(e.device);
-        entry.cohorts[i] = cohort;
-        entry.hours[i] = e.hours;
-        entry.reboots[i] = e.reboots;
-        entry.rejections[i] = e.rejections;
-        e.ratings.forEach((count, r) => {
-          if (count === 0) return;
-          rating.push(r);
-          ratingN.push(count);
-        });
-        for (const f of e.faults) {
-          fault.push(faultOf(f.severity, f.code));
-          faultN.push(f.n);
+    let cohort = 0;
+    const visitor: DeviceCohortVisitor = {
+      entry(device, h, r, j) {
+        if (members.length > 0) {
+          ratingStart.push(rating.length);
+          faultStart.push(fault.length);
         }
-        i++;
-        entry.ratingStart[i] = rating.length;
-        entry.faultStart[i] = fault.length;
-      }
+        members.push(indexOf(device));
+        cohorts.push(cohort);
+        hours.push(h);
+        reboots.push(r);
+        rejections.push(j);
+      },
+      rating(r, n) {
+        if (r < 0 || r >= RATINGS) return;
+        rating.push(r);
+        ratingN.push(n);
+      },
+      fault(faultKey, n) {
+        fault.push(faultKindOf(faultKey));
+        faultN.push(n);
+      },
+    };
+    for (const p of parts) {
+      cohort = p.cohort;
+      visitDeviceCohorts(p.part, visitor);
     }
-    entry.rating = Uint8Array.from(rating);
-    entry.ratingN = Float64Array.from(ratingN);
-    entry.fault = Int32Array.from(fault);
-    entry.faultN = Float64Array.from(faultN);
-    return entry;
+    ratingStart.push(rating.length);
+    faultStart.push(fault.length);
+    return {
+      rev,
+      members: Int32Array.from(members),
+      cohorts: Int32Array.from(cohorts),
+      hours: Float64Array.from(hours),
+      reboots: Float64Array.from(reboots),
+      rejections: Float64Array.from(rejections),
+      ratingStart: Int32Array.from(members.length === 0 ? [0] : ratingStart),
+      rating: Uint8Array.from(rating),
+      ratingN: Float64Array.from(ratingN),
+      faultStart: Int32Array.from(members.length === 0 ? [0] : faultStart),
+      fault: Int32Array.from(fault),
+      faultN: Float64Array.from(faultN),
+    };
   }
 
   /** Statements over the runs of these buckets, one per span and run, with what each reads. */
@@ -534,11 +544,11 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
           statement: storedDeviceCohortsStatement(span, a, b),
           keys: inRun.map((x) => deviceCohortsKey(bucketKey(x.span, x.startMs))),
           apply(groups) {
-            const loaded = new Map<number, Array<{ cohort: number; entries: DeviceCohortEntry[] }>>();
-            for (const { cohort, startMs, entries } of storedDeviceCohortParts(groups)) {
-              const rows = loaded.get(startMs) ?? [];
-              loaded.set(startMs, rows);
-              rows.push({ cohort: cohortOf(cohort), entries });
+            const loaded = new Map<number, Array<{ cohort: number; part: string }>>();
+            for (const { cohort, startMs, part } of storedDeviceCohortParts(groups)) {
+              const parts = loaded.get(startMs) ?? [];
+              loaded.set(startMs, parts);
+              parts.push({ cohort: cohortOf(cohort), part });
             }
             for (const x of inRun) {
               deviceCohortsCache.set(
@@ -706,17 +716,33 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
           }));
         },
         deviceCohorts(within = first) {
-          // A slot per (device, cohort) met, its counts in flat arrays; faults by slot × fault kind.
-          const cohortsKnown = cohortTable.length;
-          const slotOf = new Map<number, number>();
+          // A slot per (device, cohort) met: a device's first slot by its index, its others (a firmware
+          // update) chained behind it; a slot's faults and ratings are chained cells of (kind, n).
+          const firstSlot = new Int32Array(ids.length).fill(-1);
+          const nextSlot: number[] = [];
           const slotMember: number[] = [];
           const slotCohort: number[] = [];
           const hours: number[] = [];
           const reboots: number[] = [];
           const rejections: number[] = [];
-          const ratings: number[] = [];
-          const faults = new Map<number, number>();
-          const faultKinds = faultTable.length;
+          const slotFaults: number[] = [];
+          const slotRatings: number[] = [];
+          const cellKind: number[] = [];
+          const cellN: number[] = [];
+          const cellNext: number[] = [];
+          /** Adds n to the cell of this kind in the chain starting at head; the chain's new head. */
+          const addCell = (head: number, kind: number, n: number) => {
+            for (let c = head; c >= 0; c = cellNext[c] ?? -1) {
+              if (cellKind[c] === kind) {
+                cellN[c] = (cellN[c] ?? 0) + n;
+                return head;
+              }
+            }
+            cellKind.push(kind);
+            cellN.push(n);
+            cellNext.push(head);
+            return cellKind.length - 1;
+          };
           for (const b of bucketsWithin(within)) {
             const key = deviceCohortsKey(bucketKey(b.span, b.startMs));
             if (!deviceCohortsOf.has(key)) throw new Error(`device cohorts for ${key} were not loaded`);
@@ -725,37 +751,39 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
             for (let i = 0; i < entry.members.length; i++) {
               const member = entry.members[i] ?? 0;
               const cohort = entry.cohorts[i] ?? 0;
-              const pair = member * cohortsKnown + cohort;
-              let s = slotOf.get(pair);
-              if (s === undefined) {
+              let s = firstSlot[member] ?? -1;
+              while (s >= 0 && slotCohort[s] !== cohort) s = nextSlot[s] ?? -1;
+              if (s < 0) {
                 s = slotMember.length;
-                slotOf.set(pair, s);
+                nextSlot.push(firstSlot[member] ?? -1);
+                firstSlot[member] = s;
                 slotMember.push(member);
                 slotCohort.push(cohort);
                 hours.push(0);
                 reboots.push(0);
                 rejections.push(0);
-                for (let r = 0; r < RATINGS; r++) ratings.push(0);
+                slotFaults.push(-1);
+                slotRatings.push(-1);
               }
               hours[s] = (hours[s] ?? 0) + (entry.hours[i] ?? 0);
               reboots[s] = (reboots[s] ?? 0) + (entry.reboots[i] ?? 0);
               rejections[s] = (rejections[s] ?? 0) + (entry.rejections[i] ?? 0);
-              for (let j = entry.ratingStart[i] ?? 0; j < (entry.ratingStart[i + 1] ?? 0); j++) {
-                const at = s * RATINGS + (entry.rating[j] ?? 0);
-                ratings[at] = (ratings[at] ?? 0) + (entry.ratingN[j] ?? 0);
-              }
-              for (let j = entry.faultStart[i] ?? 0; j < (entry.faultStart[i + 1] ?? 0); j++) {
-                const at = s * faultKinds + (entry.fault[j] ?? 0);
-                faults.set(at, (faults.get(at) ?? 0) + (entry.faultN[j] ?? 0));
-              }
+              for (let j = entry.ratingStart[i] ?? 0; j < (entry.ratingStart[i + 1] ?? 0); j++)
+                slotRatings[s] = addCell(slotRatings[s] ?? -1, entry.rating[j] ?? 0, entry.ratingN[j] ?? 0);
+              for (let j = entry.faultStart[i] ?? 0; j < (entry.faultStart[i + 1] ?? 0); j++)
+                slotFaults[s] = addCell(slotFaults[s] ?? -1, entry.fault[j] ?? 0, entry.faultN[j] ?? 0);
             }
           }
-          const faultsOf: Array<DeviceCohortTally["faults"]> = slotMember.map(() => []);
-          for (const [at, n] of faults) {
-            const kind = faultTable[at % faultKinds];
-            if (kind !== undefined) faultsOf[Math.floor(at / faultKinds)]?.push({ ...kind, n });
-          }
           return slotMember.map((member, s) => {
+            const ratings = new Array<number>(RATINGS).fill(0);
+            for (let c = slotRatings[s] ?? -1; c >= 0; c = cellNext[c] ?? -1)
+              ratings[cellKind[c] ?? 0] = cellN[c] ?? 0;
+            const faults: DeviceCohortTally["faults"] = [];
+            for (let c = slotFaults[s] ?? -1; c >= 0; c = cellNext[c] ?? -1) {
+              const kind = faultTable[cellKind[c] ?? 0];
+              if (kind !== undefined)
+                faults.push({ severity: kind.severity, code: kind.code, n: cellN[c] ?? 0 });
+            }
             const cohort = cohortTable[slotCohort[s] ?? 0] ?? {
               kind: "",
               model: "",
@@ -768,8 +796,8 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
               hours: hours[s] ?? 0,
               reboots: reboots[s] ?? 0,
               rejections: rejections[s] ?? 0,
-              ratings: ratings.slice(s * RATINGS, (s + 1) * RATINGS),
-              faults: faultsOf[s] ?? [],
+              ratings,
+              faults,
             };
           });
         },

@@ -83,6 +83,20 @@ describe("device_cohort entries", () => {
     expect(encodeDeviceCohorts([])).toEqual([]);
     expect(decodeDeviceCohorts("")).toEqual([]);
   });
+
+  test("skip what is malformed and keep the rest", () => {
+    const part = ["", "x", "a|1|2", "|1|0|0|", "b|1|0|0|5=2;bad|warning=X=1|nofault|Y=2", "c|2|0|0|"].join(
+      ",",
+    );
+    expect(decodeDeviceCohorts(part)).toEqual([
+      entry("b", {
+        hours: 1,
+        ratings: ratings({ 5: 2 }),
+        faults: [{ severity: "warning", code: "X", n: 1 }],
+      }),
+      entry("c", { hours: 2 }),
+    ]);
+  });
 });
 
 describe("adding device tallies across buckets", () => {
@@ -151,7 +165,7 @@ describe("stored device_cohort parts", () => {
         group("2", "c|1|0|0|", 3),
       ]),
     ];
-    expect(found.map((p) => p.entries.map((e) => e.device))).toEqual([["a", "b"], ["c"]]);
+    expect(found.map((p) => decodeDeviceCohorts(p.part).map((e) => e.device))).toEqual([["a", "b"], ["c"]]);
     expect(found[0]?.cohort).toEqual({ kind: "printer", model: "Mk3", firmware: "1.0", region: "eu" });
     expect(found[0]?.startMs).toBe(at.getTime());
   });
