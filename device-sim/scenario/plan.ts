@@ -241,8 +241,10 @@ function inject(problem: Problem, planned: Planned[], context: InjectContext): I
     }
     case "lemons": {
       const { model, kind, code } = problem;
-      const candidates = planned.filter((device) =>
-        model === undefined ? device.spec.kind === kind : device.model === model,
+      const candidates = planned.filter(
+        (device) =>
+          (model === undefined ? device.spec.kind === kind : device.model === model) &&
+          (problem.firmware === undefined || device.spec.hello.firmware === problem.firmware),
       );
       const chosen = choose(problem, candidates, context);
       // A lemon is measured against its model's average device, not against the proneness it drew: one that

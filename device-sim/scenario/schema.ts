@@ -162,6 +162,8 @@ export const LemonsProblem = z.strictObject({
   /** Exactly one of model and kind says where the lemons are picked. */
   model: Label.optional(),
   kind: z.enum(["modem", "printer"]).optional(),
+  /** Picks only among devices that start on this version (they stay lemons on every other). */
+  firmware: Version.optional(),
   ...devicePick,
   /** Default: every fault of the device. */
   code: Label.optional(),
@@ -380,6 +382,15 @@ function crossCheck(scenario: z.infer<typeof ScenarioFields>): Finding[] {
           if (devices === 0) add([...at, "kind"], `the fleet has no ${kind}`);
         }
         if (kind === undefined) break;
+        if (problem.firmware !== undefined) {
+          const starts = scenario.fleet.some(
+            (entry) =>
+              (problem.model === undefined ? entry.kind === kind : entry.model === problem.model) &&
+              startsOn(entry, problem.firmware ?? ""),
+          );
+          if (!starts)
+            add([...at, "firmware"], `no fleet entry of these devices starts on ${problem.firmware}`);
+        }
         const codes: readonly string[] = FAULT_CODES[kind];
         if (problem.code !== undefined && !codes.includes(problem.code)) {
           add([...at, "code"], `${kind}s raise no fault "${problem.code}"; known: ${codes.join(", ")}`);
@@ -392,6 +403,13 @@ function crossCheck(scenario: z.infer<typeof ScenarioFields>): Finding[] {
     }
   });
   return findings;
+}
+
+/** Whether some devices of the entry start on the version (by its shares, or its line's usual mix). */
+function startsOn(entry: FleetEntry, version: string): boolean {
+  const line = productLine(PRODUCT_LINES[entry.kind], entry.model);
+  const shares = entry.firmware ?? (line === undefined ? {} : Object.fromEntries(line.firmware));
+  return (shares[version] ?? 0) > 0;
 }
 
 const neverRuns = (model: string, firmware: string) =>

@@ -262,6 +262,12 @@ describe("scenario files", () => {
       "    model: FQ-Modem 7590\n    kind: modem",
       "give either the model or the kind",
     ],
+    [
+      "lemons among a version no entry starts on",
+      13,
+      '    firmware: "9.9"',
+      "test.yaml:13:15: problems[0].firmware: no fleet entry of these devices starts on 9.9",
+    ],
     ["a factor of 1", 14, "    factor: 1", "test.yaml:14:13: problems[0].factor: Too small"],
   ])("points at %s", (_, line, text, expected) => {
     expect(errorsOf(withLine(line, text))).toEqual(
@@ -288,7 +294,7 @@ describe("lemons-and-canary", async () => {
   it("lists a canary regression and the lemons in its ground truth, and nothing on FQ-Modem 7590's versions", () => {
     expect(plan.truth.problems.map((p) => [p.id, p.type])).toEqual([
       ["canary-8.10-wan-down", "fault_rate"],
-      ["lemons-7590", "lemons"],
+      ["lemons-5530", "lemons"],
       ["lemons-mk3-clog", "lemons"],
     ]);
     expect(plan.truth.problems[0]).toMatchObject({
@@ -300,6 +306,8 @@ describe("lemons-and-canary", async () => {
     });
     const canary = plan.devices.filter((device) => device.hello.firmware === "8.10");
     expect(canary).toHaveLength(30);
+    const lemons = plan.truth.problems[1]?.type === "lemons" ? plan.truth.problems[1].devices : [];
+    expect(canary.filter((device) => lemons.includes(device.id))).toEqual([]);
     const versions = new Set(
       plan.devices.filter((d) => d.hello.model === "FQ-Modem 7590").map((d) => d.hello.firmware),
     );
