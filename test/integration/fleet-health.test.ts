@@ -1,4 +1,5 @@
 import { test as base, describe, expect } from "vitest";
+import { MIN_DEVICES } from "../../analytics/device-rates.js";
 import { createApp } from "../../api/app.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
@@ -668,13 +669,14 @@ describe("GET /api/v1/fleet/summary and /api/v1/fleet/trend", () => {
   });
 });
 
-// Which cohort is worst: 36 modems of one model over the two days, 12 on each of three ISPs, all reporting
-// every hour; those on 1und1 lose their line three times as often (the home demo's flaky ISP). A printer of
+// Which cohort is worst: modems of one model over the two days, PER_ISP on each of three ISPs (enough for a
+// verdict: analytics/device-rates.ts MIN_DEVICES), all reporting every hour; those on 1und1 lose their line three times as often (the home demo's flaky ISP). A printer of
 // another model on 1und1 faults a lot and must not count.
 const MODEM = "FQ-Modem 7590";
+const PER_ISP = 2 * Math.ceil(Math.max(12, MIN_DEVICES) / 2);
 const ISPS = { telekom: 1, vodafone: 1, "1und1": 3 } as const;
 const modems = Object.entries(ISPS).flatMap(([isp, factor]) =>
-  Array.from({ length: 12 }, (_, i) => ({
+  Array.from({ length: PER_ISP }, (_, i) => ({
     device: { id: `${isp}-${i}`, meta: { ...meta("modem", MODEM, "7.57", "eu"), isp } } as Device,
     isp,
     factor,
@@ -744,24 +746,27 @@ describe("GET /api/v1/fleet/cohorts", () => {
       dimension: "isp",
       from: iso(DAY1),
       to: iso(END),
-      devices: 36,
+      devices: 3 * PER_ISP,
       familySize: 3 * 3,
       unknown: { devices: 0, exposureHours: 0 },
     });
     const [worst, ...others] = body.cohorts;
     expect(worst).toMatchObject({
       value: "1und1",
-      devices: 12,
-      exposureHours: 576,
-      faults: 12 * 9,
+      devices: PER_ISP,
+      exposureHours: PER_ISP * 48,
+      faults: PER_ISP * 9,
       verdict: "regression",
       regressedCodes: ["DSL_RESYNC", "WAN_DOWN"],
     });
     expect(worst?.overall.rateRatio).toBeCloseTo(3, 12);
     expect(worst?.overall.verdict).toBe("regression");
-    expect(worst?.overall.baseline).toMatchObject({ count: 24 * 3, exposureHours: 24 * 48 });
+    expect(worst?.overall.baseline).toMatchObject({
+      count: 2 * PER_ISP * 3,
+      exposureHours: 2 * PER_ISP * 48,
+    });
     expect(worst?.overall.evidence).toMatchObject({
-      devices: { baseline: 24, candidate: 12 },
+      devices: { baseline: 2 * PER_ISP, candidate: PER_ISP },
       familySize: 9,
     });
     expect(others.map((c) => c.value).sort()).toEqual(["telekom", "vodafone"]);
@@ -774,11 +779,11 @@ describe("GET /api/v1/fleet/cohorts", () => {
     });
     expect(response.status).toBe(200);
     const body = CohortRanking.parse(await response.json());
-    expect(body).toMatchObject({ model: null, kind: "modem", devices: 36 });
+    expect(body).toMatchObject({ model: null, kind: "modem", devices: 3 * PER_ISP });
     expect(body.cohorts[0]).toMatchObject({
       value: "1und1",
-      devices: 12,
-      faults: 108,
+      devices: PER_ISP,
+      faults: PER_ISP * 9,
       verdict: "regression",
     });
   });
@@ -795,8 +800,8 @@ describe("GET /api/v1/fleet/cohorts", () => {
     if (!result.ok) return;
     expect(result.value.cohorts.map((c) => [c.value, c.devices, c.faults])).toEqual(
       expect.arrayContaining([
-        ["rev-a", 18, 60],
-        ["rev-b", 18, 60],
+        ["rev-a", 1.5 * PER_ISP, 5 * PER_ISP],
+        ["rev-b", 1.5 * PER_ISP, 5 * PER_ISP],
       ]),
     );
     expect(result.value.cohorts.map((c) => c.verdict)).not.toContain("regression");
