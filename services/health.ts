@@ -367,6 +367,8 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
         rollups.load([month, lastDay], [versionHoursQuery(undefined)], { sets: [] }),
         // The slowest to sum (every version's faults by code): a firmware list must not wait for it.
         rollups.load([month], [versionFaultsQuery()], { sets: [] }),
+        // The per-device tallies: grouping by ISP or hardware, the cohort ranking (default 30 days).
+        rollups.load([month, week], [], DEVICE_COHORTS),
         readFirstSeen(),
       ]);
     },

@@ -505,7 +505,7 @@ describe("warming up", () => {
     await health.warm();
     expect(statements.length).toBeGreaterThan(0);
     statements.length = 0;
-    // The routes' default windows: 7 days for the fleet, 30 for firmware; any selection or grouping.
+    // The routes' default windows: 7 days for the fleet, 30 for firmware and cohorts; any selection or grouping.
     const week = { fromMs: now - 7 * DAY, toMs: now };
     const month = { fromMs: now - 30 * DAY, toMs: now };
     const summary = await health.fleetSummary({ ...week, groupBy: ["model", "region"], kind: "modem" });
@@ -517,6 +517,8 @@ describe("warming up", () => {
       baseline: "1.0",
       candidate: "1.1",
     });
+    await health.fleetSummary({ ...week, groupBy: ["isp"] });
+    await health.rankCohorts({ ...month, model: "M1", dimension: "firmware" });
     expect(statements).toEqual([]);
     // And they answer what a cold service answers.
     expect(summary).toEqual(
