@@ -33,7 +33,8 @@ function capturingLogger() {
   return { logger: pino({ level: "debug" }, stream), lines };
 }
 
-type Sent = { channel: string; body: unknown; atMs: number };
+/** A message received at atMs; tsMs: the device time it carries, when not atMs (an imported history). */
+type Sent = { channel: string; body: unknown; atMs: number; tsMs?: number };
 
 /** The points an older version stored for a device's messages, presence changes and hours. */
 function olderVersionPoints(
@@ -64,7 +65,8 @@ function olderVersionPoints(
     });
     meta = mapped.meta ?? meta;
     points.push(...mapped.records.map((r) => r.point));
-    if (message.channel !== "hello") hours.set(floorHour(message.atMs), deviceTags(device, meta));
+    const tsMs = "tsMs" in message && message.tsMs !== undefined ? message.tsMs : message.atMs;
+    if (message.channel !== "hello") hours.set(floorHour(tsMs), deviceTags(device, meta));
   }
   let previous: number | undefined;
   for (const [hourMs, tags] of [...hours].sort(([a], [b]) => a - b)) {
@@ -78,10 +80,11 @@ function olderVersionPoints(
   return points;
 }
 
-const telemetry = (atMs: number, seq: number): Sent => ({
+const telemetry = (atMs: number, seq: number, tsMs = atMs): Sent => ({
   channel: "telemetry",
-  body: [{ ts: atMs, seq, metrics: { snr: 30 } }],
+  body: [{ ts: tsMs, seq, metrics: { snr: 30 } }],
   atMs,
+  tsMs,
 });
 
 type StateRow = Record<string, unknown> & { time: { getNanoTime(): string } };
@@ -128,6 +131,12 @@ describe("an upgrade from a version without device_state", () => {
       hardware: "rev C",
       region: "eu-west",
     };
+    // modem-i: ten hours of hourly history that stopped 13 h ago (within the past skew bound of a day),
+    // imported a minute ago, then a disconnect: silent on its own clock right away.
+    const iLastTs = now - 13 * HOUR_MS;
+    const iReports = Array.from({ length: 10 }, (_, k) =>
+      telemetry(now - MINUTE_MS + k * 100, k, iLastTs - (9 - k) * HOUR_MS),
+    );
     const aFirst = aReports[0]?.atMs ?? 0;
     const aLast = aReports.at(-1)?.atMs ?? 0;
     const bLast = bReports.at(-1)?.atMs ?? 0;
@@ -144,6 +153,10 @@ describe("an upgrade from a version without device_state", () => {
           [...bReports.slice(0, 6), update, ...bReports.slice(6)],
           [{ state: "online", atMs: bStart - 2 * MINUTE_MS }],
         ),
+        ...olderVersionPoints("modem-i", { ...hello, serial: "S-I" }, iReports, [
+          { state: "online", atMs: now - 2 * MINUTE_MS },
+          { state: "offline", atMs: now - 30_000 },
+        ]),
       ]);
 
       const config = testConfig(db, dataDir);
@@ -152,7 +165,7 @@ describe("an upgrade from a version without device_state", () => {
       let rows: StateRow[];
       try {
         const states = async () => [...(await influx.query<StateRow>(`SELECT * FROM "long"."device_state"`))];
-        rows = await until(states, (r) => r.length === 2);
+        rows = await until(states, (r) => r.length === 3);
         const a = rows.find((r) => r.device === "modem-a");
         const b = rows.find((r) => r.device === "modem-b");
         expect(a).toMatchObject({
@@ -161,6 +174,7 @@ describe("an upgrade from a version without device_state", () => {
           serial: "S-A",
           region: "eu-west",
           last_report_ms: aLast,
+          last_report_device_ms: aLast,
           last_seen_ms: aLast + 10 * MINUTE_MS,
           presence: "offline",
           presence_ms: aLast + 10 * MINUTE_MS,
@@ -177,7 +191,12 @@ describe("an upgrade from a version without device_state", () => {
           gap_median_ms: HOUR_MS,
           gap_samples: 11,
         });
-        expect(first.lines.map((l) => l.msg)).toContain("filling device_state for 2 devices");
+        expect(rows.find((r) => r.device === "modem-i")).toMatchObject({
+          last_report_ms: iReports.at(-1)?.atMs,
+          last_report_device_ms: iLastTs,
+          presence: "offline",
+        });
+        expect(first.lines.map((l) => l.msg)).toContain("filling device_state for 3 devices");
 
         const read = createInfluxDeviceServices(influx, { directory: { refreshEveryMs: 0 } });
         try {
@@ -185,9 +204,10 @@ describe("an upgrade from a version without device_state", () => {
           expect(list.items.map((d) => [d.id, d.status])).toEqual([
             ["modem-a", "offline"],
             ["modem-b", "silent"],
+            ["modem-i", "silent"],
           ]);
           const silent = await read.devices.listDevices({ status: "silent", limit: 10, offset: 0 });
-          expect(silent.items.map((d) => d.id)).toEqual(["modem-b"]);
+          expect(silent.items.map((d) => d.id)).toEqual(["modem-b", "modem-i"]);
           expect(await read.devices.getDevice("modem-b")).toBeDefined();
         } finally {
           read.close();
@@ -205,7 +225,7 @@ describe("an upgrade from a version without device_state", () => {
           (msgs) => msgs.includes("device_state has a point for every device"),
         );
         expect(second.lines.map((l) => l.msg)).toContain("device_state has a point for every device");
-        expect(second.lines.map((l) => l.msg)).not.toContain("filling device_state for 2 devices");
+        expect(second.lines.map((l) => l.msg)).not.toContain("filling device_state for 3 devices");
         expect(stack.journal.backlog.entries).toBe(0);
         const after = [...(await influx.query<StateRow>(`SELECT * FROM "long"."device_state"`))];
         expect(after.map((r) => r.updated_ms)).toEqual(rows.map((r) => r.updated_ms));
@@ -224,7 +244,7 @@ describe("an upgrade from a version without device_state", () => {
           (msgs) => msgs.includes("device_state has a point for every device"),
         );
         expect(third.lines.find((l) => l.msg.startsWith("the journal had no record"))).toMatchObject({
-          devices: 2,
+          devices: 3,
         });
         const slots = new Map(rows.map((r) => [r.device, slotOf(r as StateRow)]));
         for (const id of ["modem-a", "modem-c"]) {
@@ -254,6 +274,7 @@ describe("an upgrade from a version without device_state", () => {
         expect(after.map((r) => [r.device, slotOf(r)])).toEqual([
           ["modem-a", slots.get("modem-a")],
           ["modem-b", slots.get("modem-b")],
+          ["modem-i", slots.get("modem-i")],
           ["modem-c", Math.max(...slots.values()) + 1],
         ]);
         // modem-a's fresh report is at its old slot, with the hello the lost journal had.
