@@ -33,11 +33,11 @@ export const Device = z
     online: z.boolean().nullable().meta({ description: "Last presence state; null when never reported" }),
     lastReport: isoTime.nullable().meta({
       description:
-        "Broker time of the newest message the device sent itself (not a connect, disconnect or will); silence is judged from it",
+        "The newest report on the device's own clock: the ts of its newest telemetry, fault, event or command result as stored (the receive time for a clock outside the skew bounds); the broker time of its newest hello or status when it sent nothing timestamped",
     }),
     status: PresenceStatus.meta({
       description:
-        "silent: no report for more than factor × expectedIntervalS, whatever presence says; offline: not overdue but its newest presence change is an offline no report has followed; online: otherwise",
+        "silent: nothing received for more than factor × expectedIntervalS, or, once its connection closed after its newest report, that report (lastReport) older than that, whatever presence says; offline: not silent, and its newest presence change is an offline no report has followed; online: otherwise (a device delivering an old backlog is online)",
     }),
     expectedIntervalS: z.number().min(0).meta({ description: "How often the device is expected to report" }),
     intervalSource: z.enum(["configured", "learned", "default"]).meta({
@@ -165,8 +165,12 @@ export const SilentAfterUpdate = z
     model: z.string(),
     from: z.string(),
     to: z.string(),
-    updatedAt: isoTime.meta({ description: "Broker time of its last successful firmware_update event" }),
-    lastReport: isoTime,
+    updatedAt: isoTime.meta({
+      description: "Device time of its last successful firmware_update event (as stored, like lastReport)",
+    }),
+    lastReport: isoTime.meta({
+      description: "Its newest report on its own clock, as the device's lastReport",
+    }),
   })
   .meta({ id: "SilentAfterUpdate" });
 export type SilentAfterUpdate = z.infer<typeof SilentAfterUpdate>;
@@ -194,7 +198,7 @@ export const SilenceReport = z
   .meta({
     id: "SilenceReport",
     description:
-      "Silent rates per model and per model + firmware (the device's tags in its newest activity hour of the window), and the silent devices whose last report came within 24 h after their last successful firmware update",
+      "Silent rates per model and per model + firmware (the device's tags in its newest activity hour of the window), and the silent devices whose last report came within 24 h after their last successful firmware update, both on the device's clock",
   });
 export type SilenceReport = z.infer<typeof SilenceReport>;
 
