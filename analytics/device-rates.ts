@@ -14,6 +14,7 @@
 // MIN_DEVICES devices gets no regression or improvement verdict at all.
 
 import {
+  binomialTestPValue,
   type CohortCount,
   compareRates,
   DEFAULT_CONFIDENCE,
@@ -38,6 +39,8 @@ export type DeviceRateInput = {
   confidence?: number;
   /** m > 1: "no_difference" needs the interval inside [1/m, m]; 1.5 unless given. */
   equivalenceMargin?: number;
+  /** false: skip the search behind moreExposureNeeded (then null), for callers that need verdicts only. */
+  moreExposure?: boolean;
 };
 
 /** What the verdict rests on, beside the counts: how much devices differ and how many there are. */
@@ -70,7 +73,7 @@ export type DeviceRateComparison = RateComparison & { evidence: RateEvidence };
  * Below this many devices in either cohort no regression or improvement is called: with heavy-tailed
  * per-device rates, a few devices cannot show how much devices differ (docs/statistics.md, the null grid).
  */
-export const MIN_DEVICES = 10;
+export const MIN_DEVICES = 20;
 
 type Spread = {
   devices: number;
@@ -80,8 +83,11 @@ type Spread = {
   squaredHours: number;
   /** Σ (x_i − r·t_i)²/(1 − t_i/T): the sandwich variance with its leverage (HC2) correction. */
   sandwich: number;
-  /** Σ ((x_i − μ_i)² − μ_i) and Σ μ_i², whose ratio over both cohorts estimates α. */
+  /** Σ of the sandwich's terms squared: how unevenly the devices share the variance. */
+  sandwichSquares: number;
+  /** Σ ((x_i − μ_i)² − μ_i) and Σ μ_i², whose ratio over both cohorts estimates α; Σ of the former squared. */
   excess: number;
+  excessSquares: number;
   squaredMeans: number;
 };
 
@@ -110,18 +116,43 @@ function spreadOf(side: readonly DeviceExposure[]): Spread {
   }
   const rate = exposureHours > 0 ? count / exposureHours : 0;
   let sandwich = 0;
+  let sandwichSquares = 0;
   let excess = 0;
+  let excessSquares = 0;
   let squaredMeans = 0;
   for (const d of side) {
     if (d.exposureHours === 0 && d.count === 0) continue;
     const mean = rate * d.exposureHours;
     const squared = (d.count - mean) ** 2;
     const leverage = exposureHours > 0 ? d.exposureHours / exposureHours : 0;
-    sandwich += leverage < 1 ? squared / (1 - leverage) : squared;
+    const term = leverage < 1 ? squared / (1 - leverage) : squared;
+    sandwich += term;
+    sandwichSquares += term * term;
     excess += squared - mean;
+    excessSquares += (squared - mean) ** 2;
     squaredMeans += mean * mean;
   }
-  return { devices, count, exposureHours, squaredHours, sandwich, excess, squaredMeans };
+  return {
+    devices,
+    count,
+    exposureHours,
+    squaredHours,
+    sandwich,
+    sandwichSquares,
+    excess,
+    excessSquares,
+    squaredMeans,
+  };
+}
+
+// Degrees of freedom of a variance estimated as a sum of n terms, 2·(Σu)²/Var(Σu) with Var(Σu) estimated
+// from the terms' own spread: n − 1 for normal data, far fewer when a few devices carry the sum (heavy
+// tails), at most cap and at least 1.
+function varianceDf(sum: number, sumOfSquares: number, n: number, cap: number): number {
+  if (n < 2 || cap < 1) return 1;
+  const spread = (n / (n - 1)) * Math.max(0, sumOfSquares - (sum * sum) / n);
+  if (spread === 0) return cap;
+  return Math.min(cap, Math.max(1, (2 * sum * sum) / spread));
 }
 
 /** Each cohort's dispersion (estimated and as used) and the degrees of freedom of the scale. */
@@ -139,14 +170,26 @@ function scaleOf(baseline: Spread, candidate: Spread): Scale {
     denominator > 0 && devices > 2
       ? Math.max(0, (baseline.excess + candidate.excess) / denominator) * (devices / (devices - 2))
       : 0;
+  const modelDf = varianceDf(
+    baseline.excess + candidate.excess,
+    baseline.excessSquares + candidate.excessSquares,
+    devices,
+    devices - 2,
+  );
   const cohort = (s: Spread) => {
     if (s.count === 0) return null;
     const rate = s.count / s.exposureHours;
     const model = s.count + alpha * rate * rate * s.squaredHours;
     const robust = s.devices > 1 && s.sandwich > model;
     const variance = Math.max(s.count, robust ? s.sandwich : model);
-    // A robust variance rests on this cohort's devices alone; the model's α on both cohorts' devices.
-    const df = variance <= s.count ? null : robust ? s.devices - 1 : Math.max(1, devices - 2);
+    // A robust variance rests on this cohort's devices alone; the model's α on both cohorts' devices, but
+    // the cohort's sum is no closer to normal than its own devices make it (a small canary's is skewed).
+    const df =
+      variance <= s.count
+        ? null
+        : robust
+          ? varianceDf(s.sandwich, s.sandwichSquares, s.devices, s.devices - 1)
+          : Math.min(modelDf, Math.max(1, s.devices - 1));
     return { dispersion: variance / s.count, df, robust };
   };
   const b = cohort(baseline);
@@ -154,21 +197,27 @@ function scaleOf(baseline: Spread, candidate: Spread): Scale {
   // A cohort without faults has no spread of its own: it borrows the other cohort's.
   const usedB = b ?? c ?? { dispersion: 1, df: null, robust: false };
   const usedC = c ?? b ?? { dispersion: 1, df: null, robust: false };
-  // Satterthwaite's degrees of freedom for Var(log RR) = φ_0/X_0 + φ_1/X_1: a floored part is known, and
-  // the parts that rest on the shared α are one estimate, not two.
+  // Satterthwaite's degrees of freedom for Var(log RR) = φ_0/X_0 + φ_1/X_1. Only the between-device part
+  // (φ − 1)/X is estimated, the Poisson part 1/X is known; the parts that rest on the shared α are one
+  // estimate, not two. Devices nearly alike thus pay almost nothing for the estimate.
   const v0 = usedB.dispersion / Math.max(baseline.count, 1);
   const v1 = usedC.dispersion / Math.max(candidate.count, 1);
   let shared = 0;
+  let sharedDf = Number.POSITIVE_INFINITY;
   let spread = 0;
-  for (const [used, v] of [
-    [usedB, v0],
-    [usedC, v1],
+  for (const [used, count] of [
+    [usedB, baseline.count],
+    [usedC, candidate.count],
   ] as const) {
     if (used.df === null) continue;
-    if (used.robust) spread += (v * v) / used.df;
-    else shared += v;
+    const estimated = (used.dispersion - 1) / Math.max(count, 1);
+    if (used.robust) spread += (estimated * estimated) / used.df;
+    else {
+      shared += estimated;
+      sharedDf = Math.min(sharedDf, used.df);
+    }
   }
-  if (shared > 0) spread += (shared * shared) / Math.max(1, devices - 2);
+  if (shared > 0) spread += (shared * shared) / sharedDf;
   const df = spread > 0 ? (v0 + v1) ** 2 / spread : null;
   return {
     estimated: { baseline: b?.dispersion ?? null, candidate: c?.dispersion ?? null },
@@ -302,12 +351,14 @@ export function compareDeviceRates(input: DeviceRateInput): DeviceRateComparison
       ? comparison
       : { ...comparison, verdict: "insufficient_evidence", moreExposureNeeded: null };
 
-  if (scale.used.baseline === 1 && scale.used.candidate === 1) {
+  const explain = input.moreExposure ?? true;
+  if (scale.used.baseline === 1 && scale.used.candidate === 1 && explain) {
     const exact = compareRates({ baseline, candidate, confidence, equivalenceMargin: margin });
     if (!exact.ok) throw new RangeError(`${exact.problem.field}: ${exact.problem.message}`);
     return { ...refuse(exact.comparison), evidence };
   }
 
+  const exactOnly = scale.used.baseline === 1 && scale.used.candidate === 1;
   const inflate = inflation(scale.df, confidence);
   const s = scaled(baseline, candidate, scale.used, inflate, 1);
   const ci = rateRatioInterval(s.candidateCount, s.baselineCount, s.exposureRatio, confidence);
@@ -319,15 +370,22 @@ export function compareDeviceRates(input: DeviceRateInput): DeviceRateComparison
     rateRatio: b.count === 0 ? null : c.count / c.exposureHours / (b.count / b.exposureHours),
     rateRatioMissing: n === 0 ? "no_events" : b.count === 0 ? "no_baseline_events" : null,
     ci,
-    pValue: centralPValue(s),
+    pValue: exactOnly
+      ? n === 0
+        ? null
+        : binomialTestPValue(c.count, n, 1 / (1 + s.exposureRatio))
+      : centralPValue(s),
     equivalenceMargin: margin,
     verdict,
     moreExposureNeeded:
-      verdict === "insufficient_evidence"
+      verdict === "insufficient_evidence" && explain
         ? moreExposureFor(baseline, candidate, scale.used, inflate, confidence, margin)
         : null,
   };
-  return { ...refuse(comparison), evidence: { ...evidence, method: "quasi_poisson" } };
+  return {
+    ...refuse(comparison),
+    evidence: { ...evidence, method: exactOnly ? "exact_poisson" : "quasi_poisson" },
+  };
 }
 
 /** Holm's step-down adjusted p-values, in the order given; null p-values stay null and count as 1. */

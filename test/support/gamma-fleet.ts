@@ -122,3 +122,195 @@ export function gammaCohort(random: Random, spec: CohortSpec, prefix = "d"): Dev
   }
   return devices;
 }
+
+// ---- Simulations of issue 11, item 2: shared by test/unit/device-rates-sim.test.ts and bench/stats.ts ----
+
+export type NullConfig = {
+  /** Gamma shape of the per-device rates: 0.25 (CV 2), 0.5, 1 (CV 1). */
+  shape: number;
+  devices: { baseline: number; candidate: number };
+  /** Mean faults per device over its exposure. */
+  faultsPerDevice: number;
+};
+
+/** Mean exposure per device in the null grid; exposures differ between devices with gamma shape 2 (CV 0.71). */
+export const NULL_MEAN_HOURS = 100;
+export const NULL_HOURS_SHAPE = 2;
+
+const calls = (verdict: string) => verdict === "regression" || verdict === "improvement";
+
+function nullCohort(random: Random, config: NullConfig, devices: number, prefix: string): DeviceExposure[] {
+  return gammaCohort(
+    random,
+    {
+      devices,
+      rate: config.faultsPerDevice / NULL_MEAN_HOURS,
+      shape: config.shape,
+      meanHours: NULL_MEAN_HOURS,
+      hoursShape: NULL_HOURS_SHAPE,
+    },
+    prefix,
+  );
+}
+
+export type NullShare = {
+  replications: number;
+  /** Share of comparisons with a regression or improvement verdict (equal means: every one is false). */
+  falseVerdicts: number;
+  /** The same share had no cohort been refused for too few devices (what the refusal prevents). */
+  withoutRefusal: number;
+  /** The pooled exact test's share on the same data. */
+  pooledExact: number;
+};
+
+/** Both cohorts drawn from one gamma-Poisson fleet (mean rates equal), compared `replications` times. */
+export function nullShare(
+  compare: (
+    baseline: DeviceExposure[],
+    candidate: DeviceExposure[],
+  ) => {
+    verdict: string;
+    ci: { lower: number; upper: number | null } | null;
+  },
+  pooled: (baseline: DeviceExposure[], candidate: DeviceExposure[]) => string,
+  config: NullConfig,
+  replications: number,
+  seed: number,
+): NullShare {
+  const random = seededRandom(seed);
+  let falseVerdicts = 0;
+  let withoutRefusal = 0;
+  let pooledExact = 0;
+  for (let r = 0; r < replications; r++) {
+    const baseline = nullCohort(random, config, config.devices.baseline, "b");
+    const candidate = nullCohort(random, config, config.devices.candidate, "c");
+    const result = compare(baseline, candidate);
+    if (calls(result.verdict)) falseVerdicts++;
+    const ci = result.ci;
+    if (ci !== null && (ci.lower > 1 || (ci.upper !== null && ci.upper < 1))) withoutRefusal++;
+    if (calls(pooled(baseline, candidate))) pooledExact++;
+  }
+  return {
+    replications,
+    falseVerdicts: falseVerdicts / replications,
+    withoutRefusal: withoutRefusal / replications,
+    pooledExact: pooledExact / replications,
+  };
+}
+
+export type FamilyConfig = NullConfig & { codes: number };
+
+/**
+ * A family of null codes per comparison: each device has one frailty shared by its codes (a lemon faults
+ * in many) times a frailty per code, both gamma with shape 2·config.shape so each code's rates have shape
+ * about config.shape. Returns the share of comparisons with any false verdict, before and after `judge`.
+ */
+export function familyShare<C extends { verdict: string }>(
+  compare: (baseline: DeviceExposure[], candidate: DeviceExposure[]) => C,
+  judge: (family: C[]) => C[],
+  config: FamilyConfig,
+  replications: number,
+  seed: number,
+): { replications: number; anyBefore: number; anyAfter: number } {
+  const random = seededRandom(seed);
+  const shape = 2 * config.shape;
+  const cohort = (devices: number, prefix: string) =>
+    Array.from({ length: devices }, (_, i) => ({
+      device: `${prefix}${i}`,
+      hours: (NULL_MEAN_HOURS * gamma(random, NULL_HOURS_SHAPE)) / NULL_HOURS_SHAPE,
+      frailty: gamma(random, shape) / shape,
+    }));
+  const rate = config.faultsPerDevice / NULL_MEAN_HOURS;
+  let anyBefore = 0;
+  let anyAfter = 0;
+  for (let r = 0; r < replications; r++) {
+    const b = cohort(config.devices.baseline, "b");
+    const c = cohort(config.devices.candidate, "c");
+    const draw = (side: typeof b): DeviceExposure[] =>
+      side.map((d) => ({
+        device: d.device,
+        exposureHours: d.hours,
+        count: poisson(random, (rate * d.frailty * gamma(random, shape) * d.hours) / shape),
+      }));
+    const family = Array.from({ length: config.codes }, () => compare(draw(b), draw(c)));
+    if (family.some((x) => calls(x.verdict))) anyBefore++;
+    if (judge(family).some((x) => calls(x.verdict))) anyAfter++;
+  }
+  return { replications, anyBefore: anyBefore / replications, anyAfter: anyAfter / replications };
+}
+
+export type CanaryConfig = {
+  canaryDevices: number;
+  restDevices: number;
+  /** Faults per device-hour of the rest; the canary's is ratio times that. */
+  rate: number;
+  ratio: number;
+  /** Canary device-hours added per step (every device accrues hours at the same pace). */
+  stepHours: number;
+  maxSteps: number;
+};
+
+/**
+ * Devices alike, the canary's rate ratio times the rest's: the canary exposure at which each method first
+ * calls a regression as exposure accrues in steps, per replication (null when not within maxSteps).
+ */
+export function canaryExposureNeeded(
+  methods: Record<string, (baseline: DeviceExposure[], candidate: DeviceExposure[]) => string>,
+  config: CanaryConfig,
+  replications: number,
+  seed: number,
+): Record<string, (number | null)[]> {
+  const random = seededRandom(seed);
+  const names = Object.keys(methods);
+  const needed: Record<string, (number | null)[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const hoursPerStep = config.stepHours / config.canaryDevices;
+  const devices = (n: number, prefix: string) =>
+    Array.from(
+      { length: n },
+      (_, i): DeviceExposure => ({ device: `${prefix}${i}`, exposureHours: 0, count: 0 }),
+    );
+  for (let r = 0; r < replications; r++) {
+    const canary = devices(config.canaryDevices, "c");
+    const rest = devices(config.restDevices, "b");
+    // Fault times in per-device hours: a Poisson process per cohort, each fault on a uniform device.
+    const next = (n: number, rate: number) => -Math.log(openUnit(random)) / (n * rate);
+    let canaryAt = next(config.canaryDevices, config.rate * config.ratio);
+    let restAt = next(config.restDevices, config.rate);
+    const first: Record<string, number | null> = Object.fromEntries(names.map((n) => [n, null]));
+    for (let step = 1; step <= config.maxSteps; step++) {
+      const hours = step * hoursPerStep;
+      for (const d of canary) d.exposureHours = hours;
+      for (const d of rest) d.exposureHours = hours;
+      while (canaryAt <= hours) {
+        const d = canary[Math.floor(random() * canary.length)];
+        if (d !== undefined) d.count++;
+        canaryAt += next(config.canaryDevices, config.rate * config.ratio);
+      }
+      while (restAt <= hours) {
+        const d = rest[Math.floor(random() * rest.length)];
+        if (d !== undefined) d.count++;
+        restAt += next(config.restDevices, config.rate);
+      }
+      for (const name of names) {
+        if (first[name] !== null) continue;
+        if (methods[name]?.(rest, canary) === "regression") first[name] = step * config.stepHours;
+      }
+      if (names.every((n) => first[n] !== null)) break;
+    }
+    for (const name of names) needed[name]?.push(first[name] ?? null);
+  }
+  return needed;
+}
+
+/** The median, a missing value counting as larger than any. */
+export function median(values: readonly (number | null)[]): number | null {
+  const sorted = [...values].sort(
+    (a, b) => (a ?? Number.POSITIVE_INFINITY) - (b ?? Number.POSITIVE_INFINITY),
+  );
+  const mid = sorted.length / 2;
+  const pick = (i: number) => sorted[i] ?? null;
+  if (sorted.length % 2 === 1) return pick(Math.floor(mid));
+  const a = pick(mid - 1);
+  const b = pick(mid);
+  return a === null || b === null ? null : (a + b) / 2;
+}

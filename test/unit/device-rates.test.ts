@@ -33,8 +33,8 @@ const alike = (prefix: string, n: number, high: number) =>
 
 describe("compareDeviceRates when devices are alike", () => {
   it("gives the exact test's answer on pooled counts", () => {
-    const baseline = alike("b", 20, 4);
-    const candidate = alike("c", 15, 15);
+    const baseline = alike("b", 30, 6);
+    const candidate = alike("c", 25, 25);
     const result = compareDeviceRates({ baseline, candidate });
     const { evidence, ...comparison } = result;
     expect(comparison).toEqual(exact(baseline, candidate));
@@ -42,7 +42,7 @@ describe("compareDeviceRates when devices are alike", () => {
       method: "exact_poisson",
       dispersionUsed: 1,
       df: null,
-      devices: { baseline: 20, candidate: 15 },
+      devices: { baseline: 30, candidate: 25 },
       refused: null,
       adjustedPValue: null,
       familySize: 1,
@@ -52,16 +52,17 @@ describe("compareDeviceRates when devices are alike", () => {
   });
 
   it("keeps the exact test's more-exposure estimate for an insufficient verdict", () => {
-    const result = compareDeviceRates({ baseline: alike("b", 12, 0), candidate: alike("c", 12, 1) });
+    const result = compareDeviceRates({ baseline: alike("b", 24, 0), candidate: alike("c", 24, 1) });
     expect(result.verdict).toBe("insufficient_evidence");
-    expect(result.moreExposureNeeded).toEqual(exact(alike("b", 12, 0), alike("c", 12, 1)).moreExposureNeeded);
+    expect(result.moreExposureNeeded).toEqual(exact(alike("b", 24, 0), alike("c", 24, 1)).moreExposureNeeded);
   });
 });
 
 describe("compareDeviceRates when one device is a lemon", () => {
-  // 12 printers each side at about 2 faults per 100 h; one candidate printer has 30.
-  const baseline = cohort("b", [2, 1, 3, 2, 2, 1, 3, 2, 2, 2, 1, 3]);
-  const candidate = cohort("c", [2, 1, 3, 2, 2, 1, 3, 2, 2, 2, 1, 30]);
+  // 24 printers each side at about 2 faults per 100 h; one candidate printer has 50.
+  const typical = [2, 1, 3, 2, 2, 1, 3, 2, 2, 2, 1, 3];
+  const baseline = cohort("b", [...typical, ...typical]);
+  const candidate = cohort("c", [...typical, ...typical.slice(0, 11), 50]);
 
   it("turns the pooled exact test's false regression into insufficient evidence", () => {
     expect(exact(baseline, candidate).verdict).toBe("regression");
@@ -86,7 +87,7 @@ describe("compareDeviceRates when one device is a lemon", () => {
   });
 
   it("still calls a regression that every candidate device shows", () => {
-    const worse = cohort("c", [6, 5, 7, 6, 6, 5, 7, 6, 6, 6, 5, 30]);
+    const worse = cohort("c", [...typical, ...typical.slice(0, 11)].map((n) => n + 4).concat(50));
     const result = compareDeviceRates({ baseline, candidate: worse });
     expect(result.verdict).toBe("regression");
     expect(result.ci?.lower).toBeGreaterThan(1);
@@ -123,8 +124,8 @@ describe("compareDeviceRates with too few devices", () => {
 describe("compareDeviceRates edge cases", () => {
   it("answers insufficient evidence without any fault", () => {
     const result = compareDeviceRates({
-      baseline: cohort("b", new Array(12).fill(0)),
-      candidate: cohort("c", new Array(12).fill(0)),
+      baseline: cohort("b", new Array(24).fill(0)),
+      candidate: cohort("c", new Array(24).fill(0)),
     });
     expect(result.verdict).toBe("insufficient_evidence");
     expect(result.ci).toBeNull();
@@ -135,8 +136,8 @@ describe("compareDeviceRates edge cases", () => {
   });
 
   it("lends a cohort without faults the other cohort's dispersion", () => {
-    const baseline = cohort("b", [0, 0, 0, 12, 0, 1, 0, 0, 9, 0, 0, 2]);
-    const candidate = cohort("c", new Array(12).fill(0));
+    const baseline = cohort("b", [0, 0, 0, 12, 0, 1, 0, 0, 9, 0, 0, 2, 0, 0, 3, 0, 0, 0, 7, 0, 1, 0, 0, 0]);
+    const candidate = cohort("c", new Array(24).fill(0));
     const result = compareDeviceRates({ baseline, candidate });
     expect(result.evidence.cohortDispersion?.candidate).toBe(result.evidence.cohortDispersion?.baseline);
     expect(result.ci?.lower).toBe(0);
@@ -158,17 +159,38 @@ describe("compareDeviceRates edge cases", () => {
 
 describe("compareDeviceRates evidence", () => {
   it("reports dispersion, degrees of freedom and a t-widened interval", () => {
-    const baseline = cohort("b", [0, 1, 8, 2, 0, 14, 3, 1, 0, 5, 2, 9, 1, 0, 4]);
-    const candidate = cohort("c", [2, 0, 11, 1, 3, 0, 7, 2, 1, 6, 0, 2]);
+    const baseline = cohort("b", [0, 1, 8, 2, 0, 14, 3, 1, 0, 5, 2, 9, 1, 0, 4, 6, 0, 2, 1, 12, 0, 3]);
+    const candidate = cohort("c", [2, 0, 11, 1, 3, 0, 7, 2, 1, 6, 0, 2, 0, 9, 1, 0, 4, 2, 0, 15, 1]);
     const { evidence, pValue, ci } = compareDeviceRates({ baseline, candidate });
     expect(evidence.method).toBe("quasi_poisson");
     expect(evidence.dispersion).toBeGreaterThan(2);
     expect(evidence.dispersionUsed).toBeGreaterThanOrEqual(1);
     expect(evidence.df).toBeGreaterThan(1);
-    expect(evidence.df).toBeLessThanOrEqual(2 * 26);
+    expect(evidence.df).toBeLessThanOrEqual(2 * 41);
     expect(evidence.minDevices).toBe(MIN_DEVICES);
     expect(pValue).toBeGreaterThan(0.05);
     expect(ci?.level).toBe(0.95);
+  });
+});
+
+describe("compareDeviceRates without the more-exposure search", () => {
+  it.each([
+    ["alike", alike("b", 30, 6), alike("c", 25, 3)],
+    [
+      "differing",
+      cohort("b", [0, 1, 8, 2, 0, 14, 3, 1, 0, 5, 2, 9, 1, 0, 4, 6, 0, 2, 1, 12]),
+      cohort("c", new Array(20).fill(3)),
+    ],
+  ])("gives the same verdict, interval and p-value when devices are %s", (_, baseline, candidate) => {
+    const full = compareDeviceRates({ baseline, candidate });
+    const quick = compareDeviceRates({ baseline, candidate, moreExposure: false });
+    expect(full.verdict).toBe("insufficient_evidence");
+    expect(full.moreExposureNeeded).not.toBeNull();
+    expect(quick.moreExposureNeeded).toBeNull();
+    expect(quick.verdict).toBe(full.verdict);
+    expect(quick.ci).toEqual(full.ci);
+    expect(quick.pValue).toBe(full.pValue);
+    expect(quick.evidence).toEqual(full.evidence);
   });
 });
 
@@ -185,11 +207,11 @@ describe("holmAdjust", () => {
 });
 
 describe("judgeFamily", () => {
-  const base = cohort("b", new Array(12).fill(2));
-  const strong = compareDeviceRates({ baseline: base, candidate: cohort("c", new Array(12).fill(6)) });
+  const base = cohort("b", new Array(24).fill(1));
+  const strong = compareDeviceRates({ baseline: base, candidate: cohort("c", new Array(24).fill(3)) });
   const weak = compareDeviceRates({
     baseline: base,
-    candidate: cohort("c", [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3]),
+    candidate: cohort("c", [...new Array(23).fill(2), 1]),
   });
 
   it("keeps a regression that survives Holm and records the family", () => {
