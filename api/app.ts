@@ -5,6 +5,7 @@ import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import type { DeviceService } from "../services/devices.js";
 import type { FaultService } from "../services/faults.js";
+import type { FirmwareService } from "../services/firmware.js";
 import type { HealthService } from "../services/health.js";
 import type { IssueService } from "../services/issues.js";
 import { type ApiEnv, authenticate, BEARER } from "./auth.js";
@@ -43,6 +44,8 @@ export type AppDeps = {
   issues?: IssueService | undefined;
   /** Fleet health and firmware cohorts; likewise. */
   health?: HealthService | undefined;
+  /** Firmware comparisons and the regressions found without asking; likewise. */
+  firmware?: FirmwareService | undefined;
   /** Clock for default time windows and the request-rate buckets; tests pin it. */
   now?: () => number;
 };
@@ -93,6 +96,7 @@ function withRoutes(app: App, deps: AppDeps) {
   const clock = deps.now ? { now: deps.now } : {};
   const issues = deps.issues ?? notServed<IssueService>("issues");
   const health = deps.health ?? notServed<HealthService>("fleet health");
+  const firmware = deps.firmware ?? notServed<FirmwareService>("firmware verdicts");
   return registerIssues(
     registerFirmware(
       registerFleet(
@@ -105,7 +109,7 @@ function withRoutes(app: App, deps: AppDeps) {
         ),
         { health, ...clock },
       ),
-      { health, ...clock },
+      { health, firmware, ...clock },
     ),
     { issues, logger: deps.logger, ...clock },
   );

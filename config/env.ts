@@ -133,6 +133,8 @@ export const Env = z.object({
   FIELDQ_CLOCK_SKEW_FUTURE: duration("10m"),
   FIELDQ_CLOCK_SKEW_PAST: duration("60d"),
   FIELDQ_VERIFY_DEVICE_HOURS: z.coerce.number().positive().default(500),
+  /** How often the regression scan runs besides after each rollup recompute. */
+  FIELDQ_REGRESSION_INTERVAL: duration("5m"),
   FIELDQ_SILENT_FACTOR: z.coerce.number().min(1).default(3),
   FIELDQ_EXPECTED_INTERVALS: ExpectedIntervals,
   FIELDQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
@@ -224,6 +226,8 @@ export type Config = {
   analytics: {
     /** Device-hours the fixing firmware must run without recurrence before an issue closes as effective. */
     verifyDeviceHours: number;
+    /** The regression scan runs after each rollup recompute and at least this often (rollup/regression-runner.ts). */
+    regressionIntervalMs: number;
     /** A device is silent after this many expected intervals without a report. */
     silentFactor: number;
     /** Per model; other models' intervals are learned from their own cadence. */
@@ -315,6 +319,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
       },
       analytics: {
         verifyDeviceHours: e.FIELDQ_VERIFY_DEVICE_HOURS,
+        regressionIntervalMs: e.FIELDQ_REGRESSION_INTERVAL,
         silentFactor: e.FIELDQ_SILENT_FACTOR,
         expectedIntervals: e.FIELDQ_EXPECTED_INTERVALS,
       },

@@ -4,6 +4,7 @@ import type { Logger } from "../observe/logger.js";
 import type { PointWriter } from "../storage/influx.js";
 import { createRollupReader } from "../storage/rollup-reader.js";
 import { createInfluxDeviceServices } from "./devices.js";
+import { createFirmwareService } from "./firmware.js";
 import { createHealthService } from "./health.js";
 import { createIssueService } from "./issues.js";
 
@@ -34,16 +35,20 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
   // The directory gives each device's current ISP and hardware to the issue breakdowns and fleet health.
   const issues = createIssueService({ influx, rollups, write: options.write, directory });
   const health = createHealthService(influx, { rollups, directory, ...clock });
+  const firmware = createFirmwareService(influx, { rollups, ...clock });
   const started = performance.now();
   /** Resolves when everything warmed (or failed to: a request then reads what it needs itself). */
-  const warmed = Promise.allSettled([devices.warm(), health.warm(), issues.warm(options.now?.())]).then(
-    (results) => {
-      const failed = results.filter((r) => r.status === "rejected");
-      for (const r of failed) options.logger.warn({ err: r.reason }, "warming the read side failed");
-      options.logger.info({ ms: Math.round(performance.now() - started) }, "read side warm");
-    },
-  );
-  return { devices, faults, issues, health, warmed, close };
+  const warmed = Promise.allSettled([
+    devices.warm(),
+    health.warm(),
+    firmware.warm(),
+    issues.warm(options.now?.()),
+  ]).then((results) => {
+    const failed = results.filter((r) => r.status === "rejected");
+    for (const r of failed) options.logger.warn({ err: r.reason }, "warming the read side failed");
+    options.logger.info({ ms: Math.round(performance.now() - started) }, "read side warm");
+  });
+  return { devices, faults, issues, health, firmware, warmed, close };
 }
 
 export type ReadServices = ReturnType<typeof createReadServices>;

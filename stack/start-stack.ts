@@ -16,6 +16,7 @@ import { Journal } from "../ingest/journal.js";
 import { JournalWriter } from "../ingest/writer.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
+import { RegressionRunner } from "../rollup/regression-runner.js";
 import { createRollups } from "../rollup/rollups.js";
 import { RollupRunner } from "../rollup/runner.js";
 import { SettleRunner } from "../rollup/settle-issues.js";
@@ -148,13 +149,25 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     logger: logger.child({ part: "settle" }),
     intervalMs: 60_000,
   });
+  // Regressions are looked for in the data once every hour before its newest one is rolled up (not during a
+  // backfill), after every recompute and every few minutes; the rollup runner does not wait for a scan.
+  const regressions = new RegressionRunner({
+    influx: createInflux(config.influx),
+    write: createPointWriter(config.influx, 60_000),
+    pending: () => journal.dirty().keys(),
+    logger: logger.child({ part: "regressions" }),
+    intervalMs: config.analytics.regressionIntervalMs,
+  });
   const rollups = new RollupRunner({
     source: journal,
     rollups: createRollups(createInflux(config.influx), createPointWriter(config.influx, 60_000)),
     logger: logger.child({ part: "rollup" }),
     metrics,
     intervalMs: config.ingest.rollupIntervalMs,
-    after: () => settler.poke(),
+    after: () => {
+      void regressions.poke();
+      return settler.poke();
+    },
   });
   rollups.start();
   // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
@@ -178,12 +191,14 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       logger: logger.child({ part: "device-state-backfill" }),
     });
     settler.start();
+    regressions.start();
   });
   const stopBackground = async () => {
     closing = true;
     await background;
     await backfill?.stop();
     await settler.stop();
+    await regressions.stop();
   };
   let broker: BrokerHandle;
   try {
@@ -297,6 +312,7 @@ export async function startFieldq(
         faults: read.faults,
         issues: read.issues,
         health: read.health,
+        firmware: read.firmware,
         tokens: config.http.tokens,
         limits: { rate: config.http.rate, burst: config.http.burst, maxBodyBytes: config.http.maxBodyBytes },
         logger: deps.logger.child({ part: "api" }),

@@ -6,7 +6,9 @@ import {
   FirmwareListParams,
   FirmwareVersions,
 } from "../../contract/api/fleet.js";
+import { RegressionList, RegressionListParams } from "../../contract/api/regressions.js";
 import { alignHours, DAY_MS, iso } from "../../contract/time.js";
+import type { FirmwareService } from "../../services/firmware.js";
 import type { HealthService } from "../../services/health.js";
 import { type ApiEnv, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
@@ -34,7 +36,8 @@ export const listFirmwareRoute = createRoute({
 export const compareFirmwareRoute = createRoute({
   method: "get",
   path: "/api/v1/firmware/compare",
-  summary: "Fault rates of two firmware cohorts of one model, with rate ratios, exact 95% CIs and verdicts",
+  summary:
+    "Fault rates of two firmware cohorts of one model compared device by device: rate ratios, 95% CIs, verdicts and their evidence",
   ...viewer,
   request: { query: FirmwareCompareParams },
   responses: {
@@ -47,9 +50,25 @@ export const compareFirmwareRoute = createRoute({
   },
 });
 
+export const listRegressionsRoute = createRoute({
+  method: "get",
+  path: "/api/v1/firmware/regressions",
+  summary:
+    "Regressions (and improvements over a predecessor) found without asking, across models, with evidence and the hour first reached",
+  ...viewer,
+  request: { query: RegressionListParams },
+  responses: {
+    200: {
+      description: "The verdicts that hold now, newest first",
+      content: { "application/json": { schema: RegressionList } },
+    },
+    ...REFUSALS,
+  },
+});
+
 export function registerFirmware<S extends Schema>(
   app: OpenAPIHono<ApiEnv, S>,
-  deps: { health: HealthService; now?: () => number },
+  deps: { health: HealthService; firmware: FirmwareService; now?: () => number },
 ) {
   const now = deps.now ?? Date.now;
 
@@ -62,7 +81,7 @@ export function registerFirmware<S extends Schema>(
     .openapi(compareFirmwareRoute, async (c) => {
       const { from, to, severity, ...cohorts } = c.req.valid("query");
       const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_FIRMWARE_SPAN_MS);
-      const result = await deps.health.compareFirmware({
+      const result = await deps.firmware.compare({
         ...cohorts,
         fromMs,
         toMs,
@@ -75,5 +94,9 @@ export function registerFirmware<S extends Schema>(
         code: "NOT_FOUND",
         message: `${which} of model "${cohorts.model}" reported no activity between ${iso(window.fromMs)} and ${iso(window.toMs)}`,
       });
+    })
+    .openapi(listRegressionsRoute, async (c) => {
+      const { model, verdict } = c.req.valid("query");
+      return c.json(await deps.firmware.regressions({ model, verdict }), 200);
     });
 }

@@ -1,0 +1,211 @@
+import type { InfluxDB } from "influx";
+import {
+  findingKey,
+  type Judged,
+  scanWithTiming,
+  type TalliesOf,
+  type TimedFinding,
+  type TimedScan,
+} from "../analytics/regression-scan.js";
+import type { RegressionVerdict } from "../contract/api/regressions.js";
+import { DAY_MS, floorHour, HOUR_MS, iso } from "../contract/time.js";
+import type { Logger } from "../observe/logger.js";
+import type { PointWriter } from "../storage/influx.js";
+import { createRollupReader, type RollupReader } from "../storage/rollup-reader.js";
+import type { Point } from "../storage/schema.js";
+import {
+  clearedPoint,
+  newestRolledUpHour,
+  raisedPoint,
+  readVerdictStates,
+  writeVerdicts,
+} from "../storage/verdict-queries.js";
+
+// Finds regressions without being asked, in the ingest's process, after the rollups it reads (device_cohort)
+// were recomputed: the regression scan (analytics/regression-scan.ts) over the 30 days up to the newest
+// complete hour of data, and only what changed written to the verdict log (storage/verdict-queries.ts): a
+// new verdict at the hour it was first reached, one that no longer holds cleared at the scan's end. Both
+// times come from the data, so two runners (two ingest processes, a restart mid-pass) write the same points.
+// Reads never do this.
+
+export const REGRESSION_SPAN_MS = 30 * DAY_MS;
+
+export type RegressionScanOptions = {
+  influx: InfluxDB;
+  write: PointWriter;
+  /** The runner keeps one reader, so a pass reads only the buckets recomputed since the last. */
+  rollups?: RollupReader;
+  /** How far back a scan reads; 30 days unless given. */
+  spanMs?: number;
+  /** Hours that end after now are still filling; tests pin it. */
+  now?: () => number;
+  /** Hours (their starts) still to be rolled up: no scan while one lies before its end (a backfill under way). */
+  pending?: () => Iterable<number>;
+};
+
+export type RegressionPass =
+  | { scanned: false; reason: "no_data" | "rollups_pending"; toMs: number | null }
+  | {
+      scanned: true;
+      toMs: number;
+      familySize: number;
+      /** Scans the timing of new verdicts ran besides the one at toMs. */
+      probes: number;
+      raised: RegressionVerdict[];
+      cleared: Array<{ model: string; subject: string; verdict: Judged }>;
+    };
+
+function detailOf(scan: TimedScan["scan"], f: TimedFinding): RegressionVerdict {
+  return {
+    model: f.model,
+    subject: f.subject,
+    verdict: f.verdict,
+    firstReached: iso(f.firstReachedMs),
+    from: iso(scan.window.fromMs),
+    to: iso(scan.window.toMs),
+    familySize: scan.familySize,
+    overall: f.overall,
+    codes: f.codes,
+  };
+}
+
+/** One pass: scan, compare with the verdicts kept, write what changed. */
+export async function scanForRegressions(options: RegressionScanOptions): Promise<RegressionPass> {
+  const { influx } = options;
+  const spanMs = options.spanMs ?? REGRESSION_SPAN_MS;
+  const newest = await newestRolledUpHour(influx);
+  if (newest === undefined) return { scanned: false, reason: "no_data", toMs: null };
+  // The newest complete hour of data: a live hour still filling is left to the next pass.
+  const toMs = Math.min(newest + HOUR_MS, floorHour((options.now ?? Date.now)()));
+  for (const hour of options.pending?.() ?? []) {
+    if (hour < toMs) return { scanned: false, reason: "rollups_pending", toMs };
+  }
+  const rollups = options.rollups ?? createRollupReader(influx);
+  const tallies: TalliesOf = async (window) =>
+    (await rollups.load([window], [], { sets: [], deviceCohorts: true })).deviceCohorts(window);
+
+  const states = new Map(
+    (await readVerdictStates(influx)).map((s) => [findingKey({ model: s.model, key: s.subject }), s]),
+  );
+  const known = new Map<string, { verdict: Judged; firstReachedMs: number }>();
+  const notBeforeMs = new Map<string, number>();
+  for (const [key, s] of states) {
+    if (s.event === "raised") known.set(key, { verdict: s.verdict, firstReachedMs: s.atMs });
+    // A verdict raised anew (after a clear, or turned the other way) is dated after the entry it follows.
+    notBeforeMs.set(key, s.atMs + HOUR_MS);
+  }
+  const timed = await scanWithTiming({ toMs, spanMs, tallies, known, notBeforeMs });
+
+  const points: Point[] = [];
+  const raised: RegressionVerdict[] = [];
+  const found = new Set<string>();
+  for (const f of timed.findings) {
+    const key = findingKey(f);
+    found.add(key);
+    const held = states.get(key);
+    if (held?.event === "raised" && held.verdict === f.verdict) continue;
+    const detail = detailOf(timed.scan, f);
+    raised.push(detail);
+    points.push(raisedPoint(f.key, detail));
+  }
+  const cleared: Array<{ model: string; subject: string; verdict: Judged }> = [];
+  for (const [key, s] of states) {
+    // A verdict raised on newer data than this scan's (another runner ahead of this one) is not judged here.
+    if (s.event !== "raised" || found.has(key) || s.atMs >= toMs) continue;
+    cleared.push({ model: s.model, subject: s.subject, verdict: s.verdict });
+    points.push(clearedPoint({ model: s.model, subject: s.subject, verdict: s.verdict, atMs: toMs }));
+  }
+  await writeVerdicts(options.write, points);
+  return { scanned: true, toMs, familySize: timed.scan.familySize, probes: timed.probes, raised, cleared };
+}
+
+export type RegressionRunnerOptions = RegressionScanOptions & {
+  logger: Logger;
+  /** A pass at least this often, so hours that complete without new data still count. */
+  intervalMs: number;
+};
+
+/**
+ * Runs scanForRegressions one pass at a time: after each rollup recompute (`poke`, e.g. from RollupRunner's
+ * after hook) and every intervalMs. A poke during a pass asks for one more pass after it.
+ */
+export class RegressionRunner {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private readonly options: RegressionRunnerOptions & { rollups: RollupReader };
+
+  constructor(options: RegressionRunnerOptions) {
+    this.options = { ...options, rollups: options.rollups ?? createRollupReader(options.influx) };
+  }
+
+  /** A pass now, and one every intervalMs. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.stopped = false;
+    this.timer = setInterval(() => void this.poke(), this.options.intervalMs);
+    this.timer.unref();
+    void this.poke();
+  }
+
+  /** Waits for the pass under way; pokes after it do nothing. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** Asks for a pass; resolves once a pass that started after the call is done. Never rejects. */
+  poke(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.again = true;
+    this.running ??= this.loop();
+    return this.running;
+  }
+
+  /** One pass, now; errors are thrown to the caller. */
+  runOnce(): Promise<RegressionPass> {
+    return scanForRegressions(this.options);
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.again && !this.stopped) {
+        this.again = false;
+        await this.pass();
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const { logger } = this.options;
+    try {
+      const result = await this.runOnce();
+      if (!result.scanned) {
+        logger.debug({ reason: result.reason }, "no regression scan");
+        return;
+      }
+      for (const v of result.raised) {
+        logger.info(
+          { model: v.model, subject: v.subject, verdict: v.verdict, firstReached: v.firstReached },
+          "%s %s: %s",
+          v.model,
+          v.subject.firmware,
+          v.verdict,
+        );
+      }
+      for (const v of result.cleared)
+        logger.info(v, "%s %s: %s no longer holds", v.model, v.subject, v.verdict);
+      logger.debug(
+        { to: iso(result.toMs), familySize: result.familySize, probes: result.probes },
+        "regressions scanned",
+      );
+    } catch (error) {
+      logger.warn({ err: error }, "scanning for regressions failed; the next pass retries");
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import type { InfluxDB } from "influx";
+import { JudgedVerdict, RegressionVerdict } from "../contract/api/regressions.js";
+import type { PointWriter } from "./influx.js";
+import { from, isUnreachable, queryGroups, StoreUnavailable, tagIs, text } from "./influxql.js";
+import { MEASUREMENTS, type Point, pointTimeNs } from "./schema.js";
+
+// The verdicts of the regression runner ("long"."verdict", docs/storage.md "Verdicts"): per model and
+// subject a short log of points, each "raised" (at the hour the verdict was first reached, with the
+// verdict and its evidence) or "cleared" (at the end of the data of the scan in which it no longer held).
+// Point times come from the data alone: two runners over the same data write the same points.
+
+/** One subject's newest entry: what holds now (raised) or since when nothing does (cleared). */
+export type VerdictState =
+  | {
+      model: string;
+      subject: string;
+      event: "raised";
+      atMs: number;
+      verdict: JudgedVerdict;
+      detail: RegressionVerdict;
+    }
+  | { model: string; subject: string; event: "cleared"; atMs: number; verdict: JudgedVerdict };
+
+/** A raised verdict's point: at its first-reached hour, nanos 0. */
+export function raisedPoint(subject: string, detail: RegressionVerdict): Point {
+  return {
+    measurement: MEASUREMENTS.verdict.name,
+    rp: MEASUREMENTS.verdict.rp,
+    tags: { model: detail.model, subject },
+    fields: { event: "raised", verdict: detail.verdict, detail: JSON.stringify(detail) },
+    timeNs: pointTimeNs(Date.parse(detail.firstReached), 0),
+  };
+}
+
+/** A cleared verdict's point: at the end of the scan's data, nanos 1 (after a raise in the same ms). */
+export function clearedPoint(v: {
+  model: string;
+  subject: string;
+  verdict: JudgedVerdict;
+  atMs: number;
+}): Point {
+  return {
+    measurement: MEASUREMENTS.verdict.name,
+    rp: MEASUREMENTS.verdict.rp,
+    tags: { model: v.model, subject: v.subject },
+    fields: { event: "cleared", verdict: v.verdict, detail: "" },
+    timeNs: pointTimeNs(v.atMs, 1),
+  };
+}
+
+export async function writeVerdicts(write: PointWriter, points: readonly Point[]): Promise<void> {
+  if (points.length === 0) return;
+  try {
+    await write(points);
+  } catch (cause) {
+    if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
+    throw cause;
+  }
+}
+
+/** Each subject's newest entry (of one model, or all); entries that do not parse are skipped. */
+export async function readVerdictStates(influx: InfluxDB, model?: string): Promise<VerdictState[]> {
+  const where = model === undefined ? "" : ` WHERE ${tagIs("model", model)}`;
+  const [groups = []] = await queryGroups(influx, [
+    `SELECT "event", "verdict", "detail" FROM ${from("verdict")}${where} GROUP BY "model", "subject"`,
+  ]);
+  const states: VerdictState[] = [];
+  for (const group of groups) {
+    const { model: m, subject } = group.tags;
+    if (m === undefined || subject === undefined) continue;
+    // Rows come in time order; the newest that parses decides.
+    for (const row of [...group.rows].reverse()) {
+      const state = stateOf(m, subject, row.time.getTime(), row);
+      if (state === undefined) continue;
+      states.push(state);
+      break;
+    }
+  }
+  return states;
+}
+
+function stateOf(model: string, subject: string, atMs: number, row: Record<string, unknown>) {
+  const verdict = JudgedVerdict.safeParse(row.verdict);
+  if (!verdict.success) return undefined;
+  if (text(row.event) === "cleared")
+    return { model, subject, event: "cleared" as const, atMs, verdict: verdict.data };
+  if (text(row.event) !== "raised") return undefined;
+  let detail: ReturnType<typeof RegressionVerdict.safeParse>;
+  try {
+    detail = RegressionVerdict.safeParse(JSON.parse(text(row.detail) ?? ""));
+  } catch {
+    return undefined;
+  }
+  if (!detail.success) return undefined;
+  return { model, subject, event: "raised" as const, atMs, verdict: verdict.data, detail: detail.data };
+}
+
+/** The start of the newest hour the rollups hold (the regression scan's data end is the hour after it). */
+export async function newestRolledUpHour(influx: InfluxDB): Promise<number | undefined> {
+  const [groups = []] = await queryGroups(influx, [
+    `SELECT last("rev") FROM ${from("rollupRev")} WHERE ${tagIs("span", "1h")}`,
+  ]);
+  return groups[0]?.rows[0]?.time.getTime();
+}
