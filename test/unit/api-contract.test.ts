@@ -95,6 +95,17 @@ describe("the typed client", () => {
     expect(page).toMatchObject({ items: [], total: 0, nextOffset: null });
   });
 
+  it("asks the cohort ranking with its typed query, and reads the 503 of an API without fleet health", async () => {
+    const server = app();
+    const client = createApiClient("http://fieldq.test", {
+      token: ADMIN,
+      fetch: async (input, init) => server.request(input instanceof Request ? input : String(input), init),
+    });
+    const response = await client.api.v1.fleet.cohorts.$get({ query: { kind: "modem", dimension: "isp" } });
+    expect(response.status).toBe(503);
+    expect(ErrorEnvelope.parse(await response.json()).error.message).toBe("this API serves no fleet health");
+  });
+
   it("gets the error envelope of a refused request", async () => {
     const server = app();
     const client = createApiClient("http://fieldq.test", {
