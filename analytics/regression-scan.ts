@@ -43,7 +43,10 @@ export type SubjectResult = {
 
 export type ScanResult = {
   window: Window;
-  /** Comparisons judged together: every subject's overall and each code with a fault in either cohort. */
+  /**
+   * Comparisons judged together: every subject's overall and per-code comparison that could be called
+   * something (a fault in either cohort, enough devices in both).
+   */
   familySize: number;
   /** Every subject compared, models by name, versions oldest first. */
   subjects: SubjectResult[];
@@ -135,13 +138,15 @@ export function scanRegressions(
     const versions = byModel.get(model);
     return versions === undefined ? [] : plan(model, versions);
   });
-  // Every comparison of the scan, then all of them judged as one family. A code without a fault in either
-  // cohort is no comparison at all: it could never be called anything.
+  // Every comparison of the scan, then all of them judged as one family. One that could never be called
+  // anything whatever the family (no fault in either cohort, or a cohort too small: evidence.refused) stays
+  // out of it, so it costs the others no power.
   const compared = planned.map((p) => {
     const compare = (keep: (f: { code: string }) => boolean) =>
       compareDeviceRates({
         baseline: exposures(p.baseline, keep),
         candidate: exposures(p.candidate, keep),
+        moreExposure: false,
         ...confidence,
       });
     return {
@@ -149,7 +154,11 @@ export function scanRegressions(
       codes: p.codes.map((code) => ({ code, comparison: compare((f) => f.code === code) })),
     };
   });
-  const family = judgeFamily(compared.flatMap((c) => [c.overall, ...c.codes.map((x) => x.comparison)]));
+  const all = compared.flatMap((c) => [c.overall, ...c.codes.map((x) => x.comparison)]);
+  const judgeable = (c: DeviceRateComparison) => c.pValue !== null && c.evidence.refused === null;
+  const judged = judgeFamily(all.filter(judgeable));
+  let next = 0;
+  const family = all.map((c) => (judgeable(c) ? (judged[next++] as DeviceRateComparison) : c));
   let at = 0;
   const subjects = planned.map((p, i): SubjectResult => {
     const overall = family[at++] as DeviceRateComparison;
@@ -167,7 +176,7 @@ export function scanRegressions(
       codes: codes.filter((c) => c.comparison.verdict === verdict),
     };
   });
-  return { window: input.window, familySize: family.length, subjects };
+  return { window: input.window, familySize: judged.length, subjects };
 }
 
 /**

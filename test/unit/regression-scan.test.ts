@@ -152,6 +152,22 @@ describe("scanRegressions", () => {
     expect(withUnknown.familySize).toBe(scan.familySize);
   });
 
+  test("leaves comparisons that could never be called anything out of the family (a cohort too small)", () => {
+    const small = fleet(
+      [
+        { model: "S", firmware: "1", devices: 5, fromHour: 0, rates: { A: 0.05 } },
+        { model: "S", firmware: "2", devices: 5, fromHour: 0, rates: { A: 0.5 } },
+      ],
+      HOURS,
+    )(lastSpan);
+    const withSmall = scanRegressions({ window: lastSpan, tallies: [...talliesOf(lastSpan), ...small] });
+    const s = withSmall.subjects.filter((x) => x.model === "S");
+    expect(s.map((x) => [x.key, x.verdict, x.overall.evidence.refused])).toEqual([
+      ["firmware|2|predecessor", "insufficient_evidence", "too_few_devices"],
+    ]);
+    expect(withSmall.familySize).toBe(scan.familySize);
+  });
+
   test("compares nothing without two versions of a model", () => {
     const one = scanRegressions({
       window: lastSpan,
