@@ -197,6 +197,98 @@ export type ReaderOptions = {
   revisionTtlMs?: number;
 };
 
+/**
+ * Adds device_cohort buckets up per (device, cohort). A slot per pair met: a device's first slot by its
+ * index, its others (a firmware update) chained behind it; a slot's faults and ratings are chained cells of
+ * (kind, n). At module level, so every reader shares its compiled code.
+ */
+function addUpDeviceCohorts(
+  entries: readonly DeviceCohortsEntry[],
+  tables: {
+    ids: readonly string[];
+    cohorts: readonly CohortLabels[];
+    faults: ReadonlyArray<{ severity: string; code: string }>;
+  },
+): DeviceCohortTally[] {
+  const firstSlot = new Int32Array(tables.ids.length).fill(-1);
+  const nextSlot: number[] = [];
+  const slotMember: number[] = [];
+  const slotCohort: number[] = [];
+  const hours: number[] = [];
+  const reboots: number[] = [];
+  const rejections: number[] = [];
+  const slotFaults: number[] = [];
+  const slotRatings: number[] = [];
+  const cellKind: number[] = [];
+  const cellN: number[] = [];
+  const cellNext: number[] = [];
+  /** Adds n to the cell of this kind in the chain starting at head; the chain's new head. */
+  const addCell = (head: number, kind: number, n: number) => {
+    for (let c = head; c >= 0; c = cellNext[c] ?? -1) {
+      if (cellKind[c] === kind) {
+        cellN[c] = (cellN[c] ?? 0) + n;
+        return head;
+      }
+    }
+    cellKind.push(kind);
+    cellN.push(n);
+    cellNext.push(head);
+    return cellKind.length - 1;
+  };
+  for (const entry of entries) {
+    for (let i = 0; i < entry.members.length; i++) {
+      const member = entry.members[i] ?? 0;
+      const cohort = entry.cohorts[i] ?? 0;
+      let s = firstSlot[member] ?? -1;
+      while (s >= 0 && slotCohort[s] !== cohort) s = nextSlot[s] ?? -1;
+      if (s < 0) {
+        s = slotMember.length;
+        nextSlot.push(firstSlot[member] ?? -1);
+        firstSlot[member] = s;
+        slotMember.push(member);
+        slotCohort.push(cohort);
+        hours.push(0);
+        reboots.push(0);
+        rejections.push(0);
+        slotFaults.push(-1);
+        slotRatings.push(-1);
+      }
+      hours[s] = (hours[s] ?? 0) + (entry.hours[i] ?? 0);
+      reboots[s] = (reboots[s] ?? 0) + (entry.reboots[i] ?? 0);
+      rejections[s] = (rejections[s] ?? 0) + (entry.rejections[i] ?? 0);
+      for (let j = entry.ratingStart[i] ?? 0; j < (entry.ratingStart[i + 1] ?? 0); j++)
+        slotRatings[s] = addCell(slotRatings[s] ?? -1, entry.rating[j] ?? 0, entry.ratingN[j] ?? 0);
+      for (let j = entry.faultStart[i] ?? 0; j < (entry.faultStart[i + 1] ?? 0); j++)
+        slotFaults[s] = addCell(slotFaults[s] ?? -1, entry.fault[j] ?? 0, entry.faultN[j] ?? 0);
+    }
+  }
+  return slotMember.map((member, s) => {
+    const ratings = new Array<number>(RATINGS).fill(0);
+    for (let c = slotRatings[s] ?? -1; c >= 0; c = cellNext[c] ?? -1)
+      ratings[cellKind[c] ?? 0] = cellN[c] ?? 0;
+    const faults: DeviceCohortTally["faults"] = [];
+    for (let c = slotFaults[s] ?? -1; c >= 0; c = cellNext[c] ?? -1) {
+      const kind = tables.faults[cellKind[c] ?? 0];
+      if (kind !== undefined) faults.push({ severity: kind.severity, code: kind.code, n: cellN[c] ?? 0 });
+    }
+    const cohort = tables.cohorts[slotCohort[s] ?? 0] ?? {
+      kind: "",
+      model: "",
+      firmware: "",
+      region: "",
+    };
+    return {
+      device: tables.ids[member] ?? "",
+      ...cohort,
+      hours: hours[s] ?? 0,
+      reboots: reboots[s] ?? 0,
+      rejections: rejections[s] ?? 0,
+      ratings,
+      faults,
+    };
+  });
+}
+
 export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}): RollupReader {
   const revisionTtlMs = options.revisionTtlMs ?? 0;
   /** Each bucket's revision (undefined: not rolled up) and when it was read (performance.now()). */
@@ -717,90 +809,14 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
           }));
         },
         deviceCohorts(within = first) {
-          // A slot per (device, cohort) met: a device's first slot by its index, its others (a firmware
-          // update) chained behind it; a slot's faults and ratings are chained cells of (kind, n).
-          const firstSlot = new Int32Array(ids.length).fill(-1);
-          const nextSlot: number[] = [];
-          const slotMember: number[] = [];
-          const slotCohort: number[] = [];
-          const hours: number[] = [];
-          const reboots: number[] = [];
-          const rejections: number[] = [];
-          const slotFaults: number[] = [];
-          const slotRatings: number[] = [];
-          const cellKind: number[] = [];
-          const cellN: number[] = [];
-          const cellNext: number[] = [];
-          /** Adds n to the cell of this kind in the chain starting at head; the chain's new head. */
-          const addCell = (head: number, kind: number, n: number) => {
-            for (let c = head; c >= 0; c = cellNext[c] ?? -1) {
-              if (cellKind[c] === kind) {
-                cellN[c] = (cellN[c] ?? 0) + n;
-                return head;
-              }
-            }
-            cellKind.push(kind);
-            cellN.push(n);
-            cellNext.push(head);
-            return cellKind.length - 1;
-          };
+          const entries: DeviceCohortsEntry[] = [];
           for (const b of bucketsWithin(within)) {
             const key = deviceCohortsKey(bucketKey(b.span, b.startMs));
             if (!deviceCohortsOf.has(key)) throw new Error(`device cohorts for ${key} were not loaded`);
             const entry = deviceCohortsOf.get(key);
-            if (entry === undefined) continue;
-            for (let i = 0; i < entry.members.length; i++) {
-              const member = entry.members[i] ?? 0;
-              const cohort = entry.cohorts[i] ?? 0;
-              let s = firstSlot[member] ?? -1;
-              while (s >= 0 && slotCohort[s] !== cohort) s = nextSlot[s] ?? -1;
-              if (s < 0) {
-                s = slotMember.length;
-                nextSlot.push(firstSlot[member] ?? -1);
-                firstSlot[member] = s;
-                slotMember.push(member);
-                slotCohort.push(cohort);
-                hours.push(0);
-                reboots.push(0);
-                rejections.push(0);
-                slotFaults.push(-1);
-                slotRatings.push(-1);
-              }
-              hours[s] = (hours[s] ?? 0) + (entry.hours[i] ?? 0);
-              reboots[s] = (reboots[s] ?? 0) + (entry.reboots[i] ?? 0);
-              rejections[s] = (rejections[s] ?? 0) + (entry.rejections[i] ?? 0);
-              for (let j = entry.ratingStart[i] ?? 0; j < (entry.ratingStart[i + 1] ?? 0); j++)
-                slotRatings[s] = addCell(slotRatings[s] ?? -1, entry.rating[j] ?? 0, entry.ratingN[j] ?? 0);
-              for (let j = entry.faultStart[i] ?? 0; j < (entry.faultStart[i + 1] ?? 0); j++)
-                slotFaults[s] = addCell(slotFaults[s] ?? -1, entry.fault[j] ?? 0, entry.faultN[j] ?? 0);
-            }
+            if (entry !== undefined) entries.push(entry);
           }
-          return slotMember.map((member, s) => {
-            const ratings = new Array<number>(RATINGS).fill(0);
-            for (let c = slotRatings[s] ?? -1; c >= 0; c = cellNext[c] ?? -1)
-              ratings[cellKind[c] ?? 0] = cellN[c] ?? 0;
-            const faults: DeviceCohortTally["faults"] = [];
-            for (let c = slotFaults[s] ?? -1; c >= 0; c = cellNext[c] ?? -1) {
-              const kind = faultTable[cellKind[c] ?? 0];
-              if (kind !== undefined)
-                faults.push({ severity: kind.severity, code: kind.code, n: cellN[c] ?? 0 });
-            }
-            const cohort = cohortTable[slotCohort[s] ?? 0] ?? {
-              kind: "",
-              model: "",
-              firmware: "",
-              region: "",
-            };
-            return {
-              device: ids[member] ?? "",
-              ...cohort,
-              hours: hours[s] ?? 0,
-              reboots: reboots[s] ?? 0,
-              rejections: rejections[s] ?? 0,
-              ratings,
-              faults,
-            };
-          });
+          return addUpDeviceCohorts(entries, { ids, cohorts: cohortTable, faults: faultTable });
         },
       };
     },
