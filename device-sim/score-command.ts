@@ -10,6 +10,7 @@ import { formatDuration, HOUR_MS, iso } from "../contract/time.js";
 import {
   collectAnswers,
   parseGroundTruth,
+  regressionAnswerOf,
   type Score,
   type ScoreApi,
   scoreRun,
@@ -180,12 +181,11 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
       }
       return parsed.data;
     },
-    firmwareVersions: (w) => required(v1.firmware.$get({ query: windowQuery(w) })),
-    compare: (q) =>
+    regressions: async () =>
+      (await required(v1.firmware.regressions.$get({ query: {} }))).items.map(regressionAnswerOf),
+    cohorts: (q) =>
       answer(
-        v1.firmware.compare.$get({
-          query: { model: q.model, baseline: q.baseline, candidate: q.candidate, ...windowQuery(q) },
-        }),
+        v1.fleet.cohorts.$get({ query: { model: q.model, dimension: q.dimension, ...windowQuery(q) } }),
         "undefined",
       ),
     issues: (w) =>

@@ -1,13 +1,9 @@
 import { z } from "zod";
 import { median } from "../analytics/silence.js";
 import type { Device, SilenceReport } from "../contract/api/devices.js";
-import type {
-  FirmwareComparison,
-  FirmwareVersions,
-  FleetSummary,
-  RateComparison,
-} from "../contract/api/fleet.js";
-import type { IssueDetail, IssueSummary } from "../contract/api/issues.js";
+import type { CohortRanking, FleetSummary, RankedCohort, RateComparison } from "../contract/api/fleet.js";
+import type { Concentration, IssueDetail, IssueSummary } from "../contract/api/issues.js";
+import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { HOUR_MS, iso } from "../contract/time.js";
 import type { GroundTruth, InjectedProblem } from "./script.js";
 
@@ -19,10 +15,14 @@ import type { GroundTruth, InjectedProblem } from "./script.js";
 export const LINE_FAULT_CODES = ["DSL_RESYNC", "WAN_DOWN"] as const;
 /** A silent_after_update problem is found once the API names at least this share of its devices. */
 export const SILENT_FOUND_SHARE = 0.5;
+/** A lemons problem is found once the issues' concentration names at least this share of its devices. */
+export const LEMONS_FOUND_SHARE = 0.5;
+/** The share of an issue's occurrences whose devices are "the few devices that give most of them". */
+export const LEMONS_TOP_SHARE = 0.5;
 /**
- * Silence is judged at the moment of asking, by the broker's clock. When more than this share of the
- * devices nobody silenced are silent too, the fleet has stopped reporting (a finished run, a backfill)
- * and the silent signal says nothing about the injected problems.
+ * Silence is judged at the moment of asking. When more than this share of the devices nobody silenced are
+ * silent too, the fleet has stopped reporting (a backfill scored long after it ended) and the silent signal
+ * says nothing about the injected problems.
  */
 export const FLEET_SILENT_LIMIT = 0.5;
 
@@ -72,8 +72,22 @@ export const GroundTruthFile = z
           perHour: z.number().positive(),
           devices: deviceIds,
         }),
+        z.object({
+          ...problemBase,
+          type: z.literal("lemons"),
+          kind: label,
+          model: label.exactOptional(),
+          code: label.exactOptional(),
+          factor: z.number().positive(),
+          devices: deviceIds,
+        }),
       ]),
     ),
+    heterogeneity: z
+      .array(
+        z.object({ model: label, devices: z.number().int().min(0), shape: z.number().positive().nullable() }),
+      )
+      .exactOptional(),
   })
   .refine((t) => t.startMs < t.endMs, { path: ["endMs"], message: "must be after startMs" })
   .superRefine((t, ctx) => {
@@ -107,64 +121,109 @@ export function parseGroundTruth(text: string): GroundTruthResult {
 }
 
 export type Window = { fromMs: number; toMs: number };
-export type CompareQuery = Window & { model: string; baseline: string; candidate: string };
+
+/** What scoring reads of a verdict of GET /api/v1/firmware/regressions. */
+export type RegressionAnswer = {
+  model: string;
+  /** firmware: a version against its predecessor or the rest of the model; else a value against the rest. */
+  dimension: "firmware" | "isp" | "region" | "hardware";
+  value: string;
+  /** What it was compared with: the predecessor version, or the rest of the model. */
+  baseline: string;
+  verdict: RateComparison["verdict"];
+  regressedCodes: string[];
+  /** When the verdict was first reached, on the data's clock; null when not known. */
+  firstReached: string | null;
+  comparison: RateComparison;
+};
+
+/** A verdict of GET /firmware/regressions as scoring reads it. */
+export function regressionAnswerOf(v: RegressionVerdict): RegressionAnswer {
+  const s = v.subject;
+  return {
+    model: v.model,
+    dimension: "firmware",
+    value: s.firmware,
+    baseline: s.baseline === "predecessor" ? (s.baselineFirmware.at(-1) ?? "its predecessor") : "the rest",
+    verdict: v.verdict,
+    regressedCodes: v.verdict === "regression" ? v.codes.map((c) => c.code) : [],
+    firstReached: v.firstReached,
+    comparison: v.overall,
+  };
+}
+
+export type IssueAnswer = Pick<IssueSummary, "id" | "key" | "kind" | "models" | "codes">;
+export type IssueDetailAnswer = IssueAnswer & {
+  concentration: Concentration;
+  devices: {
+    total: number;
+    items: Array<Pick<IssueDetail["devices"]["items"][number], "id" | "occurrences">>;
+  };
+};
+export type DeviceAnswer = Pick<
+  Device,
+  "id" | "kind" | "model" | "isp" | "status" | "lastReport" | "expectedIntervalS"
+>;
+export type RankedCohortAnswer = Pick<RankedCohort, "value" | "verdict" | "regressedCodes"> & {
+  overall: RateComparison;
+};
+/** A ranking of one model's cohorts (asked with `model`, so its model is not null). */
+export type CohortRankingAnswer = Pick<CohortRanking, "model" | "dimension"> & {
+  cohorts: RankedCohortAnswer[];
+};
+export type SilenceAnswer = Pick<SilenceReport, "factor"> & {
+  afterUpdate: Pick<SilenceReport["afterUpdate"], "devices" | "byFirmware">;
+};
+export type FleetAnswer = {
+  groups: Array<{
+    group: FleetSummary["groups"][number]["group"];
+    rejections: { count: number; per1000h: number | null };
+  }>;
+};
 
 /** What scoring asks the fieldq API; score-command.ts answers over HTTP, the unit tests with fakes. */
 export interface ScoreApi {
-  firmwareVersions(window: Window): Promise<FirmwareVersions>;
-  /** undefined when a cohort has no exposure in the window (the API's 404). */
-  compare(query: CompareQuery): Promise<FirmwareComparison | undefined>;
+  /** Every current verdict of the automatic regression scan. */
+  regressions(): Promise<RegressionAnswer[]>;
+  /** Each value of `dimension` within `model` against the rest of the model (GET /fleet/cohorts). */
+  cohorts(query: Window & { model: string; dimension: "isp" }): Promise<CohortRankingAnswer | undefined>;
   /** Every issue with an occurrence in the window, all pages. */
-  issues(window: Window): Promise<IssueSummary[]>;
-  issue(id: string, window: Window): Promise<IssueDetail | undefined>;
+  issues(window: Window): Promise<IssueAnswer[]>;
+  issue(id: string, window: Window): Promise<IssueDetailAnswer | undefined>;
   /** Silence judged at window.toMs. */
-  silence(window: Window): Promise<SilenceReport>;
+  silence(window: Window): Promise<SilenceAnswer>;
   /** Every device, all pages, with its status as of now. */
-  devices(): Promise<Device[]>;
+  devices(): Promise<DeviceAnswer[]>;
   /** Grouped by model. */
-  fleetSummary(window: Window): Promise<FleetSummary>;
+  fleetSummary(window: Window): Promise<FleetAnswer>;
 }
 
-export type PairAnswer = {
-  model: string;
-  baseline: string;
-  candidate: string;
-  /** Over the run's whole span; null when a cohort had no exposure. */
-  comparison: FirmwareComparison | null;
-};
-
-/** The end of the first window [startMs, atMs) whose comparison found the problem; null if none did. */
+/** The end of the first window [startMs, atMs) whose answer found the problem; null if none did. */
 export type Detection = { atMs: number | null; probes: number };
 
-/** Everything scoreRun needs, as the API answered it. */
+/** Everything scoreRun needs, as the API answered it (or bench:detect computed it with the same rules). */
 export type Answers = {
   /** When silence was judged (the moment of asking). */
   judgedAtMs: number;
-  comparisons: PairAnswer[];
-  /** Per fault_rate problem id. */
+  /** The automatic verdicts (GET /firmware/regressions), all of them, whatever the verdict. */
+  regressions: RegressionAnswer[];
+  /** The ISP ranking of each model a flaky ISP affects, when the regressions list has no ISP subjects. */
+  cohorts: CohortRankingAnswer[];
+  /** Per flaky_isp problem found through the cohort ranking: when its windows first said regression. */
   detections: Record<string, Detection>;
-  issues: IssueSummary[];
-  /** The details of the issues with a line fault code, for the flaky-ISP evidence. */
-  lineIssues: IssueDetail[];
+  issues: IssueAnswer[];
+  /** The details of the issues on the models of lemons problems, for their concentration. */
+  issueDetails: IssueDetailAnswer[];
   /** null when the run's span starts after the moment of asking. */
-  silence: SilenceReport | null;
-  devices: Device[];
+  silence: SilenceAnswer | null;
+  devices: DeviceAnswer[];
   /** Over [startMs, max(endMs, judgedAtMs)): rejections are stamped at receive time. */
-  fleet: FleetSummary;
+  fleet: FleetAnswer;
 };
 
 type FaultRateProblem = Extract<InjectedProblem, { type: "fault_rate" }>;
-
-const codeComparison = (comparison: FirmwareComparison, code: string): RateComparison | undefined =>
-  comparison.byCode.find((c) => c.code === code)?.comparison;
-
-/** The compare verdict that finds a fault_rate problem: the firmware is worse, and the injected code is. */
-export function regressionFound(comparison: FirmwareComparison | undefined | null, code: string): boolean {
-  if (!comparison) return false;
-  return (
-    comparison.overall.verdict === "regression" && codeComparison(comparison, code)?.verdict === "regression"
-  );
-}
+type FlakyIspProblem = Extract<InjectedProblem, { type: "flaky_isp" }>;
+type LemonsProblem = Extract<InjectedProblem, { type: "lemons" }>;
 
 /**
  * The window ends detection is asked at: from the onset's hour plus one step, a step apart, to the run's
@@ -207,28 +266,23 @@ export async function firstHolding(
   return { atMs: grid[hi] ?? end, probes };
 }
 
-const pairKey = (model: string, baseline: string, candidate: string) =>
-  JSON.stringify([model, baseline, candidate]);
-
-/** Adjacent versions of every model (oldest first, as the API lists them) and the injected pairs. */
-export function pairsToCompare(
-  truth: GroundTruth,
-  versions: FirmwareVersions,
-): Array<{ model: string; baseline: string; candidate: string }> {
-  const pairs = new Map<string, { model: string; baseline: string; candidate: string }>();
-  const add = (model: string, baseline: string, candidate: string) =>
-    pairs.set(pairKey(model, baseline, candidate), { model, baseline, candidate });
-  for (const p of truth.problems) if (p.type === "fault_rate") add(p.model, p.baseline, p.firmware);
-  for (const m of versions.models) {
-    // A device that never sent a hello has the firmware "unknown": not a cohort anyone rolled out.
-    const real = m.versions.map((v) => v.firmware).filter((f) => f !== "unknown");
-    for (let i = 1; i < real.length; i++) {
-      const [baseline, candidate] = [real[i - 1], real[i]];
-      if (baseline !== undefined && candidate !== undefined) add(m.model, baseline, candidate);
-    }
-  }
-  return [...pairs.values()];
+/** The models a problem's devices belong to, from the API's device list. */
+function modelsOf(deviceIds: readonly string[], devices: readonly DeviceAnswer[]): string[] {
+  const ids = new Set(deviceIds);
+  return [...new Set(devices.filter((d) => ids.has(d.id)).map((d) => d.model))].sort();
 }
+
+/** Whether an issue is of a lemons problem's devices: its model (or kind) and, when it names one, its code. */
+function lemonIssue(issue: IssueAnswer, p: LemonsProblem): boolean {
+  const onModel = issue.models.some((m) =>
+    p.model === undefined ? m.startsWith(`${p.kind}/`) : m === `${p.kind}/${p.model}`,
+  );
+  return onModel && (p.code === undefined || issue.codes.includes(p.code));
+}
+
+/** Whether a cohort ranking names the ISP a regression against the rest of its model. */
+export const ispRegressed = (ranking: CohortRankingAnswer | undefined, isp: string) =>
+  ranking?.cohorts.some((c) => c.value === isp && c.verdict === "regression") ?? false;
 
 export type CollectOptions = { nowMs: number; stepMs: number };
 
@@ -239,8 +293,8 @@ export async function collectAnswers(
   options: CollectOptions,
 ): Promise<Answers> {
   const span: Window = { fromMs: truth.startMs, toMs: truth.endMs };
-  const [versions, issues, devices, fleet, silence] = await Promise.all([
-    api.firmwareVersions(span),
+  const [regressions, issues, devices, fleet, silence] = await Promise.all([
+    api.regressions(),
     api.issues(span),
     api.devices(),
     api.fleetSummary({ fromMs: truth.startMs, toMs: Math.max(truth.endMs, options.nowMs) }),
@@ -248,44 +302,62 @@ export async function collectAnswers(
       ? api.silence({ fromMs: truth.startMs, toMs: options.nowMs })
       : Promise.resolve(null),
   ]);
-  const comparisons: PairAnswer[] = [];
-  for (const pair of pairsToCompare(truth, versions)) {
-    comparisons.push({ ...pair, comparison: (await api.compare({ ...pair, ...span })) ?? null });
-  }
+  // Until the automatic verdicts name ISPs themselves, every model's ISPs are ranked against the rest of it
+  // (GET /fleet/cohorts), and a flaky ISP's regression is timed by bisecting windows that grow from the start.
+  const cohorts: CohortRankingAnswer[] = [];
   const detections: Record<string, Detection> = {};
-  for (const p of truth.problems) {
-    if (p.type !== "fault_rate") continue;
-    const final = comparisons.find(
-      (c) => c.model === p.model && c.baseline === p.baseline && c.candidate === p.firmware,
-    );
-    detections[p.id] = await firstHolding(
-      detectionGrid(p.onsetMs, truth.endMs, options.stepMs),
-      async (atMs) =>
-        regressionFound(
-          await api.compare({
-            model: p.model,
-            baseline: p.baseline,
-            candidate: p.firmware,
-            fromMs: truth.startMs,
-            toMs: atMs,
-          }),
-          p.code,
-        ),
-      regressionFound(final?.comparison, p.code),
-    );
-  }
-  const lineIssues: IssueDetail[] = [];
-  if (truth.problems.some((p) => p.type === "flaky_isp")) {
-    for (const issue of issues) {
-      if (!issue.codes.some((code) => (LINE_FAULT_CODES as readonly string[]).includes(code))) continue;
-      const detail = await api.issue(issue.id, span);
-      if (detail) lineIssues.push(detail);
+  if (!regressions.some((r) => r.dimension === "isp")) {
+    const models = [...new Set(devices.filter((d) => d.isp !== null).map((d) => d.model))].sort();
+    for (const model of models) {
+      const ranking = await api.cohorts({ ...span, model, dimension: "isp" });
+      if (ranking !== undefined) cohorts.push(ranking);
+    }
+    for (const p of truth.problems) {
+      if (p.type !== "flaky_isp") continue;
+      const found: number[] = [];
+      let probes = 0;
+      for (const model of modelsOf(p.devices, devices)) {
+        const detection = await firstHolding(
+          detectionGrid(p.onsetMs, truth.endMs, options.stepMs),
+          async (atMs) =>
+            ispRegressed(
+              await api.cohorts({ fromMs: truth.startMs, toMs: atMs, model, dimension: "isp" }),
+              p.isp,
+            ),
+          ispRegressed(
+            cohorts.find((c) => c.model === model),
+            p.isp,
+          ),
+        );
+        probes += detection.probes;
+        if (detection.atMs !== null) found.push(detection.atMs);
+      }
+      detections[p.id] = { atMs: found.length === 0 ? null : Math.min(...found), probes };
     }
   }
-  return { judgedAtMs: options.nowMs, comparisons, detections, issues, lineIssues, silence, devices, fleet };
+  const issueDetails: IssueDetailAnswer[] = [];
+  const lemons = truth.problems.filter((p): p is LemonsProblem => p.type === "lemons");
+  for (const issue of issues) {
+    if (!lemons.some((p) => lemonIssue(issue, p))) continue;
+    const detail = await api.issue(issue.id, span);
+    if (detail) issueDetails.push(detail);
+  }
+  return {
+    judgedAtMs: options.nowMs,
+    regressions,
+    cohorts,
+    detections,
+    issues,
+    issueDetails,
+    silence,
+    devices,
+    fleet,
+  };
 }
 
 export type ProblemStatus = "found" | "missed" | "not_scored";
+
+type Verdict = RateComparison["verdict"];
 
 export type ProblemDetail =
   | {
@@ -294,13 +366,16 @@ export type ProblemDetail =
       baseline: string;
       firmware: string;
       code: string;
-      /** null: a cohort had no exposure over the run. */
-      overall: RateComparison["verdict"] | null;
-      rateRatio: number | null;
-      ci: { lower: number; upper: number | null } | null;
-      codeVerdict: RateComparison["verdict"] | "absent" | null;
+      /** The automatic verdicts on the firmware (against its predecessor, against the rest of the model). */
+      verdicts: Array<{
+        baseline: string;
+        verdict: Verdict;
+        regressedCodes: string[];
+        firstReached: string | null;
+      }>;
+      /** The injected code is among the regressing codes of a regression verdict. */
+      codeNamed: boolean;
       issue: { id: string; key: string } | null;
-      probes: number;
     }
   | {
       type: "silent_after_update";
@@ -310,7 +385,7 @@ export type ProblemDetail =
       named: string[];
       /** Silent by the API's rule (or unknown to it) but not named by the signal. */
       missed: string[];
-      /** Not overdue yet on the broker's clock: neither found nor missed. */
+      /** Not overdue yet: neither found nor missed. */
       pending: string[];
       /** Named by the signal for this model and firmware, but nobody silenced them. */
       namedNotInjected: string[];
@@ -320,12 +395,21 @@ export type ProblemDetail =
   | {
       type: "flaky_isp";
       isp: string;
-      codes: string[];
-      /** Line faults per device for each ISP, most first (what a person could work out from the API). */
-      ranking: Array<{ isp: string; devices: number; faults: number; perDevice: number }>;
-      rank: number | null;
-      /** The issues' device lists stop at 500: counts then cover only their most affected devices. */
-      truncated: boolean;
+      /** The models its devices belong to, and what the automatic verdicts or the cohort ranking say. */
+      models: Array<{
+        model: string;
+        verdict: Verdict | null;
+        regressedCodes: string[];
+        source: "regressions" | "cohorts";
+      }>;
+    }
+  | {
+      type: "lemons";
+      devices: number;
+      /** The lemons among the few devices that give most of an issue's occurrences. */
+      named: string[];
+      /** Per issue looked at: how many devices give LEMONS_TOP_SHARE of it, of how many affected. */
+      issues: Array<{ key: string; topDevices: number; affected: number; lemons: number }>;
     }
   | {
       type: "malformed";
@@ -345,7 +429,7 @@ export type ProblemScore = {
   detail: ProblemDetail;
 };
 
-export const SIGNALS = ["firmware_regression", "silent_after_update", "rejections"] as const;
+export const SIGNALS = ["regression", "silent_after_update", "rejections"] as const;
 export type Signal = (typeof SIGNALS)[number];
 
 export type Alarm = { signal: Signal; subject: string; injected: boolean; evidence: string };
@@ -378,34 +462,47 @@ function ratioText(c: RateComparison): string {
   return `${c.verdict}, rate ratio ${fixed(c.rateRatio)}${ci}`;
 }
 
+const verdictText = (r: RegressionAnswer) =>
+  `${r.value} vs ${r.baseline}: ${ratioText(r.comparison)}` +
+  (r.regressedCodes.length > 0 ? ` (codes ${r.regressedCodes.join(", ")})` : "");
+
+/** The earliest first-reached time of the verdicts, as ms; null when none says when. */
+function earliest(verdicts: readonly RegressionAnswer[]): number | null {
+  const times = verdicts.flatMap((v) => (v.firstReached === null ? [] : [Date.parse(v.firstReached)]));
+  return times.length === 0 ? null : Math.min(...times);
+}
+
+function timed(onsetMs: number, detectedAtMs: number | null) {
+  return {
+    detectedAt: detectedAtMs === null ? null : iso(detectedAtMs),
+    timeToDetectMs: detectedAtMs === null ? null : Math.max(0, detectedAtMs - onsetMs),
+  };
+}
+
 function scoreFaultRate(p: FaultRateProblem, answers: Answers): ProblemScore {
-  const comparison =
-    answers.comparisons.find(
-      (c) => c.model === p.model && c.baseline === p.baseline && c.candidate === p.firmware,
-    )?.comparison ?? null;
+  const onFirmware = answers.regressions.filter(
+    (r) => r.dimension === "firmware" && r.model === p.model && r.value === p.firmware,
+  );
+  const regressions = onFirmware.filter((r) => r.verdict === "regression");
   const issue = answers.issues.find(
     (i) => i.models.includes(`${p.kind}/${p.model}`) && i.codes.includes(p.code),
   );
-  const code = comparison === null ? undefined : codeComparison(comparison, p.code);
-  const detection = answers.detections[p.id] ?? { atMs: null, probes: 0 };
-  const found = regressionFound(comparison, p.code) && issue !== undefined;
-  const detectedAtMs = found ? detection.atMs : null;
-  const pair = `${p.model} ${p.baseline} → ${p.firmware}`;
-  const evidence =
-    comparison === null
-      ? `${pair}: a cohort reported no activity over the run`
-      : [
-          `${pair}: ${ratioText(comparison.overall)}`,
-          `${p.code}: ${code === undefined ? "no faults in either cohort" : ratioText(code)}`,
-          issue === undefined ? `no issue for ${p.code} on ${p.model}` : `issue ${issue.key}`,
-        ].join("; ");
+  const found = regressions.length > 0 && issue !== undefined;
+  const codeNamed = regressions.some((r) => r.regressedCodes.includes(p.code));
+  const pair = `${p.model} ${p.firmware}`;
+  const evidence = [
+    onFirmware.length === 0
+      ? `${pair}: no automatic verdict on it`
+      : `${p.model} ${onFirmware.map(verdictText).join("; ")}`,
+    ...(regressions.length > 0 && !codeNamed ? [`${p.code} not among the regressing codes`] : []),
+    issue === undefined ? `no issue for ${p.code} on ${p.model}` : `issue ${issue.key}`,
+  ].join("; ");
   return {
     id: p.id,
     type: p.type,
     status: found ? "found" : "missed",
     onset: iso(p.onsetMs),
-    detectedAt: detectedAtMs === null ? null : iso(detectedAtMs),
-    timeToDetectMs: detectedAtMs === null ? null : detectedAtMs - p.onsetMs,
+    ...timed(p.onsetMs, found ? earliest(regressions) : null),
     evidence,
     detail: {
       type: "fault_rate",
@@ -413,14 +510,14 @@ function scoreFaultRate(p: FaultRateProblem, answers: Answers): ProblemScore {
       baseline: p.baseline,
       firmware: p.firmware,
       code: p.code,
-      overall: comparison?.overall.verdict ?? null,
-      rateRatio: comparison?.overall.rateRatio ?? null,
-      ci: comparison?.overall.ci
-        ? { lower: comparison.overall.ci.lower, upper: comparison.overall.ci.upper }
-        : null,
-      codeVerdict: comparison === null ? null : (code?.verdict ?? "absent"),
+      verdicts: onFirmware.map((r) => ({
+        baseline: r.baseline,
+        verdict: r.verdict,
+        regressedCodes: r.regressedCodes,
+        firstReached: r.firstReached,
+      })),
+      codeNamed,
       issue: issue === undefined ? null : { id: issue.id, key: issue.key },
-      probes: detection.probes,
     },
   };
 }
@@ -435,8 +532,8 @@ function silenceUnscorable(truth: GroundTruth, answers: Answers): string | undef
   const silent = others.filter((d) => d.status === "silent").length;
   if (others.length > 0 && silent / others.length > FLEET_SILENT_LIMIT) {
     return (
-      `${silent} of the ${others.length} devices nobody silenced are silent too: the fleet has stopped reporting. ` +
-      "fieldq judges silence at the moment of asking, by the broker's clock; score silent devices while a live run is going"
+      `${silent} of the ${others.length} devices nobody silenced are silent too: the fleet has stopped reporting ` +
+      "(a backfill scored long after it ended); score it right after the backfill, or keep the fleet going with --follow"
     );
   }
   return undefined;
@@ -451,8 +548,8 @@ function scoreSilent(
   const base = { id: p.id, type: p.type, onset: iso(p.onsetMs), detectedAt: null };
   const named = new Map((answers.silence?.afterUpdate.devices ?? []).map((d) => [d.device, d]));
   const known = new Map(answers.devices.map((d) => [d.id, d]));
-  // Not overdue yet: the API cannot call it silent before factor × its expected interval has passed on the
-  // broker's clock since its last report (for a backfill, since the backfill delivered it).
+  // Not overdue yet: the API cannot call it silent before factor × its expected interval has passed since
+  // its last report.
   const pending = p.devices.filter(
     (id) => !named.has(id) && (known.get(id)?.status ?? "silent") !== "silent",
   );
@@ -487,13 +584,10 @@ function scoreSilent(
       return d?.lastReport ? [Date.parse(d.lastReport) + factor * d.expectedIntervalS * 1000] : [];
     });
     const due = lastReports.length === 0 ? "" : ` (the first at ${iso(Math.min(...lastReports))})`;
-    return notScored(
-      `too early: none of its ${p.devices.length} devices is overdue on the broker's clock yet${due}; ` +
-        "a backfill delivers every report just now, so score silent devices during a live run or a backfill with --follow",
-    );
+    return notScored(`too early: none of its ${p.devices.length} devices is overdue yet${due}`);
   }
   // A device is called silent factor × its expected interval after its last report; its problem began
-  // with its update (both on the broker's clock).
+  // with its update.
   const delays = found.flatMap((id) => {
     const entry = named.get(id);
     const intervalS = known.get(id)?.expectedIntervalS;
@@ -518,51 +612,109 @@ function scoreSilent(
   };
 }
 
-function scoreFlakyIsp(p: Extract<InjectedProblem, { type: "flaky_isp" }>, answers: Answers): ProblemScore {
-  const kinds = new Set(answers.lineIssues.map((i) => i.kind));
-  const faults = new Map<string, number>();
-  for (const issue of answers.lineIssues) {
-    for (const d of issue.devices.items) faults.set(d.id, (faults.get(d.id) ?? 0) + d.occurrences);
-  }
-  const byIsp = new Map<string, { isp: string; devices: number; faults: number }>();
-  for (const d of answers.devices) {
-    if (!kinds.has(d.kind) || d.isp === null) continue;
-    const row = byIsp.get(d.isp) ?? { isp: d.isp, devices: 0, faults: 0 };
-    byIsp.set(d.isp, { ...row, devices: row.devices + 1, faults: row.faults + (faults.get(d.id) ?? 0) });
-  }
-  const ranking = [...byIsp.values()]
-    .map((r) => ({ ...r, perDevice: r.faults / r.devices }))
-    .sort((a, b) => b.perDevice - a.perDevice || a.isp.localeCompare(b.isp));
-  const at = ranking.findIndex((r) => r.isp === p.isp);
-  const codes = [...new Set(answers.lineIssues.flatMap((i) => i.codes))].sort();
-  const others = ranking.filter((r) => r.isp !== p.isp);
-  const rest =
-    others.reduce((n, r) => n + r.faults, 0) /
-    Math.max(
-      1,
-      others.reduce((n, r) => n + r.devices, 0),
-    );
-  const seen =
-    at === -1
-      ? `no ${p.isp} device has line faults the API lists`
-      : `its data puts ${p.isp} at rank ${at + 1} of ${ranking.length} ISPs by ${codes.join("/")} faults per device ` +
-        `(${fixed(ranking[at]?.perDevice ?? 0)} vs ${fixed(rest)} for the others)`;
+function scoreFlakyIsp(p: FlakyIspProblem, answers: Answers): ProblemScore {
+  const models = modelsOf(p.devices, answers.devices);
+  const ispVerdicts = answers.regressions.filter((r) => r.dimension === "isp");
+  const rows = models.map((model) => {
+    const verdict = ispVerdicts.find((r) => r.model === model && r.value === p.isp);
+    if (verdict !== undefined || answers.cohorts.length === 0) {
+      return {
+        model,
+        verdict: verdict?.verdict ?? null,
+        regressedCodes: verdict?.regressedCodes ?? [],
+        source: "regressions" as const,
+        firstReached: verdict?.firstReached ?? null,
+        ratio: verdict === undefined ? "no automatic verdict" : ratioText(verdict.comparison),
+      };
+    }
+    const cohort = answers.cohorts.find((c) => c.model === model)?.cohorts.find((c) => c.value === p.isp);
+    return {
+      model,
+      verdict: cohort?.verdict ?? null,
+      regressedCodes: cohort?.regressedCodes ?? [],
+      source: "cohorts" as const,
+      firstReached: null,
+      ratio: cohort === undefined ? "not ranked" : ratioText(cohort.overall),
+    };
+  });
+  const regressed = rows.filter((r) => r.verdict === "regression");
+  const found = regressed.length > 0;
+  const times = regressed.flatMap((r) => (r.firstReached === null ? [] : [Date.parse(r.firstReached)]));
+  const bisected = answers.detections[p.id]?.atMs ?? null;
+  const detectedAtMs = !found ? null : times.length > 0 ? Math.min(...times) : bisected;
   return {
     id: p.id,
     type: p.type,
-    status: "not_scored",
+    status: found ? "found" : "missed",
     onset: iso(p.onsetMs),
-    detectedAt: null,
-    timeToDetectMs: null,
-    evidence: `not scored: fieldq does not group by ISP, so no alarm can name one; ${seen}`,
+    ...timed(p.onsetMs, detectedAtMs),
+    evidence:
+      models.length === 0
+        ? `none of its devices is known to the API`
+        : rows
+            .map(
+              (r) =>
+                `${r.model} ${p.isp} vs the rest: ${r.ratio}` +
+                (r.regressedCodes.length > 0 ? ` (codes ${r.regressedCodes.join(", ")})` : ""),
+            )
+            .join("; "),
     detail: {
       type: "flaky_isp",
       isp: p.isp,
-      codes,
-      ranking,
-      rank: at === -1 ? null : at + 1,
-      truncated: answers.lineIssues.some((i) => i.devices.total > i.devices.items.length),
+      models: rows.map(({ model, verdict, regressedCodes, source }) => ({
+        model,
+        verdict,
+        regressedCodes,
+        source,
+      })),
     },
+  };
+}
+
+/**
+ * The few devices that give most of an issue's occurrences: the fewest that give LEMONS_TOP_SHARE of them
+ * (the concentration's count), named by the detail's device list, most occurrences first.
+ */
+export function topDevices(detail: IssueDetailAnswer): string[] {
+  const top = detail.concentration.top.find((t) => t.share === LEMONS_TOP_SHARE);
+  if (top === undefined) return [];
+  return [...detail.devices.items]
+    .sort((a, b) => b.occurrences - a.occurrences)
+    .slice(0, top.devices)
+    .map((d) => d.id);
+}
+
+function scoreLemons(p: LemonsProblem, answers: Answers): ProblemScore {
+  const lemons = new Set(p.devices);
+  const named = new Set<string>();
+  const issues = answers.issueDetails
+    .filter((d) => lemonIssue(d, p))
+    .map((d) => {
+      const top = topDevices(d);
+      const mine = top.filter((id) => lemons.has(id));
+      for (const id of mine) named.add(id);
+      return { key: d.key, topDevices: top.length, affected: d.devices.total, lemons: mine.length };
+    });
+  const found = named.size > 0 && named.size / p.devices.length >= LEMONS_FOUND_SHARE;
+  const shown = [...issues].sort((a, b) => b.lemons - a.lemons).slice(0, 3);
+  return {
+    id: p.id,
+    type: p.type,
+    status: found ? "found" : "missed",
+    onset: iso(p.onsetMs),
+    detectedAt: null,
+    timeToDetectMs: null,
+    evidence:
+      issues.length === 0
+        ? "no issue of its devices' model has a concentration"
+        : `${named.size} of ${p.devices.length} lemons among the devices that give half an issue's occurrences; ` +
+          shown
+            .map(
+              (i) =>
+                `${i.key}: ${i.topDevices} of ${i.affected} devices give half, ${i.lemons} of them lemons`,
+            )
+            .join("; "),
+    detail: { type: "lemons", devices: p.devices.length, named: [...named].sort(), issues },
   };
 }
 
@@ -597,32 +749,50 @@ function scoreMalformed(p: Extract<InjectedProblem, { type: "malformed" }>, answ
 /** Every alarm the answers hold, each marked true when it matches an injected problem. */
 function alarmsOf(truth: GroundTruth, answers: Answers, silentScorable: boolean): Alarm[] {
   const alarms: Alarm[] = [];
-  const injectedFirmware = new Set(
-    truth.problems.flatMap((p) => (p.type === "fault_rate" ? [JSON.stringify([p.model, p.firmware])] : [])),
-  );
+  const key = (...parts: string[]) => JSON.stringify(parts);
+  const injected = new Set<string>();
+  for (const p of truth.problems) {
+    if (p.type === "fault_rate") injected.add(key(p.model, "firmware", p.firmware));
+    if (p.type === "flaky_isp") {
+      for (const model of modelsOf(p.devices, answers.devices)) injected.add(key(model, "isp", p.isp));
+    }
+  }
+  // A subject counts once, however many baselines (predecessor, rest) flag it.
   const flagged = new Set<string>();
-  for (const c of answers.comparisons) {
-    const key = JSON.stringify([c.model, c.candidate]);
-    if (c.comparison?.overall.verdict !== "regression" || flagged.has(key)) continue;
-    flagged.add(key);
+  const regressionAlarm = (model: string, dimension: string, value: string, evidence: string) => {
+    const subject = key(model, dimension, value);
+    if (flagged.has(subject)) return;
+    flagged.add(subject);
     alarms.push({
-      signal: "firmware_regression",
-      subject: `${c.model} ${c.candidate}`,
-      injected: injectedFirmware.has(key),
-      evidence: `vs ${c.baseline}: ${ratioText(c.comparison.overall)}`,
+      signal: "regression",
+      subject: dimension === "firmware" ? `${model} ${value}` : `${model} ${dimension} ${value}`,
+      injected: injected.has(subject),
+      evidence,
     });
+  };
+  for (const r of answers.regressions) {
+    if (r.verdict === "regression") regressionAlarm(r.model, r.dimension, r.value, verdictText(r));
+  }
+  for (const ranking of answers.cohorts) {
+    for (const c of ranking.cohorts) {
+      if (c.verdict !== "regression") continue;
+      regressionAlarm(
+        ranking.model ?? "",
+        ranking.dimension,
+        c.value,
+        `${c.value} vs the rest: ${ratioText(c.overall)}`,
+      );
+    }
   }
   if (silentScorable && answers.silence !== null) {
-    const injected = new Set(
-      truth.problems.flatMap((p) =>
-        p.type === "silent_after_update" ? [JSON.stringify([p.model, p.firmware])] : [],
-      ),
+    const silenced = new Set(
+      truth.problems.flatMap((p) => (p.type === "silent_after_update" ? [key(p.model, p.firmware)] : [])),
     );
     for (const g of answers.silence.afterUpdate.byFirmware) {
       alarms.push({
         signal: "silent_after_update",
         subject: `${g.model} → ${g.firmware}`,
-        injected: injected.has(JSON.stringify([g.model, g.firmware])),
+        injected: silenced.has(key(g.model, g.firmware)),
         evidence: `${g.count} ${g.count === 1 ? "device" : "devices"} silent within 24 h of the update`,
       });
     }
@@ -660,6 +830,8 @@ export function scoreRun(truth: GroundTruth, answers: Answers): Score {
         return scoreSilent(p, answers, unscorable, injectedSilent);
       case "flaky_isp":
         return scoreFlakyIsp(p, answers);
+      case "lemons":
+        return scoreLemons(p, answers);
       case "malformed":
         return scoreMalformed(p, answers);
     }
@@ -673,6 +845,9 @@ export function scoreRun(truth: GroundTruth, answers: Answers): Score {
   const notes: string[] = [];
   if (truth.problems.some((p) => p.type === "malformed")) {
     notes.push("rejections are stamped at receive time, so malformed payloads are found but not timed");
+  }
+  if (truth.problems.some((p) => p.type === "lemons")) {
+    notes.push("lemons are there from the start and judged over the whole run, so they are not timed");
   }
   if (unscorable !== undefined && truth.problems.some((p) => p.type === "silent_after_update")) {
     notes.push(`silent devices not scored: ${unscorable}`);

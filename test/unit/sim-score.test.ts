@@ -2,24 +2,23 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compareRates } from "../../analytics/rate-ratio.js";
+import { compareDeviceRates, type DeviceExposure, MIN_DEVICES } from "../../analytics/device-rates.js";
+import { concentrationOf } from "../../analytics/issue-stats.js";
 import type { Device, SilenceReport } from "../../contract/api/devices.js";
-import type {
-  FirmwareComparison,
-  FirmwareVersions,
-  FleetSummary,
-  HealthMetrics,
-  RateComparison,
-} from "../../contract/api/fleet.js";
-import type { IssueDetail, IssueSummary } from "../../contract/api/issues.js";
+import type { FleetSummary, HealthMetrics, RateComparison } from "../../contract/api/fleet.js";
+import type { IssueSummary } from "../../contract/api/issues.js";
+import type { RegressionVerdict } from "../../contract/api/regressions.js";
 import { iso } from "../../contract/time.js";
 import {
   type Answers,
-  type CompareQuery,
+  type CohortRankingAnswer,
   collectAnswers,
   detectionGrid,
   firstHolding,
+  type IssueDetailAnswer,
   parseGroundTruth,
+  type RegressionAnswer,
+  regressionAnswerOf,
   type ScoreApi,
   scoreRun,
 } from "../../device-sim/score.js";
@@ -47,6 +46,25 @@ const regression: InjectedProblem = {
   onsetMs: ONSET,
 };
 
+const flaky: InjectedProblem = {
+  id: "flaky-isp-b",
+  type: "flaky_isp",
+  isp: "isp-b",
+  factor: 5,
+  devices: ["b1", "b2"],
+  onsetMs: START,
+};
+
+const lemons: InjectedProblem = {
+  id: "lemons-mk3",
+  type: "lemons",
+  kind: "printer",
+  model: PRINTER,
+  factor: 10,
+  devices: ["p1", "p2"],
+  onsetMs: START,
+};
+
 const truthOf = (...problems: InjectedProblem[]): GroundTruth => ({
   scenario: "test",
   seed: 7,
@@ -56,54 +74,80 @@ const truthOf = (...problems: InjectedProblem[]): GroundTruth => ({
   problems,
 });
 
-/** A comparison as the API computes it, from fault counts and exposure hours per code. */
-type Counts = { baseline: [number, number]; candidate: [number, number] };
+/** Alike devices sharing a cohort's faults and hours: as many as the device-level test needs. */
+const alike = (prefix: string, count: number, hours: number): DeviceExposure[] =>
+  Array.from({ length: MIN_DEVICES }, (_, i) => ({
+    device: `${prefix}${i}`,
+    exposureHours: hours / MIN_DEVICES,
+    count: Math.floor(count / MIN_DEVICES) + (i < count % MIN_DEVICES ? 1 : 0),
+  }));
 
-function rates({ baseline, candidate }: Counts): RateComparison {
-  const result = compareRates({
-    baseline: { count: baseline[0], exposureHours: baseline[1] },
-    candidate: { count: candidate[0], exposureHours: candidate[1] },
+/** A comparison as the API computes it, from fault counts and exposure hours of each side. */
+const rates = (baseline: [number, number], candidate: [number, number]): RateComparison =>
+  compareDeviceRates({
+    baseline: alike("b", ...baseline),
+    candidate: alike("c", ...candidate),
   });
-  if (!result.ok) throw new Error(result.problem.message);
-  const evidence = {
-    method: "exact_poisson",
-    dispersion: null,
-    dispersionUsed: 1,
-    df: null,
-    devices: { baseline: 10, candidate: 10 },
-    refused: null,
-    adjustedPValue: null,
-    familySize: 1,
-  } as const;
-  return { ...result.comparison, evidence };
-}
 
-function comparison(
-  q: { model: string; baseline: string; candidate: string; toMs?: number },
-  byCode: Record<string, Counts>,
-): FirmwareComparison {
-  const codes = Object.values(byCode);
-  const hours = (side: "baseline" | "candidate") => codes[0]?.[side][1] ?? 100;
-  const sum = (side: "baseline" | "candidate") => codes.reduce((n, c) => n + c[side][0], 0);
+const WORSE = rates([20, 2000], [80, 2000]);
+const SAME = rates([60, 2000], [62, 2000]);
+
+/** A verdict of GET /firmware/regressions. */
+function verdict(
+  over: Partial<Omit<RegressionVerdict, "subject">> & {
+    firmware?: string;
+    baseline?: string;
+    rest?: boolean;
+  } = {},
+): RegressionVerdict {
+  const { firmware = "7.57", baseline = "7.56", rest = false, ...fields } = over;
   return {
-    model: q.model,
-    from: iso(START),
-    to: iso(q.toMs ?? END),
-    severity: null,
-    baseline: { firmware: q.baseline, devices: 10, exposureHours: hours("baseline") },
-    candidate: { firmware: q.candidate, devices: 10, exposureHours: hours("candidate") },
-    overall: rates({
-      baseline: [sum("baseline"), hours("baseline")],
-      candidate: [sum("candidate"), hours("candidate")],
-    }),
-    critical: rates({ baseline: [0, hours("baseline")], candidate: [0, hours("candidate")] }),
-    byCode: Object.entries(byCode).map(([code, counts]) => ({ code, comparison: rates(counts) })),
+    model: MODEM,
+    subject: rest
+      ? { kind: "firmware", firmware, baseline: "rest", baselineFirmware: [baseline, "7.58"] }
+      : { kind: "firmware", firmware, baseline: "predecessor", baselineFirmware: [baseline] },
+    verdict: "regression",
+    firstReached: iso(ONSET + 5 * HOUR),
+    from: iso(END - 30 * DAY),
+    to: iso(END),
+    familySize: 12,
+    overall: WORSE,
+    codes: [{ code: "DSL_RESYNC", comparison: WORSE }],
+    ...fields,
   };
 }
 
-const WORSE: Counts = { baseline: [20, 2000], candidate: [80, 2000] };
-const SAME: Counts = { baseline: [60, 2000], candidate: [62, 2000] };
+const answerOf = (over: Parameters<typeof verdict>[0] = {}): RegressionAnswer =>
+  regressionAnswerOf(verdict(over));
 
+/** An ISP verdict, as the regressions list gives one once it names dimension subjects. */
+const ispVerdict = (model: string, isp: string, over: Partial<RegressionAnswer> = {}): RegressionAnswer => ({
+  model,
+  dimension: "isp",
+  value: isp,
+  baseline: "the rest",
+  verdict: "regression",
+  regressedCodes: ["DSL_RESYNC"],
+  firstReached: iso(START + 9 * HOUR),
+  comparison: WORSE,
+  ...over,
+});
+
+function ranking(
+  model: string,
+  cohorts: Array<[string, "regression" | "no_difference"]>,
+): CohortRankingAnswer {
+  return {
+    model,
+    dimension: "isp",
+    cohorts: cohorts.map(([value, v]) => ({
+      value,
+      verdict: v,
+      regressedCodes: v === "regression" ? ["DSL_RESYNC"] : [],
+      overall: v === "regression" ? WORSE : SAME,
+    })),
+  };
+}
 const issue = (key: string, over: Partial<IssueSummary> = {}): IssueSummary => {
   const [kind = "", model = "", code = ""] = key.split("/");
   return {
@@ -208,36 +252,35 @@ function silence(
   };
 }
 
-const versions = (byModel: Record<string, string[]>): FirmwareVersions => ({
-  from: iso(START),
-  to: iso(END),
-  models: Object.entries(byModel).map(([model, list]) => ({
-    model,
-    devicesByDay: [],
-    versions: list.map((firmware) => ({
-      firmware,
-      firstSeen: iso(START),
-      devicesNow: 5,
-      devices: 5,
-      exposureHours: 500,
-      adoption: [],
-    })),
-  })),
-});
-
 const answers = (over: Partial<Answers> = {}): Answers => ({
   judgedAtMs: NOW,
-  comparisons: [],
+  regressions: [],
+  cohorts: [],
   detections: {},
   issues: [],
-  lineIssues: [],
+  issueDetails: [],
   silence: silence([device("m1")], []),
   devices: [device("m1")],
   fleet: fleet(),
   ...over,
 });
 
-const pair = { model: MODEM, baseline: "7.56", candidate: "7.57" };
+/** An issue's detail with its affected devices (id → occurrences) and their concentration. */
+function detail(key: string, occurrences: Record<string, number>): IssueDetailAnswer {
+  const [kind = "", model = "", code = ""] = key.split("/");
+  const items = Object.entries(occurrences)
+    .map(([id, n]) => ({ id, occurrences: n }))
+    .sort((a, b) => b.occurrences - a.occurrences);
+  return {
+    id: `id-${code}`,
+    key,
+    kind,
+    models: [`${kind}/${model}`],
+    codes: [code],
+    concentration: concentrationOf(items.map((d) => ({ device: d.id, n: d.occurrences }))),
+    devices: { total: items.length, items },
+  };
+}
 
 describe("parseGroundTruth", () => {
   it("accepts what a run writes", () => {
@@ -313,140 +356,277 @@ describe("firstHolding", () => {
   });
 });
 
-/** A ScoreApi whose compare says regression for 7.57 once the window reaches `regressedFromMs`. */
-function fakeApi(regressedFromMs: number) {
-  const compares: CompareQuery[] = [];
+/**
+ * A ScoreApi: the regressions list as given; the ISP ranking says isp-b regresses on the modem once the
+ * window reaches `ispFromMs`.
+ */
+function fakeApi(options: { regressions?: RegressionAnswer[]; ispFromMs?: number } = {}) {
+  const cohortQueries: Array<{ model: string; toMs: number }> = [];
+  const issueQueries: string[] = [];
+  const devices = [
+    device("a1"),
+    device("b1", { isp: "isp-b" }),
+    device("b2", { isp: "isp-b" }),
+    device("p1", { kind: "printer", model: PRINTER, isp: null }),
+    device("p2", { kind: "printer", model: PRINTER, isp: null }),
+  ];
   const api: ScoreApi = {
-    firmwareVersions: async () => versions({ [MODEM]: ["7.55", "7.56", "7.57"] }),
-    compare: async (q) => {
-      compares.push(q);
-      const worse = q.candidate === "7.57" && q.toMs >= regressedFromMs;
-      return comparison({ ...q }, { DSL_RESYNC: worse ? WORSE : SAME });
+    regressions: async () => options.regressions ?? [answerOf()],
+    cohorts: async (q) => {
+      cohortQueries.push({ model: q.model, toMs: q.toMs });
+      const worse = q.model === MODEM && q.toMs >= (options.ispFromMs ?? Number.POSITIVE_INFINITY);
+      return ranking(q.model, [
+        ["isp-a", "no_difference"],
+        ["isp-b", worse ? "regression" : "no_difference"],
+      ]);
     },
-    issues: async () => [issue(`modem/${MODEM}/DSL_RESYNC`)],
-    issue: async () => undefined,
-    silence: async () => silence([device("m1")], []),
-    devices: async () => [device("m1")],
+    issues: async () => [issue(`modem/${MODEM}/DSL_RESYNC`), issue(`printer/${PRINTER}/NOZZLE_CLOG`)],
+    issue: async (id) => {
+      issueQueries.push(id);
+      return id === "id-NOZZLE_CLOG"
+        ? detail(`printer/${PRINTER}/NOZZLE_CLOG`, { p1: 40, p2: 35, p3: 10, p4: 8, p5: 7 })
+        : undefined;
+    },
+    silence: async () => silence(devices, []),
+    devices: async () => devices,
     fleetSummary: async () => fleet(),
   };
-  return { api, compares };
+  return { api, cohortQueries, issueQueries };
 }
 
 describe("collectAnswers", () => {
-  it("times a regression by bisecting windows that all start at the run's start", async () => {
-    const { api, compares } = fakeApi(ONSET + 30 * HOUR);
-    const collected = await collectAnswers(truthOf(regression), api, { nowMs: NOW, stepMs: HOUR });
-    expect(collected.detections[regression.id]?.atMs).toBe(ONSET + 30 * HOUR);
-    const probes = compares.filter((q) => q.toMs !== END);
-    expect(probes.length).toBe(collected.detections[regression.id]?.probes);
-    expect(probes.length).toBeLessThanOrEqual(Math.ceil(Math.log2(detectionGrid(ONSET, END, HOUR).length)));
-    expect(probes.every((q) => q.fromMs === START && q.candidate === "7.57" && q.baseline === "7.56")).toBe(
-      true,
-    );
-    // Adjacent versions as false-alarm checks, besides the injected pair.
-    expect(collected.comparisons.map((c) => `${c.baseline}→${c.candidate}`).sort()).toEqual([
-      "7.55→7.56",
-      "7.56→7.57",
+  it("takes the automatic verdicts as they are, with no comparison asked", async () => {
+    const { api, cohortQueries } = fakeApi({ regressions: [answerOf(), ispVerdict(MODEM, "isp-b")] });
+    const collected = await collectAnswers(truthOf(regression, flaky), api, { nowMs: NOW, stepMs: HOUR });
+    expect(collected.regressions.map((r) => `${r.dimension} ${r.value}`)).toEqual([
+      "firmware 7.57",
+      "isp isp-b",
     ]);
-    const score = scoreRun(truthOf(regression), collected);
-    expect(score.problems[0]).toMatchObject({ status: "found", timeToDetectMs: 30 * HOUR });
+    // The list names ISPs itself: the cohort ranking is not asked.
+    expect(cohortQueries).toEqual([]);
+    const score = scoreRun(truthOf(regression, flaky), collected);
+    expect(score.problems.map((p) => [p.id, p.status, p.timeToDetectMs])).toEqual([
+      [regression.id, "found", 5 * HOUR],
+      [flaky.id, "found", 9 * HOUR],
+    ]);
   });
 
-  it("asks nothing more when the whole run shows no regression", async () => {
-    const { api, compares } = fakeApi(Number.POSITIVE_INFINITY);
-    const collected = await collectAnswers(truthOf(regression), api, { nowMs: NOW, stepMs: HOUR });
-    expect(collected.detections[regression.id]).toEqual({ atMs: null, probes: 0 });
-    expect(compares.every((q) => q.toMs === END)).toBe(true);
+  it("ranks every model's ISPs when the list has no ISP subjects, and times a flaky ISP by bisection", async () => {
+    const { api, cohortQueries } = fakeApi({ regressions: [], ispFromMs: START + 30 * HOUR });
+    const collected = await collectAnswers(truthOf(flaky), api, { nowMs: NOW, stepMs: HOUR });
+    // The printers report no ISP: only the modem's ISPs are ranked.
+    expect(collected.cohorts.map((c) => c.model)).toEqual([MODEM]);
+    expect(collected.detections[flaky.id]?.atMs).toBe(START + 30 * HOUR);
+    const probes = cohortQueries.filter((q) => q.toMs !== END);
+    expect(probes.length).toBe(collected.detections[flaky.id]?.probes);
+    expect(probes.length).toBeLessThanOrEqual(Math.ceil(Math.log2(detectionGrid(START, END, HOUR).length)));
+    const score = scoreRun(truthOf(flaky), collected);
+    expect(score.problems[0]).toMatchObject({ status: "found", timeToDetectMs: 30 * HOUR });
+    expect(score.alarms).toEqual([
+      expect.objectContaining({ signal: "regression", subject: `${MODEM} isp isp-b`, injected: true }),
+    ]);
+  });
+
+  it("reads the details of the issues on a lemons problem's model only", async () => {
+    const { api, issueQueries } = fakeApi();
+    const collected = await collectAnswers(truthOf(lemons), api, { nowMs: NOW, stepMs: HOUR });
+    expect(issueQueries).toEqual(["id-NOZZLE_CLOG"]);
+    expect(scoreRun(truthOf(lemons), collected).problems[0]?.status).toBe("found");
   });
 });
 
 describe("scoreRun", () => {
-  const found = () =>
-    answers({
-      comparisons: [{ ...pair, comparison: comparison(pair, { DSL_RESYNC: WORSE, WAN_DOWN: SAME }) }],
-      detections: { [regression.id]: { atMs: ONSET + 5 * HOUR, probes: 6 } },
-      issues: [issue(`modem/${MODEM}/DSL_RESYNC`)],
-    });
+  const found = (over: Partial<Answers> = {}) =>
+    answers({ regressions: [answerOf()], issues: [issue(`modem/${MODEM}/DSL_RESYNC`)], ...over });
 
-  it("finds an injected regression, with its time to detect after the onset", () => {
-    const score = scoreRun(truthOf(regression), found());
-    expect(score.problems).toEqual([
-      expect.objectContaining({
-        id: regression.id,
-        status: "found",
-        detectedAt: iso(ONSET + 5 * HOUR),
-        timeToDetectMs: 5 * HOUR,
-        detail: expect.objectContaining({
-          overall: "regression",
-          codeVerdict: "regression",
-          issue: { id: "id-DSL_RESYNC", key: `modem/${MODEM}/DSL_RESYNC` },
+  describe("fault_rate", () => {
+    it("is found by an automatic regression on its firmware, timed from when it was first reached", () => {
+      const score = scoreRun(truthOf(regression), found());
+      expect(score.problems).toEqual([
+        expect.objectContaining({
+          id: regression.id,
+          status: "found",
+          detectedAt: iso(ONSET + 5 * HOUR),
+          timeToDetectMs: 5 * HOUR,
+          detail: expect.objectContaining({
+            verdicts: [expect.objectContaining({ baseline: "7.56", verdict: "regression" })],
+            codeNamed: true,
+            issue: { id: "id-DSL_RESYNC", key: `modem/${MODEM}/DSL_RESYNC` },
+          }),
         }),
-      }),
-    ]);
-    expect(score).toMatchObject({
-      precision: 1,
-      recall: 1,
-      falseAlarms: 0,
-      timeToDetect: { count: 1, medianMs: 5 * HOUR, maxMs: 5 * HOUR },
+      ]);
+      expect(score.problems[0]?.evidence).toContain("7.57 vs 7.56: regression, rate ratio 4.00");
+      expect(score).toMatchObject({
+        precision: 1,
+        recall: 1,
+        falseAlarms: 0,
+        timeToDetect: { count: 1, medianMs: 5 * HOUR, maxMs: 5 * HOUR },
+      });
+    });
+
+    it("is found by a regression overall even when its code is not among the regressing ones, and says so", () => {
+      const score = scoreRun(
+        truthOf(regression),
+        found({ regressions: [answerOf({ codes: [{ code: "WAN_DOWN", comparison: WORSE }] })] }),
+      );
+      expect(score.problems[0]).toMatchObject({ status: "found", detail: { codeNamed: false } });
+      expect(score.problems[0]?.evidence).toContain("DSL_RESYNC not among the regressing codes");
+    });
+
+    it.each([
+      ["no verdict on its firmware", { regressions: [] }, "no automatic verdict on it"],
+      [
+        "only an improvement",
+        { regressions: [answerOf({ verdict: "improvement", overall: rates([80, 2000], [20, 2000]) })] },
+        "7.57 vs 7.56: improvement",
+      ],
+      ["no issue of its code", { issues: [issue(`modem/${MODEM}/WAN_DOWN`)] }, "no issue for DSL_RESYNC"],
+    ])("is missed with %s", (_, over, evidence) => {
+      const score = scoreRun(truthOf(regression), found(over));
+      expect(score.problems[0]).toMatchObject({ status: "missed", detectedAt: null, timeToDetectMs: null });
+      expect(score.problems[0]?.evidence).toContain(evidence);
+    });
+
+    it("takes the earliest of its verdicts against the predecessor and the rest", () => {
+      const score = scoreRun(
+        truthOf(regression),
+        found({
+          regressions: [answerOf(), answerOf({ rest: true, firstReached: iso(ONSET + 3 * HOUR) })],
+        }),
+      );
+      expect(score.problems[0]?.timeToDetectMs).toBe(3 * HOUR);
+      // One firmware, however many baselines flag it: one alarm.
+      expect(score.alarms).toHaveLength(1);
     });
   });
 
-  it("misses a regression the comparison does not show", () => {
-    const score = scoreRun(
-      truthOf(regression),
-      answers({
-        comparisons: [{ ...pair, comparison: comparison(pair, { DSL_RESYNC: SAME }) }],
-        issues: [issue(`modem/${MODEM}/DSL_RESYNC`)],
-      }),
-    );
-    expect(score.problems[0]).toMatchObject({ status: "missed", detectedAt: null, timeToDetectMs: null });
-    expect(score.problems[0]?.evidence).toContain("DSL_RESYNC: no_difference");
-    expect(score).toMatchObject({ recall: 0, precision: null, timeToDetect: { count: 0, medianMs: null } });
-  });
-
-  it("misses a regression whose breakdown blames another code", () => {
-    const blamed = comparison(pair, {
-      DSL_RESYNC: SAME,
-      WIFI_RADIO_CRASH: { baseline: [5, 2000], candidate: [200, 2000] },
+  describe("alarms", () => {
+    it("counts a regression on a firmware nobody injected as false, an improvement not at all", () => {
+      const score = scoreRun(
+        truthOf(regression),
+        found({
+          regressions: [
+            answerOf(),
+            regressionAnswerOf({ ...verdict({ firmware: "1.9.1", baseline: "1.9.0" }), model: PRINTER }),
+            answerOf({ firmware: "7.56", baseline: "7.55", verdict: "improvement", codes: [] }),
+          ],
+        }),
+      );
+      expect(score.falseAlarms).toBe(1);
+      expect(score.precision).toBe(0.5);
+      expect(score.alarms.find((x) => !x.injected)).toMatchObject({
+        signal: "regression",
+        subject: `${PRINTER} 1.9.1`,
+        evidence: expect.stringContaining("1.9.1 vs 1.9.0: regression"),
+      });
     });
-    expect(blamed.overall.verdict).toBe("regression");
-    const score = scoreRun(
-      truthOf(regression),
-      answers({
-        comparisons: [{ ...pair, comparison: blamed }],
-        issues: [issue(`modem/${MODEM}/DSL_RESYNC`)],
-      }),
-    );
-    expect(score.problems[0]?.status).toBe("missed");
-    // The firmware itself was injected, so the alarm is a true one.
-    expect(score.alarms).toEqual([expect.objectContaining({ subject: `${MODEM} 7.57`, injected: true })]);
-  });
 
-  it("misses a regression when a cohort had no activity", () => {
-    const score = scoreRun(truthOf(regression), answers({ comparisons: [{ ...pair, comparison: null }] }));
-    expect(score.problems[0]).toMatchObject({ status: "missed", detail: { overall: null } });
-  });
+    it("counts an ISP named worse than the rest true only on the models the flaky ISP's devices belong to", () => {
+      const devices = [
+        device("b1", { isp: "isp-b" }),
+        device("m1", { model: "FQ-Modem 5530", isp: "isp-b" }),
+      ];
+      const score = scoreRun(
+        truthOf(flaky),
+        answers({
+          devices,
+          regressions: [
+            ispVerdict(MODEM, "isp-b"),
+            ispVerdict("FQ-Modem 5530", "isp-b"),
+            ispVerdict(MODEM, "isp-c"),
+          ],
+        }),
+      );
+      expect(score.alarms.map((a) => [a.subject, a.injected])).toEqual([
+        [`${MODEM} isp isp-b`, true],
+        ["FQ-Modem 5530 isp isp-b", false],
+        [`${MODEM} isp isp-c`, false],
+      ]);
+    });
 
-  it("counts a regression on a firmware nobody injected as a false alarm", () => {
-    const other = { model: PRINTER, baseline: "1.9.0", candidate: "1.9.1" };
-    const a = found();
-    a.comparisons.push({ ...other, comparison: comparison(other, { THERMAL_RUNAWAY: WORSE }) });
-    const score = scoreRun(truthOf(regression), a);
-    expect(score.falseAlarms).toBe(1);
-    expect(score.precision).toBe(0.5);
-    expect(score.recall).toBe(1);
-    expect(score.alarms.find((x) => !x.injected)).toMatchObject({
-      signal: "firmware_regression",
-      subject: `${PRINTER} 1.9.1`,
-      evidence: expect.stringContaining("vs 1.9.0: regression"),
+    it("counts a region or hardware value named worse as false: nothing injects one", () => {
+      const score = scoreRun(
+        truthOf(regression),
+        found({ regressions: [answerOf(), { ...ispVerdict(MODEM, "eu-west"), dimension: "region" }] }),
+      );
+      expect(score.alarms.map((a) => [a.subject, a.injected])).toEqual([
+        [`${MODEM} 7.57`, true],
+        [`${MODEM} region eu-west`, false],
+      ]);
     });
   });
 
-  it("counts a bad firmware once, however many baselines flag it", () => {
-    const older = { ...pair, baseline: "7.55" };
-    const a = found();
-    a.comparisons.push({ ...older, comparison: comparison(older, { DSL_RESYNC: WORSE }) });
-    expect(scoreRun(truthOf(regression), a).alarms).toHaveLength(1);
+  describe("flaky_isp", () => {
+    const devices = [device("a1"), device("b1", { isp: "isp-b" }), device("b2", { isp: "isp-b" })];
+
+    it("is found by an automatic verdict naming the ISP worse than the rest of its model", () => {
+      const score = scoreRun(truthOf(flaky), answers({ devices, regressions: [ispVerdict(MODEM, "isp-b")] }));
+      expect(score.problems[0]).toMatchObject({
+        status: "found",
+        timeToDetectMs: 9 * HOUR,
+        detail: { models: [{ model: MODEM, verdict: "regression", source: "regressions" }] },
+      });
+      expect(score.problems[0]?.evidence).toContain(`${MODEM} isp-b vs the rest: regression`);
+    });
+
+    it("is found by the cohort ranking when the list names no ISP, timed by its bisection", () => {
+      const score = scoreRun(
+        truthOf(flaky),
+        answers({
+          devices,
+          cohorts: [ranking(MODEM, [["isp-b", "regression"]])],
+          detections: { [flaky.id]: { atMs: START + 12 * HOUR, probes: 7 } },
+        }),
+      );
+      expect(score.problems[0]).toMatchObject({
+        status: "found",
+        timeToDetectMs: 12 * HOUR,
+        detail: { models: [{ model: MODEM, verdict: "regression", source: "cohorts" }] },
+      });
+    });
+
+    it("is missed when the ranking does not call it a regression", () => {
+      const score = scoreRun(
+        truthOf(flaky),
+        answers({ devices, cohorts: [ranking(MODEM, [["isp-b", "no_difference"]])] }),
+      );
+      expect(score.problems[0]).toMatchObject({ status: "missed", timeToDetectMs: null });
+      expect(score.problems[0]?.evidence).toContain("isp-b vs the rest: no_difference, rate ratio 1.03");
+    });
+  });
+
+  describe("lemons", () => {
+    const clog = `printer/${PRINTER}/NOZZLE_CLOG`;
+
+    it("is found when most lemons are among the few devices that give half an issue's occurrences", () => {
+      const score = scoreRun(
+        truthOf(lemons),
+        answers({ issueDetails: [detail(clog, { p1: 40, p2: 35, p3: 10, p4: 8, p5: 7 })] }),
+      );
+      expect(score.problems[0]).toMatchObject({
+        status: "found",
+        timeToDetectMs: null,
+        detail: { named: ["p1", "p2"], issues: [{ key: clog, topDevices: 2, affected: 5, lemons: 2 }] },
+      });
+      expect(score.problems[0]?.evidence).toContain("2 of 2 lemons");
+      expect(score.notes.join(" ")).toContain("not timed");
+    });
+
+    it("is missed when the lemons do not stand out", () => {
+      const score = scoreRun(
+        truthOf(lemons),
+        answers({ issueDetails: [detail(clog, { p1: 5, p2: 5, p3: 30, p4: 28, p5: 27 })] }),
+      );
+      expect(score.problems[0]).toMatchObject({ status: "missed", detail: { named: [] } });
+    });
+
+    it("looks only at the issues of its code when it names one", () => {
+      const score = scoreRun(
+        truthOf({ ...lemons, code: "LAYER_SHIFT" } as InjectedProblem),
+        answers({ issueDetails: [detail(clog, { p1: 40, p2: 35, p3: 10 })] }),
+      );
+      expect(score.problems[0]).toMatchObject({ status: "missed", detail: { issues: [] } });
+    });
   });
 
   describe("silent devices", () => {
@@ -544,65 +724,6 @@ describe("scoreRun", () => {
     });
   });
 
-  it("does not score a flaky ISP, and shows where its data ranks it", () => {
-    const flaky: InjectedProblem = {
-      id: "flaky-isp-b",
-      type: "flaky_isp",
-      isp: "isp-b",
-      factor: 5,
-      devices: ["b1", "b2"],
-      onsetMs: START,
-    };
-    const devices = [
-      device("a1"),
-      device("a2"),
-      device("a3"),
-      device("b1", { isp: "isp-b" }),
-      device("b2", { isp: "isp-b" }),
-      device("p1", { kind: "printer", model: PRINTER, isp: "isp-c" }),
-    ];
-    const detail: IssueDetail = {
-      ...issue(`modem/${MODEM}/DSL_RESYNC`),
-      from: iso(START),
-      to: iso(END),
-      closure: null,
-      regressions: 0,
-      statusSince: null,
-      byFirmware: [],
-      byRegion: [],
-      trend: { bucketMs: DAY, buckets: [] },
-      devices: {
-        total: 4,
-        offset: 0,
-        nextOffset: null,
-        items: [
-          { id: "b1", occurrences: 30, lastSeen: iso(END), firmware: "7.57" },
-          { id: "b2", occurrences: 20, lastSeen: iso(END), firmware: "7.57" },
-          { id: "a1", occurrences: 6, lastSeen: iso(END), firmware: "7.57" },
-          { id: "a2", occurrences: 3, lastSeen: iso(END), firmware: "7.57" },
-        ],
-      },
-      history: [],
-    };
-    const score = scoreRun(truthOf(flaky), answers({ devices, lineIssues: [detail] }));
-    expect(score.problems[0]).toMatchObject({
-      status: "not_scored",
-      detail: {
-        rank: 1,
-        truncated: false,
-        ranking: [
-          { isp: "isp-b", devices: 2, faults: 50, perDevice: 25 },
-          { isp: "isp-a", devices: 3, faults: 9, perDevice: 3 },
-        ],
-      },
-    });
-    expect(score.problems[0]?.evidence).toMatch(/^not scored: fieldq does not group by ISP/);
-    expect(score.problems[0]?.evidence).toContain(
-      "puts isp-b at rank 1 of 2 ISPs by DSL_RESYNC faults per device (25.0 vs 3.00 for the others)",
-    );
-    expect(score.recall).toBeNull();
-  });
-
   it("finds malformed payloads by their models' rejections, and flags rejections nobody caused", () => {
     const malformed: InjectedProblem = {
       id: "garbage",
@@ -637,7 +758,8 @@ describe("fieldq sim score", () => {
 
   /** A fetch that answers like the API, from fakeApi's answers. */
   function fakeFetch(status = 200) {
-    const { api } = fakeApi(ONSET + 12 * HOUR);
+    const { api } = fakeApi();
+    const regressions = { items: [verdict({ firstReached: iso(ONSET + 12 * HOUR) })] };
     const paths: string[] = [];
     const json = (body: unknown, code = status) =>
       new Response(JSON.stringify(body), { status: code, headers: { "content-type": "application/json" } });
@@ -671,17 +793,10 @@ describe("fieldq sim score", () => {
         to: q.to,
       });
       switch (url.pathname) {
-        case "/api/v1/firmware":
-          return json(await api.firmwareVersions(window));
-        case "/api/v1/firmware/compare":
-          return json(
-            await api.compare({
-              model: q.model ?? "",
-              baseline: q.baseline ?? "",
-              candidate: q.candidate ?? "",
-              ...window,
-            }),
-          );
+        case "/api/v1/firmware/regressions":
+          return json(regressions);
+        case "/api/v1/fleet/cohorts":
+          return json(await api.cohorts({ model: q.model ?? "", dimension: "isp", ...window }));
         case "/api/v1/issues":
           return json(page(await api.issues(window)));
         case "/api/v1/devices":
@@ -792,7 +907,7 @@ describe("fieldq sim score", () => {
     expect(table.err).toEqual([]);
     expect(status).toBe(0);
     const text = table.out.join("\n");
-    expect(text).toMatch(/resync-on-7\.57 +fault_rate +found +12h +FQ-Modem 7590 7\.56 → 7\.57: regression/);
+    expect(text).toMatch(/resync-on-7\.57 +fault_rate +found +12h +FQ-Modem 7590 7\.57 vs 7\.56: regression/);
     expect(text).toContain("precision 1.00 (1 of 1 alarm true) · recall 1.00 (1 of 1 problem scored)");
 
     const json = io(fakeFetch().fetch);
