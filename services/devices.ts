@@ -275,11 +275,7 @@ export function createDeviceService(options: DeviceServiceOptions) {
       const entry = directory.get(id);
       const update = entry?.lastUpdate;
       const deviceMs = update?.deviceMs ?? null;
-      if (
-        entry === undefined ||
-        (update == null && entry.firstMs === null) ||
-        (update != null && deviceMs === null)
-      )
+      if (entry === undefined || (update == null ? entry.firstMs === null : deviceMs === null))
         unknown.push(id);
       else if (update != null && deviceMs !== null && deviceMs >= fromMs && deviceMs < toMs)
         updates.push({
