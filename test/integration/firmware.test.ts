@@ -1,5 +1,5 @@
 import { test as base, describe, expect } from "vitest";
-import { compareRates } from "../../analytics/rate-ratio.js";
+import { compareDeviceRates, judgeFamily } from "../../analytics/device-rates.js";
 import { createApp } from "../../api/app.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
@@ -9,6 +9,7 @@ import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
+import { createFirmwareService, type FirmwareService } from "../../services/firmware.js";
 import { createHealthService, type HealthService } from "../../services/health.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import type { Point } from "../../storage/schema.js";
@@ -24,10 +25,11 @@ import { rollingUp } from "../support/rollups.js";
 //   printer-2  1.9 on day 1 and day 2 h0-1; 1.10 from day 2 h1 (h1 counts for both) and all of day 3
 //   printer-3  1.10-rc1 on day 1, and once on 20 February
 //
-// Comparisons, 1-2 April (48 hours), 20 devices per cohort, 960 device-hours each:
+// Comparisons, 1-2 April (48 hours), 20 devices per cohort, 960 device-hours each, compared device by device
+// (faults dealt to the devices in turn):
 //   X1 2.9 → 2.10: LOS critical 2 → 30, DSL_RESYNC warning 5 → 5 (a real critical regression)
 //   Y1 3.0 → 3.1:  WAN_DOWN error 150 → 150 (identical)
-//   Z1 4.0 → 4.1:  one device for 5 hours each, LOS critical 1 → 1 (too small to tell)
+//   Z1 4.0 → 4.1:  one device for 5 hours each, LOS critical 1 → 1 (too few devices to tell)
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -89,11 +91,16 @@ const COHORT_HOURS = 48;
 const COHORT_DEVICES = 20;
 const EXPOSURE = COHORT_HOURS * COHORT_DEVICES;
 
-/** 20 devices reporting every hour of 1-2 April, and faults spread over them and the hours. */
+/** Per cohort (model and firmware), each device's faults by code, as cohort() dealt them. */
+const DEALT = new Map<string, Array<Map<string, number>>>();
+
+/** 20 devices reporting every hour of 1-2 April, and faults dealt to them in turn over the hours. */
 function cohort(model: string, firmware: string, faults: Array<[code: string, Severity, number]>): Point[] {
   const devices = Array.from({ length: COHORT_DEVICES }, (_, i) =>
     device(`${model.toLowerCase()}-${firmware}-${String(i).padStart(2, "0")}`, model, firmware),
   );
+  const dealt = devices.map(() => new Map<string, number>());
+  DEALT.set(`${model}|${firmware}`, dealt);
   const points = devices.flatMap((d) => activity(d, APRIL, COHORT_HOURS));
   let n = 0;
   for (const [code, severity, count] of faults) {
@@ -101,6 +108,8 @@ function cohort(model: string, firmware: string, faults: Array<[code: string, Se
       const d = devices[n % COHORT_DEVICES] as Device;
       const hour = Math.floor(n / COHORT_DEVICES) % COHORT_HOURS;
       points.push(...fault(d, APRIL + hour * HOUR + 60_000 * (1 + (n % 50)), code, severity));
+      const byCode = dealt[n % COHORT_DEVICES] as Map<string, number>;
+      byCode.set(code, (byCode.get(code) ?? 0) + 1);
     }
   }
   return points;
@@ -127,30 +136,36 @@ const POINTS: Point[] = [
   ...fault(Z41, APRIL + 3 * HOUR, "LOS", "critical"),
 ];
 
-/** What compareRates says of the hand-counted numbers; its exactness is test/unit/rate-ratio.test.ts's job. */
-function rates(baseline: [number, number], candidate: [number, number]) {
-  const result = compareRates({
-    baseline: { count: baseline[0], exposureHours: baseline[1] },
-    candidate: { count: candidate[0], exposureHours: candidate[1] },
-  });
-  if (!result.ok) throw new Error(result.problem.message);
-  return result.comparison;
+/**
+ * What compareDeviceRates says of the dealt per-device counts of these codes; its statistics are
+ * test/unit/device-rates.test.ts's job.
+ */
+function rates(model: string, baseline: string, candidate: string, codes: readonly string[]) {
+  const side = (firmware: string) =>
+    (DEALT.get(`${model}|${firmware}`) ?? []).map((byCode, i) => ({
+      device: `${model.toLowerCase()}-${firmware}-${String(i).padStart(2, "0")}`,
+      exposureHours: COHORT_HOURS,
+      count: codes.reduce((sum, code) => sum + (byCode.get(code) ?? 0), 0),
+    }));
+  return compareDeviceRates({ baseline: side(baseline), candidate: side(candidate) });
 }
 
 const VIEWER = "viewer-token-9012";
 const TOKENS = new Map<string, Role>([[VIEWER, "viewer"]]);
 
+type Services = { health: HealthService; firmware: FirmwareService };
+
 const test = base.extend(
-  "health",
+  "services",
   { scope: "file" },
   // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-  async ({}, { onCleanup }): Promise<HealthService> => {
+  async ({}, { onCleanup }): Promise<Services> => {
     const db = await testDatabase("firmware");
     onCleanup(() => db.drop());
     const influx = createInflux(db);
     await ensureSchema(influx, db);
     await rollingUp(influx, createPointWriter(db))(POINTS);
-    return createHealthService(influx);
+    return { health: createHealthService(influx), firmware: createFirmwareService(influx) };
   },
 );
 
@@ -198,7 +213,7 @@ const P1_VERSIONS = {
 
 describe("firmware versions", () => {
   test("lists each version oldest first with first seen, devices now and daily adoption", async ({
-    health,
+    services: { health },
   }) => {
     const versions = await health.firmwareVersions({ ...MARCH_WINDOW, model: "P1" });
     expect(versions).toEqual({ from: iso(day(1)), to: iso(day(4)), models: [P1_VERSIONS] });
@@ -206,7 +221,7 @@ describe("firmware versions", () => {
     expect(FirmwareVersions.parse(versions)).toEqual(versions);
   });
 
-  test("orders versions as versions, not as text", async ({ health }) => {
+  test("orders versions as versions, not as text", async ({ services: { health } }) => {
     const versions = await health.firmwareVersions({ ...APRIL_WINDOW, model: "X1" });
     expect(versions.models[0]?.versions.map((v) => [v.firmware, v.devices, v.exposureHours])).toEqual([
       ["2.9", 20, EXPOSURE],
@@ -218,7 +233,7 @@ describe("firmware versions", () => {
     ]);
   });
 
-  test("lists every model active in the window without a model", async ({ health }) => {
+  test("lists every model active in the window without a model", async ({ services: { health } }) => {
     const april = await health.firmwareVersions(APRIL_WINDOW);
     expect(april.models.map((m) => [m.model, m.versions.map((v) => v.firmware)])).toEqual([
       ["X1", ["2.9", "2.10"]],
@@ -229,9 +244,9 @@ describe("firmware versions", () => {
   });
 });
 
-describe("comparing firmware cohorts", () => {
-  test("finds a really worse critical-fault rate a regression", async ({ health }) => {
-    const result = await health.compareFirmware({
+describe("comparing firmware cohorts device by device", () => {
+  test("finds a really worse critical-fault rate a regression", async ({ services: { firmware } }) => {
+    const result = await firmware.compare({
       ...APRIL_WINDOW,
       model: "X1",
       baseline: "2.9",
@@ -241,23 +256,31 @@ describe("comparing firmware cohorts", () => {
     const c = result.value;
     expect(c.baseline).toEqual({ firmware: "2.9", devices: 20, exposureHours: 960 });
     expect(c.candidate).toEqual({ firmware: "2.10", devices: 20, exposureHours: 960 });
-    expect(c.critical).toEqual(rates([2, 960], [30, 960]));
+    expect(c.critical).toEqual(rates("X1", "2.9", "2.10", ["LOS"]));
     expect(c.critical.rateRatio).toBe(15);
     expect(c.critical.candidate.ratePer1000h).toBe(31.25);
     expect(c.critical.verdict).toBe("regression");
-    expect(c.critical.moreExposureNeeded).toBeNull();
-    expect(c.overall).toEqual(rates([7, 960], [35, 960]));
+    expect(c.critical.evidence.devices).toEqual({ baseline: 20, candidate: 20 });
+    expect(c.overall).toEqual(rates("X1", "2.9", "2.10", ["LOS", "DSL_RESYNC"]));
     expect(c.overall.verdict).toBe("regression");
-    expect(c.byCode).toEqual([
-      { code: "LOS", comparison: rates([2, 960], [30, 960]) },
-      { code: "DSL_RESYNC", comparison: rates([5, 960], [5, 960]) },
+    // The codes are one family (Holm).
+    const [los, dsl] = judgeFamily([
+      rates("X1", "2.9", "2.10", ["LOS"]),
+      rates("X1", "2.9", "2.10", ["DSL_RESYNC"]),
     ]);
-    expect(c.byCode[1]?.comparison.verdict).toBe("insufficient_evidence");
-    expect(FirmwareComparison.parse(c)).toEqual(c);
+    expect(c.byCode).toEqual([
+      { code: "LOS", comparison: los },
+      { code: "DSL_RESYNC", comparison: dsl },
+    ]);
+    expect(c.byCode.map((b) => [b.comparison.verdict, b.comparison.evidence.familySize])).toEqual([
+      ["regression", 2],
+      ["insufficient_evidence", 2],
+    ]);
+    expect(FirmwareComparison.safeParse(c).success).toBe(true);
   });
 
-  test("counts one severity when asked", async ({ health }) => {
-    const result = await health.compareFirmware({
+  test("counts one severity when asked", async ({ services: { firmware } }) => {
+    const result = await firmware.compare({
       ...APRIL_WINDOW,
       model: "X1",
       baseline: "2.9",
@@ -266,20 +289,22 @@ describe("comparing firmware cohorts", () => {
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
     expect(result.value.severity).toBe("warning");
-    expect(result.value.overall).toEqual(rates([5, 960], [5, 960]));
-    expect(result.value.critical).toEqual(rates([2, 960], [30, 960]));
+    expect(result.value.overall).toEqual(rates("X1", "2.9", "2.10", ["DSL_RESYNC"]));
+    expect(result.value.critical).toEqual(rates("X1", "2.9", "2.10", ["LOS"]));
     expect(result.value.byCode.map((b) => b.code)).toEqual(["DSL_RESYNC"]);
   });
 
-  test("finds identical cohorts no different once there are enough faults", async ({ health }) => {
-    const result = await health.compareFirmware({
+  test("finds identical cohorts no different once there are enough faults", async ({
+    services: { firmware },
+  }) => {
+    const result = await firmware.compare({
       ...APRIL_WINDOW,
       model: "Y1",
       baseline: "3.0",
       candidate: "3.1",
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
-    expect(result.value.overall).toEqual(rates([150, 960], [150, 960]));
+    expect(result.value.overall).toEqual(rates("Y1", "3.0", "3.1", ["WAN_DOWN"]));
     expect(result.value.overall.rateRatio).toBe(1);
     expect(result.value.overall.verdict).toBe("no_difference");
     // No critical fault in either: nothing to compare, and more exposure alone cannot settle it.
@@ -291,10 +316,10 @@ describe("comparing firmware cohorts", () => {
     });
   });
 
-  test("says a small sample is insufficient evidence, and how much more exposure would settle it", async ({
-    health,
+  test("refuses a verdict on cohorts of too few devices, whatever the counts", async ({
+    services: { firmware },
   }) => {
-    const result = await health.compareFirmware({
+    const result = await firmware.compare({
       ...APRIL_WINDOW,
       model: "Z1",
       baseline: "4.0",
@@ -302,28 +327,31 @@ describe("comparing firmware cohorts", () => {
     });
     if (!result.ok) throw new Error("expected exposure in both cohorts");
     expect(result.value.baseline).toEqual({ firmware: "4.0", devices: 1, exposureHours: 5 });
-    expect(result.value.critical).toEqual(rates([1, 5], [1, 5]));
     expect(result.value.critical.verdict).toBe("insufficient_evidence");
-    expect(result.value.critical.moreExposureNeeded).toMatchObject({ reachable: true });
+    expect(result.value.critical.evidence).toMatchObject({
+      refused: "too_few_devices",
+      devices: { baseline: 1, candidate: 1 },
+    });
   });
 
-  test("names the cohorts without exposure", async ({ health }) => {
+  test("names the cohorts without exposure", async ({ services: { firmware } }) => {
     const query = { ...APRIL_WINDOW, model: "X1", baseline: "2.9", candidate: "9.9" };
-    expect(await health.compareFirmware(query)).toEqual({
+    expect(await firmware.compare(query)).toEqual({
       ok: false,
       error: { reason: "no_exposure", cohorts: ["candidate"] },
     });
-    expect(await health.compareFirmware({ ...query, model: "nothing" })).toEqual({
+    expect(await firmware.compare({ ...query, model: "nothing" })).toEqual({
       ok: false,
       error: { reason: "no_exposure", cohorts: ["baseline", "candidate"] },
     });
   });
 });
 
-const appTest = test.extend("app", async ({ health }) => {
+const appTest = test.extend("app", async ({ services: { health, firmware } }) => {
   const app = createApp({
     ...memoryDeviceServices(),
     health,
+    firmware,
     tokens: TOKENS,
     logger: silentLogger,
     metrics: createMetrics(),
