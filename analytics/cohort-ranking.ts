@@ -31,12 +31,12 @@ export type CohortTally = {
 export type DeviceAttributes = { isp?: string | null; hardware?: string | null };
 
 /**
- * Whose cohorts are compared: one model's, or every model of a kind (an ISP's lines serve several models,
- * each with too few devices of its own to say anything), each device's exposure then weighted by its
- * model's rate of what is compared (indirect standardization): a model that faults more does not make the
- * values its devices have look worse.
+ * Whose cohorts are compared: one model's, every model of a kind (an ISP's lines serve several models, each
+ * with too few devices of its own to say anything), or the whole fleet's. Each device's exposure is weighted
+ * by its model's rate of what is compared (indirect standardization; 1 within one model): a model that
+ * faults more does not make the values its devices have look worse.
  */
-export type CohortScope = { model: string; kind?: undefined } | { kind: string; model?: undefined };
+export type CohortScope = { model?: string | undefined; kind?: string | undefined };
 
 export type CohortRankingInput = CohortScope & {
   dimension: CohortDimension;
@@ -105,7 +105,7 @@ function modelWeights(devices: readonly Device[], only: string | undefined): Map
  * Each value of the dimension within the scope against the rest of it (all its other devices, those of
  * unknown value included), overall and per code, each comparison on its own (not judged as a family):
  * what rankCohorts judges, and what a scan may add to a larger family. Values in the order of their name;
- * UNKNOWN and a value without a rest (alone in its scope) are no cohort. With a kind's scope the
+ * UNKNOWN and a value without a rest (alone in its scope) are no cohort. Over several models the
  * comparisons' exposureHours are weighted device-hours (CohortScope); the cohort's own are as counted.
  */
 export function cohortComparisons(input: CohortRankingInput): CohortComparisons {
@@ -115,7 +115,8 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
   // value → device → exposure and faults.
   const byValue = new Map<string, Map<string, Held>>();
   const inScope = (t: CohortTally) =>
-    input.model !== undefined ? t.model === input.model : t.kind === input.kind;
+    (input.model === undefined || t.model === input.model) &&
+    (input.kind === undefined || t.kind === input.kind);
   for (const t of input.tallies) {
     if (!inScope(t)) continue;
     const value = dimensionValue(input.dimension, t, input.attributesOf);
@@ -165,9 +166,8 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
 
   const everyDevice = [...withExposure.values()].flat();
   const weightsOf = new Map<string, Map<string, number>>();
-  /** A model's weight for `only`; 1 within one model's scope. */
+  /** A model's weight for `only` (1 when the scope holds one model). */
   const weight = (model: string, only: string | undefined) => {
-    if (input.model !== undefined) return 1;
     const key = only ?? "\u0000all";
     let weights = weightsOf.get(key);
     if (weights === undefined) {

@@ -91,8 +91,8 @@ export interface HealthService {
   /** Fault rates of two cohorts of one model; not ok when a cohort has no exposure in the window. */
   compareFirmware(q: FirmwareCompareInput): Promise<Result<FirmwareComparison, NoExposure>>;
   /**
-   * Each value of a dimension within a model (or a kind) against the rest of it, worst first; not ok when
-   * no device of the model (kind) has exposure in the window.
+   * Each value of a dimension within the selection (a model, a kind, the fleet) against the rest of it,
+   * worst first; not ok when no device of the selection has exposure in the window.
    */
   rankCohorts(q: CohortRankingInput): Promise<Result<CohortRanking, { reason: "no_exposure" }>>;
   /** Reads what the default requests need (the last 30 days), so the first request after start is fast. */
@@ -343,9 +343,9 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     async rankCohorts(q) {
       const window = alignHours(q);
       const view = await deviceView([window]);
-      const scope: CohortScope = q.model !== undefined ? { model: q.model } : { kind: q.kind };
       const ranking = rankCohorts({
-        ...scope,
+        model: q.model,
+        kind: q.kind,
         dimension: q.dimension,
         tallies: view.deviceCohorts(),
         attributesOf,

@@ -82,16 +82,14 @@ export function registerFleet<S extends Schema>(
       return c.json(await deps.health.fleetTrend({ ...selection, fromMs, toMs }), 200);
     })
     .openapi(fleetCohortsRoute, async (c) => {
-      const { from, to, model, kind, ...query } = c.req.valid("query");
+      const { from, to, ...query } = c.req.valid("query");
       const { fromMs, toMs } = resolveAnalyticsWindow({ from, to }, now(), DEFAULT_COHORT_SPAN_MS);
-      // The schema lets exactly one of model and kind through.
-      const scope = model !== undefined ? { model } : { kind: kind ?? "" };
-      const result = await deps.health.rankCohorts({ ...scope, ...query, fromMs, toMs });
+      const result = await deps.health.rankCohorts({ ...query, fromMs, toMs });
       if (result.ok) return c.json(result.value, 200);
       const window = alignHours({ fromMs, toMs });
       throw new ApiError({
         code: "NOT_FOUND",
-        message: `no device of ${model !== undefined ? "model" : "kind"} "${model ?? kind}" reported activity between ${iso(window.fromMs)} and ${iso(window.toMs)}`,
+        message: `no device${query.model === undefined ? "" : ` of model "${query.model}"`}${query.kind === undefined ? "" : ` of kind "${query.kind}"`} reported activity between ${iso(window.fromMs)} and ${iso(window.toMs)}`,
       });
     });
 }

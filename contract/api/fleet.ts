@@ -246,13 +246,10 @@ export type RankedCohort = z.infer<typeof RankedCohort>;
 
 export const CohortRanking = z
   .object({
-    model: z
-      .string()
-      .nullable()
-      .meta({ description: "The model whose cohorts are compared; null with `kind`" }),
+    model: z.string().nullable().meta({ description: "Only this model's devices; null: every model" }),
     kind: z.string().nullable().meta({
       description:
-        "With `kind`: every model of the kind, each device's exposure weighted by its model's rate of what is compared",
+        "Only this kind's devices; null: every kind. Over several models each device's exposure is weighted by its model's rate of what is compared",
     }),
     dimension: CohortDimension,
     from: isoTime.meta({ description: "Start of the window used: `from` floored to the UTC hour" }),
@@ -337,30 +334,22 @@ export const FirmwareCompareParams = z
   })
   .refine((q) => q.baseline !== q.candidate, { message: "must differ from baseline", path: ["candidate"] });
 
-export const CohortRankingParams = z
-  .strictObject({
-    model: Label.optional().meta({
-      description: "The model whose cohorts are compared",
-      example: "FQ-Modem 7590",
-    }),
-    kind: Label.optional().meta({
-      description:
-        "Instead of `model`: every model of this kind, each device's exposure weighted by its model's rate (an ISP's lines serve several models)",
-      example: "modem",
-    }),
-    dimension: CohortDimension.meta({
-      description:
-        "Each value of it (ISP, region, hardware revision or firmware) against the rest of the model",
-      example: "isp",
-    }),
-    severity: Severity.optional().meta({ description: "Count only faults of this severity" }),
-    code: Label.optional().meta({ description: "Count only faults of this code", example: "DSL_RESYNC" }),
-    from: timeParam(
-      `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
-    ),
-    to: timeParam("End, exclusive, raised to the next UTC hour; default now"),
-  })
-  .refine((q) => (q.model === undefined) !== (q.kind === undefined), {
-    message: "give either model or kind",
-    path: ["model"],
-  });
+export const CohortRankingParams = z.strictObject({
+  model: Label.optional().meta({ description: "Only this model's devices", example: "FQ-Modem 7590" }),
+  kind: Label.optional().meta({
+    description:
+      "Only this kind's devices: every model of it (an ISP's lines serve several models), each device's exposure weighted by its model's rate",
+    example: "modem",
+  }),
+  dimension: CohortDimension.default("isp").meta({
+    description:
+      "Each value of it (ISP, region, hardware revision or firmware) against the rest of the selection",
+    example: "isp",
+  }),
+  severity: Severity.optional().meta({ description: "Count only faults of this severity" }),
+  code: Label.optional().meta({ description: "Count only faults of this code", example: "DSL_RESYNC" }),
+  from: timeParam(
+    `Start, inclusive, floored to the UTC hour; default \`to\` minus 30d; at most ${MAX_SERIES_DAYS} days before \`to\``,
+  ),
+  to: timeParam("End, exclusive, raised to the next UTC hour; default now"),
+});
