@@ -170,6 +170,7 @@ describe("deviceStatePoint", () => {
       record: { ...META, slot: 42, firstMs: T - 86_400_000, gapsMs: [60_000, 60_000, 120_000] },
       activity: {
         lastReportMs: T - 5_000,
+        lastReportDeviceMs: T - 65_000,
         lastSeenMs: T,
         presence: { state: "offline", atMs: T, source: "will" },
       },
@@ -177,7 +178,7 @@ describe("deviceStatePoint", () => {
     });
     expect(point.rp).toBe("long");
     expect(encodePoint(point)).toBe(
-      'device_state device="modem-0001",kind="modem",model="FQ-M200",firmware="2.4.1",hardware="rev C",serial="S-1",region="eu-west",isp="Example Telecom",first_ms=1736064000000i,last_report_ms=1736150395000i,last_seen_ms=1736150400000i,presence="offline",presence_ms=1736150400000i,presence_source="will",gap_median_ms=60000,gap_samples=3i,updated_ms=1736150400000i 42',
+      'device_state device="modem-0001",kind="modem",model="FQ-M200",firmware="2.4.1",hardware="rev C",serial="S-1",region="eu-west",isp="Example Telecom",first_ms=1736064000000i,last_report_ms=1736150395000i,last_report_device_ms=1736150335000i,last_seen_ms=1736150400000i,presence="offline",presence_ms=1736150400000i,presence_source="will",gap_median_ms=60000,gap_samples=3i,updated_ms=1736150400000i 42',
     );
   });
 
