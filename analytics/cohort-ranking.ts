@@ -79,7 +79,18 @@ export function dimensionValue(
 }
 
 type Held = { model: string; exposureHours: number; faults: Map<string, FaultTally> };
-type Device = { device: string; model: string; exposureHours: number; faults: FaultTally[] };
+/** A device of a cohort: its faults kept, in all and per code. */
+type Device = {
+  device: string;
+  model: string;
+  exposureHours: number;
+  faults: FaultTally[];
+  total: number;
+  byCode: Map<string, number>;
+};
+
+const countOf = (d: Device, only: string | undefined) =>
+  only === undefined ? d.total : (d.byCode.get(only) ?? 0);
 
 /**
  * With a kind's scope, each model's rate of the faults `only` names (all kept, or one code) over the
@@ -92,7 +103,7 @@ function modelWeights(devices: readonly Device[], only: string | undefined): Map
   for (const d of devices) {
     const m = byModel.get(d.model) ?? { hours: 0, n: 0 };
     byModel.set(d.model, m);
-    const count = d.faults.reduce((sum, f) => (only === undefined || f.code === only ? sum + f.n : sum), 0);
+    const count = countOf(d, only);
     m.hours += d.exposureHours;
     m.n += count;
     hours += d.exposureHours;
@@ -148,6 +159,11 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
           model: d.model,
           exposureHours: d.exposureHours,
           faults: [...d.faults.values()],
+          total: [...d.faults.values()].reduce((n, f) => n + f.n, 0),
+          byCode: [...d.faults.values()].reduce(
+            (codes, f) => codes.set(f.code, (codes.get(f.code) ?? 0) + f.n),
+            new Map<string, number>(),
+          ),
         }))
         .sort((a, b) => byText(a.device, b.device)),
     ]),
@@ -182,7 +198,7 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
       .map((d) => ({
         device: d.device,
         exposureHours: d.exposureHours * weight(d.model, only),
-        count: d.faults.reduce((n, f) => (only === undefined || f.code === only ? n + f.n : n), 0),
+        count: countOf(d, only),
       }))
       .filter((d) => d.exposureHours > 0);
   const comparisons: CohortComparison[] = [];
@@ -202,7 +218,7 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
       value,
       devices: cohort.length,
       exposureHours: cohort.reduce((h, d) => h + d.exposureHours, 0),
-      faults: cohort.reduce((n, d) => n + d.faults.reduce((m, f) => m + f.n, 0), 0),
+      faults: cohort.reduce((n, d) => n + d.total, 0),
       overall,
       byCode: codes.flatMap((code) => {
         const comparison = compare(code);
