@@ -187,7 +187,10 @@ export type ReaderOptions = {
   maxBuckets?: number;
   maxSumEntries?: number;
   maxTallyEntries?: number;
-  /** Buckets of device_cohort entries kept (default 2,000: a month of days and its edge hours, many times). */
+  /**
+   * Buckets of device_cohort columns kept (default 400: a 30-day window is 30 days and up to 46 edge hours,
+   * and a load must find all of its buckets here; a bucket of 10,000 devices holds 0.3-0.5 MB).
+   */
   maxDeviceCohortEntries?: number;
   /**
    * How long a bucket's revision read is trusted before it is read again (default 0: every load reads the
@@ -298,7 +301,7 @@ export function createRollupReader(influx: InfluxDB, options: ReaderOptions = {}
   const setsCache = new Lru<SetsEntry>((options.maxBuckets ?? 5_000) * SET_KINDS.length);
   const sumsCache = new Lru<SumsEntry>(options.maxSumEntries ?? 20_000);
   const talliesCache = new Lru<TalliesEntry>(options.maxTallyEntries ?? 20_000);
-  const deviceCohortsCache = new Lru<DeviceCohortsEntry>(options.maxDeviceCohortEntries ?? 2_000);
+  const deviceCohortsCache = new Lru<DeviceCohortsEntry>(options.maxDeviceCohortEntries ?? 200);
   /** Device id → a small integer, for this process's bitsets; `ids` maps it back. */
   const index = new Map<string, number>();
   const ids: string[] = [];
