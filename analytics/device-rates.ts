@@ -11,7 +11,8 @@
 // φ_c = Var(X_c)/X_c scales the cohort: the exact conditional test runs on effective counts X_c/s_c over
 // effective exposures T_c/s_c, with s_c = φ_c·(t_df/z)² so that the uncertainty of the estimate is paid for.
 // When φ_0 = φ_1 = 1 this is the exact test on pooled counts, unchanged. A cohort with fewer than
-// MIN_DEVICES devices gets no regression or improvement verdict at all.
+// MIN_DEVICES devices gets no regression or improvement verdict unless no cohort shows any dispersion
+// (then MIN_DEVICES_ALIKE).
 
 import {
   binomialTestPValue,
@@ -63,17 +64,23 @@ export type RateEvidence = {
   familySize: number;
   /** Each cohort's dispersion as used (≥ 1, before the t inflation); absent from older producers. */
   cohortDispersion?: { baseline: number; candidate: number };
-  /** The fewest devices a cohort needs for a regression or improvement verdict. */
+  /** The fewest devices a cohort needs for a regression or improvement verdict, devices alike or not. */
   minDevices?: number;
 };
 
 export type DeviceRateComparison = RateComparison & { evidence: RateEvidence };
 
 /**
- * Below this many devices in either cohort no regression or improvement is called: with heavy-tailed
- * per-device rates, a few devices cannot show how much devices differ (docs/statistics.md, the null grid).
+ * Below this many devices in either cohort no regression or improvement is called when devices differ:
+ * with heavy-tailed per-device rates, fewer devices cannot show how much they differ (docs/statistics.md,
+ * the null grid: 10 and 15 devices exceed 5%).
  */
 export const MIN_DEVICES = 20;
+/**
+ * When no cohort shows any between-device dispersion, the exact test's verdict stands from this many devices
+ * per cohort (the null grid at 3 devices: at most 2.7%; at 1 device a lemon alone makes a verdict).
+ */
+export const MIN_DEVICES_ALIKE = 3;
 
 type Spread = {
   devices: number;
@@ -325,7 +332,10 @@ export function compareDeviceRates(input: DeviceRateInput): DeviceRateComparison
   if (problem !== null) throw new RangeError(`${problem.field}: ${problem.message}`);
 
   const scale = scaleOf(b, c);
-  const refused = Math.min(b.devices, c.devices) < MIN_DEVICES ? ("too_few_devices" as const) : null;
+  const exactOnly = scale.used.baseline === 1 && scale.used.candidate === 1;
+  const fewest = Math.min(b.devices, c.devices);
+  const refused =
+    fewest < (exactOnly ? MIN_DEVICES_ALIKE : MIN_DEVICES) ? ("too_few_devices" as const) : null;
   const estimated =
     scale.estimated.baseline === null && scale.estimated.candidate === null
       ? null
@@ -344,7 +354,7 @@ export function compareDeviceRates(input: DeviceRateInput): DeviceRateComparison
     adjustedPValue: null,
     familySize: 1,
     cohortDispersion: scale.used,
-    minDevices: MIN_DEVICES,
+    minDevices: exactOnly ? MIN_DEVICES_ALIKE : MIN_DEVICES,
   };
   const refuse = (comparison: RateComparison): RateComparison =>
     refused === null
@@ -352,13 +362,12 @@ export function compareDeviceRates(input: DeviceRateInput): DeviceRateComparison
       : { ...comparison, verdict: "insufficient_evidence", moreExposureNeeded: null };
 
   const explain = input.moreExposure ?? true;
-  if (scale.used.baseline === 1 && scale.used.candidate === 1 && explain) {
+  if (exactOnly && explain) {
     const exact = compareRates({ baseline, candidate, confidence, equivalenceMargin: margin });
     if (!exact.ok) throw new RangeError(`${exact.problem.field}: ${exact.problem.message}`);
     return { ...refuse(exact.comparison), evidence };
   }
 
-  const exactOnly = scale.used.baseline === 1 && scale.used.candidate === 1;
   const inflate = inflation(scale.df, confidence);
   const s = scaled(baseline, candidate, scale.used, inflate, 1);
   const ci = rateRatioInterval(s.candidateCount, s.baselineCount, s.exposureRatio, confidence);

@@ -6,6 +6,7 @@ import {
   holmAdjust,
   judgeFamily,
   MIN_DEVICES,
+  MIN_DEVICES_ALIKE,
 } from "../../analytics/device-rates.js";
 import { compareRates } from "../../analytics/rate-ratio.js";
 import { normalQuantile, studentTQuantile } from "../../analytics/special-functions.js";
@@ -110,13 +111,37 @@ describe("compareDeviceRates with too few devices", () => {
   });
 
   it("counts only devices with exposure or faults", () => {
+    // Devices that differ (0 to 9 faults each), so MIN_DEVICES applies.
     const many = cohort(
       "b",
-      Array.from({ length: MIN_DEVICES }, () => 2),
+      Array.from({ length: MIN_DEVICES }, (_, i) => (i * 7) % 10),
     );
     const idle = { device: "idle", exposureHours: 0, count: 0 };
     const result = compareDeviceRates({ baseline: many, candidate: [...many.slice(1), idle] });
     expect(result.evidence.devices).toEqual({ baseline: MIN_DEVICES, candidate: MIN_DEVICES - 1 });
+    expect(result.evidence.refused).toBe("too_few_devices");
+  });
+});
+
+describe("compareDeviceRates with few devices that are alike", () => {
+  it("keeps the exact test's verdict from MIN_DEVICES_ALIKE devices on", () => {
+    const baseline = cohort("b", [2, 2, 3, 2, 2]);
+    const candidate = cohort("c", [9, 10, 9]);
+    const result = compareDeviceRates({ baseline, candidate });
+    expect(result.evidence.method).toBe("exact_poisson");
+    expect(result.evidence.refused).toBeNull();
+    expect(result.evidence.minDevices).toBe(MIN_DEVICES_ALIKE);
+    expect(result.verdict).toBe(exact(baseline, candidate).verdict);
+    expect(result.verdict).toBe("regression");
+  });
+
+  it("refuses below MIN_DEVICES_ALIKE devices even when they look alike", () => {
+    const result = compareDeviceRates({
+      baseline: cohort("b", [2, 2, 3, 2, 2]),
+      candidate: cohort("c", [10, 9]),
+    });
+    expect(exact(cohort("b", [2, 2, 3, 2, 2]), cohort("c", [10, 9])).verdict).toBe("regression");
+    expect(result.verdict).toBe("insufficient_evidence");
     expect(result.evidence.refused).toBe("too_few_devices");
   });
 });
