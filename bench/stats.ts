@@ -14,6 +14,7 @@ import {
   type NullConfig,
   nullSeed,
   nullShare,
+  regressionShare,
 } from "../test/support/gamma-fleet.js";
 
 const { values } = parseArgs({
@@ -71,6 +72,32 @@ for (const [label, grid] of [
 }
 out("");
 out(`Largest false-verdict share on the grid: ${pct(worst)}`);
+
+out("");
+out(`## Power when devices differ: share of ${replications} comparisons called a regression`);
+out("");
+out("| shape | devices | faults/device (baseline) | rate ratio | device-level |");
+out("|---|---|---|---|---|");
+for (const [shape, devices, faults, ratio] of [
+  [1, 20, 20, 3],
+  [0.25, 20, 20, 3],
+  [0.5, 30, 20, 3],
+  [0.25, 50, 20, 3],
+  [0.5, 100, 20, 3],
+  [0.25, 100, 2, 3],
+  [0.5, 100, 2, 2],
+  [0.5, 500, 2, 1.5],
+] as const) {
+  const config = {
+    shape,
+    devices: { baseline: devices, candidate: devices },
+    faultsPerDevice: faults,
+    ratio,
+  };
+  out(
+    `| ${shape} | ${devices} vs ${devices} | ${faults} | ${ratio} | ${pct(regressionShare(device, config, replications, 5))} |`,
+  );
+}
 
 const family = familyShare(
   device,

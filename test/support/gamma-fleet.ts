@@ -224,6 +224,28 @@ export function nullShare(
   };
 }
 
+/** Like nullShare, the candidate's mean rate `ratio` times the baseline's: the share called a regression. */
+export function regressionShare(
+  compare: (baseline: DeviceExposure[], candidate: DeviceExposure[]) => { verdict: string },
+  config: NullConfig & { ratio: number },
+  replications: number,
+  seed: number,
+): number {
+  const random = seededRandom(seed);
+  let called = 0;
+  for (let r = 0; r < replications; r++) {
+    const baseline = nullCohort(random, config, config.devices.baseline, "b");
+    const candidate = nullCohort(
+      random,
+      { ...config, faultsPerDevice: config.faultsPerDevice * config.ratio },
+      config.devices.candidate,
+      "c",
+    );
+    if (compare(baseline, candidate).verdict === "regression") called++;
+  }
+  return called / replications;
+}
+
 export type FamilyConfig = NullConfig & { codes: number };
 
 /**

@@ -12,6 +12,7 @@ import {
   NULL_REPLICATIONS,
   nullSeed,
   nullShare,
+  regressionShare,
 } from "../support/gamma-fleet.js";
 
 const device = (baseline: DeviceExposure[], candidate: DeviceExposure[]) =>
@@ -44,6 +45,13 @@ describe("device-level rates on fleets whose devices differ, means equal (the nu
     const config = { shape: 0.5, devices: { baseline: 100, candidate: 100 }, faultsPerDevice: 20 };
     const share = nullShare(device, pooledExact, config, 200, 7);
     expect(share.pooledExact).toBeGreaterThan(0.5);
+  });
+});
+
+describe("device-level rates on a real change in a fleet whose devices differ", () => {
+  it("calls a 3x regression in most comparisons of 100 vs 100 devices (shape 0.5, 20 faults per device)", () => {
+    const config = { shape: 0.5, devices: { baseline: 100, candidate: 100 }, faultsPerDevice: 20, ratio: 3 };
+    expect(regressionShare(device, config, 200, 5)).toBeGreaterThan(0.9);
   });
 });
 
