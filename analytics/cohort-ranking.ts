@@ -42,7 +42,7 @@ export type CohortRankingInput = CohortScope & {
   dimension: CohortDimension;
   tallies: Iterable<CohortTally>;
   /** The device's current ISP and hardware revision (the directory's); needed for those dimensions. */
-  attributesOf?: (device: string) => DeviceAttributes | undefined;
+  attributesOf?: ((device: string) => DeviceAttributes | undefined) | undefined;
   /** Count only faults of this severity, of this code. */
   severity?: Severity | undefined;
   code?: string | undefined;
