@@ -1,11 +1,13 @@
 import { UNKNOWN } from "../contract/messages.js";
 import { HOUR_MS, type Window } from "../contract/time.js";
+import { cohortComparisons, type DeviceAttributes } from "./cohort-ranking.js";
 import { compareDeviceRates, type DeviceRateComparison, judgeFamily } from "./device-rates.js";
 import { type CohortTally, type DeviceFaults, devicesByVersion, exposures } from "./firmware-cohorts.js";
 import { compareVersions } from "./versions.js";
 
 // Regressions found without asking (docs/statistics.md "The regression scan"): per model, every version with
-// exposure against its predecessor and against the rest of the model, overall and per code, and every one
+// exposure against its predecessor and against the rest of the model, and every ISP, region and hardware
+// revision against the rest of the model (analytics/cohort-ranking.ts), overall and per code, and every one
 // of those comparisons of one scan judged as ONE family (Holm, analytics/device-rates.ts judgeFamily), so a
 // scan calls anything a regression or an improvement falsely with probability ≤ 1 − confidence.
 // When a verdict was first reached is read on the data's clock: the first hour end t at which the scan of
@@ -19,7 +21,15 @@ export type FirmwareSubject = {
   /** The versions the baseline cohort ran, oldest first. */
   baselineFirmware: string[];
 };
-export type Subject = FirmwareSubject;
+/** A value of what a device reports (its ISP, region, hardware revision) against the rest of its model. */
+export type DimensionSubject = { kind: "dimension"; dimension: ScanDimension; value: string };
+export type Subject = FirmwareSubject | DimensionSubject;
+
+export const SCAN_DIMENSIONS = ["isp", "region", "hardware"] as const;
+export type ScanDimension = (typeof SCAN_DIMENSIONS)[number];
+
+/** A row of the per-device cohort tallies (storage/rollup-schema.ts DeviceCohortTally fits). */
+export type ScanTally = CohortTally & { kind: string; region: string };
 
 export type Judged = "regression" | "improvement";
 export type SubjectVerdict = Judged | "no_difference" | "insufficient_evidence";
@@ -60,7 +70,15 @@ export type ScanOptions = {
   confidence?: number;
 };
 
-export const subjectKey = (s: Subject) => [s.kind, s.firmware, s.baseline].join("|");
+export type ScanInput = {
+  window: Window;
+  tallies: Iterable<ScanTally>;
+  /** Each device's current ISP and hardware revision (its latest hello); without it those are not scanned. */
+  attributesOf?: ((device: string) => DeviceAttributes | undefined) | undefined;
+};
+
+export const subjectKey = (s: Subject) =>
+  (s.kind === "firmware" ? [s.kind, s.firmware, s.baseline] : [s.kind, s.dimension, s.value]).join("|");
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const faultTotal = (devices: readonly DeviceFaults[], code: string) =>
@@ -83,9 +101,11 @@ function pooled(cohorts: ReadonlyArray<readonly DeviceFaults[]>): DeviceFaults[]
   return [...byDevice].map(([device, d]) => ({ device, ...d }));
 }
 
+type Compared = { model: string; subject: Subject; overall: DeviceRateComparison; codes: CodeComparison[] };
+
 type Planned = {
   model: string;
-  subject: Subject;
+  subject: FirmwareSubject;
   baseline: DeviceFaults[];
   candidate: DeviceFaults[];
   codes: string[];
@@ -128,20 +148,16 @@ function verdictOf(overall: DeviceRateComparison, codes: readonly CodeComparison
 }
 
 /** One scan over the per-device cohort tallies of a window (every model in them). */
-export function scanRegressions(
-  input: { window: Window; tallies: Iterable<CohortTally> },
-  options: ScanOptions = {},
-): ScanResult {
+export function scanRegressions(input: ScanInput, options: ScanOptions = {}): ScanResult {
   const confidence = options.confidence === undefined ? {} : { confidence: options.confidence };
-  const byModel = devicesByVersion(input.tallies);
-  const planned = [...byModel.keys()].sort(byText).flatMap((model) => {
-    const versions = byModel.get(model);
-    return versions === undefined ? [] : plan(model, versions);
-  });
+  const tallies = [...input.tallies];
+  const byModel = devicesByVersion(tallies);
+  const models = [...byModel.keys()].sort(byText);
   // Every comparison of the scan, then all of them judged as one family. One that could never be called
   // anything whatever the family (no fault in either cohort, or a cohort too small: evidence.refused) stays
   // out of it, so it costs the others no power.
-  const compared = planned.map((p) => {
+  const firmware = models.flatMap((model) => plan(model, byModel.get(model) ?? new Map()));
+  const compared: Compared[] = firmware.map((p) => {
     const compare = (keep: (f: { code: string }) => boolean) =>
       compareDeviceRates({
         baseline: exposures(p.baseline, keep),
@@ -150,22 +166,39 @@ export function scanRegressions(
         ...confidence,
       });
     return {
+      model: p.model,
+      subject: p.subject,
       overall: compare(() => true),
       codes: p.codes.map((code) => ({ code, comparison: compare((f) => f.code === code) })),
     };
   });
+  for (const model of models) {
+    for (const dimension of SCAN_DIMENSIONS) {
+      const { comparisons } = cohortComparisons({
+        model,
+        dimension,
+        tallies,
+        ...(input.attributesOf === undefined ? {} : { attributesOf: input.attributesOf }),
+      });
+      for (const c of comparisons) {
+        compared.push({
+          model,
+          subject: { kind: "dimension", dimension, value: c.value },
+          overall: c.overall,
+          codes: c.byCode,
+        });
+      }
+    }
+  }
   const all = compared.flatMap((c) => [c.overall, ...c.codes.map((x) => x.comparison)]);
   const judgeable = (c: DeviceRateComparison) => c.pValue !== null && c.evidence.refused === null;
   const judged = judgeFamily(all.filter(judgeable));
   let next = 0;
   const family = all.map((c) => (judgeable(c) ? (judged[next++] as DeviceRateComparison) : c));
   let at = 0;
-  const subjects = planned.map((p, i): SubjectResult => {
+  const subjects = compared.map((p): SubjectResult => {
     const overall = family[at++] as DeviceRateComparison;
-    const codes = (compared[i]?.codes ?? []).map((c) => ({
-      code: c.code,
-      comparison: family[at++] as DeviceRateComparison,
-    }));
+    const codes = p.codes.map((c) => ({ code: c.code, comparison: family[at++] as DeviceRateComparison }));
     const verdict = verdictOf(overall, codes);
     return {
       model: p.model,
@@ -180,21 +213,22 @@ export function scanRegressions(
 }
 
 /**
- * The verdicts worth telling: every regression, and improvements over a predecessor. A version better than
- * the rest of its model is not told: the rest is a mixture, and beside a version that regressed every
- * other one looks better than it.
+ * The verdicts worth telling: every regression, and improvements over a predecessor. A cohort better than
+ * the rest of its model is not told: the rest is a mixture, and beside a cohort that regressed every other
+ * one looks better than it.
  */
 export const findings = (scan: ScanResult): Finding[] =>
   scan.subjects.filter(
     (s): s is Finding =>
-      s.verdict === "regression" || (s.verdict === "improvement" && s.subject.baseline === "predecessor"),
+      s.verdict === "regression" ||
+      (s.verdict === "improvement" && s.subject.kind === "firmware" && s.subject.baseline === "predecessor"),
   );
 
 /** A subject's identity across models. */
 export const findingKey = (f: { model: string; key: string }) => `${f.model}|${f.key}`;
 
 /** The per-device cohort tallies of a window: in memory (the simulator's bench) or read from the rollups. */
-export type TalliesOf = (window: Window) => Iterable<CohortTally> | Promise<Iterable<CohortTally>>;
+export type TalliesOf = (window: Window) => Iterable<ScanTally> | Promise<Iterable<ScanTally>>;
 
 export type TimedFinding = Finding & {
   /** The first hour end at which the scan of [t − span, t) reached this verdict (data clock). */
@@ -207,6 +241,8 @@ export type TimedScanInput = {
   /** How far back each scan reads; 30 days in the product. */
   spanMs: number;
   tallies: TalliesOf;
+  /** Each device's current ISP and hardware revision, for every scan (ScanInput). */
+  attributesOf?: ScanInput["attributesOf"];
   /**
    * Verdicts already known, by findingKey: one that still holds with the same verdict keeps its time and
    * is not timed again.
@@ -241,7 +277,7 @@ export async function scanWithTiming(input: TimedScanInput, options: ScanOptions
     if (scan === undefined) {
       const window = { fromMs: toMs - input.spanMs, toMs };
       scan = Promise.resolve(input.tallies(window)).then((tallies) =>
-        scanRegressions({ window, tallies }, options),
+        scanRegressions({ window, tallies, attributesOf: input.attributesOf }, options),
       );
       scans.set(toMs, scan);
     }

@@ -10,6 +10,7 @@ import {
 import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { DAY_MS, floorHour, HOUR_MS, iso } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
+import { deviceQueries } from "../storage/device-queries.js";
 import type { PointWriter } from "../storage/influx.js";
 import { createRollupReader, type RollupReader } from "../storage/rollup-reader.js";
 import type { Point } from "../storage/schema.js";
@@ -41,10 +42,15 @@ export type RegressionScanOptions = {
   now?: () => number;
   /** Hours (their starts) still to be rolled up: no scan while one lies before its end (a backfill under way). */
   pending?: () => Iterable<number>;
+  /**
+   * What the last pass scanned (its end and the rollups' version), kept by the caller: a pass over the same
+   * data again is skipped. A device's new ISP or hardware counts from the next change of data.
+   */
+  memo?: { scanned?: string | undefined };
 };
 
 export type RegressionPass =
-  | { scanned: false; reason: "no_data" | "rollups_pending"; toMs: number | null }
+  | { scanned: false; reason: "no_data" | "rollups_pending" | "unchanged"; toMs: number | null }
   | {
       scanned: true;
       toMs: number;
@@ -83,6 +89,17 @@ export async function scanForRegressions(options: RegressionScanOptions): Promis
   const rollups = options.rollups ?? createRollupReader(influx);
   const tallies: TalliesOf = async (window) =>
     (await rollups.load([window], [], { sets: [], deviceCohorts: true })).deviceCohorts(window);
+  const { version } = await rollups.load([{ fromMs: toMs - spanMs, toMs }], [], {
+    sets: [],
+    deviceCohorts: true,
+  });
+  const scanned = version === undefined ? undefined : `${toMs}|${version}`;
+  if (scanned !== undefined && options.memo?.scanned === scanned)
+    return { scanned: false, reason: "unchanged", toMs };
+  // ISP and hardware are each device's latest hello's (device_state, one series: one query).
+  const attributes = new Map(
+    (await deviceQueries(influx).deviceStates()).map((d) => [d.device, { isp: d.isp, hardware: d.hardware }]),
+  );
 
   const states = new Map(
     (await readVerdictStates(influx)).map((s) => [findingKey({ model: s.model, key: s.subject }), s]),
@@ -94,7 +111,14 @@ export async function scanForRegressions(options: RegressionScanOptions): Promis
     // A verdict raised anew (after a clear, or turned the other way) is dated after the entry it follows.
     notBeforeMs.set(key, s.atMs + HOUR_MS);
   }
-  const timed = await scanWithTiming({ toMs, spanMs, tallies, known, notBeforeMs });
+  const timed = await scanWithTiming({
+    toMs,
+    spanMs,
+    tallies,
+    attributesOf: (device) => attributes.get(device),
+    known,
+    notBeforeMs,
+  });
 
   const points: Point[] = [];
   const raised: RegressionVerdict[] = [];
@@ -116,6 +140,7 @@ export async function scanForRegressions(options: RegressionScanOptions): Promis
     points.push(clearedPoint({ model: s.model, subject: s.subject, verdict: s.verdict, atMs: toMs }));
   }
   await writeVerdicts(options.write, points);
+  if (options.memo !== undefined) options.memo.scanned = scanned;
   return { scanned: true, toMs, familySize: timed.scan.familySize, probes: timed.probes, raised, cleared };
 }
 
@@ -137,7 +162,11 @@ export class RegressionRunner {
   private readonly options: RegressionRunnerOptions & { rollups: RollupReader };
 
   constructor(options: RegressionRunnerOptions) {
-    this.options = { ...options, rollups: options.rollups ?? createRollupReader(options.influx) };
+    this.options = {
+      ...options,
+      rollups: options.rollups ?? createRollupReader(options.influx),
+      memo: options.memo ?? {},
+    };
   }
 
   /** A pass now, and one every intervalMs. */
@@ -194,7 +223,7 @@ export class RegressionRunner {
           { model: v.model, subject: v.subject, verdict: v.verdict, firstReached: v.firstReached },
           "%s %s: %s",
           v.model,
-          v.subject.firmware,
+          v.subject.kind === "firmware" ? v.subject.firmware : `${v.subject.dimension} ${v.subject.value}`,
           v.verdict,
         );
       }

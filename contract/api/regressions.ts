@@ -23,6 +23,14 @@ export const RegressionSubject = z
         .array(z.string())
         .meta({ description: "The versions of the baseline cohort, oldest first" }),
     }),
+    z.object({
+      kind: z.literal("dimension"),
+      dimension: z.enum(["isp", "region", "hardware"]).meta({
+        description:
+          "What the devices report: ISP and hardware as their latest hello says, region as they reported in",
+      }),
+      value: z.string().meta({ description: "The value judged, against every other device of the model" }),
+    }),
   ])
   .meta({ id: "RegressionSubject" });
 export type RegressionSubject = z.infer<typeof RegressionSubject>;
@@ -33,7 +41,7 @@ export const RegressionVerdict = z
     subject: RegressionSubject,
     verdict: JudgedVerdict.meta({
       description:
-        "regression: overall or a code worse than the baseline; improvement (over a predecessor only): better, none worse",
+        "regression: overall or a code worse than the baseline; improvement (a version over its predecessor only): better, none worse",
     }),
     firstReached: isoTime.meta({
       description:
@@ -48,11 +56,9 @@ export const RegressionVerdict = z
         "Comparisons that scan judged together (Holm): every subject's overall and per-code comparison",
     }),
     overall: RateComparison,
-    codes: z
-      .array(z.object({ code: z.string(), comparison: RateComparison }))
-      .meta({
-        description: "The codes whose own verdict is this one (for a regression: the codes that regress)",
-      }),
+    codes: z.array(z.object({ code: z.string(), comparison: RateComparison })).meta({
+      description: "The codes whose own verdict is this one (for a regression: the codes that regress)",
+    }),
   })
   .meta({ id: "RegressionVerdict" });
 export type RegressionVerdict = z.infer<typeof RegressionVerdict>;

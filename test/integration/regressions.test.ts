@@ -1,6 +1,5 @@
 import { test as base, describe, expect } from "vitest";
-import type { CohortTally } from "../../analytics/firmware-cohorts.js";
-import { scanWithTiming } from "../../analytics/regression-scan.js";
+import { type ScanTally, scanWithTiming } from "../../analytics/regression-scan.js";
 import { createApp } from "../../api/app.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
@@ -89,17 +88,25 @@ function points(h: Hour): Point[] {
 }
 
 /** The same fleet's per-device tallies of a window, in memory: what the simulator's bench gives the scan. */
-function talliesOf(window: Window): CohortTally[] {
+function talliesOf(window: Window): ScanTally[] {
   const byDevice = new Map<
     string,
-    CohortTally & { faults: Array<{ severity: string; code: string; n: number }> }
+    ScanTally & { faults: Array<{ severity: string; code: string; n: number }> }
   >();
   for (const h of HOURS) {
     const at = START + h.hour * HOUR_MS;
     if (at < window.fromMs || at >= window.toMs) continue;
     let t = byDevice.get(h.device);
     if (t === undefined) {
-      t = { device: h.device, model: "R1", firmware: h.firmware, hours: 0, faults: [] };
+      t = {
+        device: h.device,
+        kind: "printer",
+        model: "R1",
+        firmware: h.firmware,
+        region: "eu",
+        hours: 0,
+        faults: [],
+      };
       byDevice.set(h.device, t);
     }
     t.hours += 1;
@@ -179,9 +186,9 @@ describe("the regression runner", () => {
       ["firmware|1.2|predecessor", "regression"],
       ["firmware|1.2|rest", "regression"],
     ]);
-    expect(
-      pass.raised.map((v) => [v.subject.firmware, v.subject.baseline, v.verdict, v.firstReached]),
-    ).toEqual(inMemory.findings.map((f) => ["1.2", f.subject.baseline, "regression", iso(f.firstReachedMs)]));
+    expect(pass.raised.map((v) => [v.subject, v.verdict, v.firstReached])).toEqual(
+      inMemory.findings.map((f) => [f.subject, "regression", iso(f.firstReachedMs)]),
+    );
     const [first] = pass.raised;
     expect(Date.parse(first?.firstReached ?? "")).toBeGreaterThan(START + 6 * HOUR_MS);
     expect(first?.codes.map((c) => c.code)).toEqual(["B"]);
@@ -196,10 +203,18 @@ describe("the regression runner", () => {
     const { status, body } = await list(fx.influx);
     expect(status).toBe(200);
     const parsed = RegressionList.parse(body);
-    expect(parsed.items.map((v) => [v.model, v.subject.firmware, v.subject.baseline, v.verdict])).toEqual(
+    expect(parsed.items.map((v) => [v.model, v.subject, v.verdict])).toEqual(
       expect.arrayContaining([
-        ["R1", "1.2", "predecessor", "regression"],
-        ["R1", "1.2", "rest", "regression"],
+        [
+          "R1",
+          { kind: "firmware", firmware: "1.2", baseline: "predecessor", baselineFirmware: ["1.1"] },
+          "regression",
+        ],
+        [
+          "R1",
+          { kind: "firmware", firmware: "1.2", baseline: "rest", baselineFirmware: ["1.0", "1.1"] },
+          "regression",
+        ],
       ]),
     );
     expect(parsed.items).toHaveLength(2);

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "vitest";
-import type { CohortTally } from "../../analytics/firmware-cohorts.js";
 import {
   findingKey,
   findings,
+  type ScanTally,
   scanRegressions,
   scanWithTiming,
   type TalliesOf,
@@ -47,10 +47,10 @@ function fleet(groups: readonly Group[], hours: number, seed = 7) {
       }
     }
   }
-  const talliesOf = (window: Window): CohortTally[] => {
+  const talliesOf = (window: Window): ScanTally[] => {
     const byDevice = new Map<
       string,
-      CohortTally & { faults: Array<{ severity: string; code: string; n: number }> }
+      ScanTally & { faults: Array<{ severity: string; code: string; n: number }> }
     >();
     for (const r of rows) {
       const at = r.hour * HOUR_MS;
@@ -58,7 +58,15 @@ function fleet(groups: readonly Group[], hours: number, seed = 7) {
       const key = `${r.device}|${r.firmware}`;
       let t = byDevice.get(key);
       if (t === undefined) {
-        t = { device: r.device, model: r.model, firmware: r.firmware, hours: 0, faults: [] };
+        t = {
+          device: r.device,
+          kind: "printer",
+          model: r.model,
+          firmware: r.firmware,
+          region: "eu",
+          hours: 0,
+          faults: [],
+        };
         byDevice.set(key, t);
       }
       t.hours += 1;
@@ -110,12 +118,12 @@ describe("scanRegressions", () => {
 
   test("tells nothing of alike versions", () => {
     const alikeOnes = scan.subjects.filter(
-      (s) => s.subject.firmware !== "1.2" && s.subject.baseline === "predecessor",
+      (s) => !s.key.startsWith("firmware|1.2|") && s.key.endsWith("|predecessor"),
     );
     expect(alikeOnes.map((s) => s.key)).toEqual(["firmware|1.1|predecessor", "firmware|2.1|predecessor"]);
     for (const s of alikeOnes) expect(["no_difference", "insufficient_evidence"]).toContain(s.verdict);
     // Beside 1.2, the older versions are better than the rest of the model: true, and not told.
-    expect(findings(scan).every((f) => f.subject.firmware === "1.2")).toBe(true);
+    expect(findings(scan).every((f) => f.key.startsWith("firmware|1.2|"))).toBe(true);
   });
 
   test("compares each version with its predecessor, and with the rest when the rest is more than one version", () => {
@@ -139,16 +147,20 @@ describe("scanRegressions", () => {
   });
 
   test("skips the unknown version, as a subject and in the rest", () => {
-    const unknown: CohortTally[] = Array.from({ length: 20 }, (_, i) => ({
+    const unknown: ScanTally[] = Array.from({ length: 20 }, (_, i) => ({
       device: `u${i}`,
+      kind: "printer",
       model: "M",
       firmware: "unknown",
+      region: "eu",
       hours: 48,
       faults: [{ severity: "error", code: "B", n: 40 }],
     }));
     const withUnknown = scanRegressions({ window: lastSpan, tallies: [...talliesOf(lastSpan), ...unknown] });
     expect(withUnknown.subjects.map((s) => s.key)).toEqual(scan.subjects.map((s) => s.key));
-    expect(withUnknown.subjects.flatMap((s) => s.subject.baselineFirmware)).not.toContain("unknown");
+    expect(
+      withUnknown.subjects.flatMap((s) => (s.subject.kind === "firmware" ? s.subject.baselineFirmware : [])),
+    ).not.toContain("unknown");
     expect(withUnknown.familySize).toBe(scan.familySize);
   });
 
@@ -166,6 +178,37 @@ describe("scanRegressions", () => {
       ["firmware|2|predecessor", "insufficient_evidence", "too_few_devices"],
     ]);
     expect(withSmall.familySize).toBe(scan.familySize);
+  });
+
+  test("finds an ISP worse than the rest of its model, in the same family as the versions", () => {
+    const isps = fleet(
+      ["a", "b", "c"].map((isp) => ({
+        model: "D",
+        firmware: isp,
+        devices: 20,
+        fromHour: 0,
+        rates: { A: isp === "c" ? 0.2 : 0.05 },
+      })),
+      HOURS,
+    )(lastSpan);
+    // One version for all; the fleet helper's firmware stands for the ISP here.
+    const rows = isps.map((t) => ({ ...t, firmware: "3.0", isp: t.firmware }));
+    const ispOf = new Map(rows.map((t) => [t.device, t.isp]));
+    const withIsps = scanRegressions({
+      window: lastSpan,
+      tallies: [...talliesOf(lastSpan), ...rows],
+      attributesOf: (device) => ({ isp: ispOf.get(device) ?? null, hardware: "h1" }),
+    });
+    const d = withIsps.subjects.filter((x) => x.model === "D");
+    expect(d.map((x) => x.key)).toEqual(["dimension|isp|a", "dimension|isp|b", "dimension|isp|c"]);
+    expect(
+      findings(withIsps)
+        .filter((f) => f.model === "D")
+        .map((f) => [f.key, f.verdict, f.subject]),
+    ).toEqual([["dimension|isp|c", "regression", { kind: "dimension", dimension: "isp", value: "c" }]]);
+    // Three ISPs × (overall, A) join the family; one hardware revision and one region compare nothing.
+    expect(withIsps.familySize).toBe(scan.familySize + 3 * 2);
+    for (const x of withIsps.subjects) expect(x.overall.evidence.familySize).toBe(withIsps.familySize);
   });
 
   test("compares nothing without two versions of a model", () => {
