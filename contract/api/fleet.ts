@@ -151,6 +151,14 @@ export const RateEvidence = z
       .nullable()
       .meta({ description: "Holm-adjusted p-value within its family (the codes of a comparison, a scan)" }),
     familySize: count.meta({ description: "Comparisons judged together in that family" }),
+    cohortDispersion: z
+      .object({ baseline: z.number(), candidate: z.number() })
+      .optional()
+      .meta({ description: "Each cohort's dispersion as used (≥ 1, before the t price for its estimate)" }),
+    minDevices: count.optional().meta({
+      description:
+        "Fewest devices per cohort for a regression or improvement: 20 when devices differ, 3 when they look alike",
+    }),
   })
   .meta({ id: "RateEvidence" });
 export type RateEvidence = z.infer<typeof RateEvidence>;
@@ -169,7 +177,10 @@ export const RateComparison = z
         level: z.number(),
       })
       .nullable()
-      .meta({ description: "Exact 95% interval of the rate ratio; null without any fault" }),
+      .meta({
+        description:
+          "95% interval of the rate ratio (exact, or scaled by the dispersion); null without any fault",
+      }),
     pValue: z.number().nullable(),
     equivalenceMargin: z.number(),
     verdict: z.enum(["regression", "improvement", "no_difference", "insufficient_evidence"]),
