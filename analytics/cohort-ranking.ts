@@ -250,14 +250,21 @@ function worstFirst(a: RankedCohort, b: RankedCohort): number {
 
 /**
  * Which cohort of a model is worst: cohortComparisons judged as one family (Holm, judgeFamily), so the
- * chance of any false regression or improvement among them stays at 5%; sorted worst first.
+ * chance of any false regression or improvement among them stays at 5%; sorted worst first. Comparisons
+ * that cannot be called anything (no fault, a side below the device minimum) are not in the family.
  */
 export function rankCohorts(input: CohortRankingInput & { window: Window }): CohortRanking {
   const { comparisons, devices, unknown } = cohortComparisons(input);
-  const judged = judgeFamily(comparisons.flatMap((c) => [c.overall, ...c.byCode.map((b) => b.comparison)]));
+  // One that could never be called anything whatever the family (no fault on either side, or a side too
+  // small: evidence.refused) stays out of it, so it costs the others no power (as the regression scan does).
+  const all = comparisons.flatMap((c) => [c.overall, ...c.byCode.map((b) => b.comparison)]);
+  const judgeable = (c: DeviceRateComparison) => c.pValue !== null && c.evidence.refused === null;
+  const judged = judgeFamily(all.filter(judgeable));
   let next = 0;
+  const family = all.map((c) => (judgeable(c) ? judged[next++] : c));
+  let at = 0;
   const take = (): DeviceRateComparison => {
-    const c = judged[next++];
+    const c = family[at++];
     if (c === undefined) throw new Error("judgeFamily returned fewer comparisons than it was given");
     return c;
   };

@@ -271,7 +271,8 @@ export const CohortRanking = z
       description: "The model's (kind's) devices with exposure in the window, whatever their value",
     }),
     familySize: count.meta({
-      description: "Comparisons judged together (Holm): every cohort's overall and per-code comparisons",
+      description:
+        "Comparisons judged together (Holm): every cohort's overall and per-code comparisons that could be called anything (with a fault, no side below the device minimum)",
     }),
     unknown: z.object({ devices: count, exposureHours: z.number() }).meta({
       description: "Devices whose value is not known: in every cohort's rest, never a cohort of their own",

@@ -99,6 +99,17 @@ describe("rankCohorts", () => {
     expect(ranking.cohorts[0]?.byCode.map((b) => b.code)).toEqual(["DSL_RESYNC", "WAN_DOWN"]);
   });
 
+  it("leaves out of the family what could never be called: a cohort of one device, codes without faults", () => {
+    const made = flakyIsp();
+    devices(made, "one", 1, { isp: "tiny" }, { DSL_RESYNC: 50, WAN_DOWN: 20 });
+    const ranking = rank(made);
+    const tiny = ranking.cohorts.find((c) => c.value === "tiny");
+    expect(tiny?.overall.evidence.refused).toBe("too_few_devices");
+    expect(tiny?.verdict).toBe("insufficient_evidence");
+    expect(ranking.familySize).toBe(3 * (1 + 2));
+    expect(ranking.cohorts.find((c) => c.value === "1und1")?.overall.evidence.familySize).toBe(9);
+  });
+
   it("calls no cohort a regression when the ISPs' devices fault alike", () => {
     const made = fleet();
     for (const isp of ["a", "b", "c"]) devices(made, isp, 20, { isp }, { DSL_RESYNC: 3, WAN_DOWN: 1 });
