@@ -1,5 +1,6 @@
+import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { UNKNOWN } from "../contract/messages.js";
-import { HOUR_MS, type Window } from "../contract/time.js";
+import { HOUR_MS, iso, type Window } from "../contract/time.js";
 import { cohortComparisons, type DeviceAttributes } from "./cohort-ranking.js";
 import { compareDeviceRates, type DeviceRateComparison, judgeFamily } from "./device-rates.js";
 import { type CohortTally, type DeviceFaults, devicesByVersion, exposures } from "./firmware-cohorts.js";
@@ -306,6 +307,21 @@ export async function scanWithTiming(input: TimedScanInput, options: ScanOptions
     timed.push({ ...finding, firstReachedMs });
   }
   return { scan, findings: timed, probes: scans.size - 1 };
+}
+
+/** A finding as GET /api/v1/firmware/regressions shows it, with the evidence of the scan that found it. */
+export function regressionVerdictOf(scan: ScanResult, f: TimedFinding): RegressionVerdict {
+  return {
+    model: f.model,
+    subject: f.subject,
+    verdict: f.verdict,
+    firstReached: iso(f.firstReachedMs),
+    from: iso(scan.window.fromMs),
+    to: iso(scan.window.toMs),
+    familySize: scan.familySize,
+    overall: f.overall,
+    codes: f.codes,
+  };
 }
 
 /**

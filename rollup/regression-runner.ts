@@ -2,10 +2,9 @@ import type { InfluxDB } from "influx";
 import {
   findingKey,
   type Judged,
+  regressionVerdictOf,
   scanWithTiming,
   type TalliesOf,
-  type TimedFinding,
-  type TimedScan,
 } from "../analytics/regression-scan.js";
 import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { DAY_MS, floorHour, HOUR_MS, iso } from "../contract/time.js";
@@ -61,20 +60,6 @@ export type RegressionPass =
       cleared: Array<{ model: string; subject: string; verdict: Judged }>;
     };
 
-function detailOf(scan: TimedScan["scan"], f: TimedFinding): RegressionVerdict {
-  return {
-    model: f.model,
-    subject: f.subject,
-    verdict: f.verdict,
-    firstReached: iso(f.firstReachedMs),
-    from: iso(scan.window.fromMs),
-    to: iso(scan.window.toMs),
-    familySize: scan.familySize,
-    overall: f.overall,
-    codes: f.codes,
-  };
-}
-
 /** One pass: scan, compare with the verdicts kept, write what changed. */
 export async function scanForRegressions(options: RegressionScanOptions): Promise<RegressionPass> {
   const { influx } = options;
@@ -128,7 +113,7 @@ export async function scanForRegressions(options: RegressionScanOptions): Promis
     found.add(key);
     const held = states.get(key);
     if (held?.event === "raised" && held.verdict === f.verdict) continue;
-    const detail = detailOf(timed.scan, f);
+    const detail = regressionVerdictOf(timed.scan, f);
     raised.push(detail);
     points.push(raisedPoint(f.key, detail));
   }
