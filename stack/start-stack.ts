@@ -16,6 +16,7 @@ import { Journal } from "../ingest/journal.js";
 import { JournalWriter } from "../ingest/writer.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
+import { hoursInOlderFormat } from "../rollup/rebuild.js";
 import { RegressionRunner } from "../rollup/regression-runner.js";
 import { createRollups } from "../rollup/rollups.js";
 import { RollupRunner } from "../rollup/runner.js";
@@ -192,6 +193,16 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     });
     settler.start();
     regressions.start();
+    // Rollups of an older format (before device_cohort) are redone by the runner from durable journal marks.
+    hoursInOlderFormat(createInflux(config.influx))
+      .then(async (hours) => {
+        if (hours.length === 0) return;
+        await journal.commit([], [], Date.now(), hours);
+        logger.info({ hours: hours.length }, "rollups of an older format marked for recompute");
+      })
+      .catch((error: unknown) =>
+        logger.warn({ err: error }, "could not look for rollups of an older format"),
+      );
   });
   const stopBackground = async () => {
     closing = true;
