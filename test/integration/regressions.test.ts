@@ -1,6 +1,7 @@
 import { test as base, describe, expect } from "vitest";
 import { type ScanTally, scanWithTiming } from "../../analytics/regression-scan.js";
 import { createApp } from "../../api/app.js";
+import { createApiClient } from "../../api/client.js";
 import type { Role } from "../../config/env.js";
 import { ErrorEnvelope } from "../../contract/api/common.js";
 import { RegressionList } from "../../contract/api/regressions.js";
@@ -224,6 +225,25 @@ describe("the regression runner", () => {
       RegressionList.parse((await list(fx.influx, "?model=R1&verdict=regression")).body).items,
     ).toHaveLength(2);
     expect(RegressionList.parse((await list(fx.influx, "?verdict=improvement")).body).items).toEqual([]);
+    // The typed client knows the route, its query and its answer.
+    const app = createApp({
+      ...memoryDeviceServices(),
+      firmware: createFirmwareService(fx.influx),
+      tokens: TOKENS,
+      logger: silentLogger,
+      metrics: createMetrics(),
+    });
+    const client = createApiClient("http://fieldq.test", {
+      token: VIEWER,
+      fetch: (input, init) =>
+        Promise.resolve(app.request(input instanceof Request ? input : String(input), init)),
+    });
+    const typed = await client.api.v1.firmware.regressions.$get({
+      query: { model: "R1", verdict: "regression" },
+    });
+    expect(typed.status).toBe(200);
+    if (typed.status === 200)
+      expect((await typed.json()).items.map((v) => v.subject.kind)).toEqual(["firmware", "firmware"]);
     expect(RegressionList.parse((await list(fx.influx, "?model=Other")).body).items).toEqual([]);
   });
 
