@@ -6,7 +6,7 @@ import { compareDeviceRates, type DeviceRateComparison, judgeFamily } from "./de
 import { type CohortTally, type DeviceFaults, devicesByVersion, exposures } from "./firmware-cohorts.js";
 import { compareVersions } from "./versions.js";
 
-// Regressions found without asking (docs/statistics.md "The regression scan"): per model, every version with
+// Regressions found without asking (docs/api.md "GET /api/v1/firmware/regressions"): per model, every version with
 // exposure against its predecessor and against the rest of the model, and every ISP, region and hardware
 // revision against the rest of the model (analytics/cohort-ranking.ts), overall and per code, and every one
 // of those comparisons of one scan judged as ONE family (Holm, analytics/device-rates.ts judgeFamily), so a
