@@ -22,8 +22,17 @@ export type FirmwareSubject = {
   /** The versions the baseline cohort ran, oldest first. */
   baselineFirmware: string[];
 };
-/** A value of what a device reports (its ISP, region, hardware revision) against the rest of its model. */
-export type DimensionSubject = { kind: "dimension"; dimension: ScanDimension; value: string };
+/**
+ * A value of what a device reports (its ISP, region, hardware revision) against the rest of its model, or
+ * of every model of its kind (an ISP's lines serve several models, each maybe with too few devices of its
+ * own; each device's exposure weighted by its model's rate, analytics/cohort-ranking.ts).
+ */
+export type DimensionSubject = {
+  kind: "dimension";
+  scope: "model" | "kind";
+  dimension: ScanDimension;
+  value: string;
+};
 export type Subject = FirmwareSubject | DimensionSubject;
 
 export const SCAN_DIMENSIONS = ["isp", "region", "hardware"] as const;
@@ -38,7 +47,10 @@ export type SubjectVerdict = Judged | "no_difference" | "insufficient_evidence";
 export type CodeComparison = { code: string; comparison: DeviceRateComparison };
 
 export type SubjectResult = {
-  model: string;
+  /** null when the subject spans every model of a kind. */
+  model: string | null;
+  /** The kind of the devices concerned. */
+  deviceKind: string;
   subject: Subject;
   /** Identifies the subject within its model across scans (labels never hold "|"). */
   key: string;
@@ -79,7 +91,9 @@ export type ScanInput = {
 };
 
 export const subjectKey = (s: Subject) =>
-  (s.kind === "firmware" ? [s.kind, s.firmware, s.baseline] : [s.kind, s.dimension, s.value]).join("|");
+  (s.kind === "firmware" ? [s.kind, s.firmware, s.baseline] : [s.kind, s.scope, s.dimension, s.value]).join(
+    "|",
+  );
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const faultTotal = (devices: readonly DeviceFaults[], code: string) =>
@@ -102,7 +116,13 @@ function pooled(cohorts: ReadonlyArray<readonly DeviceFaults[]>): DeviceFaults[]
   return [...byDevice].map(([device, d]) => ({ device, ...d }));
 }
 
-type Compared = { model: string; subject: Subject; overall: DeviceRateComparison; codes: CodeComparison[] };
+type Compared = {
+  model: string | null;
+  deviceKind: string;
+  subject: Subject;
+  overall: DeviceRateComparison;
+  codes: CodeComparison[];
+};
 
 type Planned = {
   model: string;
@@ -157,6 +177,8 @@ export function scanRegressions(input: ScanInput, options: ScanOptions = {}): Sc
   // Every comparison of the scan, then all of them judged as one family. One that could never be called
   // anything whatever the family (no fault in either cohort, or a cohort too small: evidence.refused) stays
   // out of it, so it costs the others no power.
+  const kindOf = new Map<string, string>();
+  for (const t of tallies) if (!kindOf.has(t.model)) kindOf.set(t.model, t.kind);
   const firmware = models.flatMap((model) => plan(model, byModel.get(model) ?? new Map()));
   const compared: Compared[] = firmware.map((p) => {
     const compare = (keep: (f: { code: string }) => boolean) =>
@@ -168,23 +190,43 @@ export function scanRegressions(input: ScanInput, options: ScanOptions = {}): Sc
       });
     return {
       model: p.model,
+      deviceKind: kindOf.get(p.model) ?? UNKNOWN,
       subject: p.subject,
       overall: compare(() => true),
       codes: p.codes.map((code) => ({ code, comparison: compare((f) => f.code === code) })),
     };
   });
-  for (const model of models) {
+  const modelsOfKind = new Map<string, Set<string>>();
+  for (const [model, kind] of kindOf)
+    modelsOfKind.set(kind, (modelsOfKind.get(kind) ?? new Set()).add(model));
+  const scopes = [
+    ...models.map((model) => ({ model, kind: undefined, deviceKind: kindOf.get(model) ?? UNKNOWN })),
+    // A kind of one model would repeat that model's comparisons.
+    ...[...modelsOfKind]
+      .filter(([, m]) => m.size > 1)
+      .map(([kind]) => kind)
+      .sort(byText)
+      .map((kind) => ({ model: undefined, kind, deviceKind: kind })),
+  ];
+  for (const scope of scopes) {
     for (const dimension of SCAN_DIMENSIONS) {
       const { comparisons } = cohortComparisons({
-        model,
+        model: scope.model,
+        kind: scope.kind,
         dimension,
         tallies,
         ...(input.attributesOf === undefined ? {} : { attributesOf: input.attributesOf }),
       });
       for (const c of comparisons) {
         compared.push({
-          model,
-          subject: { kind: "dimension", dimension, value: c.value },
+          model: scope.model ?? null,
+          deviceKind: scope.deviceKind,
+          subject: {
+            kind: "dimension",
+            scope: scope.model === undefined ? "kind" : "model",
+            dimension,
+            value: c.value,
+          },
           overall: c.overall,
           codes: c.byCode,
         });
@@ -203,6 +245,7 @@ export function scanRegressions(input: ScanInput, options: ScanOptions = {}): Sc
     const verdict = verdictOf(overall, codes);
     return {
       model: p.model,
+      deviceKind: p.deviceKind,
       subject: p.subject,
       key: subjectKey(p.subject),
       verdict,
@@ -225,8 +268,9 @@ export const findings = (scan: ScanResult): Finding[] =>
       (s.verdict === "improvement" && s.subject.kind === "firmware" && s.subject.baseline === "predecessor"),
   );
 
-/** A subject's identity across models. */
-export const findingKey = (f: { model: string; key: string }) => `${f.model}|${f.key}`;
+/** A subject's identity across models and kinds. */
+export const findingKey = (f: { model: string | null; deviceKind: string; key: string }) =>
+  JSON.stringify([f.deviceKind, f.model, f.key]);
 
 /** The per-device cohort tallies of a window: in memory (the simulator's bench) or read from the rollups. */
 export type TalliesOf = (window: Window) => Iterable<ScanTally> | Promise<Iterable<ScanTally>>;
@@ -313,6 +357,7 @@ export async function scanWithTiming(input: TimedScanInput, options: ScanOptions
 export function regressionVerdictOf(scan: ScanResult, f: TimedFinding): RegressionVerdict {
   return {
     model: f.model,
+    deviceKind: f.deviceKind,
     subject: f.subject,
     verdict: f.verdict,
     firstReached: iso(f.firstReachedMs),

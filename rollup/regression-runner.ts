@@ -18,6 +18,7 @@ import {
   newestRolledUpHour,
   raisedPoint,
   readVerdictStates,
+  type VerdictScope,
   writeVerdicts,
 } from "../storage/verdict-queries.js";
 
@@ -57,7 +58,7 @@ export type RegressionPass =
       /** Scans the timing of new verdicts ran besides the one at toMs. */
       probes: number;
       raised: RegressionVerdict[];
-      cleared: Array<{ model: string; subject: string; verdict: Judged }>;
+      cleared: Array<VerdictScope & { verdict: Judged }>;
     };
 
 /** One pass: scan, compare with the verdicts kept, write what changed. */
@@ -87,7 +88,10 @@ export async function scanForRegressions(options: RegressionScanOptions): Promis
   );
 
   const states = new Map(
-    (await readVerdictStates(influx)).map((s) => [findingKey({ model: s.model, key: s.subject }), s]),
+    (await readVerdictStates(influx)).map((s) => [
+      findingKey({ model: s.model, deviceKind: s.kind, key: s.subject }),
+      s,
+    ]),
   );
   const known = new Map<string, { verdict: Judged; firstReachedMs: number }>();
   const notBeforeMs = new Map<string, number>();
@@ -117,12 +121,14 @@ export async function scanForRegressions(options: RegressionScanOptions): Promis
     raised.push(detail);
     points.push(raisedPoint(f.key, detail));
   }
-  const cleared: Array<{ model: string; subject: string; verdict: Judged }> = [];
+  const cleared: Array<VerdictScope & { verdict: Judged }> = [];
   for (const [key, s] of states) {
     // A verdict raised on newer data than this scan's (another runner ahead of this one) is not judged here.
     if (s.event !== "raised" || found.has(key) || s.atMs >= toMs) continue;
-    cleared.push({ model: s.model, subject: s.subject, verdict: s.verdict });
-    points.push(clearedPoint({ model: s.model, subject: s.subject, verdict: s.verdict, atMs: toMs }));
+    cleared.push({ model: s.model, kind: s.kind, subject: s.subject, verdict: s.verdict });
+    points.push(
+      clearedPoint({ model: s.model, kind: s.kind, subject: s.subject, verdict: s.verdict, atMs: toMs }),
+    );
   }
   await writeVerdicts(options.write, points);
   if (options.memo !== undefined) options.memo.scanned = scanned;
@@ -207,7 +213,7 @@ export class RegressionRunner {
         logger.info(
           { model: v.model, subject: v.subject, verdict: v.verdict, firstReached: v.firstReached },
           "%s %s: %s",
-          v.model,
+          v.model ?? `every ${v.deviceKind}`,
           v.subject.kind === "firmware" ? v.subject.firmware : `${v.subject.dimension} ${v.subject.value}`,
           v.verdict,
         );

@@ -20,7 +20,11 @@ export type FirmwareCompareInput = Window & {
   severity?: Maybe<Severity>;
 };
 export type NoExposure = { reason: "no_exposure"; cohorts: Side[] };
-export type RegressionsInput = { model?: Maybe<string>; verdict?: Maybe<JudgedVerdict> };
+export type RegressionsInput = {
+  model?: Maybe<string>;
+  kind?: Maybe<string>;
+  verdict?: Maybe<JudgedVerdict>;
+};
 
 export interface FirmwareService {
   /** Fault rates of two cohorts of one model; not ok when a cohort has no device with exposure in the window. */
@@ -80,8 +84,18 @@ export function createFirmwareService(
       const states = await readVerdictStates(influx, q.model ?? undefined);
       const items = states
         .filter((s) => s.event === "raised")
-        .filter((s) => q.verdict === undefined || s.verdict === q.verdict)
-        .sort((a, b) => b.atMs - a.atMs || byText(a.model, b.model) || byText(a.subject, b.subject))
+        .filter(
+          (s) =>
+            (q.verdict === undefined || s.verdict === q.verdict) &&
+            (q.kind === undefined || s.kind === q.kind),
+        )
+        .sort(
+          (a, b) =>
+            b.atMs - a.atMs ||
+            byText(a.kind, b.kind) ||
+            byText(a.model ?? "", b.model ?? "") ||
+            byText(a.subject, b.subject),
+        )
         .flatMap((s) => (s.event === "raised" ? [s.detail] : []));
       return { items };
     },

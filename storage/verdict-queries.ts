@@ -9,40 +9,38 @@ import { MEASUREMENTS, type Point, pointTimeNs } from "./schema.js";
 // verdict and its evidence) or "cleared" (at the end of the data of the scan in which it no longer held).
 // Point times come from the data alone: two runners over the same data write the same points.
 
+/** Who a verdict is about: a model's subject, or (model null) one spanning every model of a kind. */
+export type VerdictScope = { model: string | null; kind: string; subject: string };
+
 /** One subject's newest entry: what holds now (raised) or since when nothing does (cleared). */
 export type VerdictState =
-  | {
-      model: string;
-      subject: string;
-      event: "raised";
-      atMs: number;
-      verdict: JudgedVerdict;
-      detail: RegressionVerdict;
-    }
-  | { model: string; subject: string; event: "cleared"; atMs: number; verdict: JudgedVerdict };
+  | (VerdictScope & { event: "raised"; atMs: number; verdict: JudgedVerdict; detail: RegressionVerdict })
+  | (VerdictScope & { event: "cleared"; atMs: number; verdict: JudgedVerdict });
+
+/** Tags kind, subject and, unless the subject spans a kind, model (InfluxDB keeps no empty tag). */
+const tagsOf = (v: VerdictScope) => ({
+  kind: v.kind,
+  ...(v.model === null ? {} : { model: v.model }),
+  subject: v.subject,
+});
 
 /** A raised verdict's point: at its first-reached hour, nanos 0. */
 export function raisedPoint(subject: string, detail: RegressionVerdict): Point {
   return {
     measurement: MEASUREMENTS.verdict.name,
     rp: MEASUREMENTS.verdict.rp,
-    tags: { model: detail.model, subject },
+    tags: tagsOf({ model: detail.model, kind: detail.deviceKind, subject }),
     fields: { event: "raised", verdict: detail.verdict, detail: JSON.stringify(detail) },
     timeNs: pointTimeNs(Date.parse(detail.firstReached), 0),
   };
 }
 
 /** A cleared verdict's point: at the end of the scan's data, nanos 1 (after a raise in the same ms). */
-export function clearedPoint(v: {
-  model: string;
-  subject: string;
-  verdict: JudgedVerdict;
-  atMs: number;
-}): Point {
+export function clearedPoint(v: VerdictScope & { verdict: JudgedVerdict; atMs: number }): Point {
   return {
     measurement: MEASUREMENTS.verdict.name,
     rp: MEASUREMENTS.verdict.rp,
-    tags: { model: v.model, subject: v.subject },
+    tags: tagsOf(v),
     fields: { event: "cleared", verdict: v.verdict, detail: "" },
     timeNs: pointTimeNs(v.atMs, 1),
   };
@@ -62,15 +60,16 @@ export async function writeVerdicts(write: PointWriter, points: readonly Point[]
 export async function readVerdictStates(influx: InfluxDB, model?: string): Promise<VerdictState[]> {
   const where = model === undefined ? "" : ` WHERE ${tagIs("model", model)}`;
   const [groups = []] = await queryGroups(influx, [
-    `SELECT "event", "verdict", "detail" FROM ${from("verdict")}${where} GROUP BY "model", "subject"`,
+    `SELECT "event", "verdict", "detail" FROM ${from("verdict")}${where} GROUP BY "kind", "model", "subject"`,
   ]);
   const states: VerdictState[] = [];
   for (const group of groups) {
-    const { model: m, subject } = group.tags;
-    if (m === undefined || subject === undefined) continue;
+    const { kind, model: m, subject } = group.tags;
+    if (kind === undefined || kind === "" || subject === undefined || subject === "") continue;
+    const scope = { model: m === undefined || m === "" ? null : m, kind, subject };
     // Rows come in time order; the newest that parses decides.
     for (const row of [...group.rows].reverse()) {
-      const state = stateOf(m, subject, row.time.getTime(), row);
+      const state = stateOf(scope, row.time.getTime(), row);
       if (state === undefined) continue;
       states.push(state);
       break;
@@ -79,11 +78,10 @@ export async function readVerdictStates(influx: InfluxDB, model?: string): Promi
   return states;
 }
 
-function stateOf(model: string, subject: string, atMs: number, row: Record<string, unknown>) {
+function stateOf(scope: VerdictScope, atMs: number, row: Record<string, unknown>): VerdictState | undefined {
   const verdict = JudgedVerdict.safeParse(row.verdict);
   if (!verdict.success) return undefined;
-  if (text(row.event) === "cleared")
-    return { model, subject, event: "cleared" as const, atMs, verdict: verdict.data };
+  if (text(row.event) === "cleared") return { ...scope, event: "cleared", atMs, verdict: verdict.data };
   if (text(row.event) !== "raised") return undefined;
   let detail: ReturnType<typeof RegressionVerdict.safeParse>;
   try {
@@ -92,7 +90,7 @@ function stateOf(model: string, subject: string, atMs: number, row: Record<strin
     return undefined;
   }
   if (!detail.success) return undefined;
-  return { model, subject, event: "raised" as const, atMs, verdict: verdict.data, detail: detail.data };
+  return { ...scope, event: "raised", atMs, verdict: verdict.data, detail: detail.data };
 }
 
 /** The start of the newest hour the rollups hold (the regression scan's data end is the hour after it). */

@@ -96,7 +96,7 @@ export function registerFirmware<S extends Schema>(
       });
     })
     .openapi(listRegressionsRoute, async (c) => {
-      const { model, verdict } = c.req.valid("query");
-      return c.json(await deps.firmware.regressions({ model, verdict }), 200);
+      const { model, kind, verdict } = c.req.valid("query");
+      return c.json(await deps.firmware.regressions({ model, kind, verdict }), 200);
     });
 }

@@ -25,11 +25,15 @@ export const RegressionSubject = z
     }),
     z.object({
       kind: z.literal("dimension"),
+      scope: z.enum(["model", "kind"]).meta({
+        description:
+          "model: against the rest of the model; kind: against the rest of every model of the kind, each device's exposure weighted by its model's rate",
+      }),
       dimension: z.enum(["isp", "region", "hardware"]).meta({
         description:
           "What the devices report: ISP and hardware as their latest hello says, region as they reported in",
       }),
-      value: z.string().meta({ description: "The value judged, against every other device of the model" }),
+      value: z.string().meta({ description: "The value judged, against every other device of the scope" }),
     }),
   ])
   .meta({ id: "RegressionSubject" });
@@ -37,7 +41,8 @@ export type RegressionSubject = z.infer<typeof RegressionSubject>;
 
 export const RegressionVerdict = z
   .object({
-    model: z.string(),
+    model: z.string().nullable().meta({ description: "null when the subject spans every model of a kind" }),
+    deviceKind: z.string().meta({ description: "The kind of the devices concerned", example: "modem" }),
     subject: RegressionSubject,
     verdict: JudgedVerdict.meta({
       description:
@@ -74,5 +79,6 @@ export type RegressionList = z.infer<typeof RegressionList>;
 
 export const RegressionListParams = z.strictObject({
   model: Label.optional().meta({ description: "Only this model", example: "FQ-Modem 7590" }),
+  kind: Label.optional().meta({ description: "Only devices of this kind", example: "modem" }),
   verdict: JudgedVerdict.optional().meta({ description: "Only this verdict", example: "regression" }),
 });

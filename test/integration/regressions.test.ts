@@ -193,6 +193,7 @@ describe("the regression runner", () => {
     const [first] = pass.raised;
     expect(Date.parse(first?.firstReached ?? "")).toBeGreaterThan(START + 6 * HOUR_MS);
     expect(first?.codes.map((c) => c.code)).toEqual(["B"]);
+    expect([first?.model, first?.deviceKind]).toEqual(["R1", "printer"]);
     expect(first?.overall.evidence.devices).toEqual({ baseline: 25, candidate: 25 });
     expect(first?.familySize).toBe(inMemory.scan.familySize);
     expect([first?.from, first?.to]).toEqual([iso(DAY2_END - SPAN), iso(DAY2_END)]);
@@ -225,6 +226,8 @@ describe("the regression runner", () => {
       RegressionList.parse((await list(fx.influx, "?model=R1&verdict=regression")).body).items,
     ).toHaveLength(2);
     expect(RegressionList.parse((await list(fx.influx, "?verdict=improvement")).body).items).toEqual([]);
+    expect(RegressionList.parse((await list(fx.influx, "?kind=printer")).body).items).toHaveLength(2);
+    expect(RegressionList.parse((await list(fx.influx, "?kind=modem")).body).items).toEqual([]);
     // The typed client knows the route, its query and its answer.
     const app = createApp({
       ...memoryDeviceServices(),

@@ -200,14 +200,28 @@ describe("scanRegressions", () => {
       attributesOf: (device) => ({ isp: ispOf.get(device) ?? null, hardware: "h1" }),
     });
     const d = withIsps.subjects.filter((x) => x.model === "D");
-    expect(d.map((x) => x.key)).toEqual(["dimension|isp|a", "dimension|isp|b", "dimension|isp|c"]);
+    expect(d.map((x) => x.key)).toEqual([
+      "dimension|model|isp|a",
+      "dimension|model|isp|b",
+      "dimension|model|isp|c",
+    ]);
+    // The kind's models together (M's and N's devices of no known ISP are in every rest): c again.
+    const kind = withIsps.subjects.filter((x) => x.model === null);
+    expect(kind.map((x) => [x.deviceKind, x.key])).toEqual([
+      ["printer", "dimension|kind|isp|a"],
+      ["printer", "dimension|kind|isp|b"],
+      ["printer", "dimension|kind|isp|c"],
+    ]);
     expect(
       findings(withIsps)
-        .filter((f) => f.model === "D")
-        .map((f) => [f.key, f.verdict, f.subject]),
-    ).toEqual([["dimension|isp|c", "regression", { kind: "dimension", dimension: "isp", value: "c" }]]);
-    // Three ISPs × (overall, A) join the family; one hardware revision and one region compare nothing.
-    expect(withIsps.familySize).toBe(scan.familySize + 3 * 2);
+        .filter((f) => f.subject.kind === "dimension")
+        .map((f) => [f.model, f.key, f.verdict]),
+    ).toEqual([
+      ["D", "dimension|model|isp|c", "regression"],
+      [null, "dimension|kind|isp|c", "regression"],
+    ]);
+    // Three ISPs × (overall, A) per scope join the family; one hardware revision and one region compare nothing.
+    expect(withIsps.familySize).toBe(scan.familySize + 2 * 3 * 2);
     for (const x of withIsps.subjects) expect(x.overall.evidence.familySize).toBe(withIsps.familySize);
   });
 
@@ -251,14 +265,14 @@ describe("scanWithTiming", () => {
   });
 
   test("keeps the time of a verdict already known, without timing it again", async () => {
-    const key = "M|firmware|1.2|predecessor";
+    const key = findingKey({ model: "M", deviceKind: "printer", key: "firmware|1.2|predecessor" });
     const known = new Map([[key, { verdict: "regression" as const, firstReachedMs: 12 * HOUR_MS }]]);
     const timed = await scanWithTiming({ toMs: END, spanMs: SPAN, tallies: talliesOf, known });
     expect(timed.findings.find((f) => findingKey(f) === key)?.firstReachedMs).toBe(12 * HOUR_MS);
   });
 
   test("dates a verdict no earlier than it may be (an hour after it was cleared)", async () => {
-    const key = "M|firmware|1.2|rest";
+    const key = findingKey({ model: "M", deviceKind: "printer", key: "firmware|1.2|rest" });
     const notBeforeMs = new Map([[key, 80 * HOUR_MS + 1]]);
     const timed = await scanWithTiming({ toMs: END, spanMs: SPAN, tallies: talliesOf, notBeforeMs });
     expect(timed.findings.find((f) => findingKey(f) === key)?.firstReachedMs).toBe(81 * HOUR_MS);
