@@ -3,7 +3,6 @@ import type { Severity } from "../contract/messages.js";
 import { err, ok, type Result } from "../contract/result.js";
 import { iso } from "../contract/time.js";
 import { compareDeviceRates, type DeviceExposure, judgeFamily } from "./device-rates.js";
-import { compareRates } from "./rate-ratio.js";
 import { compareVersions } from "./versions.js";
 
 // Firmware cohorts: which versions a model runs and how fast they spread (adoption), and the fault rates
@@ -96,24 +95,9 @@ const faultsOf = (devices: readonly DeviceFaults[], keep: (f: FaultTally) => boo
  * faults, and per code (of `severity`), most faults first, the codes judged together as one family (Holm,
  * analytics/device-rates.ts judgeFamily). Not ok, naming the sides, when a cohort has no device with exposure.
  */
-export function compareCohorts(input: {
-  model: string;
-  window: { fromMs: number; toMs: number };
-  severity: Severity | undefined;
-  baseline: CohortDevices;
-  candidate: CohortDevices;
-}): Result<FirmwareComparison, { reason: "no_exposure"; cohorts: Side[] }>;
-/**
- * @deprecated Pooled counts, for services/health.ts compareFirmware until the firmware service
- * (services/firmware.ts) serves the route alone; delete with it.
- */
 export function compareCohorts(
-  input: PooledInput,
-): Result<FirmwareComparison, { reason: "no_exposure"; cohorts: Side[] }>;
-export function compareCohorts(
-  input: PooledInput | DeviceInput,
+  input: DeviceInput,
 ): Result<FirmwareComparison, { reason: "no_exposure"; cohorts: Side[] }> {
-  if ("faults" in input) return comparePooled(input);
   const sides = { baseline: input.baseline, candidate: input.candidate };
   const withExposure = (side: Side) => sides[side].devices.filter((d) => d.exposureHours > 0);
   const devices = { baseline: withExposure("baseline"), candidate: withExposure("candidate") };
@@ -157,76 +141,6 @@ type DeviceInput = {
   baseline: CohortDevices;
   candidate: CohortDevices;
 };
-
-// DEPRECATED from here to the end of comparePooled: see the overload above.
-export type Cohort = { firmware: string; devices: number; exposureHours: number };
-export type FaultCount = { firmware: string; severity: string; code: string; n: number };
-type PooledInput = {
-  model: string;
-  window: { fromMs: number; toMs: number };
-  severity: Severity | undefined;
-  baseline: Cohort;
-  candidate: Cohort;
-  faults: readonly FaultCount[];
-};
-
-function comparePooled(
-  input: PooledInput,
-): Result<FirmwareComparison, { reason: "no_exposure"; cohorts: Side[] }> {
-  const { baseline, candidate, faults } = input;
-  const missing = (["baseline", "candidate"] as const).filter((side) => input[side].exposureHours === 0);
-  if (missing.length > 0) return err({ reason: "no_exposure", cohorts: missing });
-  const compare = (counts: Record<Side, number>): RateComparison => {
-    const result = compareRates({
-      baseline: { count: counts.baseline, exposureHours: baseline.exposureHours },
-      candidate: { count: counts.candidate, exposureHours: candidate.exposureHours },
-    });
-    if (!result.ok)
-      throw new Error(`compareRates refused ${result.problem.field}: ${result.problem.message}`);
-    return {
-      ...result.comparison,
-      evidence: {
-        method: "exact_poisson",
-        dispersion: null,
-        dispersionUsed: 1,
-        df: null,
-        devices: { baseline: baseline.devices, candidate: candidate.devices },
-        refused: null,
-        adjustedPValue: null,
-        familySize: 1,
-      },
-    };
-  };
-  const tally = (keep: (f: FaultCount) => boolean) => {
-    const counts = { baseline: 0, candidate: 0 };
-    for (const f of faults) {
-      if (!keep(f)) continue;
-      if (f.firmware === baseline.firmware) counts.baseline += f.n;
-      else if (f.firmware === candidate.firmware) counts.candidate += f.n;
-    }
-    return counts;
-  };
-  const ofSeverity = (f: FaultCount) => input.severity === undefined || f.severity === input.severity;
-  const codes = [...new Set(faults.filter(ofSeverity).map((f) => f.code))];
-  const byCode = codes
-    .map((code) => {
-      const counts = tally((f) => ofSeverity(f) && f.code === code);
-      return { code, total: counts.baseline + counts.candidate, comparison: compare(counts) };
-    })
-    .sort((a, b) => b.total - a.total || byText(a.code, b.code))
-    .map(({ code, comparison }) => ({ code, comparison }));
-  return ok({
-    model: input.model,
-    from: iso(input.window.fromMs),
-    to: iso(input.window.toMs),
-    severity: input.severity ?? null,
-    baseline,
-    candidate,
-    overall: compare(tally(ofSeverity)),
-    critical: compare(tally((f) => f.severity === "critical")),
-    byCode,
-  });
-}
 
 /** What the version list is assembled from; keys of the maps are versionKey(model, firmware). */
 export type VersionsInput = {

@@ -1,6 +1,6 @@
 import type { InfluxDB } from "influx";
 import { type CohortScope, rankCohorts } from "../analytics/cohort-ranking.js";
-import { assembleVersions, compareCohorts, type Side, versionKey } from "../analytics/firmware-cohorts.js";
+import { assembleVersions, type Side, versionKey } from "../analytics/firmware-cohorts.js";
 import {
   addCounts,
   type DeviceCohortSums,
@@ -19,7 +19,6 @@ import {
   type CohortDimension,
   type CohortRanking,
   DEVICE_TAGS,
-  type FirmwareComparison,
   type FirmwareVersions,
   type FleetSummary,
   type FleetTrend,
@@ -31,10 +30,8 @@ import { alignHours, DAY_MS, dayPart, dayStarts, iso, type Window } from "../con
 import {
   cohortSumRows,
   cohortSumsQuery,
-  faultCountRows,
   firstActivity,
   hoursRows,
-  versionFaultsQuery,
   versionHoursQuery,
 } from "../storage/health-queries.js";
 import { createRollupReader, type RollupReader, type RollupView } from "../storage/rollup-reader.js";
@@ -58,12 +55,6 @@ export type FleetSelection = {
 export type FleetSummaryInput = Window & FleetSelection & { groupBy: readonly GroupTag[] };
 export type FleetTrendInput = Window & FleetSelection;
 export type FirmwareVersionsInput = Window & { model?: Maybe<string> };
-export type FirmwareCompareInput = Window & {
-  model: string;
-  baseline: string;
-  candidate: string;
-  severity?: Maybe<Severity>;
-};
 /**
  * What the read side needs of the device directory (services/device-directory.ts) to name each device's
  * current ISP and hardware revision.
@@ -88,8 +79,6 @@ export interface HealthService {
   fleetTrend(q: FleetTrendInput): Promise<FleetTrend>;
   /** Versions active in the window per model, oldest first. */
   firmwareVersions(q: FirmwareVersionsInput): Promise<FirmwareVersions>;
-  /** Fault rates of two cohorts of one model; not ok when a cohort has no exposure in the window. */
-  compareFirmware(q: FirmwareCompareInput): Promise<Result<FirmwareComparison, NoExposure>>;
   /**
    * Each value of a dimension within the selection (a model, a kind, the fleet) against the rest of it,
    * worst first; not ok when no device of the selection has exposure in the window.
@@ -197,7 +186,6 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
   const summaries = answers<FleetSummary>();
   const trends = answers<FleetTrend>();
   const versionLists = answers<FirmwareVersions>();
-  const comparisons = answers<Result<FirmwareComparison, NoExposure>>();
 
   const service: HealthService = {
     async fleetSummary(q) {
@@ -311,35 +299,6 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       );
     },
 
-    async compareFirmware(q) {
-      const window = alignHours(q);
-      const firmwares = [q.baseline, q.candidate];
-      // The queries of every version (the firmware list's, and one of faults): shared and warmed.
-      const hours = versionHoursQuery(undefined);
-      const faults = versionFaultsQuery();
-      const view = await rollups.load([window], [hours, faults], ACTIVE);
-      const key = JSON.stringify([window, q.model, q.baseline, q.candidate, q.severity ?? null]);
-      return comparisons(key, view.version, () => {
-        const inCohorts = (r: { model: string; firmware: string }) =>
-          r.model === q.model && firmwares.includes(r.firmware);
-        const devices = view.count("active", (s) => (inCohorts(s) ? s.firmware : undefined));
-        const exposure = hoursRows(view.sums(hours)).filter(inCohorts);
-        const cohort = (firmware: string) => ({
-          firmware,
-          devices: devices.get(firmware) ?? 0,
-          exposureHours: exposure.filter((r) => r.firmware === firmware).reduce((sum, r) => sum + r.hours, 0),
-        });
-        return compareCohorts({
-          model: q.model,
-          window,
-          severity: q.severity,
-          baseline: cohort(q.baseline),
-          candidate: cohort(q.candidate),
-          faults: faultCountRows(view.sums(faults)).filter(inCohorts),
-        });
-      });
-    },
-
     async rankCohorts(q) {
       const window = alignHours(q);
       const view = await deviceView([window]);
@@ -365,8 +324,6 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
       await Promise.all([
         rollups.load([month, week, lastDay], [cohortSumsQuery()], COUNTED),
         rollups.load([month, lastDay], [versionHoursQuery(undefined)], { sets: [] }),
-        // The slowest to sum (every version's faults by code): a firmware list must not wait for it.
-        rollups.load([month], [versionFaultsQuery()], { sets: [] }),
         // The per-device tallies: grouping by ISP or hardware, the cohort ranking (default 30 days).
         rollups.load([month, week], [], DEVICE_COHORTS),
         readFirstSeen(),

@@ -8,7 +8,6 @@ import { COHORT_SUM_FIELDS, COHORT_TAGS, faultField, RATINGS, ratingField } from
 // the rollup reader (storage/rollup-reader.ts), which caches them per bucket.
 
 const COHORTS = { hourly: "cohort1h", daily: "cohort1d" } as const;
-const ISSUES = { hourly: "issue1h", daily: "issue1d" } as const;
 
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
 
@@ -80,17 +79,6 @@ export const versionHoursQuery = (model: string | undefined): SumQuery => ({
   groupBy: ["model", "firmware"],
 });
 
-/**
- * Faults per model, firmware, severity and code: every comparison of two versions reads its cohorts from
- * these rows (a few hundred series at 10,000 devices), so one cached query serves them all.
- */
-export const versionFaultsQuery = (): SumQuery => ({
-  rollup: ISSUES,
-  select: `sum("n") AS "n"`,
-  where: "",
-  groupBy: ["model", "firmware", "severity", "code"],
-});
-
 export type HoursRow = { model: string; firmware: string; startMs: number; hours: number };
 
 /** versionHoursQuery's rows. */
@@ -100,18 +88,6 @@ export const hoursRows = (groups: readonly Group[]): HoursRow[] =>
     firmware: g.tags.firmware ?? "",
     startMs: row.time.getTime(),
     hours: num(row.hours),
-  }));
-
-export type FaultCountRow = { model: string; firmware: string; severity: string; code: string; n: number };
-
-/** versionFaultsQuery's rows. */
-export const faultCountRows = (groups: readonly Group[]): FaultCountRow[] =>
-  [...eachRow(groups)].map(([g, row]) => ({
-    model: g.tags.model ?? "",
-    firmware: g.tags.firmware ?? "",
-    severity: g.tags.severity ?? "",
-    code: g.tags.code ?? "",
-    n: num(row.n),
   }));
 
 /** When each version of every model first had an activity hour. */

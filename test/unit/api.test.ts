@@ -716,6 +716,8 @@ describe("GET /api/v1/openapi.json", () => {
       "/api/v1/faults",
       "/api/v1/firmware",
       "/api/v1/firmware/compare",
+      "/api/v1/firmware/regressions",
+      "/api/v1/fleet/cohorts",
       "/api/v1/fleet/summary",
       "/api/v1/fleet/trend",
       "/api/v1/health",
