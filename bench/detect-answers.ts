@@ -118,6 +118,7 @@ export function memoryScoreApi(run: SimRun, judgedAtMs: number): ScoreApi {
         toMs: floorHour(judgedAtMs),
         spanMs: REGRESSION_SPAN_MS,
         tallies,
+        attributesOf: (device) => attributes.get(device),
       });
       return timed.findings.map((f) => regressionAnswerOf(verdictOf(timed.scan, f)));
     },

@@ -140,11 +140,18 @@ export type RegressionAnswer = {
 /** A verdict of GET /firmware/regressions as scoring reads it. */
 export function regressionAnswerOf(v: RegressionVerdict): RegressionAnswer {
   const s = v.subject;
+  const subject =
+    s.kind === "firmware"
+      ? {
+          dimension: "firmware" as const,
+          value: s.firmware,
+          baseline:
+            s.baseline === "predecessor" ? (s.baselineFirmware.at(-1) ?? "its predecessor") : "the rest",
+        }
+      : { dimension: s.dimension, value: s.value, baseline: "the rest" };
   return {
     model: v.model,
-    dimension: "firmware",
-    value: s.firmware,
-    baseline: s.baseline === "predecessor" ? (s.baselineFirmware.at(-1) ?? "its predecessor") : "the rest",
+    ...subject,
     verdict: v.verdict,
     regressedCodes: v.verdict === "regression" ? v.codes.map((c) => c.code) : [],
     firstReached: v.firstReached,

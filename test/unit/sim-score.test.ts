@@ -120,18 +120,17 @@ function verdict(
 const answerOf = (over: Parameters<typeof verdict>[0] = {}): RegressionAnswer =>
   regressionAnswerOf(verdict(over));
 
-/** An ISP verdict, as the regressions list gives one once it names dimension subjects. */
-const ispVerdict = (model: string, isp: string, over: Partial<RegressionAnswer> = {}): RegressionAnswer => ({
-  model,
-  dimension: "isp",
-  value: isp,
-  baseline: "the rest",
-  verdict: "regression",
-  regressedCodes: ["DSL_RESYNC"],
-  firstReached: iso(START + 9 * HOUR),
-  comparison: WORSE,
-  ...over,
-});
+/** A dimension verdict of GET /firmware/regressions: a value against the rest of its model. */
+const ispVerdict = (
+  model: string,
+  value: string,
+  dimension: "isp" | "region" | "hardware" = "isp",
+): RegressionAnswer =>
+  regressionAnswerOf({
+    ...verdict({ firstReached: iso(START + 9 * HOUR) }),
+    model,
+    subject: { kind: "dimension", dimension, value },
+  });
 
 function ranking(
   model: string,
@@ -547,7 +546,7 @@ describe("scoreRun", () => {
     it("counts a region or hardware value named worse as false: nothing injects one", () => {
       const score = scoreRun(
         truthOf(regression),
-        found({ regressions: [answerOf(), { ...ispVerdict(MODEM, "eu-west"), dimension: "region" }] }),
+        found({ regressions: [answerOf(), ispVerdict(MODEM, "eu-west", "region")] }),
       );
       expect(score.alarms.map((a) => [a.subject, a.injected])).toEqual([
         [`${MODEM} 7.57`, true],
