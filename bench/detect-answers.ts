@@ -27,6 +27,7 @@ import { type SimRun, talliesWithin } from "./detect-sim.js";
 function verdictOf(scan: TimedScan["scan"], f: TimedFinding): RegressionVerdict {
   return {
     model: f.model,
+    deviceKind: f.deviceKind,
     subject: f.subject,
     verdict: f.verdict,
     firstReached: iso(f.firstReachedMs),

@@ -124,11 +124,14 @@ export type Window = { fromMs: number; toMs: number };
 
 /** What scoring reads of a verdict of GET /api/v1/firmware/regressions. */
 export type RegressionAnswer = {
+  /** The model judged, or with scope "kind" the kind whose every model the subject spans. */
   model: string;
-  /** firmware: a version against its predecessor or the rest of the model; else a value against the rest. */
+  /** model: against the rest of the model (a version: its predecessor or the rest); kind: every model of a kind. */
+  scope: "model" | "kind";
+  /** firmware: a version of the model; else a value of what the devices report against the rest. */
   dimension: "firmware" | "isp" | "region" | "hardware";
   value: string;
-  /** What it was compared with: the predecessor version, or the rest of the model. */
+  /** What it was compared with: the predecessor version, or the rest. */
   baseline: string;
   verdict: RateComparison["verdict"];
   regressedCodes: string[];
@@ -143,14 +146,15 @@ export function regressionAnswerOf(v: RegressionVerdict): RegressionAnswer {
   const subject =
     s.kind === "firmware"
       ? {
+          scope: "model" as const,
           dimension: "firmware" as const,
           value: s.firmware,
           baseline:
             s.baseline === "predecessor" ? (s.baselineFirmware.at(-1) ?? "its predecessor") : "the rest",
         }
-      : { dimension: s.dimension, value: s.value, baseline: "the rest" };
+      : { scope: s.scope, dimension: s.dimension, value: s.value, baseline: "the rest" };
   return {
-    model: v.model,
+    model: subject.scope === "kind" ? v.deviceKind : (v.model ?? v.deviceKind),
     ...subject,
     verdict: v.verdict,
     regressedCodes: v.verdict === "regression" ? v.codes.map((c) => c.code) : [],
@@ -279,6 +283,12 @@ function modelsOf(deviceIds: readonly string[], devices: readonly DeviceAnswer[]
   return [...new Set(devices.filter((d) => ids.has(d.id)).map((d) => d.model))].sort();
 }
 
+/** The kinds a problem's devices are of, from the API's device list. */
+function kindsOf(deviceIds: readonly string[], devices: readonly DeviceAnswer[]): string[] {
+  const ids = new Set(deviceIds);
+  return [...new Set(devices.filter((d) => ids.has(d.id)).map((d) => d.kind))].sort();
+}
+
 /** Whether an issue is of a lemons problem's devices: its model (or kind) and, when it names one, its code. */
 function lemonIssue(issue: IssueAnswer, p: LemonsProblem): boolean {
   const onModel = issue.models.some((m) =>
@@ -309,39 +319,8 @@ export async function collectAnswers(
       ? api.silence({ fromMs: truth.startMs, toMs: options.nowMs })
       : Promise.resolve(null),
   ]);
-  // Until the automatic verdicts name ISPs themselves, every model's ISPs are ranked against the rest of it
-  // (GET /fleet/cohorts), and a flaky ISP's regression is timed by bisecting windows that grow from the start.
   const cohorts: CohortRankingAnswer[] = [];
   const detections: Record<string, Detection> = {};
-  if (!regressions.some((r) => r.dimension === "isp")) {
-    const models = [...new Set(devices.filter((d) => d.isp !== null).map((d) => d.model))].sort();
-    for (const model of models) {
-      const ranking = await api.cohorts({ ...span, model, dimension: "isp" });
-      if (ranking !== undefined) cohorts.push(ranking);
-    }
-    for (const p of truth.problems) {
-      if (p.type !== "flaky_isp") continue;
-      const found: number[] = [];
-      let probes = 0;
-      for (const model of modelsOf(p.devices, devices)) {
-        const detection = await firstHolding(
-          detectionGrid(p.onsetMs, truth.endMs, options.stepMs),
-          async (atMs) =>
-            ispRegressed(
-              await api.cohorts({ fromMs: truth.startMs, toMs: atMs, model, dimension: "isp" }),
-              p.isp,
-            ),
-          ispRegressed(
-            cohorts.find((c) => c.model === model),
-            p.isp,
-          ),
-        );
-        probes += detection.probes;
-        if (detection.atMs !== null) found.push(detection.atMs);
-      }
-      detections[p.id] = { atMs: found.length === 0 ? null : Math.min(...found), probes };
-    }
-  }
   const issueDetails: IssueDetailAnswer[] = [];
   const lemons = truth.problems.filter((p): p is LemonsProblem => p.type === "lemons");
   for (const issue of issues) {
@@ -402,7 +381,7 @@ export type ProblemDetail =
   | {
       type: "flaky_isp";
       isp: string;
-      /** The models its devices belong to, and what the automatic verdicts or the cohort ranking say. */
+      /** The models its devices belong to (and "every <kind>"), and what the verdicts or the ranking say. */
       models: Array<{
         model: string;
         verdict: Verdict | null;
@@ -470,7 +449,7 @@ function ratioText(c: RateComparison): string {
 }
 
 const verdictText = (r: RegressionAnswer) =>
-  `${r.value} vs ${r.baseline}: ${ratioText(r.comparison)}` +
+  `${r.scope === "kind" ? `(every ${r.model}) ` : ""}${r.value} vs ${r.baseline}: ${ratioText(r.comparison)}` +
   (r.regressedCodes.length > 0 ? ` (codes ${r.regressedCodes.join(", ")})` : "");
 
 /** The earliest first-reached time of the verdicts, as ms; null when none says when. */
@@ -488,7 +467,7 @@ function timed(onsetMs: number, detectedAtMs: number | null) {
 
 function scoreFaultRate(p: FaultRateProblem, answers: Answers): ProblemScore {
   const onFirmware = answers.regressions.filter(
-    (r) => r.dimension === "firmware" && r.model === p.model && r.value === p.firmware,
+    (r) => r.scope === "model" && r.dimension === "firmware" && r.model === p.model && r.value === p.firmware,
   );
   const regressions = onFirmware.filter((r) => r.verdict === "regression");
   const issue = answers.issues.find(
@@ -621,28 +600,47 @@ function scoreSilent(
 
 function scoreFlakyIsp(p: FlakyIspProblem, answers: Answers): ProblemScore {
   const models = modelsOf(p.devices, answers.devices);
-  const ispVerdicts = answers.regressions.filter((r) => r.dimension === "isp");
-  const rows = models.map((model) => {
-    const verdict = ispVerdicts.find((r) => r.model === model && r.value === p.isp);
-    if (verdict !== undefined || answers.cohorts.length === 0) {
-      return {
-        model,
-        verdict: verdict?.verdict ?? null,
-        regressedCodes: verdict?.regressedCodes ?? [],
-        source: "regressions" as const,
-        firstReached: verdict?.firstReached ?? null,
-        ratio: verdict === undefined ? "no automatic verdict" : ratioText(verdict.comparison),
-      };
+  // A verdict on the ISP within one of its devices' models, or across every model of their kind.
+  const places = [
+    ...models.map((model) => ({ scope: "model" as const, model })),
+    ...kindsOf(p.devices, answers.devices).map((kind) => ({ scope: "kind" as const, model: kind })),
+  ];
+  const ispVerdicts = answers.regressions.filter((r) => r.dimension === "isp" && r.value === p.isp);
+  type Row = {
+    model: string;
+    verdict: Verdict | null;
+    regressedCodes: string[];
+    source: "regressions" | "cohorts";
+    firstReached: string | null;
+    ratio: string;
+  };
+  const rows = places.flatMap(({ scope, model }): Row[] => {
+    const verdict = ispVerdicts.find((r) => r.scope === scope && r.model === model);
+    const shown = scope === "kind" ? `every ${model}` : model;
+    if (verdict !== undefined || (scope === "model" && answers.cohorts.length === 0)) {
+      return [
+        {
+          model: shown,
+          verdict: verdict?.verdict ?? null,
+          regressedCodes: verdict?.regressedCodes ?? [],
+          source: "regressions",
+          firstReached: verdict?.firstReached ?? null,
+          ratio: verdict === undefined ? "no automatic verdict" : ratioText(verdict.comparison),
+        },
+      ];
     }
+    if (scope === "kind") return [];
     const cohort = answers.cohorts.find((c) => c.model === model)?.cohorts.find((c) => c.value === p.isp);
-    return {
-      model,
-      verdict: cohort?.verdict ?? null,
-      regressedCodes: cohort?.regressedCodes ?? [],
-      source: "cohorts" as const,
-      firstReached: null,
-      ratio: cohort === undefined ? "not ranked" : ratioText(cohort.overall),
-    };
+    return [
+      {
+        model: shown,
+        verdict: cohort?.verdict ?? null,
+        regressedCodes: cohort?.regressedCodes ?? [],
+        source: "cohorts",
+        firstReached: null,
+        ratio: cohort === undefined ? "not ranked" : ratioText(cohort.overall),
+      },
+    ];
   });
   const regressed = rows.filter((r) => r.verdict === "regression");
   const found = regressed.length > 0;
@@ -759,31 +757,41 @@ function alarmsOf(truth: GroundTruth, answers: Answers, silentScorable: boolean)
   const key = (...parts: string[]) => JSON.stringify(parts);
   const injected = new Set<string>();
   for (const p of truth.problems) {
-    if (p.type === "fault_rate") injected.add(key(p.model, "firmware", p.firmware));
+    if (p.type === "fault_rate") injected.add(key("model", p.model, "firmware", p.firmware));
     if (p.type === "flaky_isp") {
-      for (const model of modelsOf(p.devices, answers.devices)) injected.add(key(model, "isp", p.isp));
+      for (const model of modelsOf(p.devices, answers.devices))
+        injected.add(key("model", model, "isp", p.isp));
+      for (const kind of kindsOf(p.devices, answers.devices)) injected.add(key("kind", kind, "isp", p.isp));
     }
   }
   // A subject counts once, however many baselines (predecessor, rest) flag it.
   const flagged = new Set<string>();
-  const regressionAlarm = (model: string, dimension: string, value: string, evidence: string) => {
-    const subject = key(model, dimension, value);
+  const regressionAlarm = (
+    scope: RegressionAnswer["scope"],
+    model: string,
+    dimension: string,
+    value: string,
+    evidence: string,
+  ) => {
+    const subject = key(scope, model, dimension, value);
     if (flagged.has(subject)) return;
     flagged.add(subject);
+    const where = scope === "kind" ? `every ${model}` : model;
     alarms.push({
       signal: "regression",
-      subject: dimension === "firmware" ? `${model} ${value}` : `${model} ${dimension} ${value}`,
+      subject: dimension === "firmware" ? `${where} ${value}` : `${where} ${dimension} ${value}`,
       injected: injected.has(subject),
       evidence,
     });
   };
   for (const r of answers.regressions) {
-    if (r.verdict === "regression") regressionAlarm(r.model, r.dimension, r.value, verdictText(r));
+    if (r.verdict === "regression") regressionAlarm(r.scope, r.model, r.dimension, r.value, verdictText(r));
   }
   for (const ranking of answers.cohorts) {
     for (const c of ranking.cohorts) {
       if (c.verdict !== "regression") continue;
       regressionAlarm(
+        "model",
         ranking.model ?? "",
         ranking.dimension,
         c.value,

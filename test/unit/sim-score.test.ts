@@ -103,6 +103,7 @@ function verdict(
   const { firmware = "7.57", baseline = "7.56", rest = false, ...fields } = over;
   return {
     model: MODEM,
+    deviceKind: "modem",
     subject: rest
       ? { kind: "firmware", firmware, baseline: "rest", baselineFirmware: [baseline, "7.58"] }
       : { kind: "firmware", firmware, baseline: "predecessor", baselineFirmware: [baseline] },
@@ -120,17 +121,23 @@ function verdict(
 const answerOf = (over: Parameters<typeof verdict>[0] = {}): RegressionAnswer =>
   regressionAnswerOf(verdict(over));
 
-/** A dimension verdict of GET /firmware/regressions: a value against the rest of its model. */
+/**
+ * A dimension verdict of GET /firmware/regressions: a value against the rest of its model, or with a kind
+ * instead of a model against the rest of every model of that kind.
+ */
 const ispVerdict = (
   model: string,
   value: string,
   dimension: "isp" | "region" | "hardware" = "isp",
-): RegressionAnswer =>
-  regressionAnswerOf({
+): RegressionAnswer => {
+  const scope = model === "modem" || model === "printer" ? "kind" : "model";
+  return regressionAnswerOf({
     ...verdict({ firstReached: iso(START + 9 * HOUR) }),
-    model,
-    subject: { kind: "dimension", dimension, value },
+    model: scope === "kind" ? null : model,
+    deviceKind: scope === "kind" ? model : "modem",
+    subject: { kind: "dimension", scope, dimension, value },
   });
+};
 
 function ranking(
   model: string,
@@ -566,6 +573,21 @@ describe("scoreRun", () => {
         detail: { models: [{ model: MODEM, verdict: "regression", source: "regressions" }] },
       });
       expect(score.problems[0]?.evidence).toContain(`${MODEM} isp-b vs the rest: regression`);
+    });
+
+    it("is found by a verdict naming the ISP worse across every model of its devices' kind", () => {
+      const score = scoreRun(
+        truthOf(flaky),
+        answers({ devices, regressions: [ispVerdict("modem", "isp-b")] }),
+      );
+      expect(score.problems[0]).toMatchObject({
+        status: "found",
+        timeToDetectMs: 9 * HOUR,
+        detail: { models: expect.arrayContaining([expect.objectContaining({ model: "every modem" })]) },
+      });
+      expect(score.alarms).toEqual([
+        expect.objectContaining({ subject: "every modem isp isp-b", injected: true }),
+      ]);
     });
 
     it("is found by the cohort ranking when the list names no ISP, timed by its bisection", () => {
