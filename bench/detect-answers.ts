@@ -1,4 +1,3 @@
-import { rankCohorts } from "../analytics/cohort-ranking.js";
 import { concentrationOf } from "../analytics/issue-stats.js";
 import { scanWithTiming, type TimedFinding, type TimedScan } from "../analytics/regression-scan.js";
 import {
@@ -12,7 +11,7 @@ import {
 import { MAX_AFFECTED_DEVICES } from "../contract/api/issues.js";
 import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { UNKNOWN } from "../contract/messages.js";
-import { alignHours, floorHour, iso, type Window } from "../contract/time.js";
+import { floorHour, iso, type Window } from "../contract/time.js";
 import { type DeviceAnswer, regressionAnswerOf, type ScoreApi } from "../device-sim/score.js";
 import { GAP_SAMPLES } from "../ingest/device-state.js";
 import { REGRESSION_SPAN_MS } from "../rollup/regression-runner.js";
@@ -122,17 +121,6 @@ export function memoryScoreApi(run: SimRun, judgedAtMs: number): ScoreApi {
         attributesOf: (device) => attributes.get(device),
       });
       return timed.findings.map((f) => regressionAnswerOf(verdictOf(timed.scan, f)));
-    },
-    async cohorts(q) {
-      const window = alignHours(q);
-      const ranking = rankCohorts({
-        model: q.model,
-        dimension: q.dimension,
-        tallies: tallies(window),
-        attributesOf: (device) => attributes.get(device),
-        window,
-      });
-      return ranking.devices === 0 ? undefined : ranking;
     },
     issues: async () => issues,
     async issue(id) {

@@ -1,4 +1,3 @@
-import { HOUR_MS } from "../contract/time.js";
 import { loadScenario } from "../device-sim/scenario/parse.js";
 import { planScenario } from "../device-sim/scenario/plan.js";
 import { collectAnswers, type Score, scoreRun } from "../device-sim/score.js";
@@ -38,7 +37,7 @@ export async function detectRun(name: string, seed: number): Promise<DetectRun> 
   const run = playInMemory(plan, seed);
   // Scored as `sim score` scores a backfill right after it: at the end of its history.
   const api = memoryScoreApi(run, plan.truth.endMs);
-  const answers = await collectAnswers(plan.truth, api, { nowMs: plan.truth.endMs, stepMs: HOUR_MS });
+  const answers = await collectAnswers(plan.truth, api, { nowMs: plan.truth.endMs });
   const score = scoreRun(plan.truth, answers);
   const limitsMs = Object.fromEntries(plan.truth.problems.map((p) => [p.id, statisticalLimit(run, p)]));
   return {

@@ -2,11 +2,10 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { ClientResponse } from "hono/client";
 import { createApiClient } from "../api/client.js";
-import { parseDuration } from "../config/duration.js";
 import { ApiTokens, Env, ROLES } from "../config/env.js";
 import { Health, MAX_PAGE } from "../contract/api/common.js";
 import { MAX_AFFECTED_DEVICES } from "../contract/api/issues.js";
-import { formatDuration, HOUR_MS, iso } from "../contract/time.js";
+import { formatDuration, iso } from "../contract/time.js";
 import {
   collectAnswers,
   parseGroundTruth,
@@ -35,8 +34,6 @@ const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 
-const DEFAULT_STEP = "1h";
-
 function defaultApiUrl(env: ScoreCommandEnv): string {
   const port = Env.shape.FIELDQ_HTTP_PORT.safeParse(env.FIELDQ_HTTP_PORT);
   return `http://127.0.0.1:${port.success && port.data !== 0 ? port.data : 8080}`;
@@ -62,7 +59,6 @@ function usage(env: ScoreCommandEnv): string[] {
     `  --api <url>      the fieldq API (default FIELDQ_API_URL, else ${defaultApiUrl(env)})`,
     "  --token <t>      a bearer token, viewer is enough (default FIELDQ_API_TOKEN, else the",
     "                   lowest-ranked token of FIELDQ_API_TOKENS)",
-    `  --step <time>    time-to-detect resolution, whole hours (default ${DEFAULT_STEP})`,
     "  --json           print the score as JSON instead of a table",
     "  -h, --help       show this help",
     "",
@@ -75,7 +71,6 @@ const PARSE_ARGS_OPTIONS = {
   help: { type: "boolean", short: "h" },
   api: { type: "string" },
   token: { type: "string" },
-  step: { type: "string" },
   json: { type: "boolean" },
 } as const;
 
@@ -183,11 +178,6 @@ export function createHttpScoreApi(options: { baseUrl: string; token: string; fe
     },
     regressions: async () =>
       (await required(v1.firmware.regressions.$get({ query: {} }))).items.map(regressionAnswerOf),
-    cohorts: (q) =>
-      answer(
-        v1.fleet.cohorts.$get({ query: { model: q.model, dimension: q.dimension, ...windowQuery(q) } }),
-        "undefined",
-      ),
     issues: (w) =>
       allPages((offset) => required(v1.issues.$get({ query: { ...windowQuery(w), ...paging(offset) } }))),
     issue: (id, w) =>
@@ -293,10 +283,7 @@ export async function scoreCommand(
     return fail("give one ground-truth file, the one a simulator run wrote (see --help)", EXIT_USAGE);
   }
   const path = positionals[0];
-  const stepMs = parseDuration(values.step ?? DEFAULT_STEP);
-  if (stepMs === undefined || stepMs < HOUR_MS || stepMs % HOUR_MS !== 0) {
-    return fail(`--step "${values.step}" must be a whole number of hours, such as 1h or 6h`, EXIT_USAGE);
-  }
+
   const apiUrl = values.api ?? env.FIELDQ_API_URL ?? defaultApiUrl(env);
   if (!URL.canParse(apiUrl) || !/^https?:$/.test(new URL(apiUrl).protocol)) {
     return fail(`--api "${apiUrl}" is not an http(s) URL such as http://127.0.0.1:8080`, EXIT_USAGE);
@@ -323,7 +310,7 @@ export async function scoreCommand(
   let score: Score;
   try {
     await api.health();
-    const answers = await collectAnswers(truth.truth, api, { nowMs: (io.now ?? Date.now)(), stepMs });
+    const answers = await collectAnswers(truth.truth, api, { nowMs: (io.now ?? Date.now)() });
     score = scoreRun(truth.truth, answers);
   } catch (error) {
     if (!(error instanceof ApiCallError)) throw error;

@@ -1,10 +1,10 @@
 import { z } from "zod";
 import { median } from "../analytics/silence.js";
 import type { Device, SilenceReport } from "../contract/api/devices.js";
-import type { CohortRanking, FleetSummary, RankedCohort, RateComparison } from "../contract/api/fleet.js";
+import type { FleetSummary, RateComparison } from "../contract/api/fleet.js";
 import type { Concentration, IssueDetail, IssueSummary } from "../contract/api/issues.js";
 import type { RegressionVerdict } from "../contract/api/regressions.js";
-import { HOUR_MS, iso } from "../contract/time.js";
+import { iso } from "../contract/time.js";
 import type { GroundTruth, InjectedProblem } from "./script.js";
 
 // `fieldq sim score`: what a run injected (its ground truth) against what the fieldq API found. The API is
@@ -175,13 +175,6 @@ export type DeviceAnswer = Pick<
   Device,
   "id" | "kind" | "model" | "isp" | "status" | "lastReport" | "expectedIntervalS"
 >;
-export type RankedCohortAnswer = Pick<RankedCohort, "value" | "verdict" | "regressedCodes"> & {
-  overall: RateComparison;
-};
-/** A ranking of one model's cohorts (asked with `model`, so its model is not null). */
-export type CohortRankingAnswer = Pick<CohortRanking, "model" | "dimension"> & {
-  cohorts: RankedCohortAnswer[];
-};
 export type SilenceAnswer = Pick<SilenceReport, "factor"> & {
   afterUpdate: Pick<SilenceReport["afterUpdate"], "devices" | "byFirmware">;
 };
@@ -196,8 +189,6 @@ export type FleetAnswer = {
 export interface ScoreApi {
   /** Every current verdict of the automatic regression scan. */
   regressions(): Promise<RegressionAnswer[]>;
-  /** Each value of `dimension` within `model` against the rest of the model (GET /fleet/cohorts). */
-  cohorts(query: Window & { model: string; dimension: "isp" }): Promise<CohortRankingAnswer | undefined>;
   /** Every issue with an occurrence in the window, all pages. */
   issues(window: Window): Promise<IssueAnswer[]>;
   issue(id: string, window: Window): Promise<IssueDetailAnswer | undefined>;
@@ -209,19 +200,12 @@ export interface ScoreApi {
   fleetSummary(window: Window): Promise<FleetAnswer>;
 }
 
-/** The end of the first window [startMs, atMs) whose answer found the problem; null if none did. */
-export type Detection = { atMs: number | null; probes: number };
-
 /** Everything scoreRun needs, as the API answered it (or bench:detect computed it with the same rules). */
 export type Answers = {
   /** When silence was judged (the moment of asking). */
   judgedAtMs: number;
   /** The automatic verdicts (GET /firmware/regressions), all of them, whatever the verdict. */
   regressions: RegressionAnswer[];
-  /** The ISP ranking of each model a flaky ISP affects, when the regressions list has no ISP subjects. */
-  cohorts: CohortRankingAnswer[];
-  /** Per flaky_isp problem found through the cohort ranking: when its windows first said regression. */
-  detections: Record<string, Detection>;
   issues: IssueAnswer[];
   /** The details of the issues on the models of lemons problems, for their concentration. */
   issueDetails: IssueDetailAnswer[];
@@ -235,47 +219,6 @@ export type Answers = {
 type FaultRateProblem = Extract<InjectedProblem, { type: "fault_rate" }>;
 type FlakyIspProblem = Extract<InjectedProblem, { type: "flaky_isp" }>;
 type LemonsProblem = Extract<InjectedProblem, { type: "lemons" }>;
-
-/**
- * The window ends detection is asked at: from the onset's hour plus one step, a step apart, to the run's
- * end raised to a whole hour, as the API widens every window.
- */
-export function detectionGrid(onsetMs: number, endMs: number, stepMs: number): number[] {
-  const lastMs = Math.ceil(endMs / HOUR_MS) * HOUR_MS;
-  const grid: number[] = [];
-  for (let t = Math.floor(onsetMs / HOUR_MS) * HOUR_MS + stepMs; t < lastMs; t += stepMs) grid.push(t);
-  grid.push(lastMs);
-  return grid;
-}
-
-/**
- * The first grid point where `holds` is true, asking as few as it can: it bisects, which assumes that
- * once a verdict holds it keeps holding as the window grows. `holdsAtEnd` is the answer for the last
- * point when it is already known.
- */
-export async function firstHolding(
-  grid: readonly number[],
-  holds: (atMs: number) => Promise<boolean>,
-  holdsAtEnd?: boolean,
-): Promise<Detection> {
-  const last = grid.length - 1;
-  const end = grid[last];
-  if (end === undefined) return { atMs: null, probes: 0 };
-  let probes = 0;
-  const ask = async (index: number) => {
-    probes += 1;
-    return holds(grid[index] ?? end);
-  };
-  if (!(holdsAtEnd ?? (await ask(last)))) return { atMs: null, probes };
-  let lo = 0;
-  let hi = last;
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (await ask(mid)) hi = mid;
-    else lo = mid + 1;
-  }
-  return { atMs: grid[hi] ?? end, probes };
-}
 
 /** The models a problem's devices belong to, from the API's device list. */
 function modelsOf(deviceIds: readonly string[], devices: readonly DeviceAnswer[]): string[] {
@@ -297,11 +240,7 @@ function lemonIssue(issue: IssueAnswer, p: LemonsProblem): boolean {
   return onModel && (p.code === undefined || issue.codes.includes(p.code));
 }
 
-/** Whether a cohort ranking names the ISP a regression against the rest of its model. */
-export const ispRegressed = (ranking: CohortRankingAnswer | undefined, isp: string) =>
-  ranking?.cohorts.some((c) => c.value === isp && c.verdict === "regression") ?? false;
-
-export type CollectOptions = { nowMs: number; stepMs: number };
+export type CollectOptions = { nowMs: number };
 
 /** Asks the API everything scoring needs: a few dozen requests for a run of a few models. */
 export async function collectAnswers(
@@ -319,8 +258,6 @@ export async function collectAnswers(
       ? api.silence({ fromMs: truth.startMs, toMs: options.nowMs })
       : Promise.resolve(null),
   ]);
-  const cohorts: CohortRankingAnswer[] = [];
-  const detections: Record<string, Detection> = {};
   const issueDetails: IssueDetailAnswer[] = [];
   const lemons = truth.problems.filter((p): p is LemonsProblem => p.type === "lemons");
   for (const issue of issues) {
@@ -331,8 +268,6 @@ export async function collectAnswers(
   return {
     judgedAtMs: options.nowMs,
     regressions,
-    cohorts,
-    detections,
     issues,
     issueDetails,
     silence,
@@ -381,13 +316,8 @@ export type ProblemDetail =
   | {
       type: "flaky_isp";
       isp: string;
-      /** The models its devices belong to (and "every <kind>"), and what the verdicts or the ranking say. */
-      models: Array<{
-        model: string;
-        verdict: Verdict | null;
-        regressedCodes: string[];
-        source: "regressions" | "cohorts";
-      }>;
+      /** The models its devices belong to (and "every <kind>" with a verdict), and what the verdicts say. */
+      models: Array<{ model: string; verdict: Verdict | null; regressedCodes: string[] }>;
     }
   | {
       type: "lemons";
@@ -606,47 +536,24 @@ function scoreFlakyIsp(p: FlakyIspProblem, answers: Answers): ProblemScore {
     ...kindsOf(p.devices, answers.devices).map((kind) => ({ scope: "kind" as const, model: kind })),
   ];
   const ispVerdicts = answers.regressions.filter((r) => r.dimension === "isp" && r.value === p.isp);
-  type Row = {
-    model: string;
-    verdict: Verdict | null;
-    regressedCodes: string[];
-    source: "regressions" | "cohorts";
-    firstReached: string | null;
-    ratio: string;
-  };
-  const rows = places.flatMap(({ scope, model }): Row[] => {
+  // Every model of its devices is shown; a kind only when a verdict spans it.
+  const rows = places.flatMap(({ scope, model }) => {
     const verdict = ispVerdicts.find((r) => r.scope === scope && r.model === model);
-    const shown = scope === "kind" ? `every ${model}` : model;
-    if (verdict !== undefined || (scope === "model" && answers.cohorts.length === 0)) {
-      return [
-        {
-          model: shown,
-          verdict: verdict?.verdict ?? null,
-          regressedCodes: verdict?.regressedCodes ?? [],
-          source: "regressions",
-          firstReached: verdict?.firstReached ?? null,
-          ratio: verdict === undefined ? "no automatic verdict" : ratioText(verdict.comparison),
-        },
-      ];
-    }
-    if (scope === "kind") return [];
-    const cohort = answers.cohorts.find((c) => c.model === model)?.cohorts.find((c) => c.value === p.isp);
+    if (verdict === undefined && scope === "kind") return [];
     return [
       {
-        model: shown,
-        verdict: cohort?.verdict ?? null,
-        regressedCodes: cohort?.regressedCodes ?? [],
-        source: "cohorts",
-        firstReached: null,
-        ratio: cohort === undefined ? "not ranked" : ratioText(cohort.overall),
+        model: scope === "kind" ? `every ${model}` : model,
+        verdict: verdict?.verdict ?? null,
+        regressedCodes: verdict?.regressedCodes ?? [],
+        firstReached: verdict?.firstReached ?? null,
+        ratio: verdict === undefined ? "no automatic verdict" : ratioText(verdict.comparison),
       },
     ];
   });
   const regressed = rows.filter((r) => r.verdict === "regression");
   const found = regressed.length > 0;
   const times = regressed.flatMap((r) => (r.firstReached === null ? [] : [Date.parse(r.firstReached)]));
-  const bisected = answers.detections[p.id]?.atMs ?? null;
-  const detectedAtMs = !found ? null : times.length > 0 ? Math.min(...times) : bisected;
+  const detectedAtMs = found && times.length > 0 ? Math.min(...times) : null;
   return {
     id: p.id,
     type: p.type,
@@ -666,12 +573,7 @@ function scoreFlakyIsp(p: FlakyIspProblem, answers: Answers): ProblemScore {
     detail: {
       type: "flaky_isp",
       isp: p.isp,
-      models: rows.map(({ model, verdict, regressedCodes, source }) => ({
-        model,
-        verdict,
-        regressedCodes,
-        source,
-      })),
+      models: rows.map(({ model, verdict, regressedCodes }) => ({ model, verdict, regressedCodes })),
     },
   };
 }
@@ -786,18 +688,6 @@ function alarmsOf(truth: GroundTruth, answers: Answers, silentScorable: boolean)
   };
   for (const r of answers.regressions) {
     if (r.verdict === "regression") regressionAlarm(r.scope, r.model, r.dimension, r.value, verdictText(r));
-  }
-  for (const ranking of answers.cohorts) {
-    for (const c of ranking.cohorts) {
-      if (c.verdict !== "regression") continue;
-      regressionAlarm(
-        "model",
-        ranking.model ?? "",
-        ranking.dimension,
-        c.value,
-        `${c.value} vs the rest: ${ratioText(c.overall)}`,
-      );
-    }
   }
   if (silentScorable && answers.silence !== null) {
     const silenced = new Set(

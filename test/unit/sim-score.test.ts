@@ -11,10 +11,7 @@ import type { RegressionVerdict } from "../../contract/api/regressions.js";
 import { iso } from "../../contract/time.js";
 import {
   type Answers,
-  type CohortRankingAnswer,
   collectAnswers,
-  detectionGrid,
-  firstHolding,
   type IssueDetailAnswer,
   parseGroundTruth,
   type RegressionAnswer,
@@ -90,7 +87,6 @@ const rates = (baseline: [number, number], candidate: [number, number]): RateCom
   });
 
 const WORSE = rates([20, 2000], [80, 2000]);
-const SAME = rates([60, 2000], [62, 2000]);
 
 /** A verdict of GET /firmware/regressions. */
 function verdict(
@@ -139,21 +135,6 @@ const ispVerdict = (
   });
 };
 
-function ranking(
-  model: string,
-  cohorts: Array<[string, "regression" | "no_difference"]>,
-): CohortRankingAnswer {
-  return {
-    model,
-    dimension: "isp",
-    cohorts: cohorts.map(([value, v]) => ({
-      value,
-      verdict: v,
-      regressedCodes: v === "regression" ? ["DSL_RESYNC"] : [],
-      overall: v === "regression" ? WORSE : SAME,
-    })),
-  };
-}
 const issue = (key: string, over: Partial<IssueSummary> = {}): IssueSummary => {
   const [kind = "", model = "", code = ""] = key.split("/");
   return {
@@ -261,8 +242,6 @@ function silence(
 const answers = (over: Partial<Answers> = {}): Answers => ({
   judgedAtMs: NOW,
   regressions: [],
-  cohorts: [],
-  detections: {},
   issues: [],
   issueDetails: [],
   silence: silence([device("m1")], []),
@@ -329,45 +308,8 @@ describe("parseGroundTruth", () => {
   });
 });
 
-describe("firstHolding", () => {
-  it("bisects to the first grid point where the verdict holds", async () => {
-    const grid = Array.from({ length: 100 }, (_, i) => i);
-    const asked: number[] = [];
-    const detection = await firstHolding(grid, async (at) => {
-      asked.push(at);
-      return at >= 37;
-    });
-    expect(detection.atMs).toBe(37);
-    expect(detection.probes).toBe(asked.length);
-    expect(asked.length).toBeLessThanOrEqual(1 + Math.ceil(Math.log2(100)));
-  });
-
-  it("asks once and gives null when the verdict does not hold at the end", async () => {
-    let probes = 0;
-    const detection = await firstHolding([1, 2, 3], async () => {
-      probes += 1;
-      return false;
-    });
-    expect(detection).toEqual({ atMs: null, probes: 1 });
-    expect(probes).toBe(1);
-  });
-
-  it("lays the grid on whole hours from the onset's hour to the end raised to an hour", () => {
-    expect(detectionGrid(START + 90 * 60_000, START + 4 * HOUR + 1, HOUR)).toEqual([
-      START + 2 * HOUR,
-      START + 3 * HOUR,
-      START + 4 * HOUR,
-      START + 5 * HOUR,
-    ]);
-  });
-});
-
-/**
- * A ScoreApi: the regressions list as given; the ISP ranking says isp-b regresses on the modem once the
- * window reaches `ispFromMs`.
- */
-function fakeApi(options: { regressions?: RegressionAnswer[]; ispFromMs?: number } = {}) {
-  const cohortQueries: Array<{ model: string; toMs: number }> = [];
+/** A ScoreApi whose regressions list is the one given. */
+function fakeApi(options: { regressions?: RegressionAnswer[] } = {}) {
   const issueQueries: string[] = [];
   const devices = [
     device("a1"),
@@ -378,14 +320,6 @@ function fakeApi(options: { regressions?: RegressionAnswer[]; ispFromMs?: number
   ];
   const api: ScoreApi = {
     regressions: async () => options.regressions ?? [answerOf()],
-    cohorts: async (q) => {
-      cohortQueries.push({ model: q.model, toMs: q.toMs });
-      const worse = q.model === MODEM && q.toMs >= (options.ispFromMs ?? Number.POSITIVE_INFINITY);
-      return ranking(q.model, [
-        ["isp-a", "no_difference"],
-        ["isp-b", worse ? "regression" : "no_difference"],
-      ]);
-    },
     issues: async () => [issue(`modem/${MODEM}/DSL_RESYNC`), issue(`printer/${PRINTER}/NOZZLE_CLOG`)],
     issue: async (id) => {
       issueQueries.push(id);
@@ -397,19 +331,17 @@ function fakeApi(options: { regressions?: RegressionAnswer[]; ispFromMs?: number
     devices: async () => devices,
     fleetSummary: async () => fleet(),
   };
-  return { api, cohortQueries, issueQueries };
+  return { api, issueQueries };
 }
 
 describe("collectAnswers", () => {
   it("takes the automatic verdicts as they are, with no comparison asked", async () => {
-    const { api, cohortQueries } = fakeApi({ regressions: [answerOf(), ispVerdict(MODEM, "isp-b")] });
-    const collected = await collectAnswers(truthOf(regression, flaky), api, { nowMs: NOW, stepMs: HOUR });
+    const { api } = fakeApi({ regressions: [answerOf(), ispVerdict(MODEM, "isp-b")] });
+    const collected = await collectAnswers(truthOf(regression, flaky), api, { nowMs: NOW });
     expect(collected.regressions.map((r) => `${r.dimension} ${r.value}`)).toEqual([
       "firmware 7.57",
       "isp isp-b",
     ]);
-    // The list names ISPs itself: the cohort ranking is not asked.
-    expect(cohortQueries).toEqual([]);
     const score = scoreRun(truthOf(regression, flaky), collected);
     expect(score.problems.map((p) => [p.id, p.status, p.timeToDetectMs])).toEqual([
       [regression.id, "found", 5 * HOUR],
@@ -417,25 +349,9 @@ describe("collectAnswers", () => {
     ]);
   });
 
-  it("ranks every model's ISPs when the list has no ISP subjects, and times a flaky ISP by bisection", async () => {
-    const { api, cohortQueries } = fakeApi({ regressions: [], ispFromMs: START + 30 * HOUR });
-    const collected = await collectAnswers(truthOf(flaky), api, { nowMs: NOW, stepMs: HOUR });
-    // The printers report no ISP: only the modem's ISPs are ranked.
-    expect(collected.cohorts.map((c) => c.model)).toEqual([MODEM]);
-    expect(collected.detections[flaky.id]?.atMs).toBe(START + 30 * HOUR);
-    const probes = cohortQueries.filter((q) => q.toMs !== END);
-    expect(probes.length).toBe(collected.detections[flaky.id]?.probes);
-    expect(probes.length).toBeLessThanOrEqual(Math.ceil(Math.log2(detectionGrid(START, END, HOUR).length)));
-    const score = scoreRun(truthOf(flaky), collected);
-    expect(score.problems[0]).toMatchObject({ status: "found", timeToDetectMs: 30 * HOUR });
-    expect(score.alarms).toEqual([
-      expect.objectContaining({ signal: "regression", subject: `${MODEM} isp isp-b`, injected: true }),
-    ]);
-  });
-
   it("reads the details of the issues on a lemons problem's model only", async () => {
     const { api, issueQueries } = fakeApi();
-    const collected = await collectAnswers(truthOf(lemons), api, { nowMs: NOW, stepMs: HOUR });
+    const collected = await collectAnswers(truthOf(lemons), api, { nowMs: NOW });
     expect(issueQueries).toEqual(["id-NOZZLE_CLOG"]);
     expect(scoreRun(truthOf(lemons), collected).problems[0]?.status).toBe("found");
   });
@@ -570,7 +486,7 @@ describe("scoreRun", () => {
       expect(score.problems[0]).toMatchObject({
         status: "found",
         timeToDetectMs: 9 * HOUR,
-        detail: { models: [{ model: MODEM, verdict: "regression", source: "regressions" }] },
+        detail: { models: [{ model: MODEM, verdict: "regression", regressedCodes: ["DSL_RESYNC"] }] },
       });
       expect(score.problems[0]?.evidence).toContain(`${MODEM} isp-b vs the rest: regression`);
     });
@@ -590,29 +506,10 @@ describe("scoreRun", () => {
       ]);
     });
 
-    it("is found by the cohort ranking when the list names no ISP, timed by its bisection", () => {
-      const score = scoreRun(
-        truthOf(flaky),
-        answers({
-          devices,
-          cohorts: [ranking(MODEM, [["isp-b", "regression"]])],
-          detections: { [flaky.id]: { atMs: START + 12 * HOUR, probes: 7 } },
-        }),
-      );
-      expect(score.problems[0]).toMatchObject({
-        status: "found",
-        timeToDetectMs: 12 * HOUR,
-        detail: { models: [{ model: MODEM, verdict: "regression", source: "cohorts" }] },
-      });
-    });
-
-    it("is missed when the ranking does not call it a regression", () => {
-      const score = scoreRun(
-        truthOf(flaky),
-        answers({ devices, cohorts: [ranking(MODEM, [["isp-b", "no_difference"]])] }),
-      );
+    it("is missed when no verdict names the ISP worse", () => {
+      const score = scoreRun(truthOf(flaky), answers({ devices, regressions: [ispVerdict(MODEM, "isp-a")] }));
       expect(score.problems[0]).toMatchObject({ status: "missed", timeToDetectMs: null });
-      expect(score.problems[0]?.evidence).toContain("isp-b vs the rest: no_difference, rate ratio 1.03");
+      expect(score.problems[0]?.evidence).toBe(`${MODEM} isp-b vs the rest: no automatic verdict`);
     });
   });
 
@@ -816,8 +713,6 @@ describe("fieldq sim score", () => {
       switch (url.pathname) {
         case "/api/v1/firmware/regressions":
           return json(regressions);
-        case "/api/v1/fleet/cohorts":
-          return json(await api.cohorts({ model: q.model ?? "", dimension: "isp", ...window }));
         case "/api/v1/issues":
           return json(page(await api.issues(window)));
         case "/api/v1/devices":
@@ -859,7 +754,6 @@ describe("fieldq sim score", () => {
   it.each([
     ["no file", [], "give one ground-truth file"],
     ["an unknown flag", ["t.json", "--nope"], "Unknown option"],
-    ["a step that is not whole hours", ["t.json", "--step", "90m"], "--step"],
     ["an API address that is not http", ["t.json", "--api", "mqtt://x"], "--api"],
   ])("refuses %s with status 2", async (_, argv, message) => {
     const t = io();
