@@ -46,6 +46,8 @@ export type CohortRankingInput = CohortScope & {
   /** Count only faults of this severity, of this code. */
   severity?: Severity | undefined;
   code?: string | undefined;
+  /** false: skip the search for how much more exposure would settle an undecided comparison (a scan). */
+  moreExposure?: boolean | undefined;
 };
 
 /** One value against the rest of its model, before the family is judged. */
@@ -210,7 +212,11 @@ export function cohortComparisons(input: CohortRankingInput): CohortComparisons 
     const compare = (only?: string) => {
       const [baseline, candidate] = [exposures(rest, only), exposures(cohort, only)];
       if (baseline.length === 0 || candidate.length === 0) return undefined;
-      return compareDeviceRates({ baseline, candidate });
+      return compareDeviceRates({
+        baseline,
+        candidate,
+        ...(input.moreExposure === false ? { moreExposure: false } : {}),
+      });
     };
     const overall = compare();
     if (overall === undefined) continue;

@@ -215,6 +215,7 @@ export function scanRegressions(input: ScanInput, options: ScanOptions = {}): Sc
         kind: scope.kind,
         dimension,
         tallies,
+        moreExposure: false,
         ...(input.attributesOf === undefined ? {} : { attributesOf: input.attributesOf }),
       });
       for (const c of comparisons) {
