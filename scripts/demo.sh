@@ -5,13 +5,13 @@
 # --tls: also MQTT over TLS and an HTTPS API, with a development CA and certificate (scripts/dev-certs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-devices=${DEMO_DEVICES:-50}
+devices=${DEMO_DEVICES:-120}
 tls=""
 for arg in "$@"; do
   case $arg in
     --tls) tls=yes ;;
     -h | --help)
-      echo "Usage: npm run demo [-- --tls]   (DEMO_DEVICES=N sets the fleet size, 50 by default)"
+      echo "Usage: npm run demo [-- --tls]   (DEMO_DEVICES=N sets the fleet size, 120 by default: the home-demo scenario as written)"
       exit 0
       ;;
     *)

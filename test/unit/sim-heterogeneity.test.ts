@@ -305,7 +305,7 @@ describe("lemons-and-canary", async () => {
       onsetMs: plan.startMs,
     });
     const canary = plan.devices.filter((device) => device.hello.firmware === "8.10");
-    expect(canary).toHaveLength(30);
+    expect(canary).toHaveLength(40);
     const lemons = plan.truth.problems[1]?.type === "lemons" ? plan.truth.problems[1].devices : [];
     expect(canary.filter((device) => lemons.includes(device.id))).toEqual([]);
     const versions = new Set(
