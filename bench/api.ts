@@ -204,6 +204,7 @@ async function createBenchApp(config: InfluxConfig, endMs: number): Promise<Benc
     faults: read.faults,
     issues: read.issues,
     health: read.health,
+    firmware: read.firmware,
     tokens: new Map([[TOKEN, "viewer"]]),
     logger: silentLogger,
     metrics: createMetrics(),
