@@ -21,6 +21,7 @@ import {
   type VerdictScope,
   writeVerdicts,
 } from "../storage/verdict-queries.js";
+import { PassLoop } from "./pass-loop.js";
 
 // Finds regressions without being asked, in the ingest's process, after the rollups it reads (device_cohort)
 // were recomputed: the regression scan (analytics/regression-scan.ts) over the 30 days up to the newest
@@ -145,14 +146,11 @@ export type RegressionRunnerOptions = RegressionScanOptions & {
  * Runs scanForRegressions one pass at a time: after each rollup recompute (`poke`, e.g. from RollupRunner's
  * after hook) and every intervalMs. A poke during a pass asks for one more pass after it.
  */
-export class RegressionRunner {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+export class RegressionRunner extends PassLoop {
   private readonly options: RegressionRunnerOptions & { rollups: RollupReader };
 
   constructor(options: RegressionRunnerOptions) {
+    super(options.intervalMs);
     this.options = {
       ...options,
       rollups: options.rollups ?? createRollupReader(options.influx),
@@ -160,48 +158,12 @@ export class RegressionRunner {
     };
   }
 
-  /** A pass now, and one every intervalMs. */
-  start(): void {
-    if (this.timer !== undefined) return;
-    this.stopped = false;
-    this.timer = setInterval(() => void this.poke(), this.options.intervalMs);
-    this.timer.unref();
-    void this.poke();
-  }
-
-  /** Waits for the pass under way; pokes after it do nothing. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  /** Asks for a pass; resolves once a pass that started after the call is done. Never rejects. */
-  poke(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    this.again = true;
-    this.running ??= this.loop();
-    return this.running;
-  }
-
   /** One pass, now; errors are thrown to the caller. */
   runOnce(): Promise<RegressionPass> {
     return scanForRegressions(this.options);
   }
 
-  private async loop(): Promise<void> {
-    try {
-      while (this.again && !this.stopped) {
-        this.again = false;
-        await this.pass();
-      }
-    } finally {
-      this.running = undefined;
-    }
-  }
-
-  private async pass(): Promise<void> {
+  protected async pass(): Promise<void> {
     const { logger } = this.options;
     try {
       const result = await this.runOnce();

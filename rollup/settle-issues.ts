@@ -13,6 +13,7 @@ import {
   readHourlyExposure,
   readIssueEvents,
 } from "../storage/issue-queries.js";
+import { PassLoop } from "./pass-loop.js";
 
 // Settles the issues that rely on a released fix, in the ingest process, after the rollups they read
 // (issue_1h, cohort_1h) were recomputed: regressions, verifying, closed as effective (analytics/settle.ts).
@@ -91,37 +92,9 @@ export type SettleRunnerOptions = SettleOptions & {
  * Runs settleIssues one pass at a time: after each rollup recompute (`poke`, e.g. from RollupRunner) and
  * every intervalMs. A poke during a pass asks for one more pass after it.
  */
-export class SettleRunner {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
-
-  constructor(private readonly options: SettleRunnerOptions) {}
-
-  /** A pass now, and one every intervalMs. */
-  start(): void {
-    if (this.timer !== undefined) return;
-    this.stopped = false;
-    this.timer = setInterval(() => void this.poke(), this.options.intervalMs);
-    this.timer.unref();
-    void this.poke();
-  }
-
-  /** Waits for the pass under way; pokes after it do nothing. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  /** Asks for a pass; resolves once a pass that started after the call is done. Never rejects. */
-  poke(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    this.again = true;
-    this.running ??= this.loop();
-    return this.running;
+export class SettleRunner extends PassLoop {
+  constructor(private readonly options: SettleRunnerOptions) {
+    super(options.intervalMs);
   }
 
   /** One pass, now; errors are thrown to the caller. */
@@ -129,20 +102,7 @@ export class SettleRunner {
     return settleIssues(this.options);
   }
 
-  private async loop(): Promise<void> {
-    try {
-      // A poke during a pass asks for one more after it; `running` is cleared in the same step as the
-      // last check, so no poke can fall between them unheard.
-      while (this.again && !this.stopped) {
-        this.again = false;
-        await this.pass();
-      }
-    } finally {
-      this.running = undefined;
-    }
-  }
-
-  private async pass(): Promise<void> {
+  protected async pass(): Promise<void> {
     try {
       const { checked, appended } = await this.runOnce();
       for (const { issue, event } of appended) {
