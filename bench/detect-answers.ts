@@ -1,5 +1,5 @@
 import { concentrationOf } from "../analytics/issue-stats.js";
-import { scanWithTiming, type TimedFinding, type TimedScan } from "../analytics/regression-scan.js";
+import { regressionVerdictOf, scanWithTiming } from "../analytics/regression-scan.js";
 import {
   DEFAULT_SILENCE,
   expectedInterval,
@@ -9,7 +9,6 @@ import {
   silenceReport,
 } from "../analytics/silence.js";
 import { MAX_AFFECTED_DEVICES } from "../contract/api/issues.js";
-import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { UNKNOWN } from "../contract/messages.js";
 import { floorHour, iso, type Window } from "../contract/time.js";
 import { type DeviceAnswer, regressionAnswerOf, type ScoreApi } from "../device-sim/score.js";
@@ -21,22 +20,6 @@ import { type SimRun, talliesWithin } from "./detect-sim.js";
 // rules: the regression scan and its timing (analytics/regression-scan.ts), the cohort ranking
 // (analytics/cohort-ranking.ts), an issue's concentration (analytics/issue-stats.ts) and the silence rule
 // (analytics/silence.ts). What the API adds (storage, paging, the HTTP shapes) is not exercised here.
-
-/** A finding as the regression runner keeps it (rollup/regression-runner.ts) and the API lists it. */
-function verdictOf(scan: TimedScan["scan"], f: TimedFinding): RegressionVerdict {
-  return {
-    model: f.model,
-    deviceKind: f.deviceKind,
-    subject: f.subject,
-    verdict: f.verdict,
-    firstReached: iso(f.firstReachedMs),
-    from: iso(scan.window.fromMs),
-    to: iso(scan.window.toMs),
-    familySize: scan.familySize,
-    overall: f.overall,
-    codes: f.codes,
-  };
-}
 
 /** The silence report and device statuses at `nowMs`, right after a backfill that delivered everything. */
 function silence(run: SimRun, nowMs: number) {
@@ -120,7 +103,7 @@ export function memoryScoreApi(run: SimRun, judgedAtMs: number): ScoreApi {
         tallies,
         attributesOf: (device) => attributes.get(device),
       });
-      return timed.findings.map((f) => regressionAnswerOf(verdictOf(timed.scan, f)));
+      return timed.findings.map((f) => regressionAnswerOf(regressionVerdictOf(timed.scan, f)));
     },
     issues: async () => issues,
     async issue(id) {
