@@ -20,10 +20,10 @@ import {
   compareRates,
   DEFAULT_CONFIDENCE,
   DEFAULT_EQUIVALENCE_MARGIN,
-  MAX_EXPOSURE_FACTOR,
   type MoreExposure,
   type RateComparison,
   rateRatioInterval,
+  searchExposureFactor,
   validate,
   verdictFor,
   withRate,
@@ -280,34 +280,11 @@ function moreExposureFor(
   confidence: number,
   margin: number,
 ): MoreExposure {
-  if (baseline.count + candidate.count === 0) {
-    return { reachable: false, reason: "no_events", maxFactor: MAX_EXPOSURE_FACTOR };
-  }
-  const settled = (k: number) => {
+  return searchExposureFactor(baseline, candidate, (k) => {
     const s = scaled(baseline, candidate, dispersion, inflate, k);
     const ci = rateRatioInterval(s.candidateCount, s.baselineCount, s.exposureRatio, confidence);
     return verdictFor(ci, margin) !== "insufficient_evidence";
-  };
-  let lo = 1;
-  let hi = 2;
-  while (!settled(hi)) {
-    if (hi >= MAX_EXPOSURE_FACTOR) {
-      return { reachable: false, reason: "beyond_cap", maxFactor: MAX_EXPOSURE_FACTOR };
-    }
-    lo = hi;
-    hi = Math.min(2 * hi, MAX_EXPOSURE_FACTOR);
-  }
-  while (hi / lo > 1.01) {
-    const mid = Math.sqrt(lo * hi);
-    if (settled(mid)) hi = mid;
-    else lo = mid;
-  }
-  return {
-    reachable: true,
-    factor: hi,
-    baselineHours: baseline.exposureHours * (hi - 1),
-    candidateHours: candidate.exposureHours * (hi - 1),
-  };
+  });
 }
 
 // Var(log RR) relative to Poisson's 1/X_0 + 1/X_1: one number for "how much devices differ".

@@ -177,20 +177,15 @@ export function verdictFor(ci: RateRatioInterval | null, margin: number): Verdic
   return "insufficient_evidence";
 }
 
-// Smallest factor k ≤ MAX_EXPOSURE_FACTOR (to within 1%) at which the verdict settles, with counts scaled
-// as round(x·k): doubling finds a settled k, bisection narrows it. Discreteness makes "settled" not
-// perfectly monotone in k, so this is the first settled k the search meets, which is close to minimal.
+// How much more exposure settles the exact test's verdict, counts scaled as round(x·k).
 function moreExposureFor(
   baseline: CohortCount,
   candidate: CohortCount,
   confidence: number,
   margin: number,
 ): MoreExposure {
-  if (baseline.count + candidate.count === 0) {
-    return { reachable: false, reason: "no_events", maxFactor: MAX_EXPOSURE_FACTOR };
-  }
   const exposureRatio = baseline.exposureHours / candidate.exposureHours;
-  const settled = (k: number) => {
+  return searchExposureFactor(baseline, candidate, (k) => {
     const ci = rateRatioInterval(
       Math.round(candidate.count * k),
       Math.round(baseline.count * k),
@@ -198,7 +193,22 @@ function moreExposureFor(
       confidence,
     );
     return verdictFor(ci, margin) !== "insufficient_evidence";
-  };
+  });
+}
+
+/**
+ * The smallest factor k ≤ MAX_EXPOSURE_FACTOR (to within 1%) at which `settled(k)` holds, both cohorts'
+ * exposure grown by k: doubling finds a settled k, bisection narrows it. Discreteness makes "settled" not
+ * perfectly monotone in k, so this is the first settled k the search meets, which is close to minimal.
+ */
+export function searchExposureFactor(
+  baseline: CohortCount,
+  candidate: CohortCount,
+  settled: (k: number) => boolean,
+): MoreExposure {
+  if (baseline.count + candidate.count === 0) {
+    return { reachable: false, reason: "no_events", maxFactor: MAX_EXPOSURE_FACTOR };
+  }
   let lo = 1;
   let hi = 2;
   while (!settled(hi)) {
