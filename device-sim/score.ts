@@ -378,9 +378,16 @@ function ratioText(c: RateComparison): string {
   return `${c.verdict}, rate ratio ${fixed(c.rateRatio)}${ci}`;
 }
 
+/** A verdict's subject verdict and the codes it rests on, then its overall comparison. */
+const judgedText = (r: {
+  verdict: RateComparison["verdict"];
+  regressedCodes: string[];
+  comparison: RateComparison;
+}) =>
+  `${r.verdict}${r.regressedCodes.length > 0 ? ` in ${r.regressedCodes.join(", ")}` : ""}; all faults: ${ratioText(r.comparison)}`;
+
 const verdictText = (r: RegressionAnswer) =>
-  `${r.scope === "kind" ? `(every ${r.model}) ` : ""}${r.value} vs ${r.baseline}: ${ratioText(r.comparison)}` +
-  (r.regressedCodes.length > 0 ? ` (codes ${r.regressedCodes.join(", ")})` : "");
+  `${r.scope === "kind" ? `(every ${r.model}) ` : ""}${r.value} vs ${r.baseline}: ${judgedText(r)}`;
 
 /** The earliest first-reached time of the verdicts, as ms; null when none says when. */
 function earliest(verdicts: readonly RegressionAnswer[]): number | null {
@@ -546,7 +553,7 @@ function scoreFlakyIsp(p: FlakyIspProblem, answers: Answers): ProblemScore {
         verdict: verdict?.verdict ?? null,
         regressedCodes: verdict?.regressedCodes ?? [],
         firstReached: verdict?.firstReached ?? null,
-        ratio: verdict === undefined ? "no automatic verdict" : ratioText(verdict.comparison),
+        ratio: verdict === undefined ? "no automatic verdict" : judgedText(verdict),
       },
     ];
   });
@@ -563,13 +570,7 @@ function scoreFlakyIsp(p: FlakyIspProblem, answers: Answers): ProblemScore {
     evidence:
       models.length === 0
         ? `none of its devices is known to the API`
-        : rows
-            .map(
-              (r) =>
-                `${r.model} ${p.isp} vs the rest: ${r.ratio}` +
-                (r.regressedCodes.length > 0 ? ` (codes ${r.regressedCodes.join(", ")})` : ""),
-            )
-            .join("; "),
+        : rows.map((r) => `${r.model} ${p.isp} vs the rest: ${r.ratio}`).join("; "),
     detail: {
       type: "flaky_isp",
       isp: p.isp,

@@ -82,7 +82,8 @@ cat <<MSG
    InfluxDB   $FIELDQ_INFLUX_URL, database ${FIELDQ_INFLUX_DB:-fieldq}
    try        curl $curl_ca-H "authorization: Bearer $viewer" "$api/faults?limit=5"
    score      ${node_ca}npm run fieldq -- sim score $FIELDQ_DATA_DIR/fieldq-truth-home-demo.json --api $base --token $viewer
-              (what fieldq found of the home-demo scenario's injected problems; give the rollups a minute)
+              (what fieldq found of the home-demo scenario's injected problems: run it once the backfill of
+              three days of history is done and the regression scan has run, about 3 minutes after the start)
    stop       Ctrl-C (the journal is flushed first)
 MSG
 if [ -n "$tls" ]; then
