@@ -377,7 +377,9 @@ describe("scoreRun", () => {
           }),
         }),
       ]);
-      expect(score.problems[0]?.evidence).toContain("7.57 vs 7.56: regression in DSL_RESYNC; all faults: regression, rate ratio 4.00");
+      expect(score.problems[0]?.evidence).toContain(
+        "7.57 vs 7.56: regression in DSL_RESYNC; all faults: regression, rate ratio 4.00",
+      );
       expect(score).toMatchObject({
         precision: 1,
         recall: 1,
