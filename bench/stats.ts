@@ -3,10 +3,10 @@
 // ratio. Same generators and seeds as test/unit/device-rates-sim.test.ts. `npm run bench:stats`.
 
 import { parseArgs } from "node:util";
-import { compareDeviceRates, type DeviceExposure, judgeFamily } from "../analytics/device-rates.js";
-import { rateRatioInterval, verdictFor } from "../analytics/rate-ratio.js";
+import { judgeFamily } from "../analytics/device-rates.js";
 import {
   canaryExposureNeeded,
+  deviceVerdict,
   familyShare,
   median,
   NULL_GRID,
@@ -14,30 +14,57 @@ import {
   type NullConfig,
   nullSeed,
   nullShare,
+  pooledExact,
   regressionShare,
 } from "../test/support/gamma-fleet.js";
 
-const { values } = parseArgs({
-  options: {
-    replications: { type: "string", default: String(NULL_REPLICATIONS) },
-    canary: { type: "string", default: "150" },
-  },
-});
+const USAGE = `Usage: npm run bench:stats -- [--replications N] [--canary N]
+
+Prints the simulation tables of docs/statistics.md: the device-level test's false-verdict share on the null
+grid (per-device rates gamma-distributed, means equal) beside the pooled exact test's, the family-wise share
+over 8 null codes with and without Holm, and the 500-device canary's exposure against the exact test's.
+
+  --replications N   null comparisons per configuration (default ${NULL_REPLICATIONS})
+  --canary N         canary runs (default 150)
+  -h, --help         show this help`;
+
+let parsed: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    options: {
+      replications: { type: "string", default: String(NULL_REPLICATIONS) },
+      canary: { type: "string", default: "150" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+}
+try {
+  parsed = parse();
+} catch (error) {
+  process.stderr.write(
+    `bench:stats: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}\n`,
+  );
+  process.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 const replications = Number(values.replications);
 const canaryReplications = Number(values.canary);
+for (const [name, n] of [
+  ["--replications", replications],
+  ["--canary", canaryReplications],
+] as const) {
+  if (!Number.isSafeInteger(n) || n < 1) {
+    process.stderr.write(`bench:stats: ${name} must be a whole number ≥ 1\n`);
+    process.exit(2);
+  }
+}
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-const device = (baseline: DeviceExposure[], candidate: DeviceExposure[]) =>
-  compareDeviceRates({ baseline, candidate, moreExposure: false });
-const total = (side: readonly DeviceExposure[]) => ({
-  count: side.reduce((n, d) => n + d.count, 0),
-  exposureHours: side.reduce((h, d) => h + d.exposureHours, 0),
-});
-const pooledExact = (baseline: DeviceExposure[], candidate: DeviceExposure[]) => {
-  const b = total(baseline);
-  const c = total(candidate);
-  return verdictFor(rateRatioInterval(c.count, b.count, b.exposureHours / c.exposureHours, 0.95), 1.5);
-};
+const device = deviceVerdict;
 
 const beyond: NullConfig[] = [0.25, 0.5, 1].flatMap((shape) =>
   (

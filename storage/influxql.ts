@@ -1,7 +1,7 @@
 import { type InfluxDB, type IResults, escape as influxql } from "influx";
 // node-influx exports this error class only from its pool module.
 import { ServiceNotAvailableError } from "influx/lib/src/pool.js";
-import { MEASUREMENTS, type MeasurementKey } from "./schema.js";
+import { MEASUREMENTS, type MeasurementKey, type Point } from "./schema.js";
 
 // What the stores share to read InfluxDB: quoting, the shape of results, and one rule for an outage.
 
@@ -41,6 +41,20 @@ export function isUnreachable(error: unknown): boolean {
   if (typeof code === "string" && NETWORK_ERRORS.has(code)) return true;
   const cause = (error as { cause?: unknown } | null)?.cause;
   return cause !== undefined && cause !== error && isUnreachable(cause);
+}
+
+/** Writes points through a PointWriter (nothing when there are none); an outage is StoreUnavailable. */
+export async function writeOrUnavailable(
+  write: (points: readonly Point[]) => Promise<void>,
+  points: readonly Point[],
+): Promise<void> {
+  if (points.length === 0) return;
+  try {
+    await write(points);
+  } catch (cause) {
+    if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
+    throw cause;
+  }
 }
 
 /** Runs one statement or several in one request; one list of series per statement. An outage is StoreUnavailable. */

@@ -3,16 +3,7 @@ import { IssueEvent } from "../contract/issue-events.js";
 import { UNKNOWN } from "../contract/messages.js";
 import { HOUR_MS } from "../contract/time.js";
 import type { PointWriter } from "./influx.js";
-import {
-  from,
-  type Group,
-  isUnreachable,
-  queryGroups,
-  StoreUnavailable,
-  tagIs,
-  text,
-  timeRange,
-} from "./influxql.js";
+import { from, type Group, queryGroups, tagIs, text, timeRange, writeOrUnavailable } from "./influxql.js";
 import { MEASUREMENTS, type Point, pointTimeNs } from "./schema.js";
 
 // The issues' queries: the event log ("long"."issue_event"), fingerprints, and what settling and the
@@ -54,15 +45,8 @@ export function issueEventPoint(issue: string, event: IssueEvent, nanos: number)
   };
 }
 
-export async function appendIssueEvents(write: PointWriter, points: readonly Point[]): Promise<void> {
-  if (points.length === 0) return;
-  try {
-    await write(points);
-  } catch (cause) {
-    if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
-    throw cause;
-  }
-}
+export const appendIssueEvents = (write: PointWriter, points: readonly Point[]): Promise<void> =>
+  writeOrUnavailable(write, points);
 
 /** The log in time order, of one issue or of all; points that do not hold a valid event are skipped. */
 export async function readIssueEvents(influx: InfluxDB, issue?: string): Promise<IssueEventRow[]> {

@@ -1,7 +1,7 @@
 import type { InfluxDB } from "influx";
 import { JudgedVerdict, RegressionVerdict } from "../contract/api/regressions.js";
 import type { PointWriter } from "./influx.js";
-import { from, isUnreachable, queryGroups, StoreUnavailable, tagIs, text } from "./influxql.js";
+import { from, queryGroups, tagIs, text, writeOrUnavailable } from "./influxql.js";
 import { MEASUREMENTS, type Point, pointTimeNs } from "./schema.js";
 
 // The verdicts of the regression runner ("long"."verdict", docs/storage.md "Verdicts"): per model and
@@ -46,15 +46,8 @@ export function clearedPoint(v: VerdictScope & { verdict: JudgedVerdict; atMs: n
   };
 }
 
-export async function writeVerdicts(write: PointWriter, points: readonly Point[]): Promise<void> {
-  if (points.length === 0) return;
-  try {
-    await write(points);
-  } catch (cause) {
-    if (isUnreachable(cause)) throw new StoreUnavailable({ cause });
-    throw cause;
-  }
-}
+export const writeVerdicts = (write: PointWriter, points: readonly Point[]): Promise<void> =>
+  writeOrUnavailable(write, points);
 
 /** Each subject's newest entry (of one model, or all); entries that do not parse are skipped. */
 export async function readVerdictStates(influx: InfluxDB, model?: string): Promise<VerdictState[]> {

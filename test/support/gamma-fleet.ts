@@ -2,7 +2,8 @@
 // gamma distribution, faults drawn from a Poisson distribution over each device's exposure. Deterministic
 // for a seed, so simulation tests are reproducible and bench code can reuse them.
 
-import type { DeviceExposure } from "../../analytics/device-rates.js";
+import { compareDeviceRates, type DeviceExposure } from "../../analytics/device-rates.js";
+import { rateRatioInterval, verdictFor } from "../../analytics/rate-ratio.js";
 import { logGamma } from "../../analytics/special-functions.js";
 
 export type Random = () => number;
@@ -362,3 +363,19 @@ export function median(values: readonly (number | null)[]): number | null {
   const b = pick(mid);
   return a === null || b === null ? null : (a + b) / 2;
 }
+
+/** The device-level test's verdict alone (no more-exposure search): what the simulations count. */
+export const deviceVerdict = (baseline: DeviceExposure[], candidate: DeviceExposure[]) =>
+  compareDeviceRates({ baseline, candidate, moreExposure: false });
+
+const total = (side: readonly DeviceExposure[]) => ({
+  count: side.reduce((n, d) => n + d.count, 0),
+  exposureHours: side.reduce((h, d) => h + d.exposureHours, 0),
+});
+
+/** compareRates' verdict on pooled counts, without the more-exposure search it would add. */
+export const pooledExact = (baseline: DeviceExposure[], candidate: DeviceExposure[]) => {
+  const b = total(baseline);
+  const c = total(candidate);
+  return verdictFor(rateRatioInterval(c.count, b.count, b.exposureHours / c.exposureHours, 0.95), 1.5);
+};

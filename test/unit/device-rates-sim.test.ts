@@ -2,33 +2,21 @@
 // table and `npm run bench:stats` prints it with more replications).
 
 import { describe, expect, it } from "vitest";
-import { compareDeviceRates, type DeviceExposure, judgeFamily } from "../../analytics/device-rates.js";
-import { rateRatioInterval, verdictFor } from "../../analytics/rate-ratio.js";
+import { judgeFamily } from "../../analytics/device-rates.js";
 import {
   canaryExposureNeeded,
+  deviceVerdict,
   familyShare,
   median,
   NULL_GRID,
   NULL_REPLICATIONS,
   nullSeed,
   nullShare,
+  pooledExact,
   regressionShare,
 } from "../support/gamma-fleet.js";
 
-const device = (baseline: DeviceExposure[], candidate: DeviceExposure[]) =>
-  compareDeviceRates({ baseline, candidate, moreExposure: false });
-
-const total = (side: readonly DeviceExposure[]) => ({
-  count: side.reduce((n, d) => n + d.count, 0),
-  exposureHours: side.reduce((h, d) => h + d.exposureHours, 0),
-});
-
-// compareRates' verdict on pooled counts, without the more-exposure search it would add.
-const pooledExact = (baseline: DeviceExposure[], candidate: DeviceExposure[]) => {
-  const b = total(baseline);
-  const c = total(candidate);
-  return verdictFor(rateRatioInterval(c.count, b.count, b.exposureHours / c.exposureHours, 0.95), 1.5);
-};
+const device = deviceVerdict;
 
 describe("device-level rates on fleets whose devices differ, means equal (the null grid)", () => {
   it.each(
