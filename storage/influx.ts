@@ -22,8 +22,18 @@ const q = (name: string) => `"${name.replace(/(["\\])/g, "\\$1")}"`;
 /** Creates the database, retention policies and continuous queries; safe to run on every start-up. */
 export async function ensureSchema(influx: InfluxDB, config: InfluxConfig): Promise<void> {
   const db = config.database;
-  await influx.createDatabase(db);
-  const policies = await influx.showRetentionPolicies(db);
+  // InfluxDB 1.6 has been seen to answer "database not found" to the statement right after CREATE DATABASE
+  // on a loaded machine (once in a CI run); creating it again and asking again is harmless.
+  let policies: Awaited<ReturnType<InfluxDB["showRetentionPolicies"]>> | undefined;
+  for (let attempt = 1; policies === undefined; attempt++) {
+    await influx.createDatabase(db);
+    try {
+      policies = await influx.showRetentionPolicies(db);
+    } catch (error) {
+      if (attempt >= 5 || !String(error).includes("database not found")) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
   const ensure = async (name: string, duration: string, isDefault: boolean) => {
     const exists = policies.some((p) => p.name === name);
     const statement = exists ? "ALTER" : "CREATE";
