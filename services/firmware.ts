@@ -7,6 +7,7 @@ import type { Result } from "../contract/result.js";
 import { alignHours, DAY_MS, type Window } from "../contract/time.js";
 import { createRollupReader, type RollupReader } from "../storage/rollup-reader.js";
 import { readVerdictStates } from "../storage/verdict-queries.js";
+import { answers } from "./answers.js";
 
 // Firmware verdicts: two versions of a model compared device by device on request (from the per-device
 // cohort tallies of the rollups, device_cohort), and the verdicts the regression runner found without
@@ -48,36 +49,26 @@ export function createFirmwareService(
   options: FirmwareServiceOptions = {},
 ): FirmwareService {
   const rollups = options.rollups ?? createRollupReader(influx);
-  /** The last answers, each valid while the rollups it was computed from stay the same (RollupView.version). */
-  const answers = new Map<string, { version: string; value: Result<FirmwareComparison, NoExposure> }>();
+  const comparisons = answers<Result<FirmwareComparison, NoExposure>>();
 
   return {
     async compare(q) {
       const window = alignHours(q);
       const view = await rollups.load([window], [], { sets: [], deviceCohorts: true });
       const key = JSON.stringify([window, q.model, q.baseline, q.candidate, q.severity ?? null]);
-      const held = answers.get(key);
-      if (view.version !== undefined && held?.version === view.version) return held.value;
-      const versions = devicesByVersion(view.deviceCohorts(window).filter((t) => t.model === q.model)).get(
-        q.model,
-      );
-      const cohort = (firmware: string) => ({ firmware, devices: versions?.get(firmware) ?? [] });
-      const value = compareCohorts({
-        model: q.model,
-        window,
-        severity: q.severity ?? undefined,
-        baseline: cohort(q.baseline),
-        candidate: cohort(q.candidate),
+      return comparisons(key, view.version, () => {
+        const versions = devicesByVersion(view.deviceCohorts(window).filter((t) => t.model === q.model)).get(
+          q.model,
+        );
+        const cohort = (firmware: string) => ({ firmware, devices: versions?.get(firmware) ?? [] });
+        return compareCohorts({
+          model: q.model,
+          window,
+          severity: q.severity ?? undefined,
+          baseline: cohort(q.baseline),
+          candidate: cohort(q.candidate),
+        });
       });
-      if (view.version !== undefined) {
-        answers.delete(key);
-        answers.set(key, { version: view.version, value });
-        for (const oldest of answers.keys()) {
-          if (answers.size <= 200) break;
-          answers.delete(oldest);
-        }
-      }
-      return value;
     },
 
     async regressions(q) {

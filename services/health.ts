@@ -36,6 +36,7 @@ import {
 } from "../storage/health-queries.js";
 import { createRollupReader, type RollupReader, type RollupView } from "../storage/rollup-reader.js";
 import type { SetIdentity } from "../storage/rollup-schema.js";
+import { answers } from "./answers.js";
 import type { Hello } from "./device-directory.js";
 
 // Fleet health and firmware cohorts, from the rollups (docs/storage.md "Rollups"), never from the raw
@@ -97,24 +98,6 @@ export type HealthServiceOptions = {
   /** Each device's current ISP and hardware; without it they are "unknown" to grouping and ranking. */
   directory?: HelloLookup;
 };
-
-/** A small memo of answers by request, each valid for one version of the rollups it was computed from. */
-function answers<T>(max = 200) {
-  const held = new Map<string, { version: string; value: T }>();
-  return (key: string, version: string | undefined, compute: () => T): T => {
-    const known = held.get(key);
-    if (version !== undefined && known?.version === version) return known.value;
-    const value = compute();
-    if (version === undefined) return value;
-    held.delete(key);
-    held.set(key, { version, value });
-    for (const oldest of held.keys()) {
-      if (held.size <= max) break;
-      held.delete(oldest);
-    }
-    return value;
-  };
-}
 
 /** The device sets the fleet reads count (firmware reads: active alone). */
 const COUNTED = { sets: ["active", "faulty"] } as const;
