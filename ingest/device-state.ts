@@ -110,14 +110,16 @@ export function observationOf(
   const seen: Observation = { atMs, report: true };
   const deviceMs = storedDeviceMs(records);
   if (deviceMs !== undefined) seen.deviceMs = deviceMs;
-  if (isUpdate(message)) seen.update = true;
+  if (successfulUpdate(message) !== undefined) seen.update = true;
   return seen;
 }
 
-const isUpdate = (message: DecodedMessage) =>
-  message.channel === "event" &&
-  message.body.type === "firmware_update" &&
-  (message.body as FirmwareUpdateEvent).data.result === "success";
+/** The data of a successful firmware_update event, or undefined for any other message. */
+export function successfulUpdate(message: DecodedMessage): FirmwareUpdateEvent["data"] | undefined {
+  if (message.channel !== "event" || message.body.type !== "firmware_update") return undefined;
+  const { data } = message.body as FirmwareUpdateEvent;
+  return data.result === "success" ? data : undefined;
+}
 
 /** How many gap samples a device keeps: a day of hourly samples. */
 export const GAP_SAMPLES = 24;

@@ -28,6 +28,7 @@ import {
   HELLO_FIELDS,
   helloValue,
   type PresenceSource,
+  successfulUpdate,
 } from "./device-state.js";
 import type { DeviceMetaRecord, JournalRecord } from "./journal.js";
 
@@ -302,9 +303,8 @@ export function firmwareUpdateOf(
   message: DecodedMessage,
   at: { atMs: number; deviceMs?: number | undefined },
 ): FirmwareUpdate | undefined {
-  if (message.channel !== "event" || message.body.type !== "firmware_update") return undefined;
-  const { data } = message.body as FirmwareUpdateEvent;
-  if (data.result !== "success") return undefined;
+  const data = successfulUpdate(message);
+  if (data === undefined) return undefined;
   const update: FirmwareUpdate = { atMs: at.atMs, from: data.from, to: data.to };
   if (at.deviceMs !== undefined) update.deviceMs = at.deviceMs;
   return update;
