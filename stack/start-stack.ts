@@ -246,6 +246,7 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     broker,
     writer,
     rollups,
+    regressions,
     schemaReady: schemaCreated,
     async close() {
       await stopBackground();
