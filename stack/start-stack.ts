@@ -44,6 +44,8 @@ export type IngestBrokerHandle = {
   broker: BrokerHandle;
   writer: JournalWriter;
   rollups: RollupRunner;
+  /** Scans for regressions after every rollup recompute; `poke()` resolves once a pass begun after it is done. */
+  regressions: RegressionRunner;
   /** Settles once the ingest has tried to create the schema: true when it exists. */
   schemaReady: Promise<boolean>;
   close(): Promise<void>;
