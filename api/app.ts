@@ -52,6 +52,13 @@ export type AppDeps = {
 
 export type App = OpenAPIHono<ApiEnv>;
 
+/**
+ * Marks a request made inside the process (the dashboard rendering a page it has already counted against
+ * its caller's limit): passed as app.request's env, which no remote client can set.
+ */
+export const IN_PROCESS = { fieldqInProcess: true } as const;
+const inProcess = (env: unknown) => (env as Partial<typeof IN_PROCESS> | undefined)?.fieldqInProcess === true;
+
 /** Paths probes and scrapers use: never turned away because another client on their address floods. */
 const UNLIMITED: ReadonlySet<string> = new Set(["/api/v1/health"]);
 
@@ -63,7 +70,9 @@ function useLimits(app: App, limits: ApiLimits, deps: Pick<AppDeps, "metrics" | 
     ...(limits.maxClients === undefined ? {} : { maxClients: limits.maxClients }),
     onLimited: () => deps.metrics.apiRateLimited.inc(),
   });
-  app.use("/api/v1/*", (c, next) => (UNLIMITED.has(c.req.path) ? next() : limited(c, next)));
+  app.use("/api/v1/*", (c, next) =>
+    UNLIMITED.has(c.req.path) || inProcess(c.env) ? next() : limited(c, next),
+  );
   app.use(
     "/api/v1/*",
     bodyLimit({

@@ -16,30 +16,41 @@ export const BEARER = "bearer";
 
 const digest = (token: string) => createHash("sha256").update(token).digest();
 
-/**
- * Resolves the bearer token to a role without refusing anything; routes state the role they need with
- * requireRole. Tokens are compared as equal-length digests in constant time.
- */
-export function authenticate(tokens: ReadonlyMap<string, Role>) {
+const INVALID: Credentials = { role: undefined, problem: "invalid" };
+
+/** Resolves a presented token to its role, comparing digests in constant time: the API's and the dashboard's. */
+export function credentialsOf(tokens: ReadonlyMap<string, Role>) {
   const known = [...tokens].map(([token, role]) => ({ digest: digest(token), role }));
-  return createMiddleware<ApiEnv>(async (c, next) => {
-    const header = c.req.header("authorization");
-    const token = header === undefined ? undefined : /^Bearer +(\S+) *$/i.exec(header)?.[1];
+  return (token: string | undefined): Credentials => {
     let role: Role | undefined;
     const presented = token === undefined ? undefined : digest(token);
     // Every entry is compared, so the time taken says nothing about which one matched.
     if (presented !== undefined) {
       for (const entry of known) if (timingSafeEqual(entry.digest, presented)) role = entry.role;
     }
-    c.set(
-      "credentials",
-      role !== undefined && presented !== undefined
-        ? { role, digest: presented.toString("hex") }
-        : { role: undefined, problem: header === undefined ? "missing" : "invalid" },
-    );
+    return role !== undefined && presented !== undefined
+      ? { role, digest: presented.toString("hex") }
+      : { role: undefined, problem: token === undefined ? "missing" : "invalid" };
+  };
+}
+
+/**
+ * Resolves the bearer token to a role without refusing anything; routes state the role they need with
+ * requireRole.
+ */
+export function authenticate(tokens: ReadonlyMap<string, Role>) {
+  const resolve = credentialsOf(tokens);
+  return createMiddleware<ApiEnv>(async (c, next) => {
+    const header = c.req.header("authorization");
+    const token = header === undefined ? undefined : /^Bearer +(\S+) *$/i.exec(header)?.[1];
+    // A header that is not a bearer token is an invalid one, not a missing one.
+    c.set("credentials", header !== undefined && token === undefined ? INVALID : resolve(token));
     await next();
   });
 }
+
+/** Whether a request's role ranks at least minRole. */
+export const ranksAtLeast = (role: Role, minRole: Role) => RANK[role] >= RANK[minRole];
 
 /** 401 without a valid token (RFC 6750 §3), 403 when the token's role ranks below minRole. */
 export function requireRole(minRole: Role) {
@@ -57,7 +68,7 @@ export function requireRole(minRole: Role) {
         },
       });
     }
-    if (RANK[credentials.role] < RANK[minRole]) {
+    if (!ranksAtLeast(credentials.role, minRole)) {
       throw new ApiError({
         code: "FORBIDDEN",
         message: `this needs the ${minRole} role; the token has ${credentials.role}`,

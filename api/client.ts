@@ -1,5 +1,5 @@
 import { hc } from "hono/client";
-import type { AppType } from "./app.js";
+import { type AppType, IN_PROCESS } from "./app.js";
 
 // The typed client of the fieldq API: hono's `hc` over the app's own type, so a TypeScript caller (the
 // simulator's scorer, the dashboard) gets each route's query, path parameters and answer checked by the
@@ -21,3 +21,12 @@ export function createApiClient(baseUrl: string, options: ApiClientOptions = {})
 }
 
 export type ApiClient = ReturnType<typeof createApiClient>;
+
+/** A client that calls the app in this process, without a socket and without a second rate limit. */
+export function createInProcessClient(app: AppType, token: string) {
+  return createApiClient("http://in-process", {
+    token,
+    fetch: (input, init) =>
+      Promise.resolve(app.request(input instanceof Request ? input : String(input), init, IN_PROCESS)),
+  });
+}

@@ -1,7 +1,7 @@
 import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
-import type { ApiEnv } from "./auth.js";
+import type { ApiEnv, Credentials } from "./auth.js";
 import { ApiError } from "./errors.js";
 
 // Per-client request rate: a token bucket per token digest, or per remote address without a valid token.
@@ -77,7 +77,11 @@ function remoteAddress(c: Context): string | undefined {
 
 /** Whose bucket a request takes from: its valid token's digest, else its address (one shared key if unknown). */
 export function clientKey(c: Context<ApiEnv>): string {
-  const credentials = c.get("credentials");
+  return keyOf(c.get("credentials"), c);
+}
+
+/** The same key for a request whose credentials were resolved elsewhere (the dashboard's session cookie). */
+export function keyOf(credentials: Credentials | undefined, c: Context): string {
   if (credentials?.role !== undefined) return `token:${credentials.digest}`;
   return `address:${remoteAddress(c) ?? "unknown"}`;
 }

@@ -2,7 +2,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { serve } from "@hono/node-server";
-import { type AppDeps, createApp } from "./app.js";
+import { type AppDeps, type AppType, createApp } from "./app.js";
 
 export type ApiHandle = { port: number; url: string; close(): Promise<void> };
 
@@ -11,12 +11,15 @@ export type StartApiOptions = AppDeps & {
   port: number;
   /** Certificate chain and private key (PEM): with them the API serves HTTPS only. */
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
+  /** Adds routes beside the API's own (the dashboard, from stack/). */
+  extend?: ((app: AppType) => void) | undefined;
 };
 
 /** Listens on host:port (port 0 picks a free one) and resolves once the server is listening. */
 export function startApi(options: StartApiOptions): Promise<ApiHandle> {
-  const { host = "127.0.0.1", port, tls, ...deps } = options;
+  const { host = "127.0.0.1", port, tls, extend, ...deps } = options;
   const app = createApp(deps);
+  extend?.(app);
   const https = tls
     ? { createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }
     : undefined;

@@ -29,6 +29,7 @@ export FIELDQ_TEST_INFLUX_URL
 
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
+npx tsc -p dashboard/client/tsconfig.json --noEmit
 echo "== lint"
 npx biome check .
 echo "== tests"

@@ -10,6 +10,7 @@ import { type ApiHandle, startApi } from "../api/start-api.js";
 import type { ListenerPorts } from "../broker/listeners.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
 import type { Config, TlsConfig } from "../config/env.js";
+import { mountDashboard } from "../dashboard/mount.js";
 import { startDeviceStateBackfill } from "../ingest/device-state-backfill.js";
 import { createIngest } from "../ingest/ingest.js";
 import { Journal } from "../ingest/journal.js";
@@ -318,6 +319,11 @@ export async function startFieldq(
     );
     if (!warm) deps.logger.warn({ limitMs: WARM_UP_LIMIT_MS }, "API listening before its warm-up finished");
     try {
+      const limits = {
+        rate: config.http.rate,
+        burst: config.http.burst,
+        maxBodyBytes: config.http.maxBodyBytes,
+      };
       api = await startApi({
         host: config.http.host,
         port: config.http.port,
@@ -328,7 +334,13 @@ export async function startFieldq(
         health: read.health,
         firmware: read.firmware,
         tokens: config.http.tokens,
-        limits: { rate: config.http.rate, burst: config.http.burst, maxBodyBytes: config.http.maxBodyBytes },
+        limits,
+        extend: (app) =>
+          mountDashboard(app, {
+            tokens: config.http.tokens,
+            limits,
+            logger: deps.logger.child({ part: "dashboard" }),
+          }),
         logger: deps.logger.child({ part: "api" }),
         metrics,
         status: ingestBroker
