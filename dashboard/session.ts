@@ -85,8 +85,7 @@ export const requireSession = createMiddleware<DashboardEnv>(async (c, next) => 
  */
 export const sameOrigin = createMiddleware<DashboardEnv>(async (c, next) => {
   const origin = URL.parse(c.req.header("origin") ?? "");
-  const host = c.req.header("host");
-  if (origin === null || host === undefined || origin.host !== host) {
+  if (origin === null || origin.host !== new URL(c.req.url).host) {
     return c.text("refused: this form was not sent from a fieldq page", 403);
   }
   return next();

@@ -57,6 +57,7 @@ export FIELDQ_HTTP_PORT=${FIELDQ_HTTP_PORT:-$(free_or_next 8080)}
 export FIELDQ_DATA_DIR=${FIELDQ_DATA_DIR:-.fieldq/data}
 
 viewer=$(echo "$FIELDQ_API_TOKENS" | tr ',' '\n' | sed -n 's/^viewer://p' | head -1)
+operator=$(echo "$FIELDQ_API_TOKENS" | tr ',' '\n' | sed -n 's/^operator://p' | head -1)
 if [ -n "$tls" ]; then
   bash scripts/dev-certs.sh .fieldq/tls >/dev/null
   export FIELDQ_TLS_CERT=${FIELDQ_TLS_CERT:-.fieldq/tls/server.crt}
@@ -76,8 +77,10 @@ api="$base/api/v1"
 cat <<MSG
 
 == fieldq is starting with $devices simulated devices
+   dashboard  $base/   (open it in a browser and sign in with a token below)
+   token      $viewer   (viewer: reads)
+   operator   $operator   (operator: also acknowledges, assigns, notes; all tokens are in .fieldq/demo.env)
    API        $api   (OpenAPI: $api/openapi.json)
-   token      $viewer   (viewer; all tokens are in .fieldq/demo.env)
    MQTT       mqtt://127.0.0.1:$FIELDQ_MQTT_PORT
    InfluxDB   $FIELDQ_INFLUX_URL, database ${FIELDQ_INFLUX_DB:-fieldq}
    try        curl $curl_ca-H "authorization: Bearer $viewer" "$api/faults?limit=5"
