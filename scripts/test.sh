@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-if ! command -v mosquitto_pub >/dev/null; then
+missing=()
+command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
-    echo "mosquitto_pub is missing: the tests use it as a real C MQTT client (Debian: sudo apt-get install mosquitto-clients)" >&2
+    echo "missing: ${missing[*]}. The tests use mosquitto_pub as a real C MQTT client and drive Debian's chromium" \
+      "for the dashboard (Debian: sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi
