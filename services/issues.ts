@@ -29,9 +29,11 @@ import {
   type DeviceIssue,
   type IssueDetail,
   type IssueHistoryEntry,
+  type IssueListItem,
   type IssueSort,
   type IssueSummary,
   MAX_AFFECTED_DEVICES,
+  UNASSIGNED,
 } from "../contract/api/issues.js";
 import type { IssueEvent } from "../contract/issue-events.js";
 import { UNKNOWN } from "../contract/messages.js";
@@ -76,6 +78,8 @@ export const HOURLY_TREND_MAX_MS = 2 * DAY_MS;
 
 export type IssueListInput = IssueFilter &
   Window & {
+    /** Issues assigned to this person; UNASSIGNED for those assigned to nobody. */
+    assignee?: string | undefined;
     sort: IssueSort;
     limit: number;
     offset: number;
@@ -92,7 +96,7 @@ export type IssueStateView = {
 };
 
 export interface IssueService {
-  list(input: IssueListInput): Promise<Page<IssueSummary>>;
+  list(input: IssueListInput): Promise<Page<IssueListItem>>;
   /** The issue the id resolves to after merges; undefined when no fault ever had that fingerprint. */
   detail(id: string, window: Window, devices?: DevicesPage): Promise<IssueDetail | undefined>;
   /** The id's own lifecycle state, what a change is checked against; undefined for an unknown fingerprint. */
@@ -167,6 +171,23 @@ function trendBuckets(window: Window): { bucketMs: number; buckets: Window[] } {
   return { bucketMs: DAY_MS, buckets: dayStarts(window).map((day) => dayPart(day, window)) };
 }
 
+const assignedAs = (assignee: string | null, wanted: string | undefined) =>
+  wanted === undefined || (wanted === UNASSIGNED ? assignee === null : assignee === wanted);
+
+/** Occurrences per issue in one bucket's sums of ISSUE_COUNTS. */
+function occurrencesByIssue(
+  groups: ReturnType<RollupView["sums"]>,
+  issueOf: ReadonlyMap<string, string>,
+): Map<string, number> {
+  const result = new Map<string, number>();
+  for (const g of groups) {
+    const id = issueOf.get(g.tags.fingerprint ?? "");
+    if (id === undefined) continue;
+    result.set(id, (result.get(id) ?? 0) + g.rows.reduce((sum, r) => sum + num(r.n), 0));
+  }
+  return result;
+}
+
 export function createIssueService(deps: IssueServiceDeps): IssueService {
   const { influx, rollups } = deps;
   // A person's event is written at its millisecond plus 1 to 999,999 ns, 0 being the settle runner's:
@@ -183,9 +204,11 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
   return {
     async list(input) {
       const window = alignHours(input);
+      const trend = trendBuckets(window);
+      // The trend's buckets are made of the window's own hourly and daily buckets: loading them reads nothing more.
       const [{ log, metas }, view] = await Promise.all([
         load(),
-        rollups.load([window, ...halvesOf(window)], [ISSUE_COUNTS], { sets: LIST_SETS }),
+        rollups.load([window, ...halvesOf(window), ...trend.buckets], [ISSUE_COUNTS], { sets: LIST_SETS }),
       ]);
       const issueOf = new Map([...metas.keys()].map((fp) => [fp, resolveIssueId(fp, log.merges)]));
       const byIssue = fold(tallies(windowRows(view, ISSUE_COUNTS, window)), (fp) => issueOf.get(fp));
@@ -202,9 +225,23 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
           affected: affected.get(id) ?? 0,
           state: stateOf(log, id),
         };
-        if (matches(issue, input)) found.push(summarize(issue, active));
+        if (matches(issue, input) && assignedAs(issue.state.assignee, input.assignee))
+          found.push(summarize(issue, active));
       }
-      return pageOf(sortSummaries(found, input.sort), input.offset, input.limit);
+      const page = pageOf(sortSummaries(found, input.sort), input.offset, input.limit);
+      const perBucket = trend.buckets.map((bucket) =>
+        occurrencesByIssue(view.sums(ISSUE_COUNTS, bucket), issueOf),
+      );
+      return {
+        ...page,
+        items: page.items.map((summary) => ({
+          ...summary,
+          trend: {
+            bucketMs: trend.bucketMs,
+            occurrences: perBucket.map((counts) => counts.get(summary.id) ?? 0),
+          },
+        })),
+      };
     },
 
     async detail(requested, inputWindow, page = DEFAULT_DEVICES_PAGE) {

@@ -157,6 +157,7 @@ export function registerIssues<S extends Schema>(app: OpenAPIHono<ApiEnv, S>, de
         ...(query.model === undefined ? {} : { model: query.model }),
         ...(query.firmware === undefined ? {} : { firmware: query.firmware }),
         ...(query.status === undefined ? {} : { status: query.status }),
+        ...(query.assignee === undefined ? {} : { assignee: query.assignee }),
         ...(query.severity === undefined ? {} : { severity: query.severity }),
       });
       return c.json(windowedPage(page, query, { fromMs, toMs }), 200);

@@ -8,6 +8,9 @@ import { MAX_SERIES_DAYS } from "./fleet.js";
 
 export const MAX_AFFECTED_DEVICES = 500;
 
+/** The list's assignee filter value for issues assigned to nobody. */
+export const UNASSIGNED = "none";
+
 export const ISSUE_SORTS = ["devices", "occurrences", "last_seen", "growth"] as const;
 
 export const IssueSort = z.enum(ISSUE_SORTS);
@@ -48,6 +51,22 @@ export const IssueSummary = z
   })
   .meta({ id: "IssueSummary" });
 export type IssueSummary = z.infer<typeof IssueSummary>;
+
+export const IssueListItem = IssueSummary.extend({
+  trend: z
+    .object({
+      bucketMs: z
+        .number()
+        .int()
+        .positive()
+        .meta({ description: "3600000 up to a 2-day window, else 86400000" }),
+      occurrences: z.array(count).meta({
+        description: "Occurrences per bucket from `from` on, as the detail's trend buckets: a sparkline",
+      }),
+    })
+    .meta({ description: "The issue's occurrences over the window, bucketed like the detail's trend" }),
+}).meta({ id: "IssueListItem" });
+export type IssueListItem = z.infer<typeof IssueListItem>;
 
 export const BREAKDOWNS = ["firmware", "region", "isp", "hardware"] as const;
 export type BreakdownName = (typeof BREAKDOWNS)[number];
@@ -168,6 +187,15 @@ export const IssueListQuery = z.strictObject({
     description: "Issues with an occurrence on this firmware in the window",
   }),
   status: IssueStatus.optional(),
+  assignee: z
+    .string()
+    .trim()
+    .min(1)
+    .max(128)
+    .optional()
+    .meta({
+      description: `Issues assigned to this person; "${UNASSIGNED}" for issues assigned to nobody`,
+    }),
   severity: Severity.optional().meta({
     description:
       "Issues whose worst severity in the window is at least this (info < warning < error < critical)",
@@ -198,7 +226,7 @@ export const IssueDetailQuery = z.strictObject({
 
 export const IssuePage = z
   .object({
-    ...pageOf(IssueSummary),
+    ...pageOf(IssueListItem),
     total: z.number().int(),
     from: z.iso.datetime(),
     to: z.iso.datetime().meta({ description: "Keep it fixed while paging" }),
