@@ -158,6 +158,14 @@ export async function html(
   document: HtmlEscapedString | Promise<HtmlEscapedString>,
   status: 200 | 400 | 401 | 403 | 404 | 429 | 500 | 503,
 ) {
+  // Scripts only from this origin (no inline script can run, whatever a device named itself); no framing.
+  c.header(
+    "content-security-policy",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+      "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  );
+  c.header("x-content-type-options", "nosniff");
+  c.header("referrer-policy", "same-origin");
   return c.html(`<!DOCTYPE html>${await document}`, status);
 }
 

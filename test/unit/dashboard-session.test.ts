@@ -112,6 +112,8 @@ describe("pages", () => {
     const html = await page.text();
     expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
     expect(html).toContain("Signed in as <strong>viewer</strong>");
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self';");
+    expect(page.headers.get("cache-control")).toBe("no-store");
     const script = /src="(\/assets\/app-[A-Z0-9]+\.js)"/.exec(html)?.[1];
     const style = /href="(\/assets\/style-[A-Z0-9]+\.css)"/.exec(html)?.[1];
     for (const path of [script, style]) {
