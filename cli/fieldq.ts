@@ -19,10 +19,10 @@ const err = (line: string) => process.stderr.write(`${line}\n`);
 const USAGE = `Usage: npm run fieldq -- <command> [options]   (npm start runs "start")
 
 Commands:
-  start [--sim N]       broker, ingest and API in one process; --sim N also plays the home-demo scenario
+  start [--sim N]       broker, ingest, API and dashboard in one process; --sim N also plays the home-demo scenario
                         scaled to N devices: its three days of history, then live
   broker                broker and ingest only (they always run together: a message is journaled before its PUBACK)
-  api                   the HTTP API only, reading InfluxDB
+  api                   the HTTP API and the dashboard (at /) only, reading InfluxDB
   device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
   rollup [options]      recompute the analytics' rollups from the raw data (rollup --help)
   sim [options]         simulate a fleet from a scenario, live or as a backfill (sim --help);
