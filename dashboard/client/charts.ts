@@ -326,7 +326,7 @@ function pareto(
           scale: "pct",
           side: 1,
           grid: { show: false },
-          size: 46,
+          size: 56,
           values: (_u, splits) => splits.map((v) => `${v}%`),
         }),
       ],
