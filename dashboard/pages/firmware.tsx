@@ -58,12 +58,15 @@ export function comparePair(
   const candidate = versions.at(-1);
   const baseline = versions.at(-2);
   if (candidate === undefined || baseline === undefined) return null;
-  const asked = a !== undefined || b !== undefined;
-  const note = !asked
-    ? null
-    : a === b
-      ? "The two versions were the same: showing the newest against its predecessor."
-      : `${[a, b].filter((v) => v !== undefined && !versions.includes(v)).join(" and ") || "A version"} has no exposure on ${model.model} in this window: showing the newest against its predecessor.`;
+  const missing = [a, b].filter((v) => v !== undefined && !versions.includes(v));
+  const note =
+    a === undefined && b === undefined
+      ? null
+      : a === b
+        ? "Baseline and candidate were the same version: showing the newest against its predecessor."
+        : missing.length > 0
+          ? `${model.model} has no exposure on ${missing.join(" or ")} in this window: showing the newest against its predecessor.`
+          : "Choose both a baseline and a candidate: showing the newest against its predecessor.";
   return { baseline, candidate, note };
 }
 
@@ -84,18 +87,20 @@ export const firmwarePage: PageHandler = async (c, deps) => {
   const modelFilter = q.model === undefined ? {} : { model: q.model };
 
   const [versions, findings, cohorts] = await Promise.all([
-    load(api.firmware.$get({ query: { ...modelFilter, from } })),
+    // Every model's versions: the compare form offers them all whatever the filter shows.
+    load(api.firmware.$get({ query: { from } })),
     load(api.firmware.regressions.$get({ query: modelFilter })),
     load(api.fleet.cohorts.$get({ query: { ...modelFilter, dimension: q.dimension, from } })),
   ]);
   const models = versions.ok ? versions.data.models : [];
+  const shown = models.filter((m) => q.model === undefined || m.model === q.model);
   const items = findings.ok ? findings.data.items : [];
   const compareModel =
     q.model === undefined ? defaultCompareModel(models, items) : models.find((m) => m.model === q.model);
   const pair = comparePair(compareModel, q.a, q.b);
 
   const [rows, comparison] = await Promise.all([
-    Promise.all(models.map((m) => versionRows(session, m, items, from))),
+    Promise.all(shown.map((m) => versionRows(session, m, items, from))),
     pair === null || compareModel === undefined
       ? Promise.resolve(undefined)
       : load(
@@ -148,8 +153,8 @@ export const firmwarePage: PageHandler = async (c, deps) => {
           title="Versions and their verdicts"
           live="versions"
           wide
-          loaded={versions}
-          isEmpty={(d) => d.models.length === 0}
+          loaded={versions.ok ? { ok: true, data: shown } : versions}
+          isEmpty={(d) => d.length === 0}
           empty={`No firmware reported activity in the last ${q.windowDays} days${q.model === undefined ? "" : ` on ${q.model}`}.`}
           render={(d) => (
             <>
@@ -158,7 +163,7 @@ export const firmwarePage: PageHandler = async (c, deps) => {
                 by one over the last {q.windowDays} days; "scan" is what the regression scan holds now without
                 anyone asking.
               </p>
-              {d.models.map((m, i) => (
+              {d.map((m, i) => (
                 <div class="fw-model">
                   <VersionsTable model={m.model} rows={rows[i] ?? []} />
                   {m.versions.length < 2 ? (
