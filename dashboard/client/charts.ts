@@ -161,7 +161,7 @@ function series(
       })),
     ],
     axes: [
-      axis({ space: 70 }),
+      axis({ space: 70, ...(daily(spec.x) ? { incrs: DAY_INCRS } : {}) }),
       axis({ scale: "y", ...(unit ? { label: unit, labelFont: FONT, labelSize: 18 } : {}), size: 52 }),
       ...(right ? [axis({ scale: "r", side: 1, grid: { show: false }, size: 52 })] : []),
     ],
@@ -195,6 +195,12 @@ function series(
   }
   return [opts, [spec.x.map((ms) => ms / 1000), ...values]];
 }
+
+const DAY_S = 86_400;
+/** Ticks of whole days for daily data: uPlot would otherwise label hours between the points. */
+const DAY_INCRS = [DAY_S, 2 * DAY_S, 7 * DAY_S, 14 * DAY_S, 28 * DAY_S, 91 * DAY_S, 365 * DAY_S];
+const daily = (x: number[]) =>
+  x.length > 1 && x.every((t, i) => i === 0 || t - (x[i - 1] ?? t) >= DAY_S * 1000 * 0.99);
 
 function drawBands(u: uPlot, bands: BandSpec[]): void {
   if (bands.length === 0) return;

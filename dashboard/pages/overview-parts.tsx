@@ -1,0 +1,371 @@
+import type { FirmwareVersions, FleetSummary, FleetTrend, HealthMetrics } from "../../contract/api/fleet.js";
+import type { IssueListItem } from "../../contract/api/issues.js";
+import type { RegressionVerdict } from "../../contract/api/regressions.js";
+import type { ChartEmbed } from "../chart-spec.js";
+import { Badge, Severity, Status, TableWrap, Verdict, When } from "../components.js";
+import { count, decimal, percent, ratioText } from "../format.js";
+
+// The overview's pieces: pure, data in, markup out (overview.tsx loads the data).
+
+const DAY_MS = 86_400_000;
+
+/** A change worth a line in "worse since yesterday": the rate up by a tenth, a share or a rating down. */
+export type Change = {
+  scope: string;
+  measure: string;
+  before: string;
+  after: string;
+  change: string;
+};
+
+/** Faults per 1,000 device-hours, fault-free share and rating of the last 24 h against the 24 h before. */
+export function changes(last: FleetSummary, before: FleetSummary): Change[] {
+  const out: Change[] = [];
+  const compare = (scope: string, a: HealthMetrics | undefined, b: HealthMetrics | undefined) => {
+    if (a === undefined || b === undefined) return;
+    const now = a.faults.per1000h;
+    const then = b.faults.per1000h;
+    // A rise on a handful of faults is noise: at least 5 faults now and a tenth above the day before.
+    if (now !== null && then !== null && a.faults.count >= 5 && now > then * 1.1) {
+      out.push({
+        scope,
+        measure: "Faults per 1,000 device-hours",
+        before: decimal(then),
+        after: decimal(now),
+        change: then > 0 ? `+${percent(now / then - 1)}` : "new",
+      });
+    }
+    const freeNow = a.faultFreeShare;
+    const freeThen = b.faultFreeShare;
+    if (freeNow !== null && freeThen !== null && freeThen - freeNow >= 0.05) {
+      out.push({
+        scope,
+        measure: "Fault-free devices",
+        before: percent(freeThen),
+        after: percent(freeNow),
+        change: `−${decimal((freeThen - freeNow) * 100)} points`,
+      });
+    }
+    const ratedNow = a.feedback.mean;
+    const ratedThen = b.feedback.mean;
+    if (ratedNow !== null && ratedThen !== null && a.feedback.count >= 5 && ratedThen - ratedNow >= 0.5) {
+      out.push({
+        scope,
+        measure: "Mean rating (0–10)",
+        before: decimal(ratedThen),
+        after: decimal(ratedNow),
+        change: `−${decimal(ratedThen - ratedNow)}`,
+      });
+    }
+  };
+  compare("Whole fleet", last.total, before.total);
+  for (const group of last.groups) {
+    const model = group.group.model ?? "unknown";
+    compare(
+      model,
+      group,
+      before.groups.find((g) => g.group.model === group.group.model),
+    );
+  }
+  return out;
+}
+
+export function WorseTable(props: { rows: Change[] }) {
+  return (
+    <TableWrap label="What got worse in the last 24 hours">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Scope</th>
+            <th scope="col">Measure</th>
+            <th scope="col" class="num">
+              24 h before
+            </th>
+            <th scope="col" class="num">
+              Last 24 h
+            </th>
+            <th scope="col">Change</th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.map((r) => (
+            <tr>
+              <th scope="row">{r.scope}</th>
+              <td>{r.measure}</td>
+              <td class="num">{r.before}</td>
+              <td class="num">{r.after}</td>
+              <td>
+                <Badge tone="bad">worse</Badge> {r.change}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </TableWrap>
+  );
+}
+
+/** Per model or per firmware: faults per 1,000 device-hours per UTC day, one line each. */
+export function trendChart(
+  lines: Array<{ label: string; trend: FleetTrend }>,
+  title: string,
+  what: string,
+): ChartEmbed | null {
+  const first = lines[0];
+  if (first === undefined) return null;
+  const x = first.trend.days.map((d) => Date.parse(d.day));
+  const series = lines.map((l) => ({
+    label: l.label,
+    values: x.map((ms) => l.trend.days.find((d) => Date.parse(d.day) === ms)?.faults.per1000h ?? null),
+  }));
+  const latest = series
+    .map((s) => ({ label: s.label, value: [...s.values].reverse().find((v) => v !== null) ?? null }))
+    .filter((s): s is { label: string; value: number } => s.value !== null)
+    .sort((a, b) => b.value - a.value);
+  const worst = latest[0];
+  return {
+    title,
+    spec: { kind: "series", x, series, unit: "per 1,000 h" },
+    height: 220,
+    summary:
+      worst === undefined
+        ? `Faults per 1,000 device-hours per day ${what}: no exposure in the window.`
+        : `Faults per 1,000 device-hours per day ${what}, ${x.length} days. Latest day: ${latest
+            .map((s) => `${s.label} ${decimal(s.value)}`)
+            .join(", ")}.`,
+  };
+}
+
+export function DaysWithData(props: { trend: FleetTrend }) {
+  const days = props.trend.days.filter((d) => d.exposureHours > 0).length;
+  return (
+    <p class="ov-note">
+      {days} of {props.trend.days.length} days have exposure; a day without any is a gap, not a zero.
+    </p>
+  );
+}
+
+/** How an issue reads in a chart: its code(s) and model, short. */
+export const issueLabel = (issue: IssueListItem) => `${issue.codes.join("+")} · ${issue.model}`;
+
+export const TOP_ISSUES = 8;
+
+export function paretoChart(issues: IssueListItem[], total: number): ChartEmbed {
+  const top = issues.slice(0, TOP_ISSUES);
+  const rest = issues.slice(TOP_ISSUES);
+  const restCount = rest.reduce((a, i) => a + i.occurrences, 0);
+  const labels = top.map(issueLabel);
+  const values = top.map((i) => i.occurrences);
+  if (restCount > 0) {
+    labels.push(`${count(total - top.length)} other issues`);
+    values.push(restCount);
+  }
+  const all = values.reduce((a, v) => a + v, 0);
+  let running = 0;
+  const needed = values.findIndex((v) => {
+    running += v;
+    return running >= all * 0.8;
+  });
+  return {
+    title: "Occurrences by issue, largest first, with the cumulative share",
+    spec: { kind: "pareto", labels, values, unit: "occurrences" },
+    height: 240,
+    summary: `${count(all)} occurrences in the window; the top ${needed + 1} of ${labels.length} bars give 80% of them. The largest: ${labels[0] ?? "none"} with ${count(values[0] ?? 0)}.`,
+  };
+}
+
+export function IssueTable(props: { issues: IssueListItem[]; total: number }) {
+  const all = props.issues.reduce((a, i) => a + i.occurrences, 0);
+  return (
+    <TableWrap label="Top issues by occurrences">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col" class="num">
+              #
+            </th>
+            <th scope="col">Issue</th>
+            <th scope="col">Severity</th>
+            <th scope="col">Status</th>
+            <th scope="col" class="num">
+              Occurrences
+            </th>
+            <th scope="col" class="num">
+              Share
+            </th>
+            <th scope="col" class="num">
+              Devices
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.issues.slice(0, TOP_ISSUES).map((issue, i) => (
+            <tr>
+              <td class="num">{i + 1}</td>
+              <th scope="row">
+                <a href={`/issues/${encodeURIComponent(issue.id)}`}>{issueLabel(issue)}</a>
+              </th>
+              <td>{issue.worstSeverity === null ? "–" : <Severity severity={issue.worstSeverity} />}</td>
+              <td>
+                <Status status={issue.status} />
+              </td>
+              <td class="num">{count(issue.occurrences)}</td>
+              <td class="num">{all > 0 ? percent(issue.occurrences / all) : "–"}</td>
+              <td class="num">
+                {count(issue.affectedDevices)} ({percent(issue.fleetShare)})
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {props.total > TOP_ISSUES ? (
+        <p class="ov-note">
+          <a href="/issues?sort=occurrences">All {count(props.total)} issues</a>
+        </p>
+      ) : null}
+    </TableWrap>
+  );
+}
+
+type Model = FirmwareVersions["models"][number];
+
+/** Share of a model's devices per version, over the last 24 h of the window (devicesNow). */
+export function AdoptionTable(props: { models: Model[] }) {
+  return (
+    <TableWrap label="Firmware versions per model">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Model</th>
+            <th scope="col">Firmware</th>
+            <th scope="col" class="num">
+              Devices now
+            </th>
+            <th scope="col">Share of the model</th>
+            <th scope="col">First seen</th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.models.flatMap((m) => {
+            const now = m.versions.reduce((a, v) => a + v.devicesNow, 0);
+            return [...m.versions].reverse().map((v, i) => {
+              const share = now > 0 ? v.devicesNow / now : null;
+              return (
+                <tr class={i === 0 ? "ov-group" : undefined}>
+                  {i === 0 ? (
+                    <th scope="row" rowspan={m.versions.length}>
+                      <a href={`/firmware?model=${encodeURIComponent(m.model)}`}>{m.model}</a>
+                    </th>
+                  ) : null}
+                  <td>{v.firmware}</td>
+                  <td class="num">{count(v.devicesNow)}</td>
+                  <td>
+                    <span class="ov-share">
+                      <span class="ov-bar" style={`width:${Math.round((share ?? 0) * 100)}%`} />
+                    </span>{" "}
+                    {percent(share)}
+                  </td>
+                  <td>
+                    <When iso={v.firstSeen} format="date" />
+                  </td>
+                </tr>
+              );
+            });
+          })}
+        </tbody>
+      </table>
+    </TableWrap>
+  );
+}
+
+/** The chosen model's versions: share of its active devices per day. */
+export function adoptionChart(model: Model): ChartEmbed {
+  const days = model.devicesByDay.map((d) => d.day);
+  const x = days.map((d) => Date.parse(d));
+  const series = model.versions.map((v) => ({
+    label: v.firmware,
+    values: days.map((day) => {
+      const share = v.adoption.find((a) => a.day === day)?.share;
+      return share === null || share === undefined ? null : Math.round(share * 1000) / 10;
+    }),
+  }));
+  const newest = model.versions[model.versions.length - 1];
+  return {
+    title: `${model.model}: share of active devices per firmware, per day`,
+    spec: { kind: "series", x, series, unit: "% of devices" },
+    height: 200,
+    summary: `${model.versions.length} versions of ${model.model} active in the window${
+      newest === undefined
+        ? ""
+        : `; the newest, ${newest.firmware}, runs on ${count(newest.devicesNow)} devices now`
+    }.`,
+  };
+}
+
+/** What a scan's finding is about, in words. */
+export function subjectText(item: RegressionVerdict): string {
+  const { subject } = item;
+  if (subject.kind === "firmware") {
+    const base =
+      subject.baseline === "predecessor" ? subject.baselineFirmware.join(", ") : "the rest of the model";
+    return `${item.model ?? item.deviceKind} firmware ${subject.firmware} vs ${base}`;
+  }
+  const scope = subject.scope === "model" ? (item.model ?? item.deviceKind) : `every ${item.deviceKind}`;
+  return `${subject.dimension.toUpperCase() === "ISP" ? "ISP" : subject.dimension} ${subject.value} vs the rest of ${scope}`;
+}
+
+/** The comparison behind the verdict: overall when it says so, else the first code's. */
+function evidenceOf(item: RegressionVerdict) {
+  const code = item.codes[0];
+  if (item.overall.verdict === item.verdict || code === undefined) return { code: null, c: item.overall };
+  return { code: code.code, c: code.comparison };
+}
+
+export function regressionChart(items: RegressionVerdict[]): ChartEmbed {
+  const rows = items.map((item) => {
+    const { code, c } = evidenceOf(item);
+    return {
+      label: `${subjectText(item)}${code === null ? "" : ` (${code})`}`,
+      ratio: c.rateRatio,
+      low: c.ci?.lower ?? null,
+      high: c.ci?.upperUnbounded ? null : (c.ci?.upper ?? null),
+      verdict: item.verdict,
+    };
+  });
+  return {
+    title: "Rate ratio against the baseline, with its 95% interval (log scale; 1 = the same)",
+    spec: { kind: "interval", rows },
+    height: 60 + 34 * rows.length,
+    summary: rows
+      .map((r) => `${r.label}: ${r.verdict}, rate ratio ${ratioText(r.ratio, r.low, r.high)}`)
+      .join("; "),
+  };
+}
+
+export function RegressionList(props: { items: RegressionVerdict[] }) {
+  return (
+    <ul class="ov-findings">
+      {props.items.map((item) => {
+        const { code, c } = evidenceOf(item);
+        const href = item.model === null ? "/firmware" : `/firmware?model=${encodeURIComponent(item.model)}`;
+        return (
+          <li>
+            <Verdict verdict={item.verdict} /> <a href={href}>{subjectText(item)}</a>
+            <span class="ov-finding-detail">
+              {code === null ? "Overall" : code} rate ratio{" "}
+              {ratioText(c.rateRatio, c.ci?.lower ?? null, c.ci?.upper ?? null)}
+              {item.verdict === "regression" && item.codes.length > 0
+                ? `; worse on ${item.codes.map((x) => x.code).join(", ")}`
+                : ""}
+              . Found <When iso={item.firstReached} />.
+            </span>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+/** Whole days the window covers, for the trend's x axis and the notes. */
+export const windowDays = (summary: FleetSummary) =>
+  Math.round((Date.parse(summary.to) - Date.parse(summary.from)) / DAY_MS);
