@@ -54,6 +54,8 @@ export function Document(props: {
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="color-scheme" content="light" />
         <title>{`${props.title} · fieldq`}</title>
+        {/* No icon to fetch: a browser's request for /favicon.ico would be a 404 in its console. */}
+        <link rel="icon" href="data:," />
         <link rel="stylesheet" href={`/assets/${props.assets.style.name}`} />
         <script type="module" src={`/assets/${props.assets.script.name}`} />
       </head>
