@@ -460,3 +460,40 @@ export function CohortsTable(props: { ranking: CohortRanking }) {
     </>
   );
 }
+
+type AdoptionModel = {
+  model: string;
+  versions: Array<{ firmware: string; adoption: Array<{ day: string; share: number | null }> }>;
+};
+
+/** Each version's share of the model's active devices per day: how far an update has rolled out. */
+export function adoptionChart(model: AdoptionModel): ChartEmbed {
+  const all = model.versions[0]?.adoption.map((a) => a.day) ?? [];
+  // From the first day the model was active: a 30-day window over 3 days of history is mostly nothing.
+  const start = Math.max(
+    0,
+    all.findIndex((_, i) => model.versions.some((v) => v.adoption[i]?.share !== null)),
+  );
+  const days = all.slice(start);
+  const newest = model.versions.at(-1);
+  const latest = newest?.adoption.at(-1)?.share ?? null;
+  return {
+    spec: {
+      kind: "series",
+      x: days.map((d) => Date.parse(d)),
+      unit: "%",
+      series: model.versions.map((v) => ({
+        label: v.firmware,
+        values: v.adoption
+          .slice(start)
+          .map((a) => (a.share === null ? null : Math.round(a.share * 1000) / 10)),
+      })),
+    },
+    title: `Adoption of each ${model.model} version (share of the model's active devices per day)`,
+    summary:
+      newest === undefined
+        ? "No version."
+        : `${model.versions.length} versions over ${days.length} days; the newest, ${newest.firmware}, on ${percent(latest)} of the active devices on the last day.`,
+    height: 150,
+  };
+}

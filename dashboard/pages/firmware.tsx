@@ -6,6 +6,7 @@ import { failureText, type Loaded, load } from "../load.js";
 import type { PageHandler } from "../page.js";
 import type { Session } from "../session.js";
 import {
+  adoptionChart,
   CodesTable,
   CohortsTable,
   compareChart,
@@ -99,15 +100,12 @@ export const firmwarePage: PageHandler = async (c, deps) => {
     q.model === undefined ? defaultCompareModel(models, items) : models.find((m) => m.model === q.model);
   const pair = comparePair(compareModel, q.a, q.b);
 
+  const compare = comparer(session, from);
   const [rows, comparison] = await Promise.all([
-    Promise.all(shown.map((m) => versionRows(session, m, items, from))),
+    Promise.all(shown.map((m) => versionRows(compare, m, items, from, session))),
     pair === null || compareModel === undefined
       ? Promise.resolve(undefined)
-      : load(
-          api.firmware.compare.$get({
-            query: { model: compareModel.model, baseline: pair.baseline, candidate: pair.candidate, from },
-          }),
-        ),
+      : compare(compareModel.model, pair.baseline, pair.candidate),
   ]);
 
   const hidden = (names: Array<keyof FirmwareQuery>) => (
@@ -166,6 +164,7 @@ export const firmwarePage: PageHandler = async (c, deps) => {
               {d.map((m, i) => (
                 <div class="fw-model">
                   <VersionsTable model={m.model} rows={rows[i] ?? []} />
+                  {m.versions.length < 2 ? null : <Chart chart={adoptionChart(m)} />}
                   {m.versions.length < 2 ? (
                     <p class="empty">Only one version of {m.model} has exposure: nothing to compare.</p>
                   ) : null}
@@ -337,12 +336,29 @@ function CompareResult(props: {
   );
 }
 
+/** GET /firmware/compare, asked once per pair in a request (the chosen pair is often a version and its predecessor). */
+function comparer(session: Session, from: string) {
+  const api = session.api.api.v1;
+  const call = (model: string, baseline: string, candidate: string) =>
+    load(api.firmware.compare.$get({ query: { model, baseline, candidate, from } }));
+  const asked = new Map<string, ReturnType<typeof call>>();
+  return (model: string, baseline: string, candidate: string) => {
+    const key = JSON.stringify([model, baseline, candidate]);
+    const known = asked.get(key) ?? call(model, baseline, candidate);
+    asked.set(key, known);
+    return known;
+  };
+}
+
+type Compare = ReturnType<typeof comparer>;
+
 /** Each version's row: adoption, its comparisons with its predecessor and with the rest, the scan's verdicts. */
 async function versionRows(
-  session: Session,
+  compare: Compare,
   model: Model,
   findings: RegressionVerdict[],
   from: string,
+  session: Session,
 ): Promise<VersionRow[]> {
   const api = session.api.api.v1;
   const vs = model.versions;
@@ -355,11 +371,7 @@ async function versionRows(
         const previous = vs[i - 1];
         return previous === undefined
           ? Promise.resolve(undefined)
-          : load(
-              api.firmware.compare.$get({
-                query: { model: model.model, baseline: previous.firmware, candidate: v.firmware, from },
-              }),
-            );
+          : compare(model.model, previous.firmware, v.firmware);
       }),
     ),
   ]);
