@@ -311,7 +311,18 @@ export function subjectText(item: RegressionVerdict): string {
     return `${item.model ?? item.deviceKind} firmware ${subject.firmware} vs ${base}`;
   }
   const scope = subject.scope === "model" ? (item.model ?? item.deviceKind) : `every ${item.deviceKind}`;
-  return `${subject.dimension.toUpperCase() === "ISP" ? "ISP" : subject.dimension} ${subject.value} vs the rest of ${scope}`;
+  return `${subject.dimension === "isp" ? "ISP" : subject.dimension} ${subject.value} vs the rest of ${scope}`;
+}
+
+/** The same, short enough for a chart's row label. */
+function shortSubject(item: RegressionVerdict): string {
+  const { subject } = item;
+  if (subject.kind === "firmware") {
+    const base = subject.baseline === "predecessor" ? subject.baselineFirmware.join(", ") : "rest";
+    return `${item.model ?? item.deviceKind} ${subject.firmware} vs ${base}`;
+  }
+  const name = subject.dimension === "isp" ? "ISP" : subject.dimension;
+  return `${name} ${subject.value} (${subject.scope === "model" ? (item.model ?? item.deviceKind) : item.deviceKind})`;
 }
 
 /** The comparison behind the verdict: overall when it says so, else the first code's. */
@@ -325,7 +336,7 @@ export function regressionChart(items: RegressionVerdict[]): ChartEmbed {
   const rows = items.map((item) => {
     const { code, c } = evidenceOf(item);
     return {
-      label: `${subjectText(item)}${code === null ? "" : ` (${code})`}`,
+      label: `${shortSubject(item)}${code === null ? "" : ` (${code})`}`,
       ratio: c.rateRatio,
       low: c.ci?.lower ?? null,
       high: c.ci?.upperUnbounded ? null : (c.ci?.upper ?? null),

@@ -263,7 +263,6 @@ export const overviewPage: PageHandler = async (c, deps) => {
         <Panel
           title="Firmware adoption"
           live="adoption"
-          wide
           loaded={versions}
           isEmpty={(d) => d.models.length === 0}
           empty="No firmware version has exposure in the window."
