@@ -357,7 +357,7 @@ function interval(
   const verdictText = (r: Row | undefined) => (r ? r.verdict.replace(/_/g, " ") : "");
   // Row names on the left, verdict words on the right (colour is never the only signal); both shrink with the
   // chart's width, which follows the container, so they are measured from it at every draw.
-  const CHAR = 6.8;
+  const CHAR = 7.4;
   const longest = (texts: string[]) => Math.max(...texts.map((t) => t.length), 3) * CHAR + 14;
   const leftRoom = (u: uPlot) => Math.min(longest(rows.map((r) => r.label)), u.width * 0.36);
   const rightRoom = (u: uPlot) => Math.min(longest(rows.map(verdictText)), u.width * 0.28);
@@ -365,7 +365,18 @@ function interval(
     const chars = Math.max(Math.floor((room - 14) / CHAR), 2);
     return s.length > chars ? `${s.slice(0, chars - 1)}…` : s;
   };
-  const ticks = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20].filter((t) => t >= lo && t <= hi);
+  // As many ticks as fit, about 38 px each: a phone gets the powers of ten and 1.
+  const TICK_SETS = [
+    [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20],
+    [0.1, 0.5, 1, 2, 10],
+    [0.1, 1, 10],
+  ];
+  const ticks = (u: uPlot) => {
+    const sets = TICK_SETS.map((set) => set.filter((t) => t >= lo && t <= hi));
+    return (
+      sets.find((set) => set.length * 38 <= u.bbox.width / devicePixelRatio) ?? sets[sets.length - 1] ?? [1]
+    );
+  };
   const rowY = (i: number) => n - 1 - i;
   const rowSplits = () => rows.map((_, i) => rowY(i));
   return [
@@ -377,7 +388,7 @@ function interval(
       series: [{}, { scale: "rows", stroke: "transparent", points: { show: false } }],
       axes: [
         axis({
-          splits: () => ticks,
+          splits: (u) => ticks(u),
           // uPlot thins a log axis's labels to powers of ten; these few always fit.
           filter: (_u, splits) => splits,
           values: (_u, splits) => splits.map((v) => `${v}×`),
