@@ -369,6 +369,7 @@ function interval(
   const TICK_SETS = [
     [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20],
     [0.1, 0.5, 1, 2, 10],
+    [0.5, 1, 2],
     [0.1, 1, 10],
   ];
   const ticks = (u: uPlot) => {
