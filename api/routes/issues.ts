@@ -52,8 +52,12 @@ export const getIssueRoute = createRoute({
   },
 });
 
-const change = <B extends typeof TransitionBody | typeof AssigneeBody | typeof NoteBody | typeof MergeBody>(
-  path: string,
+// The path a literal type, so the typed client (api/client.ts) tells the four routes and their bodies apart.
+const change = <
+  P extends string,
+  B extends typeof TransitionBody | typeof AssigneeBody | typeof NoteBody | typeof MergeBody,
+>(
+  path: P,
   summary: string,
   body: B,
 ) =>
