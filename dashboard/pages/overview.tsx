@@ -120,16 +120,18 @@ export const overviewPage: PageHandler = async (c, deps) => {
           ))}
         </select>
       </label>
-      <label>
-        Model for firmware{" "}
-        <select name="model">
-          {models.map((m) => (
-            <option value={m} selected={m === chosen}>
-              {m}
-            </option>
-          ))}
-        </select>
-      </label>
+      {models.length === 0 ? null : (
+        <label>
+          Model for firmware{" "}
+          <select name="model">
+            {models.map((m) => (
+              <option value={m} selected={m === chosen}>
+                {m}
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
       <button type="submit">Show</button>
     </form>
   );
