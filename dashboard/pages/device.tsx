@@ -378,7 +378,7 @@ function FaultTable(props: { faults: FaultRecord[]; more: boolean }) {
   return (
     <>
       <TableWrap label="Faults">
-        <table>
+        <table class="faults-table">
           <thead>
             <tr>
               <th scope="col">When</th>

@@ -164,7 +164,7 @@ export function DeviceTable(props: {
   return (
     <>
       <TableWrap label="Devices">
-        <table>
+        <table class="devices-table">
           <thead>
             <tr>
               <th scope="col">Device</th>

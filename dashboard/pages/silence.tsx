@@ -113,7 +113,7 @@ function AfterUpdateTable(props: { report: SilenceReport }) {
         ))}
       </ul>
       <TableWrap label="Devices silent after an update">
-        <table>
+        <table class="devices-table">
           <thead>
             <tr>
               <th scope="col">Device</th>
