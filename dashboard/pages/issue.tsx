@@ -349,7 +349,11 @@ function Breakdowns(props: { issue: IssueDetail }) {
                       <td class="num">{count(r.affectedDevices)}</td>
                       <td class="num">{count(r.occurrences)}</td>
                       <td class="share">
-                        <span class="bar" style={`width:${Math.max(1, Math.round(share * 70))}px`} aria-hidden="true" />
+                        <span
+                          class="bar"
+                          style={`width:${Math.max(1, Math.round(share * 70))}px`}
+                          aria-hidden="true"
+                        />
                         <span>{percent(share)}</span>
                       </td>
                     </tr>
@@ -635,10 +639,13 @@ export const issueAction: PageHandler = async (c, deps) => {
   return c.redirect(`/issues/${encodeURIComponent(id)}`, 303);
 };
 
+/** The API's message without its code ("REASON_REQUIRED: new → closed needs a reason"). */
+const plain = (message: string) => message.replace(/^[A-Z_]+: /, "");
+
 function refusalText(failure: { status: number; message: string }): string {
   if (failure.status === 409)
-    return `Not possible now: ${failure.message}. The page shows the issue as it is.`;
-  if (failure.status === 400) return `Refused: ${failure.message}.`;
+    return `Not possible now: ${plain(failure.message)}. The page shows the issue as it is now.`;
+  if (failure.status === 400) return `Refused: ${plain(failure.message)}.`;
   if (failure.status === 403) return "Your role may not change issues.";
   return `The change was not recorded: ${failure.message}.`;
 }
