@@ -323,7 +323,8 @@ export function EvidenceList(props: { comparison: FirmwareComparison }) {
       <div>
         <dt>Devices</dt>
         <dd>
-          {count(e.devices.candidate)} vs {count(e.devices.baseline)}
+          {count(e.devices.candidate)} on {candidate.firmware}, {count(e.devices.baseline)} on{" "}
+          {baseline.firmware}
           {e.minDevices === undefined ? "" : ` (a verdict needs ${e.minDevices} a side)`}
           {e.refused === "too_few_devices" ? <Badge tone="warn">too few devices</Badge> : null}
         </dd>
@@ -401,31 +402,31 @@ export function CodesTable(props: { comparison: FirmwareComparison }) {
   );
 }
 
-const DIMENSION_NAME: Record<CohortRanking["dimension"], string> = {
-  isp: "ISP",
-  region: "Region",
-  hardware: "Hardware",
-  firmware: "Firmware",
+const DIMENSION_NAME: Record<CohortRanking["dimension"], { heading: string; text: string }> = {
+  isp: { heading: "ISP", text: "ISP" },
+  region: { heading: "Region", text: "region" },
+  hardware: { heading: "Hardware", text: "hardware revision" },
+  firmware: { heading: "Firmware", text: "firmware version" },
 };
 
 export function CohortsTable(props: { ranking: CohortRanking }) {
   const { ranking } = props;
-  const name = DIMENSION_NAME[ranking.dimension];
+  const { heading, text } = DIMENSION_NAME[ranking.dimension];
   return (
     <>
       <p class="help">
-        Each {name.toLowerCase()} against the rest of {ranking.model ?? ranking.kind ?? "the fleet"} (
+        Each {text} against the rest of {ranking.model ?? ranking.kind ?? "the fleet"} (
         {count(ranking.devices)} devices), worst first; {count(ranking.familySize)} comparisons judged
         together (Holm).
         {ranking.unknown.devices === 0
           ? ""
-          : ` ${count(ranking.unknown.devices)} devices report no ${name.toLowerCase()}: they count in every rest.`}
+          : ` ${count(ranking.unknown.devices)} devices report no ${text}: they count in every rest.`}
       </p>
-      <TableWrap label={`Cohorts by ${name}`}>
+      <TableWrap label={`Cohorts by ${text}`}>
         <table>
           <thead>
             <tr>
-              <th scope="col">{name}</th>
+              <th scope="col">{heading}</th>
               <th scope="col" class="num">
                 Devices
               </th>

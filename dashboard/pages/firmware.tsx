@@ -201,6 +201,7 @@ export const firmwarePage: PageHandler = async (c, deps) => {
               pair={pair}
               comparison={comparison}
               windowDays={q.windowDays}
+              asked={q.model}
             />
           </div>
         </section>
@@ -304,10 +305,18 @@ function CompareResult(props: {
   pair: ReturnType<typeof comparePair>;
   comparison: Loaded<FirmwareComparison> | undefined;
   windowDays: number;
+  /** The model the URL names, if any. */
+  asked: string | undefined;
 }) {
   if (!props.versions.ok) return <ErrorState message={failureText(props.versions)} />;
   if (props.model === undefined)
-    return <p class="empty">No model has two versions with exposure in the last {props.windowDays} days.</p>;
+    return (
+      <p class="empty">
+        {props.asked === undefined
+          ? `No model has two versions with exposure in the last ${props.windowDays} days: nothing to compare.`
+          : `${props.asked} reported no activity in the last ${props.windowDays} days: nothing to compare.`}
+      </p>
+    );
   if (props.pair === null || props.comparison === undefined)
     return (
       <p class="empty">
