@@ -211,9 +211,7 @@ export function IssueTable(props: { issues: IssueListItem[]; total: number }) {
               </td>
               <td class="num">{count(issue.occurrences)}</td>
               <td class="num">{all > 0 ? percent(issue.occurrences / all) : "–"}</td>
-              <td class="num">
-                {count(issue.affectedDevices)} ({percent(issue.fleetShare)})
-              </td>
+              <td class="num">{count(issue.affectedDevices)}</td>
             </tr>
           ))}
         </tbody>
