@@ -77,7 +77,7 @@ export const devicePage: PageHandler = async (c, deps) => {
                     note: s.hardware ? `hardware ${s.hardware}` : undefined,
                   },
                   {
-                    label: "Rating",
+                    label: "Mean rating",
                     value: s.feedback.mean === null ? "–" : decimal(s.feedback.mean),
                     note: `${count(s.feedback.count)} rating${s.feedback.count === 1 ? "" : "s"}`,
                   },
