@@ -80,6 +80,8 @@ export type IssueListInput = IssueFilter &
   Window & {
     /** Issues assigned to this person; UNASSIGNED for those assigned to nobody. */
     assignee?: string | undefined;
+    /** Add each listed issue's trend. */
+    withTrend?: boolean | undefined;
     sort: IssueSort;
     limit: number;
     offset: number;
@@ -229,6 +231,7 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
           found.push(summarize(issue, active));
       }
       const page = pageOf(sortSummaries(found, input.sort), input.offset, input.limit);
+      if (input.withTrend !== true) return page;
       const perBucket = trend.buckets.map((bucket) =>
         occurrencesByIssue(view.sums(ISSUE_COUNTS, bucket), issueOf),
       );

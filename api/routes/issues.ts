@@ -161,7 +161,8 @@ export function registerIssues<S extends Schema>(app: OpenAPIHono<ApiEnv, S>, de
         ...(query.model === undefined ? {} : { model: query.model }),
         ...(query.firmware === undefined ? {} : { firmware: query.firmware }),
         ...(query.status === undefined ? {} : { status: query.status }),
-        ...(query.assignee === undefined ? {} : { assignee: query.assignee }),
+        ...(query.assignedTo === undefined ? {} : { assignee: query.assignedTo }),
+        withTrend: query.withTrend,
         ...(query.severity === undefined ? {} : { severity: query.severity }),
       });
       return c.json(windowedPage(page, query, { fromMs, toMs }), 200);

@@ -64,7 +64,11 @@ export const IssueListItem = IssueSummary.extend({
         description: "Occurrences per bucket from `from` on, as the detail's trend buckets: a sparkline",
       }),
     })
-    .meta({ description: "The issue's occurrences over the window, bucketed like the detail's trend" }),
+    .optional()
+    .meta({
+      description:
+        "With withTrend=true: the issue's occurrences over the window, bucketed like the detail's trend",
+    }),
 }).meta({ id: "IssueListItem" });
 export type IssueListItem = z.infer<typeof IssueListItem>;
 
@@ -187,7 +191,7 @@ export const IssueListQuery = z.strictObject({
     description: "Issues with an occurrence on this firmware in the window",
   }),
   status: IssueStatus.optional(),
-  assignee: z
+  assignedTo: z
     .string()
     .trim()
     .min(1)
@@ -199,6 +203,9 @@ export const IssueListQuery = z.strictObject({
   severity: Severity.optional().meta({
     description:
       "Issues whose worst severity in the window is at least this (info < warning < error < critical)",
+  }),
+  withTrend: z.stringbool().default(false).meta({
+    description: "Add each issue's trend (occurrences per hour or day of the window): a sparkline",
   }),
   sort: IssueSort.default("devices").meta({
     description:

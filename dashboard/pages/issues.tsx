@@ -93,11 +93,14 @@ export const issuesPage: PageHandler = async (c, deps) => {
   const filters = filtersOf(c);
   const toMs = deps.now();
   const { offset, days, sort, ...chosen } = filters;
+  const { assignee, ...rest } = chosen;
   const [issues, fleet] = await Promise.all([
     load(
       session.api.api.v1.issues.$get({
         query: {
-          ...chosen,
+          ...rest,
+          ...(assignee === undefined ? {} : { assignedTo: assignee }),
+          withTrend: "true",
           from: new Date(toMs - days * DAY_MS).toISOString(),
           to: new Date(toMs).toISOString(),
           sort,
@@ -321,6 +324,7 @@ export const KeyText = (props: { text: string }) => (
 /** A sparkline in a table cell: the chart element of components.tsx Chart without the caption, and its words. */
 function Spark(props: { issue: IssueListItem; fromMs: number }) {
   const { trend } = props.issue;
+  if (trend === undefined) return <span>–</span>;
   const spec = {
     kind: "spark" as const,
     x: trend.occurrences.map((_, i) => props.fromMs + i * trend.bucketMs),
