@@ -71,7 +71,7 @@ test("a viewer finds a device by the serial on its label and sees its charts and
 
   const faults = page.getByRole("region", { name: "Faults", exact: true });
   expect(await faults.getByRole("row", { name: /NOZZLE_CLOG/ }).count()).toBeGreaterThan(0);
-  await screenshot(page, "device", { readme: true });
+  await screenshot(page, "device", { readme: "device" });
   expect(problems).toEqual([]);
   await context.close();
 }, 60_000);
@@ -152,7 +152,6 @@ test("a wrong token at sign-in says so clearly and sets no session", async () =>
 }, 60_000);
 
 test("a viewer sees no action buttons on an issue, and posting the action form anyway is refused", async () => {
-  // The form an operator would send, taken from the operator's own page.
   const operator = await openPage(stack);
   await signIn(operator.page, OPERATOR);
   await operator.page.goto("/issues?status=new");
@@ -161,10 +160,13 @@ test("a viewer sees no action buttons on an issue, and posting the action form a
   const issuePath = new URL(operator.page.url()).pathname;
   const id = decodeURIComponent(issuePath.split("/")[2] ?? "");
   const acknowledge = operator.page.getByRole("button", { name: "Acknowledge" });
-  const action = await acknowledge.evaluate<string, undefined>("(button) => button.form.action");
-  const fields = await acknowledge.evaluate<Record<string, string>, undefined>(
-    "(button) => Object.fromEntries(new FormData(button.form))",
-  );
+  // The form an operator sends: its address, the pressed button's name and value, and the note.
+  const form = operator.page.locator("form", { has: acknowledge });
+  const action = new URL((await form.getAttribute("action")) ?? "", operator.page.url()).href;
+  const fields = {
+    [(await acknowledge.getAttribute("name")) ?? ""]: (await acknowledge.getAttribute("value")) ?? "",
+    [(await form.getByLabel("Note").getAttribute("name")) ?? ""]: "a viewer should not be able to write this",
+  };
   await operator.context.close();
 
   const { context, page } = await openPage(stack);
@@ -180,7 +182,7 @@ test("a viewer sees no action buttons on an issue, and posting the action form a
   await screenshot(page, "issue-viewer");
 
   const response = await context.request.post(action, {
-    form: { ...fields, note: "a viewer should not be able to write this" },
+    form: fields,
     headers: { origin: stack.baseUrl },
     maxRedirects: 0,
   });
@@ -215,7 +217,11 @@ test("every page loads without console errors or failed requests, and none is wi
       expect(await drawnCharts(page), path).toEqual([]);
       await page.waitForLoadState("networkidle");
       if (width < 600) expect(await overflowsSideways(page), `${path} at ${width} px`).toBe(false);
-      await screenshot(page, `${name}-${width}`, { readme: width === 1280 && name === "overview" });
+      await screenshot(
+        page,
+        `${name}-${width}`,
+        width === 1280 && name === "overview" ? { readme: "overview" } : {},
+      );
     }
     expect(problems).toEqual([]);
     await context.close();
