@@ -82,7 +82,7 @@ export function Badge(props: { tone: Tone; children: Child }) {
   return <span class={`badge ${props.tone}`}>{props.children}</span>;
 }
 
-const SEVERITY_TONE: Record<string, Tone> = { critical: "bad", major: "warn", minor: "info", info: "muted" };
+const SEVERITY_TONE: Record<string, Tone> = { critical: "bad", error: "bad", warning: "warn", info: "muted" };
 export const Severity = (props: { severity: string }) => (
   <Badge tone={SEVERITY_TONE[props.severity] ?? "muted"}>{props.severity}</Badge>
 );

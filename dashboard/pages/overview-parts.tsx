@@ -1,4 +1,4 @@
-import type { FirmwareVersions, FleetSummary, FleetTrend, HealthMetrics } from "../../contract/api/fleet.js";
+import type { FirmwareVersions, FleetSummary, FleetTrend } from "../../contract/api/fleet.js";
 import type { IssueListItem } from "../../contract/api/issues.js";
 import type { RegressionVerdict } from "../../contract/api/regressions.js";
 import type { ChartEmbed } from "../chart-spec.js";
@@ -9,93 +9,105 @@ import { count, decimal, percent, ratioText } from "../format.js";
 
 const DAY_MS = 86_400_000;
 
-/** A change worth a line in "worse since yesterday": the rate up by a tenth, a share or a rating down. */
-export type Change = {
-  scope: string;
-  measure: string;
-  before: string;
-  after: string;
-  change: string;
+/**
+ * A line in "since yesterday": only what fieldq has already judged (a new issue, a verdict the regression scan
+ * reached, a device gone silent). A raw day-over-day rate is not a verdict: where devices differ it rises and
+ * falls by chance (docs/statistics.md), and a table of such rises would cry wolf every morning.
+ */
+export type SinceYesterday = {
+  what: "regression" | "new issue" | "regressed issue" | "silent";
+  label: string;
+  href: string;
+  detail: string;
+  atIso: string;
 };
 
-/** Faults per 1,000 device-hours, fault-free share and rating of the last 24 h against the 24 h before. */
-export function changes(last: FleetSummary, before: FleetSummary): Change[] {
-  const out: Change[] = [];
-  const compare = (scope: string, a: HealthMetrics | undefined, b: HealthMetrics | undefined) => {
-    if (a === undefined || b === undefined) return;
-    const now = a.faults.per1000h;
-    const then = b.faults.per1000h;
-    // A rise on a handful of faults is noise: at least 5 faults now and a tenth above the day before.
-    if (now !== null && then !== null && a.faults.count >= 5 && now > then * 1.1) {
-      out.push({
-        scope,
-        measure: "Faults per 1,000 device-hours",
-        before: decimal(then),
-        after: decimal(now),
-        change: then > 0 ? `+${percent(now / then - 1)}` : "new",
-      });
-    }
-    const freeNow = a.faultFreeShare;
-    const freeThen = b.faultFreeShare;
-    if (freeNow !== null && freeThen !== null && freeThen - freeNow >= 0.05) {
-      out.push({
-        scope,
-        measure: "Fault-free devices",
-        before: percent(freeThen),
-        after: percent(freeNow),
-        change: `−${decimal((freeThen - freeNow) * 100)} points`,
-      });
-    }
-    const ratedNow = a.feedback.mean;
-    const ratedThen = b.feedback.mean;
-    if (ratedNow !== null && ratedThen !== null && a.feedback.count >= 5 && ratedThen - ratedNow >= 0.5) {
-      out.push({
-        scope,
-        measure: "Mean rating (0–10)",
-        before: decimal(ratedThen),
-        after: decimal(ratedNow),
-        change: `−${decimal(ratedThen - ratedNow)}`,
-      });
-    }
-  };
-  compare("Whole fleet", last.total, before.total);
-  for (const group of last.groups) {
-    const model = group.group.model ?? "unknown";
-    compare(
-      model,
-      group,
-      before.groups.find((g) => g.group.model === group.group.model),
-    );
+type SilentDevice = { id: string; model: string; firmware: string; lastReport: string | null };
+
+export function sinceYesterday(
+  input: {
+    findings: RegressionVerdict[];
+    issues: IssueListItem[];
+    silent: SilentDevice[];
+  },
+  dayAgoMs: number,
+): SinceYesterday[] {
+  const recent = (iso: string | null) => iso !== null && Date.parse(iso) >= dayAgoMs;
+  const rows: SinceYesterday[] = [];
+  for (const f of input.findings) {
+    if (!recent(f.firstReached) || f.verdict !== "regression") continue;
+    const { code, c } = evidenceOf(f);
+    rows.push({
+      what: "regression",
+      label: subjectText(f),
+      href: f.model === null ? "/firmware" : `/firmware?model=${encodeURIComponent(f.model)}`,
+      detail: `${code ?? "all faults"}: rate ratio ${ratioText(c.rateRatio, c.ci?.lower ?? null, c.ci?.upper ?? null)}`,
+      atIso: f.firstReached,
+    });
   }
-  return out;
+  for (const i of input.issues) {
+    if (i.status === "regressed" && recent(i.lastSeen)) {
+      rows.push({
+        what: "regressed issue",
+        label: issueLabel(i),
+        href: `/issues/${i.id}`,
+        detail: `${count(i.affectedDevices)} devices`,
+        atIso: i.lastSeen,
+      });
+    } else if (recent(i.firstSeen)) {
+      rows.push({
+        what: "new issue",
+        label: issueLabel(i),
+        href: `/issues/${i.id}`,
+        detail: `${count(i.occurrences)} occurrences on ${count(i.affectedDevices)} devices`,
+        atIso: i.firstSeen,
+      });
+    }
+  }
+  for (const d of input.silent) {
+    if (d.lastReport === null || !recent(d.lastReport)) continue;
+    rows.push({
+      what: "silent",
+      label: d.id,
+      href: `/devices/${encodeURIComponent(d.id)}`,
+      detail: `${d.model} ${d.firmware}`,
+      atIso: d.lastReport,
+    });
+  }
+  return rows.sort((a, b) => Date.parse(b.atIso) - Date.parse(a.atIso));
 }
 
-export function WorseTable(props: { rows: Change[] }) {
+const SINCE_TONE = {
+  regression: "bad",
+  "regressed issue": "bad",
+  "new issue": "warn",
+  silent: "warn",
+} as const;
+
+export function SinceTable(props: { rows: SinceYesterday[] }) {
   return (
-    <TableWrap label="What got worse in the last 24 hours">
+    <TableWrap label="What changed in the last 24 hours">
       <table>
         <thead>
           <tr>
-            <th scope="col">Scope</th>
-            <th scope="col">Measure</th>
-            <th scope="col" class="num">
-              24 h before
-            </th>
-            <th scope="col" class="num">
-              Last 24 h
-            </th>
-            <th scope="col">Change</th>
+            <th scope="col">What</th>
+            <th scope="col">Which</th>
+            <th scope="col">Detail</th>
+            <th scope="col">When</th>
           </tr>
         </thead>
         <tbody>
           {props.rows.map((r) => (
             <tr>
-              <th scope="row">{r.scope}</th>
-              <td>{r.measure}</td>
-              <td class="num">{r.before}</td>
-              <td class="num">{r.after}</td>
               <td>
-                <Badge tone="bad">worse</Badge> {r.change}
+                <Badge tone={SINCE_TONE[r.what]}>{r.what}</Badge>
+              </td>
+              <th scope="row">
+                <a href={r.href}>{r.label}</a>
+              </th>
+              <td>{r.detail}</td>
+              <td>
+                <When iso={r.atIso} />
               </td>
             </tr>
           ))}

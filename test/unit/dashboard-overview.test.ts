@@ -1,66 +1,85 @@
 import { describe, expect, it } from "vitest";
-import type { FleetSummary, HealthMetrics } from "../../contract/api/fleet.js";
 import type { IssueListItem } from "../../contract/api/issues.js";
-import { changes, paretoChart, TOP_ISSUES } from "../../dashboard/pages/overview-parts.js";
+import type { RegressionVerdict } from "../../contract/api/regressions.js";
+import { paretoChart, sinceYesterday, TOP_ISSUES } from "../../dashboard/pages/overview-parts.js";
 
-// The overview's judgements: what counts as "worse since yesterday", and the Pareto's bars and cumulative share.
+// The overview's judgements: what "since yesterday" lists, and the Pareto's bars and cumulative share.
 
-function metrics(
-  faults: number,
-  hours: number,
-  free: number | null,
-  rating: number | null,
-  ratings = 10,
-): HealthMetrics {
-  const per = (n: number) => ({ count: n, per1000h: hours > 0 ? (n / hours) * 1000 : null });
+const NOW = Date.parse("2025-03-02T12:00:00.000Z");
+const DAY_AGO = NOW - 86_400_000;
+const at = (hoursAgo: number) => new Date(NOW - hoursAgo * 3_600_000).toISOString();
+
+const comparison = (ratio: number) =>
+  ({
+    rateRatio: ratio,
+    ci: { lower: ratio / 2, upper: ratio * 2, upperUnbounded: false },
+    verdict: "regression",
+  }) as RegressionVerdict["overall"];
+
+function finding(
+  firmware: string,
+  firstReached: string,
+  verdict: "regression" | "improvement" = "regression",
+) {
   return {
-    devices: 10,
-    exposureHours: hours,
-    faults: {
-      ...per(faults),
-      bySeverity: { info: per(0), warning: per(faults), error: per(0), critical: per(0) },
-    },
-    faultyDevices: 0,
-    faultFreeShare: free,
-    reboots: { count: 0, perDeviceDay: 0 },
-    rejections: per(0),
-    feedback: { count: ratings, mean: rating, distribution: Array(11).fill(0) },
-  };
+    model: "FQ-Print Mk3",
+    deviceKind: "printer",
+    subject: { kind: "firmware", firmware, baseline: "predecessor", baselineFirmware: ["3.13.2"] },
+    verdict,
+    firstReached,
+    overall: comparison(4.1),
+    codes: [],
+  } as unknown as RegressionVerdict;
 }
 
-function summary(total: HealthMetrics, models: Record<string, HealthMetrics>): FleetSummary {
+function issue(id: string, status: string, firstSeen: string, lastSeen: string) {
   return {
-    from: "2025-03-01T00:00:00.000Z",
-    to: "2025-03-02T00:00:00.000Z",
-    groupBy: ["model"],
-    filter: {},
-    groups: Object.entries(models).map(([model, m]) => ({ ...m, group: { model } })),
-    total,
-  };
+    id,
+    codes: [`CODE_${id}`],
+    model: "M1",
+    status,
+    firstSeen,
+    lastSeen,
+    occurrences: 9,
+    affectedDevices: 3,
+  } as unknown as IssueListItem;
 }
 
-describe("changes since yesterday", () => {
-  it("names a model whose fault rate rose by more than a tenth, and nothing that held steady", () => {
-    const before = summary(metrics(20, 1000, 0.5, 7), {
-      A: metrics(10, 500, 0.5, 7),
-      B: metrics(10, 500, 0.5, 7),
-    });
-    const last = summary(metrics(26, 1000, 0.5, 7), {
-      A: metrics(16, 500, 0.5, 7),
-      B: metrics(10, 500, 0.5, 7),
-    });
-    const rows = changes(last, before);
-    expect(rows.map((r) => [r.scope, r.measure])).toEqual([
-      ["Whole fleet", "Faults per 1,000 device-hours"],
-      ["A", "Faults per 1,000 device-hours"],
+describe("since yesterday", () => {
+  it("lists only what fieldq judged in the last 24 h, newest first: verdicts, new and regressed issues, silences", () => {
+    const rows = sinceYesterday(
+      {
+        findings: [
+          finding("3.14.0", at(2)),
+          finding("3.12.0", at(30)),
+          finding("3.15.0", at(1), "improvement"),
+        ],
+        issues: [
+          issue("new", "new", at(5), at(1)),
+          issue("old", "acknowledged", at(50), at(0.5)),
+          issue("back", "regressed", at(80), at(3)),
+        ],
+        silent: [
+          { id: "printer-0007", model: "FQ-Print Mk3", firmware: "3.14.0", lastReport: at(4) },
+          { id: "printer-0001", model: "FQ-Print Mk3", firmware: "3.13.2", lastReport: at(40) },
+          { id: "printer-0002", model: "FQ-Print Mk3", firmware: "3.13.2", lastReport: null },
+        ],
+      },
+      DAY_AGO,
+    );
+    expect(rows.map((r) => [r.what, r.href])).toEqual([
+      ["regression", "/firmware?model=FQ-Print%20Mk3"],
+      ["regressed issue", "/issues/back"],
+      ["silent", "/devices/printer-0007"],
+      ["new issue", "/issues/new"],
     ]);
-    expect(rows[1]).toMatchObject({ before: "20", after: "32", change: "+60%" });
+    expect(rows[0]?.detail).toBe("all faults: rate ratio 4.1 (95% CI 2.1–8.2)");
   });
 
-  it("ignores a rise on a handful of faults, and reports a fallen fault-free share and rating", () => {
-    const before = summary(metrics(1, 1000, 0.9, 8), {});
-    const last = summary(metrics(4, 1000, 0.8, 7), {});
-    expect(changes(last, before).map((r) => r.measure)).toEqual(["Fault-free devices", "Mean rating (0–10)"]);
+  it("has nothing to say on a quiet day: a raw rise in the fault rate is no line of its own", () => {
+    expect(
+      sinceYesterday({ findings: [], issues: [issue("old", "new", at(48), at(1))], silent: [] }, DAY_AGO),
+    ).toEqual([]);
   });
 });
 
