@@ -1,15 +1,11 @@
-import { execFileSync } from "node:child_process";
-import { mkdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { InfluxConfig } from "../config/env.js";
-import { DAY_MS, floorHour } from "../contract/time.js";
 import { WARM_UP_LIMIT_MS } from "../stack/start-stack.js";
-import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
-import type { Point } from "../storage/schema.js";
+import { createInflux, createPointWriter } from "../storage/influx.js";
 import { findIds, type Target, targetKey, targets } from "./api-targets.js";
-import { fleetHistory, HISTORY_VERSION } from "./fleet-history.js";
+import { fleetDataSet } from "./harness.js";
 
 // npm run bench:api -- [--devices 10000] [--days 30] [--requests 30]
 // Builds a fleet's history in InfluxDB (once: the database is kept and reused while its size and the
@@ -53,129 +49,6 @@ const days = Number(values.days);
 const requests = Number(values.requests);
 const warmup = Number(values.warmup);
 const TOKEN = "bench-viewer-token";
-
-async function query(url: string, db: string, q: string) {
-  const response = await fetch(`${url}/query?${new URLSearchParams({ db, q })}`);
-  return (await response.json()) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> };
-}
-
-type MarkerField = "end_ms" | "rolled_up" | "history";
-
-/** A field of the marker points written once the history (end_ms, history) and its rollups were complete. */
-async function marker(url: string, db: string, field: MarkerField): Promise<number | undefined> {
-  const result = await query(url, db, `SELECT last("${field}") FROM "long"."bench_meta"`).catch(
-    () => undefined,
-  );
-  const value = result?.results[0]?.series?.[0]?.values[0]?.[1];
-  return typeof value === "number" ? value : undefined;
-}
-
-const markerPoint = (endMs: number, fields: Point["fields"]): Point => ({
-  measurement: "bench_meta",
-  rp: "long",
-  tags: {},
-  fields,
-  timeNs: `${endMs}000000`,
-});
-
-/** What the ingest's rollup runner would have done while the history arrived. */
-async function rollUp(config: InfluxConfig, endMs: number) {
-  const { rebuildRollups } = await import("../rollup/rebuild.js");
-  const write = createPointWriter(config, 60_000);
-  const started = performance.now();
-  let last = 0;
-  const result = await rebuildRollups(
-    createInflux(config),
-    write,
-    { fromMs: endMs - (days + 1) * DAY_MS, toMs: endMs },
-    (done, total) => {
-      if (done === total || performance.now() - last > 10_000) {
-        last = performance.now();
-        out(`  rollups: ${done}/${total} hours, ${((performance.now() - started) / 1000).toFixed(0)} s`);
-      }
-    },
-  );
-  await write([markerPoint(endMs, { rolled_up: 1 })]);
-  out(
-    `  rolled up ${result.hours} hours (${result.points.toLocaleString("en")} points) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
-  );
-}
-
-async function measurements(url: string, db: string): Promise<Set<string>> {
-  const result = await query(url, db, `SHOW MEASUREMENTS ON "${db}"`);
-  return new Set((result.results[0]?.series?.[0]?.values ?? []).map((row) => String(row[0])));
-}
-
-/**
- * Read models the ingest now writes that a stored history lacks (it was built before they existed): the
- * same seed makes the same history, so they are made again and only their points written.
- */
-async function supplement(config: InfluxConfig, endMs: number) {
-  const present = await measurements(config.url, config.database);
-  const made = new Set<string>();
-  for (const points of fleetHistory({ devices: 50, days: 1, endMs, seed: 1 }))
-    for (const point of points) made.add(point.measurement);
-  const missing = new Set([...made].filter((m) => !present.has(m) && m !== "bench_meta"));
-  if (missing.size === 0) return;
-  out(`adding ${[...missing].join(", ")} to the stored history (same seed, so the same history)`);
-  const write = createPointWriter(config, 60_000);
-  const started = performance.now();
-  let written = 0;
-  for (const points of fleetHistory({ devices, days, endMs, seed: 1 })) {
-    const wanted = points.filter((p) => missing.has(p.measurement));
-    for (let i = 0; i < wanted.length; i += 5000) await write(wanted.slice(i, i + 5000));
-    written += wanted.length;
-  }
-  out(
-    `  added ${written.toLocaleString("en")} points in ${((performance.now() - started) / 1000).toFixed(0)} s`,
-  );
-}
-
-/** Rollup measurements the current rollup code writes and the stored data set lacks. */
-async function missingRollups(config: InfluxConfig): Promise<string[]> {
-  const { MEASUREMENTS } = await import("../storage/schema.js");
-  const rollups = [
-    "cohort_1h",
-    "issue_1h",
-    "cohort_1d",
-    "issue_1d",
-    "fingerprint",
-    "device_set",
-    "issue_devices",
-  ];
-  const known = new Set<string>(Object.values(MEASUREMENTS).map((m) => m.name));
-  const present = await measurements(config.url, config.database);
-  return rollups.filter((m) => known.has(m) && !present.has(m));
-}
-
-async function build(config: InfluxConfig, endMs: number) {
-  const write = createPointWriter(config, 60_000);
-  const started = performance.now();
-  let written = 0;
-  let hour = 0;
-  let pending: Promise<void>[] = [];
-  for (const points of fleetHistory({ devices, days, endMs, seed: 1 })) {
-    for (let i = 0; i < points.length; i += 5000) {
-      pending.push(write(points.slice(i, i + 5000)));
-      if (pending.length >= 4) {
-        await Promise.all(pending);
-        pending = [];
-      }
-    }
-    written += points.length;
-    if (++hour % 24 === 0) {
-      const seconds = (performance.now() - started) / 1000;
-      out(
-        `  day ${hour / 24}/${days}: ${written.toLocaleString("en")} points, ${Math.round(written / seconds).toLocaleString("en")} points/s`,
-      );
-    }
-  }
-  await Promise.all(pending);
-  await write([markerPoint(endMs, { end_ms: endMs, devices, history: HISTORY_VERSION })]);
-  out(
-    `  built ${written.toLocaleString("en")} points in ${((performance.now() - started) / 1000).toFixed(0)} s`,
-  );
-}
 
 // ---- The API as its process composes it --------------------------------------------------------------
 // As stack/start-stack.ts does (startFieldq, parts.api): the read services over one InfluxDB, warming in the
@@ -350,38 +223,12 @@ async function measure(config: InfluxConfig, endMs: number) {
 }
 
 async function main() {
-  let url = process.env.FIELDQ_BENCH_INFLUX_URL;
-  if (!url) {
-    await mkdir(".fieldq", { recursive: true });
-    url = execFileSync("bash", ["scripts/influxd.sh", "start", ".fieldq/bench-influxdb"]).toString().trim();
-  }
-  const config: InfluxConfig = { url, database: `bench_api_${devices}x${days}d`, rawRetention: "90d" };
-  const influx = createInflux(config);
-  let endMs = values.rebuild ? undefined : await marker(url, config.database, "end_ms");
-  const version = await marker(url, config.database, "history");
-  if (endMs !== undefined && version !== HISTORY_VERSION) {
-    out(
-      `${config.database} holds history version ${version ?? "1"}, not ${HISTORY_VERSION}: building it anew`,
-    );
-    endMs = undefined;
-  }
-  if (endMs === undefined) {
-    out(`building ${devices.toLocaleString("en")} devices × ${days} days in ${config.database} on ${url}`);
-    await influx.dropDatabase(config.database);
-    await ensureSchema(influx, config);
-    endMs = floorHour(Date.now());
-    await build(config, endMs);
-  } else {
-    out(
-      `reusing ${config.database} on ${url} (history until ${new Date(endMs).toISOString()}; --rebuild to make it anew)`,
-    );
-  }
-  await supplement(config, endMs);
-  const stale = await missingRollups(config);
-  if ((await marker(url, config.database, "rolled_up")) === undefined || stale.length > 0 || values.rollups) {
-    out(`computing the rollups${stale.length > 0 ? ` (${stale.join(", ")} missing)` : ""}`);
-    await rollUp(config, endMs);
-  }
+  const { config, endMs } = await fleetDataSet({
+    devices,
+    days,
+    rebuild: values.rebuild,
+    rollups: values.rollups,
+  });
   if (values["build-only"]) return;
   await measure(config, endMs);
 }
