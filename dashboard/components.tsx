@@ -82,7 +82,13 @@ export function Badge(props: { tone: Tone; children: Child }) {
   return <span class={`badge ${props.tone}`}>{props.children}</span>;
 }
 
-const SEVERITY_TONE: Record<string, Tone> = { critical: "bad", error: "bad", warning: "warn", info: "muted" };
+/** Four severities, four tones, and the word itself. */
+const SEVERITY_TONE: Record<string, Tone> = {
+  critical: "bad",
+  error: "warn",
+  warning: "info",
+  info: "muted",
+};
 export const Severity = (props: { severity: string }) => (
   <Badge tone={SEVERITY_TONE[props.severity] ?? "muted"}>{props.severity}</Badge>
 );

@@ -1,6 +1,6 @@
 import type { EventRecord } from "../../contract/api/devices.js";
 import type { FaultRecord } from "../../contract/api/faults.js";
-import { Badge, Chart, Kpis, Panel, Status, TableWrap, When } from "../components.js";
+import { Chart, Kpis, Panel, Severity, Status, TableWrap, When } from "../components.js";
 import { count, decimal, duration } from "../format.js";
 import { render } from "../layout.js";
 import { type Loaded, load } from "../load.js";
@@ -367,13 +367,6 @@ function unitOf(metric: string): string {
   return units[suffix] ?? "";
 }
 
-const SEVERITY_TONE: Record<string, "bad" | "warn" | "info" | "muted"> = {
-  critical: "bad",
-  error: "bad",
-  warning: "warn",
-  info: "muted",
-};
-
 function FaultTable(props: { faults: FaultRecord[]; more: boolean }) {
   return (
     <>
@@ -397,7 +390,7 @@ function FaultTable(props: { faults: FaultRecord[]; more: boolean }) {
                 </td>
                 <th scope="row">{f.code}</th>
                 <td>
-                  <Badge tone={SEVERITY_TONE[f.severity] ?? "muted"}>{f.severity}</Badge>
+                  <Severity severity={f.severity} />
                 </td>
                 <td>{f.component ?? "–"}</td>
                 <td>{f.firmware}</td>

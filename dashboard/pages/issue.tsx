@@ -3,13 +3,12 @@ import { needsReason, TRANSITIONS } from "../../analytics/lifecycle.js";
 import type { BreakdownName, IssueDetail, IssueHistoryEntry } from "../../contract/api/issues.js";
 import { type IssueStatus, TransitionTarget } from "../../contract/issue-events.js";
 import type { ChartEmbed, MarkerSpec } from "../chart-spec.js";
-import { Chart, ErrorState, Kpis, Panel, Status, TableWrap, When } from "../components.js";
+import { Chart, ErrorState, Kpis, Panel, Severity, Status, TableWrap, When } from "../components.js";
 import { count, percent } from "../format.js";
 import { flash, render } from "../layout.js";
 import { type Loaded, load } from "../load.js";
 import type { PageDeps, PageHandler } from "../page.js";
 import type { DashboardEnv } from "../session.js";
-import { SeverityBadge } from "./issues.js";
 
 // GET /issues/:id: one issue's trend, breakdowns, affected devices, how concentrated it is and its history;
 // for an operator, the lifecycle's forms. POST /issues/:id/:action takes those forms (plain HTML, no script),
@@ -224,7 +223,7 @@ function Summary(props: { issue: IssueDetail }) {
           },
           {
             label: "Worst severity",
-            value: d.worstSeverity === null ? "–" : <SeverityBadge severity={d.worstSeverity} />,
+            value: d.worstSeverity === null ? "–" : <Severity severity={d.worstSeverity} />,
             note: d.codes.join(", "),
           },
           {

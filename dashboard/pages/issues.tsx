@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { ISSUE_SORTS, type IssueListItem, type IssueSort, UNASSIGNED } from "../../contract/api/issues.js";
 import { ISSUE_STATUSES, type IssueStatus } from "../../contract/issue-events.js";
 import { SEVERITIES, type Severity as SeverityName } from "../../contract/messages.js";
-import { Badge, Panel, Status, TableWrap, When } from "../components.js";
+import { Panel, Severity, Status, TableWrap, When } from "../components.js";
 import { count, percent } from "../format.js";
 import { render } from "../layout.js";
 import { load } from "../load.js";
@@ -231,18 +231,6 @@ function FilterForm(props: { filters: Filters; models: string[] }) {
   );
 }
 
-const SEVERITY_TONE: Record<SeverityName, "bad" | "warn" | "info" | "muted"> = {
-  critical: "bad",
-  error: "warn",
-  warning: "info",
-  info: "muted",
-};
-
-/** The fault severities' own words (components.tsx Severity knows other names). */
-export const SeverityBadge = (props: { severity: SeverityName }) => (
-  <Badge tone={SEVERITY_TONE[props.severity]}>{props.severity}</Badge>
-);
-
 function IssueTable(props: { items: IssueListItem[]; fromMs: number }) {
   return (
     <TableWrap label="Issues">
@@ -280,7 +268,7 @@ function IssueTable(props: { items: IssueListItem[]; fromMs: number }) {
                 <Status status={issue.status} />
                 {issue.fixVersion === null ? null : <span class="help"> fix {issue.fixVersion}</span>}
               </td>
-              <td>{issue.worstSeverity === null ? "–" : <SeverityBadge severity={issue.worstSeverity} />}</td>
+              <td>{issue.worstSeverity === null ? "–" : <Severity severity={issue.worstSeverity} />}</td>
               <td>{issue.models.map((m) => m.split("/").slice(1).join("/") || m).join(", ")}</td>
               <td class="num">
                 {count(issue.affectedDevices)}
