@@ -299,6 +299,20 @@ describe("issue statistics", () => {
     expect((await list(fx, filter)).items.map((i) => i.id)).toEqual(ids);
   });
 
+  test("adds each listed issue's trend on request, the same occurrences bucketed (for sparklines)", async ({
+    fx,
+  }) => {
+    expect((await list(fx)).items.every((i) => i.trend === undefined)).toBe(true);
+    const page = await list(fx, { withTrend: "true" });
+    expect(page.items.length).toBe(3);
+    for (const item of page.items) {
+      // A two-day window is bucketed by the hour.
+      expect(item.trend?.bucketMs).toBe(HOUR);
+      expect(item.trend?.occurrences.length).toBe(48);
+      expect(item.trend?.occurrences.reduce((a, b) => a + b, 0)).toBe(item.occurrences);
+    }
+  });
+
   test("pages with limit and offset", async ({ fx }) => {
     const first = await list(fx, { sort: "occurrences", limit: 2 });
     expect([first.items.map((i) => i.id), first.total, first.nextOffset]).toEqual([[A, C], 3, 2]);
@@ -545,6 +559,9 @@ describe("the issue lifecycle", () => {
       { type: "note", text: "nozzle heater suspected", actor: OPERATOR_ACTOR, at: T2 + HOUR + 1000 },
     ]);
     expect((await list(fx, { ...L, status: "acknowledged" })).items.map((i) => i.id)).toEqual([F]);
+    expect((await list(fx, { ...L, assignedTo: "ana" })).items.map((i) => i.id)).toEqual([F]);
+    expect((await list(fx, { ...L, assignedTo: "none" })).items.map((i) => i.id)).not.toContain(F);
+    expect((await list(fx, { ...L, assignedTo: "bo" })).items).toEqual([]);
   });
 
   test.for<[object, string, number]>([
