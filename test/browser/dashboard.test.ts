@@ -71,7 +71,12 @@ test("a viewer finds a device by the serial on its label and sees its charts and
 
   const faults = page.getByRole("region", { name: "Faults", exact: true });
   expect(await faults.getByRole("row", { name: /NOZZLE_CLOG/ }).count()).toBeGreaterThan(0);
-  await screenshot(page, "device", { readme: "device" });
+  await screenshot(page, "device");
+  // A week: the metric charts' lines, in buckets longer than the reports' 15 minutes.
+  await page.getByRole("navigation", { name: "Time window" }).getByRole("link", { name: "Last 7d" }).click();
+  await page.waitForURL(/window=7d/);
+  expect(await drawnCharts(page)).toEqual([]);
+  await screenshot(page, "device-7d", { readme: "device", readmeHeight: 1290 });
   expect(problems).toEqual([]);
   await context.close();
 }, 60_000);

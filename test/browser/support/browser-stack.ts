@@ -141,13 +141,21 @@ export async function signIn(page: Page, token: string): Promise<void> {
  * A full-page screenshot into the artifacts; the README's ones also into FIELDQ_SCREENSHOTS (e.g.
  * docs/screenshots) when set.
  */
-export async function screenshot(page: Page, name: string, options: { readme?: string } = {}) {
+export async function screenshot(
+  page: Page,
+  name: string,
+  options: { readme?: string; readmeHeight?: number } = {},
+) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
   const folder = process.env.FIELDQ_SCREENSHOTS;
   if (options.readme !== undefined && folder !== undefined && folder !== "") {
     await mkdir(folder, { recursive: true });
-    // The viewport only (1280 × 900): small enough to commit.
-    await page.screenshot({ path: join(resolve(folder), `${options.readme}.png`) });
+    // The top of the page only: small enough to commit.
+    await page.screenshot({
+      path: join(resolve(folder), `${options.readme}.png`),
+      fullPage: true,
+      clip: { x: 0, y: 0, width: page.viewportSize()?.width ?? 1280, height: options.readmeHeight ?? 900 },
+    });
   }
 }
 
