@@ -40,7 +40,10 @@ type IssueDetail = {
 
 /** A device whose newest fault is a clogged nozzle: a Mk3 printer on the bad update. */
 async function cloggedPrinter() {
-  const faults = await apiGet<FaultPage>(stack, "/api/v1/faults?code=NOZZLE_CLOG&limit=1");
+  const faults = await apiGet<FaultPage>(
+    stack,
+    `/api/v1/faults?${new URLSearchParams({ model: "FQ-Print Mk3", firmware: "3.14.0", code: "NOZZLE_CLOG", limit: "1" })}`,
+  );
   const id = faults.items[0]?.device;
   const device = stack.plan.devices.find((d) => d.id === id);
   if (device === undefined) throw new Error("no device of the plan has a NOZZLE_CLOG fault");
