@@ -114,6 +114,7 @@ export class DeviceIndex {
   #sorted: DirectoryEntry[] = [];
   #by = new Map<keyof DirectoryFilter, Map<string, DirectoryEntry[]>>();
   #stale = false;
+  #helloRevision = 0;
 
   get size() {
     return this.#entries.size;
@@ -121,6 +122,11 @@ export class DeviceIndex {
 
   get(id: string): DirectoryEntry | undefined {
     return this.#entries.get(id);
+  }
+
+  /** Moves whenever a device appears or its hello (ISP, hardware, …) changes. */
+  get helloRevision(): number {
+    return this.#helloRevision;
   }
 
   /** Takes in a device_state row unless an entry newer than it is already held. */
@@ -141,6 +147,7 @@ export class DeviceIndex {
         search: searchText(row.device, hello),
       });
       this.#stale = true;
+      this.#helloRevision += 1;
       return;
     }
     known.live = live;
@@ -151,6 +158,7 @@ export class DeviceIndex {
       known.hello = hello;
       known.search = searchText(known.id, hello);
       this.#stale = true;
+      this.#helloRevision += 1;
     }
   }
 
@@ -196,6 +204,8 @@ export type DeviceDirectory = {
   lookup(id: string): Promise<DirectoryEntry | undefined>;
   /** What is held of the device now: no load, no refresh. */
   get(id: string): DirectoryEntry | undefined;
+  /** Moves whenever a device appears or its hello changes: answers that name ISP or hardware key on it. */
+  helloRevision(): number;
   /** The devices matching the filter, sorted by id, after the first load. */
   list(filter?: DirectoryFilter): Promise<DirectoryEntry[]>;
   /** Reads what changed since the newest write seen (less the margin); the whole directory when due. */
@@ -267,6 +277,7 @@ export function createDeviceDirectory(options: DirectoryOptions): DeviceDirector
       return index.get(id);
     },
     get: (id) => index.get(id),
+    helloRevision: () => index.helloRevision,
     async list(filter) {
       await ready();
       return index.list(filter);

@@ -63,6 +63,8 @@ export type FirmwareVersionsInput = Window & { model?: Maybe<string> };
 export type HelloLookup = {
   ready(): Promise<void>;
   get(id: string): { hello: Pick<Hello, "isp" | "hardware"> } | undefined;
+  /** Moves whenever a device's hello changes. */
+  helloRevision(): number;
 };
 
 export type NoExposure = { reason: "no_exposure"; cohorts: Side[] };
@@ -139,6 +141,9 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     return view;
   }
   const deviceSums = (view: RollupView, within?: Window): DeviceCohortSums[] => view.deviceCohorts(within);
+  /** An answer that names devices' ISP or hardware holds while the rollups and every hello stay the same. */
+  const deviceVersion = (view: RollupView) =>
+    view.version === undefined ? undefined : `${view.version}|${directory?.helloRevision() ?? 0}`;
 
   // A version's first activity ever reads all of cohort_1h (~0.1-0.3 s at 10,000 devices × 30 days), and
   // only changes when a new version appears or late data lands before it: it is kept, read again in the
@@ -169,6 +174,7 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
   const summaries = answers<FleetSummary>();
   const trends = answers<FleetTrend>();
   const versionLists = answers<FirmwareVersions>();
+  const rankings = answers<Awaited<ReturnType<HealthService["rankCohorts"]>>>();
 
   const service: HealthService = {
     async fleetSummary(q) {
@@ -285,17 +291,20 @@ export function createHealthService(influx: InfluxDB, options: HealthServiceOpti
     async rankCohorts(q) {
       const window = alignHours(q);
       const view = await deviceView([window]);
-      const ranking = rankCohorts({
-        model: q.model,
-        kind: q.kind,
-        dimension: q.dimension,
-        tallies: view.deviceCohorts(),
-        attributesOf,
-        severity: q.severity ?? undefined,
-        code: q.code ?? undefined,
-        window,
+      const key = JSON.stringify([window, q.model, q.kind, q.dimension, q.severity, q.code]);
+      return rankings(key, deviceVersion(view), () => {
+        const ranking = rankCohorts({
+          model: q.model,
+          kind: q.kind,
+          dimension: q.dimension,
+          tallies: view.deviceCohorts(),
+          attributesOf,
+          severity: q.severity ?? undefined,
+          code: q.code ?? undefined,
+          window,
+        });
+        return ranking.devices === 0 ? err({ reason: "no_exposure" }) : ok(ranking);
       });
-      return ranking.devices === 0 ? err({ reason: "no_exposure" }) : ok(ranking);
     },
 
     async warm() {

@@ -183,6 +183,7 @@ const R1 = expected({ devices: 1, hours: 8, reboots: 2, rejections: 1, ratings: 
 
 /** What each device's latest hello says beyond its cohort; router-c's names neither ISP nor hardware. */
 const hellos = (byDevice: Record<string, { isp: string | null; hardware: string | null }>): HelloLookup => ({
+  helloRevision: () => 0,
   ready: async () => {},
   get: (id) => {
     const hello = byDevice[id];
@@ -722,7 +723,7 @@ const cohortTest = base.extend(
       metrics: createMetrics(),
       now: () => NOW,
     });
-    return { health, app };
+    return { health, app, influx };
   },
 );
 
@@ -810,6 +811,36 @@ describe("GET /api/v1/fleet/cohorts", () => {
     );
     expect(result.value.cohorts.map((c) => c.verdict)).not.toContain("regression");
   });
+
+  cohortTest(
+    "keeps a ranking while rollups and hellos stay the same, and ranks anew once a hello changes",
+    async ({ cohorts }) => {
+      let revision = 0;
+      let moved = false;
+      // The 1und1 lines move to another ISP: only a new hello can tell.
+      const lookup: HelloLookup = {
+        ready: async () => {},
+        helloRevision: () => revision,
+        get: (id) => {
+          const held = LINE_HELLOS.get(id);
+          if (held === undefined || !moved || held.hello.isp !== "1und1") return held;
+          return { hello: { ...held.hello, isp: "1und1-fibre" } };
+        },
+      };
+      const health = createHealthService(cohorts.influx, { directory: lookup });
+      const ask = () => health.rankCohorts({ fromMs: DAY1, toMs: END, model: MODEM, dimension: "isp" });
+      const values = (r: Awaited<ReturnType<typeof ask>>) =>
+        r.ok ? r.value.cohorts.map((c) => c.value) : [];
+      const first = await ask();
+      expect(values(first)).toContain("1und1");
+      moved = true;
+      expect(await ask()).toBe(first);
+      revision += 1;
+      const after = await ask();
+      expect(values(after)).toContain("1und1-fibre");
+      expect(values(after)).not.toContain("1und1");
+    },
+  );
 
   cohortTest("answers 404 for a model without exposure in the window", async ({ cohorts }) => {
     const response = await cohorts.app.request(cohortsPath({ model: "FQ-Nothing", dimension: "isp" }), {

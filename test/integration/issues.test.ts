@@ -133,6 +133,7 @@ const HELLOS: Record<string, { isp: string | null; hardware: string | null }> = 
 };
 const directory: HelloLookup = {
   ready: async () => {},
+  helloRevision: () => 0,
   get: (id) => {
     const hello = HELLOS[id];
     return hello === undefined ? undefined : { hello };

@@ -73,7 +73,9 @@ describe("DeviceIndex", () => {
   it("moves a device between indexes when its hello changes", () => {
     const index = indexOf(FLEET);
     expect(ids(index.list({ firmware: "2.0" }))).toEqual(["modem-0002"]);
+    const revision = index.helloRevision;
     index.apply(state("modem-0001", { firmware: "2.0", updatedMs: NOW }));
+    expect(index.helloRevision).toBe(revision + 1);
     expect(ids(index.list({ firmware: "2.0" }))).toEqual(["modem-0001", "modem-0002"]);
     expect(ids(index.list({ firmware: "1.0" }))).toEqual(["printer-0001", "router-0001"]);
   });
@@ -88,8 +90,11 @@ describe("DeviceIndex", () => {
 
   it("updates liveness in place", () => {
     const index = indexOf(FLEET);
+    const revision = index.helloRevision;
     index.apply(state("modem-0001", { lastReportMs: NOW, updatedMs: NOW }));
     expect(index.get("modem-0001")?.live.lastReportMs).toBe(NOW);
+    // Liveness alone leaves answers that name ISP or hardware valid.
+    expect(index.helloRevision).toBe(revision);
     expect(index.size).toBe(4);
   });
 });
