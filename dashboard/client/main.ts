@@ -7,3 +7,9 @@ import { localTimes } from "./time.js";
 startLive();
 localTimes(document);
 drawCharts(document);
+
+// Back to a page, the browser puts back what was picked in its filter forms before they were sent; the URL
+// and the page say what is shown, so the filters go back to the page's own values (its `selected`s).
+addEventListener("pageshow", () => {
+  for (const form of document.querySelectorAll<HTMLFormElement>('form[method="get"]')) form.reset();
+});
