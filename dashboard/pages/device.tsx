@@ -44,8 +44,15 @@ export const devicePage: PageHandler = async (c, deps) => {
     return notFound(c, deps, id);
   }
   const metrics = summary.ok ? chosenMetrics(summary.data.metrics.values) : [];
+  // No bucket narrower than the device reports: a line of mostly empty buckets would draw as dots or nothing.
+  const everyS = Math.max(
+    Math.ceil((toMs - fromMs) / 500 / 1000),
+    summary.ok ? summary.data.expectedIntervalS : 0,
+  );
   const series = await Promise.all(
-    metrics.map((metric) => load(device.telemetry.$get({ param: { id }, query: { metric, from, to } }))),
+    metrics.map((metric) =>
+      load(device.telemetry.$get({ param: { id }, query: { metric, from, to, every: `${everyS}s` } })),
+    ),
   );
   const d = summary.ok ? summary.data : undefined;
   const events = d?.recentEvents ?? [];
