@@ -58,6 +58,38 @@ export function presenceBands(input: {
   return kept;
 }
 
+/**
+ * Where presence says nothing (a backfilled history has no broker presence), the spans the device was sending
+ * reports in, from its telemetry buckets with data: consecutive buckets, no gap over `gapMs`, make one span.
+ */
+export function reportingBands(input: {
+  bands: readonly BandSpec[];
+  fromMs: number;
+  toMs: number;
+  reportedMs: readonly number[];
+  bucketMs: number;
+  gapMs: number;
+}): BandSpec[] {
+  const covered = (ms: number) => input.bands.some((b) => ms >= b.fromMs && ms < b.toMs);
+  const starts = [...new Set(input.reportedMs)]
+    .filter((ms) => ms >= input.fromMs && ms < input.toMs)
+    .sort((a, b) => a - b);
+  const spans: BandSpec[] = [];
+  for (const ms of starts) {
+    if (covered(ms)) continue;
+    const last = spans[spans.length - 1];
+    const end = Math.min(input.toMs, ms + input.bucketMs);
+    if (last !== undefined && ms - last.toMs <= input.gapMs) last.toMs = end;
+    else spans.push({ fromMs: ms, toMs: end, label: "reporting", tone: "good" });
+  }
+  // A span runs into a presence or silent span at most, never over it.
+  for (const span of spans) {
+    const next = input.bands.filter((b) => b.fromMs >= span.fromMs).sort((a, b) => a.fromMs - b.fromMs)[0];
+    if (next !== undefined) span.toMs = Math.min(span.toMs, next.fromMs);
+  }
+  return [...input.bands, ...spans].sort((a, b) => a.fromMs - b.fromMs);
+}
+
 const band = (fromMs: number, toMs: number, online: boolean): BandSpec => ({
   fromMs,
   toMs,
@@ -70,7 +102,7 @@ export function presenceChart(bands: BandSpec[], fromMs: number, toMs: number): 
   const x: number[] = [fromMs];
   const values: Array<number | null> = [null];
   for (const b of bands) {
-    const v = b.label === "online" ? 1 : 0;
+    const v = b.label === "online" || b.label === "reporting" ? 1 : 0;
     const end = Math.max(b.fromMs, b.toMs - 1);
     if (b.fromMs > (x[x.length - 1] ?? fromMs)) {
       x.push(b.fromMs);
@@ -85,7 +117,7 @@ export function presenceChart(bands: BandSpec[], fromMs: number, toMs: number): 
     x.push(toMs);
     values.push(null);
   }
-  return { kind: "series", x, series: [{ label: "Online (1) / not (0)", values }], bands };
+  return { kind: "series", x, series: [{ label: "Online or reporting (1) / not (0)", values }], bands };
 }
 
 const FAULT_TONE: Record<string, MarkerSpec["tone"]> = {

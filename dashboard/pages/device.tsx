@@ -11,6 +11,7 @@ import {
   markersOf,
   presenceBands,
   presenceChart,
+  reportingBands,
   WINDOWS,
   type WindowName,
   windowOf,
@@ -140,13 +141,23 @@ export const devicePage: PageHandler = async (c, deps) => {
           loaded={presence}
           empty=""
           render={(p) => {
-            const bands = presenceBands({
+            const bands = reportingBands({
+              bands: presenceBands({
+                fromMs,
+                toMs,
+                records: p.items,
+                online: d?.online ?? null,
+                silentSinceMs:
+                  d?.status === "silent" && d.lastReport !== null ? Date.parse(d.lastReport) : null,
+              }),
               fromMs,
               toMs,
-              records: p.items,
-              online: d?.online ?? null,
-              silentSinceMs:
-                d?.status === "silent" && d.lastReport !== null ? Date.parse(d.lastReport) : null,
+              reportedMs: series.flatMap((s) =>
+                s.ok ? s.data.points.filter((pt) => pt.value !== null).map((pt) => Date.parse(pt.time)) : [],
+              ),
+              bucketMs: everyS * 1000,
+              // A missed report or two is still reporting; longer is a gap.
+              gapMs: 2 * Math.max(everyS * 1000, (d?.expectedIntervalS ?? 0) * 1000),
             });
             const share = (label: string) =>
               bands.filter((b) => b.label === label).reduce((sum, b) => sum + (b.toMs - b.fromMs), 0);
@@ -158,7 +169,7 @@ export const devicePage: PageHandler = async (c, deps) => {
                   summary:
                     bands.length === 0
                       ? `No presence known in the last ${windowName}.`
-                      : `Online ${duration(share("online"))}, offline ${duration(share("offline"))}, silent ${duration(share("silent"))}${unknownText(toMs - fromMs - share("online") - share("offline") - share("silent"))} of the last ${windowName}; ${count(p.items.length)} presence change${p.items.length === 1 ? "" : "s"}.`,
+                      : `Online ${duration(share("online"))}, reporting with no presence known ${duration(share("reporting"))}, offline ${duration(share("offline"))}, silent ${duration(share("silent"))}${unknownText(toMs - fromMs - share("online") - share("reporting") - share("offline") - share("silent"))} of the last ${windowName}; ${count(p.items.length)} presence change${p.items.length === 1 ? "" : "s"}.`,
                   height: 90,
                 }}
               />

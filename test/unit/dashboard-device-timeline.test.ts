@@ -1,10 +1,12 @@
 import { describe, expect, it } from "vitest";
+import type { BandSpec } from "../../dashboard/chart-spec.js";
 import {
   adviceFor,
   chosenMetrics,
   markersOf,
   presenceBands,
   presenceChart,
+  reportingBands,
   windowOf,
 } from "../../dashboard/pages/device-timeline.js";
 
@@ -108,5 +110,36 @@ describe("adviceFor", () => {
   });
   it("says the problem is known when no fix exists", () => {
     expect(adviceFor({ status: "new", fixVersion: null }, "7.57")).toMatch(/No fix released yet/);
+  });
+});
+
+describe("reporting spans where presence says nothing", () => {
+  const Q = 15 * 60_000;
+  const quarter = (fromMs: number, n: number) => Array.from({ length: n }, (_, i) => fromMs + i * Q);
+
+  it("joins reported buckets into spans, splits at a gap, and stops where presence takes over", () => {
+    const from = 0;
+    const to = 10 * H;
+    const online: BandSpec = { fromMs: 8 * H, toMs: to, label: "online", tone: "good" };
+    const bands = reportingBands({
+      bands: [online],
+      fromMs: from,
+      toMs: to,
+      // Reports 0–2 h, nothing 2–5 h, reports 5–9 h (the last hour under presence's own span).
+      reportedMs: [...quarter(0, 8), ...quarter(5 * H, 16)],
+      bucketMs: Q,
+      gapMs: 2 * Q,
+    });
+    expect(bands.map((b) => [b.label, b.fromMs / H, b.toMs / H])).toEqual([
+      ["reporting", 0, 2],
+      ["reporting", 5, 8],
+      ["online", 8, 10],
+    ]);
+  });
+
+  it("adds nothing where the device sent nothing", () => {
+    expect(reportingBands({ bands: [], fromMs: 0, toMs: H, reportedMs: [], bucketMs: Q, gapMs: Q })).toEqual(
+      [],
+    );
   });
 });
