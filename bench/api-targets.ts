@@ -77,9 +77,10 @@ export function targets({ devices, days, endMs, ids }: TargetOptions): Target[] 
 /** The JSON line's key for a target. */
 export const targetKey = (target: Target) => `${target.method} ${target.path}`;
 
-type Get = (path: string) => Promise<{ status: number; body: unknown }>;
+export type Get = (path: string) => Promise<{ status: number; body: unknown }>;
 
-const field = (value: unknown, ...path: string[]): unknown => {
+/** The value at a path of a JSON answer, or undefined. */
+export const field = (value: unknown, ...path: string[]): unknown => {
   let at = value;
   for (const key of path) {
     if (typeof at !== "object" || at === null) return undefined;

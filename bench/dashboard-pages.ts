@@ -1,5 +1,5 @@
 import { DAY_MS, iso } from "../contract/time.js";
-import { PICKS, serialPart } from "./api-targets.js";
+import { field, type Get, PICKS, serialPart } from "./api-targets.js";
 
 // What bench:dashboard opens: every page of the dashboard, with real ids taken from the data through the API.
 
@@ -13,16 +13,6 @@ export type PageIds = {
   compare: { model: string; baseline?: string; candidate?: string };
 };
 
-type Get = (path: string) => Promise<{ status: number; body: unknown }>;
-
-const field = (value: unknown, ...path: string[]): unknown => {
-  let at = value;
-  for (const key of path) {
-    if (typeof at !== "object" || at === null) return undefined;
-    at = (at as Record<string, unknown>)[key];
-  }
-  return at;
-};
 const items = (body: unknown) => (field(body, "items") as unknown[] | undefined) ?? [];
 
 /**

@@ -9,6 +9,7 @@ import { flash, render } from "../layout.js";
 import { type Loaded, load } from "../load.js";
 import type { PageDeps, PageHandler } from "../page.js";
 import type { DashboardEnv } from "../session.js";
+import { DEFAULT_DAYS, WINDOWS } from "./issues.js";
 
 // GET /issues/:id: one issue's trend, breakdowns, affected devices, how concentrated it is and its history;
 // for an operator, the lifecycle's forms. POST /issues/:id/:action takes those forms (plain HTML, no script),
@@ -16,12 +17,6 @@ import type { DashboardEnv } from "../session.js";
 
 const DEVICES_PAGE = 25;
 const DAY_MS = 86_400_000;
-const WINDOWS = [
-  { days: 1, label: "Last 24 hours" },
-  { days: 7, label: "Last 7 days" },
-  { days: 30, label: "Last 30 days" },
-] as const;
-const DEFAULT_DAYS = 7;
 
 const ACTIONS = ["transition", "assign", "note"] as const;
 type Action = (typeof ACTIONS)[number];

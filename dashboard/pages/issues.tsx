@@ -13,12 +13,13 @@ import type { DashboardEnv } from "../session.js";
 // filters are the URL's query, so a pasted link opens the same list.
 
 const PAGE_SIZE = 25;
-const WINDOWS = [
+/** The windows the issue list and an issue's page offer (?days=). */
+export const WINDOWS = [
   { days: 1, label: "Last 24 hours" },
   { days: 7, label: "Last 7 days" },
   { days: 30, label: "Last 30 days" },
 ] as const;
-const DEFAULT_DAYS = 7;
+export const DEFAULT_DAYS = 7;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 
