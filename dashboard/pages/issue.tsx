@@ -177,7 +177,9 @@ async function showIssue(
         </div>
       ),
     },
-    form === undefined ? 200 : 400,
+    // A refused form is shown again with its reason (role alert) as a page, not as an HTTP error: the browser
+    // would log a 4xx document as a console error.
+    200,
   );
 }
 

@@ -107,6 +107,11 @@ test("an operator acknowledges the worst issue with a note; the list and the his
   expect(await history.textContent()).toMatch(/operator:[0-9a-f]{8}/);
   await screenshot(page, "issue-acknowledged");
 
+  // Closing needs a reason: without a note the API refuses it, and the page says why by the form.
+  await page.getByRole("button", { name: "Close" }).click();
+  await expect.poll(() => page.getByRole("alert").first().textContent()).toMatch(/reason/i);
+  expect(await page.getByRole("region", { name: /history/i }).textContent()).not.toMatch(/closed/i);
+
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Issues" }).click();
   await page.waitForURL("**/issues");
   const row = page
