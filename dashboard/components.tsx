@@ -1,5 +1,5 @@
 import type { Child } from "hono/jsx";
-import type { ChartEmbed } from "./chart-spec.js";
+import type { ChartEmbed, ChartSpec } from "./chart-spec.js";
 import { failureText, type Loaded } from "./load.js";
 
 // The pieces every page is made of. A panel has a loading, an empty and an error state; a time is shown in the
@@ -59,17 +59,22 @@ export function ErrorState(props: { message: string }) {
   );
 }
 
+/** A chart's spec for client/charts.ts, beside its element; `<` escaped so no text can close the script. */
+export function ChartSpecScript(props: { spec: ChartSpec }) {
+  const json = JSON.stringify(props.spec).replace(/</g, "\\u003c");
+  return <script type="application/json" class="chart-spec" dangerouslySetInnerHTML={{ __html: json }} />;
+}
+
 /** Replaced by the chart when client/charts.ts has drawn it; the summary stays for screen readers. */
 export function Chart(props: { chart: ChartEmbed }) {
   const { chart } = props;
-  const json = JSON.stringify(chart.spec).replace(/</g, "\\u003c");
   return (
     <figure class="chart">
       <figcaption>{chart.title}</figcaption>
       <div class="chart-canvas" data-chart style={`min-height:${chart.height ?? 180}px`} aria-hidden="true">
         <span class="loading">Loading chart…</span>
       </div>
-      <script type="application/json" class="chart-spec" dangerouslySetInnerHTML={{ __html: json }} />
+      <ChartSpecScript spec={chart.spec} />
       <p class="chart-summary">{chart.summary}</p>
     </figure>
   );

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { ISSUE_SORTS, type IssueListItem, type IssueSort, UNASSIGNED } from "../../contract/api/issues.js";
 import { ISSUE_STATUSES, type IssueStatus } from "../../contract/issue-events.js";
 import { SEVERITIES, type Severity as SeverityName } from "../../contract/messages.js";
-import { Panel, Severity, Status, TableWrap, When } from "../components.js";
+import { ChartSpecScript, Panel, Severity, Status, TableWrap, When } from "../components.js";
 import { count, percent } from "../format.js";
 import { render } from "../layout.js";
 import { load } from "../load.js";
@@ -325,11 +325,7 @@ function Spark(props: { issue: IssueListItem; fromMs: number }) {
   return (
     <div class="spark">
       <div class="chart-canvas" data-chart style="min-height:28px" aria-hidden="true" />
-      <script
-        type="application/json"
-        class="chart-spec"
-        dangerouslySetInnerHTML={{ __html: JSON.stringify(spec).replace(/</g, "\\u003c") }}
-      />
+      <ChartSpecScript spec={spec} />
       <span class="visually-hidden">
         {`Occurrences per ${unit}: peak ${count(peak)}, latest ${count(last)}`}
       </span>
