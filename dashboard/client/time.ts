@@ -7,12 +7,22 @@ const FORMATS: Record<string, Intl.DateTimeFormatOptions> = {
   time: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
 };
 
+/** One formatter per format: making one costs more than formatting (a silence page has hundreds of times). */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+const formatterOf = (name: string) => {
+  let formatter = formatters.get(name);
+  if (formatter === undefined) {
+    formatter = new Intl.DateTimeFormat(undefined, FORMATS[name] ?? FORMATS.datetime);
+    formatters.set(name, formatter);
+  }
+  return formatter;
+};
+
 export function localTimes(root: ParentNode): void {
   for (const el of root.querySelectorAll<HTMLTimeElement>("time[datetime]:not([data-local])")) {
     const at = new Date(el.dateTime);
     if (Number.isNaN(at.getTime())) continue;
-    const format = FORMATS[el.dataset.format ?? "datetime"] ?? FORMATS.datetime;
-    el.textContent = new Intl.DateTimeFormat(undefined, format).format(at);
+    el.textContent = formatterOf(el.dataset.format ?? "datetime").format(at);
     el.title = `${at.toISOString().slice(0, 19).replace("T", " ")} UTC`;
     el.dataset.local = "";
   }
