@@ -172,7 +172,12 @@ export const overviewPage: PageHandler = async (c, deps) => {
                   value: count(s.total.devices),
                   note: `${count(s.total.exposureHours)} device-hours`,
                 },
-                { label: "Online now", value: count(o.total), note: `of ${count(s.total.devices)} active` },
+                {
+                  label: "Online now",
+                  value: count(o.total),
+                  // Not "of N active": the window's activity comes from rollups, which lag a live connection.
+                  note: silent.ok ? `${count(silent.data.total)} silent now` : undefined,
+                },
                 {
                   label: "Faults per 1,000 device-hours",
                   value: decimal(s.total.faults.per1000h),
