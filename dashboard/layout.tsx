@@ -3,7 +3,7 @@ import { getCookie, setCookie } from "hono/cookie";
 import type { Child } from "hono/jsx";
 import type { HtmlEscapedString } from "hono/utils/html";
 import type { Assets } from "./assets.js";
-import type { DashboardEnv, Session } from "./session.js";
+import { type DashboardEnv, LIVE_HEADER, type Session } from "./session.js";
 
 // The frame of every page: a skip link, the navigation, the device search, who is signed in, and the live
 // status; the page's own content in <main>. One stylesheet and one script, both with hashed names.
@@ -140,7 +140,7 @@ export function render(
   props: PageProps,
   status: 200 | 400 | 404 | 503 = 200,
 ) {
-  const live = c.req.header("x-fieldq-live") !== undefined;
+  const live = c.req.header(LIVE_HEADER) !== undefined;
   const raw = live ? undefined : getCookie(c, FLASH_COOKIE);
   if (raw !== undefined) setCookie(c, FLASH_COOKIE, "", { path: "/", maxAge: 0 });
   const message = raw === undefined ? undefined : safeDecode(raw);

@@ -4,6 +4,7 @@ import { count, duration } from "../format.js";
 import { render } from "../layout.js";
 import { type Loaded, load } from "../load.js";
 import type { PageHandler } from "../page.js";
+import { LIVE_HEADER } from "../session.js";
 
 // The device search: the support agent types the serial from the sticker (or part of it). One match goes
 // straight to the device; several make a table; none says what was searched. Filters and page in the URL.
@@ -59,7 +60,7 @@ export const devicesPage: PageHandler = async (c, deps) => {
     load(session.api.api.v1.silence.$get({ query: {} })),
   ]);
   // One match for a search: the agent wants the device, not a table of one (a live refresh keeps the table).
-  const live = c.req.header("x-fieldq-live") !== undefined;
+  const live = c.req.header(LIVE_HEADER) !== undefined;
   const only = list.ok && list.data.total === 1 && filters.offset === 0 ? list.data.items[0] : undefined;
   if (filters.q !== undefined && only !== undefined && !live) {
     return c.redirect(`/devices/${encodeURIComponent(only.id)}`, 303);

@@ -1,5 +1,6 @@
 import type { CohortRanking, FirmwareComparison, FirmwareVersions } from "../../contract/api/fleet.js";
 import type { RegressionVerdict } from "../../contract/api/regressions.js";
+import { DAY_MS } from "../../contract/time.js";
 import { Chart, ErrorState, Panel } from "../components.js";
 import { render } from "../layout.js";
 import { failureText, type Loaded, load } from "../load.js";
@@ -24,7 +25,6 @@ import {
 const WINDOWS = [7, 14, 30] as const;
 const DIMENSIONS = ["isp", "region", "hardware", "firmware"] as const;
 type Dimension = (typeof DIMENSIONS)[number];
-const DAY_MS = 86_400_000;
 
 type Model = FirmwareVersions["models"][number];
 

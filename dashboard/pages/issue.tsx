@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { needsReason, TRANSITIONS } from "../../analytics/lifecycle.js";
 import type { BreakdownName, IssueDetail, IssueHistoryEntry } from "../../contract/api/issues.js";
 import { type IssueStatus, TransitionTarget } from "../../contract/issue-events.js";
+import { DAY_MS } from "../../contract/time.js";
 import type { ChartEmbed, MarkerSpec } from "../chart-spec.js";
 import { Chart, ErrorState, Kpis, Panel, Severity, Status, TableWrap, When } from "../components.js";
 import { count, percent } from "../format.js";
@@ -16,7 +17,6 @@ import { DEFAULT_DAYS, WINDOWS } from "./issues.js";
 // calls the API in-process and redirects back; a refusal shows the page again with the reason by the form.
 
 const DEVICES_PAGE = 25;
-const DAY_MS = 86_400_000;
 
 const ACTIONS = ["transition", "assign", "note"] as const;
 type Action = (typeof ACTIONS)[number];

@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { ISSUE_SORTS, type IssueListItem, type IssueSort, UNASSIGNED } from "../../contract/api/issues.js";
 import { ISSUE_STATUSES, type IssueStatus } from "../../contract/issue-events.js";
 import { SEVERITIES, type Severity as SeverityName } from "../../contract/messages.js";
+import { DAY_MS, HOUR_MS } from "../../contract/time.js";
 import { ChartSpecScript, Panel, Severity, Status, TableWrap, When } from "../components.js";
 import { count, percent } from "../format.js";
 import { render } from "../layout.js";
@@ -20,8 +21,6 @@ export const WINDOWS = [
   { days: 30, label: "Last 30 days" },
 ] as const;
 export const DEFAULT_DAYS = 7;
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 
 const SORT_LABELS: Record<IssueSort, string> = {
   devices: "Impact: affected devices",

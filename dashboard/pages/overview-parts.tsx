@@ -1,13 +1,12 @@
 import type { FirmwareVersions, FleetSummary, FleetTrend } from "../../contract/api/fleet.js";
 import type { IssueListItem } from "../../contract/api/issues.js";
 import type { RegressionVerdict } from "../../contract/api/regressions.js";
+import { DAY_MS } from "../../contract/time.js";
 import type { ChartEmbed } from "../chart-spec.js";
 import { Badge, Severity, Status, TableWrap, Verdict, When } from "../components.js";
 import { count, decimal, percent, ratioText } from "../format.js";
 
 // The overview's pieces: pure, data in, markup out (overview.tsx loads the data).
-
-const DAY_MS = 86_400_000;
 
 /**
  * A line in "since yesterday": only what fieldq has already judged (a new issue, a verdict the regression scan

@@ -1,3 +1,4 @@
+import { DAY_MS } from "../../contract/time.js";
 import { Chart, Kpis, Panel } from "../components.js";
 import { count, decimal, percent } from "../format.js";
 import { render } from "../layout.js";
@@ -22,8 +23,6 @@ import {
 // faults, firmware adoption, and what the regression scan found without being asked. The window and the model
 // are in the URL (a GET form), so a pasted link opens the same view.
 
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 const WINDOWS = [
   { days: 1, label: "Last 24 hours" },
   { days: 7, label: "Last 7 days" },
