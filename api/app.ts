@@ -3,20 +3,30 @@ import { bodyLimit } from "hono/body-limit";
 import type { Role } from "../config/env.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
+import type { AlertService } from "../services/alerts.js";
+import type { CommandService } from "../services/commands.js";
 import type { DeviceService } from "../services/devices.js";
 import type { FaultService } from "../services/faults.js";
+import type { FeedbackService } from "../services/feedback.js";
 import type { FirmwareService } from "../services/firmware.js";
 import type { HealthService } from "../services/health.js";
 import type { IssueService } from "../services/issues.js";
+import type { PromiseService } from "../services/promises.js";
+import type { ReviewService } from "../services/review.js";
 import { type ApiEnv, authenticate, BEARER } from "./auth.js";
 import { ApiError, handleError, handleNotFound, validationHook } from "./errors.js";
 import { rateLimit } from "./rate-limit.js";
+import { registerAlerts } from "./routes/alerts.js";
+import { registerCommands } from "./routes/commands.js";
 import { registerDevices } from "./routes/devices.js";
 import { registerFaults } from "./routes/faults.js";
+import { registerFeedback } from "./routes/feedback.js";
 import { registerFirmware } from "./routes/firmware.js";
 import { registerFleet } from "./routes/fleet.js";
 import { registerHealth, type StackStatus } from "./routes/health.js";
 import { registerIssues } from "./routes/issues.js";
+import { registerPromises } from "./routes/promises.js";
+import { registerReports } from "./routes/reports.js";
 
 export const OPENAPI_PATH = "/api/v1/openapi.json";
 
@@ -46,6 +56,12 @@ export type AppDeps = {
   health?: HealthService | undefined;
   /** Firmware comparisons and the regressions found without asking; likewise. */
   firmware?: FirmwareService | undefined;
+  /** Remote commands, alerts, promises, feedback and the review; without one its routes answer 503. */
+  commands?: CommandService | undefined;
+  alerts?: AlertService | undefined;
+  promises?: PromiseService | undefined;
+  feedback?: FeedbackService | undefined;
+  review?: ReviewService | undefined;
   /** Clock for default time windows and the request-rate buckets; tests pin it. */
   now?: () => number;
 };
@@ -106,7 +122,12 @@ function withRoutes(app: App, deps: AppDeps) {
   const issues = deps.issues ?? notServed<IssueService>("issues");
   const health = deps.health ?? notServed<HealthService>("fleet health");
   const firmware = deps.firmware ?? notServed<FirmwareService>("firmware verdicts");
-  return registerIssues(
+  const commands = deps.commands ?? notServed<CommandService>("commands");
+  const alerts = deps.alerts ?? notServed<AlertService>("alerts");
+  const promises = deps.promises ?? notServed<PromiseService>("service promises");
+  const feedback = deps.feedback ?? notServed<FeedbackService>("feedback");
+  const review = deps.review ?? notServed<ReviewService>("management review");
+  const closing = registerIssues(
     registerFirmware(
       registerFleet(
         registerFaults(
@@ -121,6 +142,16 @@ function withRoutes(app: App, deps: AppDeps) {
       { health, firmware, ...clock },
     ),
     { issues, logger: deps.logger, ...clock },
+  );
+  return registerReports(
+    registerFeedback(
+      registerPromises(
+        registerAlerts(registerCommands(closing, { commands, ...clock }), { alerts, ...clock }),
+        { promises, ...clock },
+      ),
+      { feedback, ...clock },
+    ),
+    { review, ...clock },
   );
 }
 

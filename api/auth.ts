@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { Role } from "../config/env.js";
 import { ApiError } from "./errors.js";
@@ -47,6 +48,17 @@ export function authenticate(tokens: ReadonlyMap<string, Role>) {
     c.set("credentials", header !== undefined && token === undefined ? INVALID : resolve(token));
     await next();
   });
+}
+
+/**
+ * Who did it, for audit entries, notes and commands: the auth layer knows only a role, so the actor is the
+ * role plus the first 8 hex digits of the token's SHA-256, stable per token and useless for guessing it
+ * ("operator:3f9a1c0b").
+ */
+export function actorOf(c: Context<ApiEnv>): string {
+  const credentials = c.get("credentials");
+  if (credentials?.role === undefined) return "unknown";
+  return `${credentials.role}:${credentials.digest.slice(0, 8)}`;
 }
 
 /** Whether a request's role ranks at least minRole. */

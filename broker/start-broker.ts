@@ -75,6 +75,11 @@ export type BrokerHandle = {
   connectedDevices(): number;
   /** Topics holding a retained message (at most a hello and a status per device). */
   retainedTopics(): Promise<string[]>;
+  /**
+   * Publishes from fieldq itself (commands, alerts): QoS 1, not retained, to whoever subscribes; resolves once
+   * the broker has routed it (each subscriber's PUBACK comes later).
+   */
+  publish(topic: string, payload: string): Promise<void>;
   /** Stops accepting connections, disconnects every client, and waits for in-flight publishes. */
   close(): Promise<void>;
 };
@@ -530,6 +535,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       for await (const packet of persistence.createRetainedStreamCombi(["#"])) topics.push(packet.topic);
       return topics.sort();
     },
+    publish: (topic, payload) =>
+      new Promise<void>((resolve, reject) =>
+        broker.publish(
+          { cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      ),
     async close() {
       clearInterval(sweep);
       const serverClosed = listeners.close();

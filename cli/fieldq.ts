@@ -10,6 +10,8 @@ import { createLogger, type Logger } from "../observe/logger.js";
 import { rebuildRollups } from "../rollup/rebuild.js";
 import { type FieldqParts, startFieldq } from "../stack/start-stack.js";
 import { createInflux, createPointWriter } from "../storage/influx.js";
+import { reportCommand } from "./report-command.js";
+import { tokenCommand } from "./token-command.js";
 
 // The fieldq command: a thin entry that loads config, starts parts, and closes them on SIGTERM.
 
@@ -24,6 +26,8 @@ Commands:
   broker                broker and ingest only (they always run together: a message is journaled before its PUBACK)
   api                   the HTTP API and the dashboard (at /) only, reading InfluxDB
   device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
+  token add|list|revoke the API's named tokens, kept as hashes in FIELDQ_TOKENS_FILE (token --help)
+  report --from --to    the management review as printable HTML, or CSV per table (report --help)
   rollup [options]      recompute the analytics' rollups from the raw data (rollup --help)
   sim [options]         simulate a fleet from a scenario, live or as a backfill (sim --help);
                         sim scenarios lists the shipped ones, sim score <truth> scores a run
@@ -230,6 +234,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case "rollup":
       return rollupCommand(rest);
+    case "token":
+      return tokenCommand(rest, config, { out, err });
+    case "report":
+      return reportCommand(rest, config, { out, err });
     case "sim": {
       const cfg = config();
       if (!cfg) return 2;

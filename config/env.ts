@@ -112,6 +112,8 @@ export const Env = z.object({
     .default("90d"),
   FIELDQ_DEVICE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   FIELDQ_API_TOKENS: ApiTokens,
+  /** Tokens added with `fieldq token add`, kept as hashes; the API re-reads the file when it changes. */
+  FIELDQ_TOKENS_FILE: z.string().min(1).default(".fieldq/tokens.json"),
   FIELDQ_API_RATE: rate(20),
   FIELDQ_API_BURST: count(100),
   FIELDQ_API_MAX_BODY_BYTES: bytes(64 * 1024),
@@ -137,6 +139,24 @@ export const Env = z.object({
   FIELDQ_REGRESSION_INTERVAL: duration("5m"),
   FIELDQ_SILENT_FACTOR: z.coerce.number().min(1).default(3),
   FIELDQ_EXPECTED_INTERVALS: ExpectedIntervals,
+  /** Alert rules (docs/alerts.md); unset: the default rules. */
+  FIELDQ_ALERT_RULES: z.string().min(1).optional(),
+  /** How often alert conditions are evaluated. */
+  FIELDQ_ALERT_INTERVAL: duration("30s"),
+  /** The simplest alert target: every alert is POSTed here, signed with FIELDQ_WEBHOOK_SECRET. */
+  FIELDQ_WEBHOOK_URL: z.url().optional(),
+  FIELDQ_WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  /** The account a service uses to subscribe to fieldq/alerts/# on fieldq's broker; unset: no such account. */
+  FIELDQ_ALERT_MQTT_USERNAME: z.string().min(1).optional(),
+  FIELDQ_ALERT_MQTT_PASSWORD: z.string().min(16, "must be at least 16 characters").optional(),
+  /** Service promises per model (docs/promises.md); unset: none promised. */
+  FIELDQ_PROMISES: z.string().min(1).optional(),
+  /** How long a command waits for its device before it expires. */
+  FIELDQ_COMMAND_TTL: duration("24h"),
+  /** Commands sent per second at most (bulk commands to a cohort go out at this rate). */
+  FIELDQ_COMMAND_RATE: rate(20),
+  /** The dashboard's address as people reach it, for links in alerts and reports; unset: none. */
+  FIELDQ_PUBLIC_URL: z.url().optional(),
   FIELDQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   FIELDQ_LOG_FORMAT: z.enum(["pretty", "json"]).optional(),
 });
@@ -198,6 +218,8 @@ export type Config = {
     host: string;
     port: number;
     tokens: Map<string, Role>;
+    /** The hashed tokens `fieldq token add` writes (api/token-book.ts). */
+    tokensFile: string;
     /** Requests per second per token (or per address without one), and the burst above it. */
     rate: number;
     burst: number;
@@ -223,6 +245,22 @@ export type Config = {
     limits: StorageLimits;
   };
   log: { level: Env["FIELDQ_LOG_LEVEL"]; format: "pretty" | "json" };
+  alerts: {
+    /** A rules file (alerts/rules-file.ts); undefined: the default rules. */
+    rulesFile: string | undefined;
+    intervalMs: number;
+    webhook: { url: string; secret: string } | undefined;
+    /** The service account that may subscribe to fieldq/alerts/# on fieldq's broker. */
+    mqtt: { username: string; password: string } | undefined;
+    publicUrl: string | undefined;
+  };
+  promises: { file: string | undefined };
+  commands: {
+    /** A command not delivered within this long expires. */
+    ttlMs: number;
+    /** Commands published per second at most. */
+    rate: number;
+  };
   analytics: {
     /** Device-hours the fixing firmware must run without recurrence before an issue closes as effective. */
     verifyDeviceHours: number;
@@ -257,6 +295,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     e.FIELDQ_TLS_CERT !== undefined && e.FIELDQ_TLS_KEY !== undefined
       ? { certPath: e.FIELDQ_TLS_CERT, keyPath: e.FIELDQ_TLS_KEY }
       : undefined;
+  if ((e.FIELDQ_WEBHOOK_URL === undefined) !== (e.FIELDQ_WEBHOOK_SECRET === undefined)) {
+    return { ok: false, problems: ["FIELDQ_WEBHOOK_URL and FIELDQ_WEBHOOK_SECRET: set both or neither"] };
+  }
+  if ((e.FIELDQ_ALERT_MQTT_USERNAME === undefined) !== (e.FIELDQ_ALERT_MQTT_PASSWORD === undefined)) {
+    return {
+      ok: false,
+      problems: ["FIELDQ_ALERT_MQTT_USERNAME and FIELDQ_ALERT_MQTT_PASSWORD: set both or neither"],
+    };
+  }
   if (!e.FIELDQ_MQTT_PLAIN && tls === undefined && e.FIELDQ_MQTT_WS_PORT === undefined) {
     return {
       ok: false,
@@ -288,6 +335,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
         host: e.FIELDQ_HTTP_HOST,
         port: e.FIELDQ_HTTP_PORT,
         tokens: e.FIELDQ_API_TOKENS,
+        tokensFile: e.FIELDQ_TOKENS_FILE,
         rate: e.FIELDQ_API_RATE,
         burst: e.FIELDQ_API_BURST,
         maxBodyBytes: e.FIELDQ_API_MAX_BODY_BYTES,
@@ -317,6 +365,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
         level: e.FIELDQ_LOG_LEVEL,
         format: e.FIELDQ_LOG_FORMAT ?? (process.stdout.isTTY ? "pretty" : "json"),
       },
+      alerts: {
+        rulesFile: e.FIELDQ_ALERT_RULES,
+        intervalMs: e.FIELDQ_ALERT_INTERVAL,
+        webhook:
+          e.FIELDQ_WEBHOOK_URL !== undefined && e.FIELDQ_WEBHOOK_SECRET !== undefined
+            ? { url: e.FIELDQ_WEBHOOK_URL, secret: e.FIELDQ_WEBHOOK_SECRET }
+            : undefined,
+        mqtt:
+          e.FIELDQ_ALERT_MQTT_USERNAME !== undefined && e.FIELDQ_ALERT_MQTT_PASSWORD !== undefined
+            ? { username: e.FIELDQ_ALERT_MQTT_USERNAME, password: e.FIELDQ_ALERT_MQTT_PASSWORD }
+            : undefined,
+        publicUrl: e.FIELDQ_PUBLIC_URL,
+      },
+      promises: { file: e.FIELDQ_PROMISES },
+      commands: { ttlMs: e.FIELDQ_COMMAND_TTL, rate: e.FIELDQ_COMMAND_RATE },
       analytics: {
         verifyDeviceHours: e.FIELDQ_VERIFY_DEVICE_HOURS,
         regressionIntervalMs: e.FIELDQ_REGRESSION_INTERVAL,

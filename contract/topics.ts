@@ -27,6 +27,11 @@ export const commandResultTopic = (deviceId: string, commandId: string) =>
 /** The subscription filter a device uses to receive its commands. */
 export const commandFilter = (deviceId: string) => `${prefix(deviceId)}/cmd/+`;
 
+/** Alerts fieldq publishes on its own broker for services (FIELDQ_ALERT_MQTT_USERNAME), outside the device tree. */
+export const ALERT_TOPIC_ROOT = "fieldq/alerts";
+/** fieldq/alerts/{severity}/{rule}: a service subscribes to fieldq/alerts/# or to one severity. */
+export const alertTopic = (severity: string, rule: string) => `${ALERT_TOPIC_ROOT}/${severity}/${rule}`;
+
 export const uplinkTopic = (deviceId: string, channel: UplinkChannel) => `${prefix(deviceId)}/${channel}`;
 
 const isUplink = (channel: string): channel is UplinkChannel =>

@@ -8,7 +8,15 @@ import { type DashboardEnv, LIVE_HEADER, type Session } from "./session.js";
 // The frame of every page: a skip link, the navigation, the device search, who is signed in, and the live
 // status; the page's own content in <main>. One stylesheet and one script, both with hashed names.
 
-export type Section = "overview" | "issues" | "devices" | "firmware" | "silence";
+export type Section =
+  | "overview"
+  | "issues"
+  | "devices"
+  | "firmware"
+  | "silence"
+  | "alerts"
+  | "promises"
+  | "review";
 
 const NAV: Array<{ section: Section; href: string; label: string }> = [
   { section: "overview", href: "/", label: "Overview" },
@@ -16,6 +24,9 @@ const NAV: Array<{ section: Section; href: string; label: string }> = [
   { section: "devices", href: "/devices", label: "Devices" },
   { section: "firmware", href: "/firmware", label: "Firmware" },
   { section: "silence", href: "/silence", label: "Silence" },
+  { section: "alerts", href: "/alerts", label: "Alerts" },
+  { section: "promises", href: "/promises", label: "Promises" },
+  { section: "review", href: "/review", label: "Review" },
 ];
 
 /** A short message for the next page shown (after a form's redirect): set here, shown and cleared by render. */

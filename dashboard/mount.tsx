@@ -9,12 +9,17 @@ import { type Assets, buildAssets } from "./assets.js";
 import { ErrorState } from "./components.js";
 import { Document, html } from "./layout.js";
 import type { PageDeps, PageHandler } from "./page.js";
+import { alertAction, alertsPage } from "./pages/alerts.js";
 import { devicePage } from "./pages/device.js";
+import { deviceCommandAction } from "./pages/device-commands.js";
+import { deviceFeedbackAction } from "./pages/device-feedback.js";
 import { devicesPage } from "./pages/devices.js";
 import { firmwarePage } from "./pages/firmware.js";
 import { issueAction, issuePage } from "./pages/issue.js";
 import { issuesPage } from "./pages/issues.js";
 import { overviewPage } from "./pages/overview.js";
+import { promisesPage } from "./pages/promises.js";
+import { reviewPage, reviewReport } from "./pages/review.js";
 import { signInPage } from "./pages/sign-in.js";
 import { silencePage } from "./pages/silence.js";
 import {
@@ -104,8 +109,15 @@ export function mountDashboard(app: AppType, deps: DashboardDeps): void {
   ui.post("/issues/:id/:action", ...signedIn, sameOrigin, page(issueAction));
   ui.get("/devices", ...signedIn, page(devicesPage));
   ui.get("/devices/:id", ...signedIn, page(devicePage));
+  ui.post("/devices/:id/commands", ...signedIn, sameOrigin, page(deviceCommandAction));
+  ui.post("/devices/:id/feedback", ...signedIn, sameOrigin, page(deviceFeedbackAction));
   ui.get("/firmware", ...signedIn, page(firmwarePage));
   ui.get("/silence", ...signedIn, page(silencePage));
+  ui.get("/alerts", ...signedIn, page(alertsPage));
+  ui.post("/alerts/:id/:action", ...signedIn, sameOrigin, page(alertAction));
+  ui.get("/promises", ...signedIn, page(promisesPage));
+  ui.get("/review", ...signedIn, page(reviewPage));
+  ui.get("/review/report", ...signedIn, page(reviewReport));
 
   app.route("/", ui as unknown as Hono<ApiEnv>);
 }

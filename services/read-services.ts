@@ -3,10 +3,16 @@ import type { SilenceOptions } from "../analytics/silence.js";
 import type { Logger } from "../observe/logger.js";
 import type { PointWriter } from "../storage/influx.js";
 import { createRollupReader } from "../storage/rollup-reader.js";
+import { createAlertService } from "./alerts.js";
+import type { ServiceBag } from "./bag.js";
+import { createCommandService } from "./commands.js";
 import { createInfluxDeviceServices } from "./devices.js";
+import { createFeedbackService } from "./feedback.js";
 import { createFirmwareService } from "./firmware.js";
 import { createHealthService } from "./health.js";
 import { createIssueService } from "./issues.js";
+import { createPromiseService } from "./promises.js";
+import { createReviewService } from "./review.js";
 
 // The API process's read side over one InfluxDB: every service, sharing one rollup reader (and its cache),
 // and a warm-up that runs in the background from the start, so the first requests find what they read
@@ -36,6 +42,23 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
   const issues = createIssueService({ influx, rollups, write: options.write, directory });
   const health = createHealthService(influx, { rollups, directory, ...clock });
   const firmware = createFirmwareService(influx, { rollups, ...clock });
+  const bag: ServiceBag = {
+    influx,
+    write: options.write,
+    rollups,
+    directory,
+    devices,
+    issues,
+    health,
+    firmware,
+    logger: options.logger,
+    now: options.now ?? Date.now,
+  };
+  const commands = createCommandService(bag);
+  const alerts = createAlertService(bag);
+  const promises = createPromiseService(bag);
+  const feedback = createFeedbackService(bag);
+  const review = createReviewService(bag);
   const started = performance.now();
   /** Resolves when everything warmed (or failed to: a request then reads what it needs itself). */
   const warmed = Promise.allSettled([
@@ -48,7 +71,21 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
     for (const r of failed) options.logger.warn({ err: r.reason }, "warming the read side failed");
     options.logger.info({ ms: Math.round(performance.now() - started) }, "read side warm");
   });
-  return { devices, faults, issues, health, firmware, warmed, close };
+  return {
+    devices,
+    faults,
+    issues,
+    health,
+    firmware,
+    commands,
+    alerts,
+    promises,
+    feedback,
+    review,
+    bag,
+    warmed,
+    close,
+  };
 }
 
 export type ReadServices = ReturnType<typeof createReadServices>;

@@ -1,6 +1,7 @@
 import { access, readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { createSecureContext } from "node:tls";
+import { type Alerting, startAlerting } from "../alerts/start-alerting.js";
 import {
   DEFAULT_FINGERPRINT_RULES,
   type FingerprintRules,
@@ -9,6 +10,7 @@ import {
 import { type ApiHandle, startApi } from "../api/start-api.js";
 import type { ListenerPorts } from "../broker/listeners.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
+import { type CommandDispatch, startCommandDispatch } from "../commands/dispatch.js";
 import type { Config, TlsConfig } from "../config/env.js";
 import { mountDashboard } from "../dashboard/mount.js";
 import { startDeviceStateBackfill } from "../ingest/device-state-backfill.js";
@@ -22,7 +24,7 @@ import { RegressionRunner } from "../rollup/regression-runner.js";
 import { createRollups } from "../rollup/rollups.js";
 import { RollupRunner } from "../rollup/runner.js";
 import { SettleRunner } from "../rollup/settle-issues.js";
-import { createReadServices } from "../services/read-services.js";
+import { createReadServices, type ReadServices } from "../services/read-services.js";
 import {
   createInflux,
   createPointWriter,
@@ -288,29 +290,64 @@ export async function startFieldq(
   const metrics = deps.metrics ?? createMetrics();
   const tls = await readTls(config.tls);
   const ingestBroker = parts.broker ? await startIngestBroker(config, { ...deps, metrics, tls }) : undefined;
-  let api: ApiHandle | undefined;
-  let closeRead = () => {};
-  if (parts.api) {
-    const influx = createInflux(config.influx);
-    if (!ingestBroker) {
-      // On its own the API may start before any ingest has created the database.
-      await ensureSchema(influx, config.influx).catch((error: unknown) =>
-        deps.logger.warn(
-          { err: error },
-          "InfluxDB schema not ensured; the API answers 503 until InfluxDB is reachable",
-        ),
-      );
-    }
-    // In one process with the ingest, the read side warms once the ingest has made the schema.
-    if (ingestBroker) await within(WARM_UP_LIMIT_MS, ingestBroker.schemaReady);
-    const read = createReadServices(influx, {
+  const influx = createInflux(config.influx);
+  if (!ingestBroker) {
+    // On its own the API may start before any ingest has created the database.
+    await ensureSchema(influx, config.influx).catch((error: unknown) =>
+      deps.logger.warn(
+        { err: error },
+        "InfluxDB schema not ensured; the API answers 503 until InfluxDB is reachable",
+      ),
+    );
+  }
+  // In one process with the ingest, the read side warms once the ingest has made the schema.
+  if (ingestBroker) await within(WARM_UP_LIMIT_MS, ingestBroker.schemaReady);
+  // The API reads through these; the broker's process judges alerts and sends commands through them.
+  let read: ReadServices;
+  try {
+    read = createReadServices(influx, {
       write: createPointWriter(config.influx),
       silence: {
         factor: config.analytics.silentFactor,
         expectedIntervals: config.analytics.expectedIntervals,
       },
-      logger: deps.logger.child({ part: "api" }),
+      logger: deps.logger.child({ part: parts.api ? "api" : "read" }),
     });
+  } catch (error) {
+    await ingestBroker?.close();
+    throw error;
+  }
+  // Commands and alerts leave from the one process that holds the broker and the data folder.
+  let dispatch: CommandDispatch | undefined;
+  let alerting: Alerting | undefined;
+  const closeOutbound = async () => {
+    await alerting?.close();
+    await dispatch?.close();
+  };
+  if (ingestBroker) {
+    try {
+      dispatch = startCommandDispatch({
+        broker: ingestBroker.broker,
+        commands: read.commands,
+        logger: deps.logger.child({ part: "commands" }),
+        rate: config.commands.rate,
+      });
+      alerting = await startAlerting({
+        config: config.alerts,
+        dataDir: config.ingest.dataDir,
+        read,
+        broker: ingestBroker.broker,
+        logger: deps.logger.child({ part: "alerts" }),
+      });
+    } catch (error) {
+      await closeOutbound();
+      read.close();
+      await ingestBroker.close();
+      throw error;
+    }
+  }
+  let api: ApiHandle | undefined;
+  if (parts.api) {
     // Listen once the read side is warm, so the first requests find the directory and the month's rollups in
     // memory; a warm-up that takes longer (a very large fleet, a slow InfluxDB) goes on behind the listener.
     const warm = await within(
@@ -333,6 +370,11 @@ export async function startFieldq(
         issues: read.issues,
         health: read.health,
         firmware: read.firmware,
+        commands: read.commands,
+        alerts: read.alerts,
+        promises: read.promises,
+        feedback: read.feedback,
+        review: read.review,
         tokens: config.http.tokens,
         limits,
         extend: (app) =>
@@ -351,18 +393,19 @@ export async function startFieldq(
           : undefined,
       });
     } catch (error) {
+      await closeOutbound();
       read.close();
       await ingestBroker?.close();
       throw error;
     }
-    closeRead = read.close;
   }
   return {
     ...(ingestBroker ? { mqttPort: ingestBroker.mqttPort, mqttPorts: ingestBroker.mqttPorts } : {}),
     ...(api ? { apiUrl: api.url } : {}),
     async close() {
       await api?.close();
-      closeRead();
+      await closeOutbound();
+      read.close();
       await ingestBroker?.close();
     },
   };

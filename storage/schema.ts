@@ -15,7 +15,14 @@ export const MEASUREMENTS = {
   presence: { name: "presence", rp: RP_LONG },
   /** Refused messages: data quality is a field-quality signal of its own. */
   rejection: { name: "rejection", rp: RP_LONG },
+  /** A device's answers to commands (…/cmd/{id}/result), as it sent them. */
   command: { name: "command", rp: RP_LONG },
+  /** Commands people sent: a log per command (queued, delivered), services/commands.ts. */
+  commandLog: { name: "command_log", rp: RP_LONG },
+  /** Alerts: a log per alert (raised, delivered, acknowledged, escalated, resolved), alerts/. */
+  alertLog: { name: "alert_log", rp: RP_LONG },
+  /** What the support desk heard from customers (POST /api/v1/feedback). */
+  feedback: { name: "feedback", rp: RP_LONG },
   /** Exposure: one point per device and UTC hour in which it reported; the basis of every rate. */
   activity: { name: "activity", rp: RP_LONG },
   /** The issues' lifecycle: an append-only log of decisions (analytics/lifecycle.ts IssueEvent). */

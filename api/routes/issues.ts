@@ -18,7 +18,7 @@ import type { IssueEvent } from "../../contract/issue-events.js";
 import { WEEK_MS } from "../../contract/time.js";
 import type { Logger } from "../../observe/logger.js";
 import type { IssueService, IssueStateView } from "../../services/issues.js";
-import { type ApiEnv, guarded } from "../auth.js";
+import { type ApiEnv, actorOf, guarded } from "../auth.js";
 import { ApiError, errorResponse, REFUSALS } from "../errors.js";
 import { resolveAnalyticsWindow, windowedPage } from "../time-window.js";
 
@@ -90,16 +90,6 @@ export const transitionRoute = change(
 export const assigneeRoute = change("assignee", "Assign the issue, or unassign it with null", AssigneeBody);
 export const noteRoute = change("notes", "Add a note to the issue's history", NoteBody);
 export const mergeRoute = change("merge", "Merge the issue into another one", MergeBody);
-
-/**
- * Who did it: the auth layer knows only a role, so the actor is the role plus the first 8 hex digits of
- * the token's SHA-256, stable per token and useless for guessing it ("operator:3f9a1c0b").
- */
-function actorOf(c: Context<ApiEnv>): string {
-  const credentials = c.get("credentials");
-  if (credentials?.role === undefined) return "unknown";
-  return `${credentials.role}:${credentials.digest.slice(0, 8)}`;
-}
 
 const notFound = (id: string) => new ApiError({ code: "NOT_FOUND", message: `no issue "${id}"` });
 const badRequest = (message: string) => new ApiError({ code: "BAD_REQUEST", message });

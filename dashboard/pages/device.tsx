@@ -5,6 +5,8 @@ import { count, decimal, duration } from "../format.js";
 import { render } from "../layout.js";
 import { type Loaded, load } from "../load.js";
 import type { PageHandler } from "../page.js";
+import { CommandsPanel, loadDeviceCommands } from "./device-commands.js";
+import { FeedbackPanel, loadDeviceFeedback } from "./device-feedback.js";
 import {
   adviceFor,
   chosenMetrics,
@@ -34,12 +36,14 @@ export const devicePage: PageHandler = async (c, deps) => {
   const from = new Date(fromMs).toISOString();
   const to = new Date(toMs).toISOString();
   const device = session.api.api.v1.devices[":id"];
-  const [summary, presence, faults] = await Promise.all([
+  const [summary, presence, faults, commands, feedback] = await Promise.all([
     load(device.summary.$get({ param: { id }, query: {} })),
     load(device.presence.$get({ param: { id }, query: { from, to, limit: "1000" } })),
     load(
       session.api.api.v1.faults.$get({ query: { device: id, from, to, limit: String(FAULTS_IN_WINDOW) } }),
     ),
+    loadDeviceCommands(c, id),
+    loadDeviceFeedback(c, id),
   ]);
   if (!summary.ok && (summary.status === 404 || summary.status === 400)) {
     return notFound(c, deps, id);
@@ -247,6 +251,8 @@ export const devicePage: PageHandler = async (c, deps) => {
             </TableWrap>
           )}
         />
+        <CommandsPanel id={id} loaded={commands} canAct={session.canAct} />
+        <FeedbackPanel id={id} loaded={feedback} canAct={session.canAct} />
         <Panel
           title="Latest values"
           live="device-values"
