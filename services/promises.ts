@@ -1,10 +1,19 @@
+import type { Result } from "../contract/result.js";
 import type { ServiceBag } from "./bag.js";
 
-// service promises per model, their daily compliance and error budgets (GET /api/v1/promises). STUB: being built (issue 13).
+// service promises per model, their daily compliance and error budgets (GET /api/v1/promises). STUB: being
+// built (issue 13).
 
-// biome-ignore lint/suspicious/noEmptyInterface: filled in by issue 13
-export interface PromiseService {}
+export type PromiseServiceOptions = {
+  /** The promises file (FIELDQ_PROMISES); undefined: nothing promised. */
+  file: string | undefined;
+};
 
-export function createPromiseService(_bag: ServiceBag): PromiseService {
-  return {};
+export interface PromiseService {
+  /** Reads the promises file; the stack refuses to start on an error (file:line: message). */
+  load(): Promise<Result<void, string>>;
+}
+
+export function createPromiseService(_bag: ServiceBag, _options: PromiseServiceOptions): PromiseService {
+  return { load: async () => ({ ok: true, value: undefined }) };
 }

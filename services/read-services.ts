@@ -23,6 +23,8 @@ export type ReadServicesOptions = {
   write: PointWriter;
   silence?: Partial<SilenceOptions>;
   logger: Logger;
+  /** Files the services read at start: the service promises (FIELDQ_PROMISES). */
+  files?: { promises?: string | undefined };
   /** The clock statuses and default windows are judged by; bench:api pins it to its data set's end. */
   now?: () => number;
 };
@@ -56,9 +58,9 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
   };
   const commands = createCommandService(bag);
   const alerts = createAlertService(bag);
-  const promises = createPromiseService(bag);
+  const promises = createPromiseService(bag, { file: options.files?.promises });
   const feedback = createFeedbackService(bag);
-  const review = createReviewService(bag);
+  const review = createReviewService(bag, { promises, feedback });
   const started = performance.now();
   /** Resolves when everything warmed (or failed to: a request then reads what it needs itself). */
   const warmed = Promise.allSettled([

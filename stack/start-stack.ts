@@ -312,7 +312,13 @@ export async function startFieldq(
         expectedIntervals: config.analytics.expectedIntervals,
       },
       logger: deps.logger.child({ part: parts.api ? "api" : "read" }),
+      files: { promises: config.promises.file },
     });
+    const promises = await read.promises.load();
+    if (!promises.ok) {
+      read.close();
+      throw new Error(`FIELDQ_PROMISES: ${promises.error}`);
+    }
   } catch (error) {
     await ingestBroker?.close();
     throw error;
