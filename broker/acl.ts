@@ -1,4 +1,5 @@
 import {
+  ALERT_TOPIC_ROOT,
   commandFilter,
   DEVICE_ID_PATTERN,
   errorsTopic,
@@ -55,4 +56,26 @@ export function mayRetain(topic: string): boolean {
 export function canWill(deviceId: string, topic: string): boolean {
   const parsed = parseDeviceTopic(topic);
   return parsed?.deviceId === deviceId && parsed.channel === "status";
+}
+
+/**
+ * The alert subscribers' service account subscribes only at or below fieldq/alerts: `fieldq/alerts/#`, one
+ * severity (`fieldq/alerts/critical/#`), one rule (`fieldq/alerts/+/issue_regressed`).
+ */
+export function canServiceSubscribe(filter: string): boolean {
+  return filter.startsWith(`${ALERT_TOPIC_ROOT}/`) && filter.length > ALERT_TOPIC_ROOT.length + 1;
+}
+
+/** The filter whose subscription (at QoS 1) makes a device ready for its commands. */
+export const isCommandFilter = (deviceId: string, filter: string) => filter === commandFilter(deviceId);
+
+/** Refusal for the service account's subscription: outside fieldq/alerts, or one more than it may hold. */
+export function serviceSubscriptionRefusal(
+  filter: string,
+  held: ReadonlySet<string>,
+  maxSubscriptions: number,
+): SubscriptionRefusal | undefined {
+  if (!canServiceSubscribe(filter)) return "acl";
+  if (!held.has(filter) && held.size >= maxSubscriptions) return "limit";
+  return undefined;
 }

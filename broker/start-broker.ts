@@ -9,11 +9,18 @@ import {
 } from "aedes";
 import type { BrokerLimits } from "../config/env.js";
 import type { DeviceError } from "../contract/messages.js";
-import { errorsTopic, topicOwner } from "../contract/topics.js";
+import { commandFilter, errorsTopic, parseDeviceTopic, topicOwner } from "../contract/topics.js";
 import type { IngestOutcome } from "../ingest/ingest.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
-import { canPublish, canWill, mayRetain, subscriptionRefusal } from "./acl.js";
+import {
+  canPublish,
+  canWill,
+  isCommandFilter,
+  mayRetain,
+  serviceSubscriptionRefusal,
+  subscriptionRefusal,
+} from "./acl.js";
 import {
   admitConnection,
   authThrottled,
@@ -50,6 +57,7 @@ import {
   malformedString,
   topicLevels,
 } from "./packet-guard.js";
+import { authenticateService, isServiceUsername, type ServiceAccount } from "./service-auth.js";
 
 export type BrokerOptions = {
   listen: ListenOptions;
@@ -66,7 +74,15 @@ export type BrokerOptions = {
     source: "device" | "will",
   ) => Promise<IngestOutcome>;
   presence: (deviceId: string, state: "online" | "offline") => Promise<void>;
+  /**
+   * The account services use to subscribe to fieldq/alerts/# (config.alerts.mqtt): it may subscribe there and
+   * nowhere else, publishes nothing, and is no device (no presence, no rate share). Undefined: no such account.
+   */
+  alertSubscriber?: ServiceAccount | undefined;
 };
+
+/** Removes the listener. */
+export type Unlisten = () => void;
 
 export type BrokerHandle = {
   /** The first port listening: plain MQTT when it is on. */
@@ -80,6 +96,15 @@ export type BrokerHandle = {
    * the broker has routed it (each subscriber's PUBACK comes later).
    */
   publish(topic: string, payload: string): Promise<void>;
+  /**
+   * Called when a device becomes ready for commands: it subscribed to its command filter at QoS 1, or came
+   * back with a persistent session holding that subscription.
+   */
+  onDeviceReady(listener: (deviceId: string) => void): Unlisten;
+  /** Called when a device acknowledges (PUBACK) a command fieldq published to it. */
+  onDelivered(listener: (deviceId: string, commandId: string) => void): Unlisten;
+  /** Whether the device is connected and subscribed to its command filter at QoS 1 now. */
+  isSubscribed(deviceId: string): boolean;
   /** Stops accepting connections, disconnects every client, and waits for in-flight publishes. */
   close(): Promise<void>;
 };
@@ -92,6 +117,7 @@ const SWEEP_INTERVAL_MS = 60_000;
 /** What aedes's persistence offers beyond its types: the subscriptions it keeps and the retained messages. */
 type Persistence = {
   addSubscriptions(client: Client, subs: Subscription[], ...rest: unknown[]): Promise<unknown>;
+  subscriptionsByClient(client: { id: string }): Promise<Array<{ topic: string; qos: number }>>;
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<{ topic: string }>;
 };
 
@@ -115,6 +141,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const tooDeep = new WeakSet<Subscription>();
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  /** Clients of the alert subscribers' service account: not devices. */
+  const services = new WeakSet<Client>();
+  /** The client id each CONNECT gave (aedes replaces an empty one before authenticate sees it). */
+  const givenIds = new WeakMap<Client, string>();
+  /** Devices ready for commands, with the connection that subscribed. */
+  const ready = new Map<string, Client>();
+  const readyListeners = new Set<(deviceId: string) => void>();
+  const deliveredListeners = new Set<(deviceId: string, commandId: string) => void>();
 
   const authError = (returnCode: 2 | 3 | 5, message: string) =>
     Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -285,6 +319,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         );
         return done(new Error(violation), false);
       }
+      givenIds.set(client, packet.clientId ?? "");
       // An address throttled while this connection was open gets no more attempts on it either.
       if (authThrottled(admission, addressOf(client), limits, Date.now())) {
         metrics.connectionsRefused.inc({ reason: "auth_throttled" });
@@ -310,6 +345,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         }
         done(authError(returnCode, reason), false);
       };
+      const account = options.alertSubscriber;
+      if (account !== undefined && isServiceUsername(account, username)) {
+        const service = authenticateService(account, client.id, givenIds.get(client) ?? client.id, password);
+        if (!service.ok) return refuse(service.returnCode, service.reason);
+        services.add(client);
+        logger.info({ clientId: forLog(client.id), remote: address }, "alert subscriber connected");
+        return done(null, true);
+      }
       const decision = authenticateDevice(options.deviceSecret, client.id, username, password);
       if (!decision.ok) return refuse(decision.returnCode, decision.reason);
       const share = shares.get(decision.deviceId);
@@ -328,6 +371,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           "closed a connection publishing to a malformed topic",
         );
         return done(new Error("malformed topic"));
+      }
+      if (client !== null && services.has(client)) {
+        metrics.authFailures.inc({ reason: "publish not allowed" });
+        logger.warn(
+          { clientId: forLog(client.id), topic: forLog(packet.topic) },
+          "refused a publish from the alert subscribers' account",
+        );
+        return done(new Error("the alert subscribers' account publishes nothing"));
       }
       // client is null for the will of a client whose broker died [aedes]; the topic names the device.
       const deviceId = client?.id ?? topicOwner(packet.topic);
@@ -376,6 +427,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       let refusal: "acl" | "limit" | "invalid" | undefined;
       const filters = held.get(client) ?? new Set<string>();
       if (tooDeep.has(subscription)) refusal = "invalid";
+      else if (services.has(client))
+        refusal = serviceSubscriptionRefusal(filter, filters, limits.maxSubscriptions);
       else refusal = subscriptionRefusal(client.id, filter, filters, limits.maxSubscriptions);
       if (refusal === undefined) {
         filters.add(filter);
@@ -408,7 +461,23 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       logger.error({ err: error, deviceId }, "presence not recorded"),
     );
 
+  const becameReady = (deviceId: string, client: Client) => {
+    ready.set(deviceId, client);
+    for (const listener of readyListeners) listener(deviceId);
+  };
+
   broker.on("clientReady", (client) => {
+    if (services.has(client)) return;
+    // A persistent session comes back with its subscriptions and no SUBSCRIBE.
+    if (!client.clean) {
+      persistence
+        .subscriptionsByClient({ id: client.id })
+        .then((subs) => {
+          const held = subs.find((s) => isCommandFilter(client.id, s.topic) && s.qos >= 1);
+          if (held !== undefined && client.connected && !client.closed) becameReady(client.id, client);
+        })
+        .catch((error: unknown) => logger.warn({ err: error, deviceId: client.id }, "session not read"));
+    }
     const count = (connections.get(client.id) ?? 0) + 1;
     connections.set(client.id, count);
     metrics.connectedDevices.set(connections.size);
@@ -416,6 +485,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     if (count === 1) void presence(client.id, "online");
   });
   broker.on("clientDisconnect", (client) => {
+    if (services.has(client)) return;
+    if (ready.get(client.id) === client) ready.delete(client.id);
     forgetWaiters(client);
     const count = (connections.get(client.id) ?? 0) - 1;
     if (count > 0) connections.set(client.id, count);
@@ -427,6 +498,23 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   broker.on("unsubscribe", (filters, client) => {
     const filtersHeld = held.get(client);
     for (const filter of filters) filtersHeld?.delete(filter);
+    if (filters.includes(commandFilter(client.id)) && ready.get(client.id) === client)
+      ready.delete(client.id);
+  });
+  broker.on("subscribe", (subscriptions, client) => {
+    if (services.has(client)) return;
+    // qos is the granted one here: 128 for a refusal [MQTT-3.9.3-2].
+    const command = subscriptions.find((s) => isCommandFilter(client.id, s.topic));
+    if (command === undefined) return;
+    if (command.qos === 1 || command.qos === 2) becameReady(client.id, client);
+    else if (ready.get(client.id) === client) ready.delete(client.id);
+  });
+  broker.on("ack", (packet, client) => {
+    if (client === null || client === undefined || services.has(client) || packet === undefined) return;
+    if (!("topic" in packet) || typeof packet.topic !== "string") return;
+    const parsed = parseDeviceTopic(packet.topic);
+    if (parsed?.channel !== "cmd" || parsed.deviceId !== client.id) return;
+    for (const listener of deliveredListeners) listener(parsed.deviceId, parsed.commandId);
   });
   broker.on("clientError", (client, error) =>
     logger.debug({ clientId: forLog(client.id), err: forLog(error.message, 200) }, "client error"),
@@ -542,6 +630,15 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           (error) => (error ? reject(error) : resolve()),
         ),
       ),
+    onDeviceReady(listener) {
+      readyListeners.add(listener);
+      return () => readyListeners.delete(listener);
+    },
+    onDelivered(listener) {
+      deliveredListeners.add(listener);
+      return () => deliveredListeners.delete(listener);
+    },
+    isSubscribed: (deviceId) => ready.has(deviceId),
     async close() {
       clearInterval(sweep);
       const serverClosed = listeners.close();

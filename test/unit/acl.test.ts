@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { canPublish, canSubscribe, canWill, mayRetain, subscriptionRefusal } from "../../broker/acl.js";
+import {
+  canPublish,
+  canServiceSubscribe,
+  canSubscribe,
+  canWill,
+  isCommandFilter,
+  mayRetain,
+  serviceSubscriptionRefusal,
+  subscriptionRefusal,
+} from "../../broker/acl.js";
+import { authenticateService, isServiceUsername } from "../../broker/service-auth.js";
 
 const ID = "modem-0001";
 
@@ -158,5 +168,93 @@ describe("mayRetain", () => {
     ["a hello one level down", "fq/v1/modem-0001/cmd/hello"],
   ])("strips retain on %s, where nobody could read it", (_case, topic) => {
     expect(mayRetain(topic)).toBe(false);
+  });
+});
+
+describe("the alert subscribers' account", () => {
+  it.each([
+    "fieldq/alerts/#",
+    "fieldq/alerts/critical/#",
+    "fieldq/alerts/+/issue_regressed",
+    "fieldq/alerts/warning/promise_breached",
+  ])("may subscribe to %s", (filter) => {
+    expect(canServiceSubscribe(filter)).toBe(true);
+    expect(serviceSubscriptionRefusal(filter, new Set(), 4)).toBeUndefined();
+  });
+
+  it.each([
+    ["everything", "#"],
+    ["fieldq's whole tree", "fieldq/#"],
+    ["the alert root alone", "fieldq/alerts"],
+    ["the alert root with an empty level", "fieldq/alerts/"],
+    ["a look-alike root", "fieldq/alertsx/#"],
+    ["the devices' tree", "fq/v1/#"],
+    ["one device's commands", "fq/v1/modem-0001/cmd/+"],
+    ["$SYS", "$SYS/#"],
+  ])("may not subscribe to %s", (_case, filter) => {
+    expect(canServiceSubscribe(filter)).toBe(false);
+    expect(serviceSubscriptionRefusal(filter, new Set(), 4)).toBe("acl");
+  });
+
+  it("holds no more filters than the limit", () => {
+    const held = new Set(["fieldq/alerts/a/#", "fieldq/alerts/b/#"]);
+    expect(serviceSubscriptionRefusal("fieldq/alerts/c/#", held, 2)).toBe("limit");
+    expect(serviceSubscriptionRefusal("fieldq/alerts/a/#", held, 2)).toBeUndefined();
+  });
+
+  it("is no device: a device may not subscribe to the alerts", () => {
+    expect(canSubscribe(ID, "fieldq/alerts/#")).toBe(false);
+    expect(canSubscribe(ID, "fieldq/alerts/critical/issue_opened")).toBe(false);
+  });
+});
+
+describe("isCommandFilter", () => {
+  it("is the device's own command filter only", () => {
+    expect(isCommandFilter(ID, "fq/v1/modem-0001/cmd/+")).toBe(true);
+    expect(isCommandFilter(ID, "fq/v1/modem-0002/cmd/+")).toBe(false);
+    expect(isCommandFilter(ID, "fq/v1/modem-0001/errors")).toBe(false);
+    expect(isCommandFilter(ID, "fq/v1/modem-0001/cmd/c1-abc")).toBe(false);
+  });
+});
+
+describe("authenticateService", () => {
+  const account = { username: "alerts:ops", password: "a-long-service-password" };
+
+  it("accepts the password with a client id no device can have, or an empty one", () => {
+    expect(isServiceUsername(account, "alerts:ops")).toBe(true);
+    expect(
+      authenticateService(account, "alerts:pager", "alerts:pager", Buffer.from(account.password)),
+    ).toEqual({
+      ok: true,
+    });
+    expect(authenticateService(account, "aedes_1234", "", Buffer.from(account.password))).toEqual({
+      ok: true,
+    });
+  });
+
+  it("refuses a wrong or missing password with return code 5", () => {
+    expect(
+      authenticateService(account, "alerts:x", "alerts:x", Buffer.from("a-long-service-passwore")),
+    ).toMatchObject({
+      ok: false,
+      returnCode: 5,
+    });
+    expect(authenticateService(account, "alerts:x", "alerts:x", undefined)).toMatchObject({
+      ok: false,
+      returnCode: 5,
+    });
+  });
+
+  it("refuses a client id a device could have (it would take over the device's session), code 2", () => {
+    expect(authenticateService(account, ID, ID, Buffer.from(account.password))).toMatchObject({
+      ok: false,
+      returnCode: 2,
+    });
+  });
+
+  it("is not asked about other usernames", () => {
+    expect(isServiceUsername(account, ID)).toBe(false);
+    expect(isServiceUsername(account, undefined)).toBe(false);
+    expect(isServiceUsername(undefined, "alerts:ops")).toBe(false);
   });
 });
