@@ -12,6 +12,7 @@ import { type FieldqParts, startFieldq } from "../stack/start-stack.js";
 import { createInflux, createPointWriter } from "../storage/influx.js";
 import { reportCommand } from "./report-command.js";
 import { tokenCommand } from "./token-command.js";
+import { webhookListenCommand } from "./webhook-listen-command.js";
 
 // The fieldq command: a thin entry that loads config, starts parts, and closes them on SIGTERM.
 
@@ -28,6 +29,7 @@ Commands:
   device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
   token add|list|revoke the API's named tokens, kept as hashes in FIELDQ_TOKENS_FILE (token --help)
   report --from --to    the management review as printable HTML, or CSV per table (report --help)
+  webhook-listen        a local receiver for alert webhooks: checks signatures, prints alerts (webhook-listen --help)
   rollup [options]      recompute the analytics' rollups from the raw data (rollup --help)
   sim [options]         simulate a fleet from a scenario, live or as a backfill (sim --help);
                         sim scenarios lists the shipped ones, sim score <truth> scores a run
@@ -238,6 +240,8 @@ async function main(argv: string[]): Promise<number> {
       return tokenCommand(rest, config, { out, err });
     case "report":
       return reportCommand(rest, config, { out, err });
+    case "webhook-listen":
+      return webhookListenCommand(rest, config, { out, err });
     case "sim": {
       const cfg = config();
       if (!cfg) return 2;

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { expect, test } from "vitest";
+import { signBody } from "../../alerts/webhook.js";
 import { deviceKey } from "../../contract/device-key.js";
 import { activityPoint, deviceTags } from "../../ingest/to-points.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
@@ -167,5 +168,44 @@ test("a port already in use is reported and the process exits 1 instead of hangi
     taken.close();
     await db.drop();
     await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test("webhook-listen prints a correctly signed alert, marks a repeat, and refuses a wrong signature", async () => {
+  const secret = "listen-secret-0123456789";
+  const child = spawn("node", [...fieldq, "webhook-listen", "--port", "0", "--secret", secret], {
+    env: env({}),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  try {
+    const stderr = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+    const url = await new Promise<string>((resolve) =>
+      stderr.on("line", (line) => {
+        const found = /listening for alert webhooks on (\S+)/.exec(line)?.[1];
+        if (found) resolve(found);
+      }),
+    );
+    const printed: string[] = [];
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (l) => printed.push(l));
+    const body = JSON.stringify({
+      event: "raised",
+      severity: "critical",
+      levelName: "support",
+      subject: "issue 3f2a91c0",
+      title: "New issue on 12 devices",
+      idempotencyKey: "a1/raised/0",
+      url: null,
+    });
+    const post = (signature: string) =>
+      fetch(url, { method: "POST", body, headers: { "x-fieldq-signature": signature } });
+    expect((await post(signBody(secret, body))).status).toBe(204);
+    expect((await post(signBody(secret, body))).status).toBe(204);
+    expect((await post(signBody("another-secret-0123456", body))).status).toBe(401);
+    await expect.poll(() => printed.filter((l) => l.includes("New issue on 12 devices")).length).toBe(2);
+    expect(printed.filter((l) => l.includes("delivered before: same idempotency key"))).toHaveLength(1);
+    expect(printed.filter((l) => l.includes("signature ok, idempotency key a1/raised/0"))).toHaveLength(2);
+  } finally {
+    child.kill("SIGTERM");
+    await once(child, "exit");
   }
 });
