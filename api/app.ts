@@ -1,6 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import type { Role } from "../config/env.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import type { AlertService } from "../services/alerts.js";
@@ -27,6 +26,7 @@ import { registerHealth, type StackStatus } from "./routes/health.js";
 import { registerIssues } from "./routes/issues.js";
 import { registerPromises } from "./routes/promises.js";
 import { registerReports } from "./routes/reports.js";
+import type { TokenSource } from "./token-book.js";
 
 export const OPENAPI_PATH = "/api/v1/openapi.json";
 
@@ -43,7 +43,8 @@ export type ApiLimits = {
 export type AppDeps = {
   devices: DeviceService;
   faults: FaultService;
-  tokens: ReadonlyMap<string, Role>;
+  /** The tokens it accepts (api/token-book.ts); a fixed map for in-process callers (tests, benches). */
+  tokens: TokenSource;
   logger: Logger;
   metrics: Pick<Metrics, "registry" | "apiRateLimited">;
   /** Without them nothing is limited: for in-process callers (tests, bench:api), not for a listener. */

@@ -1,12 +1,13 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { Role } from "../config/env.js";
 import { ApiError } from "./errors.js";
+import { asTokenBook, sha256, type TokenSource } from "./token-book.js";
 
-/** digest: the valid token's SHA-256 in hex, the client's name for rate limits and actors. */
+/** name: who holds the token; digest: the valid token's SHA-256 in hex, the client's key for rate limits. */
 export type Credentials =
-  | { role: Role; digest: string }
+  | { role: Role; name: string; digest: string }
   | { role: undefined; problem: "missing" | "invalid" };
 export type ApiEnv = { Variables: { credentials: Credentials } };
 
@@ -15,23 +16,25 @@ const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
 /** The name of the security scheme in the OpenAPI document. */
 export const BEARER = "bearer";
 
-const digest = (token: string) => createHash("sha256").update(token).digest();
-
 const INVALID: Credentials = { role: undefined, problem: "invalid" };
 
-/** Resolves a presented token to its role, comparing digests in constant time: the API's and the dashboard's. */
-export function credentialsOf(tokens: ReadonlyMap<string, Role>) {
-  const known = [...tokens].map(([token, role]) => ({ digest: digest(token), role }));
-  return (token: string | undefined): Credentials => {
-    let role: Role | undefined;
-    const presented = token === undefined ? undefined : digest(token);
+export type ResolveCredentials = (token: string | undefined) => Credentials;
+
+/**
+ * Resolves a presented token to its holder, comparing digests in constant time: the API's and the dashboard's.
+ * The book is asked on every call, so a token added to or revoked from the tokens file counts from then on.
+ */
+export function credentialsOf(tokens: TokenSource): ResolveCredentials {
+  const book = asTokenBook(tokens);
+  return (token) => {
+    if (token === undefined) return { role: undefined, problem: "missing" };
+    const presented = sha256(token);
+    let match: { role: Role; name: string } | undefined;
     // Every entry is compared, so the time taken says nothing about which one matched.
-    if (presented !== undefined) {
-      for (const entry of known) if (timingSafeEqual(entry.digest, presented)) role = entry.role;
+    for (const entry of book.entries()) {
+      if (timingSafeEqual(entry.digest, presented)) match = { role: entry.role, name: entry.name };
     }
-    return role !== undefined && presented !== undefined
-      ? { role, digest: presented.toString("hex") }
-      : { role: undefined, problem: token === undefined ? "missing" : "invalid" };
+    return match !== undefined ? { ...match, digest: presented.toString("hex") } : INVALID;
   };
 }
 
@@ -39,7 +42,7 @@ export function credentialsOf(tokens: ReadonlyMap<string, Role>) {
  * Resolves the bearer token to a role without refusing anything; routes state the role they need with
  * requireRole.
  */
-export function authenticate(tokens: ReadonlyMap<string, Role>) {
+export function authenticate(tokens: TokenSource) {
   const resolve = credentialsOf(tokens);
   return createMiddleware<ApiEnv>(async (c, next) => {
     const header = c.req.header("authorization");
@@ -50,15 +53,10 @@ export function authenticate(tokens: ReadonlyMap<string, Role>) {
   });
 }
 
-/**
- * Who did it, for audit entries, notes and commands: the auth layer knows only a role, so the actor is the
- * role plus the first 8 hex digits of the token's SHA-256, stable per token and useless for guessing it
- * ("operator:3f9a1c0b").
- */
+/** Who did it, for audit entries, notes and commands: the token holder's name ("ana"). */
 export function actorOf(c: Context<ApiEnv>): string {
   const credentials = c.get("credentials");
-  if (credentials?.role === undefined) return "unknown";
-  return `${credentials.role}:${credentials.digest.slice(0, 8)}`;
+  return credentials?.role === undefined ? "unknown" : credentials.name;
 }
 
 /** Whether a request's role ranks at least minRole. */

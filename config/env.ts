@@ -32,24 +32,72 @@ const duration = (fallback: string) =>
 export const ROLES = ["viewer", "operator", "admin"] as const;
 export type Role = (typeof ROLES)[number];
 
+/** Names fieldq writes itself ("system" on lifecycle events), or that name the old role:token entries. */
+export const RESERVED_NAMES: readonly string[] = ["system", "unknown", ...ROLES];
+
+/**
+ * Who holds a token, as audit entries, notes and commands show it: a person's name in any script, digits,
+ * spaces, ".", "_" and "-", starting and ending with a letter or digit, at most 64 characters. No ":" or ","
+ * (FIELDQ_API_TOKENS' separators), nothing that needs quoting in a log line, a CSV cell or HTML.
+ */
+export const TokenName = z
+  .string()
+  .max(64, "a name is at most 64 characters")
+  .regex(
+    /^[\p{L}\p{N}](?:[\p{L}\p{M}\p{N} ._-]*[\p{L}\p{M}\p{N}._-])?$/u,
+    'a name is letters, digits, spaces, ".", "_" and "-", starting with a letter or digit, not ending with a space',
+  )
+  .refine((name) => !RESERVED_NAMES.includes(name.toLowerCase()), {
+    message: `a name may not be ${RESERVED_NAMES.join(", ")} (fieldq's own)`,
+  });
+
+/** Who a token belongs to. */
+export type TokenHolder = { role: Role; name: string };
+
+/** Names compare without case: "Ana" and "ana" are one person in the audit trail. */
+export const sameName = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+
+/**
+ * FIELDQ_API_TOKENS: "role:name:token" entries (or the older "role:token", named after its role), comma-separated;
+ * token → holder. A token with ":" in it needs the named form. Two entries naming one person, or one token
+ * twice, are refused: the audit trail must say who did it.
+ */
 export const ApiTokens = z
   .string()
   .default("")
   .transform((text, ctx) => {
-    const tokens = new Map<string, Role>();
-    for (const pair of text
+    const tokens = new Map<string, TokenHolder>();
+    const problem = (message: string) => {
+      ctx.addIssue({ code: "custom", message });
+      return z.NEVER;
+    };
+    for (const entry of text
       .split(",")
       .map((p) => p.trim())
       .filter(Boolean)) {
-      const [role, token] = pair.split(/:(.*)/s);
-      if (!(ROLES as readonly string[]).includes(role ?? "") || !token || token.length < 8) {
-        ctx.addIssue({
-          code: "custom",
-          message: `"${role}:…" must be role:token, role one of ${ROLES.join(", ")}, token at least 8 characters`,
-        });
-        return z.NEVER;
+      const parts = entry.split(":");
+      const role = parts[0] ?? "";
+      const named = parts.length >= 3;
+      const shown = named ? `${role}:${parts[1]}:…` : `${role}:…`;
+      if (!(ROLES as readonly string[]).includes(role)) {
+        return problem(
+          `"${shown}" must be role:name:token or role:token, the role one of ${ROLES.join(", ")}`,
+        );
       }
-      tokens.set(token, role as Role);
+      const token = (named ? parts.slice(2) : parts.slice(1)).join(":");
+      if (token.length < 8) return problem(`"${shown}": the token must be at least 8 characters`);
+      let name = role;
+      if (named) {
+        const parsed = TokenName.safeParse(parts[1]);
+        if (!parsed.success) return problem(`"${shown}": ${parsed.error.issues[0]?.message}`);
+        name = parsed.data;
+        for (const holder of tokens.values()) {
+          if (sameName(holder.name, name))
+            return problem(`two tokens are named "${name}": a name is one person`);
+        }
+      }
+      if (tokens.has(token)) return problem(`"${shown}": the same token is given twice`);
+      tokens.set(token, { role: role as Role, name });
     }
     return tokens;
   });
@@ -217,7 +265,8 @@ export type Config = {
   http: {
     host: string;
     port: number;
-    tokens: Map<string, Role>;
+    /** FIELDQ_API_TOKENS: token → who holds it. */
+    tokens: ReadonlyMap<string, TokenHolder>;
     /** The hashed tokens `fieldq token add` writes (api/token-book.ts). */
     tokensFile: string;
     /** Requests per second per token (or per address without one), and the burst above it. */

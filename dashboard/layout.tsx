@@ -116,7 +116,8 @@ function Frame(props: PageProps & { session: Session | undefined; flash: string 
             </search>
             <div class="who">
               <span>
-                Signed in as <strong>{props.session.role}</strong>
+                Signed in as <strong>{props.session.name}</strong>
+                {props.session.name === props.session.role ? "" : ` (${props.session.role})`}
               </span>
               <form method="post" action="/sign-out">
                 <button type="submit" class="link">

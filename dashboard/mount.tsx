@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { ApiLimits, AppType } from "../api/app.js";
-import type { ApiEnv } from "../api/auth.js";
+import { type ApiEnv, credentialsOf } from "../api/auth.js";
 import { keyOf, RateLimiter } from "../api/rate-limit.js";
-import type { Role } from "../config/env.js";
+import type { TokenSource } from "../api/token-book.js";
 import type { Logger } from "../observe/logger.js";
 import { type Assets, buildAssets } from "./assets.js";
 import { ErrorState } from "./components.js";
@@ -36,7 +36,8 @@ import {
 // called in-process with the signed-in token, one small script for charts, live refresh and local times.
 
 export type DashboardDeps = {
-  tokens: ReadonlyMap<string, Role>;
+  /** The API's tokens: the same book, so a token added to or revoked from the file counts here at once. */
+  tokens: TokenSource;
   logger: Logger;
   /** The API's limits: each page request counts once against its token (its own API calls do not). */
   limits?: ApiLimits | undefined;
@@ -69,7 +70,8 @@ export function mountDashboard(app: AppType, deps: DashboardDeps): void {
   });
 
   // Middleware by route, never "*": the sub-app is mounted at "/" and a wildcard would reach /api/v1 too.
-  const session = resolveSession(app, deps.tokens);
+  const credentials = credentialsOf(deps.tokens);
+  const session = resolveSession(app, credentials);
   const limited = deps.limits === undefined ? pass : limitPages(deps.limits, now);
   const signedIn = [session, limited, requireSession] as const;
   const page = (handler: PageHandler) => async (c: Parameters<PageHandler>[0]) =>
@@ -84,8 +86,7 @@ export function mountDashboard(app: AppType, deps: DashboardDeps): void {
     const form = await c.req.parseBody();
     const token = typeof form.token === "string" ? form.token.trim() : "";
     const next = typeof form.next === "string" ? form.next : "/";
-    const role = deps.tokens.get(token);
-    if (token === "" || role === undefined) {
+    if (token === "" || credentials(token).role === undefined) {
       return signInPage(c, await withAssets(), {
         next,
         status: 401,

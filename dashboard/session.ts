@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
 import type { AppType } from "../api/app.js";
-import { type Credentials, credentialsOf, ranksAtLeast } from "../api/auth.js";
+import { type Credentials, type ResolveCredentials, ranksAtLeast } from "../api/auth.js";
 import { type ApiClient, createInProcessClient } from "../api/client.js";
 import type { Role } from "../config/env.js";
 
@@ -15,6 +15,8 @@ export const SESSION_COOKIE = "fieldq_session";
 
 export type Session = {
   role: Role;
+  /** Who holds the token ("ana"), as the audit trail names them. */
+  name: string;
   /** The token's digest: the client's key for rate limits. */
   digest: string;
   /** The API, called in this process with the session's token. */
@@ -52,8 +54,7 @@ export function forgetToken(c: Context): void {
  * Resolves the session cookie for every dashboard request (credentials for the rate limit, the session for the
  * page); refuses nothing.
  */
-export function resolveSession(app: AppType, tokens: ReadonlyMap<string, Role>) {
-  const resolve = credentialsOf(tokens);
+export function resolveSession(app: AppType, resolve: ResolveCredentials) {
   return createMiddleware<DashboardEnv>(async (c, next) => {
     const token = getCookie(c, SESSION_COOKIE);
     const credentials = resolve(token);
@@ -61,6 +62,7 @@ export function resolveSession(app: AppType, tokens: ReadonlyMap<string, Role>) 
     if (token !== undefined && credentials.role !== undefined) {
       c.set("session", {
         role: credentials.role,
+        name: credentials.name,
         digest: credentials.digest,
         api: createInProcessClient(app, token),
         canAct: ranksAtLeast(credentials.role, "operator"),

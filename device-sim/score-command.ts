@@ -43,7 +43,7 @@ function defaultApiUrl(env: ScoreCommandEnv): string {
 function configuredToken(env: ScoreCommandEnv): string | undefined {
   const tokens = ApiTokens.safeParse(env.FIELDQ_API_TOKENS);
   if (!tokens.success) return undefined;
-  const ranked = [...tokens.data].sort(([, a], [, b]) => ROLES.indexOf(a) - ROLES.indexOf(b));
+  const ranked = [...tokens.data].sort(([, a], [, b]) => ROLES.indexOf(a.role) - ROLES.indexOf(b.role));
   return ranked[0]?.[0];
 }
 

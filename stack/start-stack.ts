@@ -8,6 +8,7 @@ import {
   loadFingerprintRules,
 } from "../analytics/fingerprint.js";
 import { type ApiHandle, startApi } from "../api/start-api.js";
+import { openTokenBook, type TokenBook } from "../api/token-book.js";
 import type { ListenerPorts } from "../broker/listeners.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
 import { type CommandDispatch, startCommandDispatch } from "../commands/dispatch.js";
@@ -353,7 +354,22 @@ export async function startFieldq(
     }
   }
   let api: ApiHandle | undefined;
+  let tokens: TokenBook | undefined;
   if (parts.api) {
+    // One book for the API and the dashboard: FIELDQ_API_TOKENS and the tokens file, re-read when it changes.
+    const book = openTokenBook({
+      environment: config.http.tokens,
+      file: config.http.tokensFile,
+      logger: deps.logger.child({ part: "tokens" }),
+    });
+    if (!book.ok) {
+      await closeOutbound();
+      read.close();
+      await ingestBroker?.close();
+      throw new Error(`FIELDQ_TOKENS_FILE: ${book.error.map((e) => e.text).join("; ")}`);
+    }
+    const accepted = book.value;
+    tokens = accepted;
     // Listen once the read side is warm, so the first requests find the directory and the month's rollups in
     // memory; a warm-up that takes longer (a very large fleet, a slow InfluxDB) goes on behind the listener.
     const warm = await within(
@@ -381,11 +397,11 @@ export async function startFieldq(
         promises: read.promises,
         feedback: read.feedback,
         review: read.review,
-        tokens: config.http.tokens,
+        tokens: accepted,
         limits,
         extend: (app) =>
           mountDashboard(app, {
-            tokens: config.http.tokens,
+            tokens: accepted,
             limits,
             logger: deps.logger.child({ part: "dashboard" }),
           }),
@@ -399,6 +415,7 @@ export async function startFieldq(
           : undefined,
       });
     } catch (error) {
+      accepted.close();
       await closeOutbound();
       read.close();
       await ingestBroker?.close();
@@ -410,6 +427,7 @@ export async function startFieldq(
     ...(api ? { apiUrl: api.url } : {}),
     async close() {
       await api?.close();
+      tokens?.close();
       await closeOutbound();
       read.close();
       await ingestBroker?.close();

@@ -1,10 +1,9 @@
-import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { type AddressInfo, createServer } from "node:net";
 import { test as base, describe, expect } from "vitest";
 import { fingerprintId } from "../../analytics/fingerprint.js";
 import { createApp } from "../../api/app.js";
-import type { Role } from "../../config/env.js";
+import type { Role, TokenHolder } from "../../config/env.js";
 import { IssueChange, IssueDetail, IssuePage } from "../../contract/api/issues.js";
 import type { Severity } from "../../contract/messages.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
@@ -34,11 +33,11 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 const VIEWER = "viewer-token-issues";
 const OPERATOR = "operator-token-issues";
-const TOKENS = new Map<string, Role>([
+const OPERATOR_ACTOR = "Bea Costa";
+const TOKENS = new Map<string, Role | TokenHolder>([
   [VIEWER, "viewer"],
-  [OPERATOR, "operator"],
+  [OPERATOR, { role: "operator", name: OPERATOR_ACTOR }],
 ]);
-const OPERATOR_ACTOR = `operator:${createHash("sha256").update(OPERATOR).digest("hex").slice(0, 8)}`;
 
 const meta = (kind: string, model: string, firmware: string, region: string): DeviceMetaRecord => ({
   kind,

@@ -30,6 +30,8 @@ export function testConfig(
     FIELDQ_DEVICE_SECRET: TEST_SECRET,
     FIELDQ_API_TOKENS: "viewer:viewer-token-1,operator:operator-token-1,admin:admin-token-1",
     FIELDQ_DATA_DIR: dataDir,
+    // Inside the test's own folder: no test reads a tokens file of the repository's.
+    FIELDQ_TOKENS_FILE: join(dataDir, "tokens.json"),
     FIELDQ_FLUSH_INTERVAL: "50ms",
     FIELDQ_ROLLUP_INTERVAL: "50ms",
     FIELDQ_LOG_FORMAT: "json",

@@ -111,7 +111,8 @@ describe("pages", () => {
     expect(page.status).toBe(200);
     const html = await page.text();
     expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
-    expect(html).toContain("Signed in as <strong>viewer</strong>");
+    // A role:token entry is named after its role, so the role is not said twice.
+    expect(html).toContain("Signed in as <strong>viewer</strong></span>");
     expect(page.headers.get("content-security-policy")).toContain("script-src 'self';");
     expect(page.headers.get("cache-control")).toBe("no-store");
     const script = /src="(\/assets\/app-[A-Z0-9]+\.js)"/.exec(html)?.[1];
