@@ -28,7 +28,8 @@ import { isAtLeast } from "./versions.js";
 //
 // System events: "regression" (onOccurrence) moves fix_released, verifying or a closed-with-fix issue to
 // regressed; checkVerification moves fix_released to verifying on the first device-hours on the fix, and
-// verifying to closed with closedEffective once the fix has run the required device-hours.
+// verifying to closed with closedEffective once the fix has run the required device-hours. "escalated" (the
+// alert engine, alerts/engine.ts) is recorded in the history and changes nothing.
 
 export const TRANSITIONS: Readonly<Record<IssueStatus, readonly TransitionTarget[]>> = {
   new: ["acknowledged", "investigating", "muted", "closed"],
@@ -114,6 +115,7 @@ function fold(state: IssueState, event: IssueEvent): IssueState {
     case "assign":
       return { ...base, assignee: event.assignee };
     case "note":
+    case "escalated":
       return base;
     case "merge":
       return { ...base, mergedInto: event.into };

@@ -84,12 +84,23 @@ export const FirstSeenEvent = z.strictObject({
   at: At,
   actor: System,
 });
+/** An alert about the issue moved up an escalation level (alerts/engine.ts): recorded, no state change. */
+export const EscalatedEvent = z.strictObject({
+  type: z.literal("escalated"),
+  level: z.number().int().min(1).max(100),
+  levelName: z.string().min(1).max(64),
+  alertId: z.string().min(1).max(64),
+  rule: z.string().min(1).max(64),
+  at: At,
+  actor: System,
+});
 export type AssignEvent = z.infer<typeof AssignEvent>;
 export type NoteEvent = z.infer<typeof NoteEvent>;
 export type MergeEvent = z.infer<typeof MergeEvent>;
 export type RegressionEvent = z.infer<typeof RegressionEvent>;
 export type AutoCloseEvent = z.infer<typeof AutoCloseEvent>;
 export type FirstSeenEvent = z.infer<typeof FirstSeenEvent>;
+export type EscalatedEvent = z.infer<typeof EscalatedEvent>;
 
 export const IssueEvent = z.discriminatedUnion("type", [
   TransitionEvent,
@@ -99,5 +110,6 @@ export const IssueEvent = z.discriminatedUnion("type", [
   RegressionEvent,
   AutoCloseEvent,
   FirstSeenEvent,
+  EscalatedEvent,
 ]);
 export type IssueEvent = z.infer<typeof IssueEvent>;

@@ -464,6 +464,8 @@ function eventTitle(entry: IssueHistoryEntry): string {
       return `Closed: the fix ran ${Math.round(e.exposureHours)} device-hours (${Math.round(e.requiredHours)} required) without a recurrence`;
     case "first_seen":
       return `First seen${e.firmware === undefined ? "" : ` on firmware ${e.firmware}`}`;
+    case "escalated":
+      return `Escalated to level ${e.level} (${e.levelName}): alert ${e.alertId} unacknowledged`;
   }
 }
 

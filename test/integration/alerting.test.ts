@@ -1,0 +1,203 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt from "mqtt";
+import { describe, expect, test } from "vitest";
+import { startAlerting } from "../../alerts/start-alerting.js";
+import type { AlertNotice } from "../../alerts/types.js";
+import { deviceKey } from "../../contract/device-key.js";
+import { faultTopic, helloTopic } from "../../contract/topics.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createReadServices } from "../../services/read-services.js";
+import { startFieldq } from "../../stack/start-stack.js";
+import { createInflux, createPointWriter } from "../../storage/influx.js";
+import { startAlertReceiver } from "../support/alert-receiver.js";
+import { testDatabase } from "../support/influx.js";
+import { startTestStack, TEST_SECRET, testConfig } from "../support/stack.js";
+
+// Alerts through the real stack: devices publish faults over MQTT, the ingest and the rollup runner make an
+// issue of them in InfluxDB, the engine finds it and the webhook receiver gets the signed notice.
+
+const WEBHOOK_SECRET = "webhook-secret-0123456789";
+const MINUTE = 60_000;
+
+const hello = (model: string) => ({
+  kind: "printer",
+  model,
+  firmware: "1.4.0",
+  hardware: "A",
+  serial: "SN",
+  region: "eu-west",
+  isp: "Telco",
+});
+
+/** Devices that each say hello and report one fault of `code` now. */
+async function faultyDevices(
+  mqttPort: number,
+  ids: string[],
+  model: string,
+  code: string,
+  severity = "error",
+): Promise<void> {
+  for (const [i, id] of ids.entries()) {
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+      clientId: id,
+      username: id,
+      password: deviceKey(TEST_SECRET, id),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    await client.publishAsync(helloTopic(id), JSON.stringify(hello(model)), { qos: 1, retain: true });
+    await client.publishAsync(
+      faultTopic(id),
+      JSON.stringify({ ts: Date.now(), seq: i + 1, code, severity }),
+      { qos: 1 },
+    );
+    await client.endAsync();
+  }
+}
+
+const noticesOf = (received: Array<{ body: unknown }>) => received.map((r) => r.body as AlertNotice);
+
+describe("alerting", () => {
+  test("a new issue on 3 devices sends one signed notice to the webhook; one on 2 devices sends none", async () => {
+    const db = await testDatabase("alerting_new");
+    const dataDir = await mkdtemp(join(tmpdir(), "fieldq-alerting-"));
+    const receiver = await startAlertReceiver(WEBHOOK_SECRET);
+    const config = testConfig(db, dataDir, {
+      FIELDQ_WEBHOOK_URL: receiver.url,
+      FIELDQ_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      FIELDQ_ALERT_INTERVAL: "200ms",
+    });
+    const stack = await startFieldq(config, { logger: silentLogger }, { broker: true, api: false });
+    try {
+      const port = stack.mqttPort ?? 0;
+      await faultyDevices(port, ["printer-0001", "printer-0002", "printer-0003"], "FQ-Print Mk3", "E42");
+      await faultyDevices(port, ["printer-0004", "printer-0005"], "FQ-Print Mk3", "E77");
+      await expect
+        .poll(() => noticesOf(receiver.received).length, { timeout: 20_000, interval: 100 })
+        .toBeGreaterThan(0);
+      // A few more evaluations: still one notice (one alert per state change, repeats only after 4 h).
+      await new Promise((r) => setTimeout(r, 1_500));
+      const notices = noticesOf(receiver.received);
+      expect(notices).toHaveLength(1);
+      const [notice] = notices;
+      expect(receiver.received[0]?.signed).toBe(true);
+      expect(receiver.received[0]?.headers["idempotency-key"]).toBe(notice?.idempotencyKey);
+      expect(notice).toMatchObject({
+        event: "raised",
+        rule: "new-issue",
+        kind: "issue_new",
+        severity: "warning",
+        level: 0,
+        levelName: "default",
+        acknowledged: null,
+        refs: { model: "FQ-Print Mk3" },
+        detail: { affectedDevices: 3, worstSeverity: "error", key: "printer/FQ-Print Mk3/E42" },
+      });
+      expect(notice?.idempotencyKey).toBe(`${notice?.alertId}/raised/1`);
+    } finally {
+      await stack.close();
+      await receiver.close();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("an unacknowledged issue alert escalates on a fake clock, and the issue's history shows it", async () => {
+    const stack = await startTestStack("alerting_escalation");
+    const receiver = await startAlertReceiver(WEBHOOK_SECRET);
+    const rulesFile = join(stack.config.ingest.dataDir, "alert-rules.yaml");
+    await writeFile(
+      rulesFile,
+      [
+        "targets:",
+        "  - name: oncall",
+        "    type: webhook",
+        `    url: ${receiver.url}`,
+        `    secret: ${WEBHOOK_SECRET}`,
+        "escalation:",
+        "  - { name: team, after: 1h, targets: [oncall] }",
+        "  - { name: lead, targets: [oncall] }",
+        "rules:",
+        "  - { name: new-issue, when: issue_new, minSeverity: error, minDevices: 3, repeat: 0 }",
+        "",
+      ].join("\n"),
+    );
+    const influx = createInflux(stack.db);
+    const read = createReadServices(influx, { write: createPointWriter(stack.db), logger: silentLogger });
+    let offset = 0;
+    const alerting = await startAlerting({
+      config: { ...stack.config.alerts, rulesFile, intervalMs: 3_600_000 },
+      dataDir: join(stack.config.ingest.dataDir, "alerting"),
+      read,
+      broker: stack.stack.broker,
+      logger: silentLogger,
+      now: () => Date.now() + offset,
+    });
+    try {
+      await faultyDevices(
+        stack.stack.mqttPort,
+        ["printer-0101", "printer-0102", "printer-0103"],
+        "FQ-Print S",
+        "P9",
+      );
+      let notices: AlertNotice[] = [];
+      await expect
+        .poll(
+          async () => {
+            await alerting.evaluate();
+            notices = noticesOf(receiver.received);
+            return notices.length;
+          },
+          { timeout: 20_000, interval: 200 },
+        )
+        .toBe(1);
+      const raised = notices[0] as AlertNotice;
+      expect(raised).toMatchObject({ event: "raised", level: 0, levelName: "team" });
+      const issueId = raised.refs.issue ?? "";
+
+      offset = 59 * MINUTE;
+      await alerting.evaluate();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(noticesOf(receiver.received)).toHaveLength(1);
+
+      offset = 61 * MINUTE;
+      await alerting.evaluate();
+      await expect.poll(() => receiver.received.length, { timeout: 10_000, interval: 50 }).toBe(2);
+      const escalated = noticesOf(receiver.received)[1];
+      expect(escalated).toMatchObject({
+        alertId: raised.alertId,
+        event: "escalated",
+        level: 1,
+        levelName: "lead",
+        idempotencyKey: `${raised.alertId}/escalated/2`,
+      });
+      expect(receiver.received[1]?.signed).toBe(true);
+
+      // The top level stays; further evaluations send and record nothing more.
+      offset = 5 * 60 * MINUTE;
+      await alerting.evaluate();
+      const window = { fromMs: Date.now() - 86_400_000, toMs: Date.now() + 3_600_000 };
+      const detail = await read.issues.detail(issueId, window);
+      const escalations = (detail?.history ?? []).filter((h) => h.event.type === "escalated");
+      expect(escalations.map((h) => h.event)).toEqual([
+        {
+          type: "escalated",
+          level: 1,
+          levelName: "lead",
+          alertId: raised.alertId,
+          rule: "new-issue",
+          at: Date.parse(escalated?.at ?? ""),
+          actor: "system",
+        },
+      ]);
+      expect(receiver.received).toHaveLength(2);
+    } finally {
+      await alerting.close();
+      read.close();
+      await receiver.close();
+      await stack.close();
+    }
+  });
+});
