@@ -317,7 +317,8 @@ export function judgePromise(
   const met = period.filter((v) => v.state === "met").length;
   const missed = period.filter((v) => v.state === "missed").length;
   const judgedDays = met + missed;
-  const allowedDays = (1 - p.objective) * p.periodDays;
+  // Rounded: (1 − 0.9) × 10 is 0.9999999999999998 in floating point, which one missed day would overspend.
+  const allowedDays = Math.round((1 - p.objective) * p.periodDays * 1e9) / 1e9;
   const leftDays = allowedDays - missed;
   const burn = (windowDays: number) => {
     const days = Math.min(windowDays, p.periodDays);
