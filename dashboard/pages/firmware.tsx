@@ -6,6 +6,7 @@ import { render } from "../layout.js";
 import { failureText, type Loaded, load } from "../load.js";
 import type { PageHandler } from "../page.js";
 import type { Session } from "../session.js";
+import { FirmwareFeedbackPanel, loadFirmwareFeedback } from "./firmware-feedback.js";
 import {
   adoptionChart,
   CodesTable,
@@ -87,11 +88,12 @@ export const firmwarePage: PageHandler = async (c, deps) => {
   const api = session.api.api.v1;
   const modelFilter = q.model === undefined ? {} : { model: q.model };
 
-  const [versions, findings, cohorts] = await Promise.all([
+  const [versions, findings, cohorts, feedback] = await Promise.all([
     // Every model's versions: the compare form offers them all whatever the filter shows.
     load(api.firmware.$get({ query: { from } })),
     load(api.firmware.regressions.$get({ query: modelFilter })),
     load(api.fleet.cohorts.$get({ query: { ...modelFilter, dimension: q.dimension, from } })),
+    loadFirmwareFeedback(session, from, q.model),
   ]);
   const models = versions.ok ? versions.data.models : [];
   const shown = models.filter((m) => q.model === undefined || m.model === q.model);
@@ -182,6 +184,7 @@ export const firmwarePage: PageHandler = async (c, deps) => {
           empty={`The regression scan holds no regression or improvement${q.model === undefined ? "" : ` on ${q.model}`} over the last 30 days of data: no version, ISP, region or hardware revision stands out.`}
           render={(d) => <FindingsTable items={d.items} />}
         />
+        <FirmwareFeedbackPanel loaded={feedback} windowDays={q.windowDays} />
         <section class="panel wide" aria-labelledby="panel-compare">
           <header class="panel-head">
             <h2 id="panel-compare">Compare two versions</h2>

@@ -11,6 +11,7 @@ import { ReviewReport } from "../../contract/api/reports.js";
 import { deviceKey } from "../../contract/device-key.js";
 import { DAY_MS, HOUR_MS } from "../../contract/time.js";
 import { eventTopic, faultTopic, helloTopic, telemetryTopic } from "../../contract/topics.js";
+import { SESSION_COOKIE } from "../../dashboard/session.js";
 import { silentLogger } from "../../observe/logger.js";
 import { type FieldqHandle, startFieldq } from "../../stack/start-stack.js";
 import { createPointWriter } from "../../storage/influx.js";
@@ -329,4 +330,60 @@ describe("the management review", () => {
       await rm(out, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe("the dashboard", () => {
+  const page = (path: string, token: string, init: RequestInit = {}) =>
+    fetch(`${stack.apiUrl}${path}`, {
+      redirect: "manual",
+      ...init,
+      headers: { cookie: `${SESSION_COOKIE}=${token}`, ...init.headers },
+    });
+
+  it("shows the review's window, links the printable report and each table's CSV, and serves them", async () => {
+    const review = await page("/review", VIEWER);
+    expect(review.status).toBe(200);
+    const html = await review.text();
+    expect(html).toContain("Open the printable report");
+    expect(html).toMatch(/href="\/review\/report\?from=[^"]+&amp;format=csv&amp;table=overdue"/);
+    const link = /href="(\/review\/report\?from=[^"&]+&amp;to=[^"&]+)"/
+      .exec(html)?.[1]
+      ?.replaceAll("&amp;", "&");
+    expect(link).toBeDefined();
+    const report = await page(link ?? "", VIEWER);
+    expect(report.status).toBe(200);
+    expect(report.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await report.text()).toContain("<h1>Management review</h1>");
+    const csv = await page(`/review/report?from=${FROM}&to=${TO()}&format=csv&table=pareto`, VIEWER);
+    expect(csv.headers.get("content-type")).toMatch(/^text\/csv/);
+    expect((await csv.text()).split("\r\n")[1]).toContain("modem/M1/DSL_RESYNC");
+  });
+
+  it("lets an operator record feedback from the device page, not a viewer", async () => {
+    const form = (token: string) =>
+      page("/devices/m2-a/feedback", token, {
+        method: "POST",
+        headers: { origin: stack.apiUrl ?? "", "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          category: "question",
+          rating: "3",
+          text: "how do I <reset> it?",
+        }).toString(),
+      });
+    expect((await form(VIEWER)).status).toBe(403);
+    const done = await form(OPERATOR);
+    expect(done.status).toBe(303);
+    expect(done.headers.get("location")).toBe("/devices/m2-a#feedback");
+    const device = await (await page("/devices/m2-a", VIEWER)).text();
+    expect(device).toContain("how do I &lt;reset&gt; it?");
+    expect(device).not.toContain('action="/devices/m2-a/feedback"');
+    const listed = FeedbackPage.parse(await getJson("/api/v1/feedback?device=m2-a"));
+    expect(listed.items.map((r) => [r.category, r.rating])).toEqual([["question", 3]]);
+  });
+
+  it("puts feedback beside fault rates on the firmware page", async () => {
+    const html = await (await page("/firmware?window=7", VIEWER)).text();
+    expect(html).toContain("Feedback beside fault rates");
+    expect(html).toMatch(/<td>M1<\/td><td>1\.0<\/td><td class="num">2<\/td>/);
+  });
 });
