@@ -23,17 +23,14 @@ export const DEFAULT_TARGET_NAMES = ["webhook", "mqtt"] as const;
 const RESERVED_TARGET_NAMES: readonly string[] = [...DEFAULT_TARGET_NAMES, "log"];
 
 /** "10s", "5m", "12h", "2d", or 0. */
-const Duration = z.union([
-  z.literal(0),
-  z.string().transform((text, ctx) => {
-    const ms = text.trim() === "0" ? 0 : parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({ code: "custom", message: `"${text}" is not a duration such as 10s, 5m, 12h, 2d` });
-      return z.NEVER;
-    }
-    return ms;
-  }),
-]);
+const Duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const ms = value === 0 || String(value).trim() === "0" ? 0 : parseDuration(String(value));
+  if (ms === undefined) {
+    ctx.addIssue({ code: "custom", message: `"${value}" is not a duration such as 10s, 5m, 12h, 2d (or 0)` });
+    return z.NEVER;
+  }
+  return ms;
+});
 const Name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "lowercase letters, digits, - and _ (at most 64)");

@@ -1,6 +1,7 @@
 import { randomInt } from "node:crypto";
 import type { InfluxDB } from "influx";
 import { resolveIssueId } from "../analytics/fingerprint.js";
+import { impactOf } from "../analytics/impact.js";
 import { type IndexedLog, indexLog, membersByIssue } from "../analytics/issue-log.js";
 import {
   breakdown,
@@ -25,9 +26,11 @@ import {
   tallies,
 } from "../analytics/issue-stats.js";
 import { type IssueState, replay } from "../analytics/lifecycle.js";
+import type { AlertStatus } from "../contract/api/alerts.js";
 import {
   type DeviceIssue,
   type IssueDetail,
+  type IssueEscalation,
   type IssueHistoryEntry,
   type IssueListItem,
   type IssueSort,
@@ -35,7 +38,7 @@ import {
   MAX_AFFECTED_DEVICES,
   UNASSIGNED,
 } from "../contract/api/issues.js";
-import type { IssueEvent } from "../contract/issue-events.js";
+import type { EscalatedEvent, IssueEvent } from "../contract/issue-events.js";
 import { UNKNOWN } from "../contract/messages.js";
 import {
   alignHours,
@@ -123,7 +126,13 @@ export type IssueServiceDeps = {
   write: PointWriter;
   /** Each device's current ISP and hardware, for the detail's breakdowns; without it they are "unknown". */
   directory?: HelloLookup;
+  /** An alert's status and acknowledgement (services/alerts.ts), for the detail's escalation. */
+  alertOf?: (alertId: string) => Promise<AlertView | undefined>;
+  /** The clock an issue's age (its impact) is judged by. */
+  now?: () => number;
 };
+
+export type AlertView = { status: AlertStatus; acknowledged: { by: string; at: string } | null };
 
 /** Faults per fingerprint, firmware, severity and code: the sums behind every issue's tally. */
 const ISSUE_COUNTS: SumQuery = {
@@ -188,6 +197,25 @@ function occurrencesByIssue(
     result.set(id, (result.get(id) ?? 0) + g.rows.reduce((sum, r) => sum + num(r.n), 0));
   }
   return result;
+}
+
+/** The latest escalation recorded in the issue's log, with its alert's status when the alert log answers. */
+async function escalationOf(
+  history: readonly IssueEvent[],
+  alertOf: IssueServiceDeps["alertOf"],
+): Promise<IssueEscalation | null> {
+  const latest = history.filter((e): e is EscalatedEvent => e.type === "escalated").at(-1);
+  if (latest === undefined) return null;
+  const alert = await alertOf?.(latest.alertId).catch(() => undefined);
+  return {
+    alertId: latest.alertId,
+    rule: latest.rule,
+    level: latest.level,
+    levelName: latest.levelName,
+    since: iso(latest.at),
+    status: alert?.status ?? null,
+    acknowledged: alert?.acknowledged ?? null,
+  };
 }
 
 export function createIssueService(deps: IssueServiceDeps): IssueService {
@@ -265,6 +293,7 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
       const tally =
         fold(tallies(windowRows(view, counts, window), members), () => id).get(id) ?? emptyTally();
       const state = stateOf(log, id);
+      const escalation = escalationOf(state.history, deps.alertOf);
       const summary = summarize(
         { id, members: group, tally, affected: view.count("fault", ofIssue).get(id) ?? 0, state },
         view.count("active", modelOf),
@@ -294,6 +323,14 @@ export function createIssueService(deps: IssueServiceDeps): IssueService {
         closure: state.closure,
         regressions: state.regressions,
         statusSince: state.statusSince === null ? null : iso(state.statusSince),
+        impact: impactOf({
+          worstSeverity: summary.worstSeverity,
+          affectedDevices: summary.affectedDevices,
+          activeDevices: summary.activeDevices,
+          firstSeenMs: Date.parse(summary.firstSeen),
+          nowMs: Math.min((deps.now ?? Date.now)(), window.toMs),
+        }),
+        escalation: await escalation,
         byFirmware: breakdown("firmware", occurrencesBy("firmware"), devicesBy("fault_fw", "firmware")),
         byRegion: breakdown("region", occurrencesBy("region"), devicesBy("fault_region", "region")),
         byIsp: byDevice("isp"),

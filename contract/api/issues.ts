@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { IssueEvent, IssueStatus, TransitionTarget } from "../issue-events.js";
 import { Label, Severity } from "../messages.js";
+import { AlertStatus } from "./alerts.js";
 import { count, IssueId, isoTime, pageOf, paging, timeParam } from "./common.js";
 import { MAX_SERIES_DAYS } from "./fleet.js";
 
@@ -113,6 +114,51 @@ export const IssueHistoryEntry = z
   .meta({ id: "IssueHistoryEntry", description: "An event and the issue it was recorded on" });
 export type IssueHistoryEntry = z.infer<typeof IssueHistoryEntry>;
 
+export const IssueImpact = z
+  .object({
+    score: z
+      .number()
+      .min(0)
+      .meta({ description: "severityWeight × affectedDevices × fleetShare × ageFactor" }),
+    severityWeight: z
+      .number()
+      .meta({
+        description:
+          "Of the worst severity in the window: info 1, warning 3, error 9, critical 27; 0 without one",
+      }),
+    affectedDevices: count,
+    fleetShare: z.number().min(0).max(1).meta({ description: "affectedDevices / activeDevices, at most 1" }),
+    ageDays: z
+      .number()
+      .min(0)
+      .meta({ description: "Days from the first occurrence to the window's end (or now, if earlier)" }),
+    ageFactor: z.number().min(1).max(4).meta({ description: "min(4, 1 + ageDays / 7)" }),
+  })
+  .meta({
+    id: "IssueImpact",
+    description:
+      "What to escalate first (analytics/impact.ts, docs/alert-rules.md); alert rules may require a minimum",
+  });
+export type IssueImpact = z.infer<typeof IssueImpact>;
+
+export const IssueEscalation = z
+  .object({
+    alertId: z.string(),
+    rule: z.string(),
+    level: z.number().int().min(1),
+    levelName: z.string(),
+    since: isoTime.meta({ description: "When the alert reached this level" }),
+    status: AlertStatus.nullable().meta({
+      description: "The alert's status now; null when its log cannot be read",
+    }),
+    acknowledged: z.object({ by: z.string(), at: isoTime }).nullable(),
+  })
+  .meta({
+    id: "IssueEscalation",
+    description: "The latest escalation of an alert about this issue (its escalated events, the alert log)",
+  });
+export type IssueEscalation = z.infer<typeof IssueEscalation>;
+
 export const IssueDetail = IssueSummary.extend({
   from: isoTime.meta({
     description: "Start of the window used: the requested one floored to a whole UTC hour",
@@ -123,6 +169,10 @@ export const IssueDetail = IssueSummary.extend({
   closure: z.enum(["effective", "fixed", "without_fix"]).nullable(),
   regressions: count,
   statusSince: isoTime.nullable(),
+  impact: IssueImpact,
+  escalation: IssueEscalation.nullable().meta({
+    description: "null: no alert about the issue has escalated",
+  }),
   byFirmware: z.array(Breakdown("firmware")),
   byRegion: z.array(Breakdown("region")),
   byIsp: z.array(Breakdown("isp")).meta({

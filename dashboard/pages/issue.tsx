@@ -233,6 +233,19 @@ function Summary(props: { issue: IssueDetail }) {
             value: count(d.occurrences),
             note: `${d.growth.delta >= 0 ? "+" : ""}${count(d.growth.delta)} second half vs first`,
           },
+          {
+            label: "Impact",
+            value: d.impact.score.toFixed(1),
+            note: `severity ${d.impact.severityWeight} × ${count(d.impact.affectedDevices)} devices × ${percent(d.impact.fleetShare)} of the fleet × age ${d.impact.ageFactor.toFixed(2)}`,
+          },
+          {
+            label: "Escalation",
+            value:
+              d.escalation === null
+                ? "not escalated"
+                : `level ${d.escalation.level}: ${d.escalation.levelName}`,
+            note: d.escalation === null ? undefined : <EscalationNote escalation={d.escalation} />,
+          },
           { label: "Assignee", value: d.assignee ?? "nobody" },
           {
             label: "Fix",
@@ -246,6 +259,24 @@ function Summary(props: { issue: IssueDetail }) {
         <When iso={d.lastSeen} />.
         {d.mergedIds.length > 0 ? ` Merged into it: ${d.mergedIds.join(", ")}.` : ""}
       </p>
+    </>
+  );
+}
+
+function EscalationNote(props: { escalation: NonNullable<IssueDetail["escalation"]> }) {
+  const e = props.escalation;
+  const state =
+    e.acknowledged !== null
+      ? `acknowledged by ${e.acknowledged.by}`
+      : e.status === null
+        ? "alert state unknown"
+        : e.status === "open"
+          ? "not acknowledged"
+          : e.status;
+  return (
+    <>
+      since <When iso={e.since} />, {state} (
+      <a href={`/alerts#${encodeURIComponent(e.alertId)}`}>alert {e.alertId}</a>)
     </>
   );
 }
