@@ -9,7 +9,13 @@ import {
 } from "aedes";
 import type { BrokerLimits } from "../config/env.js";
 import type { DeviceError } from "../contract/messages.js";
-import { commandFilter, errorsTopic, parseDeviceTopic, topicOwner } from "../contract/topics.js";
+import {
+  commandFilter,
+  commandTopic,
+  errorsTopic,
+  parseDeviceTopic,
+  topicOwner,
+} from "../contract/topics.js";
 import type { IngestOutcome } from "../ingest/ingest.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
@@ -101,7 +107,12 @@ export type BrokerHandle = {
    * back with a persistent session holding that subscription.
    */
   onDeviceReady(listener: (deviceId: string) => void): Unlisten;
-  /** Called when a device acknowledges (PUBACK) a command fieldq published to it. */
+  /**
+   * Publishes a command QoS 1 on the device's command topic, to the connection that is ready for commands;
+   * false when none is. Its PUBACK calls the onDelivered listeners.
+   */
+  sendCommand(deviceId: string, commandId: string, payload: string): Promise<boolean>;
+  /** Called when a device acknowledges (PUBACK) a command sent with sendCommand. */
   onDelivered(listener: (deviceId: string, commandId: string) => void): Unlisten;
   /** Whether the device is connected and subscribed to its command filter at QoS 1 now. */
   isSubscribed(deviceId: string): boolean;
@@ -149,6 +160,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const ready = new Map<string, Client>();
   const readyListeners = new Set<(deviceId: string) => void>();
   const deliveredListeners = new Set<(deviceId: string, commandId: string) => void>();
+  /** Commands sent on each connection and not acknowledged yet, by packet id. */
+  const unacked = new WeakMap<Client, { nextId: number; commands: Map<number, string> }>();
 
   const authError = (returnCode: 2 | 3 | 5, message: string) =>
     Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -509,9 +522,19 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     if (command.qos === 1 || command.qos === 2) becameReady(client.id, client);
     else if (ready.get(client.id) === client) ready.delete(client.id);
   });
+  // aedes's "ack" event carries no packet for a clean session (it keeps no copy of what it sent one), so the
+  // PUBACKs of commands sent on one are read off the connection's parser by the packet id fieldq gave them
+  // (onConnection); a persistent session's come with their packet in the "ack" event.
+  const acknowledged = (client: Client, messageId: number | undefined) => {
+    const sentOn = unacked.get(client);
+    const commandId = messageId === undefined ? undefined : sentOn?.commands.get(messageId);
+    if (sentOn === undefined || commandId === undefined || messageId === undefined) return;
+    sentOn.commands.delete(messageId);
+    for (const listener of deliveredListeners) listener(client.id, commandId);
+  };
   broker.on("ack", (packet, client) => {
-    if (client === null || client === undefined || services.has(client) || packet === undefined) return;
-    if (!("topic" in packet) || typeof packet.topic !== "string") return;
+    if (client?.clean !== false || services.has(client) || packet === undefined || !("topic" in packet))
+      return;
     const parsed = parseDeviceTopic(packet.topic);
     if (parsed?.channel !== "cmd" || parsed.deviceId !== client.id) return;
     for (const listener of deliveredListeners) listener(parsed.deviceId, parsed.commandId);
@@ -578,10 +601,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     const client = broker.handle(connection);
     // aedes checks a filter's depth before authorizeSubscribe and closes the connection on a deep one; a
     // placeholder it accepts, marked, lets authorizeSubscribe answer 0x80 as for any refused filter instead.
-    (client as unknown as { _parser?: NodeJS.EventEmitter })._parser?.prependListener(
-      "packet",
-      markDeepFilters,
-    );
+    const parser = (client as unknown as { _parser?: NodeJS.EventEmitter })._parser;
+    parser?.prependListener("packet", markDeepFilters);
+    parser?.prependListener("packet", (packet: { cmd: string; messageId?: number }) => {
+      if (packet.cmd === "puback") acknowledged(client, packet.messageId);
+    });
   };
 
   function markDeepFilters(packet: { cmd: string; subscriptions?: Subscription[] }) {
@@ -633,6 +657,52 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     onDeviceReady(listener) {
       readyListeners.add(listener);
       return () => readyListeners.delete(listener);
+    },
+    sendCommand(deviceId, commandId, payload) {
+      const client = ready.get(deviceId);
+      if (client === undefined || client.closed) return Promise.resolve(false);
+      const topic = commandTopic(deviceId, commandId);
+      if (!client.clean) {
+        // Queued in the session's store by aedes, which then reports the PUBACK with the packet ("ack").
+        const packet = {
+          cmd: "publish" as const,
+          topic,
+          payload: Buffer.from(payload),
+          qos: 1 as const,
+          retain: false,
+          dup: false,
+        };
+        return new Promise<boolean>((resolve) => client.publish(packet, (error) => resolve(!error)));
+      }
+      let sentOn = unacked.get(client);
+      if (sentOn === undefined) {
+        sentOn = { nextId: 1, commands: new Map() };
+        unacked.set(client, sentOn);
+      }
+      // A packet id of our own [MQTT-2.3.1-2]: a device receives QoS 1 only from commands (its errors come QoS 0).
+      const messageId = sentOn.nextId;
+      sentOn.nextId = messageId >= 65_535 ? 1 : messageId + 1;
+      sentOn.commands.set(messageId, commandId);
+      const packet = {
+        cmd: "publish",
+        topic,
+        payload: Buffer.from(payload),
+        qos: 1,
+        retain: false,
+        dup: false,
+        messageId,
+      };
+      // client.publish would drop the packet id; deliverQoS keeps one it is given (aedes lib/qos-packet.js).
+      const deliver = (client as unknown as { deliverQoS: (p: typeof packet, cb: () => void) => void })
+        .deliverQoS;
+      return new Promise<boolean>((resolve) =>
+        deliver(packet, () => {
+          // aedes reports a failed write as the client's error, not here: a closed client got nothing.
+          const delivered = !client.closed;
+          if (!delivered) sentOn.commands.delete(messageId);
+          resolve(delivered);
+        }),
+      );
     },
     onDelivered(listener) {
       deliveredListeners.add(listener);

@@ -1,7 +1,6 @@
 import { nextSendAt } from "../analytics/command-status.js";
 import type { BrokerHandle } from "../broker/start-broker.js";
 import type { Command } from "../contract/messages.js";
-import { commandTopic } from "../contract/topics.js";
 import type { Logger } from "../observe/logger.js";
 import type { CommandService, PendingCommand } from "../services/commands.js";
 
@@ -111,12 +110,11 @@ export function startCommandDispatch(deps: CommandDispatchDeps): CommandDispatch
         ts: sentMs,
         ...(Object.keys(command.args).length === 0 ? {} : { args: command.args }),
       };
-      try {
-        await broker.publish(commandTopic(command.device, id), JSON.stringify(payload));
+      if (await broker.sendCommand(command.device, id, JSON.stringify(payload))) {
         logger.debug({ deviceId: command.device, commandId: id, type: command.type }, "command sent");
-      } catch (error) {
+      } else {
         sent.delete(id);
-        logger.warn({ err: error, deviceId: command.device, commandId: id }, "command not published");
+        logger.debug({ deviceId: command.device, commandId: id }, "command not sent: the device went away");
       }
     }
     if (waiting.size > 0) logger.trace({ waiting: waiting.size, ms: now() - t }, "commands pass");
