@@ -246,6 +246,25 @@ describe("service promises on a known fleet", () => {
     expect(a.compliance).toBeNull();
   });
 
+  test("the dashboard's promises page shows each model's statuses in words, budgets and daily strips", async () => {
+    const response = await fetch(`${stack.apiUrl}/promises`, {
+      headers: { cookie: "fieldq_session=viewer-token-1" },
+    });
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    expect(html).toContain('<h2 id="panel-promises-m1">M1</h2>');
+    expect(html).toContain('<h2 id="panel-promises-p1">P1</h2>');
+    // Two breached (fault rate, response), one insufficient (P1), one in promise (M1 availability).
+    expect(html.match(/class="badge bad">breached</g)).toHaveLength(2);
+    expect(html.match(/class="badge muted">insufficient data</g)).toHaveLength(1);
+    expect(html.match(/class="badge good">in promise</g)).toHaveLength(1);
+    // Each strip cell says its day and verdict in words, beside its sign.
+    expect(html).toContain(
+      `${iso(C).slice(0, 10)}: missed, 50 per 1,000 device-hours (1 faults in 20 device-hours)`,
+    );
+    expect(html).toContain(`${iso(C).slice(0, 10)}: missed, 67% (2 of 3 devices)`);
+  });
+
   test("a request without a token or with a bad parameter is refused with the one envelope", async () => {
     const anonymous = await fetch(`${stack.apiUrl}/api/v1/promises`);
     expect(anonymous.status).toBe(401);
