@@ -75,10 +75,24 @@ export const writeAlertLog = (
     entries.map((e) => alertLogPoint(e, ackNanos)),
   );
 
-/** The log in time order, of one alert or of all; a point that does not hold a valid entry is skipped. */
-export async function readAlertLog(influx: InfluxDB, alertId?: string): Promise<AlertLogEntry[]> {
-  const where = alertId === undefined ? "" : ` WHERE ${tagIs("alert", alertId)}`;
-  const [groups = []] = await queryGroups(influx, [`SELECT "entry" FROM ${from("alertLog")}${where}`]);
+export type AlertLogFilter = { alertIds?: readonly string[]; types?: readonly AlertLogEntry["type"][] };
+
+const anyOf = (tag: string, values: readonly string[]) =>
+  `(${values.map((v) => tagIs(tag, v)).join(" OR ")})`;
+
+/** The log in time order, of some alerts and entry types or of all; a point without a valid entry is skipped. */
+export async function readAlertLog(influx: InfluxDB, filter: AlertLogFilter = {}): Promise<AlertLogEntry[]> {
+  const where: string[] = [];
+  if (filter.alertIds !== undefined) {
+    if (filter.alertIds.length === 0) return [];
+    where.push(anyOf("alert", filter.alertIds));
+  }
+  if (filter.types !== undefined) {
+    if (filter.types.length === 0) return [];
+    where.push(anyOf("type", filter.types));
+  }
+  const clause = where.length === 0 ? "" : ` WHERE ${where.join(" AND ")}`;
+  const [groups = []] = await queryGroups(influx, [`SELECT "entry" FROM ${from("alertLog")}${clause}`]);
   const entries: AlertLogEntry[] = [];
   for (const row of groups.flatMap((g) => g.rows)) {
     const json = text(row.entry);

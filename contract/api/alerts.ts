@@ -10,7 +10,10 @@ export type AlertStatus = z.infer<typeof AlertStatus>;
 
 export const AlertSeverityName = z.enum(["info", "warning", "critical"]);
 
-export const AlertId = z.string().regex(/^[^/\s]{1,200}$/, "must be 1-200 characters, no slash or space");
+export const AlertId = z
+  .string()
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  .regex(/^[^/\u0000-\u001f\u007f]{1,200}$/, "must be 1-200 characters, no slash or control character");
 
 export const Acknowledgement = z.object({ by: z.string(), at: isoTime });
 

@@ -61,7 +61,7 @@ async function receiver() {
 }
 
 const webhook = (name: string, url: string): TargetSpec => ({ name, type: "webhook", url, secret: SECRET });
-const logOf = (alertId?: string) => readAlertLog(createInflux(db), alertId);
+const logOf = (alertId: string) => readAlertLog(createInflux(db), { alertIds: [alertId] });
 const deliveriesIn = (log: AlertLogEntry[]) =>
   log.flatMap((e) => (e.type === "delivery" ? [`${e.target}:${e.outcome}:${e.attempt}`] : []));
 
@@ -155,7 +155,7 @@ describe("alert delivery", () => {
     // The hanging receiver holds its first notice; the others wait behind it in its own lane only.
     expect(hanging.received.map((r) => r.headers["idempotency-key"])).toEqual([notices[0]?.idempotencyKey]);
     const log = await eventually(async () => {
-      const entries = await logOf(notices[0]?.alertId);
+      const entries = await logOf(notices[0]?.alertId ?? "");
       return entries.some((e) => e.type === "delivery" && e.target === "dead") ? entries : undefined;
     });
     const dead = log.find((e) => e.type === "delivery" && e.target === "dead");
