@@ -3,7 +3,16 @@ import {
   type FeedbackBesideFaults,
   type FeedbackCategory,
 } from "../contract/api/feedback.js";
-import type { IssueFlow, IssueFlowRow, Overdue, OverdueRow, Pareto } from "../contract/api/reports.js";
+import type { PromiseDay, PromiseReport, PromisesAnswer } from "../contract/api/promises.js";
+import type {
+  IssueFlow,
+  IssueFlowRow,
+  Overdue,
+  OverdueRow,
+  Pareto,
+  PromiseRow,
+  PromiseSection,
+} from "../contract/api/reports.js";
 import type { IssueEvent, IssueStatus } from "../contract/issue-events.js";
 import type { Severity } from "../contract/messages.js";
 import { DAY_MS, iso, type Window } from "../contract/time.js";
@@ -247,4 +256,49 @@ export function feedbackBesideFaults(
       };
     })
     .sort((a, b) => byText(a.model, b.model) || byText(a.firmware, b.firmware));
+}
+
+const percentText = (share: number) => `${(Math.round(share * 10_000) / 100).toString()}%`;
+
+/** What a promise's target says, in words: availability and response as shares, fault rates per 1,000 h. */
+function targetText(p: PromiseReport): string {
+  const days = `on ${percentText(p.objective)} of days`;
+  const severity = p.severity === null ? "" : `${p.severity} `;
+  if (p.kind === "availability") return `≥ ${percentText(p.target)} of devices online a day, ${days}`;
+  if (p.kind === "fault_rate") return `≤ ${p.target} ${severity}faults per 1,000 device-hours a day, ${days}`;
+  return `≥ ${percentText(p.target)} of new ${severity}issues answered in time, ${days}`;
+}
+
+/**
+ * Each promise's compliance over the window's days (met ÷ judged days whose start lies in the window,
+ * compliant when that share reaches the promise's objective), with the error budget left as of the
+ * answer's asOf and what the days were computed from.
+ */
+export function promiseRows(answer: PromisesAnswer, window: Window): PromiseSection {
+  const rows: PromiseRow[] = [];
+  for (const { model, promises } of answer.models) {
+    for (const p of promises) {
+      const days = p.days.filter((d) => inWindow(Date.parse(d.day), window));
+      const judged = days.filter((d) => d.state === "met" || d.state === "missed");
+      const met = judged.filter((d) => d.state === "met").length;
+      const share = judged.length === 0 ? null : met / judged.length;
+      const sum = (key: keyof PromiseDay["sample"]) => days.reduce((s, d) => s + (d.sample[key] ?? 0), 0);
+      const sample =
+        p.kind === "availability"
+          ? `${sum("online")} of ${sum("devices")} device-days online`
+          : p.kind === "fault_rate"
+            ? `${sum("faults")} faults in ${Math.round(sum("deviceHours"))} device-hours`
+            : `${sum("late")} of ${sum("issues")} new issues late`;
+      rows.push({
+        model,
+        promise: `${p.name}: ${p.summary}`,
+        target: targetText(p),
+        actual: share === null ? null : `${met} of ${judged.length} days met (${percentText(share)})`,
+        compliant: share === null ? null : share >= p.objective,
+        budgetLeft: p.budget.leftShare,
+        sample: `${judged.length} judged of ${days.length} days; ${sample}; now ${p.status.replace("_", " ")} (${p.reason})`,
+      });
+    }
+  }
+  return { available: answer.file !== null, note: answer.message, rows };
 }

@@ -1,12 +1,7 @@
-import { issueFlow, overdueActions, pareto } from "../analytics/review.js";
+import { issueFlow, overdueActions, pareto, promiseRows } from "../analytics/review.js";
 import type { IssueListItem } from "../contract/api/issues.js";
 import type { RegressionVerdict } from "../contract/api/regressions.js";
-import {
-  type FirmwareVerdictRow,
-  OVERDUE_AFTER_DAYS,
-  type PromiseSection,
-  type ReviewReport,
-} from "../contract/api/reports.js";
+import { type FirmwareVerdictRow, OVERDUE_AFTER_DAYS, type ReviewReport } from "../contract/api/reports.js";
 import { alignHours, iso, type Window } from "../contract/time.js";
 import { readFingerprints } from "../storage/issue-queries.js";
 import type { ServiceBag } from "./bag.js";
@@ -53,17 +48,6 @@ export const verdictRow = (v: RegressionVerdict): FirmwareVerdictRow => ({
   baselineHours: v.overall.baseline.exposureHours,
 });
 
-/** What the promise service offers the review; helper E's service may not offer it (yet). */
-type PromiseReview = { review?: (window: Window) => Promise<PromiseSection> };
-
-async function promiseSection(promises: PromiseService, window: Window): Promise<PromiseSection> {
-  const review = (promises as PromiseService & PromiseReview).review;
-  if (typeof review !== "function") {
-    return { available: false, note: "promise compliance is not yet available from this fieldq", rows: [] };
-  }
-  return review.call(promises, window);
-}
-
 export function createReviewService(bag: ServiceBag, deps: ReviewServiceDeps): ReviewService {
   async function allIssues(window: Window): Promise<IssueListItem[]> {
     const items: IssueListItem[] = [];
@@ -86,7 +70,7 @@ export function createReviewService(bag: ServiceBag, deps: ReviewServiceDeps): R
         bag.firmware.regressions({}),
         deps.feedback.summary(window),
         deps.feedback.rows(window),
-        promiseSection(deps.promises, window),
+        deps.promises.report(window),
       ]);
       const keys = new Map(fingerprints.map((f) => [f.id, f.key]));
       for (const issue of issues) keys.set(issue.id, issue.key);
@@ -108,7 +92,7 @@ export function createReviewService(bag: ServiceBag, deps: ReviewServiceDeps): R
             affectedDevices: i.affectedDevices,
           })),
         ),
-        promises,
+        promises: promiseRows(promises, window),
         issues: issueFlow({ window, log, firstSeen, keyOf }),
         overdue: overdueActions({ asOfMs: window.toMs, limitDays: OVERDUE_AFTER_DAYS, log, keyOf }),
         firmware: {

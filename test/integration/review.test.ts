@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -70,7 +70,13 @@ const reviewPath = (extra = "") => `/api/v1/reports/review?from=${FROM}&to=${TO(
 beforeAll(async () => {
   db = await testDatabase("review");
   dataDir = await mkdtemp(join(tmpdir(), "fieldq-review-"));
-  config = testConfig(db, dataDir);
+  // M1 promises at most 300 error faults per 1,000 device-hours a day; it ran 8 in 12 device-hours (667).
+  const promises = join(dataDir, "promises.yaml");
+  await writeFile(
+    promises,
+    "models:\n  M1:\n    faultRates:\n      error: { max: 300, minDeviceHours: 1 }\n",
+  );
+  config = testConfig(db, dataDir, { FIELDQ_PROMISES: promises });
   stack = await startFieldq(config, { logger: silentLogger }, { broker: true, api: true });
   let seq = 0;
   for (const d of DEVICES) {
@@ -253,6 +259,15 @@ describe("the management review", () => {
     expect(report.overdue.rows.map((r) => [r.issue, r.status, r.daysWithoutProgress])).toEqual([
       [LOS, "acknowledged", 20],
     ]);
+    // The window's days with M1 exposure are judged (one, or two when H0..H3 cross midnight), none met.
+    expect(report.promises.available).toBe(true);
+    expect(report.promises.rows).toHaveLength(1);
+    expect(report.promises.rows[0]).toMatchObject({
+      model: "M1",
+      compliant: false,
+      actual: expect.stringMatching(/^0 of [12] days met \(0%\)$/),
+      sample: expect.stringContaining("8 faults in 12 device-hours"),
+    });
     // Four devices are too few for any verdict.
     expect(report.firmware.rows).toEqual([]);
     expect(report.feedback.records).toBe(3);
@@ -308,6 +323,7 @@ describe("the management review", () => {
             FIELDQ_INFLUX_DB: config.influx.database,
             FIELDQ_DEVICE_SECRET: TEST_SECRET,
             FIELDQ_LOG_LEVEL: "silent",
+            FIELDQ_PROMISES: config.promises.file,
           },
         },
       );

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { feedbackBesideFaults, issueFlow, overdueActions, pareto } from "../../analytics/review.js";
+import {
+  feedbackBesideFaults,
+  issueFlow,
+  overdueActions,
+  pareto,
+  promiseRows,
+} from "../../analytics/review.js";
 import { csvCell, reviewCsv, toCsv } from "../../api/review-csv.js";
 import { reviewHtml } from "../../api/review-html.js";
+import type { PromiseDay, PromiseReport } from "../../contract/api/promises.js";
 import type { ReviewReport } from "../../contract/api/reports.js";
 import type { IssueEvent } from "../../contract/issue-events.js";
 
@@ -129,6 +136,83 @@ describe("overdue actions", () => {
       ["c", "new", "ana", 15],
     ]);
     expect(overdue.asOf).toBe(new Date(asOfMs).toISOString());
+  });
+});
+
+describe("promise compliance", () => {
+  const day = (d: number, state: PromiseDay["state"], online: number): PromiseDay => ({
+    day: new Date(at(d)).toISOString(),
+    value: online / 10,
+    target: 0.95,
+    met: state === "met" ? true : state === "missed" ? false : null,
+    state,
+    sample: { devices: 10, online },
+  });
+  const promise = (days: PromiseDay[]): PromiseReport => ({
+    model: "M1",
+    name: "availability",
+    kind: "availability",
+    severity: null,
+    summary: "95% online",
+    target: 0.95,
+    objective: 0.9,
+    periodDays: 30,
+    period: { from: new Date(at(0)).toISOString(), to: new Date(at(30)).toISOString() },
+    judgedDays: 4,
+    compliance: 0.75,
+    budget: { allowedDays: 3, spentDays: 1, leftDays: 2, leftShare: 2 / 3 },
+    burnRate: { long: { days: 6, rate: 1 }, short: { days: 1, rate: 0 }, fast: 6 },
+    status: "ok",
+    reason: "within budget",
+    days,
+  });
+
+  it("judges the window's days: met over judged against the objective, with the sample summed", () => {
+    // Days -1 and 30 lie outside the window; day 2 was not judged. 3 of 4 judged days met: 75% < 90%.
+    const answer = {
+      from: new Date(at(-1)).toISOString(),
+      to: new Date(at(31)).toISOString(),
+      asOf: new Date(at(31)).toISOString(),
+      file: "promises.yaml",
+      message: null,
+      models: [
+        {
+          model: "M1",
+          promises: [
+            promise([
+              day(-1, "missed", 1),
+              day(0, "met", 10),
+              day(1, "missed", 9),
+              day(2, "insufficient", 0),
+              day(3, "met", 10),
+              day(4, "met", 10),
+              day(30, "missed", 2),
+            ]),
+          ],
+        },
+      ],
+    };
+    const section = promiseRows(answer, window);
+    expect(section.available).toBe(true);
+    expect(section.rows).toEqual([
+      {
+        model: "M1",
+        promise: "availability: 95% online",
+        target: "≥ 95% of devices online a day, on 90% of days",
+        actual: "3 of 4 days met (75%)",
+        compliant: false,
+        budgetLeft: 2 / 3,
+        sample: "4 judged of 5 days; 39 of 50 device-days online; now ok (within budget)",
+      },
+    ]);
+  });
+
+  it("says why nothing is shown when no promises file is configured", () => {
+    const section = promiseRows(
+      { from: "", to: "", asOf: "", file: null, message: "set FIELDQ_PROMISES", models: [] },
+      window,
+    );
+    expect(section).toEqual({ available: false, note: "set FIELDQ_PROMISES", rows: [] });
   });
 });
 
