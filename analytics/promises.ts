@@ -15,13 +15,17 @@ import { DAY_MS, floorDay, formatDuration, iso } from "../contract/time.js";
 
 // ---- the file ----
 
-const days = (what: string, least: number) =>
+/** A period and lookback are read from the rollups day by day: a year of days at most, and a quarter. */
+export const MAX_PERIOD_DAYS = 366;
+export const MAX_LOOKBACK_DAYS = 90;
+
+const days = (what: string, least: number, most: number) =>
   z
     .string()
     .refine((text) => {
       const ms = parseDuration(text);
-      return ms !== undefined && ms % DAY_MS === 0 && ms / DAY_MS >= least;
-    }, `${what} must be a whole number of days, at least ${least} (e.g. 30d)`)
+      return ms !== undefined && ms % DAY_MS === 0 && ms / DAY_MS >= least && ms / DAY_MS <= most;
+    }, `${what} must be a whole number of days from ${least} to ${most} (e.g. 30d)`)
     .transform((text) => (parseDuration(text) ?? 0) / DAY_MS);
 
 const Objective = z
@@ -30,11 +34,11 @@ const Objective = z
   .lt(1, "objective must be below 1 (1 leaves no error budget)");
 const Share = z.number().min(0).max(1);
 
-const Judged = { objective: Objective.optional(), period: days("period", 1).optional() };
+const Judged = { objective: Objective.optional(), period: days("period", 1, MAX_PERIOD_DAYS).optional() };
 
 const Availability = z.strictObject({
   target: Share.meta({ description: "Least share of the model's devices online each day" }),
-  lookback: days("lookback", 0).optional(),
+  lookback: days("lookback", 0, MAX_LOOKBACK_DAYS).optional(),
   minDevices: z.number().int().min(1).optional(),
   ...Judged,
 });
@@ -57,8 +61,8 @@ export const PromisesFile = z.strictObject({
   defaults: z
     .strictObject({
       objective: Objective.optional(),
-      period: days("period", 1).optional(),
-      lookback: days("lookback", 0).optional(),
+      period: days("period", 1, MAX_PERIOD_DAYS).optional(),
+      lookback: days("lookback", 0, MAX_LOOKBACK_DAYS).optional(),
       minDevices: z.number().int().min(1).optional(),
       minDeviceHours: z.number().min(0).optional(),
     })

@@ -17,6 +17,7 @@ import { SEVERITIES, type Severity } from "../contract/messages.js";
 import { err, ok, type Result } from "../contract/result.js";
 import { alignHours, DAY_MS, dayPart, dayStarts, floorDay, iso, type Window } from "../contract/time.js";
 import { cohortSumRows, cohortSumsQuery } from "../storage/health-queries.js";
+import { answers } from "./answers.js";
 import type { ServiceBag } from "./bag.js";
 
 // Service promises per model (docs/promises.md): the file read once at start, each promise judged per UTC
@@ -44,8 +45,17 @@ export interface PromiseService {
 const NOTHING_PROMISED =
   "Nothing is promised: set FIELDQ_PROMISES to a promises file (docs/promises.md, docs/promises.example.yaml).";
 
+type FleetDay = {
+  day: number;
+  /** Per model, the devices with activity that day. */
+  online: Map<string, Set<string>>;
+  sums: Map<string, { hours: number; faults: Record<Severity, number> }>;
+};
+
 export function createPromiseService(bag: ServiceBag, options: PromiseServiceOptions): PromiseService {
   let promises: ServicePromise[] = [];
+  // The alert engine asks every cycle: the days are computed again only when a bucket's rollup changed.
+  const fleetDays = answers<FleetDay[]>(20);
 
   async function report(input: PromisesInput, asOfMs: number): Promise<PromisesAnswer> {
     const chosen = promises.filter((p) => input.model === undefined || p.model === input.model);
@@ -149,8 +159,8 @@ export function createPromiseService(bag: ServiceBag, options: PromiseServiceOpt
       [query],
       { sets: ["active"] },
     );
-    return {
-      days: parts.map(({ day, part }) => {
+    const days = fleetDays(JSON.stringify(loaded), view.version, () =>
+      parts.map(({ day, part }): FleetDay => {
         const online = new Map<string, Set<string>>();
         for (const [device, identity] of view.members("active", part)) {
           const set = online.get(identity.model) ?? new Set<string>();
@@ -167,7 +177,8 @@ export function createPromiseService(bag: ServiceBag, options: PromiseServiceOpt
         }
         return { day, online, sums };
       }),
-    };
+    );
+    return { days };
   }
 
   /** Issues first seen from fromMs on, with their models, worst severity so far and first answer by a person. */

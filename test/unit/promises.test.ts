@@ -221,7 +221,7 @@ describe("the promises file", () => {
     [
       "a period not in whole days",
       "defaults:\n  period: 36h\nmodels: {}\n",
-      "f.yaml:2:11: defaults.period: period must be a whole number of days, at least 1 (e.g. 30d)",
+      "f.yaml:2:11: defaults.period: period must be a whole number of days from 1 to 366 (e.g. 30d)",
     ],
     [
       "an unknown severity",
