@@ -1,6 +1,7 @@
 import type { ObservedCondition } from "../analytics/alerting.js";
 import { impactOf } from "../analytics/impact.js";
 import type { IssueListItem } from "../contract/api/issues.js";
+import type { PromiseAlarm } from "../contract/api/promises.js";
 import type { RegressionVerdict } from "../contract/api/regressions.js";
 import { SEVERITIES, type Severity } from "../contract/messages.js";
 import { DAY_MS, iso, WEEK_MS } from "../contract/time.js";
@@ -28,6 +29,8 @@ export type Observations = {
   issues?: { new: IssueListItem[]; regressed: IssueListItem[] } | undefined;
   regressions?: RegressionVerdict[] | undefined;
   silence?: Array<{ model: string; seen: number; silent: number; rate: number }> | undefined;
+  /** The promises breached or burning their budget fast now (services/promises.ts status). */
+  promises?: PromiseAlarm[] | undefined;
 };
 
 /** The kinds a rule wants whose source failed now: their alerts are left as they are this step. */
@@ -43,7 +46,7 @@ export function unobservedKinds(rules: readonly AlertRule[], o: Observations): S
         return o.silence !== undefined;
       case "promise_breached":
       case "error_budget_burn":
-        return true;
+        return o.promises !== undefined;
     }
   };
   return new Set(rules.map((r) => r.kind).filter((kind) => !answered(kind)));
@@ -74,7 +77,7 @@ function conditionsOfRule(rule: AlertRule, o: Observations): AlertCondition[] {
       return (o.silence ?? []).flatMap((m) => silenceCondition(rule, m));
     case "promise_breached":
     case "error_budget_burn":
-      return [];
+      return (o.promises ?? []).flatMap((alarm) => promiseCondition(rule, alarm));
   }
 }
 
@@ -186,9 +189,36 @@ export function silenceCondition(
   ];
 }
 
+export function promiseCondition(rule: AlertRule, alarm: PromiseAlarm): AlertCondition[] {
+  const wanted = rule.kind === "promise_breached" ? "breached" : "burning";
+  if (alarm.state !== wanted || !inModels(rule, alarm.model)) return [];
+  const subject = `${alarm.model} promise ${alarm.promise}`;
+  return [
+    {
+      key: `${rule.name}:promise:${alarm.model}:${alarm.promise}`,
+      rule: rule.name,
+      payload: {
+        kind: rule.kind,
+        severity: rule.severity ?? (wanted === "breached" ? "critical" : "warning"),
+        subject,
+        refs: { model: alarm.model, promise: alarm.promise },
+        title:
+          wanted === "breached" ? `Promise breached: ${subject}` : `Error budget burning fast: ${subject}`,
+        detail: {
+          promiseKind: alarm.kind,
+          state: alarm.state,
+          reason: alarm.detail,
+          budgetLeftDays: alarm.budgetLeftDays,
+          burnRate: alarm.burnRate,
+        },
+      },
+    },
+  ];
+}
+
 /** Reads what the rules need now; a source that fails is left out (its alerts stay as they are). */
 export async function observe(
-  read: Pick<ReadServices, "issues" | "firmware" | "devices">,
+  read: Pick<ReadServices, "issues" | "firmware" | "devices" | "promises">,
   rules: readonly AlertRule[],
   nowMs: number,
   onError: (source: string, err: unknown) => void,
@@ -208,7 +238,7 @@ export async function observe(
       return undefined;
     }
   };
-  const [issues, regressions, silence] = await Promise.all([
+  const [issues, regressions, silence, promises] = await Promise.all([
     guard("issues", wants.has("issue_new") || wants.has("issue_regressed"), async () => {
       const [fresh, regressed] = await Promise.all([issuesOf("new"), issuesOf("regressed")]);
       return { new: fresh, regressed };
@@ -223,6 +253,9 @@ export async function observe(
       wants.has("silent_share"),
       async () => (await read.devices.silence({ fromMs: nowMs - SILENCE_WINDOW_MS, toMs: nowMs })).byModel,
     ),
+    guard("promises", wants.has("promise_breached") || wants.has("error_budget_burn"), () =>
+      read.promises.status(nowMs),
+    ),
   ]);
-  return { nowMs, issues, regressions, silence };
+  return { nowMs, issues, regressions, silence, promises };
 }

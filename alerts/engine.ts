@@ -24,7 +24,7 @@ const LOG_ONLY = "log";
 export type AlertEngineDeps = {
   rules: AlertRules;
   outbox: AlertOutbox<EngineState>;
-  read: Pick<ReadServices, "issues" | "firmware" | "devices">;
+  read: Pick<ReadServices, "issues" | "firmware" | "devices" | "promises">;
   /** The acknowledgements people made (services/alerts.ts), by alert id. */
   acknowledgements: () => Promise<ReadonlyMap<string, Acknowledgement>>;
   /** Writes an issue's "escalated" event (idempotent: the same event lands on the same point). */

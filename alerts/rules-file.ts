@@ -129,6 +129,8 @@ export const DEFAULT_RULES: ReadonlyArray<Omit<AlertRule, "policy">> = [
   base("issue-regressed", "issue_regressed"),
   base("firmware-regression", "firmware_regression"),
   { ...base("model-silent", "silent_share"), minShare: 0.1, minDevices: 3 },
+  base("promise-breached", "promise_breached"),
+  base("budget-burning", "error_budget_burn"),
 ];
 
 function base(name: string, kind: ConditionKind): Omit<AlertRule, "policy"> {
@@ -200,6 +202,13 @@ function rulesSchema() {
         ctx.addIssue({ code: "custom", path: ["rules", i, "minShare"], message: "belongs to silent_share" });
       }
       const issueOnly = rule.when === "issue_new" || rule.when === "issue_regressed";
+      if (rule.minDevices !== undefined && !issueOnly && rule.when !== "silent_share") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["rules", i, "minDevices"],
+          message: "belongs to issue and silent_share rules",
+        });
+      }
       for (const field of ["minSeverity", "minImpact"] as const) {
         if (rule[field] !== undefined && !issueOnly) {
           ctx.addIssue({ code: "custom", path: ["rules", i, field], message: "belongs to issue rules" });

@@ -120,12 +120,10 @@ export const IssueImpact = z
       .number()
       .min(0)
       .meta({ description: "severityWeight × affectedDevices × fleetShare × ageFactor" }),
-    severityWeight: z
-      .number()
-      .meta({
-        description:
-          "Of the worst severity in the window: info 1, warning 3, error 9, critical 27; 0 without one",
-      }),
+    severityWeight: z.number().meta({
+      description:
+        "Of the worst severity in the window: info 1, warning 3, error 9, critical 27; 0 without one",
+    }),
     affectedDevices: count,
     fleetShare: z.number().min(0).max(1).meta({ description: "affectedDevices / activeDevices, at most 1" }),
     ageDays: z

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { conditionsOf, issueCondition, silenceCondition } from "../../alerts/conditions.js";
+import { conditionsOf, issueCondition, promiseCondition, silenceCondition } from "../../alerts/conditions.js";
 import {
   type AlertRule,
   DEFAULT_HOLD_MS,
@@ -15,7 +15,12 @@ import type { TargetSpec } from "../../alerts/types.js";
 import type { IssueListItem } from "../../contract/api/issues.js";
 
 const HOUR = 3_600_000;
-const WEBHOOK: TargetSpec = { name: "webhook", type: "webhook", url: "http://127.0.0.1:9/hook", secret: "s".repeat(16) };
+const WEBHOOK: TargetSpec = {
+  name: "webhook",
+  type: "webhook",
+  url: "http://127.0.0.1:9/hook",
+  secret: "s".repeat(16),
+};
 const MQTT: TargetSpec = { name: "mqtt", type: "mqtt", topic: "fieldq/alerts" };
 
 const FULL = `
@@ -61,6 +66,8 @@ describe("the alert rules file", () => {
       ["issue-regressed", "issue_regressed"],
       ["firmware-regression", "firmware_regression"],
       ["model-silent", "silent_share"],
+      ["promise-breached", "promise_breached"],
+      ["budget-burning", "error_budget_burn"],
     ]);
     const fresh = rules.rules[0];
     expect(fresh).toMatchObject({ minSeverity: "error", minDevices: 3 });
@@ -78,12 +85,9 @@ describe("the alert rules file", () => {
 
   it("loads the defaults when no file is named", async () => {
     const loaded = await loadAlertRules(undefined, [WEBHOOK]);
-    expect(loaded.ok && loaded.value.rules.map((r) => r.policy.levels[0]?.targets)).toEqual([
-      ["webhook"],
-      ["webhook"],
-      ["webhook"],
-      ["webhook"],
-    ]);
+    expect(loaded.ok && loaded.value.rules.map((r) => r.policy.levels[0]?.targets)).toEqual(
+      Array.from({ length: 6 }, () => ["webhook"]),
+    );
   });
 
   it("reads a full file: its targets, escalation levels, repeats and thresholds", () => {
@@ -134,17 +138,44 @@ describe("the alert rules file", () => {
       "issue-regressed",
       "firmware-regression",
       "model-silent",
+      "promise-breached",
+      "budget-burning",
     ]);
     expect(parsed.value.rules[0]?.minDevices).toBe(10);
   });
 
   it.each([
-    ["rules:\n  - name: x\n    when: issue_new\n    repeat: soon\n", 4, "rules[0].repeat", "is not a duration"],
+    [
+      "rules:\n  - name: x\n    when: issue_new\n    repeat: soon\n",
+      4,
+      "rules[0].repeat",
+      "is not a duration",
+    ],
     ["rules:\n  - name: x\n    when: issue_fresh\n", 3, "rules[0].when", "Invalid option"],
-    ["rules:\n  - name: x\n    when: issue_new\n    levels:\n      - { name: a, targets: [pager] }\n", 5, "rules[0].levels[0].targets[0]", 'no target "pager"'],
-    ["escalation:\n  - { name: a, targets: [webhook] }\n  - { name: b, targets: [webhook] }\n", 2, "escalation[0]", "needs after"],
-    ["rules:\n  - name: x\n    when: firmware_regression\n    minImpact: 3\n", 4, "rules[0].minImpact", "belongs to issue rules"],
-    ["rules:\n  - name: x\n    when: issue_new\n    minShare: 0.5\n", 4, "rules[0].minShare", "belongs to silent_share"],
+    [
+      "rules:\n  - name: x\n    when: issue_new\n    levels:\n      - { name: a, targets: [pager] }\n",
+      5,
+      "rules[0].levels[0].targets[0]",
+      'no target "pager"',
+    ],
+    [
+      "escalation:\n  - { name: a, targets: [webhook] }\n  - { name: b, targets: [webhook] }\n",
+      2,
+      "escalation[0]",
+      "needs after",
+    ],
+    [
+      "rules:\n  - name: x\n    when: firmware_regression\n    minImpact: 3\n",
+      4,
+      "rules[0].minImpact",
+      "belongs to issue rules",
+    ],
+    [
+      "rules:\n  - name: x\n    when: issue_new\n    minShare: 0.5\n",
+      4,
+      "rules[0].minShare",
+      "belongs to silent_share",
+    ],
     ["targets:\n  - { name: log, type: mqtt }\n", 2, "targets[0].name", '"log" is taken'],
     ["rules:\n  - name: x\n    when: issue_new\n    colour: red\n", 4, "rules[0].colour", "unknown field"],
     ["rules: [\n", 2, "(syntax)", ""],
@@ -162,8 +193,13 @@ describe("the alert rules file", () => {
     const dir = await mkdtemp(join(tmpdir(), "fieldq-rules-"));
     try {
       const missing = await loadAlertRules(join(dir, "none.yaml"), []);
-      expect(missing.ok ? [] : missing.errors.map((e) => e.text)).toEqual([`${join(dir, "none.yaml")}: no such file`]);
-      await writeFile(join(dir, "rules.json"), JSON.stringify({ rules: [{ name: "a", when: "issue_regressed" }] }));
+      expect(missing.ok ? [] : missing.errors.map((e) => e.text)).toEqual([
+        `${join(dir, "none.yaml")}: no such file`,
+      ]);
+      await writeFile(
+        join(dir, "rules.json"),
+        JSON.stringify({ rules: [{ name: "a", when: "issue_regressed" }] }),
+      );
       const json = await loadAlertRules(join(dir, "rules.json"), []);
       expect(json.ok && json.value.rules.map((r) => r.kind)).toEqual(["issue_regressed"]);
     } finally {
@@ -231,10 +267,37 @@ describe("the conditions the rules find", () => {
     expect(silenceCondition(silent, { model: "M", seen: 40, silent: 3, rate: 0.075 })).toEqual([]);
   });
 
+  it("raises a breached promise as critical and a fast burn as warning, each under its own rule", () => {
+    const alarm = {
+      model: "FQ-Modem 7590",
+      promise: "online",
+      kind: "availability" as const,
+      state: "breached" as const,
+      detail: "yesterday 98.9% < 99.5%",
+      budgetLeftDays: 0,
+      burnRate: 3.2,
+    };
+    const [breach] = promiseCondition(rule("promise-breached"), alarm);
+    expect(breach).toMatchObject({
+      key: "promise-breached:promise:FQ-Modem 7590:online",
+      payload: {
+        kind: "promise_breached",
+        severity: "critical",
+        refs: { model: "FQ-Modem 7590", promise: "online" },
+      },
+    });
+    expect(promiseCondition(rule("budget-burning"), alarm)).toEqual([]);
+    const [burn] = promiseCondition(rule("budget-burning"), { ...alarm, state: "burning" });
+    expect(burn?.payload).toMatchObject({ kind: "error_budget_burn", severity: "warning" });
+  });
+
   it("takes each source to its rules: new issues to issue_new, regressed ones to issue_regressed", () => {
     const found = conditionsOf(defaults, {
       nowMs: NOW,
-      issues: { new: [issue()], regressed: [issue({ id: "issue-2", status: "regressed", affectedDevices: 1 })] },
+      issues: {
+        new: [issue()],
+        regressed: [issue({ id: "issue-2", status: "regressed", affectedDevices: 1 })],
+      },
       regressions: [],
       silence: [{ model: "M", seen: 10, silent: 5, rate: 0.5 }],
     });

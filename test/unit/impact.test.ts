@@ -26,8 +26,13 @@ describe("impactOf", () => {
 
   it("ranks a small model's 30 devices above a large fleet's 30, and one device of a tiny fleet below both", () => {
     const at = (affected: number, active: number) =>
-      impactOf({ worstSeverity: "error", affectedDevices: affected, activeDevices: active, firstSeenMs: NOW, nowMs: NOW })
-        .score;
+      impactOf({
+        worstSeverity: "error",
+        affectedDevices: affected,
+        activeDevices: active,
+        firstSeenMs: NOW,
+        nowMs: NOW,
+      }).score;
     expect(at(30, 100)).toBe(9 * 30 * 0.3);
     expect(at(30, 10_000)).toBeCloseTo(9 * 30 * 0.003, 6);
     expect(at(1, 1)).toBe(9);
@@ -38,7 +43,8 @@ describe("impactOf", () => {
   it("weighs each severity step three times the one below", () => {
     expect(Object.values(SEVERITY_WEIGHTS)).toEqual([1, 3, 9, 27]);
     const of = (s: "warning" | "critical") =>
-      impactOf({ worstSeverity: s, affectedDevices: 5, activeDevices: 10, firstSeenMs: NOW, nowMs: NOW }).score;
+      impactOf({ worstSeverity: s, affectedDevices: 5, activeDevices: 10, firstSeenMs: NOW, nowMs: NOW })
+        .score;
     expect(of("critical") / of("warning")).toBe(9);
   });
 
@@ -55,7 +61,8 @@ describe("impactOf", () => {
 
   it("scores 0 without an occurrence in the window, and caps the share at 1", () => {
     expect(
-      impactOf({ worstSeverity: null, affectedDevices: 4, activeDevices: 4, firstSeenMs: NOW, nowMs: NOW }).score,
+      impactOf({ worstSeverity: null, affectedDevices: 4, activeDevices: 4, firstSeenMs: NOW, nowMs: NOW })
+        .score,
     ).toBe(0);
     const noActivity = impactOf({
       worstSeverity: "warning",
