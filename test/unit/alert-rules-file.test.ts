@@ -308,3 +308,29 @@ describe("the conditions the rules find", () => {
     ]);
   });
 });
+
+describe("docs/alert-rules.md", () => {
+  it("holds a full example that parses, with every condition-specific field", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const doc = await readFile(new URL("../../docs/alert-rules.md", import.meta.url), "utf8");
+    const example = /```yaml\n# alert-rules\.yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(example).toBeDefined();
+    const parsed = parseAlertRules(example ?? "", "alert-rules.md", [WEBHOOK, MQTT]);
+    if (!parsed.ok) throw new Error(parsed.errors.map((e) => e.text).join("\n"));
+    expect(parsed.value.rules.map((r) => r.name)).toEqual([
+      "new-issue",
+      "critical-issue",
+      "printers-silent",
+      "issue-regressed",
+      "firmware-regression",
+      "model-silent",
+      "promise-breached",
+      "budget-burning",
+    ]);
+    expect(parsed.value.rules[1]?.policy.levels.map((l) => [l.name, l.afterMs])).toEqual([
+      ["team", 2 * HOUR],
+      ["lead", 8 * HOUR],
+      ["management", null],
+    ]);
+  });
+});
