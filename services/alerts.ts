@@ -68,7 +68,7 @@ export function deliveryState(target: string, attempts: readonly Attempt[]): Tar
   const last = attempts.at(-1);
   const base = {
     target,
-    attempts: attempts.length,
+    attempts: last?.attempt ?? 0,
     lastError: last?.error ?? null,
     lastStatus: last?.status ?? null,
     deliveredAt: null,
