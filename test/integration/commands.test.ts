@@ -7,6 +7,8 @@ import type { BatchView, BulkCommandAnswer, CommandList, CommandView } from "../
 import { deviceKey } from "../../contract/device-key.js";
 import { Command, type CommandResult } from "../../contract/messages.js";
 import { commandFilter, commandResultTopic, helloTopic, parseDeviceTopic } from "../../contract/topics.js";
+import { runSim } from "../../device-sim/run-sim.js";
+import { plainPlan } from "../../device-sim/schedule.js";
 import { silentLogger } from "../../observe/logger.js";
 import { type FieldqHandle, startFieldq } from "../../stack/start-stack.js";
 import { testDatabase } from "../support/influx.js";
@@ -35,13 +37,18 @@ class TestDevice {
     readonly port: () => number,
   ) {}
 
-  async connect(listen: boolean) {
+  /** subscribe false: a persistent session that holds its subscription already. */
+  async connect(
+    listen: boolean,
+    session: { clean: boolean; subscribe: boolean } = { clean: true, subscribe: true },
+  ) {
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${this.port()}`, {
       clientId: this.id,
       username: this.id,
       password: deviceKey(TEST_SECRET, this.id),
       protocolVersion: 4,
       reconnectPeriod: 0,
+      clean: session.clean,
     });
     this.client = client;
     const hello = {
@@ -51,8 +58,7 @@ class TestDevice {
       hardware: "A",
       serial: `SN-${this.id}`,
     };
-    await client.publishAsync(helloTopic(this.id), JSON.stringify(hello), { qos: 1, retain: true });
-    if (!listen) return;
+    // Listening before anything else: a persistent session's command may come right after the CONNACK.
     client.on("message", (topic, payload) => {
       const parsed = parseDeviceTopic(topic);
       if (parsed?.channel !== "cmd") return;
@@ -60,6 +66,9 @@ class TestDevice {
       this.received.push({ commandId: parsed.commandId, command, atMs: Date.now() });
       if (!this.hold) void this.answer(parsed.commandId, true, `${command.type} done`);
     });
+    await client.publishAsync(helloTopic(this.id), JSON.stringify(hello), { qos: 1, retain: true });
+    if (!listen) return;
+    if (!session.subscribe) return;
     const [grant] = await client.subscribeAsync(commandFilter(this.id), { qos: 1 });
     expect(grant?.qos).toBe(1);
   }
@@ -194,6 +203,47 @@ describe("remote commands through the stack", () => {
     expect(modem.received[0]?.commandId).toBe(queued.id);
     await expect.poll(() => statusOf(modem.id, queued.id), { timeout: 10_000 }).toBe("succeeded");
   }, 30_000);
+
+  test("a device on a persistent session gets its command when it comes back, without subscribing again", async () => {
+    const modem = device("modem-cmd-session");
+    await modem.connect(true, { clean: false, subscribe: true });
+    await modem.disconnect();
+    const queued = await send(modem.id, { type: "reboot" });
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(modem.received).toHaveLength(0);
+    await modem.connect(true, { clean: false, subscribe: false });
+    await expect.poll(() => modem.received.length, { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => statusOf(modem.id, queued.id), { timeout: 10_000 }).toBe("succeeded");
+    expect((await commandOf(modem.id, queued.id))?.deliveredAt).not.toBeNull();
+  }, 30_000);
+
+  test("the simulator's devices answer commands end to end", async () => {
+    const now = Date.now();
+    const plan = plainPlan({ devices: 2, seed: 13, startMs: now, endMs: now + 3_600_000, cadenceMs: 60_000 });
+    const sim = await runSim({
+      brokerUrl: `mqtt://127.0.0.1:${stack.mqttPort}`,
+      secret: TEST_SECRET,
+      plan: { ...plan, deviceOptions: { offlineSpellsPerWeek: 0 } },
+      seed: 13,
+      logger: silentLogger,
+    });
+    try {
+      const ids = plan.devices.map((d) => d.id);
+      const views: CommandView[] = [];
+      for (const id of ids) views.push(await send(id, { type: "diagnostics" }));
+      for (const [i, id] of ids.entries()) {
+        await expect
+          .poll(() => statusOf(id, views[i]?.id ?? ""), { timeout: 15_000 })
+          .toMatch(/^(succeeded|failed)$/);
+        const done = await commandOf(id, views[i]?.id ?? "");
+        expect(done?.result).not.toBeNull();
+        expect(done?.deliveredAt).not.toBeNull();
+      }
+      expect(sim.stats().commands).toBe(ids.length);
+    } finally {
+      await sim.stop();
+    }
+  }, 60_000);
 
   test("a command whose device stays away past its ttl expires, and is not sent afterwards", async () => {
     const modem = device("modem-cmd-3");
