@@ -5,6 +5,7 @@ import mqtt from "mqtt";
 import { describe, expect, test } from "vitest";
 import { startAlerting } from "../../alerts/start-alerting.js";
 import type { AlertNotice } from "../../alerts/types.js";
+import { IssueDetail } from "../../contract/api/issues.js";
 import { deviceKey } from "../../contract/device-key.js";
 import { faultTopic, helloTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
@@ -193,6 +194,38 @@ describe("alerting", () => {
         },
       ]);
       expect(receiver.received).toHaveLength(2);
+
+      // An API process on the same InfluxDB serves the issue's impact and escalation, and its page shows both.
+      const api = await startFieldq(stack.config, { logger: silentLogger }, { broker: false, api: true });
+      try {
+        const response = await fetch(`${api.apiUrl}/api/v1/issues/${encodeURIComponent(issueId)}`, {
+          headers: { authorization: "Bearer viewer-token-1" },
+        });
+        expect(response.status).toBe(200);
+        const served = IssueDetail.parse(await response.json());
+        expect(served.escalation).toMatchObject({
+          alertId: raised.alertId,
+          rule: "new-issue",
+          level: 1,
+          levelName: "lead",
+          since: escalated?.at,
+          acknowledged: null,
+        });
+        // error (9) × 3 devices × 3/3 of the active fleet × an age factor just above 1.
+        expect(served.impact).toMatchObject({ severityWeight: 9, affectedDevices: 3, fleetShare: 1 });
+        expect(served.impact.score).toBeGreaterThanOrEqual(27);
+        expect(served.impact.score).toBeLessThan(28);
+        const page = await fetch(`${api.apiUrl}/issues/${encodeURIComponent(issueId)}`, {
+          headers: { cookie: "fieldq_session=viewer-token-1" },
+        });
+        const html = await page.text();
+        expect(page.status).toBe(200);
+        expect(html).toContain("level 1: lead");
+        expect(html).toContain("Escalated to level 1 (lead)");
+        expect(html).toContain(served.impact.score.toFixed(1));
+      } finally {
+        await api.close();
+      }
     } finally {
       await alerting.close();
       read.close();
