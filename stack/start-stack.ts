@@ -370,6 +370,12 @@ export async function startFieldq(
     }
     const accepted = book.value;
     tokens = accepted;
+    if (accepted.entries().length === 0) {
+      deps.logger.warn(
+        { file: config.http.tokensFile },
+        "no API tokens: FIELDQ_API_TOKENS is empty and the tokens file has none, so every API route but /api/v1/health answers 401 (npm run fieldq -- token add --role admin --name <you>)",
+      );
+    }
     // Listen once the read side is warm, so the first requests find the directory and the month's rollups in
     // memory; a warm-up that takes longer (a very large fleet, a slow InfluxDB) goes on behind the listener.
     const warm = await within(

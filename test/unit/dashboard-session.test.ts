@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type ApiLimits, createApp } from "../../api/app.js";
-import type { Role } from "../../config/env.js";
+import type { Role, TokenHolder } from "../../config/env.js";
 import { mountDashboard } from "../../dashboard/mount.js";
 import { SESSION_COOKIE, safeNext } from "../../dashboard/session.js";
 import { silentLogger } from "../../observe/logger.js";
@@ -12,9 +12,11 @@ import { memoryDeviceServices } from "../support/device-services.js";
 const NOW = Date.parse("2025-03-01T12:00:00.000Z");
 const VIEWER = "viewer-token-0001";
 const OPERATOR = "operator-token-0001";
-const TOKENS = new Map<string, Role>([
+const ANA = "ana-operator-token-0001";
+const TOKENS = new Map<string, Role | TokenHolder>([
   [VIEWER, "viewer"],
   [OPERATOR, "operator"],
+  [ANA, { role: "operator", name: "Ana Lima" }],
 ]);
 const ORIGIN = "http://fieldq.test";
 
@@ -103,6 +105,13 @@ describe("pages", () => {
     expect((await request("/devices", { headers: { "x-fieldq-live": "1" } })).status).toBe(401);
     const stale = await request("/", { headers: session("revoked-token-0001") });
     expect(stale.status).toBe(303);
+  });
+
+  it("say who is signed in by the token holder's name, and the role beside it", async () => {
+    const { request, signIn } = dashboard();
+    expect((await signIn(ANA)).status).toBe(303);
+    const html = await (await request("/silence", { headers: session(ANA) })).text();
+    expect(html).toContain("Signed in as <strong>Ana Lima</strong> (operator)</span>");
   });
 
   it("serve a signed-in page with its hashed script and stylesheet, kept a year", async () => {
