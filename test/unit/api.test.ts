@@ -708,12 +708,19 @@ describe("GET /api/v1/openapi.json", () => {
     const doc = JSON.parse(await response.text());
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths).sort()).toEqual([
+      "/api/v1/alerts",
+      "/api/v1/alerts/{id}",
+      "/api/v1/alerts/{id}/acknowledge",
+      "/api/v1/commands",
       "/api/v1/devices",
       "/api/v1/devices/{id}",
+      "/api/v1/devices/{id}/commands",
       "/api/v1/devices/{id}/presence",
       "/api/v1/devices/{id}/summary",
       "/api/v1/devices/{id}/telemetry",
       "/api/v1/faults",
+      "/api/v1/feedback",
+      "/api/v1/feedback/summary",
       "/api/v1/firmware",
       "/api/v1/firmware/compare",
       "/api/v1/firmware/regressions",
@@ -727,6 +734,8 @@ describe("GET /api/v1/openapi.json", () => {
       "/api/v1/issues/{id}/merge",
       "/api/v1/issues/{id}/notes",
       "/api/v1/issues/{id}/transitions",
+      "/api/v1/promises",
+      "/api/v1/reports/review",
       "/api/v1/silence",
     ]);
     const names = (p: string) => doc.paths[p].get.parameters.map((x: { name: string }) => x.name);
