@@ -14,7 +14,8 @@ import { eventTopic, faultTopic, helloTopic, telemetryTopic } from "../../contra
 import { SESSION_COOKIE } from "../../dashboard/session.js";
 import { silentLogger } from "../../observe/logger.js";
 import { type FieldqHandle, startFieldq } from "../../stack/start-stack.js";
-import { createPointWriter } from "../../storage/influx.js";
+import { createInflux, createPointWriter } from "../../storage/influx.js";
+import { queryGroups } from "../../storage/influxql.js";
 import { issueEventPoint } from "../../storage/issue-queries.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
@@ -284,6 +285,32 @@ describe("the management review", () => {
     expect(html).toContain("drops every evening &lt;b&gt;&quot;loud&quot;&lt;/b&gt;");
     expect(html).not.toContain("<script");
     expect(html).toContain("format=csv&amp;table=pareto");
+  });
+
+  it("writes nothing while it answers (feedback list and summary, the review in every format)", async () => {
+    const influx = createInflux(config.influx);
+    const counts = async () =>
+      (
+        await queryGroups(influx, [
+          'SELECT count("id") FROM "long"."feedback"',
+          'SELECT count("event") FROM "long"."issue_event"',
+        ])
+      )
+        .flat()
+        .map((g) => g.rows[0]?.count ?? 0);
+    const before = await counts();
+    // Three records posted above; LOS's acknowledgement and SYNC's closing.
+    expect(before).toEqual([3, 2]);
+    for (const path of [
+      "/api/v1/feedback",
+      `/api/v1/feedback/summary?from=${FROM}`,
+      reviewPath(),
+      reviewPath("&format=json"),
+      reviewPath("&format=csv&table=feedback"),
+    ]) {
+      expect((await call(path, VIEWER)).status).toBe(200);
+    }
+    expect(await counts()).toEqual(before);
   });
 
   it("answers a table's CSV, and refuses a CSV without a table", async () => {
