@@ -71,7 +71,7 @@ function NothingPromised(props: { answer: PromisesAnswer }) {
   FQ-Modem 7590:
     availability: { target: 0.95 }       # 95% of the modems online each day
     faultRates:
-      critical: { max: 0.5 }             # per 1,000 device-hours a day
+      critical: { max: 60 }              # per 1,000 device-hours a day
     response:
       critical: { within: 4h }           # a new critical issue answered in 4 hours`}
       </pre>

@@ -11,6 +11,7 @@ import { DAY_MS, floorDay, HOUR_MS, iso } from "../../contract/time.js";
 import type { DeviceMetaRecord } from "../../ingest/journal.js";
 import { activityPoint, deviceTags, messagePoints } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
+import { createReadServices } from "../../services/read-services.js";
 import { type FieldqHandle, startFieldq } from "../../stack/start-stack.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { issueEventPoint } from "../../storage/issue-queries.js";
@@ -263,6 +264,30 @@ describe("service promises on a known fleet", () => {
       `${iso(C).slice(0, 10)}: missed, 50 per 1,000 device-hours (1 faults in 20 device-hours)`,
     );
     expect(html).toContain(`${iso(C).slice(0, 10)}: missed, 67% (2 of 3 devices)`);
+  });
+
+  test("status() gives the alert engine the promises breached now, each with its model, name, kind and why", async () => {
+    const read = createReadServices(createInflux(db), {
+      write: createPointWriter(db),
+      logger: silentLogger,
+      files: { promises: join(dataDir, "promises.yaml") },
+    });
+    try {
+      expect((await read.promises.load()).ok).toBe(true);
+      const alarms = await read.promises.status(T0 + HOUR_MS);
+      expect(alarms.map((a) => [a.model, a.promise, a.kind, a.state, a.budgetLeftDays])).toEqual([
+        ["M1", "fault rate critical", "fault_rate", "breached", 0],
+        ["M1", "response critical", "response", "breached", 1],
+      ]);
+      expect(alarms[0]?.detail).toBe(
+        `${iso(E).slice(0, 10)} out of promise: 41.67 per 1,000 device-hours against 20 per 1,000 device-hours`,
+      );
+      expect(alarms[1]?.burnRate).toBeCloseTo(1, 12);
+      // A day later nothing new was judged missed: E is no longer yesterday, and the budgets hold.
+      expect(await read.promises.status(T0 + DAY_MS + HOUR_MS)).toEqual([]);
+    } finally {
+      read.close();
+    }
   });
 
   test("a request without a token or with a bad parameter is refused with the one envelope", async () => {

@@ -209,7 +209,7 @@ describe("the promises file", () => {
     const mk3 = list.find((p) => p.model === "FQ-Print Mk3" && p.kind === "response");
     expect(mk3).toMatchObject({ target: 0.9, withinMs: DAY_MS, severity: "error" });
     const mini = list.find((p) => p.model === "FQ-Print Mini");
-    expect(mini).toMatchObject({ kind: "fault_rate", target: 30, minDeviceHours: 50 });
+    expect(mini).toMatchObject({ kind: "fault_rate", target: 120, minDeviceHours: 50 });
   });
 
   it.each([
