@@ -234,6 +234,11 @@ describe("the promises file", () => {
       "f.yaml:3:5: models.M.availabilty: unknown field",
     ],
     [
+      "a JSON file's bad target",
+      '{\n  "models": {\n    "M": { "availability": { "target": 1.5 } }\n  }\n}\n',
+      "f.yaml:3:40: models.M.availability.target:",
+    ],
+    [
       "a response without within",
       "models:\n  M:\n    response:\n      critical: { share: 0.5 }\n",
       "f.yaml:4:17: models.M.response.critical.within: is required",
