@@ -165,6 +165,14 @@ describe("customer feedback", () => {
     const message = ((await bad.json()) as { error: { message: string } }).error.message;
     expect(message).toContain('body field "category"');
     expect(message).toContain('body field "rating"');
+    // The reads refuse what they do not take, with the field named.
+    const badList = await call("/api/v1/feedback?category=rant", VIEWER);
+    expect(badList.status).toBe(400);
+    const listError = (await badList.json()) as { error: { message: string } };
+    expect(listError.error.message).toContain('query parameter "category"');
+    const badWindow = await call(`/api/v1/feedback/summary?from=${TO()}&to=${FROM}`, VIEWER);
+    expect(badWindow.status).toBe(400);
+    expect((await call("/api/v1/feedback/summary", "not-a-token")).status).toBe(401);
     // None of them recorded anything.
     expect(FeedbackPage.parse(await getJson("/api/v1/feedback")).total).toBe(0);
   });
