@@ -97,17 +97,11 @@ export async function startAlerting(deps: AlertingDeps): Promise<Alerting> {
   };
 }
 
-type AcknowledgementSource = {
-  acknowledgements?: () => Promise<ReadonlyMap<string, { by: string; at: number | string }>>;
-};
-
-/** The acknowledgements people made, as services/alerts.ts keeps them (none until it offers them). */
+/** The acknowledgements people made (services/alerts.ts), first per alert, on the engine's clock. */
 async function acknowledgementsOf(read: ReadServices): Promise<Map<string, Acknowledgement>> {
-  const source = read.alerts as AcknowledgementSource;
-  const found = (await source.acknowledgements?.()) ?? new Map();
   const result = new Map<string, Acknowledgement>();
-  for (const [alertId, ack] of found) {
-    const at = typeof ack.at === "number" ? ack.at : Date.parse(ack.at);
+  for (const [alertId, ack] of await read.alerts.acknowledgements()) {
+    const at = Date.parse(ack.at);
     if (Number.isFinite(at)) result.set(alertId, { by: ack.by, at });
   }
   return result;

@@ -41,7 +41,14 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
     ...clock,
   });
   // The directory gives each device's current ISP and hardware to the issue breakdowns and fleet health.
-  const issues = createIssueService({ influx, rollups, write: options.write, directory });
+  const issues = createIssueService({
+    influx,
+    rollups,
+    write: options.write,
+    directory,
+    ...clock,
+    alertOf: (id) => alerts.get(id),
+  });
   const health = createHealthService(influx, { rollups, directory, ...clock });
   const firmware = createFirmwareService(influx, { rollups, ...clock });
   const bag: ServiceBag = {

@@ -105,7 +105,7 @@ describe("alerting", () => {
     }
   });
 
-  test("an unacknowledged issue alert escalates on a fake clock, and the issue's history shows it", async () => {
+  test("an unacknowledged issue alert escalates on a fake clock, the issue shows it, and acknowledging stops it", async () => {
     const stack = await startTestStack("alerting_escalation");
     const receiver = await startAlertReceiver(WEBHOOK_SECRET);
     const rulesFile = join(stack.config.ingest.dataDir, "alert-rules.yaml");
@@ -119,7 +119,8 @@ describe("alerting", () => {
         `    secret: ${WEBHOOK_SECRET}`,
         "escalation:",
         "  - { name: team, after: 1h, targets: [oncall] }",
-        "  - { name: lead, targets: [oncall] }",
+        "  - { name: lead, after: 1h, targets: [oncall] }",
+        "  - { name: management, targets: [oncall] }",
         "rules:",
         "  - { name: new-issue, when: issue_new, minSeverity: error, minDevices: 3, repeat: 0 }",
         "",
@@ -176,53 +177,77 @@ describe("alerting", () => {
       });
       expect(receiver.received[1]?.signed).toBe(true);
 
-      // The top level stays; further evaluations send and record nothing more.
-      offset = 5 * 60 * MINUTE;
-      await alerting.evaluate();
-      const window = { fromMs: Date.now() - 86_400_000, toMs: Date.now() + 3_600_000 };
-      const detail = await read.issues.detail(issueId, window);
-      const escalations = (detail?.history ?? []).filter((h) => h.event.type === "escalated");
-      expect(escalations.map((h) => h.event)).toEqual([
-        {
-          type: "escalated",
-          level: 1,
-          levelName: "lead",
-          alertId: raised.alertId,
-          rule: "new-issue",
-          at: Date.parse(escalated?.at ?? ""),
-          actor: "system",
-        },
-      ]);
-      expect(receiver.received).toHaveLength(2);
-
       // An API process on the same InfluxDB serves the issue's impact and escalation, and its page shows both.
       const api = await startFieldq(stack.config, { logger: silentLogger }, { broker: false, api: true });
-      try {
-        const response = await fetch(`${api.apiUrl}/api/v1/issues/${encodeURIComponent(issueId)}`, {
+      const issuePath = `/api/v1/issues/${encodeURIComponent(issueId)}`;
+      const served = async () => {
+        const response = await fetch(`${api.apiUrl}${issuePath}`, {
           headers: { authorization: "Bearer viewer-token-1" },
         });
         expect(response.status).toBe(200);
-        const served = IssueDetail.parse(await response.json());
-        expect(served.escalation).toMatchObject({
+        return IssueDetail.parse(await response.json());
+      };
+      try {
+        // The alert log is written by delivery's own lane: the alert's status shows once it has been.
+        await expect.poll(async () => (await served()).escalation?.status, { timeout: 10_000 }).toBe("open");
+        const before = await served();
+        expect(before.escalation).toEqual({
           alertId: raised.alertId,
           rule: "new-issue",
           level: 1,
           levelName: "lead",
           since: escalated?.at,
+          status: "open",
           acknowledged: null,
         });
         // error (9) × 3 devices × 3/3 of the active fleet × an age factor just above 1.
-        expect(served.impact).toMatchObject({ severityWeight: 9, affectedDevices: 3, fleetShare: 1 });
-        expect(served.impact.score).toBeGreaterThanOrEqual(27);
-        expect(served.impact.score).toBeLessThan(28);
+        expect(before.impact).toMatchObject({ severityWeight: 9, affectedDevices: 3, fleetShare: 1 });
+        expect(before.impact.score).toBeGreaterThanOrEqual(27);
+        expect(before.impact.score).toBeLessThan(28);
         const page = await fetch(`${api.apiUrl}/issues/${encodeURIComponent(issueId)}`, {
           headers: { cookie: "fieldq_session=viewer-token-1" },
         });
         const html = await page.text();
         expect(page.status).toBe(200);
         expect(html).toContain("level 1: lead");
+        expect(html).toContain("not acknowledged");
         expect(html).toContain("Escalated to level 1 (lead)");
-        expect(html).toContain(served.impact.score.toFixed(1));
+        expect(html).toContain(before.impact.score.toFixed(1));
+
+        const ack = await fetch(
+          `${api.apiUrl}/api/v1/alerts/${encodeURIComponent(raised.alertId)}/acknowledge`,
+          {
+            method: "POST",
+            headers: { authorization: "Bearer operator-token-1", "content-type": "application/json" },
+            body: JSON.stringify({}),
+          },
+        );
+        expect(ack.status).toBe(200);
+
+        // Unacknowledged, it would reach "management" an hour after "lead"; acknowledged, nothing more is sent.
+        for (const hours of [3, 5, 9]) {
+          offset = hours * 60 * MINUTE;
+          await alerting.evaluate();
+        }
+        await new Promise((r) => setTimeout(r, 300));
+        expect(noticesOf(receiver.received).map((n) => n.event)).toEqual(["raised", "escalated"]);
+        const after = await served();
+        expect(after.escalation).toMatchObject({
+          level: 1,
+          status: "acknowledged",
+          acknowledged: { by: "operator" },
+        });
+        expect(after.history.filter((h) => h.event.type === "escalated").map((h) => h.event)).toEqual([
+          {
+            type: "escalated",
+            level: 1,
+            levelName: "lead",
+            alertId: raised.alertId,
+            rule: "new-issue",
+            at: Date.parse(escalated?.at ?? ""),
+            actor: "system",
+          },
+        ]);
       } finally {
         await api.close();
       }
