@@ -176,11 +176,42 @@ describe("IssueEvent", () => {
     [{ type: "assign", assignee: "bo", at: 1 }, "actor"],
     [{ type: "note", text: "", actor: "ana", at: 1 }, "text"],
     [{ type: "reopen", actor: "ana", at: 1 }, "type"],
+    [
+      { type: "escalated", level: 1, levelName: "lead", alertId: "a1", rule: "r", at: 1, actor: "ana" },
+      "actor",
+    ],
+    [
+      { type: "escalated", level: 0, levelName: "team", alertId: "a1", rule: "r", at: 1, actor: "system" },
+      "level",
+    ],
   ])("refuses %j at %s", (event, path) => {
     const result = IssueEvent.safeParse(event);
     expect(result.success).toBe(false);
     expect(result.error?.issues.map((issue) => issue.path.join("."))).toContain(path);
   });
+});
+
+describe("an escalation", () => {
+  it.each(["new", "acknowledged", "fix_released", "closed", "regressed"] as const)(
+    "is recorded in the history of an issue %s and changes nothing else",
+    (status) => {
+      const before = stateIn(status);
+      const at = (before.updatedAt ?? T0) + HOUR;
+      const event: IssueEvent = {
+        type: "escalated",
+        level: 1,
+        levelName: "lead",
+        alertId: "Qx3v0Qp9T2bY1aZc",
+        rule: "new-issue",
+        at,
+        actor: "system",
+      };
+      expect(IssueEvent.parse(event)).toEqual(event);
+      const after = applyEvent(before, event);
+      expect(after.history.at(-1)).toEqual(event);
+      expect({ ...after, history: before.history, updatedAt: before.updatedAt }).toEqual(before);
+    },
+  );
 });
 
 describe("the history", () => {
