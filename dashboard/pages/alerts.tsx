@@ -104,7 +104,7 @@ function AlertRow(props: { alert: AlertSummary; canAct: boolean }) {
   const href = subjectHref(alert.refs);
   const formId = `ack-${alert.id.replace(/[^A-Za-z0-9_-]/g, "-")}`;
   return (
-    <tr>
+    <tr id={alert.id}>
       <td>
         <Severity severity={alert.severity} />
       </td>
