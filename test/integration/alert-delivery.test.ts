@@ -3,18 +3,23 @@ import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import mqtt from "mqtt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startDelivery } from "../../alerts/deliver.js";
 import { openOutbox } from "../../alerts/outbox.js";
-import { createTargets } from "../../alerts/targets.js";
+import { createTargets, defaultTargets } from "../../alerts/targets.js";
 import type { TargetSpec } from "../../alerts/types.js";
+import { startBroker } from "../../broker/start-broker.js";
 import { AlertNoticeBody } from "../../contract/api/alerts.js";
+import { alertTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
 import { type AlertLogEntry, readAlertLog } from "../../storage/alert-log.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { sampleNotice } from "../support/alert-notice.js";
 import { closedPort, eventually, startAlertReceiver } from "../support/alert-receiver.js";
 import { testDatabase } from "../support/influx.js";
+import { TEST_SECRET } from "../support/stack.js";
 
 const SECRET = "receiver-secret-0123456789";
 const FAST = { baseMs: 50, maxMs: 200 };
@@ -208,5 +213,77 @@ describe("alert delivery", () => {
     });
     expect(log.filter((e) => e.type === "notice")).toHaveLength(1);
     expect(deliveriesIn(log)).toEqual(["webhook:delivered:1"]);
+  });
+
+  it("publishes on fieldq/alerts/{severity}/{rule} of the real broker, where the alert account receives it", async () => {
+    const account = { username: "alerts:ops", password: "alert-password-0123456789" };
+    const broker = await startBroker({
+      listen: { host: "127.0.0.1", port: 0 },
+      limits: {
+        deviceRate: 20,
+        deviceBurst: 200,
+        floodDrops: 2000,
+        maxConnections: 100,
+        maxConnectionsPerIp: 100,
+        authFailuresPerMinute: 100,
+        maxSubscriptions: 16,
+        connectTimeoutMs: 10_000,
+      },
+      deviceSecret: TEST_SECRET,
+      maxPayloadBytes: 64 * 1024,
+      logger: silentLogger,
+      metrics: createMetrics(),
+      receive: async () => ({ kind: "accepted" }),
+      presence: async () => {},
+      alertSubscriber: account,
+    });
+    cleanups.push(() => broker.close());
+    const service = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.port}`, {
+      clientId: "alerts:pager",
+      ...account,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    cleanups.push(() => service.endAsync(true));
+    const got: Array<{ topic: string; payload: string }> = [];
+    service.on("message", (topic, payload) => got.push({ topic, payload: payload.toString("utf8") }));
+    await service.subscribeAsync("fieldq/alerts/critical/#", { qos: 1 });
+
+    const specs = defaultTargets({
+      rulesFile: undefined,
+      intervalMs: 30_000,
+      webhook: undefined,
+      mqtt: account,
+      publicUrl: undefined,
+    });
+    expect(specs).toEqual([{ name: "mqtt", type: "mqtt", topic: "fieldq/alerts" }]);
+    const outbox = await openOutbox({ dir, logger: silentLogger });
+    const delivery = await startDelivery({
+      outbox,
+      targets: createTargets(specs, broker),
+      log: createPointWriter(db),
+      logger: silentLogger,
+      backoff: FAST,
+    });
+    cleanups.push(async () => {
+      await delivery.close();
+      await outbox.close();
+    });
+    const critical = sampleNotice();
+    const warning = sampleNotice({ alertId: "other", severity: "warning" });
+    await outbox.commit({
+      state: new Map(),
+      deliveries: [critical, warning].map((notice) => ({ target: "mqtt", notice })),
+    });
+    const log = await eventually(async () => {
+      const entries = await logOf(warning.alertId);
+      return entries.some((e) => e.type === "delivery") ? entries : undefined;
+    });
+    expect(deliveriesIn(log)).toEqual(["mqtt:delivered:1"]);
+    await eventually(() => (got.length > 0 ? true : undefined));
+    // The warning went to its own topic, which this subscriber did not ask for.
+    expect(got).toEqual([
+      { topic: alertTopic("critical", critical.rule), payload: JSON.stringify(critical) },
+    ]);
   });
 });
