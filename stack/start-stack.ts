@@ -237,6 +237,8 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       metrics,
       receive: ingest.receive,
       presence: ingest.presence,
+      // The account services subscribe to fieldq/alerts/# with (FIELDQ_ALERT_MQTT_USERNAME / _PASSWORD).
+      alertSubscriber: config.alerts.mqtt,
     });
   } catch (error) {
     await stopBackground();
