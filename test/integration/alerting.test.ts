@@ -7,7 +7,7 @@ import { startAlerting } from "../../alerts/start-alerting.js";
 import type { AlertNotice } from "../../alerts/types.js";
 import { IssueDetail } from "../../contract/api/issues.js";
 import { deviceKey } from "../../contract/device-key.js";
-import { faultTopic, helloTopic } from "../../contract/topics.js";
+import { faultTopic, helloTopic, telemetryTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createReadServices } from "../../services/read-services.js";
 import { startFieldq } from "../../stack/start-stack.js";
@@ -251,6 +251,102 @@ describe("alerting", () => {
       } finally {
         await api.close();
       }
+    } finally {
+      await alerting.close();
+      read.close();
+      await receiver.close();
+      await stack.close();
+    }
+  });
+
+  test("a model whose devices all went silent raises one silent-share alert, and resolves when they report", async () => {
+    const stack = await startTestStack("alerting_silent");
+    const receiver = await startAlertReceiver(WEBHOOK_SECRET);
+    const rulesFile = join(stack.config.ingest.dataDir, "alert-rules.json");
+    await writeFile(
+      rulesFile,
+      JSON.stringify({
+        targets: [{ name: "ops", type: "webhook", url: receiver.url, secret: WEBHOOK_SECRET }],
+        escalation: [{ name: "ops", targets: ["ops"] }],
+        rules: [{ name: "silent", when: "silent_share", minShare: 0.5, minDevices: 3, hold: 0 }],
+      }),
+    );
+    let offset = 0;
+    const now = () => Date.now() + offset;
+    const influx = createInflux(stack.db);
+    const read = createReadServices(influx, {
+      write: createPointWriter(stack.db),
+      logger: silentLogger,
+      now,
+    });
+    const alerting = await startAlerting({
+      config: { ...stack.config.alerts, rulesFile, intervalMs: 3_600_000 },
+      dataDir: join(stack.config.ingest.dataDir, "alerting"),
+      read,
+      broker: stack.stack.broker,
+      logger: silentLogger,
+      now,
+    });
+    const ids = ["router-0001", "router-0002", "router-0003", "router-0004"];
+    let seq = 0;
+    const report = async () => {
+      for (const id of ids) {
+        const client = await stack.connect(id);
+        await client.publishAsync(
+          helloTopic(id),
+          JSON.stringify({ ...hello("FQ-Route 9"), kind: "router" }),
+          {
+            qos: 1,
+            retain: true,
+          },
+        );
+        await client.publishAsync(
+          telemetryTopic(id),
+          JSON.stringify({ ts: Date.now(), seq: ++seq, metrics: { rssi: -60 } }),
+          {
+            qos: 1,
+          },
+        );
+        await client.endAsync();
+      }
+    };
+    try {
+      await report();
+      const seen = async () =>
+        (await read.devices.silence({ fromMs: now() - 86_400_000, toMs: now() })).byModel.find(
+          (m) => m.model === "FQ-Route 9",
+        );
+      await expect.poll(async () => (await seen())?.seen, { timeout: 20_000, interval: 200 }).toBe(4);
+      await alerting.evaluate();
+      expect(receiver.received).toHaveLength(0);
+
+      // Four hours on, nothing has come from them: past 3 × the default hour, every one is silent.
+      offset = 4 * 60 * MINUTE;
+      expect(await seen()).toMatchObject({ seen: 4, silent: 4 });
+      await alerting.evaluate();
+      await alerting.evaluate();
+      await expect.poll(() => receiver.received.length, { timeout: 10_000, interval: 50 }).toBe(1);
+      const [raised] = noticesOf(receiver.received);
+      expect(raised).toMatchObject({
+        event: "raised",
+        rule: "silent",
+        kind: "silent_share",
+        severity: "warning",
+        refs: { model: "FQ-Route 9" },
+        detail: { seen: 4, silent: 4, rate: 1 },
+      });
+
+      // They report again (on the shifted clock, an hour later): the condition clears and, with no hold, resolves.
+      offset = 0;
+      await report();
+      await expect.poll(async () => (await seen())?.silent, { timeout: 20_000, interval: 200 }).toBe(0);
+      await alerting.evaluate();
+      await expect.poll(() => receiver.received.length, { timeout: 10_000, interval: 50 }).toBe(2);
+      expect(noticesOf(receiver.received)[1]).toMatchObject({
+        alertId: raised?.alertId,
+        event: "resolved",
+        idempotencyKey: `${raised?.alertId}/resolved/2`,
+      });
     } finally {
       await alerting.close();
       read.close();
