@@ -36,10 +36,12 @@ export interface FeedbackService {
   ): Promise<Result<FeedbackRecord, { reason: "unknown_device" }>>;
   /** The records in the window, newest first. */
   list(q: FeedbackListInput): Promise<FeedbackPageData>;
-  /** All records in the window (for the review), newest first. */
-  rows(q: Window & { model?: Maybe<string> }): Promise<FeedbackRow[]>;
   /** Per model and firmware: feedback beside exposure, fault rate and device ratings (whole UTC hours). */
   summary(q: Window & { model?: Maybe<string> }): Promise<FeedbackSummary>;
+  /** The summary and the records it counts, read once (the review shows both). */
+  summaryWithRows(
+    q: Window & { model?: Maybe<string> },
+  ): Promise<{ summary: FeedbackSummary; rows: FeedbackRow[] }>;
 }
 
 export const recordOf = (row: FeedbackRow): FeedbackRecord => ({
@@ -56,8 +58,31 @@ export const recordOf = (row: FeedbackRow): FeedbackRecord => ({
 });
 
 export function createFeedbackService(bag: ServiceBag): FeedbackService {
-  const rows: FeedbackService["rows"] = (q) =>
+  const rows = (q: Window & { model?: Maybe<string> }) =>
     readFeedback(bag.influx, { fromMs: q.fromMs, toMs: q.toMs, model: q.model });
+
+  const summaryWithRows: FeedbackService["summaryWithRows"] = async (q) => {
+    const window = alignHours(q);
+    const [records, fleet] = await Promise.all([
+      rows({ ...window, model: q.model }),
+      bag.health.fleetSummary({ ...window, model: q.model, groupBy: ["model", "firmware"] }),
+    ]);
+    const cohorts = fleet.groups.map((g) => ({
+      model: g.group.model ?? "",
+      firmware: g.group.firmware ?? "",
+      devices: g.devices,
+      exposureHours: g.exposureHours,
+      faults: g.faults.count,
+      deviceRatings: { count: g.feedback.count, mean: g.feedback.mean },
+    }));
+    const summary: FeedbackSummary = {
+      from: iso(window.fromMs),
+      to: iso(window.toMs),
+      model: q.model ?? null,
+      groups: feedbackBesideFaults(records, cohorts),
+    };
+    return { summary, rows: records };
+  };
 
   return {
     async record(body, actor, atMs) {
@@ -90,28 +115,10 @@ export function createFeedbackService(bag: ServiceBag): FeedbackService {
       };
     },
 
-    rows,
-
     async summary(q) {
-      const window = alignHours(q);
-      const [records, fleet] = await Promise.all([
-        rows({ ...window, model: q.model }),
-        bag.health.fleetSummary({ ...window, model: q.model, groupBy: ["model", "firmware"] }),
-      ]);
-      const cohorts = fleet.groups.map((g) => ({
-        model: g.group.model ?? "",
-        firmware: g.group.firmware ?? "",
-        devices: g.devices,
-        exposureHours: g.exposureHours,
-        faults: g.faults.count,
-        deviceRatings: { count: g.feedback.count, mean: g.feedback.mean },
-      }));
-      return {
-        from: iso(window.fromMs),
-        to: iso(window.toMs),
-        model: q.model ?? null,
-        groups: feedbackBesideFaults(records, cohorts),
-      };
+      return (await summaryWithRows(q)).summary;
     },
+
+    summaryWithRows,
   };
 }

@@ -63,13 +63,12 @@ export function createReviewService(bag: ServiceBag, deps: ReviewServiceDeps): R
   return {
     async report(requested) {
       const window = alignHours(requested);
-      const [issues, log, fingerprints, verdicts, summary, records, promises] = await Promise.all([
+      const [issues, log, fingerprints, verdicts, feedback, promises] = await Promise.all([
         allIssues(window),
         bag.issues.events(),
         readFingerprints(bag.influx),
         bag.firmware.regressions({}),
-        deps.feedback.summary(window),
-        deps.feedback.rows(window),
+        deps.feedback.summaryWithRows(window),
         deps.promises.report(window),
       ]);
       const keys = new Map(fingerprints.map((f) => [f.id, f.key]));
@@ -100,9 +99,9 @@ export function createReviewService(bag: ServiceBag, deps: ReviewServiceDeps): R
           rows: verdicts.items.filter((v) => Date.parse(v.firstReached) < window.toMs).map(verdictRow),
         },
         feedback: {
-          records: records.length,
-          groups: summary.groups,
-          latest: records.slice(0, LATEST_WORDS).map((r) => ({
+          records: feedback.rows.length,
+          groups: feedback.summary.groups,
+          latest: feedback.rows.slice(0, LATEST_WORDS).map((r) => ({
             at: iso(r.atMs),
             device: r.device,
             model: r.model,
