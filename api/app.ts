@@ -171,7 +171,7 @@ export function createApp(deps: AppDeps): AppType {
     type: "http",
     scheme: "bearer",
     description:
-      "A token from FIELDQ_API_TOKENS; its role (viewer < operator < admin) decides what it may do",
+      "A token from FIELDQ_API_TOKENS or the tokens file (`fieldq token add`); it names its holder, and its role (viewer < operator < admin) decides what it may do",
   });
   app.doc31(OPENAPI_PATH, {
     openapi: "3.1.0",

@@ -104,9 +104,6 @@ async function serve(
     err("fieldq: FIELDQ_DEVICE_SECRET is not set: devices' keys derive from it (see .env.example)");
     return 2;
   }
-  if (parts.api && cfg.http.tokens.size === 0) {
-    logger.warn("FIELDQ_API_TOKENS is empty: every API route but /api/v1/health will answer 401");
-  }
   const stack = await startFieldq(withRoomForSim(cfg, simDevices), { logger }, parts);
   const tls = cfg.tls !== undefined;
   for (const [listener, port] of Object.entries(stack.mqttPorts ?? {}) as [keyof ListenerPorts, number][])

@@ -120,6 +120,7 @@ test("start serves MQTT and the API, and SIGTERM shuts it down cleanly with exit
       FIELDQ_HTTP_HOST: "127.0.0.1",
       FIELDQ_API_TOKENS: "viewer:viewer-token-1",
       FIELDQ_DATA_DIR: dataDir,
+      FIELDQ_TOKENS_FILE: join(dataDir, "tokens.json"),
     }),
     stdio: ["ignore", "pipe", "inherit"],
   });
