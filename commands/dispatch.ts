@@ -44,6 +44,11 @@ export function startCommandDispatch(deps: CommandDispatchDeps): CommandDispatch
   const waiting = new Map<string, PendingCommand>();
   /** Published, waiting for the PUBACK: id → when it went out. */
   const sent = new Map<string, number>();
+  /**
+   * Commands acknowledged lately, by id, with when: a read that began before their delivered point reached
+   * InfluxDB still holds them as waiting, and must not send them again.
+   */
+  const acknowledged = new Map<string, number>();
   /** Deliveries not recorded yet (InfluxDB away): retried on every pass. */
   const unrecorded: Array<{ command: PendingCommand; atMs: number }> = [];
   let lastSentMs: number | undefined;
@@ -55,11 +60,17 @@ export function startCommandDispatch(deps: CommandDispatchDeps): CommandDispatch
   let again = false;
 
   const take = (pending: PendingCommand[]) => {
-    for (const command of pending) if (!waiting.has(command.id)) waiting.set(command.id, command);
+    for (const command of pending) {
+      if (!waiting.has(command.id) && !acknowledged.has(command.id)) waiting.set(command.id, command);
+    }
+  };
+  const forgetAcknowledged = (t: number) => {
+    for (const [id, at] of acknowledged) if (t - at > o.fullReadMs + POLL_MARGIN_MS) acknowledged.delete(id);
   };
 
   async function read() {
     const started = now();
+    forgetAcknowledged(started);
     if (started - lastFullMs >= o.fullReadMs) {
       const all = await commands.pending();
       // What was delivered meanwhile is not in the full read; what is in flight stays as it is.
@@ -91,11 +102,17 @@ export function startCommandDispatch(deps: CommandDispatchDeps): CommandDispatch
     const t = now();
     for (const [id, command] of waiting) {
       if (closed) return;
-      if (command.expiresMs <= now()) {
+      // One in flight stays until its PUBACK may have come (the device has it: delivered, not expired).
+      const inFlightSince = sent.get(id);
+      if (
+        command.expiresMs <= now() &&
+        (inFlightSince === undefined || now() - inFlightSince >= o.ackTimeoutMs)
+      ) {
         waiting.delete(id);
         sent.delete(id);
         continue;
       }
+      if (command.expiresMs <= now()) continue;
       const at = sent.get(id);
       if (at !== undefined && now() - at < o.ackTimeoutMs) continue;
       if (!broker.isSubscribed(command.device)) continue;
@@ -170,9 +187,11 @@ export function startCommandDispatch(deps: CommandDispatchDeps): CommandDispatch
   const unlistenDelivered = broker.onDelivered((deviceId, commandId) => {
     const command = waiting.get(commandId);
     if (command === undefined || command.device !== deviceId) return;
+    const at = now();
     waiting.delete(commandId);
     sent.delete(commandId);
-    unrecorded.push({ command, atMs: now() });
+    acknowledged.set(commandId, at);
+    unrecorded.push({ command, atMs: at });
     record().catch((error: unknown) =>
       logger.warn({ err: error, commandId }, "delivery not recorded yet; retried on the next pass"),
     );
