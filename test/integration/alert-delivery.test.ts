@@ -42,7 +42,13 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function outboxWith(specs: TargetSpec[], options: { attemptTimeoutMs?: number } = {}) {
+async function outboxWith(
+  specs: TargetSpec[],
+  options: {
+    attemptTimeoutMs?: number;
+    backoff?: { baseMs: number; maxMs: number; giveUpAfterMs?: number };
+  } = {},
+) {
   const outbox = await openOutbox<{ open: boolean }>({ dir, logger: silentLogger });
   const delivery = await startDelivery({
     outbox,
@@ -132,6 +138,31 @@ describe("alert delivery", () => {
     expect(deliveriesIn(log)).toEqual(["webhook:rejected:1"]);
     await new Promise((r) => setTimeout(r, 300));
     expect(hook.received).toHaveLength(1);
+    expect(await outbox.queued()).toEqual([]);
+  });
+
+  it("gives up on a receiver still failing when the deadline has passed, logs it, and sends the next notice", async () => {
+    const hook = await receiver();
+    const doomed = sampleNotice({ sequence: 1 });
+    const next = sampleNotice({ sequence: 2, event: "repeated" });
+    hook.answer((_, headers) =>
+      headers["idempotency-key"] === doomed.idempotencyKey ? { status: 500 } : { status: 200 },
+    );
+    const { outbox } = await outboxWith([webhook("webhook", hook.url)], {
+      backoff: { baseMs: 100, maxMs: 100, giveUpAfterMs: 250 },
+    });
+    await outbox.commit({ state: new Map(), deliveries: [{ target: "webhook", notice: doomed }] });
+    await outbox.commit({ state: new Map(), deliveries: [{ target: "webhook", notice: next }] });
+    const log = await eventually(async () => {
+      const entries = await logOf(doomed.alertId);
+      return deliveriesIn(entries).some((d) => d.endsWith(":delivered:1")) ? entries : undefined;
+    });
+    const ofDoomed = log.flatMap((e) =>
+      e.type === "delivery" && e.idempotencyKey === doomed.idempotencyKey ? [e.outcome] : [],
+    );
+    expect(ofDoomed.at(-1)).toBe("gave_up");
+    expect(ofDoomed.slice(0, -1).every((o) => o === "failed")).toBe(true);
+    expect(hook.received.at(-1)?.headers["idempotency-key"]).toBe(next.idempotencyKey);
     expect(await outbox.queued()).toEqual([]);
   });
 

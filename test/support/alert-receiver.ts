@@ -19,13 +19,13 @@ export type Answer = { status: number; headers?: Record<string, string> } | "han
 export async function startAlertReceiver(secret: string) {
   const received: Received[] = [];
   const hanging = new Set<ServerResponse>();
-  let answer: (n: number) => Answer = () => ({ status: 200 });
+  let answer: (n: number, headers: IncomingHttpHeaders) => Answer = () => ({ status: 200 });
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const raw = Buffer.concat(chunks);
-      const reply = answer(received.length);
+      const reply = answer(received.length, req.headers);
       let body: unknown = null;
       try {
         body = JSON.parse(raw.toString("utf8"));
@@ -47,8 +47,8 @@ export async function startAlertReceiver(secret: string) {
   return {
     url: `http://127.0.0.1:${port}/hook`,
     received,
-    /** How to answer the n-th request (0 first). */
-    answer(fn: (n: number) => Answer) {
+    /** How to answer the n-th request (0 first), given its headers. */
+    answer(fn: (n: number, headers: IncomingHttpHeaders) => Answer) {
       answer = fn;
     },
     async close() {
