@@ -13,6 +13,9 @@ import {
 import { createRandom, deriveSeed, poisson, type Random } from "./random.js";
 import { type DeviceScript, PLAIN_SCRIPT } from "./script.js";
 
+/** Command answers a device remembers, for repeats of an at-least-once delivery (docs/commands.md). */
+const ANSWERS_KEPT = 64;
+
 /** Who a device is, and (from a scenario) what will happen to it; no script means nothing injected. */
 export type DeviceSpec = { id: string; kind: SimKind; hello: Hello; script?: DeviceScript };
 
@@ -69,6 +72,8 @@ export class SimDevice<S extends BaseState = BaseState> {
   #dropped = 0;
   #offlineLeftMs = 0;
   #silent = false;
+  /** Answers to the latest commands by id: fieldq delivers at least once, so a repeat gets the same answer. */
+  #answered = new Map<string, CommandResult>();
   #firmware: string;
   #firmwareSinceMs: number | undefined;
 
@@ -136,6 +141,9 @@ export class SimDevice<S extends BaseState = BaseState> {
   /** Runs a command from fieldq; a silent device answers nothing. */
   command(command: SimCommand, now: number): CommandReply | undefined {
     if (this.#silent) return undefined;
+    const earlier = this.#answered.get(command.id);
+    // A repeat runs nothing and answers as before: same ts and seq, so the ingest stores it once.
+    if (earlier !== undefined) return { result: earlier, messages: [] };
     // The result goes out before what the command makes the device say, so it takes the seq before theirs.
     const seq = this.#state.seq;
     const next = { ...this.#state, seq: seq + 1 };
@@ -143,6 +151,11 @@ export class SimDevice<S extends BaseState = BaseState> {
     this.#state = state;
     this.#noteFirmware(now);
     const reply: CommandResult = { ts: now, seq, ok: result.ok, message: result.message };
+    this.#answered.set(command.id, reply);
+    if (this.#answered.size > ANSWERS_KEPT) {
+      const oldest = this.#answered.keys().next().value;
+      if (oldest !== undefined) this.#answered.delete(oldest);
+    }
     return { result: reply, messages: this.#deliver(messages, this.#offlineLeftMs > 0).messages };
   }
 
