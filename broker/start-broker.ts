@@ -98,8 +98,8 @@ export type BrokerHandle = {
   /** Topics holding a retained message (at most a hello and a status per device). */
   retainedTopics(): Promise<string[]>;
   /**
-   * Publishes from fieldq itself (commands, alerts): QoS 1, not retained, to whoever subscribes; resolves once
-   * the broker has routed it (each subscriber's PUBACK comes later).
+   * Publishes from fieldq itself (alerts; commands go with sendCommand): QoS 1, not retained, to whoever
+   * subscribes; resolves once the broker has routed it (each subscriber's PUBACK comes later).
    */
   publish(topic: string, payload: string): Promise<void>;
   /**
