@@ -187,7 +187,7 @@ export const Env = z.object({
   FIELDQ_REGRESSION_INTERVAL: duration("5m"),
   FIELDQ_SILENT_FACTOR: z.coerce.number().min(1).default(3),
   FIELDQ_EXPECTED_INTERVALS: ExpectedIntervals,
-  /** Alert rules (docs/alerts.md); unset: the default rules. */
+  /** Alert rules (docs/alert-rules.md); unset: the default rules. */
   FIELDQ_ALERT_RULES: z.string().min(1).optional(),
   /** How often alert conditions are evaluated. */
   FIELDQ_ALERT_INTERVAL: duration("30s"),
