@@ -1,6 +1,6 @@
 import type { Logger } from "../observe/logger.js";
 import { writeAlertLog } from "../storage/alert-log.js";
-import type { PointWriter } from "../storage/influx.js";
+import { BodyTooLarge, PointsRefused, PointUnencodable, type PointWriter } from "../storage/influx.js";
 import { type BackoffPolicy, DEFAULT_BACKOFF, nextRetry } from "./backoff.js";
 import { LOG_TARGET, type Outbox, type Queued, targetOf } from "./outbox.js";
 import type { SendOutcome, Target } from "./target.js";
@@ -193,11 +193,17 @@ export async function startDelivery(options: DeliveryOptions): Promise<DeliveryH
     if (lane.items[0] === head) lane.items[0] = retry;
   }
 
-  /** The log's lane: every ready entry (up to a batch) in one write; a failed write waits and tries again. */
+  /**
+   * The log's lane: every ready entry (up to a batch) in one write; a failed write waits and tries again. An
+   * entry InfluxDB refuses (HTTP 400, too large, no line protocol) would be refused forever: the batch is then
+   * written one entry at a time, and the entry refused on its own is dropped with an error in fieldq's log,
+   * so one bad entry cannot hold up the alert log.
+   */
   let logAttempts = 0;
+  let singly = 0;
   async function logStep(lane: Lane, sleep: (ms: number) => Promise<void>) {
     const at = now();
-    const ready = lane.items.filter((q) => q.nextAtMs <= at).slice(0, LOG_BATCH);
+    const ready = lane.items.filter((q) => q.nextAtMs <= at).slice(0, singly > 0 ? 1 : LOG_BATCH);
     if (ready.length === 0) {
       const soonest = Math.min(...lane.items.map((q) => q.nextAtMs));
       await sleep(Number.isFinite(soonest) ? soonest - at : IDLE_MS);
@@ -207,6 +213,23 @@ export async function startDelivery(options: DeliveryOptions): Promise<DeliveryH
     try {
       await writeAlertLog(options.log, entries);
     } catch (error) {
+      const refused =
+        error instanceof PointsRefused || error instanceof BodyTooLarge || error instanceof PointUnencodable;
+      if (refused && ready.length > 1) {
+        singly = ready.length;
+        return;
+      }
+      if (refused) {
+        const [entry] = entries;
+        logger.error(
+          { err: error, alert: entry?.alertId, type: entry?.type },
+          "alert log entry refused by InfluxDB; dropped",
+        );
+        singly = Math.max(0, singly - 1);
+        await outbox.settle({ done: ready.map((q) => q.key) });
+        for (const q of ready) finish(lane, q);
+        return;
+      }
       logAttempts += 1;
       const decision = nextRetry(
         { attempt: logAttempts, queuedAtMs: at, nowMs: at, random: random() },
@@ -221,6 +244,7 @@ export async function startDelivery(options: DeliveryOptions): Promise<DeliveryH
       return;
     }
     logAttempts = 0;
+    singly = Math.max(0, singly - ready.length);
     await outbox.settle({ done: ready.map((q) => q.key) });
     for (const q of ready) finish(lane, q);
   }

@@ -15,7 +15,13 @@ import { alertTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import { type AlertLogEntry, readAlertLog } from "../../storage/alert-log.js";
-import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import {
+  createInflux,
+  createPointWriter,
+  ensureSchema,
+  PointsRefused,
+  type PointWriter,
+} from "../../storage/influx.js";
 import { sampleNotice } from "../support/alert-notice.js";
 import { closedPort, eventually, startAlertReceiver } from "../support/alert-receiver.js";
 import { testDatabase } from "../support/influx.js";
@@ -47,6 +53,7 @@ async function outboxWith(
   options: {
     attemptTimeoutMs?: number;
     backoff?: { baseMs: number; maxMs: number; giveUpAfterMs?: number };
+    log?: PointWriter;
   } = {},
 ) {
   const outbox = await openOutbox<{ open: boolean }>({ dir, logger: silentLogger });
@@ -164,6 +171,30 @@ describe("alert delivery", () => {
     expect(ofDoomed.slice(0, -1).every((o) => o === "failed")).toBe(true);
     expect(hook.received.at(-1)?.headers["idempotency-key"]).toBe(next.idempotencyKey);
     expect(await outbox.queued()).toEqual([]);
+  });
+
+  it("drops an alert-log entry InfluxDB refuses for good, and logs the rest", async () => {
+    const hook = await receiver();
+    const influxWrite = createPointWriter(db);
+    // InfluxDB's answer to a point it will never take (a field type conflict): the others of the request are
+    // written, the request answers 400.
+    const refusing: PointWriter = async (points) => {
+      await influxWrite(points.filter((p) => p.tags.alert !== "poison" || p.tags.type !== "notice"));
+      if (points.some((p) => p.tags.alert === "poison" && p.tags.type === "notice"))
+        throw new PointsRefused(400, '{"error":"partial write: field type conflict dropped=1"}');
+    };
+    const { outbox } = await outboxWith([webhook("webhook", hook.url)], { log: refusing });
+    const poison = sampleNotice({ alertId: "poison" });
+    const good = sampleNotice();
+    await outbox.commit({
+      state: new Map(),
+      deliveries: [poison, good].map((notice) => ({ target: "webhook", notice })),
+    });
+    await eventually(async () => ((await outbox.queued()).length === 0 ? true : undefined));
+    const log = await logOf(good.alertId);
+    expect(log.map((e) => e.type).sort()).toEqual(["delivery", "notice"]);
+    expect((await logOf("poison")).map((e) => e.type)).toEqual(["delivery"]);
+    expect(hook.received).toHaveLength(2);
   });
 
   it("a dead and a hanging receiver delay nobody else; each target gets its notices in commit order", async () => {
