@@ -396,3 +396,44 @@ describe("remote commands through the stack", () => {
     expect((await press(viewer, "reboot")).status).toBe(403);
   }, 30_000);
 });
+
+test("a command queued before a restart is read back from InfluxDB and sent by the new process", async () => {
+  const db = await testDatabase("commands_restart");
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-commands-restart-"));
+  const config = testConfig(db, dataDir);
+  let running: FieldqHandle | undefined = await startFieldq(
+    config,
+    { logger: silentLogger },
+    { broker: true, api: true },
+  );
+  const first = running;
+  const modem = new TestDevice("modem-restart", "FQ-Cmd 1", "1.0", () => running?.mqttPort ?? 0);
+  try {
+    await modem.connect(false);
+    await modem.disconnect();
+    const post = async () =>
+      fetch(`${first.apiUrl}/api/v1/devices/${modem.id}/commands`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${OPERATOR}`, "content-type": "application/json" },
+        body: JSON.stringify({ type: "reboot" }),
+      });
+    let response = await post();
+    for (let i = 0; i < 100 && response.status === 404; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      response = await post();
+    }
+    expect(response.status).toBe(202);
+    const queued = (await response.json()) as CommandView;
+    await first.close();
+    running = undefined;
+
+    running = await startFieldq(config, { logger: silentLogger }, { broker: true, api: true });
+    await modem.connect(true);
+    await expect.poll(() => modem.received.map((r) => r.commandId), { timeout: 10_000 }).toEqual([queued.id]);
+  } finally {
+    await modem.disconnect().catch(() => {});
+    await running?.close();
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}, 60_000);
