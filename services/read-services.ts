@@ -23,6 +23,8 @@ export type ReadServicesOptions = {
   write: PointWriter;
   silence?: Partial<SilenceOptions>;
   logger: Logger;
+  /** Remote commands: how long one waits for its device (FIELDQ_COMMAND_TTL). */
+  commands?: { ttlMs: number };
   /** Files the services read at start: the service promises (FIELDQ_PROMISES). */
   files?: { promises?: string | undefined };
   /** The clock statuses and default windows are judged by; bench:api pins it to its data set's end. */
@@ -63,7 +65,7 @@ export function createReadServices(influx: InfluxDB, options: ReadServicesOption
     logger: options.logger,
     now: options.now ?? Date.now,
   };
-  const commands = createCommandService(bag);
+  const commands = createCommandService(bag, options.commands ?? {});
   const alerts = createAlertService(bag);
   const promises = createPromiseService(bag, { file: options.files?.promises });
   const feedback = createFeedbackService(bag);

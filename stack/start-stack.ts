@@ -316,6 +316,7 @@ export async function startFieldq(
       },
       logger: deps.logger.child({ part: parts.api ? "api" : "read" }),
       files: { promises: config.promises.file },
+      commands: { ttlMs: config.commands.ttlMs },
     });
     const promises = await read.promises.load();
     if (!promises.ok) {
