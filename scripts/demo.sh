@@ -43,6 +43,10 @@ if [ ! -f .fieldq/demo.env ]; then
     echo "FIELDQ_API_TOKENS=viewer:$(random),operator:$(random),admin:$(random)"
   } >.fieldq/demo.env
 fi
+# The alert webhook's secret, added to a demo.env made before alerts existed.
+if ! grep -q '^FIELDQ_WEBHOOK_SECRET=' .fieldq/demo.env; then
+  echo "FIELDQ_WEBHOOK_SECRET=$(node -e 'console.log(require("node:crypto").randomBytes(18).toString("base64url"))')" >>.fieldq/demo.env
+fi
 # shellcheck disable=SC1091
 eval "$(sed -E 's/^([A-Z_]+)=(.*)$/export \1="${\1:-\2}"/' .fieldq/demo.env)"
 
@@ -55,6 +59,11 @@ free_or_next() {
 export FIELDQ_MQTT_PORT=${FIELDQ_MQTT_PORT:-$(free_or_next 1883)}
 export FIELDQ_HTTP_PORT=${FIELDQ_HTTP_PORT:-$(free_or_next 8080)}
 export FIELDQ_DATA_DIR=${FIELDQ_DATA_DIR:-.fieldq/data}
+# Every alert goes to a local receiver (fieldq webhook-listen, printed below); until it runs, they wait in the
+# outbox and are retried. The home-demo models' service promises are the example file's.
+webhook_port=${DEMO_WEBHOOK_PORT:-$(free_or_next 9000)}
+export FIELDQ_WEBHOOK_URL=${FIELDQ_WEBHOOK_URL:-http://127.0.0.1:$webhook_port/}
+export FIELDQ_PROMISES=${FIELDQ_PROMISES:-docs/promises.example.yaml}
 
 viewer=$(echo "$FIELDQ_API_TOKENS" | tr ',' '\n' | sed -n 's/^viewer://p' | head -1)
 operator=$(echo "$FIELDQ_API_TOKENS" | tr ',' '\n' | sed -n 's/^operator://p' | head -1)
@@ -87,6 +96,15 @@ cat <<MSG
    score      ${node_ca}npm run fieldq -- sim score $FIELDQ_DATA_DIR/fieldq-truth-home-demo.json --api $base --token $viewer
               (what fieldq found of the home-demo scenario's injected problems: run it once the backfill of
               three days of history is done and the regression scan has run, about 3 minutes after the start)
+   alerts     npm run fieldq -- webhook-listen --port $webhook_port --secret $FIELDQ_WEBHOOK_SECRET
+              (in another terminal: a local receiver that
+              checks each alert's signature and prints it; alerts raised before it runs are retried until it answers)
+   command    curl $curl_ca-X POST -H "authorization: Bearer $operator" -H "content-type: application/json" \\
+                -d '{"type":"diagnostics"}' "$api/devices/printer-0001/commands"
+              then  curl $curl_ca-H "authorization: Bearer $viewer" "$api/devices/printer-0001/commands"
+              (or the buttons on the device's page: $base/devices/printer-0001)
+   review     $base/review   (the management review: printable, CSV per table), or
+              FIELDQ_INFLUX_URL=$FIELDQ_INFLUX_URL npm run fieldq -- report --from $(date -u -d '-3 days' +%Y-%m-%dT00:00:00Z) --to $(date -u +%Y-%m-%dT%H:00:00Z) --out review.html
    stop       Ctrl-C (the journal is flushed first)
 MSG
 if [ -n "$tls" ]; then
