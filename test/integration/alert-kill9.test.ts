@@ -157,7 +157,9 @@ it("a kill -9 of fieldq between detecting a new issue and delivering its alert s
   }, 15_000);
   expect(page.items).toHaveLength(1);
   expect(page.items[0]?.id).toBe(notice.alertId);
-  expect(page.items[0]?.deliveries.find((d) => d.target === "webhook")?.attempts).toBe(
-    receiver.received.length,
-  );
-});
+  // A try the kill cut off between the receiver's answer and its record is not counted; the others are, and
+  // the first refused try was recorded before the second was sent.
+  const attempts = page.items[0]?.deliveries.find((d) => d.target === "webhook")?.attempts ?? 0;
+  expect(attempts).toBeGreaterThanOrEqual(2);
+  expect(attempts).toBeLessThanOrEqual(receiver.received.length);
+}, 120_000);
