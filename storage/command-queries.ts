@@ -20,6 +20,7 @@ export type QueuedRow = {
   batch: string | null;
 };
 export type DeliveredRow = { id: string; device: string; atMs: number };
+/** atMs: when fieldq received the answer (the device's own time is the point's). */
 export type AnswerRow = { id: string; device: string; ok: boolean; message: string | null; atMs: number };
 
 /**
@@ -94,7 +95,9 @@ function answerOf(row: Record<string, unknown> & { time: Date }): AnswerRow | un
   const id = text(row.command_id);
   const device = text(row.device);
   if (id === null || device === null || typeof row.ok !== "boolean") return undefined;
-  return { id, device, ok: row.ok, message: text(row.message), atMs: row.time.getTime() };
+  // When fieldq received it, as the command's other times are fieldq's: a device's clock may lag.
+  const atMs = num(row.received_ms) ?? row.time.getTime();
+  return { id, device, ok: row.ok, message: text(row.message), atMs };
 }
 
 const collect = <T>(
@@ -122,7 +125,7 @@ export async function readDeviceCommands(
   if (oldest === undefined) return { queued: [], delivered: [], answers: [] };
   const [d, a] = await queryGroups(influx, [
     `SELECT "command_id", "device" FROM ${from("commandLog")} WHERE ${tagIs("device", device)} AND ${delivered} AND time >= ${oldest}ms`,
-    `SELECT "command_id", "device", "ok", "message" FROM ${from("command")} WHERE ${tagIs("device", device)} AND time >= ${oldest - ANSWER_SKEW_MS}ms`,
+    `SELECT "command_id", "device", "ok", "message", "received_ms" FROM ${from("command")} WHERE ${tagIs("device", device)} AND time >= ${oldest - ANSWER_SKEW_MS}ms`,
   ]);
   return {
     queued: commands,
@@ -141,7 +144,7 @@ export async function readBatchCommands(
   const [q, d, a] = await queryGroups(influx, [
     `SELECT ${QUEUED_FIELDS} FROM ${from("commandLog")} WHERE ${queued} AND ${isBatch} AND time >= ${createdMs}ms AND time < ${createdMs + 1}ms`,
     `SELECT "command_id", "device" FROM ${from("commandLog")} WHERE ${delivered} AND ${isBatch} AND time >= ${createdMs}ms`,
-    `SELECT "command_id", "device", "ok", "message" FROM ${from("command")} WHERE time >= ${createdMs - ANSWER_SKEW_MS}ms AND "received_ms" >= ${createdMs}`,
+    `SELECT "command_id", "device", "ok", "message", "received_ms" FROM ${from("command")} WHERE time >= ${createdMs - ANSWER_SKEW_MS}ms AND "received_ms" >= ${createdMs}`,
   ]);
   const commands = collect(rowsOf(q), queuedOf);
   const ids = new Set(commands.map((c) => c.id));
@@ -168,7 +171,7 @@ export async function readRecentCommands(
   ];
   if (withAnswers) {
     statements.push(
-      `SELECT "command_id", "device", "ok", "message" FROM ${from("command")} WHERE time >= ${Math.trunc(sinceMs - ANSWER_SKEW_MS)}ms AND "received_ms" >= ${Math.trunc(sinceMs)}`,
+      `SELECT "command_id", "device", "ok", "message", "received_ms" FROM ${from("command")} WHERE time >= ${Math.trunc(sinceMs - ANSWER_SKEW_MS)}ms AND "received_ms" >= ${Math.trunc(sinceMs)}`,
     );
   }
   const [q, d, a] = await queryGroups(influx, statements);

@@ -74,9 +74,12 @@ class TestDevice {
     expect(grant?.qos).toBe(1);
   }
 
+  /** How far the device's clock lags fieldq's. */
+  lagMs = 0;
+
   async answer(commandId: string, ok: boolean, message: string) {
     this.#seq += 1;
-    const result: CommandResult = { ts: Date.now(), seq: this.#seq, ok, message };
+    const result: CommandResult = { ts: Date.now() - this.lagMs, seq: this.#seq, ok, message };
     await this.client?.publishAsync(commandResultTopic(this.id, commandId), JSON.stringify(result), {
       qos: 1,
     });
@@ -179,16 +182,22 @@ describe("remote commands through the stack", () => {
     expect(modem.received).toHaveLength(1);
   }, 30_000);
 
-  test("a device that answers not ok shows failed", async () => {
+  test("a device that answers not ok shows failed, answered when fieldq heard it (its clock lags)", async () => {
     const modem = device("modem-cmd-fail");
     modem.hold = true;
+    modem.lagMs = 5 * 60_000;
     await modem.connect(true);
     const queued = await send(modem.id, { type: "recalibrate", args: { axis: "z" } });
     await expect.poll(() => modem.received.length, { timeout: 10_000 }).toBe(1);
     expect(modem.received[0]?.command.args).toEqual({ axis: "z" });
     await modem.answer(queued.id, false, "sensor busy");
     await expect.poll(() => statusOf(modem.id, queued.id), { timeout: 10_000 }).toBe("failed");
-    expect((await commandOf(modem.id, queued.id))?.result).toEqual({ ok: false, message: "sensor busy" });
+    const failed = await commandOf(modem.id, queued.id);
+    expect(failed?.result).toEqual({ ok: false, message: "sensor busy" });
+    // fieldq's clock, like createdAt and deliveredAt: never before the command was sent.
+    expect(Date.parse(failed?.answeredAt ?? "")).toBeGreaterThanOrEqual(
+      Date.parse(failed?.deliveredAt ?? ""),
+    );
   }, 30_000);
 
   test("a command for an offline device waits, and goes out when it connects", async () => {
