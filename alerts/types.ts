@@ -2,22 +2,11 @@
 // (alerts/outbox.ts, alerts/deliver.ts, the targets): notices to send, each to named targets, committed
 // durably together with the engine's state. docs/alerts.md documents AlertNotice as the webhook's body.
 
-export const ALERT_SEVERITIES = ["info", "warning", "critical"] as const;
+import { ALERT_SEVERITIES, CONDITION_KINDS, NOTICE_EVENTS } from "../contract/api/alerts.js";
+
+export { ALERT_SEVERITIES, CONDITION_KINDS, NOTICE_EVENTS };
 export type AlertSeverity = (typeof ALERT_SEVERITIES)[number];
-
-/** What a notice says happened to its alert. */
-export const NOTICE_EVENTS = ["raised", "repeated", "escalated", "resolved"] as const;
 export type NoticeEvent = (typeof NOTICE_EVENTS)[number];
-
-/** The conditions fieldq alerts on (a rule in the rules file names one). */
-export const CONDITION_KINDS = [
-  "issue_new",
-  "issue_regressed",
-  "firmware_regression",
-  "silent_share",
-  "promise_breached",
-  "error_budget_burn",
-] as const;
 export type ConditionKind = (typeof CONDITION_KINDS)[number];
 
 /** The body every target receives: the webhook's JSON, the MQTT payload. */

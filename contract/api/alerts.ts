@@ -8,7 +8,21 @@ export const ALERT_STATUSES = ["open", "acknowledged", "resolved"] as const;
 export const AlertStatus = z.enum(ALERT_STATUSES);
 export type AlertStatus = z.infer<typeof AlertStatus>;
 
-export const AlertSeverityName = z.enum(["info", "warning", "critical"]);
+export const ALERT_SEVERITIES = ["info", "warning", "critical"] as const;
+export const AlertSeverityName = z.enum(ALERT_SEVERITIES);
+
+/** What a notice says happened to its alert. */
+export const NOTICE_EVENTS = ["raised", "repeated", "escalated", "resolved"] as const;
+
+/** The conditions fieldq alerts on (a rule in the rules file names one). */
+export const CONDITION_KINDS = [
+  "issue_new",
+  "issue_regressed",
+  "firmware_regression",
+  "silent_share",
+  "promise_breached",
+  "error_budget_burn",
+] as const;
 
 export const AlertId = z
   .string()
@@ -21,16 +35,9 @@ export const AlertNoticeBody = z
   .object({
     alertId: z.string(),
     idempotencyKey: z.string().meta({ description: "alertId/event/sequence: the same on every redelivery" }),
-    event: z.enum(["raised", "repeated", "escalated", "resolved"]),
+    event: z.enum(NOTICE_EVENTS),
     rule: z.string(),
-    kind: z.enum([
-      "issue_new",
-      "issue_regressed",
-      "firmware_regression",
-      "silent_share",
-      "promise_breached",
-      "error_budget_burn",
-    ]),
+    kind: z.enum(CONDITION_KINDS),
     severity: AlertSeverityName,
     subject: z.string(),
     refs: z.record(z.string(), z.string()),

@@ -4,12 +4,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import mqtt from "mqtt";
 import { afterEach, expect, it } from "vitest";
 import { AlertNoticeBody, AlertPage } from "../../contract/api/alerts.js";
-import { deviceKey } from "../../contract/device-key.js";
-import { faultTopic, helloTopic } from "../../contract/topics.js";
 import { closedPort, eventually, startAlertReceiver } from "../support/alert-receiver.js";
+import { faultyDevices } from "../support/faulty-devices.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET } from "../support/stack.js";
 
@@ -55,35 +53,6 @@ async function kill9(child: ChildProcess) {
   await once(child, "exit");
 }
 
-/** Devices that say hello and report one fault each. */
-async function faultyDevices(port: number, ids: string[], code: string) {
-  for (const [i, id] of ids.entries()) {
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-      clientId: id,
-      username: id,
-      password: deviceKey(TEST_SECRET, id),
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
-    const hello = {
-      kind: "printer",
-      model: "FQ-Print Mk3",
-      firmware: "3.14.0",
-      hardware: "A",
-      serial: `SN-${id}`,
-      region: "eu-west",
-      isp: "Telco",
-    };
-    await client.publishAsync(helloTopic(id), JSON.stringify(hello), { qos: 1, retain: true });
-    await client.publishAsync(
-      faultTopic(id),
-      JSON.stringify({ ts: Date.now(), seq: i + 1, code, severity: "critical" }),
-      { qos: 1 },
-    );
-    await client.endAsync();
-  }
-}
-
 it("a kill -9 of fieldq between detecting a new issue and delivering its alert still delivers it, once the receiver takes it", async () => {
   const db = await testDatabase("alert_kill9");
   const dataDir = await mkdtemp(join(tmpdir(), "fieldq-kill9-"));
@@ -117,7 +86,12 @@ it("a kill -9 of fieldq between detecting a new issue and delivering its alert s
   const first = startFieldqProcess(env);
   cleanups.push(() => kill9(first.child));
   await first.find((l) => typeof l.url === "string");
-  await faultyDevices(mqttPort, ["printer-k001", "printer-k002", "printer-k003"], "E42");
+  await faultyDevices(
+    mqttPort,
+    ["printer-k001", "printer-k002", "printer-k003"],
+    { code: "E42", severity: "critical" },
+    { firmware: "3.14.0" },
+  );
   // Detected and committed: the receiver has refused two tries (so the first one's record is durable).
   await eventually(() => (receiver.received.length >= 2 ? true : undefined), 30_000);
   await kill9(first.child);

@@ -1,62 +1,25 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import mqtt from "mqtt";
 import { describe, expect, test } from "vitest";
 import { startAlerting } from "../../alerts/start-alerting.js";
 import type { AlertNotice } from "../../alerts/types.js";
 import { IssueDetail } from "../../contract/api/issues.js";
-import { deviceKey } from "../../contract/device-key.js";
-import { faultTopic, helloTopic, telemetryTopic } from "../../contract/topics.js";
+import { helloTopic, telemetryTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createReadServices } from "../../services/read-services.js";
 import { startFieldq } from "../../stack/start-stack.js";
 import { createInflux, createPointWriter } from "../../storage/influx.js";
 import { startAlertReceiver } from "../support/alert-receiver.js";
+import { faultyDevices, printerHello } from "../support/faulty-devices.js";
 import { testDatabase } from "../support/influx.js";
-import { startTestStack, TEST_SECRET, testConfig } from "../support/stack.js";
+import { startTestStack, testConfig } from "../support/stack.js";
 
 // Alerts through the real stack: devices publish faults over MQTT, the ingest and the rollup runner make an
 // issue of them in InfluxDB, the engine finds it and the webhook receiver gets the signed notice.
 
 const WEBHOOK_SECRET = "webhook-secret-0123456789";
 const MINUTE = 60_000;
-
-const hello = (model: string) => ({
-  kind: "printer",
-  model,
-  firmware: "1.4.0",
-  hardware: "A",
-  serial: "SN",
-  region: "eu-west",
-  isp: "Telco",
-});
-
-/** Devices that each say hello and report one fault of `code` now. */
-async function faultyDevices(
-  mqttPort: number,
-  ids: string[],
-  model: string,
-  code: string,
-  severity = "error",
-): Promise<void> {
-  for (const [i, id] of ids.entries()) {
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
-      clientId: id,
-      username: id,
-      password: deviceKey(TEST_SECRET, id),
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
-    await client.publishAsync(helloTopic(id), JSON.stringify(hello(model)), { qos: 1, retain: true });
-    await client.publishAsync(
-      faultTopic(id),
-      JSON.stringify({ ts: Date.now(), seq: i + 1, code, severity }),
-      { qos: 1 },
-    );
-    await client.endAsync();
-  }
-}
 
 const noticesOf = (received: Array<{ body: unknown }>) => received.map((r) => r.body as AlertNotice);
 
@@ -73,8 +36,8 @@ describe("alerting", () => {
     const stack = await startFieldq(config, { logger: silentLogger }, { broker: true, api: false });
     try {
       const port = stack.mqttPort ?? 0;
-      await faultyDevices(port, ["printer-0001", "printer-0002", "printer-0003"], "FQ-Print Mk3", "E42");
-      await faultyDevices(port, ["printer-0004", "printer-0005"], "FQ-Print Mk3", "E77");
+      await faultyDevices(port, ["printer-0001", "printer-0002", "printer-0003"], { code: "E42" });
+      await faultyDevices(port, ["printer-0004", "printer-0005"], { code: "E77" });
       await expect
         .poll(() => noticesOf(receiver.received).length, { timeout: 20_000, interval: 100 })
         .toBeGreaterThan(0);
@@ -141,8 +104,8 @@ describe("alerting", () => {
       await faultyDevices(
         stack.stack.mqttPort,
         ["printer-0101", "printer-0102", "printer-0103"],
-        "FQ-Print S",
-        "P9",
+        { code: "P9" },
+        { model: "FQ-Print S" },
       );
       let notices: AlertNotice[] = [];
       await expect
@@ -294,7 +257,7 @@ describe("alerting", () => {
         const client = await stack.connect(id);
         await client.publishAsync(
           helloTopic(id),
-          JSON.stringify({ ...hello("FQ-Route 9"), kind: "router" }),
+          JSON.stringify(printerHello(id, { model: "FQ-Route 9", kind: "router" })),
           {
             qos: 1,
             retain: true,

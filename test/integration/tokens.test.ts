@@ -3,13 +3,11 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import mqtt from "mqtt";
 import { expect, test } from "vitest";
-import { deviceKey } from "../../contract/device-key.js";
-import { faultTopic, helloTopic } from "../../contract/topics.js";
 import { SESSION_COOKIE } from "../../dashboard/session.js";
 import { silentLogger } from "../../observe/logger.js";
 import { startFieldq } from "../../stack/start-stack.js";
+import { faultyDevices } from "../support/faulty-devices.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
@@ -33,35 +31,6 @@ async function fieldqToken(tokensFile: string, ...args: string[]) {
   });
 }
 
-/** One printer says hello and reports a fault: an issue once the rollups have run. */
-async function faultyPrinter(mqttPort: number, id: string) {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
-    clientId: id,
-    username: id,
-    password: deviceKey(TEST_SECRET, id),
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-  });
-  const hello = {
-    kind: "printer",
-    model: "FQ-Print Mk3",
-    firmware: "1.4.0",
-    hardware: "A",
-    serial: "SN",
-    region: "eu-west",
-    isp: "Telco",
-  };
-  await client.publishAsync(helloTopic(id), JSON.stringify(hello), { qos: 1, retain: true });
-  await client.publishAsync(
-    faultTopic(id),
-    JSON.stringify({ ts: Date.now(), seq: 1, code: "E42", severity: "error" }),
-    {
-      qos: 1,
-    },
-  );
-  await client.endAsync();
-}
-
 test("a token from fieldq token add works in the running API and dashboard at once, names its holder in the issue's history, and stops at revoke", {
   timeout: 120_000,
 }, async () => {
@@ -76,7 +45,7 @@ test("a token from fieldq token add works in the running API and dashboard at on
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers },
     });
   try {
-    await faultyPrinter(stack.mqttPort ?? 0, "printer-0001");
+    await faultyDevices(stack.mqttPort ?? 0, ["printer-0001"], { code: "E42" });
     let issueId = "";
     await expect
       .poll(
