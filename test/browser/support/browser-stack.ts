@@ -2,17 +2,22 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { type Alerting, startAlerting } from "../../../alerts/start-alerting.js";
 import { runBackfill } from "../../../device-sim/backfill.js";
 import { parseScenario, SCENARIO_DIR } from "../../../device-sim/scenario/parse.js";
 import { planScenario, type ScenarioPlan } from "../../../device-sim/scenario/plan.js";
 import { silentLogger } from "../../../observe/logger.js";
+import { createReadServices, type ReadServices } from "../../../services/read-services.js";
 import { startFieldq, startIngestBroker } from "../../../stack/start-stack.js";
+import { createInflux, createPointWriter } from "../../../storage/influx.js";
 import { testDatabase } from "../../support/influx.js";
 import { TEST_SECRET, testConfig } from "../../support/stack.js";
 
 // The real stack for the browser tests, started once per file: broker, ingest, rollups and the regression
 // runner in one handle, the API with the dashboard beside it, the home demo's three days backfilled into a
-// database of the test's own, and Debian's chromium (never a downloaded one).
+// database of the test's own, and Debian's chromium (never a downloaded one). The demo's promises file is
+// read, and alerting runs beside the broker as in `fieldq start`: one evaluation once the backfill is rolled up
+// (no periodic one during the stories), its notices to no target but the alert log.
 
 export const VIEWER = "viewer-token-1";
 export const OPERATOR = "operator-token-1";
@@ -24,8 +29,8 @@ export type BrowserStack = {
   baseUrl: string;
   browser: Browser;
   plan: ScenarioPlan;
-  /** How long the backfill and the settling after it took, for the budget. */
-  timings: { backfillMs: number; settledMs: number };
+  /** How long the backfill, the settling after it and the first alert evaluation took, for the budget. */
+  timings: { backfillMs: number; settledMs: number; alertedMs: number };
   close(): Promise<void>;
 };
 
@@ -51,12 +56,22 @@ export async function startBrowserStack(): Promise<BrowserStack> {
   const db = await testDatabase("browser");
   const dir = await mkdtemp(join(tmpdir(), "fieldq-browser-"));
   // Live refreshes and the stories' page loads share a token: a burst the size of a story.
-  const config = testConfig(db, join(dir, "data"), { FIELDQ_API_BURST: "1000", FIELDQ_API_RATE: "200" });
+  const config = testConfig(db, join(dir, "data"), {
+    FIELDQ_API_BURST: "1000",
+    FIELDQ_API_RATE: "200",
+    FIELDQ_PROMISES: resolve("docs/promises.example.yaml"),
+    // Evaluated once, below; a periodic evaluation would change the alerts under a story.
+    FIELDQ_ALERT_INTERVAL: "1h",
+  });
   const ingest = await startIngestBroker(config, { logger: silentLogger });
   const api = await startFieldq(config, { logger: silentLogger }, { broker: false, api: true });
   let browser: Browser | undefined;
+  let read: ReadServices | undefined;
+  let alerting: Alerting | undefined;
   const close = async () => {
     await browser?.close();
+    await alerting?.close();
+    read?.close();
     await api.close();
     await ingest.close();
     await db.drop();
@@ -81,6 +96,25 @@ export async function startBrowserStack(): Promise<BrowserStack> {
     }
     // Every hour is rolled up: a pass begun now scans the whole history (the printer update's verdict).
     await ingest.regressions.poke();
+    const settled = Date.now();
+    // Alerting as the broker's process of `fieldq start` composes it (stack/start-stack.ts): its own read
+    // services, the outbox in the data folder; it evaluates at its start, and evaluate() waits for that one.
+    read = createReadServices(createInflux(config.influx), {
+      write: createPointWriter(config.influx),
+      logger: silentLogger,
+      files: { promises: config.promises.file },
+      commands: { ttlMs: config.commands.ttlMs },
+    });
+    const promises = await read.promises.load();
+    if (!promises.ok) throw new Error(`FIELDQ_PROMISES: ${promises.error}`);
+    alerting = await startAlerting({
+      config: config.alerts,
+      dataDir: config.ingest.dataDir,
+      read,
+      broker: ingest.broker,
+      logger: silentLogger,
+    });
+    await alerting.evaluate();
     browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true });
     await mkdir(ARTIFACTS, { recursive: true });
     const apiUrl = api.apiUrl;
@@ -89,7 +123,11 @@ export async function startBrowserStack(): Promise<BrowserStack> {
       baseUrl: apiUrl.replace(/\/$/, ""),
       browser,
       plan,
-      timings: { backfillMs: backfilled - started, settledMs: Date.now() - backfilled },
+      timings: {
+        backfillMs: backfilled - started,
+        settledMs: settled - backfilled,
+        alertedMs: Date.now() - settled,
+      },
       close,
     };
   } catch (error) {
@@ -201,6 +239,16 @@ export async function tabTo(page: Page, wanted: (f: Focused) => boolean, most = 
 export function overflowsSideways(page: Page): Promise<boolean> {
   return page.evaluate<boolean>(
     "document.documentElement.scrollWidth > document.documentElement.clientWidth",
+  );
+}
+
+/**
+ * Table cells whose content is wider than the cell (text printed over the next column): each as its text's
+ * start and both widths.
+ */
+export function overflowingCells(page: Page): Promise<string[]> {
+  return page.evaluate<string[]>(
+    "[...document.querySelectorAll('td, th')].filter((c) => c.scrollWidth > c.clientWidth + 1).map((c) => (c.textContent ?? '').trim().slice(0, 60) + ': ' + c.scrollWidth + ' px in ' + c.clientWidth + ' px')",
   );
 }
 
