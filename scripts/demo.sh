@@ -97,8 +97,8 @@ cat <<MSG
               (what fieldq found of the home-demo scenario's injected problems: run it once the backfill of
               three days of history is done and the regression scan has run, about 3 minutes after the start)
    alerts     npm run fieldq -- webhook-listen --port $webhook_port --secret $FIELDQ_WEBHOOK_SECRET
-              (in another terminal: a local receiver that
-              checks each alert's signature and prints it; alerts raised before it runs are retried until it answers)
+              (run it in another terminal: it checks each alert's signature and prints it; alerts raised
+              before it runs wait in the outbox and are retried until it answers)
    command    curl $curl_ca-X POST -H "authorization: Bearer $operator" -H "content-type: application/json" \\
                 -d '{"type":"diagnostics"}' "$api/devices/printer-0001/commands"
               then  curl $curl_ca-H "authorization: Bearer $viewer" "$api/devices/printer-0001/commands"
