@@ -138,6 +138,15 @@ function joined(records: CommandRecords) {
   });
 }
 
+/**
+ * When the device had the command: its PUBACK, or its answer where that came first (a device may publish the
+ * answer before the PUBACK leaves it; the answer proves the delivery).
+ */
+function deliveredAt(pubackMs: number | null, answerMs: number | undefined): string | null {
+  const times = [pubackMs, answerMs].filter((t): t is number => t !== null && t !== undefined);
+  return times.length === 0 ? null : iso(Math.min(...times));
+}
+
 function viewOf(j: ReturnType<typeof joined>[number], nowMs: number): CommandView {
   const { row, log, answer } = j;
   return {
@@ -148,7 +157,7 @@ function viewOf(j: ReturnType<typeof joined>[number], nowMs: number): CommandVie
     status: commandStatus(log, answer, nowMs),
     by: row.by,
     createdAt: iso(row.createdMs),
-    deliveredAt: log.deliveredMs === null ? null : iso(log.deliveredMs),
+    deliveredAt: deliveredAt(log.deliveredMs, answer?.atMs),
     answeredAt: answer === undefined ? null : iso(answer.atMs),
     expiresAt: iso(row.expiresMs),
     result: answer === undefined ? null : { ok: answer.ok, message: answer.message },

@@ -136,6 +136,12 @@ describe("createCommandService", () => {
       [d.value.id]: "expired",
     });
     expect(await service.pending()).toEqual([]);
+    // The answer proves the delivery: without a PUBACK recorded (c), or with one recorded after it, the command
+    // was delivered by the time its answer came.
+    const views = new Map(((await service.forDevice("m-1", 10)) ?? []).map((v) => [v.id, v]));
+    expect(views.get(c.value.id)?.deliveredAt).toBe(new Date(T0 + 200).toISOString());
+    expect(views.get(b.value.id)?.deliveredAt).toBe(new Date(T0 + 100).toISOString());
+    expect(views.get(d.value.id)?.deliveredAt).toBeNull();
   });
 
   it("sends a bulk command to the cohort's devices only, under one batch", async () => {
