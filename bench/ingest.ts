@@ -1,107 +1,376 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, fork } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Aedes } from "aedes";
 import mqtt from "mqtt";
 import { loadConfig } from "../config/env.js";
 import { deviceKey } from "../contract/device-key.js";
 import { telemetryTopic } from "../contract/topics.js";
+import { decodeMessage } from "../ingest/decode.js";
+import { messagePoints } from "../ingest/to-points.js";
 import { silentLogger } from "../observe/logger.js";
 import { startIngestBroker } from "../stack/start-stack.js";
+import { encodePoint } from "../storage/line-protocol.js";
+import { MEASUREMENTS } from "../storage/schema.js";
 
-// npm run bench:ingest -- [--devices 50] [--messages 400] [--inflight 10]
-// QoS 1 telemetry from many devices at once: through fieldq (validated, journaled with fsync before each
-// PUBACK, drained into InfluxDB) and, in the same run, through a bare aedes broker that does nothing, so the
-// ratio between the two says what durability costs on this machine.
+// npm run bench:ingest -- [--devices 50] [--messages 400] [--inflight 10] [--cpu-prof DIR]
+// QoS 1 single-sample telemetry from many devices at once, and in the same run what the machine can do
+// without fieldq, so every figure is also a ratio:
+//   1. raw InfluxDB: the same telemetry lines fieldq writes, straight to /write in 5,000-line bodies;
+//   2. bare aedes (no auth, no storage) in a process of its own;
+//   3. fieldq's broker + ingest (validated, journaled with fsync before each PUBACK, drained into InfluxDB)
+//      in a process of its own, while this process polls InfluxDB for every device's highest stored seq,
+//      so each message's publish-to-queryable time is known (an upper bound: poll period + query time).
+// The publishing clients run here; influxd is its own process (scripts/influxd.sh or FIELDQ_BENCH_INFLUX_URL).
+// It ends with one JSON line of the figures. docs/performance.md has the figures and a profile.
 
 const { values } = parseArgs({
   options: {
     devices: { type: "string", default: "50" },
     messages: { type: "string", default: "400" },
     inflight: { type: "string", default: "10" },
+    "cpu-prof": { type: "string" },
+    "poll-ms": { type: "string", default: "100" },
+    rate: { type: "string", default: "0" },
+    child: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   process.stdout.write(
-    "Usage: npm run bench:ingest -- [--devices 50] [--messages 400 per device] [--inflight 10 per device]\n",
+    [
+      "Usage: npm run bench:ingest -- [--devices 50] [--messages 400 per device] [--inflight 10 per device]",
+      "                               [--rate 0] [--cpu-prof DIR] [--poll-ms 100]",
+      "  --rate N        all devices together publish at most N msg/s, evenly spread (0: as fast as acks allow);",
+      "                  e.g. half the acked rate, for publish-to-queryable at half load",
+      "  --cpu-prof DIR  profile the fieldq and bare-aedes processes (node --cpu-prof) into DIR/fieldq and",
+      "                  DIR/aedes (one file per thread); summarise: npx tsx bench/profile-summary.ts DIR/fieldq",
+      "  --poll-ms N     how often InfluxDB is asked for the stored seqs (publish-to-queryable resolution)",
+      "Environment: FIELDQ_BENCH_INFLUX_URL uses a running InfluxDB 1.x instead of a private influxd.",
+      "",
+    ].join("\n"),
   );
   process.exit(0);
 }
 const devices = Number(values.devices);
 const messages = Number(values.messages);
 const inflight = Number(values.inflight);
+const pollMs = Number(values["poll-ms"]);
+const paceRate = Number(values.rate);
 const secret = "bench-secret-0123456789";
 const out = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const deviceId = (i: number) => `bench-${String(i).padStart(5, "0")}`;
+const payloadOf = (seq: number, ts: number) =>
+  JSON.stringify({ ts, seq, metrics: { snr_margin_db: 7 + (seq % 5), crc_errors: seq } });
 
-type Run = { seconds: number; latenciesMs: number[] };
+// --- The processes under test ---------------------------------------------------------------------------
+
+/** What the fieldq child measured of its own write path (instruments, no change to it). */
+export type ChildStats = {
+  backlog: number;
+  /** Journal group commits (LevelDB batches with sync) and the entries (messages) in them. */
+  syncs: number;
+  syncedEntries: number;
+  syncMs: number[];
+  /** The writer's InfluxDB writes (bodies), their points and times. */
+  writes: number;
+  writtenPoints: number;
+  writeMs: number[];
+  /** The writer's other steps per drained batch, in total ms. */
+  readBatchMs: number;
+  dedupeMs: number;
+  commitMs: number;
+};
+
+type ChildMessage = { port: number } | { stats: ChildStats };
+
+const timed = <A extends unknown[], R>(f: (...a: A) => Promise<R>, record: (ms: number, ...a: A) => void) =>
+  async function (this: unknown, ...a: A): Promise<R> {
+    const t = performance.now();
+    const result = await f.apply(this, a);
+    record(performance.now() - t, ...a);
+    return result;
+  };
+
+async function fieldqChild() {
+  const loaded = loadConfig(JSON.parse(process.env.FIELDQ_BENCH_INGEST_ENV ?? "{}") as NodeJS.ProcessEnv);
+  if (!loaded.ok) throw new Error(loaded.problems.join("; "));
+  const stack = await startIngestBroker(loaded.config, { logger: silentLogger });
+  const stats: ChildStats = {
+    backlog: 0,
+    syncs: 0,
+    syncedEntries: 0,
+    syncMs: [],
+    writes: 0,
+    writtenPoints: 0,
+    writeMs: [],
+    readBatchMs: 0,
+    dedupeMs: 0,
+    commitMs: 0,
+  };
+  // Measuring only: the journal's LevelDB batch and the writer's point writer, wrapped where they are.
+  type Op = { type: string; sublevel?: unknown };
+  const journal = stack.journal as unknown as {
+    db: { batch: (ops?: Op[], options?: { sync?: boolean }) => Promise<void> };
+    entries: unknown;
+    readBatch: typeof stack.journal.readBatch;
+    alreadyWritten: typeof stack.journal.alreadyWritten;
+    commit: typeof stack.journal.commit;
+  };
+  const batch = journal.db.batch.bind(journal.db) as (
+    ops?: Op[],
+    options?: { sync?: boolean },
+  ) => Promise<void>;
+  const syncBatch = timed(batch as (ops: Op[], options: { sync: boolean }) => Promise<void>, (ms, ops) => {
+    stats.syncs += 1;
+    stats.syncedEntries += ops.filter((o) => o.type === "put" && o.sublevel === journal.entries).length;
+    stats.syncMs.push(ms);
+  });
+  journal.db.batch = ((ops?: Op[], options?: { sync?: boolean }) => {
+    if (!ops || !options?.sync) return batch(ops, options);
+    return syncBatch(ops, { sync: true });
+  }) as typeof journal.db.batch;
+  journal.readBatch = timed(journal.readBatch.bind(journal), (ms) => {
+    stats.readBatchMs += ms;
+  });
+  journal.alreadyWritten = timed(journal.alreadyWritten.bind(journal), (ms) => {
+    stats.dedupeMs += ms;
+  });
+  journal.commit = timed(journal.commit.bind(journal), (ms) => {
+    stats.commitMs += ms;
+  });
+  const writerOptions = (
+    stack.writer as unknown as { options: { write: (p: readonly unknown[]) => Promise<void> } }
+  ).options;
+  writerOptions.write = timed(writerOptions.write, (ms, points) => {
+    stats.writes += 1;
+    stats.writtenPoints += points.length;
+    stats.writeMs.push(ms);
+  });
+  process.send?.({ port: stack.mqttPort } satisfies ChildMessage);
+  process.on("message", async (message: { kind: string }) => {
+    if (message.kind === "stats") {
+      process.send?.({ stats: { ...stats, backlog: stack.journal.backlog.entries } } satisfies ChildMessage);
+    } else if (message.kind === "close") {
+      await stack.close();
+      process.exit(0);
+    }
+  });
+}
+
+async function aedesChild() {
+  const broker = await Aedes.createBroker();
+  // The same socket option fieldq's listeners set (Nagle off), so the ratio is about the work, not the socket.
+  const server = createServer({ noDelay: true }, broker.handle);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  process.send?.({ port: (server.address() as AddressInfo).port } satisfies ChildMessage);
+  process.on("message", (message: { kind: string }) => {
+    if (message.kind === "close") broker.close(() => server.close(() => process.exit(0)));
+  });
+}
+
+type Child = { port: number; stats(): Promise<ChildStats>; close(): Promise<void> };
+
+async function forkChild(kind: "fieldq" | "aedes", env: NodeJS.ProcessEnv = {}): Promise<Child> {
+  const profDir = values["cpu-prof"];
+  const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir, kind)}`] : [];
+  const child = fork(process.argv[1] as string, ["--child", kind], {
+    execArgv: [...process.execArgv, ...prof],
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = once(child, "exit");
+  const first = await Promise.race([once(child, "message"), exited.then(() => undefined)]);
+  if (first === undefined) throw new Error(`the ${kind} process ended before listening`);
+  return {
+    port: (first[0] as { port: number }).port,
+    async stats() {
+      const answer = once(child, "message");
+      child.send({ kind: "stats" });
+      return ((await answer)[0] as { stats: ChildStats }).stats;
+    },
+    async close() {
+      child.send({ kind: "close" });
+      await exited;
+    },
+  };
+}
+
+// --- The publishing devices -----------------------------------------------------------------------------
+
+type Run = {
+  startedAt: number;
+  seconds: number;
+  latenciesMs: number[];
+  /** Per device, per seq (1-based): when it was published (performance.now()). */
+  sentAt: Float64Array[];
+};
 
 /** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
 async function publishAll(port: number): Promise<Run> {
   const clients = await Promise.all(
-    Array.from({ length: devices }, (_, i) => {
-      const id = `bench-${String(i).padStart(5, "0")}`;
-      return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-        clientId: id,
-        username: id,
-        password: deviceKey(secret, id),
+    Array.from({ length: devices }, (_, i) =>
+      mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+        clientId: deviceId(i),
+        username: deviceId(i),
+        password: deviceKey(secret, deviceId(i)),
         protocolVersion: 4,
         reconnectPeriod: 0,
-      });
-    }),
+      }),
+    ),
   );
   const latenciesMs: number[] = [];
-  const started = performance.now();
+  const sentAt = Array.from({ length: devices }, () => new Float64Array(messages + 1));
+  const startedAt = performance.now();
   await Promise.all(
     clients.map(async (client, i) => {
-      const id = `bench-${String(i).padStart(5, "0")}`;
+      const topic = telemetryTopic(deviceId(i));
+      const sent = sentAt[i] as Float64Array;
       let seq = 0;
       const worker = async () => {
         while (seq < messages) {
           const s = ++seq;
-          const payload = JSON.stringify({
-            ts: Date.now(),
-            seq: s,
-            metrics: { snr_margin_db: 7 + (s % 5), crc_errors: s },
-          });
+          if (paceRate > 0) {
+            // Message s of device i is due at its slot in one even stream of paceRate msg/s.
+            const due = startedAt + (((s - 1) * devices + i) * 1000) / paceRate;
+            if (due > performance.now()) await sleep(due - performance.now());
+          }
           const t = performance.now();
-          await client.publishAsync(telemetryTopic(id), payload, { qos: 1 });
+          sent[s] = t;
+          await client.publishAsync(topic, payloadOf(s, Date.now()), { qos: 1 });
           latenciesMs.push(performance.now() - t);
         }
       };
       await Promise.all(Array.from({ length: inflight }, worker));
     }),
   );
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - startedAt) / 1000;
   await Promise.all(clients.map((c) => c.endAsync()));
-  return { seconds, latenciesMs };
+  return { startedAt, seconds, latenciesMs, sentAt };
 }
 
-const quantile = (sorted: number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-function report(name: string, run: Run): number {
-  const sorted = [...run.latenciesMs].sort((a, b) => a - b);
-  const rate = run.latenciesMs.length / run.seconds;
-  out(
-    `${name.padEnd(34)} ${rate.toFixed(0).padStart(7)} msg/s   ack p50 ${quantile(sorted, 0.5).toFixed(1)} ms   p99 ${quantile(sorted, 0.99).toFixed(1)} ms`,
+// --- InfluxDB -------------------------------------------------------------------------------------------
+
+async function influxQuery(url: string, db: string, q: string) {
+  const response = await fetch(`${url}/query`, { method: "POST", body: new URLSearchParams({ db, q }) });
+  const body = (await response.json()) as {
+    results?: { series?: { tags?: Record<string, string>; values: unknown[][] }[]; error?: string }[];
+  };
+  const result = body.results?.[0];
+  if (!response.ok || result?.error) throw new Error(`InfluxDB: ${result?.error ?? response.status} (${q})`);
+  return result?.series ?? [];
+}
+
+/**
+ * Asks InfluxDB every pollMs for each device's highest stored seq; a device's messages are journaled and
+ * written in the order they arrived, which is their seq order, so every seq up to it is queryable.
+ */
+function pollQueryable(url: string, db: string) {
+  const queryableAt = Array.from({ length: devices }, () => new Float64Array(messages + 1));
+  const highest = new Int32Array(devices);
+  let stored = 0;
+  let stop = false;
+  let lastAt = 0;
+  const { name, rp } = MEASUREMENTS.telemetry;
+  const q = `SELECT max("seq") FROM "${rp}"."${name}" WHERE time > now() - 1h GROUP BY "device"`;
+  const loop = (async () => {
+    while (!stop) {
+      const asked = performance.now();
+      const series = await influxQuery(url, db, q).catch(() => []);
+      const at = performance.now();
+      for (const s of series) {
+        const i = Number(s.tags?.device?.slice("bench-".length));
+        const max = Number(s.values[0]?.[1]);
+        const times = queryableAt[i];
+        if (times === undefined || !(max > (highest[i] ?? 0))) continue;
+        for (let seq = (highest[i] ?? 0) + 1; seq <= Math.min(max, messages); seq++) times[seq] = at;
+        stored += Math.min(max, messages) - (highest[i] ?? 0);
+        highest[i] = Math.min(max, messages);
+        lastAt = at;
+      }
+      await sleep(Math.max(0, pollMs - (performance.now() - asked)));
+    }
+  })();
+  return {
+    queryableAt,
+    stored: () => stored,
+    lastAt: () => lastAt,
+    async stop() {
+      stop = true;
+      await loop;
+    },
+  };
+}
+
+/** The telemetry lines fieldq writes for these messages, made by the ingest's own decode and mapping. */
+function telemetryLines(count: number): string[] {
+  const lines: string[] = [];
+  const ts = Date.now();
+  for (let n = 0; n < count; n++) {
+    const id = deviceId(n % devices);
+    const seq = Math.floor(n / devices) + 1;
+    const topic = telemetryTopic(id);
+    const decoded = decodeMessage(topic, Buffer.from(payloadOf(seq, ts + seq)), 1 << 20);
+    if (!decoded.ok) throw new Error(decoded.refusal.message);
+    const mapped = messagePoints(decoded.message, {
+      meta: undefined,
+      receivedMs: ts + seq,
+      discriminator: n,
+      clockSkewFutureMs: 60_000,
+      clockSkewPastMs: 86_400_000,
+    });
+    for (const { point } of mapped.records) lines.push(encodePoint(point));
+  }
+  return lines;
+}
+
+/** Points/s of these lines written in 5,000-line bodies, `concurrency` requests at a time. */
+async function rawInflux(url: string, lines: string[], concurrency: number): Promise<number> {
+  const db = `bench_raw_${Date.now()}`;
+  await influxQuery(url, db, `CREATE DATABASE "${db}"`);
+  const bodies: string[] = [];
+  for (let i = 0; i < lines.length; i += 5000) bodies.push(lines.slice(i, i + 5000).join("\n"));
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++] as string;
+        const response = await fetch(`${url}/write?${new URLSearchParams({ db, precision: "n" })}`, {
+          method: "POST",
+          body,
+        });
+        if (response.status !== 204)
+          throw new Error(`raw write: HTTP ${response.status} ${await response.text()}`);
+      }
+    }),
   );
+  const rate = lines.length / ((performance.now() - started) / 1000);
+  await influxQuery(url, db, `DROP DATABASE "${db}"`);
   return rate;
 }
 
-async function bareAedes(): Promise<Run> {
-  const broker = await Aedes.createBroker();
-  const server = createServer(broker.handle);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
+// --- Figures --------------------------------------------------------------------------------------------
+
+const quantile = (sorted: ArrayLike<number>, q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+const sortedOf = (xs: Iterable<number>) => Float64Array.from(xs).sort();
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+const round = (x: number, digits = 1) => Number(x.toFixed(digits));
+const label = (name: string) => name.padEnd(38);
+const rate = (x: number) => x.toFixed(0).padStart(7);
+
+function gitCommit(): string {
   try {
-    return await publishAll((server.address() as AddressInfo).port);
-  } finally {
-    await new Promise<void>((r) => broker.close(() => r()));
-    await new Promise<void>((r) => server.close(() => r()));
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"]).toString().trim();
+  } catch {
+    return "unknown";
   }
 }
 
@@ -111,12 +380,13 @@ async function main() {
   const influxUrl =
     process.env.FIELDQ_BENCH_INFLUX_URL ??
     execFileSync("bash", ["scripts/influxd.sh", "start", influxDir]).toString().trim();
+  const database = `bench_${Date.now()}`;
   try {
-    const loaded = loadConfig({
+    const env = {
       FIELDQ_MQTT_HOST: "127.0.0.1",
       FIELDQ_MQTT_PORT: "0",
       FIELDQ_INFLUX_URL: influxUrl,
-      FIELDQ_INFLUX_DB: `bench_${Date.now()}`,
+      FIELDQ_INFLUX_DB: database,
       FIELDQ_DEVICE_SECRET: secret,
       FIELDQ_DATA_DIR: dataDir,
       // Each device here sends as fast as it can: the pipeline's throughput is measured, not a device's share.
@@ -124,28 +394,119 @@ async function main() {
       FIELDQ_DEVICE_BURST: "1000000",
       FIELDQ_LOG_LEVEL: "silent",
       FIELDQ_LOG_FORMAT: "json",
-    });
+    };
+    const loaded = loadConfig(env);
     if (!loaded.ok) throw new Error(loaded.problems.join("; "));
     const total = devices * messages;
+    const { batchPoints, flushIntervalMs } = loaded.config.ingest;
     out(
-      `${devices} devices × ${messages} QoS 1 telemetry messages (${total}), ${inflight} in flight per device; ${influxUrl}`,
+      `${devices} devices × ${messages} QoS 1 single-sample telemetry messages (${total}), ${inflight} in flight per device${paceRate > 0 ? `, paced at ${paceRate} msg/s in all` : ""}; ${influxUrl}`,
     );
-    const bare = report("bare aedes (no auth, no storage)", await bareAedes());
+    out(
+      `fieldq's writer: up to ${batchPoints} points per write, a partial batch waits ${flushIntervalMs} ms; InfluxDB polled every ${pollMs} ms`,
+    );
 
-    const stack = await startIngestBroker(loaded.config, { logger: silentLogger });
-    const fieldqRun = await publishAll(stack.mqttPort);
-    const drainStarted = performance.now();
-    while (stack.journal.backlog.entries > 0) await new Promise((r) => setTimeout(r, 20));
-    const drainSeconds = (performance.now() - drainStarted) / 1000;
-    const journaled = report("fieldq (validated, fsync'd journal)", fieldqRun);
+    const lines = telemetryLines(Math.max(total, 100_000));
+    const raw1 = await rawInflux(influxUrl, lines, 1);
+    const raw2 = await rawInflux(influxUrl, lines, 2);
     out(
-      `${"fieldq end to end, into InfluxDB".padEnd(34)} ${(total / (fieldqRun.seconds + drainSeconds)).toFixed(0).padStart(7)} msg/s   journal drained ${drainSeconds.toFixed(2)} s after the last PUBACK`,
+      `${label("raw InfluxDB /write, 5,000-line bodies")} ${rate(raw1)} points/s   (2 at a time: ${raw2.toFixed(0)})`,
     );
-    out(`ratio fieldq / bare aedes: ${(journaled / bare).toFixed(2)}`);
-    await stack.close();
+
+    const aedes = await forkChild("aedes");
+    const bare = await publishAll(aedes.port).finally(() => aedes.close());
+    const bareAcks = sortedOf(bare.latenciesMs);
+    const bareRate = total / bare.seconds;
+    out(
+      `${label("bare aedes (no auth, no storage)")} ${rate(bareRate)} msg/s   ack p50 ${ms(quantile(bareAcks, 0.5))}   p99 ${ms(quantile(bareAcks, 0.99))}`,
+    );
+
+    const fieldq = await forkChild("fieldq", { FIELDQ_BENCH_INGEST_ENV: JSON.stringify(env) });
+    let stats: ChildStats;
+    let run: Run;
+    let poller: ReturnType<typeof pollQueryable>;
+    try {
+      // The schema exists once the writer made it; then the poller can ask from the first message on.
+      for (let tries = 0; ; tries++) {
+        const shown = await influxQuery(influxUrl, database, "SHOW RETENTION POLICIES").catch(() => []);
+        if (shown.length > 0 || tries > 100) break;
+        await sleep(50);
+      }
+      poller = pollQueryable(influxUrl, database);
+      run = await publishAll(fieldq.port);
+      const deadline = performance.now() + 120_000;
+      while (poller.stored() < total && performance.now() < deadline) await sleep(pollMs);
+      await poller.stop();
+      stats = await fieldq.stats();
+    } finally {
+      await fieldq.close();
+    }
+    const acks = sortedOf(run.latenciesMs);
+    const ackedRate = total / run.seconds;
+    const queryable: number[] = [];
+    run.sentAt.forEach((sent, i) => {
+      const at = poller.queryableAt[i] as Float64Array;
+      for (let seq = 1; seq <= messages; seq++)
+        if (at[seq]) queryable.push((at[seq] as number) - (sent[seq] as number));
+    });
+    const toQueryable = sortedOf(queryable);
+    const missing = total - poller.stored();
+    const endToEndSeconds = (poller.lastAt() - run.startedAt) / 1000;
+    const endToEndRate = poller.stored() / endToEndSeconds;
+    out(
+      `${label("fieldq acked (validated, fsync'd journal)")} ${rate(ackedRate)} msg/s   ack p50 ${ms(quantile(acks, 0.5))}   p99 ${ms(quantile(acks, 0.99))}`,
+    );
+    out(
+      `${label("fieldq end to end, queryable in InfluxDB")} ${rate(endToEndRate)} msg/s   publish to queryable p50 ${ms(quantile(toQueryable, 0.5))}   p99 ${ms(quantile(toQueryable, 0.99))}${missing > 0 ? `   ${missing} never queryable` : ""}`,
+    );
+    const syncs = sortedOf(stats.syncMs);
+    const writes = sortedOf(stats.writeMs);
+    const perSync = stats.syncedEntries / Math.max(1, stats.syncs);
+    const perWrite = stats.writtenPoints / Math.max(1, stats.writes);
+    out(
+      `  journal: ${stats.syncs} group commits, ${perSync.toFixed(1)} messages each, sync p50 ${ms(quantile(syncs, 0.5))} p99 ${ms(quantile(syncs, 0.99))}`,
+    );
+    out(
+      `  writer: ${stats.writes} InfluxDB writes, ${perWrite.toFixed(0)} points each, p50 ${ms(quantile(writes, 0.5))} p99 ${ms(quantile(writes, 0.99))}; read ${ms(stats.readBatchMs)}, dedupe ${ms(stats.dedupeMs)}, commit ${ms(stats.commitMs)} in all`,
+    );
+    out(
+      `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}`,
+    );
+    out(
+      JSON.stringify({
+        date: new Date().toISOString(),
+        commit: gitCommit(),
+        devices,
+        messages,
+        inflight,
+        rate: paceRate,
+        ackedPerS: Math.round(ackedRate),
+        endToEndPerS: Math.round(endToEndRate),
+        ackP50Ms: round(quantile(acks, 0.5)),
+        ackP99Ms: round(quantile(acks, 0.99)),
+        queryableP50Ms: round(quantile(toQueryable, 0.5), 0),
+        queryableP99Ms: round(quantile(toQueryable, 0.99), 0),
+        neverQueryable: missing,
+        influxRawPerS: Math.round(raw1),
+        influxRaw2PerS: Math.round(raw2),
+        bareAedesPerS: Math.round(bareRate),
+        bareAedesAckP50Ms: round(quantile(bareAcks, 0.5)),
+        bareAedesAckP99Ms: round(quantile(bareAcks, 0.99)),
+        ackedVsAedes: round(ackedRate / bareRate, 2),
+        endToEndVsAedes: round(endToEndRate / bareRate, 2),
+        endToEndVsInflux: round(endToEndRate / raw1, 2),
+        journalSyncs: stats.syncs,
+        messagesPerSync: round(perSync),
+        syncP50Ms: round(quantile(syncs, 0.5)),
+        syncP99Ms: round(quantile(syncs, 0.99)),
+        influxWrites: stats.writes,
+        pointsPerWrite: Math.round(perWrite),
+        writeP50Ms: round(quantile(writes, 0.5)),
+      }),
+    );
     await fetch(`${influxUrl}/query`, {
       method: "POST",
-      body: new URLSearchParams({ q: `DROP DATABASE "${loaded.config.influx.database}"` }),
+      body: new URLSearchParams({ q: `DROP DATABASE "${database}"` }),
     });
   } finally {
     if (!process.env.FIELDQ_BENCH_INFLUX_URL) execFileSync("bash", ["scripts/influxd.sh", "stop", influxDir]);
@@ -154,7 +515,8 @@ async function main() {
   }
 }
 
-main().catch((error: unknown) => {
+const entry = values.child === "fieldq" ? fieldqChild : values.child === "aedes" ? aedesChild : main;
+entry().catch((error: unknown) => {
   process.stderr.write(`bench:ingest: ${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exitCode = 1;
+  process.exit(1);
 });
