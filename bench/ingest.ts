@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Aedes } from "aedes";
 import mqtt from "mqtt";
@@ -85,6 +86,9 @@ export type ChildStats = {
   readBatchMs: number;
   dedupeMs: number;
   commitMs: number;
+  /** How late the broker's event loop ran its timers (ms): what holds every PUBACK back. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
 };
 
 type ChildMessage = { port: number } | { stats: ChildStats };
@@ -112,7 +116,11 @@ async function fieldqChild() {
     readBatchMs: 0,
     dedupeMs: 0,
     commitMs: 0,
+    loopDelayP99Ms: 0,
+    loopDelayMaxMs: 0,
   };
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   // Measuring only: the journal's LevelDB batch and the writer's point writer, wrapped where they are.
   type Op = { type: string; sublevel?: unknown };
   const journal = stack.journal as unknown as {
@@ -152,10 +160,14 @@ async function fieldqChild() {
     stats.writtenPoints += points.length;
     stats.writeMs.push(ms);
   });
+  process.on("disconnect", () => process.exit(1)); // the bench ended without closing it
   process.send?.({ port: stack.mqttPort } satisfies ChildMessage);
   process.on("message", async (message: { kind: string }) => {
     if (message.kind === "stats") {
-      process.send?.({ stats: { ...stats, backlog: stack.journal.backlog.entries } } satisfies ChildMessage);
+      const loop = { loopDelayP99Ms: loopDelay.percentile(99) / 1e6, loopDelayMaxMs: loopDelay.max / 1e6 };
+      process.send?.({
+        stats: { ...stats, ...loop, backlog: stack.journal.backlog.entries },
+      } satisfies ChildMessage);
     } else if (message.kind === "close") {
       await stack.close();
       process.exit(0);
@@ -169,6 +181,7 @@ async function aedesChild() {
   const server = createServer({ noDelay: true }, broker.handle);
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
+  process.on("disconnect", () => process.exit(1));
   process.send?.({ port: (server.address() as AddressInfo).port } satisfies ChildMessage);
   process.on("message", (message: { kind: string }) => {
     if (message.kind === "close") broker.close(() => server.close(() => process.exit(0)));
@@ -470,6 +483,9 @@ async function main() {
       `  writer: ${stats.writes} InfluxDB writes, ${perWrite.toFixed(0)} points each, p50 ${ms(quantile(writes, 0.5))} p99 ${ms(quantile(writes, 0.99))}; read ${ms(stats.readBatchMs)}, dedupe ${ms(stats.dedupeMs)}, commit ${ms(stats.commitMs)} in all`,
     );
     out(
+      `  broker's event loop: timers late by p99 ${ms(stats.loopDelayP99Ms)}, at most ${ms(stats.loopDelayMaxMs)}`,
+    );
+    out(
       `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}`,
     );
     out(
@@ -502,6 +518,8 @@ async function main() {
         influxWrites: stats.writes,
         pointsPerWrite: Math.round(perWrite),
         writeP50Ms: round(quantile(writes, 0.5)),
+        loopDelayP99Ms: round(stats.loopDelayP99Ms),
+        loopDelayMaxMs: round(stats.loopDelayMaxMs),
       }),
     );
     await fetch(`${influxUrl}/query`, {
