@@ -25,7 +25,7 @@ import {
 import { sampleNotice } from "../support/alert-notice.js";
 import { closedPort, eventually, startAlertReceiver } from "../support/alert-receiver.js";
 import { testDatabase } from "../support/influx.js";
-import { TEST_SECRET } from "../support/stack.js";
+import { SMALL_BROKER_LIMITS, TEST_SECRET } from "../support/stack.js";
 
 const SECRET = "receiver-secret-0123456789";
 const FAST = { baseMs: 50, maxMs: 200 };
@@ -281,16 +281,7 @@ describe("alert delivery", () => {
     const account = { username: "alerts:ops", password: "alert-password-0123456789" };
     const broker = await startBroker({
       listen: { host: "127.0.0.1", port: 0 },
-      limits: {
-        deviceRate: 20,
-        deviceBurst: 200,
-        floodDrops: 2000,
-        maxConnections: 100,
-        maxConnectionsPerIp: 100,
-        authFailuresPerMinute: 100,
-        maxSubscriptions: 16,
-        connectTimeoutMs: 10_000,
-      },
+      limits: SMALL_BROKER_LIMITS,
       deviceSecret: TEST_SECRET,
       maxPayloadBytes: 64 * 1024,
       logger: silentLogger,

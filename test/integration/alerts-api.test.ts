@@ -16,6 +16,7 @@ import { readAlertLog, writeAlertLog } from "../../storage/alert-log.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
 import { sampleNotice } from "../support/alert-notice.js";
 import { closedPort, eventually, startAlertReceiver } from "../support/alert-receiver.js";
+import { appRequester, type RequestInit } from "../support/app-request.js";
 import { memoryDeviceServices } from "../support/device-services.js";
 import { testDatabase } from "../support/influx.js";
 
@@ -63,17 +64,7 @@ let closeAll: () => Promise<void>;
 let app: ReturnType<typeof createApp>;
 let clock = T0 + 10 * MINUTE;
 
-const request = (path: string, init: { token?: string | null; method?: string; body?: unknown } = {}) => {
-  const token = init.token === undefined ? VIEWER : init.token;
-  const headers: Record<string, string> = {};
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  if (init.body !== undefined) headers["content-type"] = "application/json";
-  return app.request(path, {
-    method: init.method ?? "GET",
-    headers,
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-};
+const request = (path: string, init?: RequestInit) => appRequester(app, VIEWER)(path, init);
 
 beforeAll(async () => {
   db = await testDatabase("alerts_api");

@@ -19,7 +19,7 @@ import {
   telemetryTopic,
 } from "../../contract/topics.js";
 import { createMetrics } from "../../observe/metrics.js";
-import { startTestStack, TEST_SECRET, type TestStack } from "../support/stack.js";
+import { SMALL_BROKER_LIMITS, startTestStack, TEST_SECRET, type TestStack } from "../support/stack.js";
 
 // The broker's limits from outside: one device or one address must not cost the others anything. Real
 // connections throughout: mqtt.js, the mosquitto C client, and raw bytes over TCP for what clients refuse
@@ -421,16 +421,7 @@ describe("log lines about refused input", () => {
     });
     const broker = await startBroker({
       listen: { host: "127.0.0.1", port: 0 },
-      limits: {
-        deviceRate: 20,
-        deviceBurst: 200,
-        floodDrops: 2000,
-        maxConnections: 100,
-        maxConnectionsPerIp: 100,
-        authFailuresPerMinute: 100,
-        maxSubscriptions: 16,
-        connectTimeoutMs: 10_000,
-      },
+      limits: SMALL_BROKER_LIMITS,
       deviceSecret: TEST_SECRET,
       maxPayloadBytes: 64 * 1024,
       logger: pino({ level: "debug" }, sink),

@@ -16,6 +16,7 @@ import { createInflux, createPointWriter, ensureSchema } from "../../storage/inf
 import { StoreUnavailable } from "../../storage/influxql.js";
 import { createRollupReader } from "../../storage/rollup-reader.js";
 import type { Point } from "../../storage/schema.js";
+import { appRequester } from "../support/app-request.js";
 import { memoryDeviceServices } from "../support/device-services.js";
 import { testDatabase } from "../support/influx.js";
 import { settling } from "../support/settle.js";
@@ -176,17 +177,7 @@ const test = base.extend(
       issues,
       write,
       clock,
-      request: async (path, init = {}) => {
-        const token = init.token === undefined ? VIEWER : init.token;
-        const headers: Record<string, string> = {};
-        if (token !== null) headers.authorization = `Bearer ${token}`;
-        if (init.body !== undefined) headers["content-type"] = "application/json";
-        return app.request(path, {
-          method: init.method ?? "GET",
-          headers,
-          ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-        });
-      },
+      request: appRequester(app, VIEWER),
     };
   },
 );

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { InfluxDB } from "influx";
 import mqtt from "mqtt";
-import { type Config, loadConfig } from "../../config/env.js";
+import { type BrokerLimits, type Config, loadConfig } from "../../config/env.js";
 import { deviceKey } from "../../contract/device-key.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics, type Metrics } from "../../observe/metrics.js";
@@ -13,6 +13,18 @@ import { testDatabase } from "./influx.js";
 import { startTcpProxy } from "./tcp-proxy.js";
 
 export const TEST_SECRET = "test-secret-0123456789abcdef";
+
+/** The broker's limits for a test that starts startBroker by itself: the defaults, for 100 connections. */
+export const SMALL_BROKER_LIMITS: BrokerLimits = {
+  deviceRate: 20,
+  deviceBurst: 200,
+  floodDrops: 2000,
+  maxConnections: 100,
+  maxConnectionsPerIp: 100,
+  authFailuresPerMinute: 100,
+  maxSubscriptions: 16,
+  connectTimeoutMs: 10_000,
+};
 
 /** A test's config: its own database, data folder and free ports; a short flush interval. */
 export function testConfig(

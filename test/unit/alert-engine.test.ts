@@ -6,6 +6,7 @@ import type { Acknowledgement } from "../../analytics/alerting.js";
 import type { IssueListItem } from "../../contract/api/issues.js";
 import type { EscalatedEvent } from "../../contract/issue-events.js";
 import { silentLogger } from "../../observe/logger.js";
+import { issueListItem } from "../support/issue-fixture.js";
 
 // The engine's wiring on in-memory parts: what it commits, what it records in an issue's log, and what it
 // leaves alone when a source cannot be read. The real outbox, services and InfluxDB are in
@@ -32,26 +33,14 @@ function memoryOutbox() {
   return { outbox, state, commits };
 }
 
-const issue: IssueListItem = {
-  id: "issue-1",
-  key: "printer/FQ-Print Mk3/E42",
-  kind: "printer",
-  model: "FQ-Print Mk3",
-  models: ["printer/FQ-Print Mk3"],
-  codes: ["E42"],
-  mergedIds: [],
-  status: "new",
-  assignee: null,
-  fixVersion: null,
+const issue: IssueListItem = issueListItem({
   firstSeen: new Date(T0 - HOUR).toISOString(),
   lastSeen: new Date(T0).toISOString(),
   occurrences: 5,
-  affectedDevices: 3,
   activeDevices: 10,
   fleetShare: 0.3,
-  worstSeverity: "error",
   growth: { firstHalf: 1, secondHalf: 4, delta: 3 },
-};
+});
 
 function setup(rulesText: string, targets = true) {
   const parsed = parseAlertRules(

@@ -12,7 +12,7 @@ import {
   parseAlertRules,
 } from "../../alerts/rules-file.js";
 import type { TargetSpec } from "../../alerts/types.js";
-import type { IssueListItem } from "../../contract/api/issues.js";
+import { issueListItem } from "../support/issue-fixture.js";
 
 const HOUR = 3_600_000;
 const WEBHOOK: TargetSpec = {
@@ -208,27 +208,7 @@ describe("the alert rules file", () => {
   });
 });
 
-const issue = (over: Partial<IssueListItem> = {}): IssueListItem => ({
-  id: "issue-1",
-  key: "printer/FQ-Print Mk3/E42",
-  kind: "printer",
-  model: "FQ-Print Mk3",
-  models: ["printer/FQ-Print Mk3"],
-  codes: ["E42"],
-  mergedIds: [],
-  status: "new",
-  assignee: null,
-  fixVersion: null,
-  firstSeen: "2026-06-01T00:00:00.000Z",
-  lastSeen: "2026-06-01T06:00:00.000Z",
-  occurrences: 12,
-  affectedDevices: 3,
-  activeDevices: 30,
-  fleetShare: 0.1,
-  worstSeverity: "error",
-  growth: { firstHalf: 4, secondHalf: 8, delta: 4 },
-  ...over,
-});
+const issue = issueListItem;
 const NOW = Date.UTC(2026, 5, 1, 8);
 const defaults = defaultAlertRules([WEBHOOK]).rules;
 const rule = (name: string) => defaults.find((r) => r.name === name) as AlertRule;
