@@ -6,7 +6,7 @@ import { reviewHtml } from "../api/review-html.js";
 import type { Config } from "../config/env.js";
 import { MAX_SERIES_DAYS } from "../contract/api/fleet.js";
 import { REVIEW_TABLES } from "../contract/api/reports.js";
-import { alignHours, DAY_MS } from "../contract/time.js";
+import { alignHours, DAY_MS, isoDate } from "../contract/time.js";
 import { silentLogger } from "../observe/logger.js";
 import { createReadServices } from "../services/read-services.js";
 import { createInflux, createPointWriter } from "../storage/influx.js";
@@ -30,8 +30,6 @@ overdue actions, firmware verdicts, customer feedback beside fault rates.
 Progress goes to stderr; the paths written to stdout.`;
 
 type Values = { from?: string; to?: string; out?: string; csv?: string; help?: boolean };
-
-const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
 export async function reportCommand(
   args: string[],
@@ -87,13 +85,13 @@ export async function reportCommand(
       return 2;
     }
     io.err(
-      `report: reading ${cfg.influx.url} database ${cfg.influx.database} for ${isoDay(window.fromMs)} to ${isoDay(window.toMs)}`,
+      `report: reading ${cfg.influx.url} database ${cfg.influx.database} for ${isoDate(window.fromMs)} to ${isoDate(window.toMs)}`,
     );
     const started = performance.now();
     const report = await read.review.report(window);
     io.err(`report: built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     const htmlPath = resolve(
-      values.out ?? `fieldq-review-${isoDay(window.fromMs)}-${isoDay(window.toMs)}.html`,
+      values.out ?? `fieldq-review-${isoDate(window.fromMs)}-${isoDate(window.toMs)}.html`,
     );
     await writeFile(htmlPath, reviewHtml(report));
     io.out(htmlPath);

@@ -10,6 +10,8 @@ export const WEEK_MS = 7 * DAY_MS;
 export type Window = { fromMs: number; toMs: number };
 
 export const iso = (ms: number) => new Date(ms).toISOString();
+/** The UTC date of a time, as 2026-12-02. */
+export const isoDate = (ms: number) => iso(ms).slice(0, 10);
 
 export const floorHour = (ms: number) => Math.floor(ms / HOUR_MS) * HOUR_MS;
 export const floorDay = (ms: number) => Math.floor(ms / DAY_MS) * DAY_MS;

@@ -1,4 +1,4 @@
-import { DAY_MS } from "../contract/time.js";
+import { DAY_MS, isoDate } from "../contract/time.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics } from "../observe/metrics.js";
 import type { Rollups } from "./rollups.js";
@@ -73,7 +73,7 @@ export class RollupRunner {
     this.options.metrics?.rollupHours.inc(day.size);
     this.options.logger.debug(
       {
-        day: new Date(newestDay * DAY_MS).toISOString().slice(0, 10),
+        day: isoDate(newestDay * DAY_MS),
         hours: day.size,
         ms: Math.round(performance.now() - started),
       },

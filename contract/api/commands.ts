@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CommandType, Context, Label } from "../messages.js";
+import { WEEK_MS } from "../time.js";
 import { DeviceId, isoTime } from "./common.js";
 
 // Remote commands (docs/commands.md): what an operator sends to a device or a cohort, and what fieldq knows
@@ -15,7 +16,7 @@ export const CommandStatus = z.enum(COMMAND_STATUSES).meta({
 export type CommandStatus = z.infer<typeof CommandStatus>;
 
 /** The longest a command may wait for its device. */
-export const MAX_COMMAND_TTL_MS = 7 * 24 * 3_600_000;
+export const MAX_COMMAND_TTL_MS = WEEK_MS;
 export const COMMAND_TTL_PATTERN = /^\d{1,9}(s|m|h|d)$/;
 
 /** Ids fieldq gives commands and batches: safe as an MQTT topic level and in a URL. */

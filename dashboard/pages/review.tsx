@@ -4,7 +4,7 @@ import {
   type ReviewReport,
   type ReviewTable,
 } from "../../contract/api/reports.js";
-import { DAY_MS } from "../../contract/time.js";
+import { DAY_MS, isoDate } from "../../contract/time.js";
 import { Kpis, Panel } from "../components.js";
 import { render } from "../layout.js";
 import { load } from "../load.js";
@@ -25,13 +25,11 @@ const TABLE_LABELS: Record<ReviewTable, string> = {
   feedback: "Feedback beside fault rates",
 };
 
-const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
-
 /** The window the picker holds: from's midnight to the midnight after `to` (both UTC days, inclusive). */
 function windowOf(from: string | undefined, to: string | undefined, nowMs: number) {
-  const lastDay = to !== undefined && DAY_PATTERN.test(to) ? to : dayOf(nowMs);
+  const lastDay = to !== undefined && DAY_PATTERN.test(to) ? to : isoDate(nowMs);
   const toMs = Date.parse(`${lastDay}T00:00:00Z`) + DAY_MS;
-  const fromDay = from !== undefined && DAY_PATTERN.test(from) ? from : dayOf(toMs - DEFAULT_DAYS * DAY_MS);
+  const fromDay = from !== undefined && DAY_PATTERN.test(from) ? from : isoDate(toMs - DEFAULT_DAYS * DAY_MS);
   const fromMs = Date.parse(`${fromDay}T00:00:00Z`);
   const valid = Number.isFinite(fromMs) && Number.isFinite(toMs) && fromMs < toMs;
   return valid
