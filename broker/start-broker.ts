@@ -85,7 +85,15 @@ export type BrokerOptions = {
    * nowhere else, publishes nothing, and is no device (no presence, no rate share). Undefined: no such account.
    */
   alertSubscriber?: ServiceAccount | undefined;
+  /**
+   * Where aedes keeps sessions, subscriptions and retained messages, and how it routes publishes between
+   * brokers (broker/shared-state.ts: Redis, for several brokers). Undefined: this process's memory.
+   */
+  state?: BrokerState | undefined;
 };
+
+/** aedes's persistence and message emitter (aedes-persistence and mqemitter interfaces). */
+export type BrokerState = { persistence: unknown; mq: unknown };
 
 /** Removes the listener. */
 export type Unlisten = () => void;
@@ -322,6 +330,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   const broker = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
+    ...(options.state ?? {}),
 
     preConnect(client, packet: ConnectPacket, done) {
       const violation = connectViolation(packet);

@@ -145,6 +145,19 @@ export const Env = z.object({
   FIELDQ_AUTH_FAILURES_PER_MINUTE: count(30),
   FIELDQ_MAX_SUBSCRIPTIONS: count(16),
   FIELDQ_CONNECT_TIMEOUT: duration("10s"),
+  /** Several fieldq brokers share sessions, subscriptions, retained messages and routing through this Redis. */
+  FIELDQ_REDIS_URL: z.url().optional(),
+  /** `fieldq ingest`: the external MQTT 5 broker whose device topics it consumes through a shared subscription. */
+  FIELDQ_INGEST_BROKER_URL: z.url().optional(),
+  FIELDQ_INGEST_BROKER_USERNAME: z.string().min(1).optional(),
+  FIELDQ_INGEST_BROKER_PASSWORD: z.string().min(1).optional(),
+  /** The shared subscription's group: every ingest process of one fieldq uses the same. */
+  FIELDQ_INGEST_SHARE_GROUP: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and -, 1 to 64")
+    .default("fieldq"),
+  /** This ingest process's client id on the external broker: stable, so a restart resumes its session. */
+  FIELDQ_INGEST_CLIENT_ID: z.string().min(1).max(64).optional(),
   FIELDQ_HTTP_HOST: z.string().default("0.0.0.0"),
   FIELDQ_HTTP_PORT: port(8080),
   FIELDQ_INFLUX_URL: z.url().default("http://127.0.0.1:8086"),
@@ -250,6 +263,14 @@ export type StorageLimits = {
   maxDeviceLabelValues: number;
 };
 
+export type ExternalBrokerConfig = {
+  url: string | undefined;
+  username: string | undefined;
+  password: string | undefined;
+  group: string;
+  clientId: string | undefined;
+};
+
 export type Config = {
   mqtt: {
     host: string;
@@ -261,6 +282,8 @@ export type Config = {
     deviceSecret: string | undefined;
     maxPayloadBytes: number;
     limits: BrokerLimits;
+    /** FIELDQ_REDIS_URL: the Redis several brokers share state through; undefined: state in memory. */
+    redisUrl: string | undefined;
   };
   http: {
     host: string;
@@ -292,6 +315,8 @@ export type Config = {
     clockSkewFutureMs: number;
     clockSkewPastMs: number;
     limits: StorageLimits;
+    /** `fieldq ingest`: the external broker to consume from (FIELDQ_INGEST_BROKER_URL, or --broker). */
+    externalBroker: ExternalBrokerConfig;
   };
   log: { level: Env["FIELDQ_LOG_LEVEL"]; format: "pretty" | "json" };
   alerts: {
@@ -379,6 +404,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
           maxSubscriptions: e.FIELDQ_MAX_SUBSCRIPTIONS,
           connectTimeoutMs: e.FIELDQ_CONNECT_TIMEOUT,
         },
+        redisUrl: e.FIELDQ_REDIS_URL,
       },
       http: {
         host: e.FIELDQ_HTTP_HOST,
@@ -408,6 +434,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
           maxDeviceMetricNames: e.FIELDQ_MAX_DEVICE_METRIC_NAMES,
           maxLabelValues: e.FIELDQ_MAX_LABEL_VALUES,
           maxDeviceLabelValues: e.FIELDQ_MAX_DEVICE_LABEL_VALUES,
+        },
+        externalBroker: {
+          url: e.FIELDQ_INGEST_BROKER_URL,
+          username: e.FIELDQ_INGEST_BROKER_USERNAME,
+          password: e.FIELDQ_INGEST_BROKER_PASSWORD,
+          group: e.FIELDQ_INGEST_SHARE_GROUP,
+          clientId: e.FIELDQ_INGEST_CLIENT_ID,
         },
       },
       log: {

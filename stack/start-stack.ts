@@ -1,41 +1,28 @@
-import { access, readFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { readFile } from "node:fs/promises";
 import { createSecureContext } from "node:tls";
 import { type Alerting, startAlerting } from "../alerts/start-alerting.js";
-import {
-  DEFAULT_FINGERPRINT_RULES,
-  type FingerprintRules,
-  loadFingerprintRules,
-} from "../analytics/fingerprint.js";
 import { type ApiHandle, startApi } from "../api/start-api.js";
 import { openTokenBook, type TokenBook } from "../api/token-book.js";
 import type { ListenerPorts } from "../broker/listeners.js";
+import { memoryState } from "../broker/memory-state.js";
+import { openSharedState, type SharedState } from "../broker/shared-state.js";
 import { type BrokerHandle, startBroker } from "../broker/start-broker.js";
 import { type CommandDispatch, startCommandDispatch } from "../commands/dispatch.js";
 import type { Config, TlsConfig } from "../config/env.js";
 import { mountDashboard } from "../dashboard/mount.js";
-import { startDeviceStateBackfill } from "../ingest/device-state-backfill.js";
-import { createIngest } from "../ingest/ingest.js";
-import { Journal } from "../ingest/journal.js";
-import { JournalWriter } from "../ingest/writer.js";
+import type { Journal } from "../ingest/journal.js";
+import type { JournalWriter } from "../ingest/writer.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
-import { hoursInOlderFormat } from "../rollup/rebuild.js";
-import { RegressionRunner } from "../rollup/regression-runner.js";
-import { createRollups } from "../rollup/rollups.js";
-import { RollupRunner } from "../rollup/runner.js";
-import { SettleRunner } from "../rollup/settle-issues.js";
+import type { RegressionRunner } from "../rollup/regression-runner.js";
+import type { RollupRunner } from "../rollup/runner.js";
 import { createReadServices, type ReadServices } from "../services/read-services.js";
-import {
-  createInflux,
-  createPointWriter,
-  DatabaseMissing,
-  ensureSchema,
-  type PointWriter,
-} from "../storage/influx.js";
+import { createInflux, createPointWriter, ensureSchema } from "../storage/influx.js";
+import { startPipeline } from "./start-pipeline.js";
 
-// Composes the parts into one process. The broker and the ingest always run together: a message is made
-// durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on its own.
+// Composes the parts into one process. fieldq's broker runs with the durable pipeline (start-pipeline.ts): a
+// message is made durable inside the broker's authorizePublish, before its PUBACK. The API can run here or on
+// its own.
 
 /** tls: the PEM files already read (startFieldq reads them once for the broker and the API). */
 export type StackDeps = { logger: Logger; metrics?: Metrics; tls?: TlsPem | undefined };
@@ -54,26 +41,6 @@ export type IngestBrokerHandle = {
   schemaReady: Promise<boolean>;
   close(): Promise<void>;
 };
-
-/** Writes through to InfluxDB, creating the schema first and again whenever the database has gone. */
-export function schemaAwareWriter(config: Config["influx"], logger: Logger): PointWriter {
-  const influx = createInflux(config);
-  const write = createPointWriter(config);
-  let ready: Promise<void> | undefined;
-  return async (points) => {
-    ready ??= ensureSchema(influx, config).then(() =>
-      logger.info({ database: config.database }, "InfluxDB schema ready"),
-    );
-    try {
-      await ready;
-      await write(points);
-    } catch (error) {
-      ready = undefined;
-      if (error instanceof DatabaseMissing) logger.warn("InfluxDB database is missing; creating it again");
-      throw error;
-    }
-  };
-}
 
 /** The certificate and key, read once at start; a file that cannot be read stops the start. */
 export type TlsPem = { cert: Buffer; key: Buffer };
@@ -98,127 +65,20 @@ async function readTls(tls: TlsConfig | undefined): Promise<TlsPem | undefined> 
   return pem;
 }
 
-/** The configured fingerprint rules; a configured file that is missing or broken stops the start. */
-async function fingerprintRules(path: string | undefined): Promise<FingerprintRules> {
-  if (path === undefined) return DEFAULT_FINGERPRINT_RULES;
-  await access(path).catch(() => {
-    throw new Error(`FIELDQ_FINGERPRINT_RULES: ${path} does not exist`);
-  });
-  const loaded = await loadFingerprintRules(path);
-  if (!loaded.ok) throw new Error(`FIELDQ_FINGERPRINT_RULES: ${loaded.error.message}`);
-  return loaded.value;
-}
-
 export async function startIngestBroker(config: Config, deps: StackDeps): Promise<IngestBrokerHandle> {
   const { logger } = deps;
   const metrics = deps.metrics ?? createMetrics();
   if (!config.mqtt.deviceSecret)
     throw new Error("FIELDQ_DEVICE_SECRET is not set: devices' keys derive from it");
-  const rules = await fingerprintRules(config.ingest.fingerprintRules);
   const tls = deps.tls ?? (await readTls(config.tls));
-  const journal = await Journal.open({
-    dir: resolve(config.ingest.dataDir, "journal"),
-    maxBytes: config.ingest.journalMaxBytes,
-    logger: logger.child({ part: "journal" }),
-    onBacklog: (backlog) => {
-      metrics.journalBacklogEntries.set(backlog.entries);
-      metrics.journalBacklogBytes.set(backlog.bytes);
-    },
-  });
-  const ingest = await createIngest({
-    fingerprintRules: rules,
-    journal,
-    logger: logger.child({ part: "ingest" }),
-    metrics,
-    maxPayloadBytes: config.mqtt.maxPayloadBytes,
-    clockSkewFutureMs: config.ingest.clockSkewFutureMs,
-    clockSkewPastMs: config.ingest.clockSkewPastMs,
-    limits: config.ingest.limits,
-    deviceStateEveryMs: config.ingest.deviceStateEveryMs,
-  });
-  const schemaWriter = schemaAwareWriter(config.influx, logger.child({ part: "writer" }));
-  const writer = new JournalWriter({
-    journal,
-    write: schemaWriter,
-    logger: logger.child({ part: "writer" }),
-    metrics,
-    batchPoints: config.ingest.batchPoints,
-    batchBytes: config.ingest.batchBytes,
-    flushIntervalMs: config.ingest.flushIntervalMs,
-    setAsideDir: config.ingest.dataDir,
-  });
-  writer.start();
-  // Issues that rely on a fix are settled from the rollups, after every recompute and once a minute.
-  const settler = new SettleRunner({
-    influx: createInflux(config.influx),
-    write: createPointWriter(config.influx, 60_000),
-    requiredHours: config.analytics.verifyDeviceHours,
-    logger: logger.child({ part: "settle" }),
-    intervalMs: 60_000,
-  });
-  // Regressions are looked for in the data once every hour before its newest one is rolled up (not during a
-  // backfill), after every recompute and every few minutes; the rollup runner does not wait for a scan.
-  const regressions = new RegressionRunner({
-    influx: createInflux(config.influx),
-    write: createPointWriter(config.influx, 60_000),
-    pending: () => journal.dirty().keys(),
-    logger: logger.child({ part: "regressions" }),
-    intervalMs: config.analytics.regressionIntervalMs,
-  });
-  const rollups = new RollupRunner({
-    source: journal,
-    rollups: createRollups(createInflux(config.influx), createPointWriter(config.influx, 60_000)),
-    logger: logger.child({ part: "rollup" }),
-    metrics,
-    intervalMs: config.ingest.rollupIntervalMs,
-    after: () => {
-      void regressions.poke();
-      return settler.poke();
-    },
-  });
-  rollups.start();
-  // Create the schema now so the API can answer at once; if InfluxDB is away the writer retries it.
-  const schemaCreated = schemaWriter([]).then(
-    () => true,
-    (error: unknown) => {
-      logger.warn({ err: error }, "InfluxDB not reachable yet; the journal keeps messages");
-      return false;
-    },
-  );
-  // What reads the stored data starts once the schema was tried, so a first start does not begin with
-  // "retention policy not found"; each retries on its own while InfluxDB is away.
-  let closing = false;
-  let backfill: { stop(): Promise<void> } | undefined;
-  const background = schemaCreated.then(() => {
-    if (closing) return;
-    backfill = startDeviceStateBackfill({
-      ingest,
-      journal,
-      influx: createInflux(config.influx),
-      logger: logger.child({ part: "device-state-backfill" }),
-    });
-    settler.start();
-    regressions.start();
-    // Rollups of an older format (before device_cohort) are redone by the runner from durable journal marks.
-    hoursInOlderFormat(createInflux(config.influx))
-      .then(async (hours) => {
-        if (hours.length === 0) return;
-        await journal.commit([], [], Date.now(), hours);
-        logger.info({ hours: hours.length }, "rollups of an older format marked for recompute");
-      })
-      .catch((error: unknown) =>
-        logger.warn({ err: error }, "could not look for rollups of an older format"),
-      );
-  });
-  const stopBackground = async () => {
-    closing = true;
-    await background;
-    await backfill?.stop();
-    await settler.stop();
-    await regressions.stop();
-  };
+  const pipeline = await startPipeline(config, { logger, metrics });
+  const { ingest, journal, writer, rollups, regressions, schemaReady } = pipeline;
   let broker: BrokerHandle;
+  let shared: SharedState | undefined;
   try {
+    // Several brokers share sessions, subscriptions, retained messages and routing through Redis.
+    if (config.mqtt.redisUrl !== undefined)
+      shared = await openSharedState(config.mqtt.redisUrl, logger.child({ part: "shared-state" }));
     broker = await startBroker({
       listen: {
         host: config.mqtt.host,
@@ -239,12 +99,11 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
       presence: ingest.presence,
       // The account services subscribe to fieldq/alerts/# with (FIELDQ_ALERT_MQTT_USERNAME / _PASSWORD).
       alertSubscriber: config.alerts.mqtt,
+      state: shared ?? memoryState(),
     });
   } catch (error) {
-    await stopBackground();
-    await rollups.stop();
-    await writer.stop(0);
-    await journal.close();
+    await shared?.close();
+    await pipeline.close(0);
     throw error;
   }
   return {
@@ -255,15 +114,11 @@ export async function startIngestBroker(config: Config, deps: StackDeps): Promis
     writer,
     rollups,
     regressions,
-    schemaReady: schemaCreated,
+    schemaReady,
     async close() {
-      await stopBackground();
       await broker.close();
-      await writer.stop();
-      await rollups.stop();
-      const left = journal.backlog;
-      if (left.entries > 0) logger.info(left, "journal keeps what InfluxDB has not taken yet");
-      await journal.close();
+      await shared?.close();
+      await pipeline.close();
     },
   };
 }
