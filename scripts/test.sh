@@ -11,12 +11,15 @@ fi
 missing=()
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
-    echo "missing: ${missing[*]}. The tests use mosquitto_pub as a real C MQTT client and drive Debian's chromium" \
-      "for the dashboard (Debian: sudo apt-get install ${missing[*]})" >&2
+    echo "missing: ${missing[*]}. The tests use mosquitto_pub as a real C MQTT client, drive Debian's chromium" \
+      "for the dashboard, and start their own Mosquitto and Redis servers for the scale-out" \
+      "(Debian: sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi
