@@ -1,6 +1,6 @@
-import { execFileSync, fork } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -10,7 +10,7 @@ import { Aedes } from "aedes";
 import mqtt from "mqtt";
 import { loadConfig } from "../config/env.js";
 import { deviceKey } from "../contract/device-key.js";
-import { telemetryTopic } from "../contract/topics.js";
+import { TOPIC_ROOT, telemetryTopic } from "../contract/topics.js";
 import { decodeMessage } from "../ingest/decode.js";
 import { messagePoints } from "../ingest/to-points.js";
 import { silentLogger } from "../observe/logger.js";
@@ -23,7 +23,9 @@ import { MEASUREMENTS } from "../storage/schema.js";
 // without fieldq, so every figure is also a ratio:
 //   1. raw InfluxDB: the same telemetry lines fieldq writes, straight to /write in 5,000-line bodies;
 //   2. bare aedes (no auth, no storage) in a process of its own;
-//   3. fieldq's broker + ingest (validated, journaled with fsync before each PUBACK, drained into InfluxDB)
+//   3. the do-it-yourself stack: Debian's Mosquitto with unlimited queues and one mqtt.js subscriber that
+//      joins messages into 5,000-line InfluxDB writes (what Node-RED or Telegraf do; nothing is durable);
+//   4. fieldq's broker + ingest (validated, journaled with fsync before each PUBACK, drained into InfluxDB)
 //      in a process of its own, while this process polls InfluxDB for every device's highest stored seq,
 //      so each message's publish-to-queryable time is known (an upper bound: poll period + query time).
 // The publishing clients run here; influxd is its own process (scripts/influxd.sh or FIELDQ_BENCH_INFLUX_URL).
@@ -188,9 +190,100 @@ async function aedesChild() {
   });
 }
 
+/**
+ * The DIY stack's consumer, as people write it in Node-RED or Telegraf: one QoS 1 subscription to every
+ * device's telemetry, each message parsed and turned into a line, 5,000 lines (or what a second brought)
+ * per InfluxDB write, one write at a time. It acknowledges on receipt: nothing is durable.
+ */
+async function diyChild() {
+  const { DIY_MQTT_PORT: port, DIY_INFLUX_URL: url, DIY_INFLUX_DB: db } = process.env;
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    clientId: "diy-consumer",
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+  });
+  await client.subscribeAsync(`${TOPIC_ROOT}/+/telemetry`, { qos: 1 });
+  let lines: string[] = [];
+  let writing: Promise<void> = Promise.resolve();
+  const flush = () => {
+    if (lines.length === 0) return;
+    const body = lines.join("\n");
+    lines = [];
+    writing = writing.then(async () => {
+      const response = await fetch(`${url}/write?${new URLSearchParams({ db: db ?? "", precision: "ms" })}`, {
+        method: "POST",
+        body,
+      });
+      if (response.status !== 204) process.stderr.write(`DIY write: HTTP ${response.status}\n`);
+    });
+  };
+  client.on("message", (topic, payload) => {
+    const device = topic.split("/")[2];
+    const m = JSON.parse(payload.toString()) as { ts: number; seq: number; metrics: Record<string, number> };
+    const fields = Object.entries(m.metrics).map(([k, v]) => `${k}=${v}`);
+    lines.push(`telemetry,device=${device} seq=${m.seq}i,${fields.join(",")} ${m.ts}`);
+    if (lines.length >= 5000) flush();
+  });
+  setInterval(flush, 1000);
+  process.on("disconnect", () => process.exit(1));
+  process.send?.({ port: Number(port) } satisfies ChildMessage);
+  process.on("message", async (message: { kind: string }) => {
+    if (message.kind !== "close") return;
+    flush();
+    await writing;
+    await client.endAsync();
+    process.exit(0);
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (Mosquitto takes a port number, not 0). */
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Debian's Mosquitto in a folder of its own, with no bound on queued or in-flight messages. */
+async function startMosquitto(dir: string): Promise<{ port: number; close(): Promise<void> }> {
+  const port = await freePort();
+  const conf = join(dir, "mosquitto.conf");
+  await writeFile(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      "allow_anonymous true",
+      "persistence false",
+      "max_queued_messages 0",
+      "max_inflight_messages 0",
+      "log_dest none",
+      "",
+    ].join("\n"),
+  );
+  const mosquitto: ChildProcess = spawn("/usr/sbin/mosquitto", ["-c", conf], { stdio: "ignore" });
+  const exited = once(mosquitto, "exit");
+  for (let tries = 0; ; tries++) {
+    const up = await mqtt
+      .connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000 })
+      .then((c) => c.endAsync().then(() => true))
+      .catch(() => false);
+    if (up) break;
+    if (tries > 50 || mosquitto.exitCode !== null) throw new Error("mosquitto did not start");
+    await sleep(100);
+  }
+  return {
+    port,
+    async close() {
+      mosquitto.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
 type Child = { port: number; stats(): Promise<ChildStats>; close(): Promise<void> };
 
-async function forkChild(kind: "fieldq" | "aedes", env: NodeJS.ProcessEnv = {}): Promise<Child> {
+async function forkChild(kind: "fieldq" | "aedes" | "diy", env: NodeJS.ProcessEnv = {}): Promise<Child> {
   const profDir = values["cpu-prof"];
   const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir, kind)}`] : [];
   const child = fork(process.argv[1] as string, ["--child", kind], {
@@ -284,14 +377,13 @@ async function influxQuery(url: string, db: string, q: string) {
  * Asks InfluxDB every pollMs for each device's highest stored seq; a device's messages are journaled and
  * written in the order they arrived, which is their seq order, so every seq up to it is queryable.
  */
-function pollQueryable(url: string, db: string) {
+function pollQueryable(url: string, db: string, from: string) {
   const queryableAt = Array.from({ length: devices }, () => new Float64Array(messages + 1));
   const highest = new Int32Array(devices);
   let stored = 0;
   let stop = false;
   let lastAt = 0;
-  const { name, rp } = MEASUREMENTS.telemetry;
-  const q = `SELECT max("seq") FROM "${rp}"."${name}" WHERE time > now() - 1h GROUP BY "device"`;
+  const q = `SELECT max("seq") FROM ${from} WHERE time > now() - 1h GROUP BY "device"`;
   const loop = (async () => {
     while (!stop) {
       const asked = performance.now();
@@ -369,6 +461,29 @@ async function rawInflux(url: string, lines: string[], concurrency: number): Pro
   return rate;
 }
 
+/** Publishes every message through the broker at port while polling InfluxDB for what became queryable. */
+async function publishUntilQueryable(url: string, db: string, from: string, port: number) {
+  const total = devices * messages;
+  const poller = pollQueryable(url, db, from);
+  const run = await publishAll(port);
+  const deadline = performance.now() + 120_000;
+  while (poller.stored() < total && performance.now() < deadline) await sleep(pollMs);
+  await poller.stop();
+  const queryable: number[] = [];
+  run.sentAt.forEach((sent, i) => {
+    const at = poller.queryableAt[i] as Float64Array;
+    for (let seq = 1; seq <= messages; seq++)
+      if (at[seq]) queryable.push((at[seq] as number) - (sent[seq] as number));
+  });
+  return {
+    acks: sortedOf(run.latenciesMs),
+    ackedRate: total / run.seconds,
+    toQueryable: sortedOf(queryable),
+    missing: total - poller.stored(),
+    endToEndRate: poller.stored() / ((poller.lastAt() - run.startedAt) / 1000),
+  };
+}
+
 // --- Figures --------------------------------------------------------------------------------------------
 
 const quantile = (sorted: ArrayLike<number>, q: number) =>
@@ -434,10 +549,35 @@ async function main() {
       `${label("bare aedes (no auth, no storage)")} ${rate(bareRate)} msg/s   ack p50 ${ms(quantile(bareAcks, 0.5))}   p99 ${ms(quantile(bareAcks, 0.99))}`,
     );
 
+    const diyDir = await mkdtemp(join(tmpdir(), "fieldq-bench-mosquitto-"));
+    const diyDb = `bench_diy_${Date.now()}`;
+    await influxQuery(influxUrl, diyDb, `CREATE DATABASE "${diyDb}"`);
+    const mosquitto = await startMosquitto(diyDir);
+    let diy: Awaited<ReturnType<typeof publishUntilQueryable>>;
+    try {
+      const consumer = await forkChild("diy", {
+        DIY_MQTT_PORT: String(mosquitto.port),
+        DIY_INFLUX_URL: influxUrl,
+        DIY_INFLUX_DB: diyDb,
+      });
+      diy = await publishUntilQueryable(influxUrl, diyDb, `"telemetry"`, mosquitto.port).finally(() =>
+        consumer.close(),
+      );
+    } finally {
+      await mosquitto.close();
+      await rm(diyDir, { recursive: true, force: true });
+      await influxQuery(influxUrl, diyDb, `DROP DATABASE "${diyDb}"`).catch(() => []);
+    }
+    out(
+      `${label("DIY: Mosquitto acked (nothing durable)")} ${rate(diy.ackedRate)} msg/s   ack p50 ${ms(quantile(diy.acks, 0.5))}   p99 ${ms(quantile(diy.acks, 0.99))}`,
+    );
+    out(
+      `${label("DIY end to end, 5,000-line writes")} ${rate(diy.endToEndRate)} msg/s   publish to queryable p50 ${ms(quantile(diy.toQueryable, 0.5))}   p99 ${ms(quantile(diy.toQueryable, 0.99))}${diy.missing > 0 ? `   ${diy.missing} never queryable` : ""}`,
+    );
+
     const fieldq = await forkChild("fieldq", { FIELDQ_BENCH_INGEST_ENV: JSON.stringify(env) });
     let stats: ChildStats;
-    let run: Run;
-    let poller: ReturnType<typeof pollQueryable>;
+    let measured: Awaited<ReturnType<typeof publishUntilQueryable>>;
     try {
       // The schema exists once the writer made it; then the poller can ask from the first message on.
       for (let tries = 0; ; tries++) {
@@ -445,27 +585,13 @@ async function main() {
         if (shown.length > 0 || tries > 100) break;
         await sleep(50);
       }
-      poller = pollQueryable(influxUrl, database);
-      run = await publishAll(fieldq.port);
-      const deadline = performance.now() + 120_000;
-      while (poller.stored() < total && performance.now() < deadline) await sleep(pollMs);
-      await poller.stop();
+      const { name, rp } = MEASUREMENTS.telemetry;
+      measured = await publishUntilQueryable(influxUrl, database, `"${rp}"."${name}"`, fieldq.port);
       stats = await fieldq.stats();
     } finally {
       await fieldq.close();
     }
-    const acks = sortedOf(run.latenciesMs);
-    const ackedRate = total / run.seconds;
-    const queryable: number[] = [];
-    run.sentAt.forEach((sent, i) => {
-      const at = poller.queryableAt[i] as Float64Array;
-      for (let seq = 1; seq <= messages; seq++)
-        if (at[seq]) queryable.push((at[seq] as number) - (sent[seq] as number));
-    });
-    const toQueryable = sortedOf(queryable);
-    const missing = total - poller.stored();
-    const endToEndSeconds = (poller.lastAt() - run.startedAt) / 1000;
-    const endToEndRate = poller.stored() / endToEndSeconds;
+    const { acks, ackedRate, toQueryable, missing, endToEndRate } = measured;
     out(
       `${label("fieldq acked (validated, fsync'd journal)")} ${rate(ackedRate)} msg/s   ack p50 ${ms(quantile(acks, 0.5))}   p99 ${ms(quantile(acks, 0.99))}`,
     );
@@ -486,7 +612,7 @@ async function main() {
       `  broker's event loop: timers late by p99 ${ms(stats.loopDelayP99Ms)}, at most ${ms(stats.loopDelayMaxMs)}`,
     );
     out(
-      `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}`,
+      `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}, end to end / DIY ${(endToEndRate / diy.endToEndRate).toFixed(2)}`,
     );
     out(
       JSON.stringify({
@@ -511,6 +637,12 @@ async function main() {
         ackedVsAedes: round(ackedRate / bareRate, 2),
         endToEndVsAedes: round(endToEndRate / bareRate, 2),
         endToEndVsInflux: round(endToEndRate / raw1, 2),
+        diyAckedPerS: Math.round(diy.ackedRate),
+        diyEndToEndPerS: Math.round(diy.endToEndRate),
+        diyQueryableP50Ms: round(quantile(diy.toQueryable, 0.5), 0),
+        diyQueryableP99Ms: round(quantile(diy.toQueryable, 0.99), 0),
+        diyNeverQueryable: diy.missing,
+        endToEndVsDiy: round(endToEndRate / diy.endToEndRate, 2),
         journalSyncs: stats.syncs,
         messagesPerSync: round(perSync),
         syncP50Ms: round(quantile(syncs, 0.5)),
@@ -533,7 +665,12 @@ async function main() {
   }
 }
 
-const entry = values.child === "fieldq" ? fieldqChild : values.child === "aedes" ? aedesChild : main;
+const children: Record<string, () => Promise<void>> = {
+  fieldq: fieldqChild,
+  aedes: aedesChild,
+  diy: diyChild,
+};
+const entry = children[values.child ?? ""] ?? main;
 entry().catch((error: unknown) => {
   process.stderr.write(`bench:ingest: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(1);
