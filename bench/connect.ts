@@ -1,0 +1,260 @@
+import { execFileSync, fork } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import type { DevicesReport, DevicesTask } from "./connect-devices.js";
+import {
+  benchInflux,
+  drained,
+  dropDatabase,
+  forkStack,
+  mib,
+  quantile,
+  runStackChild,
+  type StackChild,
+  sleep,
+} from "./harness.js";
+
+// npm run bench:connect -- [--devices 10000] [--clients 4] [--concurrency 100] [--slice 1000] [--cpu-prof DIR]
+// A connect storm, as after a broker restart: fieldq's broker + ingest (startIngestBroker, its own InfluxDB
+// and journal) in a child process, and `--clients` device processes (bench/connect-devices.ts) that connect
+// the fleet at once, each with at most `--concurrency` handshakes under way. A device connects as the protocol
+// asks (docs/protocol.md): CONNECT with its key and a retained will, SUBSCRIBE to its command filter at QoS 1,
+// retained hello and status at QoS 1; it counts once all four are answered. Reported: connects/s per slice of
+// `--slice` devices in completion order (flat means the broker's cost per connect does not grow with the
+// fleet), the time the first 10,000 took, and the broker's RSS and heap after two GCs before the storm and
+// once the fleet sits idle, so memory per idle connection = delta / devices.
+// Progress and a summary on stderr; one JSON line on stdout at the end.
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: "string", default: "10000" },
+    clients: { type: "string", default: "4" },
+    concurrency: { type: "string", default: "100" },
+    slice: { type: "string", default: "1000" },
+    keepalive: { type: "string", default: "300" },
+    idle: { type: "string", default: "5" },
+    "cpu-prof": { type: "string" },
+    "stack-child": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const FIRST = 10_000;
+/** Source ports per loopback address (Linux's ephemeral range is 32768-60999), with room to spare. */
+const PORTS_PER_ADDRESS = 25_000;
+
+type Slice = { upTo: number; seconds: number; perS: number };
+
+function slices(doneAt: readonly number[], startedAt: number, size: number): Slice[] {
+  const result: Slice[] = [];
+  let from = startedAt;
+  for (let end = size; end <= doneAt.length; end += size) {
+    const to = doneAt[end - 1] as number;
+    const seconds = Math.max(to - from, 1) / 1000;
+    result.push({ upTo: end, seconds, perS: Math.round(size / seconds) });
+    from = to;
+  }
+  return result;
+}
+
+/**
+ * Raises this process's open-file limit (as root; children inherit it): the broker holds a descriptor per
+ * device and each client process one per device of its share. False when it could not.
+ */
+function raiseFileLimit(files: number): boolean {
+  try {
+    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${files}:${files}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+type DevicesChild = { report: Promise<DevicesReport>; close(): Promise<void> };
+
+async function forkDevices(task: DevicesTask): Promise<{ start(): DevicesChild }> {
+  const child = fork(resolve("bench/connect-devices.ts"), [], {
+    execArgv: process.execArgv.filter((a) => !a.startsWith("--cpu-prof")),
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = once(child, "exit");
+  await once(child, "message"); // ready
+  return {
+    start() {
+      const report = once(child, "message").then(([message]) => message as DevicesReport);
+      child.send({ kind: "start", task });
+      return {
+        report,
+        async close() {
+          child.send({ kind: "close" });
+          await exited;
+        },
+      };
+    },
+  };
+}
+
+async function forkBroker(devices: number, env: NodeJS.ProcessEnv): Promise<StackChild> {
+  const script = process.argv[1] ?? "bench/connect.ts";
+  const profDir = values["cpu-prof"];
+  // forkStack hands the child this process's node flags: the profiler's are added for this fork only.
+  const flags = profDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profDir)}`] : [];
+  process.execArgv.push(...flags);
+  try {
+    return await forkStack(script, {
+      ...env,
+      FIELDQ_MAX_CONNECTIONS: String(devices + 100),
+      FIELDQ_MAX_CONNECTIONS_PER_IP: String(devices + 100),
+    });
+  } finally {
+    process.execArgv.splice(process.execArgv.length - flags.length, flags.length);
+  }
+}
+
+async function main() {
+  const devices = Number(values.devices);
+  const clients = Math.max(1, Math.min(Number(values.clients), 200));
+  const concurrency = Number(values.concurrency);
+  const sliceSize = Number(values.slice);
+  const keepaliveS = Number(values.keepalive);
+  const perClient = Math.ceil(devices / clients);
+  const raised = raiseFileLimit(devices + perClient + 10_000);
+  if (!raised) log("could not raise the open-file limit (not root?): a large fleet may fail with EMFILE");
+
+  const influx = await benchInflux();
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-bench-connect-"));
+  const database = `bench_connect_${Date.now()}`;
+  const stack = await forkBroker(devices, {
+    FIELDQ_INFLUX_URL: influx.url,
+    FIELDQ_INFLUX_DB: database,
+    FIELDQ_DATA_DIR: dataDir,
+  });
+  const children: DevicesChild[] = [];
+  try {
+    log(`fieldq broker in a child process on port ${stack.port}; ${influx.url}, database ${database}`);
+    const before = await stack.report(true);
+    const forks = await Promise.all(
+      Array.from({ length: clients }, (_, c) => {
+        const first = c * perClient;
+        const count = Math.max(0, Math.min(perClient, devices - first));
+        const addresses = Math.max(1, Math.ceil(count / PORTS_PER_ADDRESS));
+        return forkDevices({
+          port: stack.port,
+          prefix: "storm-",
+          first,
+          count,
+          concurrency,
+          localAddresses: Array.from({ length: addresses }, (_, a) => `127.0.${c + 1}.${a + 1}`),
+          keepaliveS,
+        });
+      }),
+    );
+    log(
+      `${devices.toLocaleString("en")} devices from ${clients} processes, ${concurrency} handshakes at a time each`,
+    );
+    const startedAt = Date.now();
+    children.push(...forks.map((f) => f.start()));
+    let finished = false;
+    const reports = Promise.all(children.map((c) => c.report)).finally(() => {
+      finished = true;
+    });
+    while (!finished) {
+      await Promise.race([reports, sleep(2000)]);
+      if (finished) break;
+      const { connected } = await stack.report();
+      const seconds = (Date.now() - startedAt) / 1000;
+      log(
+        `  ${seconds.toFixed(0)} s: ${connected.toLocaleString("en")} connected, ${Math.round(connected / seconds)}/s`,
+      );
+    }
+    const results = await reports;
+    const doneAt = results.flatMap((r) => r.doneAt).sort((a, b) => a - b);
+    const failed = results.reduce((n, r) => n + r.failed, 0);
+    const firstError = results.find((r) => r.firstError !== undefined)?.firstError;
+    const totalS = ((doneAt.at(-1) ?? startedAt) - startedAt) / 1000;
+    log(`connected ${doneAt.length.toLocaleString("en")} in ${totalS.toFixed(1)} s; ${failed} failed`);
+    if (firstError !== undefined) log(`  first failure: ${firstError}`);
+
+    // Idle: the hellos and statuses written through to InfluxDB, then a few quiet seconds.
+    if (!(await drained(stack, 120_000))) log("the journal did not drain within 120 s");
+    await sleep(Number(values.idle) * 1000);
+    const after = await stack.report(true);
+
+    const bySlice = slices(doneAt, startedAt, sliceSize);
+    const rates = bySlice.map((s) => s.perS);
+    const sortedRates = [...rates].sort((a, b) => a - b);
+    const firstTenS = doneAt.length >= FIRST ? ((doneAt[FIRST - 1] as number) - startedAt) / 1000 : null;
+    const connected = doneAt.length;
+    const perConnection = (a: number, b: number) => (connected > 0 ? Math.round((b - a) / connected) : 0);
+    log(`connects/s per ${sliceSize.toLocaleString("en")} devices:`);
+    for (const s of bySlice) log(`  up to ${s.upTo.toLocaleString("en")}: ${s.perS}/s`);
+    log(
+      `first ${FIRST.toLocaleString("en")}: ${firstTenS === null ? "n/a" : `${firstTenS.toFixed(1)} s`}; ` +
+        `broker RSS ${mib(before.rss)} → ${mib(after.rss)} MiB, heap ${mib(before.heapUsed)} → ${mib(after.heapUsed)} MiB; ` +
+        `per idle connection: RSS ${perConnection(before.rss, after.rss)} B, heap ${perConnection(before.heapUsed, after.heapUsed)} B`,
+    );
+    process.stdout.write(
+      `${JSON.stringify({
+        devices,
+        connected,
+        failed,
+        clients,
+        concurrency,
+        totalS: Number(totalS.toFixed(2)),
+        connectsPerS: Math.round(connected / Math.max(totalS, 0.001)),
+        firstTenThousandS: firstTenS === null ? null : Number(firstTenS.toFixed(2)),
+        slice: sliceSize,
+        slicePerS: rates,
+        slicePerSMin: sortedRates[0] ?? 0,
+        slicePerSMedian: quantile(sortedRates, 0.5),
+        slicePerSMax: sortedRates.at(-1) ?? 0,
+        lastVsFirstSlice:
+          rates.length > 1 ? Number(((rates.at(-1) as number) / (rates[0] as number)).toFixed(2)) : null,
+        rssBefore: before.rss,
+        rssAfter: after.rss,
+        heapBefore: before.heapUsed,
+        heapAfter: after.heapUsed,
+        rssPerConnection: perConnection(before.rss, after.rss),
+        heapPerConnection: perConnection(before.heapUsed, after.heapUsed),
+        connectedAtBroker: after.connected,
+      })}\n`,
+    );
+    if (failed > 0) process.exitCode = 1;
+  } finally {
+    await Promise.all(children.map((c) => c.close()));
+    await stack.close();
+    await dropDatabase(influx.url, database);
+    await influx.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (values.help) {
+  process.stdout.write(
+    [
+      "Usage: npm run bench:connect -- [--devices 10000] [--clients 4] [--concurrency 100] [--slice 1000]",
+      "                                [--keepalive 300] [--idle 5] [--cpu-prof DIR]",
+      "  --devices N      the fleet; 100000 for the full curve (needs root to raise the open-file limit)",
+      "  --clients N      device processes; each connects from loopback addresses of its own (127.0.N.x)",
+      "  --concurrency N  handshakes under way at a time in each device process",
+      "  --slice N        connects/s is reported per N devices, in the order they finished connecting",
+      "  --keepalive S    the devices' MQTT keepalive; they ping at half of it while idle",
+      "  --idle S         seconds the fleet sits idle before the broker's memory is read again",
+      "  --cpu-prof DIR   profile the broker process (node --cpu-prof) into DIR; summarise with",
+      "                   npx tsx bench/profile-summary.ts DIR",
+      "Environment: FIELDQ_BENCH_INFLUX_URL uses a running InfluxDB 1.x instead of a private influxd.",
+      "",
+    ].join("\n"),
+  );
+} else if (values["stack-child"]) {
+  await runStackChild();
+} else {
+  await main().catch((error: unknown) => {
+    process.stderr.write(`bench:connect: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
