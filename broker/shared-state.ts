@@ -1,0 +1,124 @@
+import { createRequire } from "node:module";
+import type { Redis, RedisOptions } from "ioredis";
+import mqemitterRedis from "mqemitter-redis";
+import type { Logger } from "../observe/logger.js";
+import type { BrokerState } from "./start-broker.js";
+
+// Several brokers' shared state in Redis (aedes-persistence-redis, mqemitter-redis): a device connected to
+// one broker gets what is published through another, and its session outlives the broker it was on.
+// One Redis (or one Redis database) per fieldq: the emitter's pub/sub channels are the MQTT topics themselves,
+// and Redis pub/sub ignores the database number, so two fieldq deployments on one Redis would hear each other.
+
+export type SharedState = BrokerState & { close(): Promise<void> };
+
+export type SharedStateOptions = {
+  /** How long the start waits for Redis before it fails. */
+  connectTimeoutMs?: number;
+  /** Messages queued for a persistent session that go out when it connects again (the rest on later ones). */
+  maxSessionDelivery?: number;
+};
+
+const DEFAULTS = { connectTimeoutMs: 10_000, maxSessionDelivery: 1000 };
+
+/** mqemitter-redis's connections, which its typings leave out. */
+type RedisEmitter = ReturnType<typeof mqemitterRedis> & {
+  pubConn: Redis;
+  subConn: Redis;
+  state: NodeJS.EventEmitter;
+};
+/** aedes-persistence-redis's callback layer; destroy() ends its Redis connection. */
+type RedisPersistence = { destroy(): Promise<void> };
+// A CommonJS module without typings.
+const createPersistence = createRequire(import.meta.url)("aedes-persistence-redis") as (
+  options: RedisOptions & { conn: Redis; maxSessionDelivery: number },
+) => RedisPersistence;
+
+/** ioredis options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
+export function redisOptions(redisUrl: string): RedisOptions {
+  const url = new URL(redisUrl);
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:")
+    throw new Error(`FIELDQ_REDIS_URL: ${url.protocol} is not redis: or rediss:`);
+  const db = url.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d+$/.test(db)) throw new Error(`FIELDQ_REDIS_URL: database ${db} is not a number`);
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+    port: url.port === "" ? 6379 : Number(url.port),
+    ...(url.username === "" ? {} : { username: decodeURIComponent(url.username) }),
+    ...(url.password === "" ? {} : { password: decodeURIComponent(url.password) }),
+    ...(db === "" ? {} : { db: Number(db) }),
+    ...(url.protocol === "rediss:" ? { tls: {} } : {}),
+  };
+}
+
+/** The URL without its password, for logs. */
+const forLog = (redisUrl: string) => {
+  const url = new URL(redisUrl);
+  if (url.password !== "") url.password = "***";
+  return url.toString();
+};
+
+export async function openSharedState(
+  redisUrl: string,
+  logger: Logger,
+  options: SharedStateOptions = {},
+): Promise<SharedState> {
+  const o = Object.assign({}, DEFAULTS, options);
+  const where = forLog(redisUrl);
+  const mq = mqemitterRedis({
+    ...redisOptions(redisUrl),
+    // aedes's emitter: MQTT wildcards, and "a/#" matches "a" [MQTT-4.7.1-3].
+    matchEmptyLevels: true,
+  }) as RedisEmitter;
+  // The persistence's connection has the emitter's options (ioredis duplicate), and an error listener of ours:
+  // ioredis writes an unheard error to the console.
+  const conn = mq.pubConn.duplicate();
+  let lastError: string | undefined;
+  const onError = (error: Error) => {
+    // ioredis retries on its own; one line per distinct error, not one per retry.
+    if (error.message === lastError) return;
+    lastError = error.message;
+    logger.warn({ err: error, redis: where }, "Redis unreachable; retrying");
+  };
+  mq.state.on("error", onError);
+  conn.on("error", onError);
+  conn.on("ready", () => {
+    if (lastError !== undefined) logger.info({ redis: where }, "Redis reachable again");
+    lastError = undefined;
+  });
+  const persistence = createPersistence({ conn, maxSessionDelivery: o.maxSessionDelivery });
+
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    // aedes's close() closes the emitter; this one is for a broker that never started.
+    await new Promise<void>((resolve) => mq.close(() => resolve()));
+    // Before aedes's setup the persistence has nothing to unsubscribe: its connection alone is ended.
+    await persistence.destroy().catch(() => conn.disconnect());
+    mq.state.off("error", onError);
+  };
+
+  const connected = [mq.pubConn, mq.subConn, conn].map(
+    (c) =>
+      new Promise<void>((resolve) => {
+        if (c.status === "ready") resolve();
+        else c.once("ready", () => resolve());
+      }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const reachable = await Promise.race([
+    Promise.all(connected).then(() => true),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(resolve, o.connectTimeoutMs, false);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!reachable) {
+    await close();
+    throw new Error(
+      `FIELDQ_REDIS_URL: Redis at ${where} not reachable within ${o.connectTimeoutMs} ms${lastError ? ` (${lastError})` : ""}`,
+    );
+  }
+  logger.info({ redis: where }, "broker state shared through Redis");
+  return { persistence, mq, close };
+}
