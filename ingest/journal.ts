@@ -5,7 +5,9 @@ import type { Point } from "../storage/schema.js";
 
 // The durable journal between the broker and InfluxDB. A message is acknowledged to its device only once
 // its entry is fsync'd here (group commit: appends that arrive while one sync runs share the next one).
-// The writer drains entries in key order and deletes them once InfluxDB has them.
+// The writer drains entries in key order and deletes them once InfluxDB has them. The entries synced by this
+// process stay in memory (up to memoryBytes) and the writer takes them from there: LevelDB is read back only
+// for a backlog replayed after a restart, or past that bound.
 
 /** One point with the identity of the message it came from, for de-duplication of redeliveries. */
 export type JournalRecord = { point: Point; dedupe?: string };
@@ -47,16 +49,20 @@ export type JournalOptions = {
   logger: Logger;
   /** Redeliveries are recognised for at least this long after the first delivery was written. */
   dedupeWindowMs?: number;
+  /** Synced entries kept in memory for the writer, counted as their stored JSON bytes. */
+  memoryBytes?: number;
   onBacklog?: (backlog: { entries: number; bytes: number }) => void;
 };
 
 const WARN_AT = 0.8;
+const MEMORY_BYTES = 64 * 1024 ** 2;
 const KEY_WIDTH = 16;
 const toKey = (n: number) => n.toString(16).padStart(KEY_WIDTH, "0");
 
 type Pending = {
   key: string;
   value: string;
+  records: JournalRecord[];
   extras: AppendExtras;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -88,6 +94,9 @@ export class Journal {
   /** Dedupe buckets below this one are cleared already; clearing runs once per bucket, not per batch. */
   private prunedBelow = -1;
   private readonly sizes = new Map<string, number>();
+  /** The records of synced entries, by key, while they fit in memoryBytes. */
+  private readonly inMemory = new Map<string, JournalRecord[]>();
+  private inMemoryBytes = 0;
   private readonly listeners = new Set<() => void>();
 
   private constructor(private readonly options: JournalOptions) {
@@ -169,6 +178,7 @@ export class Journal {
       this.pending.push({
         key,
         value,
+        records,
         extras,
         resolve: () => resolve({ ok: true }),
         reject,
@@ -198,9 +208,14 @@ export class Journal {
         ]),
         { sync: true },
       );
+      const memoryBytes = this.options.memoryBytes ?? MEMORY_BYTES;
       for (const p of group) {
         const size = Buffer.byteLength(p.value);
         this.sizes.set(p.key, size);
+        if (this.inMemoryBytes + size <= memoryBytes) {
+          this.inMemory.set(p.key, p.records);
+          this.inMemoryBytes += size;
+        }
         this.pendingBytes -= size;
         this.backlogBytes += size;
         this.backlogEntries += 1;
@@ -222,18 +237,41 @@ export class Journal {
   /**
    * The oldest entries, up to about maxPoints points and maxBytes of stored JSON (at least one entry), so
    * a backlog of large points (faults full of escaped text, say) is not read into memory all at once.
+   * Entries under `skip` (taken by a write in flight) are passed over.
    */
-  async readBatch(maxPoints: number, maxBytes = Number.POSITIVE_INFINITY): Promise<JournalBatch> {
+  async readBatch(
+    maxPoints: number,
+    maxBytes = Number.POSITIVE_INFINITY,
+    skip: ReadonlySet<string> = new Set(),
+  ): Promise<JournalBatch> {
     const batch: JournalBatch = { keys: [], records: [] };
     let bytes = 0;
-    for await (const [key, value] of this.entries.iterator()) {
-      const records = JSON.parse(value) as JournalRecord[];
-      const size = this.sizes.get(key) ?? Buffer.byteLength(value);
+    /** Adds the entry unless the batch is full; false when it is. */
+    const add = (key: string, records: JournalRecord[], size: number) => {
       const full = batch.records.length + records.length > maxPoints || bytes + size > maxBytes;
-      if (batch.keys.length > 0 && full) break;
+      if (batch.keys.length > 0 && full) return false;
       batch.keys.push(key);
-      batch.records.push(...records);
+      for (const r of records) batch.records.push(r);
       bytes += size;
+      return true;
+    };
+    let fromDisk: string | undefined;
+    for (const [key, size] of this.sizes) {
+      if (skip.has(key)) continue;
+      const records = this.inMemory.get(key);
+      if (records === undefined) {
+        fromDisk = key;
+        break;
+      }
+      if (!add(key, records, size)) return batch;
+    }
+    if (fromDisk === undefined) return batch;
+    for await (const [key, value] of this.entries.iterator({ gte: fromDisk })) {
+      // Not in sizes: committed since the iterator's snapshot was taken.
+      const size = this.sizes.get(key);
+      if (skip.has(key) || size === undefined) continue;
+      const records = this.inMemory.get(key) ?? (JSON.parse(value) as JournalRecord[]);
+      if (!add(key, records, size)) break;
     }
     return batch;
   }
@@ -290,6 +328,7 @@ export class Journal {
       this.backlogBytes -= size;
       this.backlogEntries -= 1;
       this.sizes.delete(key);
+      if (this.inMemory.delete(key)) this.inMemoryBytes -= size;
     }
     if (this.backlogBytes < this.options.maxBytes * WARN_AT) this.warned = false;
     this.report();

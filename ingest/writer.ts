@@ -14,6 +14,9 @@ import { deviceTagsOf, rejectionPoint } from "./to-points.js";
 // refuses (400) or will not read (413) is split in halves down to single points; a single point it still
 // refuses is set aside (docs/storage.md "Set-aside points"): counted, logged, appended to a file for replay
 // and recorded as data quality, so no other point ever waits on it.
+// Up to two writes are in flight (InfluxDB takes more that way), each with entries the other does not hold.
+// A full batch goes at once; when a write returns, what gathered meanwhile goes at once too; otherwise a
+// partial batch waits the flush interval for company.
 
 export type SetAsideReason = "refused" | "too_large" | "unencodable";
 
@@ -43,6 +46,9 @@ export const setAsideFile = (dir: string, rp: string) => join(dir, `set-aside.${
 export const SET_ASIDE_MAX_BYTES = 64 * 1024 ** 2;
 
 type Sized = { point: Point; bytes: number };
+type Batch = Awaited<ReturnType<Journal["readBatch"]>>;
+
+const IN_FLIGHT = 2;
 /** line: the point's line protocol, encoded once when it was refused; undefined when it has none. */
 type SetAside = Sized & { reason: SetAsideReason; detail: string; line: string | undefined };
 /** What became of a set-aside point's line: in its file, or only counted and logged, and why. */
@@ -88,11 +94,19 @@ export class JournalWriter {
   private readonly unsubscribe: () => void;
   private backoffMs: number;
   private refusedSeq = 0;
+  /** The writes in flight, the journal keys they hold and their messages' identities. */
+  private readonly flights = new Set<Promise<void>>();
+  private readonly taken = new Set<string>();
+  private readonly takenDedupe = new Set<string>();
+  /** A write just returned: what gathered meanwhile goes without waiting out the flush interval. */
+  private wroteLast = false;
+  /** A write failed: the next waits this long. */
+  private retryInMs: number | undefined;
 
   constructor(private readonly options: WriterOptions) {
     this.backoffMs = options.minBackoffMs ?? 500;
     this.unsubscribe = options.journal.onAppend(() => {
-      if (options.journal.backlog.entries >= options.batchPoints) this.wake();
+      if (this.waiting() >= options.batchPoints) this.wake();
     });
   }
 
@@ -108,6 +122,7 @@ export class JournalWriter {
     this.running = false;
     this.wake();
     await this.loop;
+    await Promise.allSettled([...this.flights]);
     const deadline = Date.now() + flushTimeoutMs;
     while (this.options.journal.backlog.entries > 0 && Date.now() < deadline) {
       const flushed = await this.drainOnce().catch((error: unknown) => {
@@ -123,54 +138,116 @@ export class JournalWriter {
 
   /** Writes one batch; false when there was nothing to write or InfluxDB could not take it. */
   async drainOnce(): Promise<boolean> {
-    const { journal, metrics } = this.options;
-    const batch = await journal.readBatch(this.options.batchPoints, this.options.batchBytes);
-    if (batch.keys.length === 0) return false;
-    const fresh = await this.withoutDuplicates(batch.records);
-    // The bound, not the encoding: the point writer encodes each point once, and most are far below it.
-    const sized = fresh.map(({ point }) => ({ point, bytes: pointBytesAtMost(point) }));
-    const setAside: SetAside[] = [];
-    const started = process.hrtime.bigint();
-    try {
-      for (const body of bodiesOf(sized, this.options.batchBytes, this.options.batchPoints))
-        await this.writeIsolatingRefusals(body, setAside);
-    } catch (error) {
-      metrics.influxWriteFailures.inc({ kind: "retryable" });
-      throw error;
-    }
-    metrics.influxWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    metrics.pointsWritten.inc(fresh.length - setAside.length);
-    // Only once the whole batch is through, so a retried batch sets nothing aside twice.
-    await this.putAside(setAside);
-    await journal.commit(
-      batch.keys,
-      fresh.flatMap((r) => (r.dedupe ? [r.dedupe] : [])),
-      this.now(),
-      dirtyHoursOf(fresh.map((r) => r.point)),
-    );
+    const batch = await this.take();
+    if (batch === undefined) return false;
+    await this.write(batch);
     return true;
   }
 
-  private async run(): Promise<void> {
-    const { logger } = this.options;
-    while (this.running) {
+  /** Journaled entries no write holds yet. */
+  private waiting(): number {
+    return this.options.journal.backlog.entries - this.taken.size;
+  }
+
+  /** The oldest entries no other write holds, now held by the caller until write() settles. */
+  private async take(): Promise<Batch | undefined> {
+    const { journal, batchPoints, batchBytes } = this.options;
+    const batch = await journal.readBatch(batchPoints, batchBytes, this.taken);
+    if (batch.keys.length === 0) return undefined;
+    for (const key of batch.keys) this.taken.add(key);
+    return batch;
+  }
+
+  private async write(batch: Batch): Promise<void> {
+    const { journal, metrics } = this.options;
+    const others = [...this.flights];
+    const dedupeKeys = batch.records.flatMap((r) => (r.dedupe ? [r.dedupe] : []));
+    try {
+      // A redelivery of a message another write holds: once that one settled, the journal knows if it went.
+      if (dedupeKeys.some((k) => this.takenDedupe.has(k))) await Promise.allSettled(others);
+      for (const k of dedupeKeys) this.takenDedupe.add(k);
+      const fresh = await this.withoutDuplicates(batch.records);
+      // The bound, not the encoding: the point writer encodes each point once, and most are far below it.
+      const sized = fresh.map(({ point }) => ({ point, bytes: pointBytesAtMost(point) }));
+      const setAside: SetAside[] = [];
+      const started = process.hrtime.bigint();
       try {
-        const wrote = await this.drainOnce();
-        this.backoffMs = this.options.minBackoffMs ?? 500;
-        if (!wrote) await this.sleep(this.options.flushIntervalMs);
-        else if (this.options.journal.backlog.entries < this.options.batchPoints) {
-          // A partial batch waits a flush interval for company; a full one goes at once.
-          await this.sleep(this.options.flushIntervalMs);
-        }
+        for (const body of bodiesOf(sized, this.options.batchBytes, this.options.batchPoints))
+          await this.writeIsolatingRefusals(body, setAside);
       } catch (error) {
-        logger.warn(
-          { err: error, retryInMs: this.backoffMs, backlog: this.options.journal.backlog },
-          "InfluxDB write failed; the journal keeps the points and the writer retries",
-        );
-        await this.sleep(this.backoffMs * (0.75 + Math.random() * 0.5));
-        this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 30_000);
+        metrics.influxWriteFailures.inc({ kind: "retryable" });
+        throw error;
       }
+      metrics.influxWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.pointsWritten.inc(fresh.length - setAside.length);
+      // Only once the whole batch is through, so a retried batch sets nothing aside twice.
+      await this.putAside(setAside);
+      await journal.commit(
+        batch.keys,
+        fresh.flatMap((r) => (r.dedupe ? [r.dedupe] : [])),
+        this.now(),
+        dirtyHoursOf(fresh.map((r) => r.point)),
+      );
+    } finally {
+      for (const key of batch.keys) this.taken.delete(key);
+      for (const k of dedupeKeys) this.takenDedupe.delete(k);
     }
+  }
+
+  private async run(): Promise<void> {
+    const { batchPoints, flushIntervalMs } = this.options;
+    /** At start (a replayed backlog) or once the flush interval ran out, what waits goes, full or not. */
+    let due = true;
+    while (this.running) {
+      if (this.retryInMs !== undefined) {
+        const ms = this.retryInMs;
+        this.retryInMs = undefined;
+        await this.sleep(ms);
+        due = true;
+        continue;
+      }
+      const waiting = this.waiting();
+      const idle = this.flights.size === 0;
+      if (waiting > 0 && this.flights.size < IN_FLIGHT) {
+        if (waiting >= batchPoints || (idle && (this.wroteLast || due))) {
+          this.wroteLast = false;
+          due = false;
+          const batch = await this.take();
+          if (batch !== undefined) {
+            this.launch(batch);
+            continue;
+          }
+        }
+      }
+      if (waiting === 0) this.wroteLast = false;
+      // Woken early by a full batch, a write's return or stop(); otherwise the interval ran out.
+      const ranOut = await this.sleep(flushIntervalMs);
+      due = ranOut && idle;
+    }
+  }
+
+  private launch(batch: Batch): void {
+    const { logger } = this.options;
+    const flight: Promise<void> = this.write(batch)
+      .then(
+        () => {
+          this.backoffMs = this.options.minBackoffMs ?? 500;
+          this.wroteLast = true;
+        },
+        (error: unknown) => {
+          logger.warn(
+            { err: error, retryInMs: this.backoffMs, backlog: this.options.journal.backlog },
+            "InfluxDB write failed; the journal keeps the points and the writer retries",
+          );
+          this.retryInMs = this.backoffMs * (0.75 + Math.random() * 0.5);
+          this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 30_000);
+        },
+      )
+      .finally(() => {
+        this.flights.delete(flight);
+        this.wake();
+      });
+    this.flights.add(flight);
   }
 
   /** Drops records whose message was already written (a redelivery), and repeats within the batch. */
@@ -297,16 +374,17 @@ export class JournalWriter {
     this.wakeUp?.();
   }
 
-  private sleep(ms: number): Promise<void> {
-    if (!this.running) return Promise.resolve();
+  /** True when the time ran out, false when woken (or stopped) before. */
+  private sleep(ms: number): Promise<boolean> {
+    if (!this.running) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(() => done(true), ms);
       timer.unref();
-      function done() {
+      function done(ranOut: boolean) {
         clearTimeout(timer);
-        resolve();
+        resolve(ranOut);
       }
-      this.wakeUp = done;
+      this.wakeUp = () => done(false);
     });
   }
 }

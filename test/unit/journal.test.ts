@@ -145,6 +145,44 @@ describe("Journal", () => {
     expect(ns((await second.readBatch(100)).records)).toEqual([1, 2, 3]);
   });
 
+  test("passes over the entries a write in flight holds", async ({ open }) => {
+    const journal = await open();
+    for (const n of [1, 2, 3, 4]) await journal.append([record(n)]);
+    const first = await journal.readBatch(2);
+    expect(ns(first.records)).toEqual([1, 2]);
+    expect(ns((await journal.readBatch(2, Number.POSITIVE_INFINITY, new Set(first.keys))).records)).toEqual([
+      3, 4,
+    ]);
+  });
+
+  test.for([
+    ["held in memory", 64 * 1024 ** 2],
+    ["past its memory bound, read from LevelDB", 0],
+  ] as const)("returns the same entries %s", async ([, memoryBytes], { open }) => {
+    const journal = await open({ memoryBytes });
+    for (const n of [1, 2, 3]) await journal.append([record(n, `d${n}`)]);
+    const skip = new Set((await journal.readBatch(1)).keys);
+    expect((await journal.readBatch(10, Number.POSITIVE_INFINITY, skip)).records).toEqual([
+      record(2, "d2"),
+      record(3, "d3"),
+    ]);
+    await journal.commit([...skip], []);
+    expect(ns((await journal.readBatch(10)).records)).toEqual([2, 3]);
+  });
+
+  test("reads a replayed backlog from LevelDB, then what it synced since from memory, in order", async ({
+    open,
+  }) => {
+    const first = await open();
+    await first.append([record(1)]);
+    await first.append([record(2)]);
+    await first.close();
+    const second = await open();
+    await second.append([record(3)]);
+    const skip = new Set((await second.readBatch(1)).keys);
+    expect(ns((await second.readBatch(10, Number.POSITIVE_INFINITY, skip)).records)).toEqual([2, 3]);
+  });
+
   test("keeps appends that were still syncing when it closed", async ({ open }) => {
     const first = await open();
     const pending = first.append([record(1)]);

@@ -502,6 +502,74 @@ describe("JournalWriter running", () => {
   });
 });
 
+describe("JournalWriter in flight", () => {
+  /** Holds each write until released, so two can be in flight at once. */
+  function gatedWrites(influx: FakeInflux) {
+    const gates: Array<() => void> = [];
+    const write: PointWriter = async (points) => {
+      await new Promise<void>((resolve) => gates.push(resolve));
+      await influx.write(points);
+    };
+    return { write, gates };
+  }
+
+  test("keeps two writes in flight, each with entries the other does not hold", async ({
+    journal,
+    influx,
+    makeWriter,
+  }) => {
+    const { write, gates } = gatedWrites(influx);
+    await appendEach(
+      journal,
+      [1, 2, 3, 4, 5, 6].map((n) => record(n)),
+    );
+    makeWriter({ write, batchPoints: 2 }).start();
+    await until(() => gates.length === 2, "two writes are in flight");
+    await idle();
+    expect(gates).toHaveLength(2);
+    gates.shift()?.();
+    await until(() => gates.length === 2, "a third write took the first one's place");
+    for (let released = 0; released < 2; released++) {
+      gates.shift()?.();
+      await until(() => influx.writes.length === 2 + released, `write ${2 + released}`);
+    }
+    await until(() => journal.backlog.entries === 0, "the journal drained");
+    expect(influx.written().sort()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(influx.writes).toHaveLength(3);
+  });
+
+  test("writes a message redelivered while its first delivery is in flight once", async ({
+    journal,
+    influx,
+    makeWriter,
+  }) => {
+    const { write, gates } = gatedWrites(influx);
+    await appendEach(journal, [record(1, { dedupe: "m1" }), record(2), record(1, { dedupe: "m1" })]);
+    makeWriter({ write, batchPoints: 2 }).start();
+    await until(() => gates.length === 1, "the first write is in flight");
+    await idle();
+    expect(gates).toHaveLength(1);
+    gates.shift()?.();
+    await until(() => journal.backlog.entries === 0, "the journal drained");
+    expect(influx.written()).toEqual([1, 2]);
+  });
+
+  test("retries a failed write while the other one goes through", async ({ journal, influx, makeWriter }) => {
+    const { write, gates } = gatedWrites(influx);
+    await appendEach(
+      journal,
+      [1, 2, 3, 4].map((n) => record(n)),
+    );
+    influx.failures.push(new Error("connect ECONNREFUSED"));
+    makeWriter({ write, batchPoints: 2, minBackoffMs: 1 }).start();
+    for (let i = 0; journal.backlog.entries > 0; i++) {
+      await until(() => gates.length > 0 || journal.backlog.entries === 0, `write ${i}`);
+      gates.shift()?.();
+    }
+    expect(influx.written().sort()).toEqual([1, 2, 3, 4]);
+  });
+});
+
 describe("JournalWriter.stop", () => {
   test("flushes what is left before it returns", async ({ journal, influx, makeWriter }) => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
