@@ -97,6 +97,12 @@ export async function openSharedState(
     await persistence.destroy().catch(() => conn.disconnect());
     mq.state.off("error", onError);
   };
+  /** Ends connections that never reached Redis: quit() would wait for them. */
+  const abandon = () => {
+    closed = true;
+    for (const c of [mq.pubConn, mq.subConn, conn]) c.disconnect();
+    mq.state.off("error", onError);
+  };
 
   const connected = [mq.pubConn, mq.subConn, conn].map(
     (c) =>
@@ -114,7 +120,7 @@ export async function openSharedState(
   ]);
   clearTimeout(timer);
   if (!reachable) {
-    await close();
+    abandon();
     throw new Error(
       `FIELDQ_REDIS_URL: Redis at ${where} not reachable within ${o.connectTimeoutMs} ms${lastError ? ` (${lastError})` : ""}`,
     );
