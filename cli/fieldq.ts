@@ -6,8 +6,10 @@ import { deviceKey } from "../contract/device-key.js";
 import { DAY_MS } from "../contract/time.js";
 import { DEVICE_ID_PATTERN } from "../contract/topics.js";
 import { type SimCommandEnv, simCommand } from "../device-sim/sim-command.js";
+import { parseBrokerUrl } from "../ingest/external-consumer.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { rebuildRollups } from "../rollup/rebuild.js";
+import { startExternalIngest } from "../stack/start-external-ingest.js";
 import { type FieldqParts, startFieldq } from "../stack/start-stack.js";
 import { createInflux, createPointWriter } from "../storage/influx.js";
 import { reportCommand } from "./report-command.js";
@@ -25,6 +27,7 @@ Commands:
   start [--sim N]       broker, ingest, API and dashboard in one process; --sim N also plays the home-demo scenario
                         scaled to N devices: its three days of history, then live
   broker                broker and ingest only (they always run together: a message is journaled before its PUBACK)
+  ingest --broker <url> ingest only, behind an external MQTT 5 broker (ingest --help)
   api                   the HTTP API and the dashboard (at /) only, reading InfluxDB
   device-key <id>       print the MQTT password of a device (needs FIELDQ_DEVICE_SECRET)
   token add|list|revoke the API's named tokens, kept as hashes in FIELDQ_TOKENS_FILE (token --help)
@@ -144,6 +147,69 @@ async function serve(
   return 0;
 }
 
+const INGEST_USAGE = `Usage: npm run fieldq -- ingest --broker mqtt://host:1883
+
+The durable ingest (journal, InfluxDB writer, rollups) behind an external MQTT 5 broker (Mosquitto, EMQX,
+HiveMQ, VerneMQ) instead of fieldq's own. It takes the devices' topics through the shared subscription
+$share/<FIELDQ_INGEST_SHARE_GROUP>/fq/v1/+/... and acknowledges each message to the broker only after the
+journal's fsync, so several ingest processes share the load and one that dies loses nothing: the broker
+sends what it had not acknowledged again when it comes back with the same client id.
+
+Options:
+  --broker <url>   mqtt://, mqtts://, ws:// or wss:// (default: FIELDQ_INGEST_BROKER_URL)
+
+Environment: FIELDQ_INGEST_BROKER_USERNAME and _PASSWORD (the ingest's account on the broker),
+FIELDQ_INGEST_SHARE_GROUP (default fieldq), FIELDQ_INGEST_CLIENT_ID (default: host and data folder; keep it
+stable across restarts). Commands and alerts need fieldq's own broker: they are off in this mode.`;
+
+async function ingestCommand(args: string[]): Promise<number> {
+  let values: { broker?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { broker: { type: "string" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+    }));
+  } catch (error) {
+    err(`fieldq ingest: ${error instanceof Error ? error.message : String(error)}`);
+    return 2;
+  }
+  if (values.help) {
+    out(INGEST_USAGE);
+    return 0;
+  }
+  const loaded = config();
+  if (!loaded) return 2;
+  const external = {
+    ...loaded.ingest.externalBroker,
+    url: values.broker ?? loaded.ingest.externalBroker.url,
+  };
+  if (external.url === undefined) {
+    err("fieldq ingest: give the external broker: --broker mqtt://host:1883 or FIELDQ_INGEST_BROKER_URL");
+    return 2;
+  }
+  const url = parseBrokerUrl(external.url);
+  if (!url.ok) {
+    err(`fieldq ingest: ${url.error}`);
+    return 2;
+  }
+  const cfg: Config = { ...loaded, ingest: { ...loaded.ingest, externalBroker: external } };
+  const logger = createLogger(cfg.log);
+  const ingest = await startExternalIngest(cfg, { logger });
+  logger.info(
+    { url: external.url, clientId: ingest.clientId, group: external.group },
+    `ingesting from ${external.url} as ${ingest.clientId}`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  logger.info("shutting down: acknowledging what is journaled, flushing the journal to InfluxDB");
+  await ingest.close();
+  logger.info(ingest.consumer.counts(), "stopped");
+  return 0;
+}
+
 const ROLLUP_USAGE = `Usage: npm run fieldq -- rollup [--from <ISO time>] [--to <ISO time>]
 
 Recomputes the rollups that issues, fleet health and firmware cohorts read, for every hour with raw data
@@ -233,6 +299,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "rollup":
       return rollupCommand(rest);
+    case "ingest":
+      return ingestCommand(rest);
     case "token":
       return tokenCommand(rest, config, { out, err });
     case "report":

@@ -1,0 +1,164 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import mqtt from "mqtt";
+import { afterEach, expect, it } from "vitest";
+import { telemetryTopic } from "../../contract/topics.js";
+import { eventually } from "../support/alert-receiver.js";
+import { testDatabase } from "../support/influx.js";
+import { startMosquitto } from "../support/mosquitto.js";
+
+// Issue 14's external-broker case: devices publish QoS 1 through Debian's Mosquitto; two `fieldq ingest`
+// processes share its device topics ($share/fieldq/...). One is frozen with messages in flight to it, killed
+// with -9 and started again with its client id and data folder (Mosquitto 2.0 keeps a shared subscription's
+// in-flight and queued messages for the member's session, it does not hand them to the other member). Every
+// message a device got a PUBACK for is then one point in InfluxDB.
+
+const DEVICES = 8;
+const PER_DEVICE = 150;
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+type LogLine = Record<string, unknown>;
+
+/** `fieldq ingest --broker <url>` as a child process; its JSON log lines, parsed. */
+function startIngestProcess(broker: string, env: NodeJS.ProcessEnv) {
+  const child = spawn("node", ["--import", "tsx", "cli/fieldq.ts", "ingest", "--broker", broker], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: LogLine[] = [];
+  createInterface({ input: child.stdout }).on("line", (text) => {
+    try {
+      lines.push(JSON.parse(text) as LogLine);
+    } catch {}
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const find = (match: (l: LogLine) => boolean) =>
+    eventually(() => {
+      const found = lines.find(match);
+      if (found === undefined && child.exitCode !== null)
+        throw new Error(`fieldq ingest exited ${child.exitCode}: ${stderr}`);
+      return found;
+    }, 30_000);
+  return { child, lines, find };
+}
+
+async function kill(child: ChildProcess, signal: NodeJS.Signals) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill(signal);
+  await exited;
+}
+
+const subscribed = (l: LogLine) => l.msg === "subscribed to the devices' topics";
+const stopped = (l: LogLine) => l.msg === "stopped";
+
+/** Every (device, seq) stored in the telemetry measurement, one entry per point. */
+async function storedSeqs(url: string, database: string): Promise<string[]> {
+  const response = await fetch(`${url}/query`, {
+    method: "POST",
+    body: new URLSearchParams({ db: database, q: 'SELECT "seq", "device" FROM "telemetry"' }),
+  });
+  const body = (await response.json()) as {
+    results: { series?: { columns: string[]; values: unknown[][] }[] }[];
+  };
+  const series = body.results[0]?.series?.[0];
+  if (series === undefined) return [];
+  const seq = series.columns.indexOf("seq");
+  const device = series.columns.indexOf("device");
+  return series.values.map((row) => `${String(row[device])}/${String(row[seq])}`);
+}
+
+it("two ingest processes share an external Mosquitto's device topics; one killed with -9 loses nothing and every acknowledged message is stored once", async () => {
+  const mosquitto = await startMosquitto();
+  const db = await testDatabase("external_ingest");
+  const dirs = [
+    await mkdtemp(join(tmpdir(), "fieldq-ext-a-")),
+    await mkdtemp(join(tmpdir(), "fieldq-ext-b-")),
+  ];
+  cleanups.push(async () => {
+    await mosquitto.stop();
+    await db.drop();
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  const envOf = (name: string, dataDir: string) => ({
+    FIELDQ_INFLUX_URL: db.url,
+    FIELDQ_INFLUX_DB: db.database,
+    FIELDQ_DATA_DIR: dataDir,
+    FIELDQ_INGEST_CLIENT_ID: `fieldq-test-ingest-${name}`,
+    FIELDQ_FLUSH_INTERVAL: "50ms",
+    FIELDQ_ROLLUP_INTERVAL: "1s",
+    FIELDQ_LOG_FORMAT: "json",
+    FIELDQ_LOG_LEVEL: "info",
+  });
+  const [dirA, dirB] = dirs as [string, string];
+  const a = startIngestProcess(mosquitto.url, envOf("a", dirA));
+  cleanups.push(() => kill(a.child, "SIGKILL"));
+  const b = startIngestProcess(mosquitto.url, envOf("b", dirB));
+  cleanups.push(() => kill(b.child, "SIGKILL"));
+  await Promise.all([a.find(subscribed), b.find(subscribed)]);
+
+  const devices = await Promise.all(
+    Array.from({ length: DEVICES }, (_, i) =>
+      mqtt.connectAsync(mosquitto.url, {
+        clientId: `ext-dev-${i}`,
+        protocolVersion: 5,
+        reconnectPeriod: 0,
+      }),
+    ),
+  );
+  cleanups.push(() => Promise.all(devices.map((d) => d.endAsync(true))));
+  const acknowledged = new Set<string>();
+  const publish = (from: number, to: number) =>
+    Promise.all(
+      devices.map(async (device, i) => {
+        const id = `ext-dev-${i}`;
+        for (let seq = from; seq < to; seq += 1) {
+          const payload = JSON.stringify({ ts: Date.now(), seq, metrics: { snr_margin_db: 7 + (seq % 5) } });
+          await device.publishAsync(telemetryTopic(id), payload, { qos: 1 });
+          acknowledged.add(`${id}/${seq}`);
+        }
+      }),
+    );
+
+  await publish(1, 51);
+  // Frozen, a is sent its share and acknowledges none of it: its messages are in flight when it dies.
+  a.child.kill("SIGSTOP");
+  await publish(51, 101);
+  await kill(a.child, "SIGKILL");
+  await publish(101, PER_DEVICE + 1);
+  expect(acknowledged.size).toBe(DEVICES * PER_DEVICE);
+
+  const again = startIngestProcess(mosquitto.url, envOf("a", dirA));
+  cleanups.push(() => kill(again.child, "SIGKILL"));
+  await again.find(subscribed);
+  const stored = await eventually(async () => {
+    const seqs = await storedSeqs(db.url, db.database);
+    return new Set(seqs).size >= acknowledged.size ? seqs : undefined;
+  }, 30_000);
+
+  expect(new Set(stored)).toEqual(acknowledged);
+  expect(stored.length).toBe(acknowledged.size);
+
+  await kill(again.child, "SIGTERM");
+  await kill(b.child, "SIGTERM");
+  const countsOf = async (proc: ReturnType<typeof startIngestProcess>) =>
+    (await proc.find(stopped)) as LogLine & { acknowledged: number; redelivered: number };
+  const [fromA, fromB] = [await countsOf(again), await countsOf(b)];
+  // Both took a share: b did not take all, and a's session, resumed, got its in-flight messages again.
+  expect(fromB.acknowledged).toBeGreaterThan(0);
+  expect(fromB.acknowledged).toBeLessThan(acknowledged.size);
+  expect(fromA.acknowledged).toBeGreaterThan(0);
+  expect(fromA.redelivered).toBeGreaterThan(0);
+  expect(again.lines.find((l) => l.msg === "connected to the external broker")?.sessionPresent).toBe(true);
+}, 60_000);
