@@ -1,4 +1,4 @@
-import type { Duplex } from "node:stream";
+import type { Duplex, Writable } from "node:stream";
 import {
   Aedes,
   type AuthenticateError,
@@ -226,12 +226,30 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     });
   }
 
+  /** Connections corked until the event loop's next turn, so the PUBACKs one group commit releases share a write. */
+  const corked = new Set<Writable>();
+  const uncorkAll = () => {
+    for (const conn of corked) conn.uncork();
+    corked.clear();
+  };
+  /** Each connection's own socket: aedes writes to the packet guard's stream, which writes on one chunk at a time. */
+  const sockets = new WeakMap<object, Writable>();
+  function corkUntilNextTurn(client: Client | null) {
+    const guarded = (client as (Client & { conn?: object }) | null)?.conn;
+    const conn = guarded === undefined ? undefined : sockets.get(guarded);
+    if (conn === undefined || corked.has(conn)) return;
+    conn.cork();
+    corked.add(conn);
+    if (corked.size === 1) setImmediate(uncorkAll);
+  }
+
   /** Makes the message durable, then lets aedes acknowledge it. */
   function accept(
     deviceId: string,
     packet: PublishPacket,
     source: "device" | "will",
     done: (error?: Error) => void,
+    client: Client | null = null,
   ) {
     ingestPublish(deviceId, packet, source).then(
       (outcome) => {
@@ -240,6 +258,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           // No PUBACK: the connection closes and the device keeps the message to send again.
           return done(new Error("journal full"));
         }
+        // aedes writes the PUBACK within done() (lib/handlers/publish.js).
+        corkUntilNextTurn(client);
         done();
       },
       (error: unknown) => {
@@ -423,10 +443,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
       const now = Date.now();
       const decision = admit(shareOf(deviceId, now), packet.qos, limits, now);
-      if (decision.kind === "pass") return accept(deviceId, packet, "device", done);
+      if (decision.kind === "pass") return accept(deviceId, packet, "device", done, client);
       metrics.messagesThrottled.inc({ qos: String(packet.qos) });
       if (decision.kind === "wait") {
-        return wait(deviceId, client, decision.readyAt, () => accept(deviceId, packet, "device", done));
+        return wait(deviceId, client, decision.readyAt, () =>
+          accept(deviceId, packet, "device", done, client),
+        );
       }
       // MQTT 3.1.1 cannot refuse one PUBLISH without closing [MQTT-3.3.5-2], and aedes closes on an error, so a
       // dropped QoS 0 message is let through unread: not ingested, and forwarded to no one, since no device
@@ -607,6 +629,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       },
     );
     peers.set(connection, { address, arrivedAt: now, holdReads });
+    sockets.set(connection, stream);
     const client = broker.handle(connection);
     // aedes checks a filter's depth before authorizeSubscribe and closes the connection on a deep one; a
     // placeholder it accepts, marked, lets authorizeSubscribe answer 0x80 as for any refused filter instead.
