@@ -5,8 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import mqtt from "mqtt";
-import { afterEach, expect, it } from "vitest";
-import { telemetryTopic } from "../../contract/topics.js";
+import { afterEach, describe, expect, it } from "vitest";
+import type { DeviceError } from "../../contract/messages.js";
+import { errorsTopic, telemetryTopic } from "../../contract/topics.js";
+import { type Receive, startExternalConsumer } from "../../ingest/external-consumer.js";
+import { silentLogger } from "../../observe/logger.js";
+import { createMetrics } from "../../observe/metrics.js";
 import { eventually } from "../support/alert-receiver.js";
 import { testDatabase } from "../support/influx.js";
 import { startMosquitto } from "../support/mosquitto.js";
@@ -162,3 +166,95 @@ it("two ingest processes share an external Mosquitto's device topics; one killed
   expect(fromA.redelivered).toBeGreaterThan(0);
   expect(again.lines.find((l) => l.msg === "connected to the external broker")?.sessionPresent).toBe(true);
 }, 60_000);
+
+describe("the shared-subscription consumer", () => {
+  const setUp = async () => {
+    const mosquitto = await startMosquitto();
+    cleanups.push(() => mosquitto.stop());
+    const device = await mqtt.connectAsync(mosquitto.url, {
+      clientId: "ext-dev-1",
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+    });
+    cleanups.push(() => device.endAsync(true));
+    return { mosquitto, device };
+  };
+  const consumerOf = (url: string, receive: Receive, clientId = "fieldq-test-consumer") => {
+    const consumer = startExternalConsumer({
+      url,
+      clientId,
+      group: "fieldq",
+      receive,
+      logger: silentLogger,
+      metrics: createMetrics(),
+      reconnectMs: 60_000,
+      fullPauseMs: 50,
+    });
+    cleanups.push(() => consumer.close());
+    return consumer;
+  };
+  const seqOf = (payload: Buffer) => (JSON.parse(payload.toString()) as { seq: number }).seq;
+  const telemetry = (seq: number) => JSON.stringify({ ts: Date.now(), seq, metrics: { snr_margin_db: 7 } });
+
+  it("acknowledges a message only once the ingest answered it; a refused one is acknowledged and its device told", async () => {
+    const { mosquitto, device } = await setUp();
+    const held: (() => void)[] = [];
+    const consumer = consumerOf(mosquitto.url, async (_deviceId, _topic, payload) => {
+      const seq = seqOf(payload);
+      if (seq % 3 === 0) return { kind: "refused", reason: "invalid_schema", message: `seq ${seq} is bad` };
+      if (seq % 3 === 1) return { kind: "accepted" };
+      await new Promise<void>((resolve) => held.push(resolve));
+      return { kind: "accepted" };
+    });
+    // Released before the consumer closes, also when an assertion failed, so close() does not wait on them.
+    cleanups.push(async () => {
+      for (const release of held) release();
+    });
+    await consumer.subscribed();
+    const errors: DeviceError[] = [];
+    device.on("message", (_topic, payload) => errors.push(JSON.parse(payload.toString()) as DeviceError));
+    await device.subscribeAsync(errorsTopic("ext-dev-1"), { qos: 0 });
+    for (let seq = 1; seq <= 9; seq += 1)
+      await device.publishAsync(telemetryTopic("ext-dev-1"), telemetry(seq), { qos: 1 });
+    await eventually(() => (consumer.counts().acknowledged === 6 && held.length === 3 ? true : undefined));
+    await eventually(() => (errors.length === 3 ? true : undefined));
+    expect(errors.map((e) => e.message)).toEqual(["seq 3 is bad", "seq 6 is bad", "seq 9 is bad"]);
+    expect(
+      errors.every((e) => e.reason === "invalid_schema" && e.topic === telemetryTopic("ext-dev-1")),
+    ).toBe(true);
+
+    // The same session taken over by another client: the broker sends it what it still holds in flight.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const resent: number[] = [];
+    const takeover = await mqtt.connectAsync(mosquitto.url, {
+      clientId: "fieldq-test-consumer",
+      protocolVersion: 5,
+      clean: false,
+      reconnectPeriod: 0,
+      properties: { sessionExpiryInterval: 60 },
+      customHandleAcks: (_topic, payload, _packet, done) => {
+        resent.push(seqOf(payload));
+        done(0);
+      },
+    });
+    cleanups.push(() => takeover.endAsync(true));
+    await eventually(() => (resent.length >= 3 ? true : undefined));
+    expect(resent.sort()).toEqual([2, 5, 8]);
+    for (const release of held) release();
+  });
+
+  it("leaves a message unacknowledged while the journal is full and takes it again from the resumed session", async () => {
+    const { mosquitto, device } = await setUp();
+    const answers: ("unavailable" | "accepted")[] = ["unavailable", "accepted"];
+    const seen: number[] = [];
+    const consumer = consumerOf(mosquitto.url, async (_deviceId, _topic, payload) => {
+      seen.push(seqOf(payload));
+      return { kind: answers.shift() ?? "accepted" };
+    });
+    await consumer.subscribed();
+    await device.publishAsync(telemetryTopic("ext-dev-1"), telemetry(1), { qos: 1 });
+    await eventually(() => (consumer.counts().acknowledged === 1 ? true : undefined));
+    expect(seen).toEqual([1, 1]);
+    expect(consumer.counts().redelivered).toBe(1);
+  });
+});
