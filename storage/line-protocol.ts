@@ -6,15 +6,23 @@ import type { FieldValue, Point } from "./schema.js";
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not pass
 const CONTROL = /[\u0000-\u001f\u007f]/g;
 
+// Most names and values need no escaping: one test spares them the replacements' copies.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not pass
+const MEASUREMENT_SPECIAL = /[\u0000-\u001f\u007f\\, ]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not pass
+const KEY_SPECIAL = /[\u0000-\u001f\u007f\\,= ]/;
+
 /** Measurement names: commas and spaces escaped; a control character can't be escaped, so it is replaced. */
 export const escapeMeasurement = (name: string) =>
-  name.replace(CONTROL, "\uFFFD").replace(/([\\, ])/g, "\\$1");
+  MEASUREMENT_SPECIAL.test(name) ? name.replace(CONTROL, "\uFFFD").replace(/([\\, ])/g, "\\$1") : name;
 
 /** Tag keys, tag values and field keys: commas, equals signs and spaces escaped. */
-export const escapeKey = (key: string) => key.replace(CONTROL, "\uFFFD").replace(/([\\,= ])/g, "\\$1");
+export const escapeKey = (key: string) =>
+  KEY_SPECIAL.test(key) ? key.replace(CONTROL, "\uFFFD").replace(/([\\,= ])/g, "\\$1") : key;
 
 /** String field values may hold any character; quotes and backslashes are escaped. */
-export const quoteString = (value: string) => `"${value.replace(/(["\\])/g, "\\$1")}"`;
+export const quoteString = (value: string) =>
+  value.includes('"') || value.includes("\\") ? `"${value.replace(/(["\\])/g, "\\$1")}"` : `"${value}"`;
 
 export function encodeFieldValue(value: FieldValue): string {
   if (typeof value === "string") return quoteString(value);
@@ -32,16 +40,19 @@ export function encodeFieldValue(value: FieldValue): string {
 }
 
 export function encodePoint(point: Point): string {
-  const tags = Object.keys(point.tags)
-    .filter((key) => point.tags[key] !== "")
-    .sort()
-    .map((key) => `,${escapeKey(key)}=${escapeKey(point.tags[key] ?? "")}`)
-    .join("");
-  const fields = Object.entries(point.fields)
-    .map(([key, value]) => `${escapeKey(key)}=${encodeFieldValue(value)}`)
-    .join(",");
-  if (fields === "") throw new RangeError(`point of ${point.measurement} has no fields`);
-  return `${escapeMeasurement(point.measurement)}${tags} ${fields} ${point.timeNs}`;
+  let line = escapeMeasurement(point.measurement);
+  for (const key of Object.keys(point.tags).sort()) {
+    const value = point.tags[key] ?? "";
+    if (value !== "") line += `,${escapeKey(key)}=${escapeKey(value)}`;
+  }
+  let separator = " ";
+  for (const key in point.fields) {
+    if (!Object.hasOwn(point.fields, key)) continue;
+    line += `${separator}${escapeKey(key)}=${encodeFieldValue(point.fields[key] as FieldValue)}`;
+    separator = ",";
+  }
+  if (separator === " ") throw new RangeError(`point of ${point.measurement} has no fields`);
+  return `${line} ${point.timeNs}`;
 }
 
 export type Encoded = { ok: true; line: string } | { ok: false; error: string };
