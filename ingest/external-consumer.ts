@@ -48,6 +48,8 @@ export const DEFAULT_RECEIVE_MAXIMUM = 1_000;
 export const DEFAULT_SESSION_EXPIRY_SECONDS = 7 * 24 * 3600;
 const DEFAULT_FULL_PAUSE_MS = 1_000;
 const DEFAULT_RECONNECT_MS = 1_000;
+/** Leaving the group, this long without a message means the broker has sent all it had queued here. */
+const QUIET_MS = 300;
 /** A broker that stays unreachable is reported at most this often. */
 const UNREACHABLE_LOG_MS = 30_000;
 
@@ -99,8 +101,9 @@ export type ExternalConsumer = {
   /** Resolves once connected and subscribed; on every reconnect a new promise. */
   subscribed(): Promise<void>;
   /**
-   * Stops taking messages, waits for the ones being journaled and acknowledges them, and disconnects. The
-   * session stays with the broker, so a restart with the same client id takes up its share again.
+   * Leaves the group: unsubscribes, journals and acknowledges what arrives until nothing has for a moment,
+   * and ends the session. Should a message stay unacknowledged (journal full, broker away), the session is
+   * kept instead, so a restart with the same client id takes it up.
    */
   close(): Promise<void>;
 };
@@ -119,6 +122,9 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
   /** Bumped on every connection: a PUBACK belongs to the connection its PUBLISH came on. */
   let connection = 0;
   let inFlight = 0;
+  let lastMessageAt = 0;
+  /** A message of this connection left unacknowledged: the session must outlive it. */
+  let leftUnacknowledged = false;
   const counts: ConsumerCounts = { acknowledged: 0, redelivered: 0 };
   let closing = false;
   let pausing = false;
@@ -150,7 +156,11 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
     // acknowledge() sends the PUBACK when the journal has the message.
     customHandleAcks: (topic, payload, packet: { messageId?: number; dup?: boolean }, done) => {
       done(DEFERRED);
-      if (closing || pausing) return; // not acknowledged: the broker sends it again on the next connection
+      lastMessageAt = Date.now();
+      if (closing || pausing) {
+        leftUnacknowledged = true; // the broker sends it again on the next connection
+        return;
+      }
       if (packet.dup) counts.redelivered += 1;
       void handle(topic, payload, packet.messageId, connection);
     },
@@ -184,6 +194,15 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
     });
   }
 
+  /** Resolves once nothing is being journaled and no message has come for QUIET_MS. */
+  async function settled() {
+    for (;;) {
+      const quietFor = Date.now() - lastMessageAt;
+      if (inFlight === 0 && quietFor >= QUIET_MS) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(10, QUIET_MS - quietFor)));
+    }
+  }
+
   async function handle(topic: string, payload: Buffer, messageId: number | undefined, on: number) {
     inFlight += 1;
     try {
@@ -205,11 +224,13 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
           tellDevice(deviceId, { ts: Date.now(), topic, reason: outcome.reason, message: outcome.message });
           return;
         case "unavailable":
+          leftUnacknowledged = true;
           metrics.messagesRefused.inc({ reason: "journal_full" });
           pause();
           return;
       }
     } catch (error) {
+      leftUnacknowledged = true;
       logger.error({ err: error, topic }, "could not journal a message; the broker sends it again");
       pause();
     } finally {
@@ -220,6 +241,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
 
   client.on("connect", (connack) => {
     connection += 1;
+    leftUnacknowledged = false;
     if (unreachableSince !== undefined)
       logger.info({ url: options.url, awayMs: Date.now() - unreachableSince }, "broker reachable again");
     unreachableSince = undefined;
@@ -271,9 +293,18 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
     counts: () => ({ ...counts }),
     subscribed: () => subscribedNow,
     async close() {
+      // Out of the group first: the broker routes nothing new here, and what it had queued arrives and is
+      // acknowledged before the session ends.
+      const leaving = client.connected && !pausing;
+      if (leaving) {
+        await client.unsubscribeAsync(filters).catch(() => undefined);
+        await settled();
+      }
       closing = true;
       if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
-      await client.endAsync();
+      // A session that still holds a message of ours is kept, so that a restart with this id takes it up.
+      const done = leaving && client.connected && !leftUnacknowledged;
+      await client.endAsync(false, done ? { properties: { sessionExpiryInterval: 0 } } : {});
     },
   };
 }
