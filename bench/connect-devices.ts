@@ -34,6 +34,7 @@ type Message = { kind: "start"; task: DevicesTask } | { kind: "close" };
 const hello = (id: string) =>
   JSON.stringify({ kind: "modem", model: "FQ-M200", firmware: "2.4.1", hardware: "rev C", serial: id });
 
+const HANDSHAKE_TIMEOUT_MS = 60_000;
 /** Packet types (first byte >> 4) [MQTT-2.2.1]. */
 const CONNACK = 2;
 const PUBACK = 4;
@@ -110,6 +111,7 @@ export async function runDevices(task: DevicesTask): Promise<DevicesReport & { s
       const settle = (error?: string) => {
         if (settled) return;
         settled = true;
+        socket.setTimeout(0);
         if (error === undefined) {
           doneAt.push(Date.now());
           sockets.push(socket);
@@ -133,6 +135,8 @@ export async function runDevices(task: DevicesTask): Promise<DevicesReport & { s
           if (answers === 4) settle();
         }),
       );
+      // A handshake the broker never answers fails the device instead of holding up the run.
+      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => settle("no answer within 60 s"));
       socket.on("error", (error) => settle(error.message));
       socket.on("close", () => settle("closed before its answers"));
       socket.write(packets.connect);

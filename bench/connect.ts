@@ -61,17 +61,32 @@ function slices(doneAt: readonly number[], startedAt: number, size: number): Sli
   return result;
 }
 
+/** Descriptors the broker process needs besides its connections: LevelDB, InfluxDB, listeners. */
+const SPARE_FILES = 500;
+/** Devices one client process connects at most: each holds a descriptor per device. */
+const DEVICES_PER_CLIENT = 15_000;
+
 /**
- * Raises this process's open-file limit (as root; children inherit it): the broker holds a descriptor per
- * device and each client process one per device of its share. False when it could not.
+ * This process's open-file limit, raised first to `wanted` if it can be (root with CAP_SYS_RESOURCE); the
+ * children inherit it. The broker holds a descriptor per device, so the fleet has to fit under it.
  */
-function raiseFileLimit(files: number): boolean {
+function fileLimit(wanted: number): number {
   try {
-    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${files}:${files}`]);
-    return true;
+    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${wanted}:${wanted}`], {
+      stdio: "ignore",
+    });
   } catch {
-    return false;
+    // Not allowed here (a container without CAP_SYS_RESOURCE): the limit stays what it is.
   }
+  const soft = execFileSync("prlimit", [
+    "--pid",
+    String(process.pid),
+    "--nofile",
+    "-o",
+    "SOFT",
+    "--noheadings",
+  ]);
+  return Number(soft.toString().trim());
 }
 
 type DevicesChild = { report: Promise<DevicesReport>; close(): Promise<void> };
@@ -117,13 +132,20 @@ async function forkBroker(devices: number, env: NodeJS.ProcessEnv): Promise<Stac
 
 async function main() {
   const devices = Number(values.devices);
-  const clients = Math.max(1, Math.min(Number(values.clients), 200));
+  const clients = Math.max(1, Number(values.clients), Math.ceil(devices / DEVICES_PER_CLIENT));
   const concurrency = Number(values.concurrency);
   const sliceSize = Number(values.slice);
   const keepaliveS = Number(values.keepalive);
   const perClient = Math.ceil(devices / clients);
-  const raised = raiseFileLimit(devices + perClient + 10_000);
-  if (!raised) log("could not raise the open-file limit (not root?): a large fleet may fail with EMFILE");
+  const files = fileLimit(devices + SPARE_FILES + 1000);
+  if (devices + SPARE_FILES > files) {
+    log(
+      `--devices ${devices} needs an open-file limit of at least ${devices + SPARE_FILES} in the broker process; ` +
+        `it is ${files} here and cannot be raised (ulimit -n, or prlimit as root with CAP_SYS_RESOURCE)`,
+    );
+    process.exitCode = 2;
+    return;
+  }
 
   const influx = await benchInflux();
   const dataDir = await mkdtemp(join(tmpdir(), "fieldq-bench-connect-"));
@@ -239,7 +261,8 @@ if (values.help) {
       "Usage: npm run bench:connect -- [--devices 10000] [--clients 4] [--concurrency 100] [--slice 1000]",
       "                                [--keepalive 300] [--idle 5] [--cpu-prof DIR]",
       "  --devices N      the fleet; 100000 for the full curve (needs root to raise the open-file limit)",
-      "  --clients N      device processes; each connects from loopback addresses of its own (127.0.N.x)",
+      "  --clients N      device processes (at least one per 15,000 devices); each connects from loopback",
+      "                   addresses of its own (127.0.N.x)",
       "  --concurrency N  handshakes under way at a time in each device process",
       "  --slice N        connects/s is reported per N devices, in the order they finished connecting",
       "  --keepalive S    the devices' MQTT keepalive; they ping at half of it while idle",
