@@ -196,18 +196,19 @@ export function reportBatches(
 export type SlottedRecord = DeviceMetaRecord & { slot: number };
 
 /**
- * What device_state tells a journal that lost its records (a lost data folder): the highest slot taken, so
- * a new device does not take a slot another's point holds, and each device it has no record of, at the slot
+ * What device_state tells a journal that lost its records (a lost data folder), or that shares device_state
+ * with other journals (docs/scaling.md): every slot taken, so a new device does not take a slot another's
+ * point holds, and each device it has no record of, at the slot
  * and with the hello its point holds, so the device keeps its point and its later points their tags.
  */
 export function adoptedSlots(
   points: readonly StatePointRow[],
   hasRecord: (id: string) => boolean,
-): { through: number; records: Array<[string, SlottedRecord]> } {
-  let through = 0;
+): { taken: number[]; records: Array<[string, SlottedRecord]> } {
+  const taken: number[] = [];
   const records: Array<[string, SlottedRecord]> = [];
   for (const p of points) {
-    through = Math.max(through, p.slot);
+    taken.push(p.slot);
     if (hasRecord(p.device)) continue;
     records.push([
       p.device,
@@ -223,7 +224,7 @@ export function adoptedSlots(
       },
     ]);
   }
-  return { through, records };
+  return { taken, records };
 }
 
 /** What the backfill needs of the ingest (ingest/ingest.ts). */

@@ -125,7 +125,7 @@ export async function createIngest(options: IngestOptions) {
   function recordOf(deviceId: string, atMs: number): SlottedRecord {
     const known = metas.get(deviceId);
     if (known?.slot !== undefined) return known as SlottedRecord;
-    return keep(deviceId, { ...(known ?? unknownMeta()), slot: journal.assignSlot(), firstMs: atMs });
+    return keep(deviceId, { ...(known ?? unknownMeta()), slot: journal.assignSlot(deviceId), firstMs: atMs });
   }
 
   /** The device's state point when this observation calls for one (ingest/device-state.ts). */
@@ -300,7 +300,7 @@ export async function createIngest(options: IngestOptions) {
 
     /** Takes device_state's slots (and hellos) for devices the journal has no record of; see adoptedSlots. */
     adoptSlots(adopted: ReturnType<typeof adoptedSlots>): void {
-      journal.reserveSlots(adopted.through);
+      journal.takeSlots(adopted.taken);
       for (const [deviceId, record] of adopted.records) if (!metas.has(deviceId)) keep(deviceId, record);
     },
 
@@ -312,7 +312,7 @@ export async function createIngest(options: IngestOptions) {
       const atMs = now();
       const known = metas.get(deviceId);
       const filled = filledState({ record: known, activity: activities.get(deviceId) }, facts);
-      const record = keep(deviceId, { ...filled.record, slot: known?.slot ?? journal.assignSlot() });
+      const record = keep(deviceId, { ...filled.record, slot: known?.slot ?? journal.assignSlot(deviceId) });
       const { lastReportMs } = filled.activity;
       const activity: DeviceActivity = {
         ...filled.activity,

@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { ClassicLevel } from "classic-level";
 import type { Logger } from "../observe/logger.js";
-import type { Point } from "../storage/schema.js";
+import { hashedSlot, type Point } from "../storage/schema.js";
 
 // The durable journal between the broker and InfluxDB. A message is acknowledged to its device only once
 // its entry is fsync'd here (group commit: appends that arrive while one sync runs share the next one).
@@ -21,7 +21,7 @@ export type DeviceMetaRecord = {
   region: string;
   isp: string;
   serial: string;
-  /** Its device_state point's time in ns (Journal.assignSlot): fixed for good, never shared. */
+  /** Its device_state point's time in ns (Journal.assignSlot): fixed for good, never shared knowingly. */
   slot?: number;
   /** Broker time of the first message or presence change stored; absent for devices seen before it was kept. */
   firstMs?: number;
@@ -82,8 +82,8 @@ export class Journal {
   private readonly dirtyListeners = new Set<() => void>();
   private readonly dedupeWindowMs: number;
   private next = 0;
-  /** The next device_state slot; known once loadDeviceMeta has read every record. */
-  private nextSlot: number | undefined;
+  /** device_state slots in use, known once loadDeviceMeta has read every record. */
+  private slots: Set<number> | undefined;
   private backlogEntries = 0;
   private backlogBytes = 0;
   /** Bytes accepted but not yet synced count against the bound too. */
@@ -362,20 +362,19 @@ export class Journal {
   }
 
   /**
-   * Every device's record. Records without a slot (written before slots existed) get one here, in key order
-   * after the highest slot in use, and are stored with it at once, so the numbering never changes again.
+   * Every device's record. Records without a slot (written before slots existed) get one here and are stored
+   * with it at once, so it never changes again.
    */
   async loadDeviceMeta(): Promise<Map<string, DeviceMetaRecord>> {
     const all = new Map<string, DeviceMetaRecord>();
-    let highest = 0;
+    this.slots = new Set();
     for await (const [deviceId, meta] of this.meta.iterator()) {
       const record = JSON.parse(meta) as DeviceMetaRecord;
       all.set(deviceId, record);
-      if (record.slot !== undefined) highest = Math.max(highest, record.slot);
+      if (record.slot !== undefined) this.slots.add(record.slot);
     }
-    this.nextSlot = highest + 1;
     const slotless = [...all].filter(([, record]) => record.slot === undefined);
-    for (const [, record] of slotless) record.slot = this.assignSlot();
+    for (const [deviceId, record] of slotless) record.slot = this.assignSlot(deviceId);
     if (slotless.length > 0) {
       await this.db.batch(
         slotless.map(([deviceId, record]) => ({
@@ -391,18 +390,24 @@ export class Journal {
   }
 
   /**
-   * A slot no device has: the caller stores it in the device's record with its next append (the record and
-   * the entry holding its first device_state point land in one batch). Needs loadDeviceMeta first.
+   * The device's slot (storage/schema.ts hashedSlot: the same in every process), or the next of its attempts
+   * when another device of this journal holds it. The caller stores it in the device's record with its next
+   * append (the record and the entry holding its first device_state point land in one batch). Needs
+   * loadDeviceMeta first.
    */
-  assignSlot(): number {
-    if (this.nextSlot === undefined) throw new Error("assignSlot before loadDeviceMeta");
-    return this.nextSlot++;
+  assignSlot(deviceId: string): number {
+    if (this.slots === undefined) throw new Error("assignSlot before loadDeviceMeta");
+    let attempt = 0;
+    let slot = hashedSlot(deviceId);
+    while (this.slots.has(slot)) slot = hashedSlot(deviceId, ++attempt);
+    this.slots.add(slot);
+    return slot;
   }
 
-  /** Slots up to this one are taken (device_state holds points there): assignSlot hands out later ones. */
-  reserveSlots(through: number): void {
-    if (this.nextSlot === undefined) throw new Error("reserveSlots before loadDeviceMeta");
-    this.nextSlot = Math.max(this.nextSlot, Math.trunc(through) + 1);
+  /** Slots device_state already holds points at (adopted from InfluxDB): assignSlot hands out none of them. */
+  takeSlots(slots: Iterable<number>): void {
+    if (this.slots === undefined) throw new Error("takeSlots before loadDeviceMeta");
+    for (const slot of slots) this.slots.add(Math.trunc(slot));
   }
 
   /** Every metric name and label value stored so far, with the device that introduced it. */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 // Measurements, retention policies and tags: the storage contract shared by the ingest writer and the
 // API's queries. docs/storage.md explains each choice.
 
@@ -116,6 +117,22 @@ export function deviceHash(deviceId: string): number {
  */
 export function faultListTimeNs(ms: number, seq: number, deviceId: string): string {
   return pointTimeNs(ms, (seq % 1000) * 1000 + (deviceHash(deviceId) % 1000));
+}
+
+/** Where hashed slots begin: far above the slots once numbered 1, 2, 3 … by a single journal. */
+export const HASHED_SLOT_BASE = 2 ** 52;
+
+/**
+ * A device's device_state slot: HASHED_SLOT_BASE + 52 bits of SHA-256 of its id (and of the attempt, when a
+ * slot already taken makes the caller try again). Every process that meets the device computes the same slot,
+ * so brokers and ingest processes with journals of their own never hand one slot to two devices, unless two ids
+ * share 52 bits of hash (about 1 in 10^6 for a fleet of 100,000 devices; docs/scaling.md).
+ */
+export function hashedSlot(deviceId: string, attempt = 0): number {
+  const digest = createHash("sha256")
+    .update(attempt === 0 ? deviceId : `${deviceId}\u0000${attempt}`)
+    .digest();
+  return HASHED_SLOT_BASE + Number(digest.readBigUInt64BE(0) >> 12n);
 }
 
 /** device_state's time: the device's slot as nanoseconds, so the whole directory is one series. */

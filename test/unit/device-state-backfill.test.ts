@@ -20,6 +20,7 @@ import { unknownMeta } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { createMetrics } from "../../observe/metrics.js";
 import type { HelloRow, StatePointRow } from "../../storage/device-state-sources.js";
+import { hashedSlot } from "../../storage/schema.js";
 
 const T = 1_736_150_400_000; // 2025-01-06T08:00:00Z
 
@@ -209,15 +210,15 @@ describe("reportBatches", () => {
 });
 
 describe("adoptedSlots", () => {
-  it("takes the highest slot, and the slot and hello of each device the journal has no record of", () => {
+  it("takes every slot, and the slot and hello of each device the journal has no record of", () => {
     const points = [stateRow("a", 3, "FQ-M200"), stateRow("b", 9), stateRow("c", 4)];
     const adopted = adoptedSlots(points, (id) => id === "c");
-    expect(adopted.through).toBe(9);
+    expect(adopted.taken).toEqual([3, 9, 4]);
     expect(adopted.records).toEqual([
       ["a", { ...unknownMeta(), model: "FQ-M200", slot: 3 }],
       ["b", { ...unknownMeta(), slot: 9 }],
     ]);
-    expect(adoptedSlots([], () => false)).toEqual({ through: 0, records: [] });
+    expect(adoptedSlots([], () => false)).toEqual({ taken: [], records: [] });
   });
 });
 
@@ -363,8 +364,8 @@ describe("startDeviceStateBackfill with the real ingest and journal", () => {
       expect(fake.reportsFrom).toEqual([T - HOUR_MS, T - HOUR_MS]);
       const points = await drain();
       expect(points.map((p) => p.fields.device)).toEqual(["old-1", "old-2"]);
-      // Slots after the highest device_state holds; the device it holds but the journal lost keeps its own.
-      expect(points.map((p) => p.timeNs)).toEqual(["1001", "1002"]);
+      // Each device's hashed slot; the device device_state holds but the journal lost keeps its own.
+      expect(points.map((p) => p.timeNs)).toEqual([String(hashedSlot("old-1")), String(hashedSlot("old-2"))]);
       expect(ingest.deviceMeta("has-state")?.slot).toBe(1_000);
       expect(points[0]?.fields).toMatchObject({
         model: "FQ-M200",

@@ -10,7 +10,7 @@ import {
   type JournalRecord,
 } from "../../ingest/journal.js";
 import { type Logger, silentLogger } from "../../observe/logger.js";
-import { pointTimeNs } from "../../storage/schema.js";
+import { HASHED_SLOT_BASE, hashedSlot, pointTimeNs } from "../../storage/schema.js";
 
 type LogLine = { level: number; msg: string } & Record<string, unknown>;
 const WARN = 40;
@@ -310,16 +310,16 @@ describe("Journal", () => {
     await first.append([record(3)], { meta: ["modem-0001", { ...META, firmware: "2.5.0" }] });
     await first.close();
     const second = await open();
-    // Records from before slots existed get theirs on the first load, in key order.
+    // Records from before slots existed get their device's hashed slot on the first load.
     expect(await second.loadDeviceMeta()).toEqual(
       new Map([
-        ["modem-0001", { ...META, firmware: "2.5.0", slot: 1 }],
-        ["modem-0002", { ...META, model: "FQ-M300", slot: 2 }],
+        ["modem-0001", { ...META, firmware: "2.5.0", slot: hashedSlot("modem-0001") }],
+        ["modem-0002", { ...META, model: "FQ-M300", slot: hashedSlot("modem-0002") }],
       ]),
     );
   });
 
-  test("gives records without a slot one after the highest in use, stores it at once, and never changes it", async ({
+  test("gives records without a slot their device's hashed slot, stores it at once, and never changes it", async ({
     open,
   }) => {
     const first = await open();
@@ -329,28 +329,37 @@ describe("Journal", () => {
     await first.close();
     const second = await open();
     const slots = (m: Map<string, { slot?: number }>) => [...m].map(([id, r]) => [id, r.slot]);
-    expect(slots(await second.loadDeviceMeta())).toEqual([
-      ["a-device", 8],
+    const expected = [
+      ["a-device", hashedSlot("a-device")],
       ["b-device", 7],
-      ["c-device", 9],
-    ]);
-    expect(second.assignSlot()).toBe(10);
+      ["c-device", hashedSlot("c-device")],
+    ];
+    expect(slots(await second.loadDeviceMeta())).toEqual(expected);
+    expect(second.assignSlot("d-device")).toBe(hashedSlot("d-device"));
     await second.close();
     const third = await open();
-    expect(slots(await third.loadDeviceMeta())).toEqual([
-      ["a-device", 8],
-      ["b-device", 7],
-      ["c-device", 9],
-    ]);
-    // A slot handed out but never stored (its append failed, the process died) is the one risk: none
-    // of its points were journaled either, so handing it out again collides with nothing.
-    expect(third.assignSlot()).toBe(10);
-    expect(third.assignSlot()).toBe(11);
+    expect(slots(await third.loadDeviceMeta())).toEqual(expected);
+    // A slot handed out but never stored (its append failed, the process died) is handed out again to the
+    // same device: none of its points were journaled either.
+    expect(third.assignSlot("d-device")).toBe(hashedSlot("d-device"));
+  });
+
+  test("gives a device the same slot in every journal, and another attempt where its own journal holds it", async ({
+    open,
+  }) => {
+    const journal = await open();
+    await journal.loadDeviceMeta();
+    journal.takeSlots([hashedSlot("modem-0001")]);
+    expect(journal.assignSlot("modem-0001")).toBe(hashedSlot("modem-0001", 1));
+    expect(journal.assignSlot("modem-0002")).toBe(hashedSlot("modem-0002"));
+    expect(hashedSlot("modem-0002")).toBeGreaterThanOrEqual(HASHED_SLOT_BASE);
+    expect(hashedSlot("modem-0002")).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
+    expect(hashedSlot("modem-0002")).not.toBe(hashedSlot("modem-0003"));
   });
 
   test("hands out no slot before it knows the slots in use", async ({ open }) => {
     const journal = await open();
-    expect(() => journal.assignSlot()).toThrow(/loadDeviceMeta/);
+    expect(() => journal.assignSlot("modem-0001")).toThrow(/loadDeviceMeta/);
   });
 
   test("keeps no device metadata for an append without it", async ({ open }) => {
