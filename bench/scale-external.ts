@@ -1,0 +1,188 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import mqtt from "mqtt";
+import { telemetryTopic } from "../contract/topics.js";
+import { startMosquitto } from "../test/support/mosquitto.js";
+import { benchInflux, dropDatabase, influxQuery, out, quantile, sleep } from "./harness.js";
+
+// npm run bench:scale-external -- [--devices 50] [--messages 400] [--inflight 10] [--ingests 1,2]
+// `fieldq ingest` behind Debian's Mosquitto 2: devices publish QoS 1 single-sample telemetry to Mosquitto (the
+// load of bench:ingest), 1 and then 2 ingest processes take it through the shared subscription and acknowledge
+// each message after their journal's fsync, and InfluxDB is polled until every message is stored. Each run
+// has a fresh Mosquitto and database. Reported per run: msg/s acknowledged to the devices by Mosquitto (which
+// is not durable: Mosquitto acks on receipt), msg/s end to end into InfluxDB (the durable rate), and each
+// ingest's share. Ends with one JSON line.
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: "string", default: "50" },
+    messages: { type: "string", default: "400" },
+    inflight: { type: "string", default: "10" },
+    ingests: { type: "string", default: "1,2" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  out("Usage: npm run bench:scale-external -- [--devices 50] [--messages 400 per device] [--inflight 10]");
+  out("                                       [--ingests 1,2]   (ingest processes per run)");
+  out("Environment: FIELDQ_BENCH_INFLUX_URL uses a running InfluxDB 1.x instead of a private influxd.");
+  process.exit(0);
+}
+const devices = Number(values.devices);
+const messages = Number(values.messages);
+const inflight = Number(values.inflight);
+const runs = values.ingests.split(",").map(Number);
+const total = devices * messages;
+const deviceId = (i: number) => `bench-${String(i).padStart(5, "0")}`;
+
+type LogLine = Record<string, unknown>;
+type IngestProcess = { child: ChildProcess; lines: LogLine[] };
+
+function startIngest(broker: string, env: NodeJS.ProcessEnv): IngestProcess {
+  const child = spawn("node", ["--import", "tsx", "cli/fieldq.ts", "ingest", "--broker", broker], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines: LogLine[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (text) => {
+    try {
+      lines.push(JSON.parse(text) as LogLine);
+    } catch {}
+  });
+  return { child, lines };
+}
+
+async function logged(proc: IngestProcess, msg: string, timeoutMs = 60_000): Promise<LogLine> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const line = proc.lines.find((l) => l.msg === msg);
+    if (line) return line;
+    if (proc.child.exitCode !== null || Date.now() > until) throw new Error(`no "${msg}" from fieldq ingest`);
+    await sleep(50);
+  }
+}
+
+async function stop(proc: IngestProcess) {
+  if (proc.child.exitCode !== null) return;
+  const exited = once(proc.child, "exit");
+  proc.child.kill("SIGTERM");
+  await exited;
+}
+
+/** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
+async function publishAll(url: string) {
+  const clients = await Promise.all(
+    Array.from({ length: devices }, (_, i) =>
+      mqtt.connectAsync(url, { clientId: deviceId(i), protocolVersion: 5, reconnectPeriod: 0 }),
+    ),
+  );
+  const latenciesMs: number[] = [];
+  const startedAt = performance.now();
+  await Promise.all(
+    clients.map(async (client, i) => {
+      const topic = telemetryTopic(deviceId(i));
+      let seq = 0;
+      const worker = async () => {
+        while (seq < messages) {
+          const s = ++seq;
+          const payload = JSON.stringify({ ts: Date.now(), seq: s, metrics: { snr_margin_db: 7 + (s % 5) } });
+          const t = performance.now();
+          await client.publishAsync(topic, payload, { qos: 1 });
+          latenciesMs.push(performance.now() - t);
+        }
+      };
+      await Promise.all(Array.from({ length: inflight }, worker));
+    }),
+  );
+  const seconds = (performance.now() - startedAt) / 1000;
+  await Promise.all(clients.map((c) => c.endAsync()));
+  return { startedAt, seconds, latenciesMs };
+}
+
+async function storedCount(url: string, database: string): Promise<number> {
+  const series = await influxQuery(url, database, 'SELECT count("seq") FROM "telemetry"').catch(() => []);
+  return Number(series[0]?.values[0]?.[1] ?? 0);
+}
+
+async function run(influxUrl: string, ingests: number) {
+  const mosquitto = await startMosquitto(["log_dest none"]);
+  const database = `bench_scale_external_${ingests}_${Date.now()}`;
+  const dirs = await Promise.all(
+    Array.from({ length: ingests }, () => mkdtemp(join(tmpdir(), "fieldq-bench-ingest-"))),
+  );
+  const procs = dirs.map((dir, i) =>
+    startIngest(mosquitto.url, {
+      FIELDQ_INFLUX_URL: influxUrl,
+      FIELDQ_INFLUX_DB: database,
+      FIELDQ_DATA_DIR: dir,
+      FIELDQ_INGEST_CLIENT_ID: `bench-ingest-${i}`,
+      FIELDQ_LOG_FORMAT: "json",
+      FIELDQ_LOG_LEVEL: "info",
+    }),
+  );
+  try {
+    await Promise.all(procs.map((p) => logged(p, "subscribed to the devices' topics")));
+    await Promise.all(procs.map((p) => logged(p, "InfluxDB schema ready")));
+    const published = await publishAll(mosquitto.url);
+    let stored = 0;
+    let storedAt = performance.now();
+    const until = Date.now() + 120_000;
+    while (stored < total && Date.now() < until) {
+      const count = await storedCount(influxUrl, database);
+      if (count > stored) {
+        stored = count;
+        storedAt = performance.now();
+      }
+      if (stored < total) await sleep(50);
+    }
+    for (const p of procs) await stop(p);
+    const shares = await Promise.all(
+      procs.map(async (p) => Number((await logged(p, "stopped", 10_000)).acknowledged)),
+    );
+    const latencies = published.latenciesMs.sort((a, b) => a - b);
+    return {
+      ingests,
+      stored,
+      acked: Math.round(total / published.seconds),
+      endToEnd: Math.round(stored / ((storedAt - published.startedAt) / 1000)),
+      ackP50Ms: Number(quantile(latencies, 0.5).toFixed(1)),
+      ackP99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
+      shares,
+    };
+  } finally {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+    await mosquitto.stop();
+    await dropDatabase(influxUrl, database);
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const influx = await benchInflux();
+  try {
+    out(`${devices} devices × ${messages} QoS 1 messages (${total}), ${inflight} in flight per device`);
+    const results = [];
+    for (const ingests of runs) {
+      const r = await run(influx.url, ingests);
+      results.push(r);
+      out(
+        `${ingests} ingest process${ingests === 1 ? "" : "es"}: acked by Mosquitto ${r.acked} msg/s ` +
+          `(p50 ${r.ackP50Ms} ms, p99 ${r.ackP99Ms} ms), end to end ${r.endToEnd} msg/s, ` +
+          `stored ${r.stored}/${total}, shares ${r.shares.join(" + ")}`,
+      );
+    }
+    out(JSON.stringify({ bench: "scale-external", devices, messages, inflight, runs: results }));
+  } finally {
+    await influx.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:scale-external: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exitCode = 1;
+});
