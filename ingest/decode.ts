@@ -5,6 +5,8 @@ import {
   eventSchemaFor,
   Fault,
   Hello,
+  METRIC_NAME_PATTERN,
+  RESERVED_NAMES,
   type RejectReason,
   Status,
   TelemetryBatch,
@@ -54,6 +56,36 @@ function parseWith<T>(
 
 // Fatal: invalid UTF-8 inside a string would otherwise be stored as U+FFFD. ignoreBOM keeps a leading BOM in
 // the text, so a payload with one stays "not one JSON document", as it always was.
+const MAX_TS = 8_640_000_000_000_000;
+const MAX_METRICS = 200;
+
+/**
+ * The shape nearly every message has, checked by hand: strictly narrower than TelemetrySample, which stays
+ * the contract. Whatever this does not accept goes to zod, which accepts or words the refusal.
+ */
+export function plainTelemetrySample(json: unknown): json is TelemetrySample {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return false;
+  const { ts, seq, metrics } = json as Record<string, unknown>;
+  let keys = 0;
+  for (const key in json) {
+    if (!Object.hasOwn(json, key) || (key !== "ts" && key !== "seq" && key !== "metrics")) return false;
+    keys += 1;
+  }
+  if (keys !== 3) return false;
+  if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0 || ts > MAX_TS) return false;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return false;
+  if (typeof metrics !== "object" || metrics === null || Array.isArray(metrics)) return false;
+  let count = 0;
+  for (const name in metrics) {
+    if (!Object.hasOwn(metrics, name)) return false;
+    if (!METRIC_NAME_PATTERN.test(name) || RESERVED_NAMES.has(name)) return false;
+    const value = (metrics as Record<string, unknown>)[name];
+    if (typeof value !== "boolean" && !(typeof value === "number" && Number.isFinite(value))) return false;
+    if (++count > MAX_METRICS) return false;
+  }
+  return count > 0;
+}
+
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
@@ -110,6 +142,8 @@ export function decodeMessage(topic: string, payload: Buffer, maxPayloadBytes: n
         const r = parseWith(TelemetryBatch, json);
         return r.ok ? { ok: true, message: { channel: "telemetry", deviceId, body: r.value } } : r;
       }
+      if (plainTelemetrySample(json))
+        return { ok: true, message: { channel: "telemetry", deviceId, body: [json] } };
       const r = parseWith(TelemetrySample, json);
       return r.ok ? { ok: true, message: { channel: "telemetry", deviceId, body: [r.value] } } : r;
     }

@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { RESERVED_FIELDS, RESERVED_TAG_KEYS } from "../../contract/messages.js";
-import { decodeMessage } from "../../ingest/decode.js";
+import {
+  RESERVED_FIELDS,
+  RESERVED_TAG_KEYS,
+  TelemetryBatch,
+  TelemetrySample,
+} from "../../contract/messages.js";
+import { decodeMessage, plainTelemetrySample } from "../../ingest/decode.js";
 
 const MAX = 65536;
 const T = 1_736_150_400_000;
@@ -318,5 +323,58 @@ describe("decodeMessage refuses", () => {
   it("names the data field at fault in a reboot event", () => {
     const decoded = decode(topic("event"), { ...reboot, data: {} });
     expect(decoded.ok ? "" : decoded.refusal.message).toMatch(/^data\.reason: /);
+  });
+});
+
+describe("the hand-checked telemetry sample", () => {
+  const variants: Array<[string, unknown]> = [
+    ["the common sample", sample],
+    ["200 metrics", { ...sample, metrics: many(200, (i) => i) }],
+    ["201 metrics", { ...sample, metrics: many(201, (i) => i) }],
+    ["no metrics", { ...sample, metrics: {} }],
+    ["metrics as an array", { ...sample, metrics: [1] }],
+    ["metrics null", { ...sample, metrics: null }],
+    ["a reserved metric name", { ...sample, metrics: { seq: 1 } }],
+    ["a metric name starting with a digit", { ...sample, metrics: { "1x": 1 } }],
+    ["a metric name of 65 characters", { ...sample, metrics: { [`a${"b".repeat(64)}`]: 1 } }],
+    ["a string metric", { ...sample, metrics: { snr: "7" } }],
+    ["a null metric", { ...sample, metrics: { snr: null } }],
+    ["a nested metric", { ...sample, metrics: { snr: { v: 1 } } }],
+    ["an infinite metric", JSON.parse(`{"ts":${T},"seq":1,"metrics":{"snr":1e999}}`)],
+    ["a negative ts", { ...sample, ts: -1 }],
+    ["a fractional ts", { ...sample, ts: T + 0.5 }],
+    ["the largest ts", { ...sample, ts: 8_640_000_000_000_000 }],
+    ["a ts past the largest", { ...sample, ts: 8_640_000_000_000_001 }],
+    ["a string ts", { ...sample, ts: String(T) }],
+    ["a negative seq", { ...sample, seq: -1 }],
+    ["an unsafe seq", { ...sample, seq: Number.MAX_SAFE_INTEGER + 2 }],
+    ["a fractional seq", { ...sample, seq: 1.5 }],
+    ["no seq", { ts: T, metrics: sample.metrics }],
+    ["an extra field", { ...sample, extra: 1 }],
+    ["an array", [sample]],
+    ["null", null],
+    ["a number", 1],
+  ];
+
+  it.each(variants)("never takes what the contract refuses: %s", (_, value) => {
+    const contract = TelemetrySample.safeParse(value);
+    if (plainTelemetrySample(value)) expect(contract).toEqual({ success: true, data: value });
+  });
+
+  it.each(variants)("decodes as the contract alone would: %s", (_, value) => {
+    const decoded = decode(topic("telemetry"), value);
+    const contract = Array.isArray(value)
+      ? TelemetryBatch.safeParse(value)
+      : TelemetrySample.safeParse(value);
+    expect(decoded.ok).toBe(contract.success);
+    if (decoded.ok && contract.success) {
+      const body = Array.isArray(contract.data) ? contract.data : [contract.data];
+      expect(decoded.message.body).toEqual(body);
+    }
+  });
+
+  it("takes the common sample itself, so the contract's parse is spared", () => {
+    expect(plainTelemetrySample(sample)).toBe(true);
+    expect(plainTelemetrySample({ ...sample, metrics: many(200, (i) => i % 2 === 0 || i) })).toBe(true);
   });
 });
