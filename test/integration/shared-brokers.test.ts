@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { openSharedState } from "../../broker/shared-state.js";
 import type { CommandList, CommandView } from "../../contract/api/commands.js";
 import { deviceKey } from "../../contract/device-key.js";
 import {
@@ -11,6 +12,7 @@ import {
   commandTopic,
   helloTopic,
   parseDeviceTopic,
+  telemetryTopic,
 } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import {
@@ -289,11 +291,9 @@ describe("two fieldq processes (broker and API each) over one Redis and one Infl
     45_000,
   );
 
-  // KNOWN BUG (issue 14, /tmp/helpers/B-NEEDS-LEAD.txt): each journal numbers device_state's slots on its
-  // own, so two devices first seen on different brokers share a slot and one overwrites the other. Expected
-  // to fail until slots are given out once for all brokers; then `test.fails` becomes `test`.
-  test.fails("devices first seen on different brokers keep a directory entry each", async () => {
-    // device_state is one series, a point per device at the device's slot (docs/storage.md "Read models").
+  test("devices first seen on different brokers keep a directory entry each", async () => {
+    // device_state is one series, a point per device at its slot (docs/storage.md "Read models"): journals
+    // of different brokers must not give one slot to two devices.
     const rows = async () => {
       const q = 'SELECT "device", "serial" FROM "long"."device_state"';
       const response = await fetch(`${db.url}/query?${new URLSearchParams({ db: db.database, q })}`);
@@ -306,5 +306,91 @@ describe("two fieldq processes (broker and API each) over one Redis and one Infl
       ["modem-fq-on-0", "SN-modem-fq-on-0"],
       ["modem-fq-on-1", "SN-modem-fq-on-1"],
     ]);
+  }, 30_000);
+
+  test("a device that moves to the other broker keeps its one directory entry, online", async () => {
+    const id = "modem-fq-on-0";
+    const moved = await connectDevice(processes[1]?.mqttPort ?? 0, id);
+    // A hello after every connect (docs/protocol.md): the broker it moved to learns its labels from it, as its
+    // journal never heard of the device.
+    const hello = { kind: "modem", model: "FQ-S 1", firmware: "1.0", hardware: "A", serial: `SN-${id}` };
+    await moved.publishAsync(helloTopic(id), JSON.stringify(hello), { qos: 1, retain: true });
+    const telemetry = { ts: Date.now(), seq: 100, metrics: { snr_margin_db: 7 } };
+    await moved.publishAsync(telemetryTopic(id), JSON.stringify(telemetry), { qos: 1 });
+    const entries = async () => {
+      const q = `SELECT "serial", "model", "presence" FROM "long"."device_state" WHERE "device" = '${id}'`;
+      const response = await fetch(`${db.url}/query?${new URLSearchParams({ db: db.database, q })}`);
+      const body = (await response.json()) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> };
+      return (body.results[0]?.series?.[0]?.values ?? []).map(([, serial, model, presence]) => ({
+        serial,
+        model,
+        presence,
+      }));
+    };
+    await expect
+      .poll(entries, { timeout: 15_000 })
+      .toEqual([{ serial: `SN-${id}`, model: "FQ-S 1", presence: "online" }]);
+  }, 30_000);
+});
+
+describe("when Redis is away", () => {
+  let redis: RedisServer;
+  let db: Awaited<ReturnType<typeof testDatabase>>;
+  let dir: string;
+  let broker: IngestBrokerHandle | undefined;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    db = await testDatabase("shared_redis_away");
+    dir = await mkdtemp(join(tmpdir(), "fieldq-shared-away-"));
+    broker = await startIngestBroker(testConfig(db, dir, { FIELDQ_REDIS_URL: redis.url }), {
+      logger: silentLogger,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await closeClients();
+    await broker?.close();
+    await db?.drop();
+    await redis?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a broker does not start without its Redis, and says which", async () => {
+    const gone = await startRedis();
+    await gone.close();
+    await expect(openSharedState(gone.url, silentLogger, { connectTimeoutMs: 500 })).rejects.toThrow(
+      `FIELDQ_REDIS_URL: Redis at ${gone.url}`,
+    );
+  });
+
+  test("connected devices' messages are still journaled and acknowledged, and routing comes back with Redis", async () => {
+    const id = "modem-redis-away";
+    const device = await connectDevice(broker?.mqttPort ?? 0, id);
+    const got = commandsOf(device);
+    await device.subscribeAsync(commandFilter(id), { qos: 1 });
+    await redis.stop();
+    const telemetry = { ts: Date.now(), seq: 1, metrics: { snr_margin_db: 7 } };
+    // Resolves on the PUBACK, which the broker sends once the journal holds the message.
+    await device.publishAsync(telemetryTopic(id), JSON.stringify(telemetry), { qos: 1 });
+    const stored = async () => {
+      const q = `SELECT count("snr_margin_db") FROM "raw"."telemetry" WHERE "device" = '${id}'`;
+      const response = await fetch(`${db.url}/query?${new URLSearchParams({ db: db.database, q })}`);
+      const body = (await response.json()) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> };
+      return body.results[0]?.series?.[0]?.values[0]?.[1] ?? 0;
+    };
+    await expect.poll(stored, { timeout: 15_000 }).toBe(1);
+    await redis.start();
+    // Back, and empty (this test's Redis saves nothing): the emitter subscribes again as it reconnects.
+    await expect
+      .poll(
+        async () => {
+          await broker?.broker.publish(commandTopic(id, "c-back-1"), '{"type":"reboot","ts":4}');
+          return got.length;
+        },
+        { timeout: 15_000, interval: 500 },
+      )
+      .toBeGreaterThan(0);
+    expect(got[0]?.commandId).toBe("c-back-1");
   }, 30_000);
 });
