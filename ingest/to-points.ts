@@ -106,9 +106,18 @@ function stamp(
   return { ...messageIdentity(skewed ? ctx.receivedMs : ts, seq), fields, skewed };
 }
 
-// fromEntries defines own properties, so even a key such as __proto__ stays a metric.
-const metricValues = (metrics: Record<string, number | boolean>): Record<string, FieldValue> =>
-  Object.fromEntries(Object.entries(metrics).map(([name, value]) => [name, metricValue(value)]));
+function metricValues(metrics: Record<string, number | boolean>): Record<string, FieldValue> {
+  const fields: Record<string, FieldValue> = {};
+  for (const name in metrics) {
+    if (!Object.hasOwn(metrics, name)) continue;
+    const value = metricValue(metrics[name] as number | boolean);
+    // Defined, not assigned, so even a key such as __proto__ stays a metric.
+    if (name === "__proto__")
+      Object.defineProperty(fields, name, { value, enumerable: true, writable: true, configurable: true });
+    else fields[name] = value;
+  }
+  return fields;
+}
 
 // OtherEvent's type is any label, so a switch on type cannot narrow the union by itself.
 function eventFields(event: Event): Record<string, FieldValue> {
@@ -169,13 +178,15 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
       const records = message.body.map((sample): JournalRecord => {
         const s = stamp(sample.ts, sample.seq, ctx);
         if (s.skewed) skewed += 1;
+        const fields = metricValues(sample.metrics);
+        for (const key in s.fields) fields[key] = s.fields[key] as FieldValue;
         return {
           dedupe: dedupe(sample.seq, sample.ts),
           point: {
             measurement: MEASUREMENTS.telemetry.name,
             rp: MEASUREMENTS.telemetry.rp,
             tags: { ...tags, ...s.tags },
-            fields: { ...metricValues(sample.metrics), ...s.fields },
+            fields,
             timeNs: s.timeNs,
           },
         };
@@ -414,11 +425,18 @@ const EXPOSING: ReadonlySet<string> = new Set([
 /** An hour a device reported in, with its first and last report in this batch of records. */
 export type ExposedHour = { hourMs: number; tags: Record<string, string>; firstMs: number; lastMs: number };
 
+/** A point's time in whole ms: its digits but the last six, or BigInt's division for anything else. */
+function msOfTimeNs(timeNs: string): number {
+  if (timeNs.length > 6 && timeNs.length < 22 && /^[1-9][0-9]*$/.test(timeNs))
+    return Number(timeNs.slice(0, -6));
+  return Number(BigInt(timeNs) / 1_000_000n);
+}
+
 export function exposureHours(records: readonly JournalRecord[]): ExposedHour[] {
   const hours = new Map<string, ExposedHour>();
   for (const { point } of records) {
     if (!EXPOSING.has(point.measurement)) continue;
-    const ms = Number(BigInt(point.timeNs) / 1_000_000n);
+    const ms = msOfTimeNs(point.timeNs);
     const hourMs = floorHour(ms);
     const tags = deviceTagsOf(point);
     const key = `${hourMs}|${tags.firmware}`;
