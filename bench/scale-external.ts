@@ -24,12 +24,16 @@ const { values } = parseArgs({
     messages: { type: "string", default: "400" },
     inflight: { type: "string", default: "10" },
     ingests: { type: "string", default: "1,2" },
+    "cpu-prof": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   out("Usage: npm run bench:scale-external -- [--devices 50] [--messages 400 per device] [--inflight 10]");
   out("                                       [--ingests 1,2]   (ingest processes per run)");
+  out(
+    "                                       [--cpu-prof DIR]  (profile each ingest into DIR/<ingests>-<n>)",
+  );
   out("Environment: FIELDQ_BENCH_INFLUX_URL uses a running InfluxDB 1.x instead of a private influxd.");
   process.exit(0);
 }
@@ -43,8 +47,9 @@ const deviceId = (i: number) => `bench-${String(i).padStart(5, "0")}`;
 type LogLine = Record<string, unknown>;
 type IngestProcess = { child: ChildProcess; lines: LogLine[] };
 
-function startIngest(broker: string, env: NodeJS.ProcessEnv): IngestProcess {
-  const child = spawn("node", ["--import", "tsx", "cli/fieldq.ts", "ingest", "--broker", broker], {
+function startIngest(broker: string, env: NodeJS.ProcessEnv, profileDir?: string): IngestProcess {
+  const prof = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn("node", [...prof, "--import", "tsx", "cli/fieldq.ts", "ingest", "--broker", broker], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -115,15 +120,20 @@ async function run(influxUrl: string, ingests: number) {
   const dirs = await Promise.all(
     Array.from({ length: ingests }, () => mkdtemp(join(tmpdir(), "fieldq-bench-ingest-"))),
   );
+  const profileDir = values["cpu-prof"];
   const procs = dirs.map((dir, i) =>
-    startIngest(mosquitto.url, {
-      FIELDQ_INFLUX_URL: influxUrl,
-      FIELDQ_INFLUX_DB: database,
-      FIELDQ_DATA_DIR: dir,
-      FIELDQ_INGEST_CLIENT_ID: `bench-ingest-${i}`,
-      FIELDQ_LOG_FORMAT: "json",
-      FIELDQ_LOG_LEVEL: "info",
-    }),
+    startIngest(
+      mosquitto.url,
+      {
+        FIELDQ_INFLUX_URL: influxUrl,
+        FIELDQ_INFLUX_DB: database,
+        FIELDQ_DATA_DIR: dir,
+        FIELDQ_INGEST_CLIENT_ID: `bench-ingest-${i}`,
+        FIELDQ_LOG_FORMAT: "json",
+        FIELDQ_LOG_LEVEL: "info",
+      },
+      profileDir === undefined ? undefined : join(profileDir, `${ingests}-${i}`),
+    ),
   );
   try {
     await Promise.all(procs.map((p) => logged(p, "subscribed to the devices' topics")));
