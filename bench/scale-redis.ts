@@ -7,7 +7,7 @@ import mqtt from "mqtt";
 import { deviceKey } from "../contract/device-key.js";
 import { commandFilter, helloTopic, telemetryTopic } from "../contract/topics.js";
 import { MEASUREMENTS } from "../storage/schema.js";
-import { startRedis } from "../test/support/redis.js";
+import { redisCommands, startRedis } from "../test/support/redis.js";
 import {
   BENCH_SECRET,
   benchInflux,
@@ -46,6 +46,9 @@ type Figures = {
   endToEndPerS: number;
   missing: number;
   brokerRssMiB: number[];
+  /** Commands Redis ran per device connect and per telemetry message (null: no Redis). */
+  redisCommandsPerConnect: number | null;
+  redisCommandsPerMessage: number | null;
 };
 
 async function main() {
@@ -76,7 +79,7 @@ async function main() {
       const figures = await run(topology, influx.url, { devices, messages, inflight });
       results[topology.name] = figures;
       out(
-        `  connect ${figures.connectsPerS.toFixed(0)}/s, acked ${figures.ackedPerS.toFixed(0)} msg/s (ack p50 ${figures.ackP50Ms.toFixed(1)} ms, p99 ${figures.ackP99Ms.toFixed(1)} ms), end to end ${figures.endToEndPerS.toFixed(0)} msg/s, missing ${figures.missing}, broker RSS ${figures.brokerRssMiB.join(" + ")} MiB`,
+        `  connect ${figures.connectsPerS.toFixed(0)}/s (Redis commands per connect ${figures.redisCommandsPerConnect ?? "-"}, per message ${figures.redisCommandsPerMessage ?? "-"}), acked ${figures.ackedPerS.toFixed(0)} msg/s (ack p50 ${figures.ackP50Ms.toFixed(1)} ms, p99 ${figures.ackP99Ms.toFixed(1)} ms), end to end ${figures.endToEndPerS.toFixed(0)} msg/s, missing ${figures.missing}, broker RSS ${figures.brokerRssMiB.join(" + ")} MiB`,
       );
     }
   } finally {
@@ -127,11 +130,15 @@ async function run(
     }
     await schemaMade(influxUrl, database);
     const ports = brokers.map((b) => b.port);
+    const commands = async () => (redis ? await redisCommands(redis.port) : 0);
+    const beforeConnects = await commands();
     const { clients, connectsPerS } = await connectAll(ports, load.devices);
+    const beforeMessages = await commands();
     const total = load.devices * load.messages;
     const startedAt = performance.now();
     const acks = await publishAll(clients, load.messages, load.inflight);
     const ackedSeconds = (performance.now() - startedAt) / 1000;
+    const afterMessages = await commands();
     const { stored, atMs } = await storedAll(influxUrl, database, total);
     const rss = await Promise.all(brokers.map(async (b) => Math.round((await b.report()).rss / 1_048_576)));
     await Promise.all(clients.map((c) => c.endAsync(true)));
@@ -144,6 +151,9 @@ async function run(
       endToEndPerS: round(stored / ((atMs - startedAt) / 1000)),
       missing: total - stored,
       brokerRssMiB: rss,
+      // Each INFO asked counts one command: too few to matter against these counts.
+      redisCommandsPerConnect: redis ? round((beforeMessages - beforeConnects) / load.devices, 1) : null,
+      redisCommandsPerMessage: redis ? round((afterMessages - beforeMessages) / total, 2) : null,
     };
   } finally {
     for (const broker of brokers) await broker.close();

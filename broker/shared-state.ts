@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type { Redis, RedisOptions } from "ioredis";
 import mqemitterRedis from "mqemitter-redis";
+import { parseDeviceTopic } from "../contract/topics.js";
 import type { Logger } from "../observe/logger.js";
 import type { BrokerState } from "./start-broker.js";
 
@@ -20,12 +21,26 @@ export type SharedStateOptions = {
 
 const DEFAULTS = { connectTimeoutMs: 10_000, maxSessionDelivery: 1000 };
 
-/** mqemitter-redis's connections, which its typings leave out. */
+type Emit = (message: { topic: string }, done?: (error?: Error) => void) => void;
+/** mqemitter-redis's connections and its emitter within the process, which its typings leave out. */
 type RedisEmitter = ReturnType<typeof mqemitterRedis> & {
   pubConn: Redis;
   subConn: Redis;
   state: NodeJS.EventEmitter;
+  emit: Emit;
+  _emit: Emit;
 };
+
+/**
+ * What devices publish (their uplinks and command results) has no subscriber on any broker: no device may
+ * subscribe to them and the alert account only to fieldq/alerts/# (broker/acl.ts). Such a publish stays in its
+ * process instead of costing a Redis PUBLISH per message; the rest (commands, errors, alerts, aedes's $SYS
+ * topics) goes through Redis to every broker.
+ */
+export function staysLocal(topic: string): boolean {
+  const channel = parseDeviceTopic(topic)?.channel;
+  return channel !== undefined && channel !== "cmd" && channel !== "errors";
+}
 /** aedes-persistence-redis's callback layer; destroy() ends its Redis connection. */
 type RedisPersistence = { destroy(): Promise<void> };
 // A CommonJS module without typings.
@@ -69,6 +84,9 @@ export async function openSharedState(
     // aedes's emitter: MQTT wildcards, and "a/#" matches "a" [MQTT-4.7.1-3].
     matchEmptyLevels: true,
   }) as RedisEmitter;
+  const emitShared = mq.emit.bind(mq);
+  const emitLocal = mq._emit.bind(mq);
+  mq.emit = (message, done) => (staysLocal(message.topic) ? emitLocal : emitShared)(message, done);
   // The persistence's connection has the emitter's options (ioredis duplicate), and an error listener of ours:
   // ioredis writes an unheard error to the console.
   const conn = mq.pubConn.duplicate();

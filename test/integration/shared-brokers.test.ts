@@ -22,7 +22,7 @@ import {
   startIngestBroker,
 } from "../../stack/start-stack.js";
 import { testDatabase } from "../support/influx.js";
-import { type RedisServer, startRedis } from "../support/redis.js";
+import { type RedisServer, redisCommands, startRedis } from "../support/redis.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
 // Two fieldq brokers, each with its own data folder and journal, sharing aedes's state through one Debian
@@ -145,6 +145,18 @@ describe("two brokers over one Redis", () => {
     await pager.subscribeAsync("fieldq/alerts/#", { qos: 1 });
     await brokers[0]?.broker.publish(alertTopic("critical", "shared-rule"), '{"rule":"shared-rule"}');
     await expect.poll(() => got, { timeout: 10_000 }).toEqual([alertTopic("critical", "shared-rule")]);
+  }, 30_000);
+
+  test("what a device publishes stays in its broker's process: no Redis command per message", async () => {
+    const id = "modem-uplink-local";
+    const device = await connectDevice(port(0), id);
+    const before = await redisCommands(redis.port);
+    for (let seq = 1; seq <= 50; seq++) {
+      const telemetry = { ts: Date.now(), seq, metrics: { snr_margin_db: 7 } };
+      await device.publishAsync(telemetryTopic(id), JSON.stringify(telemetry), { qos: 1 });
+    }
+    // Nobody may subscribe to a device's uplink (broker/acl.ts); aedes's heartbeats may add one or two.
+    expect((await redisCommands(redis.port)) - before).toBeLessThan(10);
   }, 30_000);
 
   test("a persistent session moves to the other broker with its subscription and what was queued while away", async () => {

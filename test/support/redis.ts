@@ -50,6 +50,22 @@ async function answers(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Commands the server has run since it started (INFO stats; the INFO itself counts one). */
+export async function redisCommands(port: number): Promise<number> {
+  const socket = new Socket();
+  socket.connect(port, "127.0.0.1", () => socket.write("INFO stats\r\n"));
+  let text = "";
+  for await (const chunk of socket) {
+    text += String(chunk);
+    if (/total_commands_processed:\d+\r\n/.test(text)) break;
+  }
+  socket.destroy();
+  const count = /total_commands_processed:(\d+)/.exec(text)?.[1];
+  if (count === undefined)
+    throw new Error(`redis-server on port ${port}: no total_commands_processed in INFO`);
+  return Number(count);
+}
+
 export async function startRedis(): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), "fieldq-redis-"));
   const port = await freePort();
