@@ -157,17 +157,25 @@ sends what it had not acknowledged again when it comes back with the same client
 
 Options:
   --broker <url>   mqtt://, mqtts://, ws:// or wss:// (default: FIELDQ_INGEST_BROKER_URL)
+  --leave          leave the share group for good and exit: takes up this ingest's session (same client id
+                   and data folder), journals what the broker kept for it, unsubscribes and ends the session.
+                   For an ingest removed while others of the group run; a stopped ingest otherwise keeps its
+                   session, and the broker its share, until it comes back.
 
 Environment: FIELDQ_INGEST_BROKER_USERNAME and _PASSWORD (the ingest's account on the broker),
 FIELDQ_INGEST_SHARE_GROUP (default fieldq), FIELDQ_INGEST_CLIENT_ID (default: host and data folder; keep it
 stable across restarts). Commands and alerts need fieldq's own broker: they are off in this mode.`;
 
 async function ingestCommand(args: string[]): Promise<number> {
-  let values: { broker?: string; help?: boolean };
+  let values: { broker?: string; leave?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args,
-      options: { broker: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        broker: { type: "string" },
+        leave: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
       strict: true,
     }));
   } catch (error) {
@@ -200,6 +208,13 @@ async function ingestCommand(args: string[]): Promise<number> {
     { url: external.url, clientId: ingest.clientId, group: external.group },
     `ingesting from ${external.url} as ${ingest.clientId}`,
   );
+  if (values.leave) {
+    await ingest.consumer.subscribed();
+    logger.info("leaving the share group: journaling what the broker kept for this ingest");
+    await ingest.close({ leave: true });
+    logger.info(ingest.consumer.counts(), "left the share group");
+    return 0;
+  }
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);

@@ -101,11 +101,15 @@ export type ExternalConsumer = {
   /** Resolves once connected and subscribed; on every reconnect a new promise. */
   subscribed(): Promise<void>;
   /**
-   * Leaves the group: unsubscribes, journals and acknowledges what arrives until nothing has for a moment,
-   * and ends the session. Should a message stay unacknowledged (journal full, broker away), the session is
-   * kept instead, so a restart with the same client id takes it up.
+   * Stops taking messages, acknowledges those being journaled, and disconnects. The session stays with the
+   * broker, which keeps this consumer's share for it (Mosquitto 2.0 does), so nothing is lost while no
+   * member of the group runs (a restart of all of them).
+   *
+   * With leave, the consumer leaves the group for good: it unsubscribes, journals and acknowledges what the
+   * broker had queued for it until nothing has come for a moment, and ends the session. Should a message
+   * stay unacknowledged (journal full, broker away), the session is kept instead.
    */
-  close(): Promise<void>;
+  close(options?: { leave?: boolean }): Promise<void>;
 };
 
 /** MQTT.js's packet writer, which its own handlers use; not in its typings. */
@@ -292,10 +296,10 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
     inFlight: () => inFlight,
     counts: () => ({ ...counts }),
     subscribed: () => subscribedNow,
-    async close() {
+    async close({ leave = false } = {}) {
       // Out of the group first: the broker routes nothing new here, and what it had queued arrives and is
       // acknowledged before the session ends.
-      const leaving = client.connected && !pausing;
+      const leaving = leave && client.connected && !pausing;
       if (leaving) {
         await client.unsubscribeAsync(filters).catch(() => undefined);
         await settled();

@@ -20,8 +20,11 @@ export type ExternalIngestHandle = {
   consumer: ExternalConsumer;
   clientId: string;
   metrics: Metrics;
-  /** Stops taking messages, acknowledges those being journaled, then drains the writer and closes. */
-  close(): Promise<void>;
+  /**
+   * Stops taking messages, acknowledges those being journaled, then drains the writer and closes. With leave,
+   * the consumer first leaves the share group for good (ExternalConsumer.close).
+   */
+  close(options?: { leave?: boolean }): Promise<void>;
 };
 
 export async function startExternalIngest(
@@ -52,8 +55,8 @@ export async function startExternalIngest(
     consumer,
     clientId,
     metrics,
-    async close() {
-      await consumer.close();
+    async close(options) {
+      await consumer.close(options);
       await pipeline.close();
     },
   };

@@ -19,7 +19,8 @@ import { startMosquitto } from "../support/mosquitto.js";
 // processes share its device topics ($share/fieldq/...). One is frozen with messages in flight to it, killed
 // with -9 and started again with its client id and data folder (Mosquitto 2.0 keeps a shared subscription's
 // in-flight and queued messages for the member's session, it does not hand them to the other member). Every
-// message a device got a PUBACK for is then one point in InfluxDB.
+// message a device got a PUBACK for is then one point in InfluxDB, also after a stops (SIGTERM: Mosquitto
+// queues its share for its session) and leaves the group (`fieldq ingest --leave`).
 
 const DEVICES = 8;
 const PER_DEVICE = 150;
@@ -32,11 +33,15 @@ afterEach(async () => {
 type LogLine = Record<string, unknown>;
 
 /** `fieldq ingest --broker <url>` as a child process; its JSON log lines, parsed. */
-function startIngestProcess(broker: string, env: NodeJS.ProcessEnv) {
-  const child = spawn("node", ["--import", "tsx", "cli/fieldq.ts", "ingest", "--broker", broker], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+function startIngestProcess(broker: string, env: NodeJS.ProcessEnv, extraArgs: string[] = []) {
+  const child = spawn(
+    "node",
+    ["--import", "tsx", "cli/fieldq.ts", "ingest", "--broker", broker, ...extraArgs],
+    {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   const lines: LogLine[] = [];
   createInterface({ input: child.stdout }).on("line", (text) => {
     try {
@@ -83,7 +88,7 @@ async function storedSeqs(url: string, database: string): Promise<string[]> {
   return series.values.map((row) => `${String(row[device])}/${String(row[seq])}`);
 }
 
-it("two ingest processes share an external Mosquitto's device topics; one killed with -9 loses nothing and every acknowledged message is stored once", async () => {
+it("two ingest processes share an external Mosquitto's device topics; one killed with -9 loses nothing, one stopped keeps its share until it leaves, and every acknowledged message is stored once", async () => {
   const mosquitto = await startMosquitto();
   const db = await testDatabase("external_ingest");
   const dirs = [
@@ -154,10 +159,19 @@ it("two ingest processes share an external Mosquitto's device topics; one killed
   expect(new Set(stored)).toEqual(acknowledged);
   expect(stored.length).toBe(acknowledged.size);
 
-  // Stopped with SIGTERM, a leaves the group: what is published afterwards all goes to b, none is queued for
-  // a session nobody will resume.
+  // Stopped with SIGTERM, a keeps its session: Mosquitto queues its share for it. `fieldq ingest --leave`
+  // journals that queue and takes a out of the group; what is published afterwards all goes to b.
   await kill(again.child, "SIGTERM");
   await publish(PER_DEVICE + 1, PER_DEVICE + 21);
+  const leaving = startIngestProcess(mosquitto.url, envOf("a", dirA), ["--leave"]);
+  cleanups.push(() => kill(leaving.child, "SIGKILL"));
+  const left = (await leaving.find((l) => l.msg === "left the share group")) as LogLine & {
+    acknowledged: number;
+  };
+  expect(left.acknowledged).toBeGreaterThan(0);
+  if (leaving.child.exitCode === null) await once(leaving.child, "exit");
+  expect(leaving.child.exitCode).toBe(0);
+  await publish(PER_DEVICE + 21, PER_DEVICE + 41);
   const afterLeave = await eventually(async () => {
     const seqs = await storedSeqs(db.url, db.database);
     return new Set(seqs).size >= acknowledged.size ? seqs : undefined;
