@@ -149,8 +149,8 @@ export async function runDevices(task: DevicesTask): Promise<DevicesReport & { s
   return { doneAt, failed, firstError, sockets };
 }
 
-/** Under bench/connect.ts: waits for its task, reports, and keeps the connections until "close". */
-if (process.send !== undefined) {
+/** Forked by bench/connect.ts: waits for its task, reports, and keeps the connections until "close". */
+if (process.argv.includes("--devices-child") && process.send !== undefined) {
   let sockets: Socket[] = [];
   let ping: NodeJS.Timeout | undefined;
   process.on("disconnect", () => process.exit(1));

@@ -1,7 +1,7 @@
 import { execFileSync, fork } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { DevicesReport, DevicesTask } from "./connect-devices.js";
@@ -92,7 +92,7 @@ function fileLimit(wanted: number): number {
 type DevicesChild = { report: Promise<DevicesReport>; close(): Promise<void> };
 
 async function forkDevices(task: DevicesTask): Promise<{ start(): DevicesChild }> {
-  const child = fork(resolve("bench/connect-devices.ts"), [], {
+  const child = fork(resolve("bench/connect-devices.ts"), ["--devices-child"], {
     execArgv: process.execArgv.filter((a) => !a.startsWith("--cpu-prof")),
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -178,6 +178,7 @@ async function main() {
     log(
       `${devices.toLocaleString("en")} devices from ${clients} processes, ${concurrency} handshakes at a time each`,
     );
+    const loadBefore = loadavg()[0] as number;
     const startedAt = Date.now();
     children.push(...forks.map((f) => f.start()));
     let finished = false;
@@ -198,7 +199,9 @@ async function main() {
     const failed = results.reduce((n, r) => n + r.failed, 0);
     const firstError = results.find((r) => r.firstError !== undefined)?.firstError;
     const totalS = ((doneAt.at(-1) ?? startedAt) - startedAt) / 1000;
-    log(`connected ${doneAt.length.toLocaleString("en")} in ${totalS.toFixed(1)} s; ${failed} failed`);
+    log(
+      `connected ${doneAt.length.toLocaleString("en")} in ${totalS.toFixed(1)} s; ${failed} failed; load average ${loadBefore.toFixed(1)} → ${(loadavg()[0] as number).toFixed(1)}`,
+    );
     if (firstError !== undefined) log(`  first failure: ${firstError}`);
 
     // Idle: the hellos and statuses written through to InfluxDB, then a few quiet seconds.
@@ -243,6 +246,9 @@ async function main() {
         rssPerConnection: perConnection(before.rss, after.rss),
         heapPerConnection: perConnection(before.heapUsed, after.heapUsed),
         connectedAtBroker: after.connected,
+        // The machine's 1-minute load average as the storm began and at the end: other work competes for CPU.
+        loadBefore: Number(loadBefore.toFixed(2)),
+        loadAfter: Number((loadavg()[0] as number).toFixed(2)),
       })}\n`,
     );
     if (failed > 0) process.exitCode = 1;
