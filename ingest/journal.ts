@@ -1,10 +1,11 @@
 import { mkdir } from "node:fs/promises";
-import { ClassicLevel } from "classic-level";
+import { type BatchOperation, ClassicLevel } from "classic-level";
 import type { Logger } from "../observe/logger.js";
 import { hashedSlot, type Point } from "../storage/schema.js";
 
 // The durable journal between the broker and InfluxDB. A message is acknowledged to its device only once
-// its entry is fsync'd here (group commit: appends that arrive while one sync runs share the next one).
+// its entry is fsync'd here (group commit: appends that arrive while one sync runs share the next one, and
+// are stored as one entry, a JSON array of their records under the first one's key, as a single append is).
 // The writer drains entries in key order and deletes them once InfluxDB has them. The entries synced by this
 // process stay in memory (up to memoryBytes) and the writer takes them from there: LevelDB is read back only
 // for a backlog replayed after a restart, or past that bound.
@@ -62,11 +63,19 @@ const toKey = (n: number) => n.toString(16).padStart(KEY_WIDTH, "0");
 type Pending = {
   key: string;
   value: string;
+  size: number;
   records: JournalRecord[];
   extras: AppendExtras;
   resolve: () => void;
   reject: (e: unknown) => void;
 };
+
+/** One entry of several appends' entries: their JSON arrays' elements in one array. */
+function joinEntries(values: string[]): string {
+  const parts: string[] = [];
+  for (const value of values) if (value !== "[]") parts.push(value.slice(1, -1));
+  return `[${parts.join(",")}]`;
+}
 
 export class Journal {
   private readonly db: ClassicLevel<string, string>;
@@ -94,6 +103,8 @@ export class Journal {
   /** Dedupe buckets below this one are cleared already; clearing runs once per bucket, not per batch. */
   private prunedBelow = -1;
   private readonly sizes = new Map<string, number>();
+  /** Messages (appends) per entry where more than one: a group commit's. */
+  private readonly groupSizes = new Map<string, number>();
   /** The records of synced entries, by key, while they fit in memoryBytes. */
   private readonly inMemory = new Map<string, JournalRecord[]>();
   private inMemoryBytes = 0;
@@ -178,6 +189,7 @@ export class Journal {
       this.pending.push({
         key,
         value,
+        size,
         records,
         extras,
         resolve: () => resolve({ ok: true }),
@@ -192,46 +204,56 @@ export class Journal {
     this.syncing = true;
     const group = this.pending;
     this.pending = [];
+    const first = group[0] as Pending;
+    const key = first.key;
+    const records = group.length === 1 ? first.records : group.flatMap((p) => p.records);
+    const value = group.length === 1 ? first.value : joinEntries(group.map((p) => p.value));
+    // Counted as the appends were, so the bound and the backlog add up whatever the grouping.
+    let size = 0;
+    for (const p of group) size += p.size;
     try {
-      await this.db.batch(
-        group.flatMap(({ key, value, extras: { meta, introduced = [] } }) => [
-          { type: "put" as const, sublevel: this.entries, key, value },
-          ...(meta
-            ? [{ type: "put" as const, sublevel: this.meta, key: meta[0], value: JSON.stringify(meta[1]) }]
-            : []),
-          ...introduced.map((i) => ({
-            type: "put" as const,
+      const ops: BatchOperation<ClassicLevel<string, string>, string, string>[] = [
+        { type: "put", sublevel: this.entries, key, value },
+      ];
+      for (const { extras } of group) {
+        const { meta, introduced = [] } = extras;
+        if (meta)
+          ops.push({ type: "put", sublevel: this.meta, key: meta[0], value: JSON.stringify(meta[1]) });
+        for (const i of introduced)
+          ops.push({
+            type: "put",
             sublevel: this.introducedLevel,
             key: `${i.dimension}!${i.value}`,
             value: i.device,
-          })),
-        ]),
-        { sync: true },
-      );
-      const memoryBytes = this.options.memoryBytes ?? MEMORY_BYTES;
-      for (const p of group) {
-        const size = Buffer.byteLength(p.value);
-        this.sizes.set(p.key, size);
-        if (this.inMemoryBytes + size <= memoryBytes) {
-          this.inMemory.set(p.key, p.records);
-          this.inMemoryBytes += size;
-        }
-        this.pendingBytes -= size;
-        this.backlogBytes += size;
-        this.backlogEntries += 1;
-        p.resolve();
+          });
       }
+      await this.db.batch(ops, { sync: true });
+      this.sizes.set(key, size);
+      if (group.length > 1) this.groupSizes.set(key, group.length);
+      if (this.inMemoryBytes + size <= (this.options.memoryBytes ?? MEMORY_BYTES)) {
+        this.inMemory.set(key, records);
+        this.inMemoryBytes += size;
+      }
+      this.pendingBytes -= size;
+      this.backlogBytes += size;
+      this.backlogEntries += group.length;
+      for (const p of group) p.resolve();
       this.report();
       for (const listener of this.listeners) listener();
     } catch (error) {
-      for (const p of group) {
-        this.pendingBytes -= Buffer.byteLength(p.value);
-        p.reject(error);
-      }
+      this.pendingBytes -= size;
+      for (const p of group) p.reject(error);
     } finally {
       this.syncing = false;
       if (this.pending.length > 0) setImmediate(() => void this.sync());
     }
+  }
+
+  /** The messages (appends) these entries hold. */
+  messagesIn(keys: Iterable<string>): number {
+    let messages = 0;
+    for (const key of keys) messages += this.groupSizes.get(key) ?? 1;
+    return messages;
   }
 
   /**
@@ -326,7 +348,8 @@ export class Journal {
       const size = this.sizes.get(key);
       if (size === undefined) continue;
       this.backlogBytes -= size;
-      this.backlogEntries -= 1;
+      this.backlogEntries -= this.groupSizes.get(key) ?? 1;
+      this.groupSizes.delete(key);
       this.sizes.delete(key);
       if (this.inMemory.delete(key)) this.inMemoryBytes -= size;
     }

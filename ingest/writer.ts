@@ -146,7 +146,7 @@ export class JournalWriter {
 
   /** Journaled entries no write holds yet. */
   private waiting(): number {
-    return this.options.journal.backlog.entries - this.taken.size;
+    return this.options.journal.backlog.entries - this.options.journal.messagesIn(this.taken);
   }
 
   /** The oldest entries no other write holds, now held by the caller until write() settles. */

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ClassicLevel } from "classic-level";
 import { pino } from "pino";
 import { test as base, describe, expect } from "vitest";
 import {
@@ -114,6 +115,52 @@ describe("Journal", () => {
     expect(results.every((r) => r.ok)).toBe(true);
     expect(syncs).toBe(1);
     expect(ns((await journal.readBatch(1000)).records)).toEqual(Array.from({ length: 200 }, (_, n) => n));
+  });
+
+  test("stores a group commit's appends as one entry, read back as the appends were made", async ({
+    open,
+  }) => {
+    const journal = await open();
+    const appends = Array.from({ length: 50 }, (_, n) =>
+      n % 2 === 0 ? [record(n)] : [record(n), record(-n)],
+    );
+    await Promise.all(appends.map((records) => journal.append(records)));
+    const bytes = appends.reduce((sum, records) => sum + entryBytes(records), 0);
+    expect(journal.backlog).toEqual({ entries: 50, bytes });
+    const batch = await journal.readBatch(1000);
+    expect(batch.keys).toHaveLength(1);
+    expect(batch.records).toEqual(appends.flat());
+    await journal.commit(batch.keys, []);
+    expect(journal.backlog).toEqual({ entries: 0, bytes: 0 });
+  });
+
+  test("replays a group commit's entry after a reopen", async ({ open }) => {
+    const first = await open();
+    await Promise.all([first.append([record(1)]), first.append([]), first.append([record(2), record(3)])]);
+    await first.close();
+    const second = await open();
+    const batch = await second.readBatch(10);
+    expect(ns(batch.records)).toEqual([1, 2, 3]);
+    await second.commit(batch.keys, []);
+    expect(second.backlog).toEqual({ entries: 0, bytes: 0 });
+  });
+
+  test("replays a data folder of the previous version, one entry per message", async ({ dir, open }) => {
+    const db = new ClassicLevel<string, string>(dir);
+    const entries = db.sublevel<string, string>("j", {});
+    const key = (n: number) => n.toString(16).padStart(16, "0");
+    await entries.batch([
+      { type: "put", key: key(0), value: JSON.stringify([record(1, "a")]) },
+      { type: "put", key: key(1), value: JSON.stringify([record(2), record(3)]) },
+    ]);
+    await db.close();
+    const journal = await open();
+    expect(journal.backlog.entries).toBe(2);
+    await journal.append([record(4)]);
+    const batch = await journal.readBatch(10);
+    expect(batch.records).toEqual([record(1, "a"), record(2), record(3), record(4)]);
+    await journal.commit(batch.keys, []);
+    expect(journal.backlog).toEqual({ entries: 0, bytes: 0 });
   });
 
   test("counts its backlog in entries and bytes and reports each change", async ({ open }) => {
