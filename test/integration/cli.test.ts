@@ -172,6 +172,43 @@ test("a port already in use is reported and the process exits 1 instead of hangi
   }
 });
 
+test("ingest names a missing or wrong broker URL with exit code 2", async () => {
+  await expect(run("node", [...fieldq, "ingest"], { env: env({}) })).rejects.toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--broker mqtt://host:1883 or FIELDQ_INGEST_BROKER_URL"),
+  });
+  await expect(
+    run("node", [...fieldq, "ingest", "--broker", "http://broker:1883"], { env: env({}) }),
+  ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("starts with mqtt://") });
+});
+
+test("ingest keeps retrying a broker it cannot reach, says so, and SIGTERM stops it with exit code 0", async () => {
+  const closed = createServer().listen(0, "127.0.0.1");
+  await once(closed, "listening");
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const db = await testDatabase("cli_ingest");
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-cli-"));
+  const child = spawn("node", [...fieldq, "ingest", "--broker", `mqtt://127.0.0.1:${port}`], {
+    env: env({ FIELDQ_INFLUX_URL: db.url, FIELDQ_INFLUX_DB: db.database, FIELDQ_DATA_DIR: dataDir }),
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    const log = logOf(child);
+    const unreachable = await log.waitFor((l) => String(l.msg).startsWith("external broker not reachable"));
+    expect(unreachable).toMatchObject({ level: 40, url: `mqtt://127.0.0.1:${port}` });
+    expect(child.exitCode).toBeNull();
+    child.kill("SIGTERM");
+    const [code] = await once(child, "close");
+    expect(code).toBe(0);
+    expect(log.lines.at(-1)).toMatchObject({ msg: "stopped" });
+  } finally {
+    child.kill("SIGKILL");
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
 test("webhook-listen prints a correctly signed alert, marks a repeat, and refuses a wrong signature", async () => {
   const secret = "listen-secret-0123456789";
   const child = spawn("node", [...fieldq, "webhook-listen", "--port", "0", "--secret", secret], {
