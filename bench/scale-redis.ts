@@ -58,33 +58,44 @@ async function main() {
       messages: { type: "string", default: "200" },
       inflight: { type: "string", default: "10" },
       only: { type: "string" },
+      rounds: { type: "string", default: "1" },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
     out("Usage: npm run bench:scale-redis -- [--devices 200] [--messages 200 per device] [--inflight 10]");
-    out("                                    [--only memory|redis1|redis2]");
+    out("                                    [--only memory|redis1|redis2] [--rounds 1]");
+    out(
+      "  --rounds N  runs the topologies in turn N times and reports each figure's median: on a machine whose",
+    );
+    out("              load drifts, every topology meets the same drift");
     out("Environment: FIELDQ_BENCH_INFLUX_URL uses a running InfluxDB 1.x instead of a private influxd.");
     return;
   }
   const devices = Number(values.devices);
   const messages = Number(values.messages);
   const inflight = Number(values.inflight);
+  const rounds = Number(values.rounds);
   const influx = await benchInflux();
-  const results: Record<string, Figures> = {};
+  const runs = new Map<string, Figures[]>();
   try {
-    for (const topology of TOPOLOGIES) {
-      if (values.only !== undefined && values.only !== topology.name) continue;
-      out(`${topology.name}: ${topology.brokers} broker(s), state in ${topology.redis ? "Redis" : "memory"}`);
-      const figures = await run(topology, influx.url, { devices, messages, inflight });
-      results[topology.name] = figures;
-      out(
-        `  connect ${figures.connectsPerS.toFixed(0)}/s (Redis commands per connect ${figures.redisCommandsPerConnect ?? "-"}, per message ${figures.redisCommandsPerMessage ?? "-"}), acked ${figures.ackedPerS.toFixed(0)} msg/s (ack p50 ${figures.ackP50Ms.toFixed(1)} ms, p99 ${figures.ackP99Ms.toFixed(1)} ms), end to end ${figures.endToEndPerS.toFixed(0)} msg/s, missing ${figures.missing}, broker RSS ${figures.brokerRssMiB.join(" + ")} MiB`,
-      );
+    for (let round = 1; round <= rounds; round++) {
+      for (const topology of TOPOLOGIES) {
+        if (values.only !== undefined && values.only !== topology.name) continue;
+        out(
+          `${topology.name} (round ${round}/${rounds}): ${topology.brokers} broker(s), state in ${topology.redis ? "Redis" : "memory"}`,
+        );
+        const figures = await run(topology, influx.url, { devices, messages, inflight });
+        runs.set(topology.name, [...(runs.get(topology.name) ?? []), figures]);
+        out(
+          `  connect ${figures.connectsPerS.toFixed(0)}/s (Redis commands per connect ${figures.redisCommandsPerConnect ?? "-"}, per message ${figures.redisCommandsPerMessage ?? "-"}), acked ${figures.ackedPerS.toFixed(0)} msg/s (ack p50 ${figures.ackP50Ms.toFixed(1)} ms, p99 ${figures.ackP99Ms.toFixed(1)} ms), end to end ${figures.endToEndPerS.toFixed(0)} msg/s, missing ${figures.missing}, broker RSS ${figures.brokerRssMiB.join(" + ")} MiB`,
+        );
+      }
     }
   } finally {
     await influx.stop();
   }
+  const results = Object.fromEntries([...runs].map(([name, figures]) => [name, medianOf(figures)]));
   const ratio = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined ? null : Number((a / b).toFixed(2));
   process.stdout.write(
@@ -94,6 +105,7 @@ async function main() {
       devices,
       messages,
       inflight,
+      rounds,
       ...results,
       redis1VsMemoryAcked: ratio(results.redis1?.ackedPerS, results.memory?.ackedPerS),
       redis2VsMemoryAcked: ratio(results.redis2?.ackedPerS, results.memory?.ackedPerS),
@@ -245,6 +257,32 @@ async function schemaMade(url: string, database: string) {
 }
 
 const round = (x: number, digits = 0) => Number(x.toFixed(digits));
+
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+
+/** Each figure's median over the rounds (the RSS of the last round). */
+function medianOf(runs: Figures[]): Figures {
+  const of = (pick: (f: Figures) => number) => round(median(runs.map(pick)), 2);
+  const nullable = (pick: (f: Figures) => number | null) =>
+    runs[0] === undefined || pick(runs[0]) === null ? null : of((f) => pick(f) ?? 0);
+  return {
+    connectsPerS: of((f) => f.connectsPerS),
+    ackedPerS: of((f) => f.ackedPerS),
+    ackP50Ms: of((f) => f.ackP50Ms),
+    ackP99Ms: of((f) => f.ackP99Ms),
+    endToEndPerS: of((f) => f.endToEndPerS),
+    missing: Math.max(...runs.map((f) => f.missing)),
+    brokerRssMiB: runs.at(-1)?.brokerRssMiB ?? [],
+    redisCommandsPerConnect: nullable((f) => f.redisCommandsPerConnect),
+    redisCommandsPerMessage: nullable((f) => f.redisCommandsPerMessage),
+  };
+}
 
 function gitCommit(): string {
   try {
