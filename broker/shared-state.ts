@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type { Redis, RedisOptions } from "ioredis";
 import mqemitterRedis from "mqemitter-redis";
+import { WEEK_MS } from "../contract/time.js";
 import { parseDeviceTopic } from "../contract/topics.js";
 import type { Logger } from "../observe/logger.js";
 import type { BrokerState } from "./start-broker.js";
@@ -17,9 +18,14 @@ export type SharedStateOptions = {
   connectTimeoutMs?: number;
   /** Messages queued for a persistent session that go out when it connects again (the rest on later ones). */
   maxSessionDelivery?: number;
+  /**
+   * How long a message queued for an absent persistent session is kept: a command lives a week at most, and an
+   * alert subscriber that never comes back must not fill Redis.
+   */
+  queuedTtlMs?: number;
 };
 
-const DEFAULTS = { connectTimeoutMs: 10_000, maxSessionDelivery: 1000 };
+const DEFAULTS = { connectTimeoutMs: 10_000, maxSessionDelivery: 1000, queuedTtlMs: WEEK_MS };
 
 type Emit = (message: { topic: string }, done?: (error?: Error) => void) => void;
 /** mqemitter-redis's connections and its emitter within the process, which its typings leave out. */
@@ -45,7 +51,7 @@ export function staysLocal(topic: string): boolean {
 type RedisPersistence = { destroy(): Promise<void> };
 // A CommonJS module without typings.
 const createPersistence = createRequire(import.meta.url)("aedes-persistence-redis") as (
-  options: RedisOptions & { conn: Redis; maxSessionDelivery: number },
+  options: RedisOptions & { conn: Redis; maxSessionDelivery: number; packetTTL: () => number },
 ) => RedisPersistence;
 
 /** ioredis options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
@@ -103,7 +109,12 @@ export async function openSharedState(
     if (lastError !== undefined) logger.info({ redis: where }, "Redis reachable again");
     lastError = undefined;
   });
-  const persistence = createPersistence({ conn, maxSessionDelivery: o.maxSessionDelivery });
+  const ttlSeconds = Math.ceil(o.queuedTtlMs / 1000);
+  const persistence = createPersistence({
+    conn,
+    maxSessionDelivery: o.maxSessionDelivery,
+    packetTTL: () => ttlSeconds,
+  });
 
   let closed = false;
   const close = async () => {
