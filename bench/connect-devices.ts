@@ -20,6 +20,8 @@ export type DevicesTask = {
   /** Loopback addresses to connect from, used in turn: each has its own ~28k source ports. */
   localAddresses: string[];
   keepaliveS: number;
+  /** Whether hello and status are published retained, as the protocol asks (false: to see what retaining costs). */
+  retain: boolean;
 };
 
 export type DevicesReport = {
@@ -42,7 +44,7 @@ const SUBACK = 9;
 /** Connect flags: clean session, a will at QoS 1, retained [MQTT-3.1.2]. */
 const CLEAN_WILL_QOS1_RETAIN = 0x02 | 0x04 | 0x08 | 0x20;
 
-function openingPackets(id: string, keepaliveS: number) {
+function openingPackets(id: string, keepaliveS: number, retain: boolean) {
   return {
     connect: connectPacket({
       clientId: id,
@@ -54,15 +56,15 @@ function openingPackets(id: string, keepaliveS: number) {
     }),
     afterConnack: Buffer.concat([
       subscribePacket(1, [[commandFilter(id), 1]]),
-      retained(helloTopic(id), hello(id), 2),
-      retained(statusTopic(id), '{"state":"online"}', 3),
+      publish(helloTopic(id), hello(id), 2, retain),
+      publish(statusTopic(id), '{"state":"online"}', 3, retain),
     ]),
   };
 }
 
-function retained(topic: string, payload: string, packetId: number) {
+function publish(topic: string, payload: string, packetId: number, retain: boolean) {
   const bytes = publishPacket(topic, Buffer.from(payload), 1, packetId);
-  bytes[0] = (bytes[0] as number) | 0x01; // RETAIN [MQTT-3.3.1.3]
+  if (retain) bytes[0] = (bytes[0] as number) | 0x01; // RETAIN [MQTT-3.3.1.3]
   return bytes;
 }
 
@@ -103,7 +105,7 @@ export async function runDevices(task: DevicesTask): Promise<DevicesReport & { s
   const connectOne = (i: number) =>
     new Promise<void>((resolve) => {
       const id = `${task.prefix}${task.first + i}`;
-      const packets = openingPackets(id, task.keepaliveS);
+      const packets = openingPackets(id, task.keepaliveS, task.retain);
       const localAddress = task.localAddresses[i % task.localAddresses.length];
       const socket = connect({ host: "127.0.0.1", port: task.port, localAddress, noDelay: true });
       let answers = 0;

@@ -17,7 +17,8 @@ import {
   sleep,
 } from "./harness.js";
 
-// npm run bench:connect -- [--devices 10000] [--clients 4] [--concurrency 100] [--slice 1000] [--cpu-prof DIR]
+// npm run bench:connect -- [--devices 10000] [--clients 4] [--concurrency 100] [--slice 1000] [--no-retain]
+//                          [--cpu-prof DIR]
 // A connect storm, as after a broker restart: fieldq's broker + ingest (startIngestBroker, its own InfluxDB
 // and journal) in a child process, and `--clients` device processes (bench/connect-devices.ts) that connect
 // the fleet at once, each with at most `--concurrency` handshakes under way. A device connects as the protocol
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     slice: { type: "string", default: "1000" },
     keepalive: { type: "string", default: "300" },
     idle: { type: "string", default: "5" },
+    "no-retain": { type: "boolean", default: false },
     "cpu-prof": { type: "string" },
     "stack-child": { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -172,6 +174,7 @@ async function main() {
           concurrency,
           localAddresses: Array.from({ length: addresses }, (_, a) => `127.0.${c + 1}.${a + 1}`),
           keepaliveS,
+          retain: !values["no-retain"],
         });
       }),
     );
@@ -225,6 +228,7 @@ async function main() {
     process.stdout.write(
       `${JSON.stringify({
         devices,
+        retained: !values["no-retain"],
         connected,
         failed,
         clients,
@@ -265,7 +269,7 @@ if (values.help) {
   process.stdout.write(
     [
       "Usage: npm run bench:connect -- [--devices 10000] [--clients 4] [--concurrency 100] [--slice 1000]",
-      "                                [--keepalive 300] [--idle 5] [--cpu-prof DIR]",
+      "                                [--keepalive 300] [--idle 5] [--no-retain] [--cpu-prof DIR]",
       "  --devices N      the fleet; 100000 for the full curve (needs root to raise the open-file limit)",
       "  --clients N      device processes (at least one per 15,000 devices); each connects from loopback",
       "                   addresses of its own (127.0.N.x)",
@@ -273,6 +277,7 @@ if (values.help) {
       "  --slice N        connects/s is reported per N devices, in the order they finished connecting",
       "  --keepalive S    the devices' MQTT keepalive; they ping at half of it while idle",
       "  --idle S         seconds the fleet sits idle before the broker's memory is read again",
+      "  --no-retain      hello and status without the retain flag, to see what retaining them costs",
       "  --cpu-prof DIR   profile the broker process (node --cpu-prof) into DIR; summarise with",
       "                   npx tsx bench/profile-summary.ts DIR",
       "Environment: FIELDQ_BENCH_INFLUX_URL uses a running InfluxDB 1.x instead of a private influxd.",
