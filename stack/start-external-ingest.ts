@@ -15,6 +15,8 @@ import { type Pipeline, startPipeline } from "./start-pipeline.js";
 // connect to that broker; this process takes its share of their messages and acknowledges each after fsync.
 // Commands and alerts need fieldq's broker (who is connected, PUBACKs from devices): they are off here.
 
+const REPORT_EVERY_MS = 60_000;
+
 export type ExternalIngestHandle = {
   pipeline: Pipeline;
   consumer: ExternalConsumer;
@@ -50,12 +52,26 @@ export async function startExternalIngest(
     logger: logger.child({ part: "external-broker" }),
     metrics,
   });
+  // No HTTP server here (as with `fieldq broker`): what the ingest has taken is logged once a minute.
+  const report = setInterval(
+    () =>
+      logger.info(
+        {
+          ...consumer.counts(),
+          inFlight: consumer.inFlight(),
+          journalBacklog: pipeline.journal.backlog.entries,
+        },
+        "external ingest progress",
+      ),
+    REPORT_EVERY_MS,
+  ).unref();
   return {
     pipeline,
     consumer,
     clientId,
     metrics,
     async close(options) {
+      clearInterval(report);
       await consumer.close(options);
       await pipeline.close();
     },
