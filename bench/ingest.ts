@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -253,7 +254,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Debian's Mosquitto in a folder of its own, with no bound on queued or in-flight messages. */
-async function startMosquitto(dir: string): Promise<{ port: number; close(): Promise<void> }> {
+async function startMosquitto(dir: string): Promise<{ port: number; pid: number; close(): Promise<void> }> {
   const port = await freePort();
   const conf = join(dir, "mosquitto.conf");
   await writeFile(
@@ -281,6 +282,7 @@ async function startMosquitto(dir: string): Promise<{ port: number; close(): Pro
   }
   return {
     port,
+    pid: mosquitto.pid as number,
     async close() {
       mosquitto.kill("SIGTERM");
       await exited;
@@ -288,7 +290,25 @@ async function startMosquitto(dir: string): Promise<{ port: number; close(): Pro
   };
 }
 
-type Child = { port: number; stats(): Promise<ChildStats>; close(): Promise<void> };
+type Child = { port: number; pid: number; stats(): Promise<ChildStats>; close(): Promise<void> };
+
+/**
+ * CPU time (user + system, all threads: LevelDB's fsyncs on libuv's pool too) a process has used, in ms,
+ * from /proc: the machine's other load stretches wall time but not this.
+ */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100; // USER_HZ, getconf CLK_TCK
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+}
+
+/** µs of CPU per message the processes used between the two calls. */
+function cpuMeter(pids: number[]) {
+  const total = () => pids.reduce((sum, pid) => sum + cpuMsOf(pid), 0);
+  const start = total();
+  return () => ((total() - start) * 1000) / (devices * messages);
+}
 
 async function forkChild(kind: "fieldq" | "aedes" | "diy", env: NodeJS.ProcessEnv = {}): Promise<Child> {
   const profDir = values["cpu-prof"];
@@ -303,6 +323,7 @@ async function forkChild(kind: "fieldq" | "aedes" | "diy", env: NodeJS.ProcessEn
   if (first === undefined) throw new Error(`the ${kind} process ended before listening`);
   return {
     port: (first[0] as { port: number }).port,
+    pid: child.pid as number,
     async stats() {
       const answer = once(child, "message");
       child.send({ kind: "stats" });
@@ -549,7 +570,12 @@ async function main() {
     );
 
     const aedes = await forkChild("aedes");
-    const bare = await publishAll(aedes.port).finally(() => aedes.close());
+    const bareCpu = cpuMeter([aedes.pid]);
+    let bareCpuUs = 0;
+    const bare = await publishAll(aedes.port).finally(() => {
+      bareCpuUs = bareCpu();
+      return aedes.close();
+    });
     const bareAcks = sortedOf(bare.latenciesMs);
     const bareRate = total / bare.seconds;
     out(
@@ -561,15 +587,18 @@ async function main() {
     await influxQuery(influxUrl, diyDb, `CREATE DATABASE "${diyDb}"`);
     const mosquitto = await startMosquitto(diyDir);
     let diy: Awaited<ReturnType<typeof publishUntilQueryable>>;
+    let diyCpuUs = 0;
     try {
       const consumer = await forkChild("diy", {
         DIY_MQTT_PORT: String(mosquitto.port),
         DIY_INFLUX_URL: influxUrl,
         DIY_INFLUX_DB: diyDb,
       });
-      diy = await publishUntilQueryable(influxUrl, diyDb, `"telemetry"`, mosquitto.port).finally(() =>
-        consumer.close(),
-      );
+      const diyCpu = cpuMeter([mosquitto.pid, consumer.pid]);
+      diy = await publishUntilQueryable(influxUrl, diyDb, `"telemetry"`, mosquitto.port).finally(() => {
+        diyCpuUs = diyCpu();
+        return consumer.close();
+      });
     } finally {
       await mosquitto.close();
       await rm(diyDir, { recursive: true, force: true });
@@ -584,6 +613,7 @@ async function main() {
 
     const fieldq = await forkChild("fieldq", { FIELDQ_BENCH_INGEST_ENV: JSON.stringify(env) });
     let stats: ChildStats;
+    let fieldqCpuUs = 0;
     let measured: Awaited<ReturnType<typeof publishUntilQueryable>>;
     try {
       // The schema exists once the writer made it; then the poller can ask from the first message on.
@@ -593,7 +623,9 @@ async function main() {
         await sleep(50);
       }
       const { name, rp } = MEASUREMENTS.telemetry;
+      const fieldqCpu = cpuMeter([fieldq.pid]);
       measured = await publishUntilQueryable(influxUrl, database, `"${rp}"."${name}"`, fieldq.port);
+      fieldqCpuUs = fieldqCpu();
       stats = await fieldq.stats();
     } finally {
       await fieldq.close();
@@ -617,6 +649,9 @@ async function main() {
     );
     out(
       `  broker's event loop: timers late by p99 ${ms(stats.loopDelayP99Ms)}, at most ${ms(stats.loopDelayMaxMs)}`,
+    );
+    out(
+      `CPU per message, µs (whole process, until queryable): bare aedes ${bareCpuUs.toFixed(0)}, DIY (Mosquitto + consumer) ${diyCpuUs.toFixed(0)}, fieldq ${fieldqCpuUs.toFixed(0)}`,
     );
     out(
       `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}, end to end / DIY ${(endToEndRate / diy.endToEndRate).toFixed(2)}`,
@@ -650,6 +685,11 @@ async function main() {
         diyQueryableP99Ms: round(quantile(diy.toQueryable, 0.99), 0),
         diyNeverQueryable: diy.missing,
         endToEndVsDiy: round(endToEndRate / diy.endToEndRate, 2),
+        cpuUsPerMsg: {
+          bareAedes: Math.round(bareCpuUs),
+          diy: Math.round(diyCpuUs),
+          fieldq: Math.round(fieldqCpuUs),
+        },
         journalSyncs: stats.syncs,
         messagesPerSync: round(perSync),
         syncP50Ms: round(quantile(syncs, 0.5)),
