@@ -132,6 +132,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
   const counts: ConsumerCounts = { acknowledged: 0, redelivered: 0 };
   let closing = false;
   let pausing = false;
+  let resumeTimer: NodeJS.Timeout | undefined;
   let idle: (() => void) | undefined;
   let unreachableSince: number | undefined;
   let unreachableLoggedAt = 0;
@@ -190,11 +191,12 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
       { pauseMs: fullPauseMs },
       "journal full: taking no messages for a while; the broker keeps them",
     );
+    // Not unref'd: while away from the broker nothing else may keep the process running.
     client.end(true, {}, () => {
-      setTimeout(() => {
+      resumeTimer = setTimeout(() => {
         pausing = false;
         if (!closing) client.reconnect();
-      }, fullPauseMs).unref();
+      }, fullPauseMs);
     });
   }
 
@@ -305,6 +307,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
         await settled();
       }
       closing = true;
+      clearTimeout(resumeTimer);
       if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
       // A session that still holds a message of ours is kept, so that a restart with this id takes it up.
       const done = leaving && client.connected && !leftUnacknowledged;
