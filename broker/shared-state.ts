@@ -1,8 +1,9 @@
 import { createRequire } from "node:module";
+import { Readable } from "node:stream";
 import type { Redis, RedisOptions } from "ioredis";
 import mqemitterRedis from "mqemitter-redis";
 import { WEEK_MS } from "../contract/time.js";
-import { parseDeviceTopic } from "../contract/topics.js";
+import { DEVICE_ID_PATTERN, parseDeviceTopic, TOPIC_ROOT } from "../contract/topics.js";
 import type { Logger } from "../observe/logger.js";
 import type { BrokerState } from "./start-broker.js";
 
@@ -48,11 +49,38 @@ export function staysLocal(topic: string): boolean {
   return channel !== undefined && channel !== "cmd" && channel !== "errors";
 }
 /** aedes-persistence-redis's callback layer; destroy() ends its Redis connection. */
-type RedisPersistence = { destroy(): Promise<void> };
+type RedisPersistence = {
+  destroy(): Promise<void>;
+  createRetainedStreamCombi(patterns: string[]): Readable;
+};
 // A CommonJS module without typings.
 const createPersistence = createRequire(import.meta.url)("aedes-persistence-redis") as (
   options: RedisOptions & { conn: Redis; maxSessionDelivery: number; packetTTL: () => number },
 ) => RedisPersistence;
+
+/** The channels fieldq keeps a retained message on (broker/acl.ts mayRetain): a device's latest word. */
+const RETAINED_CHANNELS = ["hello", "status"];
+
+/**
+ * Whether a subscription filter could match a retained message, which fieldq keeps only on
+ * fq/v1/{deviceId}/hello and /status. A device's own filters (its commands, its errors) never can.
+ */
+export function mayMatchRetained(filter: string): boolean {
+  const levels = filter.split("/");
+  const root = TOPIC_ROOT.split("/");
+  return RETAINED_CHANNELS.some((channel) => {
+    // undefined: the device id's level, which any literal device id fills.
+    const topic: Array<string | undefined> = [...root, undefined, channel];
+    for (const [i, level] of levels.entries()) {
+      if (level === "#") return true; // also the parent level [MQTT-4.7.1-2]
+      if (i >= topic.length) return false;
+      if (level === "+") continue;
+      const expected = topic[i];
+      if (expected === undefined ? !DEVICE_ID_PATTERN.test(level) : level !== expected) return false;
+    }
+    return levels.length === topic.length;
+  });
+}
 
 /** ioredis options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
 export function redisOptions(redisUrl: string): RedisOptions {
@@ -115,6 +143,19 @@ export async function openSharedState(
     maxSessionDelivery: o.maxSessionDelivery,
     packetTTL: () => ttlSeconds,
   });
+
+  // aedes asks for the retained messages of every SUBSCRIBE, and aedes-persistence-redis answers by scanning
+  // every retained message in Redis (HSCAN, ten at a time): a device's SUBSCRIBE would cost a round trip per
+  // ten devices of the fleet. Its filters never match one, so it costs nothing here.
+  const retained = persistence.createRetainedStreamCombi.bind(persistence);
+  persistence.createRetainedStreamCombi = (patterns) => {
+    const wanted = patterns.filter(mayMatchRetained);
+    if (wanted.length === 0) return Readable.from([]);
+    const stream = retained(wanted);
+    // aedes pipes it with no error listener: a Redis failure mid-scan would end the process.
+    stream.on("error", (error) => logger.warn({ err: error }, "retained messages not read from Redis"));
+    return stream;
+  };
 
   let closed = false;
   const close = async () => {

@@ -22,7 +22,7 @@ import {
   startIngestBroker,
 } from "../../stack/start-stack.js";
 import { testDatabase } from "../support/influx.js";
-import { type RedisServer, redisCommands, startRedis } from "../support/redis.js";
+import { type RedisServer, redisCommandCalls, redisCommands, startRedis } from "../support/redis.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
 // Two fieldq brokers, each with its own data folder and journal, sharing aedes's state through one Debian
@@ -157,6 +157,28 @@ describe("two brokers over one Redis", () => {
     }
     // Nobody may subscribe to a device's uplink (broker/acl.ts); aedes's heartbeats may add one or two.
     expect((await redisCommands(redis.port)) - before).toBeLessThan(10);
+  }, 30_000);
+
+  test("a device's SUBSCRIBE scans no retained messages in Redis; a wildcard reader still finds them", async () => {
+    const hello = { kind: "modem", model: "FQ-R 1", firmware: "1.0", hardware: "A", serial: "SN-R" };
+    for (let i = 0; i < 3; i++) {
+      const other = await connectDevice(port(1), `modem-retained-scan-${i}`);
+      await other.publishAsync(helloTopic(`modem-retained-scan-${i}`), JSON.stringify(hello), {
+        qos: 1,
+        retain: true,
+      });
+    }
+    const scans = await redisCommandCalls(redis.port, "hscan");
+    const id = "modem-subscribe-scan";
+    const device = await connectDevice(port(0), id);
+    await device.subscribeAsync([commandFilter(id)], { qos: 1 });
+    // aedes asks for the retained messages after the SUBACK; an echo through the broker comes after that.
+    const got = commandsOf(device);
+    await brokers[0]?.broker.publish(commandTopic(id, "c-after-subscribe"), "{}");
+    await expect.poll(() => got.length, { timeout: 10_000 }).toBe(1);
+    expect(await redisCommandCalls(redis.port, "hscan")).toBe(scans);
+    expect(await brokers[0]?.broker.retainedTopics()).toContain(helloTopic("modem-retained-scan-2"));
+    expect(await redisCommandCalls(redis.port, "hscan")).toBeGreaterThan(scans);
   }, 30_000);
 
   test("a persistent session moves to the other broker with its subscription and what was queued while away", async () => {

@@ -50,20 +50,33 @@ async function answers(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-/** Commands the server has run since it started (INFO stats; the INFO itself counts one). */
-export async function redisCommands(port: number): Promise<number> {
+/** A section of the server's INFO, asked over a socket of its own (the INFO itself counts one command). */
+async function info(port: number, section: string): Promise<string> {
   const socket = new Socket();
-  socket.connect(port, "127.0.0.1", () => socket.write("INFO stats\r\n"));
+  socket.connect(port, "127.0.0.1", () => socket.write(`INFO ${section}\r\n`));
   let text = "";
   for await (const chunk of socket) {
     text += String(chunk);
-    if (/total_commands_processed:\d+\r\n/.test(text)) break;
+    // A bulk string: $<length>\r\n<text>\r\n.
+    const length = Number(/^\$(\d+)\r\n/.exec(text)?.[1] ?? Number.NaN);
+    if (Buffer.byteLength(text) >= String(length).length + 3 + length + 2) break;
   }
   socket.destroy();
-  const count = /total_commands_processed:(\d+)/.exec(text)?.[1];
+  return text;
+}
+
+/** Commands the server has run since it started. */
+export async function redisCommands(port: number): Promise<number> {
+  const count = /total_commands_processed:(\d+)/.exec(await info(port, "stats"))?.[1];
   if (count === undefined)
     throw new Error(`redis-server on port ${port}: no total_commands_processed in INFO`);
   return Number(count);
+}
+
+/** How many times the server has run one command (INFO commandstats), e.g. "hscan". */
+export async function redisCommandCalls(port: number, command: string): Promise<number> {
+  const calls = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await info(port, "commandstats"))?.[1];
+  return Number(calls ?? 0);
 }
 
 export async function startRedis(): Promise<RedisServer> {
