@@ -133,7 +133,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
   let closing = false;
   let pausing = false;
   let resumeTimer: NodeJS.Timeout | undefined;
-  let idle: (() => void) | undefined;
+  const idleWaiters: (() => void)[] = [];
   let unreachableSince: number | undefined;
   let unreachableLoggedAt = 0;
   let onSubscribed: (() => void) | undefined;
@@ -183,7 +183,17 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
     client.publish(errorsTopic(deviceId), JSON.stringify(error), { qos: 0 }, () => {});
   }
 
-  /** The journal is full: leave the messages unacknowledged, stay away a while, and resume the session. */
+  /** Resolves once no message is being journaled. */
+  function whenIdle(): Promise<void> {
+    if (inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => idleWaiters.push(resolve));
+  }
+
+  /**
+   * The journal is full: take nothing more, let the messages being journaled finish and be acknowledged (each
+   * pause so stores what fitted), then stay away a while and resume the session, whose unacknowledged
+   * messages the broker then sends again.
+   */
   function pause() {
     if (pausing || closing) return;
     pausing = true;
@@ -191,12 +201,15 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
       { pauseMs: fullPauseMs },
       "journal full: taking no messages for a while; the broker keeps them",
     );
-    // Not unref'd: while away from the broker nothing else may keep the process running.
-    client.end(true, {}, () => {
-      resumeTimer = setTimeout(() => {
-        pausing = false;
-        if (!closing) client.reconnect();
-      }, fullPauseMs);
+    void whenIdle().then(() => {
+      if (closing) return;
+      // Not unref'd: while away from the broker nothing else may keep the process running.
+      client.end(true, {}, () => {
+        resumeTimer = setTimeout(() => {
+          pausing = false;
+          if (!closing) client.reconnect();
+        }, fullPauseMs);
+      });
     });
   }
 
@@ -241,7 +254,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
       pause();
     } finally {
       inFlight -= 1;
-      if (inFlight === 0) idle?.();
+      if (inFlight === 0) for (const resolve of idleWaiters.splice(0)) resolve();
     }
   }
 
@@ -259,7 +272,8 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
     // still routes the share here.
     const on = connection;
     client.subscribe(filters, { qos: 1 }, (error, granted) => {
-      if (on !== connection) return;
+      // A connection that closed meanwhile (a pause, the broker gone) subscribes again on the next one.
+      if (on !== connection || !client.connected) return;
       const refused = (granted ?? []).filter((g) => g.qos > 1);
       if (error || refused.length > 0) {
         logger.error(
@@ -308,7 +322,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
       }
       closing = true;
       clearTimeout(resumeTimer);
-      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+      await whenIdle();
       // A session that still holds a message of ours is kept, so that a restart with this id takes it up.
       const done = leaving && client.connected && !leftUnacknowledged;
       await client.endAsync(false, done ? { properties: { sessionExpiryInterval: 0 } } : {});

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -189,6 +190,55 @@ it("two ingest processes share an external Mosquitto's device topics; one killed
   expect(fromA.acknowledged).toBeGreaterThan(0);
   expect(fromA.redelivered).toBeGreaterThan(0);
   expect(again.lines.find((l) => l.msg === "connected to the external broker")?.sessionPresent).toBe(true);
+}, 60_000);
+
+it("an ingest whose journal is full leaves the messages with Mosquitto and stores each once when it has room", async () => {
+  const mosquitto = await startMosquitto();
+  const db = await testDatabase("external_full");
+  const dataDir = await mkdtemp(join(tmpdir(), "fieldq-ext-full-"));
+  const closedInflux = createServer().listen(0, "127.0.0.1");
+  await once(closedInflux, "listening");
+  const awayUrl = `http://127.0.0.1:${(closedInflux.address() as AddressInfo).port}`;
+  await new Promise((resolve) => closedInflux.close(resolve));
+  cleanups.push(async () => {
+    await mosquitto.stop();
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  const envWith = (influxUrl: string) => ({
+    FIELDQ_INFLUX_URL: influxUrl,
+    FIELDQ_INFLUX_DB: db.database,
+    FIELDQ_DATA_DIR: dataDir,
+    FIELDQ_INGEST_CLIENT_ID: "fieldq-test-ingest-full",
+    FIELDQ_JOURNAL_MAX_BYTES: "20000",
+    FIELDQ_FLUSH_INTERVAL: "50ms",
+    FIELDQ_LOG_FORMAT: "json",
+    FIELDQ_LOG_LEVEL: "info",
+  });
+  // InfluxDB away: the journal fills up and stays full.
+  const first = startIngestProcess(mosquitto.url, envWith(awayUrl));
+  cleanups.push(() => kill(first.child, "SIGKILL"));
+  await first.find(subscribed);
+  const device = await mqtt.connectAsync(mosquitto.url, { clientId: "ext-full-1", protocolVersion: 5 });
+  cleanups.push(() => device.endAsync(true));
+  const sent = new Set<string>();
+  for (let seq = 1; seq <= 200; seq += 1) {
+    const payload = JSON.stringify({ ts: Date.now(), seq, metrics: { snr_margin_db: 7 } });
+    await device.publishAsync(telemetryTopic("ext-full-1"), payload, { qos: 1 });
+    sent.add(`ext-full-1/${seq}`);
+  }
+  await first.find((l) => String(l.msg).startsWith("journal full"));
+  await kill(first.child, "SIGTERM");
+
+  // Back with InfluxDB: the journal drains, and Mosquitto sends what was not acknowledged again.
+  const second = startIngestProcess(mosquitto.url, envWith(db.url));
+  cleanups.push(() => kill(second.child, "SIGKILL"));
+  const stored = await eventually(async () => {
+    const seqs = await storedSeqs(db.url, db.database);
+    return new Set(seqs).size >= sent.size ? seqs : undefined;
+  }, 40_000);
+  expect(new Set(stored)).toEqual(sent);
+  expect(stored.length).toBe(sent.size);
 }, 60_000);
 
 describe("the shared-subscription consumer", () => {
