@@ -39,7 +39,7 @@ export type ExternalConsumerOptions = {
   receiveMaximum?: number;
   /** How long the broker keeps the session (and queues its share) while this consumer is away. */
   sessionExpirySeconds?: number;
-  /** How long to stay away after the journal was full before taking messages again. */
+  /** How long to stay away after the journal was full before taking messages again; doubles while it stays full. */
   fullPauseMs?: number;
   reconnectMs?: number;
 };
@@ -47,6 +47,8 @@ export type ExternalConsumerOptions = {
 export const DEFAULT_RECEIVE_MAXIMUM = 1_000;
 export const DEFAULT_SESSION_EXPIRY_SECONDS = 7 * 24 * 3600;
 const DEFAULT_FULL_PAUSE_MS = 1_000;
+/** A journal that stays full (InfluxDB away) is tried this often at most: each try decodes a resent burst. */
+const MAX_FULL_PAUSE_MS = 30_000;
 const DEFAULT_RECONNECT_MS = 1_000;
 /** Leaving the group, this long without a message means the broker has sent all it had queued here. */
 const QUIET_MS = 300;
@@ -121,7 +123,8 @@ const DEFERRED = new Error("PUBACK deferred until the journal has the message");
 export function startExternalConsumer(options: ExternalConsumerOptions): ExternalConsumer {
   const { logger, metrics } = options;
   const receiveMaximum = options.receiveMaximum ?? DEFAULT_RECEIVE_MAXIMUM;
-  const fullPauseMs = options.fullPauseMs ?? DEFAULT_FULL_PAUSE_MS;
+  const firstPauseMs = options.fullPauseMs ?? DEFAULT_FULL_PAUSE_MS;
+  let pauseMs = firstPauseMs;
   const filters = shareFilters(options.group);
   /** Bumped on every connection: a PUBACK belongs to the connection its PUBLISH came on. */
   let connection = 0;
@@ -197,10 +200,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
   function pause() {
     if (pausing || closing) return;
     pausing = true;
-    logger.warn(
-      { pauseMs: fullPauseMs },
-      "journal full: taking no messages for a while; the broker keeps them",
-    );
+    logger.warn({ pauseMs }, "journal full: taking no messages for a while; the broker keeps them");
     void whenIdle().then(() => {
       if (closing) return;
       // Not unref'd: while away from the broker nothing else may keep the process running.
@@ -208,7 +208,8 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
         resumeTimer = setTimeout(() => {
           pausing = false;
           if (!closing) client.reconnect();
-        }, fullPauseMs);
+        }, pauseMs);
+        pauseMs = Math.min(2 * pauseMs, MAX_FULL_PAUSE_MS);
       });
     });
   }
@@ -236,6 +237,7 @@ export function startExternalConsumer(options: ExternalConsumerOptions): Externa
       switch (outcome.kind) {
         case "accepted":
           acknowledge(messageId, on);
+          pauseMs = firstPauseMs;
           return;
         case "refused":
           // Its refusal is journaled and a retry cannot mend it.
