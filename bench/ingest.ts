@@ -18,6 +18,7 @@ import { silentLogger } from "../observe/logger.js";
 import { startIngestBroker } from "../stack/start-stack.js";
 import { encodePoint } from "../storage/line-protocol.js";
 import { MEASUREMENTS } from "../storage/schema.js";
+import { benchDeviceId, type LoadRun, publishTelemetry, telemetryPayload } from "./telemetry-load.js";
 
 // npm run bench:ingest -- [--devices 50] [--messages 400] [--inflight 10] [--cpu-prof DIR]
 // QoS 1 single-sample telemetry from many devices at once, and in the same run what the machine can do
@@ -68,9 +69,8 @@ const paceRate = Number(values.rate);
 const secret = "bench-secret-0123456789";
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const deviceId = (i: number) => `bench-${String(i).padStart(5, "0")}`;
-const payloadOf = (seq: number, ts: number) =>
-  JSON.stringify({ ts, seq, metrics: { snr_margin_db: 7 + (seq % 5), crc_errors: seq } });
+const deviceId = benchDeviceId;
+const payloadOf = telemetryPayload;
 
 // --- The processes under test ---------------------------------------------------------------------------
 
@@ -338,55 +338,23 @@ async function forkChild(kind: "fieldq" | "aedes" | "diy", env: NodeJS.ProcessEn
 
 // --- The publishing devices -----------------------------------------------------------------------------
 
-type Run = {
-  startedAt: number;
-  seconds: number;
-  latenciesMs: number[];
-  /** Per device, per seq (1-based): when it was published (performance.now()). */
-  sentAt: Float64Array[];
-};
+type Run = LoadRun;
 
 /** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
-async function publishAll(port: number): Promise<Run> {
-  const clients = await Promise.all(
-    Array.from({ length: devices }, (_, i) =>
-      mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-        clientId: deviceId(i),
-        username: deviceId(i),
-        password: deviceKey(secret, deviceId(i)),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-      }),
-    ),
-  );
-  const latenciesMs: number[] = [];
-  const sentAt = Array.from({ length: devices }, () => new Float64Array(messages + 1));
-  const startedAt = performance.now();
-  await Promise.all(
-    clients.map(async (client, i) => {
-      const topic = telemetryTopic(deviceId(i));
-      const sent = sentAt[i] as Float64Array;
-      let seq = 0;
-      const worker = async () => {
-        while (seq < messages) {
-          const s = ++seq;
-          if (paceRate > 0) {
-            // Message s of device i is due at its slot in one even stream of paceRate msg/s.
-            const due = startedAt + (((s - 1) * devices + i) * 1000) / paceRate;
-            if (due > performance.now()) await sleep(due - performance.now());
-          }
-          const t = performance.now();
-          sent[s] = t;
-          await client.publishAsync(topic, payloadOf(s, Date.now()), { qos: 1 });
-          latenciesMs.push(performance.now() - t);
-        }
-      };
-      await Promise.all(Array.from({ length: inflight }, worker));
+/** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
+function publishAll(port: number): Promise<Run> {
+  return publishTelemetry(`mqtt://127.0.0.1:${port}`, {
+    devices,
+    messages,
+    inflight,
+    rate: paceRate,
+    connect: (i) => ({
+      clientId: deviceId(i),
+      username: deviceId(i),
+      password: deviceKey(secret, deviceId(i)),
+      protocolVersion: 4,
     }),
-  );
-  const seconds = (performance.now() - startedAt) / 1000;
-  await Promise.all(clients.map((c) => c.endAsync()));
-  return { startedAt, seconds, latenciesMs, sentAt };
+  });
 }
 
 // --- InfluxDB -------------------------------------------------------------------------------------------

@@ -5,10 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import mqtt from "mqtt";
-import { telemetryTopic } from "../contract/topics.js";
 import { startMosquitto } from "../test/support/mosquitto.js";
 import { benchInflux, dropDatabase, influxQuery, out, quantile, sleep } from "./harness.js";
+import { benchDeviceId, publishTelemetry } from "./telemetry-load.js";
 
 // npm run bench:scale-external -- [--devices 50] [--messages 400] [--inflight 10] [--ingests 1,2]
 // `fieldq ingest` behind Debian's Mosquitto 2: devices publish QoS 1 single-sample telemetry to Mosquitto (the
@@ -42,7 +41,6 @@ const messages = Number(values.messages);
 const inflight = Number(values.inflight);
 const runs = values.ingests.split(",").map(Number);
 const total = devices * messages;
-const deviceId = (i: number) => `bench-${String(i).padStart(5, "0")}`;
 
 type LogLine = Record<string, unknown>;
 type IngestProcess = { child: ChildProcess; lines: LogLine[] };
@@ -79,36 +77,6 @@ async function stop(proc: IngestProcess) {
   await exited;
 }
 
-/** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
-async function publishAll(url: string) {
-  const clients = await Promise.all(
-    Array.from({ length: devices }, (_, i) =>
-      mqtt.connectAsync(url, { clientId: deviceId(i), protocolVersion: 5, reconnectPeriod: 0 }),
-    ),
-  );
-  const latenciesMs: number[] = [];
-  const startedAt = performance.now();
-  await Promise.all(
-    clients.map(async (client, i) => {
-      const topic = telemetryTopic(deviceId(i));
-      let seq = 0;
-      const worker = async () => {
-        while (seq < messages) {
-          const s = ++seq;
-          const payload = JSON.stringify({ ts: Date.now(), seq: s, metrics: { snr_margin_db: 7 + (s % 5) } });
-          const t = performance.now();
-          await client.publishAsync(topic, payload, { qos: 1 });
-          latenciesMs.push(performance.now() - t);
-        }
-      };
-      await Promise.all(Array.from({ length: inflight }, worker));
-    }),
-  );
-  const seconds = (performance.now() - startedAt) / 1000;
-  await Promise.all(clients.map((c) => c.endAsync()));
-  return { startedAt, seconds, latenciesMs };
-}
-
 async function storedCount(url: string, database: string): Promise<number> {
   const series = await influxQuery(url, database, 'SELECT count("seq") FROM "telemetry"').catch(() => []);
   return Number(series[0]?.values[0]?.[1] ?? 0);
@@ -138,7 +106,13 @@ async function run(influxUrl: string, ingests: number) {
   try {
     await Promise.all(procs.map((p) => logged(p, "subscribed to the devices' topics")));
     await Promise.all(procs.map((p) => logged(p, "InfluxDB schema ready")));
-    const published = await publishAll(mosquitto.url);
+    const published = await publishTelemetry(mosquitto.url, {
+      devices,
+      messages,
+      inflight,
+      rate: 0,
+      connect: (i) => ({ clientId: benchDeviceId(i), protocolVersion: 5 }),
+    });
     let stored = 0;
     let storedAt = performance.now();
     const until = Date.now() + 120_000;
