@@ -54,17 +54,24 @@ const DEVICE_META_TAGS = ["kind", "model", "firmware", "hardware", "region", "is
 export type Admission = { ok: true; introduced: Introduced[] } | { ok: false; message: string };
 
 /** The metric names and label values a message would write, each once. */
+/** A module-level function, not a closure per message: the hot path allocates less. */
+function addValue(values: Map<Dimension, Set<string>>, dimension: Dimension, value: string | undefined) {
+  if (value === undefined) return;
+  const set = values.get(dimension);
+  if (set === undefined) values.set(dimension, new Set([value]));
+  else set.add(value);
+}
+
 export function valuesOf(message: DecodedMessage, mapped: MessagePoints): Map<Dimension, Set<string>> {
   const values = new Map<Dimension, Set<string>>();
-  const add = (dimension: Dimension, value: string | undefined) => {
-    if (value !== undefined) entry(values, dimension, () => new Set<string>()).add(value);
-  };
   if (message.channel === "telemetry") {
-    for (const sample of message.body) for (const name of Object.keys(sample.metrics)) add("metric", name);
+    for (const sample of message.body)
+      for (const name of Object.keys(sample.metrics)) addValue(values, "metric", name);
   }
-  for (const { point } of mapped.records) for (const tag of LABEL_TAGS) add(tag, point.tags[tag]);
+  for (const { point } of mapped.records)
+    for (const tag of LABEL_TAGS) addValue(values, tag, point.tags[tag]);
   // A hello or a firmware update tags the device's later points with its metadata.
-  if (mapped.meta) for (const tag of DEVICE_META_TAGS) add(tag, mapped.meta[tag]);
+  if (mapped.meta) for (const tag of DEVICE_META_TAGS) addValue(values, tag, mapped.meta[tag]);
   return values;
 }
 

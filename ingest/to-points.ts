@@ -148,10 +148,13 @@ function eventFields(event: Event): Record<string, FieldValue> {
   }
 }
 
+/** A message's identity for de-duplication of redeliveries. A function here, not a closure per message. */
+const dedupeKey = (deviceId: string, channel: string, seq: number, ts: number) =>
+  `${deviceId}/${channel}/${seq}/${ts}`;
+
 export function messagePoints(message: DecodedMessage, ctx: PointContext): MessagePoints {
   const { deviceId } = message;
   const tags = deviceTags(deviceId, ctx.meta);
-  const dedupe = (seq: number, ts: number) => `${deviceId}/${message.channel}/${seq}/${ts}`;
   switch (message.channel) {
     case "hello": {
       const h = message.body;
@@ -175,13 +178,14 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
     }
     case "telemetry": {
       let skewed = 0;
-      const records = message.body.map((sample): JournalRecord => {
+      const records: JournalRecord[] = [];
+      for (const sample of message.body) {
         const s = stamp(sample.ts, sample.seq, ctx);
         if (s.skewed) skewed += 1;
         const fields = metricValues(sample.metrics);
         for (const key in s.fields) fields[key] = s.fields[key] as FieldValue;
-        return {
-          dedupe: dedupe(sample.seq, sample.ts),
+        records.push({
+          dedupe: dedupeKey(deviceId, message.channel, sample.seq, sample.ts),
           point: {
             measurement: MEASUREMENTS.telemetry.name,
             rp: MEASUREMENTS.telemetry.rp,
@@ -189,8 +193,8 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
             fields,
             timeNs: s.timeNs,
           },
-        };
-      });
+        });
+      }
       return { records, skewed };
     }
     case "fault": {
@@ -231,7 +235,10 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
         dedupe: `${deviceId}/${MEASUREMENTS.faultList.name}/${f.seq}/${f.ts}`,
         point: faultListPoint(point, deviceId, f.seq),
       };
-      return { records: [{ dedupe: dedupe(f.seq, f.ts), point }, listed], skewed: s.skewed ? 1 : 0 };
+      return {
+        records: [{ dedupe: dedupeKey(deviceId, message.channel, f.seq, f.ts), point }, listed],
+        skewed: s.skewed ? 1 : 0,
+      };
     }
     case "event": {
       const e = message.body;
@@ -244,7 +251,7 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
         timeNs: s.timeNs,
       };
       const result: MessagePoints = {
-        records: [{ dedupe: dedupe(e.seq, e.ts), point }],
+        records: [{ dedupe: dedupeKey(deviceId, message.channel, e.seq, e.ts), point }],
         skewed: s.skewed ? 1 : 0,
       };
       // A successful update changes what every later point of the device is tagged with.
@@ -270,7 +277,10 @@ export function messagePoints(message: DecodedMessage, ctx: PointContext): Messa
         fields,
         timeNs: s.timeNs,
       };
-      return { records: [{ dedupe: dedupe(c.seq, c.ts), point }], skewed: s.skewed ? 1 : 0 };
+      return {
+        records: [{ dedupe: dedupeKey(deviceId, message.channel, c.seq, c.ts), point }],
+        skewed: s.skewed ? 1 : 0,
+      };
     }
   }
 }
@@ -433,6 +443,13 @@ function msOfTimeNs(timeNs: string): number {
 }
 
 export function exposureHours(records: readonly JournalRecord[]): ExposedHour[] {
+  // Most messages hold one point that exposes: its hour, without the map.
+  if (records.length === 1) {
+    const { point } = records[0] as JournalRecord;
+    if (!EXPOSING.has(point.measurement)) return [];
+    const ms = msOfTimeNs(point.timeNs);
+    return [{ hourMs: floorHour(ms), tags: deviceTagsOf(point), firstMs: ms, lastMs: ms }];
+  }
   const hours = new Map<string, ExposedHour>();
   for (const { point } of records) {
     if (!EXPOSING.has(point.measurement)) continue;
