@@ -36,6 +36,10 @@ type RedisEmitter = ReturnType<typeof mqemitterRedis> & {
   state: NodeJS.EventEmitter;
   emit: Emit;
   _emit: Emit;
+  close(done: () => void): void;
+  /** MQEmitter's own close, which mqemitter-redis's calls once its connections have ended. */
+  _close(done: () => void): void;
+  closing: boolean;
 };
 
 /**
@@ -121,6 +125,17 @@ export async function openSharedState(
   const emitShared = mq.emit.bind(mq);
   const emitLocal = mq._emit.bind(mq);
   mq.emit = (message, done) => (staysLocal(message.topic) ? emitLocal : emitShared)(message, done);
+  // mqemitter-redis closes with QUIT and waits for both connections to end, which a connection retrying an
+  // absent Redis never does: then they are dropped and the emitter closed at once, so a broker stops while
+  // Redis is away.
+  const closeEmitter = mq.close.bind(mq);
+  mq.close = (done) => {
+    if (mq.pubConn.status === "ready" && mq.subConn.status === "ready") return closeEmitter(done);
+    mq.closing = true;
+    mq.pubConn.disconnect();
+    mq.subConn.disconnect();
+    mq._close(done);
+  };
   // The persistence's connection has the emitter's options (ioredis duplicate), and an error listener of ours:
   // ioredis writes an unheard error to the console.
   const conn = mq.pubConn.duplicate();
@@ -163,8 +178,10 @@ export async function openSharedState(
     closed = true;
     // aedes's close() closes the emitter; this one is for a broker that never started.
     await new Promise<void>((resolve) => mq.close(() => resolve()));
-    // Before aedes's setup the persistence has nothing to unsubscribe: its connection alone is ended.
-    await persistence.destroy().catch(() => conn.disconnect());
+    // Before aedes's setup the persistence has nothing to unsubscribe, and with Redis away its unsubscribe
+    // would wait for good: then its connection alone is ended.
+    if (conn.status === "ready") await persistence.destroy().catch(() => conn.disconnect());
+    else conn.disconnect();
     mq.state.off("error", onError);
   };
   /** Ends connections that never reached Redis: quit() would wait for them. */

@@ -427,4 +427,14 @@ describe("when Redis is away", () => {
       .toBeGreaterThan(0);
     expect(got[0]?.commandId).toBe("c-back-1");
   }, 30_000);
+
+  test("a broker stops while its Redis is away", async () => {
+    const id = "modem-redis-gone";
+    const device = await connectDevice(broker?.mqttPort ?? 0, id, { clean: false });
+    await device.subscribeAsync(commandFilter(id), { qos: 1 });
+    await redis.stop();
+    // Commands waiting for Redis are given up after ioredis's retries (about 10 s), then the broker is closed.
+    await broker?.close();
+    broker = undefined;
+  }, 30_000);
 });
