@@ -52,6 +52,7 @@ export function staysLocal(topic: string): boolean {
   const channel = parseDeviceTopic(topic)?.channel;
   return channel !== undefined && channel !== "cmd" && channel !== "errors";
 }
+
 /** aedes-persistence-redis's callback layer; destroy() ends its Redis connection. */
 type RedisPersistence = {
   destroy(): Promise<void>;
@@ -160,8 +161,9 @@ export async function openSharedState(
   });
 
   // aedes asks for the retained messages of every SUBSCRIBE, and aedes-persistence-redis answers by scanning
-  // every retained message in Redis (HSCAN, ten at a time): a device's SUBSCRIBE would cost a round trip per
-  // ten devices of the fleet. Its filters never match one, so it costs nothing here.
+  // every retained message in Redis (HSCAN, ten at a time): with a hello and a status retained per device, a
+  // device's SUBSCRIBE would cost a round trip per five devices of the fleet. Its filters never match one, so
+  // here it costs nothing.
   const retained = persistence.createRetainedStreamCombi.bind(persistence);
   persistence.createRetainedStreamCombi = (patterns) => {
     const wanted = patterns.filter(mayMatchRetained);
