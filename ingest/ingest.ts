@@ -156,24 +156,26 @@ export async function createIngest(options: IngestOptions) {
   ) {
     const saving = unsaved.delete(deviceId);
     const record = metas.get(deviceId);
-    const failed = () => {
-      if (saving) unsaved.add(deviceId);
-      const activity = activities.get(deviceId);
-      if (activity !== undefined) {
-        const { writtenMs: _, writtenReportMs: __, ...unwritten } = activity;
-        activities.set(deviceId, unwritten);
-      }
-    };
     try {
       const appended = await journal.append(records, {
         ...(saving && record ? { meta: [deviceId, record] as [string, DeviceMetaRecord] } : {}),
         introduced,
       });
-      if (!appended.ok) failed();
+      if (!appended.ok) notStored(deviceId, saving);
       return appended;
     } catch (error) {
-      failed();
+      notStored(deviceId, saving);
       throw error;
+    }
+  }
+
+  /** An append did not store the device's record or state point: they go with its next one. */
+  function notStored(deviceId: string, saving: boolean) {
+    if (saving) unsaved.add(deviceId);
+    const activity = activities.get(deviceId);
+    if (activity !== undefined) {
+      const { writtenMs: _, writtenReportMs: __, ...unwritten } = activity;
+      activities.set(deviceId, unwritten);
     }
   }
 
@@ -252,18 +254,17 @@ export async function createIngest(options: IngestOptions) {
           gapsMs: gapsMs.reduce((all, gap) => withGap(all, gap), record.gapsMs ?? []),
         });
       const { introduced } = admission;
-      const appended = await appendFor(
-        deviceId,
-        [
-          ...mapped.records,
-          ...added,
-          ...stateRecords(deviceId, record, seen, cleared, firmwareUpdateOf(message, seen)),
-        ],
-        introduced,
-      ).catch((error: unknown) => {
+      const records = mapped.records;
+      for (const r of added) records.push(r);
+      for (const r of stateRecords(deviceId, record, seen, cleared, firmwareUpdateOf(message, seen)))
+        records.push(r);
+      let appended: AppendResult;
+      try {
+        appended = await appendFor(deviceId, records, introduced);
+      } catch (error) {
         guard.forget(introduced);
         throw error;
-      });
+      }
       if (!appended.ok) {
         // Not stored, so not known: the device sends the message again later and introduces them then.
         guard.forget(introduced);
