@@ -20,6 +20,7 @@ import {
   type StackChild,
   sleep,
 } from "./harness.js";
+import { telemetryPayload } from "./telemetry-load.js";
 
 // npm run bench:scale-redis -- [--devices 200] [--messages 200] [--inflight 10]
 // What sharing aedes's state through Redis costs (FIELDQ_REDIS_URL, docs/scaling.md), three topologies in one
@@ -205,7 +206,10 @@ async function connectAll(ports: number[], devices: number) {
   return { clients, connectsPerS: devices / ((performance.now() - started) / 1000) };
 }
 
-/** QoS 1 single-sample telemetry, `inflight` unacknowledged per device; each ack's time in ms. */
+/**
+ * bench:ingest's telemetry, `inflight` unacknowledged per device, on clients already connected (to two brokers);
+ * each ack's time in ms. telemetry-load.ts publishTelemetry connects its own clients to one URL.
+ */
 async function publishAll(clients: mqtt.MqttClient[], messages: number, inflight: number) {
   const acks: number[] = [];
   await Promise.all(
@@ -216,8 +220,7 @@ async function publishAll(clients: mqtt.MqttClient[], messages: number, inflight
         while (seq < messages) {
           const s = ++seq;
           const t = performance.now();
-          const payload = JSON.stringify({ ts: Date.now(), seq: s, metrics: { snr_margin_db: 7 + (s % 5) } });
-          await client.publishAsync(topic, payload, { qos: 1 });
+          await client.publishAsync(topic, telemetryPayload(s, Date.now()), { qos: 1 });
           acks.push(performance.now() - t);
         }
       };
