@@ -43,15 +43,6 @@ export function subscriptionRefusal(
   return undefined;
 }
 
-/**
- * Retained messages only where fieldq keeps the device's latest word: its hello and status. Elsewhere nobody
- * could ever read them (no device may subscribe to another's uplink), so they would only take memory.
- */
-export function mayRetain(topic: string): boolean {
-  const channel = parseDeviceTopic(topic)?.channel;
-  return channel === "hello" || channel === "status";
-}
-
 /** A last will may only announce its own device going offline, on its status topic. */
 export function canWill(deviceId: string, topic: string): boolean {
   const parsed = parseDeviceTopic(topic);

@@ -5,7 +5,6 @@ import {
   canSubscribe,
   canWill,
   isCommandFilter,
-  mayRetain,
   serviceSubscriptionRefusal,
   subscriptionRefusal,
 } from "../../broker/acl.js";
@@ -148,26 +147,6 @@ describe("subscriptionRefusal", () => {
   it("refuses a filter outside the device's topics for that, whatever it holds", () => {
     expect(subscriptionRefusal(ID, "fq/v1/#", new Set(), 16)).toBe("acl");
     expect(subscriptionRefusal(ID, "fq/v1/#", held, 2)).toBe("acl");
-  });
-});
-
-describe("mayRetain", () => {
-  it.each(["fq/v1/modem-0001/hello", "fq/v1/modem-0001/status"])(
-    "keeps a retained message on %s",
-    (topic) => {
-      expect(mayRetain(topic)).toBe(true);
-    },
-  );
-
-  it.each([
-    ["its telemetry", "fq/v1/modem-0001/telemetry"],
-    ["its faults", "fq/v1/modem-0001/fault"],
-    ["its events", "fq/v1/modem-0001/event"],
-    ["a command result", "fq/v1/modem-0001/cmd/cmd-1/result"],
-    ["a topic outside the grammar", "fq/v1/modem-0001/foo"],
-    ["a hello one level down", "fq/v1/modem-0001/cmd/hello"],
-  ])("strips retain on %s, where nobody could read it", (_case, topic) => {
-    expect(mayRetain(topic)).toBe(false);
   });
 });
 

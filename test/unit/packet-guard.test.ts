@@ -1,8 +1,10 @@
+import { Duplex } from "node:stream";
 import mqttPacket from "mqtt-packet";
 import { describe, expect, it, vi } from "vitest";
 import {
   connectViolation,
   forLog,
+  guardSocket,
   MAX_TOPIC_LEVELS,
   malformedString,
   PacketSizeGuard,
@@ -175,6 +177,103 @@ describe("holding reads", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+/** A socket's two ends: what the device sends is pushed in, what the broker writes is kept, one entry a write. */
+function deviceSocket() {
+  const writes: Buffer[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      writes.push(chunk);
+      callback();
+    },
+    writev(chunks, callback) {
+      writes.push(Buffer.concat(chunks.map((c) => c.chunk as Buffer)));
+      callback();
+    },
+  });
+  return { socket, writes };
+}
+
+/** What the guarded connection has passed on so far. */
+function reader(stream: Duplex) {
+  const passed: Buffer[] = [];
+  stream.on("data", (chunk: Buffer) => passed.push(chunk));
+  return () => Buffer.concat(passed);
+}
+
+describe("guardSocket", () => {
+  it("passes what the device sends, and writes straight to the socket", async () => {
+    const { socket, writes } = deviceSocket();
+    const { stream } = guardSocket(socket, LIMIT, () => {});
+    const passed = reader(stream);
+    socket.push(small);
+    socket.push(atLimit);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(passed()).toEqual(Buffer.concat([small, atLimit]));
+    stream.write(pingreq);
+    expect(writes).toEqual([pingreq]);
+  });
+
+  it("writes what was corked together as one write, as mqtt-packet corks each packet", async () => {
+    const { socket, writes } = deviceSocket();
+    const { stream } = guardSocket(socket, LIMIT, () => {});
+    stream.cork();
+    stream.write(small.subarray(0, 2));
+    stream.write(small.subarray(2));
+    process.nextTick(() => stream.uncork());
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes).toEqual([small]);
+  });
+
+  it("closes the connection on an oversized packet as soon as its fixed header arrives", async () => {
+    const { socket } = deviceSocket();
+    const tooLarge = vi.fn();
+    const { stream } = guardSocket(socket, LIMIT, tooLarge);
+    const passed = reader(stream);
+    const closed = new Promise((resolve) => stream.on("close", resolve));
+    socket.push(small);
+    await new Promise((resolve) => setImmediate(resolve));
+    socket.push(huge.subarray(0, 5));
+    await closed;
+    expect(tooLarge).toHaveBeenCalledOnce();
+    expect(tooLarge.mock.calls[0]?.[0]).toBeInstanceOf(PacketTooLarge);
+    expect(socket.destroyed).toBe(true);
+    expect(passed()).toEqual(small);
+  });
+
+  it("holds reads until the hold ends, then passes everything in order", async () => {
+    vi.useFakeTimers({ now: 1_000 });
+    try {
+      const { socket } = deviceSocket();
+      const { stream, holdReads } = guardSocket(socket, LIMIT, () => {});
+      const passed = reader(stream);
+      holdReads(2_000);
+      holdReads(1_500);
+      socket.push(small);
+      socket.push(pingreq);
+      await vi.advanceTimersByTimeAsync(999);
+      expect(passed()).toEqual(Buffer.alloc(0));
+      await vi.advanceTimersByTimeAsync(1);
+      expect(passed()).toEqual(Buffer.concat([small, pingreq]));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("ends when the socket ends, and closing the connection closes the socket", async () => {
+    const { socket } = deviceSocket();
+    const { stream } = guardSocket(socket, LIMIT, () => {});
+    reader(stream);
+    const ended = new Promise((resolve) => stream.on("end", resolve));
+    socket.push(null);
+    await ended;
+    const closed = new Promise((resolve) => stream.on("close", resolve));
+    stream.destroy();
+    await closed;
+    expect(socket.destroyed).toBe(true);
   });
 });
 
