@@ -63,12 +63,13 @@ const createPersistence = createRequire(import.meta.url)("aedes-persistence-redi
   options: RedisOptions & { conn: Redis; maxSessionDelivery: number; packetTTL: () => number },
 ) => RedisPersistence;
 
-/** The channels fieldq keeps a retained message on (broker/acl.ts mayRetain): a device's latest word. */
+/** The only channels a retained message can be on: the broker clears the flag of any other publish. */
 const RETAINED_CHANNELS = ["hello", "status"];
 
 /**
- * Whether a subscription filter could match a retained message, which fieldq keeps only on
- * fq/v1/{deviceId}/hello and /status. A device's own filters (its commands, its errors) never can.
+ * Whether a subscription filter could match a retained message, which can only be on fq/v1/{deviceId}/hello
+ * or /status (broker/start-broker.ts authorizePublish). A device's own filters (its commands, its errors) and the
+ * alert account's fieldq/alerts/# never can.
  */
 export function mayMatchRetained(filter: string): boolean {
   const levels = filter.split("/");
@@ -162,8 +163,8 @@ export async function openSharedState(
 
   // aedes asks for the retained messages of every SUBSCRIBE, and aedes-persistence-redis answers by scanning
   // every retained message in Redis (HSCAN, ten at a time): with a hello and a status retained per device, a
-  // device's SUBSCRIBE would cost a round trip per five devices of the fleet. Its filters never match one, so
-  // here it costs nothing.
+  // device's SUBSCRIBE cost a round trip per five devices of the fleet. A filter that cannot match one costs
+  // nothing here.
   const retained = persistence.createRetainedStreamCombi.bind(persistence);
   persistence.createRetainedStreamCombi = (patterns) => {
     const wanted = patterns.filter(mayMatchRetained);
