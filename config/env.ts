@@ -201,6 +201,8 @@ export const Env = z.object({
   FIELDQ_SILENT_FACTOR: z.coerce.number().min(1).default(3),
   FIELDQ_EXPECTED_INTERVALS: ExpectedIntervals,
   /** Alert rules (docs/alert-rules.md); unset: the default rules. */
+  /** Whether this broker process judges and sends alerts: with several brokers, exactly one should. */
+  FIELDQ_ALERTING: flag(true),
   FIELDQ_ALERT_RULES: z.string().min(1).optional(),
   /** How often alert conditions are evaluated. */
   FIELDQ_ALERT_INTERVAL: duration("30s"),
@@ -320,6 +322,8 @@ export type Config = {
   };
   log: { level: Env["FIELDQ_LOG_LEVEL"]; format: "pretty" | "json" };
   alerts: {
+    /** FIELDQ_ALERTING: this broker process runs the alert engine (one of several brokers should; docs/scaling.md). */
+    enabled: boolean;
     /** A rules file (alerts/rules-file.ts); undefined: the default rules. */
     rulesFile: string | undefined;
     intervalMs: number;
@@ -448,6 +452,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
         format: e.FIELDQ_LOG_FORMAT ?? (process.stdout.isTTY ? "pretty" : "json"),
       },
       alerts: {
+        enabled: e.FIELDQ_ALERTING,
         rulesFile: e.FIELDQ_ALERT_RULES,
         intervalMs: e.FIELDQ_ALERT_INTERVAL,
         webhook:

@@ -197,13 +197,15 @@ export async function startFieldq(
         logger: deps.logger.child({ part: "commands" }),
         rate: config.commands.rate,
       });
-      alerting = await startAlerting({
-        config: config.alerts,
-        dataDir: config.ingest.dataDir,
-        read,
-        broker: ingestBroker.broker,
-        logger: deps.logger.child({ part: "alerts" }),
-      });
+      // With several brokers (docs/scaling.md) one runs the alert engine: each would raise its own alerts.
+      if (config.alerts.enabled)
+        alerting = await startAlerting({
+          config: config.alerts,
+          dataDir: config.ingest.dataDir,
+          read,
+          broker: ingestBroker.broker,
+          logger: deps.logger.child({ part: "alerts" }),
+        });
     } catch (error) {
       await closeOutbound();
       read.close();

@@ -303,6 +303,7 @@ describe("alert delivery", () => {
     await service.subscribeAsync("fieldq/alerts/critical/#", { qos: 1 });
 
     const specs = defaultTargets({
+      enabled: true,
       rulesFile: undefined,
       intervalMs: 30_000,
       webhook: undefined,

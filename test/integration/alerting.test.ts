@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { access, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
@@ -60,6 +60,34 @@ describe("alerting", () => {
         detail: { affectedDevices: 3, worstSeverity: "error", key: "printer/FQ-Print Mk3/E42" },
       });
       expect(notice?.idempotencyKey).toBe(`${notice?.alertId}/raised/1`);
+    } finally {
+      await stack.close();
+      await receiver.close();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a broker with FIELDQ_ALERTING=false judges and sends nothing (one of several brokers runs alerting)", async () => {
+    const db = await testDatabase("alerting_off");
+    const dataDir = await mkdtemp(join(tmpdir(), "fieldq-alerting-off-"));
+    const receiver = await startAlertReceiver(WEBHOOK_SECRET);
+    const config = testConfig(db, dataDir, {
+      FIELDQ_WEBHOOK_URL: receiver.url,
+      FIELDQ_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      FIELDQ_ALERT_INTERVAL: "200ms",
+      FIELDQ_ALERTING: "false",
+    });
+    expect(config.alerts.enabled).toBe(false);
+    const stack = await startFieldq(config, { logger: silentLogger }, { broker: true, api: false });
+    try {
+      await faultyDevices(stack.mqttPort ?? 0, ["printer-0001", "printer-0002", "printer-0003"], {
+        code: "E42",
+      });
+      // The same faults raise an alert within a second or two where alerting runs (the first test).
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(receiver.received).toEqual([]);
+      await expect(access(join(dataDir, "outbox"))).rejects.toThrow(/ENOENT/);
     } finally {
       await stack.close();
       await receiver.close();
