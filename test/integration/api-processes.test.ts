@@ -10,6 +10,7 @@ import { deviceKey } from "../../contract/device-key.js";
 import { commandFilter, faultTopic, helloTopic } from "../../contract/topics.js";
 import { silentLogger } from "../../observe/logger.js";
 import { type FieldqHandle, startFieldq } from "../../stack/start-stack.js";
+import { httpRequest } from "../support/app-request.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
@@ -27,23 +28,8 @@ const apis: FieldqHandle[] = [];
 let tokensFile: string;
 let device: mqtt.MqttClient;
 
-async function call(
-  api: FieldqHandle,
-  method: "GET" | "POST",
-  path: string,
-  body?: unknown,
-  token = OPERATOR,
-) {
-  const response = await fetch(`${api.apiUrl}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: response.status, body: (await response.json()) as unknown };
-}
+const call = (api: FieldqHandle, method: "GET" | "POST", path: string, body?: unknown, token = OPERATOR) =>
+  httpRequest(api.apiUrl ?? "", method, path, token, body);
 
 beforeAll(async () => {
   db = await testDatabase("api_processes");

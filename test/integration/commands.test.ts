@@ -11,6 +11,7 @@ import { runSim } from "../../device-sim/run-sim.js";
 import { plainPlan } from "../../device-sim/schedule.js";
 import { silentLogger } from "../../observe/logger.js";
 import { type FieldqHandle, startFieldq } from "../../stack/start-stack.js";
+import { httpRequest } from "../support/app-request.js";
 import { testDatabase } from "../support/influx.js";
 import { TEST_SECRET, testConfig } from "../support/stack.js";
 
@@ -101,17 +102,8 @@ const device = (id: string, model = "FQ-Cmd 1", firmware = "1.0") => {
   return d;
 };
 
-async function api(method: "GET" | "POST", path: string, token: string, body?: unknown) {
-  const response = await fetch(`${stack.apiUrl}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: response.status, body: (await response.json()) as unknown };
-}
+const api = (method: "GET" | "POST", path: string, token: string, body?: unknown) =>
+  httpRequest(stack.apiUrl ?? "", method, path, token, body);
 const OPERATOR = "operator-token-1";
 const VIEWER = "viewer-token-1";
 

@@ -5,7 +5,6 @@ import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { openSharedState } from "../../broker/shared-state.js";
 import type { CommandList, CommandView } from "../../contract/api/commands.js";
-import { deviceKey } from "../../contract/device-key.js";
 import {
   alertTopic,
   commandFilter,
@@ -23,7 +22,7 @@ import {
 } from "../../stack/start-stack.js";
 import { testDatabase } from "../support/influx.js";
 import { type RedisServer, redisCommandCalls, redisCommands, startRedis } from "../support/redis.js";
-import { TEST_SECRET, testConfig } from "../support/stack.js";
+import { deviceOptions, testConfig } from "../support/stack.js";
 
 // Two fieldq brokers, each with its own data folder and journal, sharing aedes's state through one Debian
 // redis-server (FIELDQ_REDIS_URL): publishes are routed between them, and a persistent session (subscriptions
@@ -35,15 +34,7 @@ const ALERT_PASSWORD = "alert-password-0123456789";
 const clients = new Set<mqtt.MqttClient>();
 
 async function connectDevice(port: number, deviceId: string, options: mqtt.IClientOptions = {}) {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-    clientId: deviceId,
-    username: deviceId,
-    password: deviceKey(TEST_SECRET, deviceId),
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: 5_000,
-    ...options,
-  });
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, deviceOptions(deviceId, options));
   clients.add(client);
   return client;
 }
@@ -60,15 +51,7 @@ function commandsOf(client: mqtt.MqttClient) {
 
 /** Connects with clean false, listening for commands before the CONNACK: queued ones come right after it. */
 async function resumeSession(port: number, deviceId: string) {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-    clientId: deviceId,
-    username: deviceId,
-    password: deviceKey(TEST_SECRET, deviceId),
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: 5_000,
-    clean: false,
-  });
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, deviceOptions(deviceId, { clean: false }));
   clients.add(client);
   const got = commandsOf(client);
   const sessionPresent = await new Promise<boolean>((resolve, reject) => {

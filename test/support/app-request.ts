@@ -20,3 +20,22 @@ export function appRequester(
     );
   };
 }
+
+/** Requests a listening API over HTTP with a bearer token and a JSON body: its status and JSON answer. */
+export async function httpRequest(
+  baseUrl: string,
+  method: "GET" | "POST",
+  path: string,
+  token: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json()) as unknown };
+}

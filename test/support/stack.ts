@@ -14,6 +14,17 @@ import { startTcpProxy } from "./tcp-proxy.js";
 
 export const TEST_SECRET = "test-secret-0123456789abcdef";
 
+/** A device's MQTT options with its own key (MQTT 3.1.1, no reconnect), and what the test adds. */
+export const deviceOptions = (deviceId: string, options: mqtt.IClientOptions = {}): mqtt.IClientOptions => ({
+  clientId: deviceId,
+  username: deviceId,
+  password: deviceKey(TEST_SECRET, deviceId),
+  protocolVersion: 4,
+  reconnectPeriod: 0,
+  connectTimeout: 5_000,
+  ...options,
+});
+
 /** The broker's limits for a test that starts startBroker by itself: the defaults, for 100 connections. */
 export const SMALL_BROKER_LIMITS: BrokerLimits = {
   deviceRate: 20,
@@ -85,15 +96,10 @@ export async function startTestStack(label: string, overrides: NodeJS.ProcessEnv
     },
     /** Connects as a device with its own key unless told otherwise. */
     async connect(deviceId: string, options: mqtt.IClientOptions = {}) {
-      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${stack.mqttPort}`, {
-        clientId: deviceId,
-        username: deviceId,
-        password: deviceKey(TEST_SECRET, deviceId),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-        connectTimeout: 5_000,
-        ...options,
-      });
+      const client = await mqtt.connectAsync(
+        `mqtt://127.0.0.1:${stack.mqttPort}`,
+        deviceOptions(deviceId, options),
+      );
       clients.add(client);
       return client;
     },
