@@ -2,6 +2,7 @@ import type { Readable } from "node:stream";
 import persistence from "aedes-persistence";
 import { describe, expect, it } from "vitest";
 import { memoryPersistence, RetainedTree, topicMatches } from "../../broker/memory-state.js";
+import { createRandom } from "../../device-sim/random.js";
 
 // The broker's retained messages are kept by topic level (broker/memory-state.ts). Whatever a filter asks,
 // the answer must be the one aedes-persistence's own memory persistence (a Map tested with qlobber) gives.
@@ -13,17 +14,6 @@ type RetainedApi = {
 
 const unindexed = () => (persistence as unknown as () => RetainedApi)();
 const indexed = () => memoryPersistence() as RetainedApi;
-
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-function random(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const retained = (topic: string, payload = `on ${topic}`) => ({
   cmd: "publish",
@@ -69,7 +59,7 @@ function randomFilter(next: () => number, topic: string): string {
 describe("memory persistence with retained messages by topic level", () => {
   it("answers every filter as the unindexed persistence does, on random topics, filters and clears", async () => {
     for (let seed = 1; seed <= 20; seed++) {
-      const next = random(seed);
+      const next = createRandom(seed).next;
       const [plain, tree] = [unindexed(), indexed()];
       const topics = Array.from({ length: 60 }, () => randomTopic(next));
       for (const topic of topics) {
