@@ -83,7 +83,11 @@ const NS_PER_MS = 1_000_000;
 
 /** A point's time: its millisecond plus a discriminator below 10^6 as nanoseconds. */
 export function pointTimeNs(ms: number, discriminator: number): string {
-  return (BigInt(Math.trunc(ms)) * BigInt(NS_PER_MS) + BigInt(discriminator % NS_PER_MS)).toString();
+  const whole = Math.trunc(ms);
+  const low = discriminator % NS_PER_MS;
+  // The digits BigInt would print, without its allocations, for every time after the epoch's first ms.
+  if (whole >= 1 && whole <= Number.MAX_SAFE_INTEGER && low >= 0) return `${whole}${String(low).padStart(6, "0")}`;
+  return (BigInt(whole) * BigInt(NS_PER_MS) + BigInt(low)).toString();
 }
 
 /** The tag holding the part of a message's seq that its point's nanoseconds cannot. */

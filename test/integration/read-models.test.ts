@@ -12,6 +12,7 @@ import { deviceStatePoint, unknownMeta } from "../../ingest/to-points.js";
 import { silentLogger } from "../../observe/logger.js";
 import { startIngestBroker } from "../../stack/start-stack.js";
 import { createInflux, createPointWriter, ensureSchema } from "../../storage/influx.js";
+import { hashedSlot } from "../../storage/schema.js";
 import { testDatabase } from "../support/influx.js";
 import { startTestStack, TEST_SECRET, type TestStack, testConfig } from "../support/stack.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
@@ -83,7 +84,7 @@ describe("device_state", () => {
     );
     expect(rows).toHaveLength(1);
     const [row] = rows as [StateRow];
-    expect(slotOf(row)).toBe(1);
+    expect(slotOf(row)).toBe(hashedSlot(row.device as string));
     expect(row).toMatchObject({
       device: "modem-0001",
       kind: "modem",
@@ -106,9 +107,7 @@ describe("device_state", () => {
     expect(ms("updated_ms")).toBe(ms("presence_ms"));
   });
 
-  test("keeps every device's slot across a restart, and a new device takes the next one", async ({
-    stack,
-  }) => {
+  test("keeps every device's slot across a restart, and a new device takes its own", async ({ stack }) => {
     const a = await stack.connect("modem-0001");
     await publish(a, helloTopic("modem-0001"), hello);
     const b = await stack.connect("modem-0002");
@@ -117,7 +116,10 @@ describe("device_state", () => {
     const slots = async () =>
       Object.fromEntries((await states(stack)).map((r) => [r.device as string, slotOf(r)]));
     const first = await slots();
-    expect(Object.values(first).sort()).toEqual([1, 2]);
+    expect(first).toEqual({
+      "modem-0001": hashedSlot("modem-0001"),
+      "modem-0002": hashedSlot("modem-0002"),
+    });
 
     await stack.restart();
     const again = await stack.connect("modem-0002");
@@ -125,7 +127,7 @@ describe("device_state", () => {
     const c = await stack.connect("modem-0003");
     await publish(c, helloTopic("modem-0003"), { ...hello, serial: "M7590-0003" });
     await stack.drained();
-    expect(await slots()).toEqual({ ...first, "modem-0003": 3 });
+    expect(await slots()).toEqual({ ...first, "modem-0003": hashedSlot("modem-0003") });
     // What the restarted ingest had not seen yet is kept from the earlier point.
     const rows = await states(stack);
     expect(rows.find((r) => r.device === "modem-0002")).toMatchObject({ serial: "M7590-0002" });

@@ -26,7 +26,10 @@ import { createDeviceService } from "../../services/devices.js";
 import { type DeviceStateRow, deviceStateRow } from "../../storage/device-queries.js";
 import { createMemoryDeviceReads } from "../../storage/device-reads-memory.js";
 import { encodePoint } from "../../storage/line-protocol.js";
-import type { Point } from "../../storage/schema.js";
+import { hashedSlot, type Point } from "../../storage/schema.js";
+
+/** A device's device_state time: its hashed slot in nanoseconds. */
+const slotOf = (deviceId: string) => String(hashedSlot(deviceId));
 
 const T = 1_736_150_400_000; // 2025-01-06T08:00:00Z
 const EVERY = 10_000;
@@ -290,10 +293,10 @@ describe("the ingest's device_state points", () => {
       await ingest.presence("modem-0001", "offline");
       const points = await states();
       expect(points.map((p) => [p.timeNs, p.fields.updated_ms])).toEqual([
-        ["1", { int: T }], // first seen: its connect
-        ["1", { int: T }], // its first hello changes its metadata
-        ["1", { int: T + 10_000 }], // the fault, 10 s after the last write
-        ["1", { int: T + 11_000 }], // the disconnect
+        [slotOf("modem-0001"), { int: T }], // first seen: its connect
+        [slotOf("modem-0001"), { int: T }], // its first hello changes its metadata
+        [slotOf("modem-0001"), { int: T + 10_000 }], // the fault, 10 s after the last write
+        [slotOf("modem-0001"), { int: T + 11_000 }], // the disconnect
       ]);
       expect(points.at(-1)?.fields).toEqual({
         device: "modem-0001",
@@ -311,10 +314,10 @@ describe("the ingest's device_state points", () => {
         presence_source: "broker",
         updated_ms: { int: T + 11_000 },
       });
-      // A second device gets the next slot; a will is presence, not a report.
+      // A second device gets its own slot; a will is presence, not a report.
       await send("printer-0001", "status", { state: "offline" }, "will");
       const [will] = await states();
-      expect(will?.timeNs).toBe("2");
+      expect(will?.timeNs).toBe(slotOf("printer-0001"));
       expect(will?.fields).toMatchObject({ presence: "offline", presence_source: "will" });
       expect(will?.fields.last_report_ms).toBeUndefined();
     } finally {
@@ -341,7 +344,7 @@ describe("the ingest's device_state points", () => {
     const second = await start(dir, clock);
     try {
       expect(second.ingest.deviceMeta("b-device")).toMatchObject({
-        slot: 2,
+        slot: hashedSlot("b-device"),
         firstMs: T,
         gapsMs: [3_600_000, 3_600_000],
       });
@@ -349,8 +352,8 @@ describe("the ingest's device_state points", () => {
       await second.send("b-device", "telemetry", { ts: clock.now, seq: 4, metrics: { snr: 7 } });
       const after = await second.states();
       expect(after.map((p) => [p.fields.device, p.timeNs])).toEqual([
-        ["c-device", "3"],
-        ["b-device", "2"],
+        ["c-device", slotOf("c-device")],
+        ["b-device", slotOf("b-device")],
       ]);
       // What this process has not seen yet is left out: InfluxDB keeps it from the earlier point.
       expect(after[1]?.fields).toMatchObject({ first_ms: { int: T }, last_report_ms: { int: clock.now } });
@@ -368,17 +371,23 @@ describe("the ingest's device_state points", () => {
       const filler = { ts: T, seq: 1, code: "X", severity: "info", message: "x".repeat(700) };
       expect(await send("a-device", "fault", filler)).toEqual({ kind: "accepted" });
       expect(await send("b-device", "hello", hello)).toEqual({ kind: "unavailable" });
-      expect(ingest.deviceMeta("b-device")?.slot).toBe(2);
+      expect(ingest.deviceMeta("b-device")?.slot).toBe(hashedSlot("b-device"));
       await states(); // drains the journal
       clock.now += 1_000;
       expect(await send("b-device", "telemetry", { ts: clock.now, seq: 1, metrics: { snr: 7 } })).toEqual({
         kind: "accepted",
       });
-      expect((await states()).map((p) => [p.fields.device, p.timeNs])).toEqual([["b-device", "2"]]);
+      expect((await states()).map((p) => [p.fields.device, p.timeNs])).toEqual([
+        ["b-device", slotOf("b-device")],
+      ]);
       // Its record went with that append: a restart knows its slot and its first time.
       await journal.close();
       const again = await start(dir, clock);
-      expect(again.ingest.deviceMeta("b-device")).toMatchObject({ slot: 2, firstMs: T, serial: "S-1" });
+      expect(again.ingest.deviceMeta("b-device")).toMatchObject({
+        slot: hashedSlot("b-device"),
+        firstMs: T,
+        serial: "S-1",
+      });
       await again.journal.close();
     } finally {
       if (journal) await journal.close().catch(() => {});
