@@ -15,9 +15,8 @@ import { deviceTagsOf, rejectionPoint } from "./to-points.js";
 // refuses is set aside (docs/storage.md "Set-aside points"): counted, logged, appended to a file for replay
 // and recorded as data quality, so no other point ever waits on it.
 // Up to two writes are in flight (InfluxDB takes more that way), each with entries the other does not hold.
-// A full batch goes at once. When a write returns, what gathered meanwhile goes at once too, and so does
-// what arrives within a flush interval of it: a steady stream is written as it comes. After a quiet flush
-// interval a partial batch waits one for company again.
+// A full batch goes at once; when a write returns, what gathered meanwhile goes at once too; otherwise a
+// partial batch waits the flush interval for company.
 
 export type SetAsideReason = "refused" | "too_large" | "unencodable";
 
@@ -99,15 +98,15 @@ export class JournalWriter {
   private readonly flights = new Set<Promise<void>>();
   private readonly taken = new Set<string>();
   private readonly takenDedupe = new Set<string>();
-  /** A write returned less than a flush interval ago: what waits goes without waiting one out. */
-  private eager = false;
+  /** A write just returned: what gathered meanwhile goes without waiting out the flush interval. */
+  private wroteLast = false;
   /** A write failed: the next waits this long. */
   private retryInMs: number | undefined;
 
   constructor(private readonly options: WriterOptions) {
     this.backoffMs = options.minBackoffMs ?? 500;
     this.unsubscribe = options.journal.onAppend(() => {
-      if (this.waiting() >= options.batchPoints || (this.eager && this.flights.size === 0)) this.wake();
+      if (this.waiting() >= options.batchPoints) this.wake();
     });
   }
 
@@ -210,7 +209,8 @@ export class JournalWriter {
       const waiting = this.waiting();
       const idle = this.flights.size === 0;
       if (waiting > 0 && this.flights.size < IN_FLIGHT) {
-        if (waiting >= batchPoints || (idle && (this.eager || due))) {
+        if (waiting >= batchPoints || (idle && (this.wroteLast || due))) {
+          this.wroteLast = false;
           due = false;
           const batch = await this.take();
           if (batch !== undefined) {
@@ -219,10 +219,9 @@ export class JournalWriter {
           }
         }
       }
-      // Woken early by a full batch, a write's return, an append while eager, or stop(); otherwise the
-      // interval ran out quietly.
+      if (waiting === 0) this.wroteLast = false;
+      // Woken early by a full batch, a write's return or stop(); otherwise the interval ran out.
       const ranOut = await this.sleep(flushIntervalMs);
-      if (ranOut) this.eager = false;
       due = ranOut && idle;
     }
   }
@@ -233,7 +232,7 @@ export class JournalWriter {
       .then(
         () => {
           this.backoffMs = this.options.minBackoffMs ?? 500;
-          this.eager = true;
+          this.wroteLast = true;
         },
         (error: unknown) => {
           logger.warn(

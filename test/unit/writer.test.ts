@@ -477,15 +477,28 @@ describe("JournalWriter running", () => {
     vi.mocked(Math.random).mockRestore();
   });
 
-  test("writes a full batch at once", async ({ journal, influx, makeWriter }) => {
+  test("writes a full batch at once and a partial one after the flush interval", async ({
+    journal,
+    influx,
+    makeWriter,
+  }) => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     makeWriter({ batchPoints: 3, flushIntervalMs: 1000 }).start();
     await until(() => vi.getTimerCount() === 1, "the writer found nothing and sleeps");
-    await vi.advanceTimersByTimeAsync(1000);
-    await until(() => vi.getTimerCount() === 1, "a quiet flush interval passed");
+
     await appendEach(journal, [record(1), record(2), record(3)]);
     await until(() => influx.calls() === 1, "the full batch was written");
-    expect(influx.writes.map((w) => w.map((p) => p.fields.n))).toEqual([[1, 2, 3]]);
+    await until(() => journal.backlog.entries === 0 && vi.getTimerCount() === 1, "the writer sleeps again");
+
+    await appendEach(journal, [record(4), record(5)]);
+    await idle();
+    expect(influx.calls()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    await until(() => influx.calls() === 2, "the partial batch was written");
+    expect(influx.writes.map((w) => w.map((p) => p.fields.n))).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
   });
 });
 
@@ -557,38 +570,12 @@ describe("JournalWriter in flight", () => {
   });
 });
 
-describe("JournalWriter streaming", () => {
-  test("waits the flush interval with a partial batch, then writes what arrives within one of that write at once", async ({
-    journal,
-    influx,
-    makeWriter,
-  }) => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    makeWriter({ batchPoints: 100, flushIntervalMs: 1000 }).start();
-    await until(() => vi.getTimerCount() === 1, "the writer found nothing and sleeps");
-    await vi.advanceTimersByTimeAsync(1000);
-    await until(() => vi.getTimerCount() === 1, "a quiet flush interval passed");
-    await appendEach(journal, [record(1)]);
-    await idle();
-    expect(influx.calls()).toBe(0);
-    await vi.advanceTimersByTimeAsync(1000);
-    await until(() => influx.calls() === 1, "the first partial batch was written");
-    await until(() => journal.backlog.entries === 0 && vi.getTimerCount() === 1, "the writer sleeps again");
-
-    await appendEach(journal, [record(2)]);
-    await until(() => influx.calls() === 2, "the next one went without waiting");
-    expect(influx.written()).toEqual([1, 2]);
-  });
-});
-
 describe("JournalWriter.stop", () => {
   test("flushes what is left before it returns", async ({ journal, influx, makeWriter }) => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const writer = makeWriter({ batchPoints: 2, flushIntervalMs: 60_000 });
     writer.start();
     await until(() => vi.getTimerCount() === 1, "the writer sleeps");
-    await vi.advanceTimersByTimeAsync(60_000);
-    await until(() => vi.getTimerCount() === 1, "a quiet flush interval passed");
     await journal.append([record(1)]);
     await idle();
     expect(influx.calls()).toBe(0);
