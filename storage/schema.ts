@@ -86,7 +86,8 @@ export function pointTimeNs(ms: number, discriminator: number): string {
   const whole = Math.trunc(ms);
   const low = discriminator % NS_PER_MS;
   // The digits BigInt would print, without its allocations, for every time after the epoch's first ms.
-  if (whole >= 1 && whole <= Number.MAX_SAFE_INTEGER && low >= 0) return `${whole}${String(low).padStart(6, "0")}`;
+  if (whole >= 1 && whole <= Number.MAX_SAFE_INTEGER && low >= 0)
+    return `${whole}${String(low).padStart(6, "0")}`;
   return (BigInt(whole) * BigInt(NS_PER_MS) + BigInt(low)).toString();
 }
 
