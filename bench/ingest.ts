@@ -518,6 +518,12 @@ async function main() {
       FIELDQ_DEVICE_BURST: "1000000",
       FIELDQ_LOG_LEVEL: "silent",
       FIELDQ_LOG_FORMAT: "json",
+      // The writer's tuning, from the bench's own environment when set, to measure another setting.
+      ...Object.fromEntries(
+        ["FIELDQ_FLUSH_INTERVAL", "FIELDQ_BATCH_POINTS", "FIELDQ_BATCH_BYTES"].flatMap((name) =>
+          process.env[name] === undefined ? [] : [[name, process.env[name]]],
+        ),
+      ),
     };
     const loaded = loadConfig(env);
     if (!loaded.ok) throw new Error(loaded.problems.join("; "));

@@ -189,7 +189,7 @@ export const Env = z.object({
   FIELDQ_MAX_DEVICE_METRIC_NAMES: count(300),
   FIELDQ_MAX_LABEL_VALUES: count(10_000),
   FIELDQ_MAX_DEVICE_LABEL_VALUES: count(20),
-  FIELDQ_FLUSH_INTERVAL: duration("1s"),
+  FIELDQ_FLUSH_INTERVAL: duration("250ms"),
   FIELDQ_ROLLUP_INTERVAL: duration("10s"),
   /** How often a device's device_state point is rewritten for its reports; 0: for every message. */
   FIELDQ_DEVICE_STATE_EVERY: duration("10s"),
