@@ -5,7 +5,12 @@ import { z } from "zod";
 // so a firmware that drifts from the contract shows up at once instead of silently losing data.
 
 /** Epoch milliseconds as the device's clock saw them. */
-export const Timestamp = z.number().int().min(0).max(8_640_000_000_000_000).meta({
+/** The latest time a JavaScript Date can hold, in ms: a device's ts may not be later. */
+export const MAX_TS_MS = 8_640_000_000_000_000;
+/** Metrics one telemetry sample may hold. */
+export const MAX_SAMPLE_METRICS = 200;
+
+export const Timestamp = z.number().int().min(0).max(MAX_TS_MS).meta({
   description: "Device time, epoch milliseconds",
 });
 /** Grows per device across all message kinds; with ts it identifies a message for de-duplication. */
@@ -96,7 +101,10 @@ export const TelemetrySample = z
     seq: Seq,
     metrics: z
       .record(MetricName, z.union([z.number(), z.boolean()]))
-      .refine((m) => Object.keys(m).length > 0 && Object.keys(m).length <= 200, "must hold 1-200 metrics"),
+      .refine(
+        (m) => Object.keys(m).length > 0 && Object.keys(m).length <= MAX_SAMPLE_METRICS,
+        `must hold 1-${MAX_SAMPLE_METRICS} metrics`,
+      ),
   })
   .meta({ id: "TelemetrySample" });
 export type TelemetrySample = z.infer<typeof TelemetrySample>;

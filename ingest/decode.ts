@@ -5,6 +5,8 @@ import {
   eventSchemaFor,
   Fault,
   Hello,
+  MAX_SAMPLE_METRICS,
+  MAX_TS_MS,
   METRIC_NAME_PATTERN,
   RESERVED_NAMES,
   type RejectReason,
@@ -54,11 +56,6 @@ function parseWith<T>(
     : { ok: false, refusal: { reason: "invalid_schema", message: describe(result.error) } };
 }
 
-// Fatal: invalid UTF-8 inside a string would otherwise be stored as U+FFFD. ignoreBOM keeps a leading BOM in
-// the text, so a payload with one stays "not one JSON document", as it always was.
-const MAX_TS = 8_640_000_000_000_000;
-const MAX_METRICS = 200;
-
 /**
  * The shape nearly every message has, checked by hand: strictly narrower than TelemetrySample, which stays
  * the contract. Whatever this does not accept goes to zod, which accepts or words the refusal.
@@ -72,7 +69,7 @@ export function plainTelemetrySample(json: unknown): json is TelemetrySample {
     keys += 1;
   }
   if (keys !== 3) return false;
-  if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0 || ts > MAX_TS) return false;
+  if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0 || ts > MAX_TS_MS) return false;
   if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return false;
   if (typeof metrics !== "object" || metrics === null || Array.isArray(metrics)) return false;
   let count = 0;
@@ -81,11 +78,13 @@ export function plainTelemetrySample(json: unknown): json is TelemetrySample {
     if (!METRIC_NAME_PATTERN.test(name) || RESERVED_NAMES.has(name)) return false;
     const value = (metrics as Record<string, unknown>)[name];
     if (typeof value !== "boolean" && !(typeof value === "number" && Number.isFinite(value))) return false;
-    if (++count > MAX_METRICS) return false;
+    if (++count > MAX_SAMPLE_METRICS) return false;
   }
   return count > 0;
 }
 
+// Fatal: invalid UTF-8 inside a string would otherwise be stored as U+FFFD. ignoreBOM keeps a leading BOM in
+// the text, so a payload with one stays "not one JSON document", as it always was.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
