@@ -49,6 +49,13 @@ type Sized = { point: Point; bytes: number };
 type Batch = Awaited<ReturnType<Journal["readBatch"]>>;
 
 const IN_FLIGHT = 2;
+
+/** What two writes in flight must not both hold: a message's identity, a device_state point's slot. */
+const heldKeys = (r: JournalRecord): string[] => {
+  const keys = r.dedupe ? [r.dedupe] : [];
+  if (r.point.measurement === MEASUREMENTS.deviceState.name) keys.push(`device_state ${r.point.timeNs}`);
+  return keys;
+};
 /** line: the point's line protocol, encoded once when it was refused; undefined when it has none. */
 type SetAside = Sized & { reason: SetAsideReason; detail: string; line: string | undefined };
 /** What became of a set-aside point's line: in its file, or only counted and logged, and why. */
@@ -161,9 +168,11 @@ export class JournalWriter {
   private async write(batch: Batch): Promise<void> {
     const { journal, metrics } = this.options;
     const others = [...this.flights];
-    const dedupeKeys = batch.records.flatMap((r) => (r.dedupe ? [r.dedupe] : []));
+    const dedupeKeys = batch.records.flatMap(heldKeys);
     try {
-      // A redelivery of a message another write holds: once that one settled, the journal knows if it went.
+      // A redelivery of a message another write holds: once that one settled, the journal knows if it went. A
+      // device_state point at a slot another write holds: that older one must land first (points at one slot
+      // merge, the last write winning each field).
       if (dedupeKeys.some((k) => this.takenDedupe.has(k))) await Promise.allSettled(others);
       for (const k of dedupeKeys) this.takenDedupe.add(k);
       const fresh = await this.withoutDuplicates(batch.records);

@@ -554,6 +554,31 @@ describe("JournalWriter in flight", () => {
     expect(influx.written()).toEqual([1, 2]);
   });
 
+  test("writes a device's state points in journal order when two writes hold them", async ({
+    journal,
+    influx,
+    makeWriter,
+  }) => {
+    const { write, gates } = gatedWrites(influx);
+    const state = (n: number): JournalRecord => ({
+      point: { measurement: "device_state", rp: "long", tags: {}, fields: { n }, timeNs: "4503599627370497" },
+    });
+    await appendEach(journal, [state(1), record(2), state(3), record(4)]);
+    makeWriter({ write, batchPoints: 2 }).start();
+    await until(() => gates.length === 1, "the first write is in flight");
+    // The second batch holds the same slot: it waits for the first to land instead of racing it.
+    await idle();
+    expect(gates).toHaveLength(1);
+    gates.shift()?.();
+    await until(() => gates.length === 1, "the second write is in flight");
+    gates.shift()?.();
+    await until(() => journal.backlog.entries === 0, "the journal drained");
+    expect(influx.writes.map((w) => w.map((p) => p.fields.n))).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
+  });
+
   test("retries a failed write while the other one goes through", async ({ journal, influx, makeWriter }) => {
     const { write, gates } = gatedWrites(influx);
     await appendEach(
