@@ -26,7 +26,8 @@ import {
 // retained hello and status at QoS 1; it counts once all four are answered. Reported: connects/s per slice of
 // `--slice` devices in completion order (flat means the broker's cost per connect does not grow with the
 // fleet), the time the first 10,000 took, and the broker's RSS and heap after two GCs before the storm and
-// once the fleet sits idle, so memory per idle connection = delta / devices.
+// once the fleet sits idle, so memory per idle connection = delta / devices, and the broker's CPU time per
+// connect (until the storm's records are in InfluxDB).
 // Progress and a summary on stderr; one JSON line on stdout at the end.
 
 const { values } = parseArgs({
@@ -182,6 +183,7 @@ async function main() {
       `${devices.toLocaleString("en")} devices from ${clients} processes, ${concurrency} handshakes at a time each`,
     );
     const loadBefore = loadavg()[0] as number;
+    const cpuBefore = (await stack.report()).cpuUs;
     const startedAt = Date.now();
     children.push(...forks.map((f) => f.start()));
     let finished = false;
@@ -209,6 +211,10 @@ async function main() {
 
     // Idle: the hellos and statuses written through to InfluxDB, then a few quiet seconds.
     if (!(await drained(stack, 120_000))) log("the journal did not drain within 120 s");
+    // The broker's CPU time for the storm, its records written through to InfluxDB included: on a machine shared
+    // with other work, wall-clock rates swing from run to run, CPU per connect much less.
+    const cpuUsPerConnect = Math.round(((await stack.report()).cpuUs - cpuBefore) / Math.max(1, doneAt.length));
+    log(`broker CPU per connect (until its records were in InfluxDB): ${cpuUsPerConnect} µs`);
     await sleep(Number(values.idle) * 1000);
     const after = await stack.report(true);
 
@@ -250,6 +256,7 @@ async function main() {
         rssPerConnection: perConnection(before.rss, after.rss),
         heapPerConnection: perConnection(before.heapUsed, after.heapUsed),
         connectedAtBroker: after.connected,
+        cpuUsPerConnect,
         // The machine's 1-minute load average as the storm began and at the end: other work competes for CPU.
         loadBefore: Number(loadBefore.toFixed(2)),
         loadAfter: Number((loadavg()[0] as number).toFixed(2)),

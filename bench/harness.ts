@@ -292,11 +292,15 @@ export type ChildReport = {
   backlogEntries: number;
   backlogBytes: number;
   connected: number;
+  /** CPU time the child's process has used (user + system, all its threads), µs. */
+  cpuUs: number;
   /** Counter and gauge totals by metric name and label set, e.g. `fieldq_messages_refused_total{reason=too_large}`. */
   metrics: Record<string, number>;
 };
 
 type ChildMessage = { port: number } | ({ report: true } & ChildReport) | { failed: string };
+
+const cpuMicros = (usage: NodeJS.CpuUsage) => usage.user + usage.system;
 
 /** Runs in the child: `env` is the config's environment, in FIELDQ_BENCH_STACK_ENV as JSON. */
 export async function runStackChild() {
@@ -332,6 +336,7 @@ export async function runStackChild() {
         backlogEntries: stack.journal.backlog.entries,
         backlogBytes: stack.journal.backlog.bytes,
         connected: stack.broker.connectedDevices(),
+        cpuUs: cpuMicros(process.cpuUsage()),
         metrics: flat,
       } satisfies ChildMessage);
     } else if (message.kind === "close") {

@@ -1,4 +1,4 @@
-import { Duplex, Transform, type TransformCallback } from "node:stream";
+import type { Duplex } from "node:stream";
 
 // aedes buffers a whole packet before anyone sees it, up to MQTT's 256 MB. This guard reads only the fixed
 // headers [MQTT-2.2] as the bytes stream by, and ends a connection whose packet announces more than the cap.
@@ -53,149 +53,91 @@ export class PacketSizes {
   }
 }
 
-export class PacketSizeGuard extends Transform {
-  private readonly sizes: PacketSizes;
-  private heldUntil = 0;
-  private holdTimer: NodeJS.Timeout | undefined;
-
-  constructor(
-    maxPacketBytes: number,
-    private readonly now: () => number = Date.now,
-  ) {
-    super();
-    this.sizes = new PacketSizes(maxPacketBytes);
-  }
-
-  /** Passes nothing more before `until` (epoch ms); what arrives meanwhile waits, then the sender. */
-  holdUntil(until: number): void {
-    this.heldUntil = Math.max(this.heldUntil, until);
-  }
-
-  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
-    const wait = this.heldUntil - this.now();
-    if (wait > 0) {
-      this.holdTimer = setTimeout(() => this._transform(chunk, encoding, callback), wait);
-      return;
-    }
-    this.holdTimer = undefined;
-    const tooLarge = this.sizes.scan(chunk);
-    if (tooLarge !== undefined) callback(tooLarge);
-    else callback(null, chunk);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    clearTimeout(this.holdTimer);
-    callback(error);
-  }
-}
-
-/** A connection's stream as aedes should see it, and the hold on its reads. */
-export type GuardedConnection = { stream: Duplex; holdReads(until: number): void };
-
 /**
- * The socket as aedes should see it: what it reads has passed the size check and any hold, what it writes
- * goes straight to the socket. One stream over the socket's own events, where a PacketSizeGuard piped into
- * Duplex.from took three streams and their listeners: some 3 KB of every idle connection's ~19 KB of heap
- * (bench:connect). Writes corked together (mqtt-packet writes a packet in pieces under cork) reach the socket
- * as one write, not one system call per piece.
+ * Guards a connection's reads in place: every chunk the socket receives passes the size check before the socket
+ * buffers it for aedes, and a hold keeps chunks from aedes until it ends. The guard takes over the socket's own
+ * `push` (what net.Socket, tls.TLSSocket and ws's stream call with each chunk read), so aedes reads and writes the
+ * socket itself: a wrapping stream cost about 1 KB of heap per idle connection and a stream hop per packet each
+ * way (bench:connect). A chunk refused by `push` (returning false) makes the socket stop reading until aedes asks
+ * for more; the held chunk, at most one read, is handed on when the hold ends.
  */
-class GuardedSocket extends Duplex {
-  readonly #socket: Duplex;
-  readonly #sizes: PacketSizes;
+export class ReadGuard extends PacketSizes {
   #heldUntil = 0;
   #holdTimer: NodeJS.Timeout | undefined;
-  #afterHold: Buffer | undefined;
-  #onDrain: (() => void) | undefined;
+  #held: Buffer | undefined;
+  #endHeld = false;
 
-  constructor(socket: Duplex, maxPacketBytes: number, onTooLarge: (error: PacketTooLarge) => void) {
-    super();
-    this.#socket = socket;
-    this.#sizes = new PacketSizes(maxPacketBytes);
-    socket.on("data", (chunk: Buffer) => {
-      const tooLarge = this.#sizes.scan(chunk);
-      if (tooLarge !== undefined) {
-        onTooLarge(tooLarge);
-        socket.destroy();
-        return;
-      }
-      const wait = this.#heldUntil - Date.now();
-      if (wait > 0) {
-        // Nothing more is read until the hold ends: TCP holds the sender back meanwhile.
-        socket.pause();
-        this.#afterHold = this.#afterHold === undefined ? chunk : Buffer.concat([this.#afterHold, chunk]);
-        this.#holdTimer ??= setTimeout(() => this.#release(), wait);
-        return;
-      }
-      if (!this.push(chunk)) socket.pause();
-    });
-    socket.on("drain", () => {
-      const drained = this.#onDrain;
-      this.#onDrain = undefined;
-      drained?.();
-    });
-    socket.on("end", () => this.push(null));
-    socket.on("error", (error) => this.destroy(error));
-    socket.on("close", () => this.destroy());
+  constructor(
+    private readonly stream: Duplex,
+    maxPacketBytes: number,
+    private readonly onTooLarge: (error: PacketTooLarge) => void,
+    private readonly push: Duplex["push"] = stream.push,
+  ) {
+    super(maxPacketBytes);
+    (stream as GuardedStream)[GUARD] = this;
+    stream.push = guardedPush;
   }
 
+  /** Passes nothing more before `until` (epoch ms); what arrives meanwhile waits, and so does the sender. */
   holdUntil(until: number): void {
     this.#heldUntil = Math.max(this.#heldUntil, until);
   }
 
-  #release() {
+  /** A chunk the socket read (null: the peer ended): handed on, held, or the end of a connection too large. */
+  receive(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+    const stream = this.stream;
+    if (chunk === null) {
+      if (this.#held === undefined) return this.push.call(stream, null);
+      this.#endHeld = true;
+      return false;
+    }
+    const tooLarge = this.scan(chunk);
+    if (tooLarge !== undefined) {
+      this.onTooLarge(tooLarge);
+      stream.destroy();
+      return false;
+    }
+    const wait = this.#heldUntil - Date.now();
+    if (this.#held === undefined && wait <= 0) return this.push.call(stream, chunk, encoding);
+    this.#held = this.#held === undefined ? chunk : Buffer.concat([this.#held, chunk]);
+    if (this.#holdTimer === undefined) this.#holdTimer = setTimeout(release, Math.max(0, wait), this).unref();
+    return false;
+  }
+
+  release(): void {
     this.#holdTimer = undefined;
     const wait = this.#heldUntil - Date.now();
     if (wait > 0) {
-      this.#holdTimer = setTimeout(() => this.#release(), wait);
+      this.#holdTimer = setTimeout(release, wait, this).unref();
       return;
     }
-    const chunk = this.#afterHold;
-    this.#afterHold = undefined;
-    if (chunk === undefined || this.push(chunk)) this.#socket.resume();
-  }
-
-  override _read(): void {
-    if (this.#holdTimer === undefined) this.#socket.resume();
-  }
-
-  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.#socket.write(chunk, encoding)) callback();
-    else this.#onDrain = callback;
-  }
-
-  override _writev(
-    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
-    callback: (error?: Error | null) => void,
-  ): void {
-    const socket = this.#socket;
-    socket.cork();
-    let flowing = true;
-    for (const { chunk, encoding } of chunks) flowing = socket.write(chunk, encoding);
-    socket.uncork();
-    if (flowing) callback();
-    else this.#onDrain = callback;
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.#socket.end(() => callback());
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    clearTimeout(this.#holdTimer);
-    this.#afterHold = undefined;
-    this.#socket.destroy();
-    callback(error);
+    const chunk = this.#held;
+    this.#held = undefined;
+    if (this.stream.destroyed || chunk === undefined) return;
+    this.push.call(this.stream, chunk);
+    if (this.#endHeld) this.push.call(this.stream, null);
   }
 }
 
-/** The socket as aedes should see it: reads pass through the size check and the hold, writes go straight out. */
-export function guardSocket(
+const GUARD = Symbol("fieldq.readGuard");
+type GuardedStream = Duplex & { [GUARD]: ReadGuard };
+
+/** The `push` of every guarded stream: one function for all of them, not a closure per connection. */
+function guardedPush(this: Duplex, chunk: unknown, encoding?: BufferEncoding): boolean {
+  return (this as GuardedStream)[GUARD].receive(chunk as Buffer | null, encoding);
+}
+
+function release(guard: ReadGuard): void {
+  guard.release();
+}
+
+/** Guards the socket's reads (size check, holds) in place; aedes is then given the socket itself. */
+export function guardReads(
   socket: Duplex,
   maxPacketBytes: number,
   onTooLarge: (error: PacketTooLarge) => void,
-): GuardedConnection {
-  const connection = new GuardedSocket(socket, maxPacketBytes, onTooLarge);
-  return { stream: connection, holdReads: (until) => connection.holdUntil(until) };
+): ReadGuard {
+  return new ReadGuard(socket, maxPacketBytes, onTooLarge);
 }
 
 /** aedes's bound on topic levels; a deeper SUBSCRIBE filter is answered 0x80 instead of closing the connection. */

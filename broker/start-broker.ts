@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { Duplex, Writable } from "node:stream";
 import {
   Aedes,
@@ -57,9 +58,10 @@ import {
 import {
   connectViolation,
   forLog,
-  guardSocket,
+  guardReads,
   MAX_TOPIC_LEVELS,
   malformedString,
+  type ReadGuard,
   topicLevels,
 } from "./packet-guard.js";
 import { authenticateService, isServiceUsername, type ServiceAccount } from "./service-auth.js";
@@ -129,6 +131,7 @@ export type BrokerHandle = {
 
 /** Headroom over the payload limit for the topic and headers; a larger packet is cut off unread. */
 const PACKET_OVERHEAD_BYTES = 64 * 1024;
+const NO_FILTERS: ReadonlySet<string> = new Set();
 /** How often shares of gone devices and expired authentication failures are forgotten. */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -150,9 +153,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const admission = newAdmission();
   const shares = new Map<string, DeviceShare>();
   const queues = new Map<string, WaitQueue>();
-  /** What each connection's stream came from, for the per-address rules that act after CONNECT. */
-  const peers = new WeakMap<Duplex, { address: string; arrivedAt: number; holdReads(until: number): void }>();
-  const held = new WeakMap<Client, Set<string>>();
+  /** What each connection came from, for the per-address rules that act after CONNECT, and its read guard. */
+  const peers = new WeakMap<Duplex, { address: string; arrivedAt: number; guard: ReadGuard }>();
+  /** The filters each client holds: one as itself, more as a Set (a device holds one; a Set costs ~150 B). */
+  const held = new WeakMap<Client, string | Set<string>>();
   /** Subscription objects refused: aedes would persist every filter of a SUBSCRIBE that had one granted. */
   const refusedSubscriptions = new WeakSet<Subscription>();
   /** Deep filters replaced before aedes saw them, so that they are refused and not a closed connection. */
@@ -231,11 +235,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     for (const conn of corked) conn.uncork();
     corked.clear();
   };
-  /** Each connection's own socket: aedes writes to the packet guard's stream, which writes on one chunk at a time. */
-  const sockets = new WeakMap<object, Writable>();
   function corkUntilNextTurn(client: Client | null) {
-    const guarded = (client as (Client & { conn?: object }) | null)?.conn;
-    const conn = guarded === undefined ? undefined : sockets.get(guarded);
+    const conn = (client as (Client & { conn?: Writable }) | null)?.conn;
     if (conn === undefined || corked.has(conn)) return;
     conn.cork();
     corked.add(conn);
@@ -322,7 +323,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   }
 
   function drop(deviceId: string, client: Client, packet: PublishPacket, decision: Dropped) {
-    peers.get(client.conn as Duplex)?.holdReads(decision.readAgainAt);
+    peers.get(client.conn as Duplex)?.guard.holdUntil(decision.readAgainAt);
     if (decision.logDrops !== undefined) {
       logger.warn(
         { deviceId, dropped: decision.logDrops, rate: limits.deviceRate, burst: limits.deviceBurst },
@@ -470,14 +471,16 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         return done(new Error("malformed filter"));
       }
       let refusal: "acl" | "limit" | "invalid" | undefined;
-      const filters = held.get(client) ?? new Set<string>();
+      const holds = held.get(client);
+      const filters = typeof holds === "string" ? new Set([holds]) : (holds ?? NO_FILTERS);
       if (tooDeep.has(subscription)) refusal = "invalid";
       else if (services.has(client))
         refusal = serviceSubscriptionRefusal(filter, filters, limits.maxSubscriptions);
       else refusal = subscriptionRefusal(client.id, filter, filters, limits.maxSubscriptions);
       if (refusal === undefined) {
-        filters.add(filter);
-        held.set(client, filters);
+        if (holds === undefined || holds === filter) held.set(client, filter);
+        else if (typeof holds === "string") held.set(client, new Set([holds, filter]));
+        else holds.add(filter);
         return done(null, subscription);
       }
       refusedSubscriptions.add(subscription);
@@ -541,8 +544,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     if (count === 0) void presence(client.id, "offline");
   });
   broker.on("unsubscribe", (filters, client) => {
-    const filtersHeld = held.get(client);
-    for (const filter of filters) filtersHeld?.delete(filter);
+    const holds = held.get(client);
+    if (typeof holds === "string" && filters.includes(holds)) held.delete(client);
+    else if (typeof holds === "object") for (const filter of filters) holds.delete(filter);
     if (filters.includes(commandFilter(client.id)) && ready.get(client.id) === client)
       ready.delete(client.id);
   });
@@ -591,13 +595,17 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const refusalLoggedAt = new Map<ConnectionRefusal, number>();
   const refusedSinceLog = new Map<ConnectionRefusal, number>();
   let listeners: Awaited<ReturnType<typeof startListeners>>;
+  /** A closed socket's place is given back; its address was read, and so kept, when it was admitted. */
+  function releaseAdmitted(this: Socket) {
+    releaseConnection(admission, this.remoteAddress ?? "unknown");
+  }
   // Counted on the raw socket as it arrives, so pending TLS handshakes and WebSocket upgrades count too.
   const admitSocket: Admit = (socket, peer) => {
     const address = peer.remoteAddress ?? "unknown";
     const now = Date.now();
     const refusal = admitConnection(admission, address, limits, now);
     if (refusal === undefined) {
-      socket.once("close", () => releaseConnection(admission, address));
+      socket.on("close", releaseAdmitted);
       return true;
     }
     metrics.connectionsRefused.inc({ reason: refusal });
@@ -618,30 +626,27 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const onConnection: OnConnection = (stream, peer) => {
     const address = peer.remoteAddress ?? "unknown";
     const now = Date.now();
-    const { stream: connection, holdReads } = guardSocket(
-      stream,
-      options.maxPayloadBytes + PACKET_OVERHEAD_BYTES,
-      (error) => {
-        metrics.messagesRefused.inc({ reason: "too_large" });
-        logger.warn(
-          { remote: address, announced: error.announced },
-          "closed a connection sending an oversized packet",
-        );
-      },
-    );
-    peers.set(connection, { address, arrivedAt: now, holdReads });
-    sockets.set(connection, stream);
-    const client = broker.handle(connection);
+    const guard = guardReads(stream, options.maxPayloadBytes + PACKET_OVERHEAD_BYTES, (error) => {
+      metrics.messagesRefused.inc({ reason: "too_large" });
+      logger.warn(
+        { remote: address, announced: error.announced },
+        "closed a connection sending an oversized packet",
+      );
+    });
+    peers.set(stream, { address, arrivedAt: now, guard });
+    const client = broker.handle(stream);
     // aedes checks a filter's depth before authorizeSubscribe and closes the connection on a deep one; a
     // placeholder it accepts, marked, lets authorizeSubscribe answer 0x80 as for any refused filter instead.
     const parser = (client as unknown as { _parser?: NodeJS.EventEmitter })._parser;
-    parser?.prependListener("packet", markDeepFilters);
-    parser?.prependListener("packet", (packet: { cmd: string; messageId?: number }) => {
-      if (packet.cmd === "puback") acknowledged(client, packet.messageId);
-    });
+    parser?.prependListener("packet", onPacket);
   };
 
-  function markDeepFilters(packet: { cmd: string; subscriptions?: Subscription[] }) {
+  /** Sees each packet a connection's parser reads before aedes does; aedes gives each parser its client. */
+  function onPacket(
+    this: { client: Client },
+    packet: { cmd: string; messageId?: number; subscriptions?: Subscription[] },
+  ) {
+    if (packet.cmd === "puback") acknowledged(this.client, packet.messageId);
     if (packet.cmd !== "subscribe" || packet.subscriptions === undefined) return;
     packet.subscriptions.forEach((sub, i) => {
       if (topicLevels(sub.topic) <= MAX_TOPIC_LEVELS) return;

@@ -4,10 +4,9 @@ import { describe, expect, it, vi } from "vitest";
 import {
   connectViolation,
   forLog,
-  guardSocket,
+  guardReads,
   MAX_TOPIC_LEVELS,
   malformedString,
-  PacketSizeGuard,
   PacketTooLarge,
   topicLevels,
 } from "../../broker/packet-guard.js";
@@ -47,28 +46,47 @@ const atLimit = publishOfLength(LIMIT);
 const overLimit = publishOfLength(LIMIT + 1);
 const huge = publishOfLength(3_000_000); // four remaining-length bytes
 
-type Outcome = { passed: Buffer; error: Error | undefined };
-
-/** Writes the chunks one by one (stopping at an error) and collects what came through. */
-async function feed(chunks: Buffer[], limit = LIMIT): Promise<Outcome> {
-  const guard = new PacketSizeGuard(limit);
-  const passed: Buffer[] = [];
-  let error: Error | undefined;
-  guard.on("data", (chunk: Buffer) => passed.push(chunk));
-  const done = new Promise<void>((resolve) => {
-    guard.on("end", resolve);
-    guard.on("error", (e) => {
-      error = e;
-      resolve();
-    });
+/** A socket's two ends: what the device sends is pushed in, what the broker writes is kept, one entry a write. */
+function deviceSocket() {
+  const writes: Buffer[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      writes.push(chunk);
+      callback();
+    },
+    writev(chunks, callback) {
+      writes.push(Buffer.concat(chunks.map((c) => c.chunk as Buffer)));
+      callback();
+    },
   });
+  return { socket, writes };
+}
+
+/** What the socket has let its reader (aedes) have so far. */
+function reader(stream: Duplex) {
+  const passed: Buffer[] = [];
+  stream.on("data", (chunk: Buffer) => passed.push(chunk));
+  return () => Buffer.concat(passed);
+}
+
+type Outcome = { passed: Buffer; error: PacketTooLarge | undefined; destroyed: boolean };
+
+/** Hands the chunks to a guarded socket as its reads (stopping when it is closed) and collects what came through. */
+async function feed(chunks: Buffer[], limit = LIMIT): Promise<Outcome> {
+  const { socket } = deviceSocket();
+  let error: PacketTooLarge | undefined;
+  guardReads(socket, limit, (e) => {
+    error = e;
+  });
+  const passed = reader(socket);
   for (const chunk of chunks) {
-    if (guard.destroyed) break;
-    guard.write(chunk);
+    if (socket.destroyed) break;
+    socket.push(chunk);
   }
-  if (!guard.destroyed) guard.end();
-  await done;
-  return { passed: Buffer.concat(passed), error };
+  if (!socket.destroyed) socket.push(null);
+  await new Promise<void>((resolve) => socket.on("close", resolve).on("end", resolve));
+  return { passed: passed(), error, destroyed: socket.destroyed };
 }
 
 const bytewise = (buffer: Buffer) => [...buffer].map((b) => Buffer.from([b]));
@@ -78,7 +96,7 @@ const splits = [
   ["one byte at a time", bytewise],
 ] as const;
 
-describe.each(splits)("PacketSizeGuard fed %s", (_how, split) => {
+describe.each(splits)("a guarded socket fed %s", (_how, split) => {
   it.each([
     ["a CONNECT", connect],
     ["a small PUBLISH", small],
@@ -91,10 +109,11 @@ describe.each(splits)("PacketSizeGuard fed %s", (_how, split) => {
     expect(passed.equals(bytes)).toBe(true);
   });
 
-  it("refuses a PUBLISH one byte over the limit", async () => {
-    const { error } = await feed(split(overLimit));
+  it("refuses a PUBLISH one byte over the limit, and closes the connection", async () => {
+    const { error, destroyed } = await feed(split(overLimit));
     expect(error).toBeInstanceOf(PacketTooLarge);
     expect(error).toMatchObject({ announced: LIMIT + 1, limit: LIMIT });
+    expect(destroyed).toBe(true);
   });
 
   it("refuses an oversized packet that follows good ones, after passing the good ones", async () => {
@@ -108,14 +127,15 @@ describe.each(splits)("PacketSizeGuard fed %s", (_how, split) => {
   });
 });
 
-describe("PacketSizeGuard", () => {
+describe("the read guard", () => {
   it("refuses an oversized packet as soon as its fixed header has arrived", async () => {
     const header = huge.subarray(0, 5); // type byte and four remaining-length bytes
     expect(header[4]).toBeLessThan(0x80);
-    const { passed, error } = await feed([header]);
+    const { passed, error, destroyed } = await feed([header]);
     expect(error).toBeInstanceOf(PacketTooLarge);
     expect(error).toMatchObject({ announced: 3_000_000, limit: LIMIT });
     expect(passed.length).toBe(0);
+    expect(destroyed).toBe(true);
   });
 
   it("refuses an oversized packet whose header arrives byte by byte", async () => {
@@ -140,140 +160,78 @@ describe("PacketSizeGuard", () => {
     expect(error).toBeUndefined();
     expect(passed.equals(bytes)).toBe(true);
   });
-});
 
-describe("holding reads", () => {
-  it("passes nothing before the hold ends, then everything in order", async () => {
-    vi.useFakeTimers({ now: 1_000 });
-    try {
-      const guard = new PacketSizeGuard(LIMIT);
-      const passed: Buffer[] = [];
-      guard.on("data", (chunk: Buffer) => passed.push(chunk));
-      guard.holdUntil(1_500);
-      guard.write(small);
-      guard.write(pingreq);
-      await vi.advanceTimersByTimeAsync(499);
-      expect(passed).toEqual([]);
-      await vi.advanceTimersByTimeAsync(1);
-      expect(Buffer.concat(passed)).toEqual(Buffer.concat([small, pingreq]));
-    } finally {
-      vi.useRealTimers();
-    }
-  });
-
-  it("keeps the later of two holds", async () => {
-    vi.useFakeTimers({ now: 1_000 });
-    try {
-      const guard = new PacketSizeGuard(LIMIT);
-      const passed: Buffer[] = [];
-      guard.on("data", (chunk: Buffer) => passed.push(chunk));
-      guard.holdUntil(2_000);
-      guard.holdUntil(1_200);
-      guard.write(pingreq);
-      await vi.advanceTimersByTimeAsync(999);
-      expect(passed).toEqual([]);
-      await vi.advanceTimersByTimeAsync(1);
-      expect(passed).toEqual([pingreq]);
-    } finally {
-      vi.useRealTimers();
-    }
-  });
-});
-
-/** A socket's two ends: what the device sends is pushed in, what the broker writes is kept, one entry a write. */
-function deviceSocket() {
-  const writes: Buffer[] = [];
-  const socket = new Duplex({
-    read() {},
-    write(chunk: Buffer, _encoding, callback) {
-      writes.push(chunk);
-      callback();
-    },
-    writev(chunks, callback) {
-      writes.push(Buffer.concat(chunks.map((c) => c.chunk as Buffer)));
-      callback();
-    },
-  });
-  return { socket, writes };
-}
-
-/** What the guarded connection has passed on so far. */
-function reader(stream: Duplex) {
-  const passed: Buffer[] = [];
-  stream.on("data", (chunk: Buffer) => passed.push(chunk));
-  return () => Buffer.concat(passed);
-}
-
-describe("guardSocket", () => {
-  it("passes what the device sends, and writes straight to the socket", async () => {
+  it("leaves the socket's writes alone: corked pieces still leave as one write", async () => {
     const { socket, writes } = deviceSocket();
-    const { stream } = guardSocket(socket, LIMIT, () => {});
-    const passed = reader(stream);
-    socket.push(small);
-    socket.push(atLimit);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(passed()).toEqual(Buffer.concat([small, atLimit]));
-    stream.write(pingreq);
-    expect(writes).toEqual([pingreq]);
-  });
-
-  it("writes what was corked together as one write, as mqtt-packet corks each packet", async () => {
-    const { socket, writes } = deviceSocket();
-    const { stream } = guardSocket(socket, LIMIT, () => {});
-    stream.cork();
-    stream.write(small.subarray(0, 2));
-    stream.write(small.subarray(2));
-    process.nextTick(() => stream.uncork());
+    guardReads(socket, LIMIT, () => {});
+    socket.cork();
+    socket.write(small.subarray(0, 2));
+    socket.write(small.subarray(2));
+    process.nextTick(() => socket.uncork());
     await new Promise((resolve) => setImmediate(resolve));
     expect(writes).toEqual([small]);
   });
+});
 
-  it("closes the connection on an oversized packet as soon as its fixed header arrives", async () => {
-    const { socket } = deviceSocket();
-    const tooLarge = vi.fn();
-    const { stream } = guardSocket(socket, LIMIT, tooLarge);
-    const passed = reader(stream);
-    const closed = new Promise((resolve) => stream.on("close", resolve));
-    socket.push(small);
-    await new Promise((resolve) => setImmediate(resolve));
-    socket.push(huge.subarray(0, 5));
-    await closed;
-    expect(tooLarge).toHaveBeenCalledOnce();
-    expect(tooLarge.mock.calls[0]?.[0]).toBeInstanceOf(PacketTooLarge);
-    expect(socket.destroyed).toBe(true);
-    expect(passed()).toEqual(small);
-  });
-
-  it("holds reads until the hold ends, then passes everything in order", async () => {
+describe("holding reads", () => {
+  it("passes nothing before the hold ends, then everything in order, and tells the socket to stop reading", async () => {
     vi.useFakeTimers({ now: 1_000 });
     try {
       const { socket } = deviceSocket();
-      const { stream, holdReads } = guardSocket(socket, LIMIT, () => {});
-      const passed = reader(stream);
-      holdReads(2_000);
-      holdReads(1_500);
-      socket.push(small);
-      socket.push(pingreq);
+      const guard = guardReads(socket, LIMIT, () => {});
+      const passed = reader(socket);
+      guard.holdUntil(2_000);
+      guard.holdUntil(1_500);
+      // false: net.Socket stops reading from the kernel, so TCP holds the device back.
+      expect(socket.push(small)).toBe(false);
+      expect(socket.push(pingreq)).toBe(false);
       await vi.advanceTimersByTimeAsync(999);
       expect(passed()).toEqual(Buffer.alloc(0));
       await vi.advanceTimersByTimeAsync(1);
       expect(passed()).toEqual(Buffer.concat([small, pingreq]));
+      expect(socket.push(small)).toBe(true);
     } finally {
       vi.useRealTimers();
     }
   });
 
-  it("ends when the socket ends, and closing the connection closes the socket", async () => {
-    const { socket } = deviceSocket();
-    const { stream } = guardSocket(socket, LIMIT, () => {});
-    reader(stream);
-    const ended = new Promise((resolve) => stream.on("end", resolve));
-    socket.push(null);
-    await ended;
-    const closed = new Promise((resolve) => stream.on("close", resolve));
-    stream.destroy();
-    await closed;
-    expect(socket.destroyed).toBe(true);
+  it("ends the stream after what it held, in order", async () => {
+    vi.useFakeTimers({ now: 1_000 });
+    try {
+      const { socket } = deviceSocket();
+      const guard = guardReads(socket, LIMIT, () => {});
+      const passed = reader(socket);
+      let ended = false;
+      socket.on("end", () => {
+        ended = true;
+      });
+      guard.holdUntil(1_500);
+      socket.push(small);
+      socket.push(null);
+      await vi.advanceTimersByTimeAsync(499);
+      expect(ended).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(passed()).toEqual(small);
+      expect(ended).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("hands nothing on to a connection closed during the hold", async () => {
+    vi.useFakeTimers({ now: 1_000 });
+    try {
+      const { socket } = deviceSocket();
+      const guard = guardReads(socket, LIMIT, () => {});
+      const passed = reader(socket);
+      guard.holdUntil(1_500);
+      socket.push(small);
+      socket.destroy();
+      await vi.advanceTimersByTimeAsync(500);
+      expect(passed()).toEqual(Buffer.alloc(0));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
