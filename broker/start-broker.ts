@@ -142,6 +142,12 @@ type Persistence = {
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<{ topic: string }>;
 };
 
+/** Where aedes announces each new connection to the brokers sharing its emitter: `$SYS/{broker id}/new/clients`. */
+const NEW_CLIENTS = "$SYS/+/new/clients";
+type SharedEmitter = {
+  on(topic: string, listener: (packet: { topic: string; payload: Buffer }, done: () => void) => void): void;
+};
+
 /** A QoS 1 message waiting for its device's next token; release() ingests it and acknowledges it. */
 type Waiter = { client: Client; readyAt: number; release: () => void };
 type WaitQueue = { waiters: Waiter[]; timer: NodeJS.Timeout | undefined };
@@ -348,6 +354,22 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   }
 
+  /**
+   * Connections another broker sharing this one's state took over: the device connected there with the same
+   * client id, and aedes closes its connection here [MQTT-3.1.4-2]. The device has not gone offline, so this
+   * close records no offline presence and publishes no will. The listener goes on the shared emitter before
+   * aedes's own, which closes the client, so the mark is there before the close.
+   */
+  const movedAway = new WeakSet<Client>();
+  (options.state?.mq as SharedEmitter | undefined)?.on(NEW_CLIENTS, (packet, done) => {
+    const serverId = packet.topic.split("/")[1];
+    const local = (broker as unknown as { clients: Record<string, Client | undefined> }).clients[
+      packet.payload.toString()
+    ];
+    if (local !== undefined && serverId !== broker.id) movedAway.add(local);
+    done();
+  });
+
   const broker = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
     ...(options.state ?? {}),
@@ -425,6 +447,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       // client is null for the will of a client whose broker died [aedes]; the topic names the device.
       const deviceId = client?.id ?? topicOwner(packet.topic);
       const isWill = client === null || packet === (client as Client & { will?: unknown }).will;
+      // aedes publishes no will it may not publish: the device is online on the other broker.
+      if (isWill && client !== null && movedAway.has(client))
+        return done(new Error("moved to another broker"));
       const allowed =
         deviceId !== undefined &&
         (isWill ? canWill(deviceId, packet.topic) : canPublish(deviceId, packet.topic));
@@ -541,7 +566,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     else connections.delete(client.id);
     metrics.connectedDevices.set(connections.size);
     logger.debug({ deviceId: client.id }, "device disconnected");
-    if (count === 0) void presence(client.id, "offline");
+    if (count === 0 && !movedAway.has(client)) void presence(client.id, "offline");
   });
   broker.on("unsubscribe", (filters, client) => {
     const holds = held.get(client);
