@@ -1,9 +1,9 @@
-import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
+import { execFileSync, fork } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -18,6 +18,7 @@ import { silentLogger } from "../observe/logger.js";
 import { startIngestBroker } from "../stack/start-stack.js";
 import { encodePoint } from "../storage/line-protocol.js";
 import { MEASUREMENTS } from "../storage/schema.js";
+import { startMosquitto } from "../test/support/mosquitto.js";
 import { benchDeviceId, type LoadRun, publishTelemetry, telemetryPayload } from "./telemetry-load.js";
 
 // npm run bench:ingest -- [--devices 50] [--messages 400] [--inflight 10] [--cpu-prof DIR]
@@ -242,52 +243,6 @@ async function diyChild() {
     await client.endAsync();
     process.exit(0);
   });
-}
-
-/** A free TCP port on 127.0.0.1 (Mosquitto takes a port number, not 0). */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-/** Debian's Mosquitto in a folder of its own, with no bound on queued or in-flight messages. */
-async function startMosquitto(dir: string): Promise<{ port: number; pid: number; close(): Promise<void> }> {
-  const port = await freePort();
-  const conf = join(dir, "mosquitto.conf");
-  await writeFile(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      "allow_anonymous true",
-      "persistence false",
-      "max_queued_messages 0",
-      "max_inflight_messages 0",
-      "log_dest none",
-      "",
-    ].join("\n"),
-  );
-  const mosquitto: ChildProcess = spawn("/usr/sbin/mosquitto", ["-c", conf], { stdio: "ignore" });
-  const exited = once(mosquitto, "exit");
-  for (let tries = 0; ; tries++) {
-    const up = await mqtt
-      .connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000 })
-      .then((c) => c.endAsync().then(() => true))
-      .catch(() => false);
-    if (up) break;
-    if (tries > 50 || mosquitto.exitCode !== null) throw new Error("mosquitto did not start");
-    await sleep(100);
-  }
-  return {
-    port,
-    pid: mosquitto.pid as number,
-    async close() {
-      mosquitto.kill("SIGTERM");
-      await exited;
-    },
-  };
 }
 
 type Child = { port: number; pid: number; stats(): Promise<ChildStats>; close(): Promise<void> };
@@ -545,9 +500,13 @@ async function main() {
 
     const aedes = await forkChild("aedes");
     const bareCpu = cpuMeter([aedes.pid]);
+    // The publishing devices run in this process, which does nothing else while bare aedes is measured.
+    const devicesCpu = cpuMeter([process.pid]);
     let bareCpuUs = 0;
+    let devicesCpuUs = 0;
     const bare = await publishAll(aedes.port).finally(() => {
       bareCpuUs = bareCpu();
+      devicesCpuUs = devicesCpu();
       return aedes.close();
     });
     const bareAcks = sortedOf(bare.latenciesMs);
@@ -556,10 +515,9 @@ async function main() {
       `${label("bare aedes (no auth, no storage)")} ${rate(bareRate)} msg/s   ack p50 ${ms(quantile(bareAcks, 0.5))}   p99 ${ms(quantile(bareAcks, 0.99))}`,
     );
 
-    const diyDir = await mkdtemp(join(tmpdir(), "fieldq-bench-mosquitto-"));
     const diyDb = `bench_diy_${Date.now()}`;
     await influxQuery(influxUrl, diyDb, `CREATE DATABASE "${diyDb}"`);
-    const mosquitto = await startMosquitto(diyDir);
+    const mosquitto = await startMosquitto(["log_dest none"]);
     let diy: Awaited<ReturnType<typeof publishUntilQueryable>>;
     let diyCpuUs = 0;
     try {
@@ -574,8 +532,7 @@ async function main() {
         return consumer.close();
       });
     } finally {
-      await mosquitto.close();
-      await rm(diyDir, { recursive: true, force: true });
+      await mosquitto.stop();
       await influxQuery(influxUrl, diyDb, `DROP DATABASE "${diyDb}"`).catch(() => []);
     }
     out(
@@ -627,6 +584,11 @@ async function main() {
     out(
       `CPU per message, µs (whole process, until queryable): bare aedes ${bareCpuUs.toFixed(0)}, DIY (Mosquitto + consumer) ${diyCpuUs.toFixed(0)}, fieldq ${fieldqCpuUs.toFixed(0)}`,
     );
+    // What the load itself costs: no stack on this machine can be faster than its devices can publish.
+    const cores = availableParallelism();
+    out(
+      `the publishing devices (mqtt.js, this process): ${devicesCpuUs.toFixed(0)} µs of CPU per message, so ${cores} cores carry at most ${rate((cores * 1e6) / Math.max(1, devicesCpuUs))} msg/s of this load before any broker runs`,
+    );
     out(
       `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}, end to end / DIY ${(endToEndRate / diy.endToEndRate).toFixed(2)}`,
     );
@@ -663,7 +625,9 @@ async function main() {
           bareAedes: Math.round(bareCpuUs),
           diy: Math.round(diyCpuUs),
           fieldq: Math.round(fieldqCpuUs),
+          devices: Math.round(devicesCpuUs),
         },
+        devicesCeilingPerS: Math.round((cores * 1e6) / Math.max(1, devicesCpuUs)),
         journalSyncs: stats.syncs,
         messagesPerSync: round(perSync),
         syncP50Ms: round(quantile(syncs, 0.5)),

@@ -8,7 +8,7 @@ import { join } from "node:path";
 
 export const MOSQUITTO_BIN = process.env.FIELDQ_TEST_MOSQUITTO ?? "/usr/sbin/mosquitto";
 
-export type Mosquitto = { url: string; port: number; stop(): Promise<void> };
+export type Mosquitto = { url: string; port: number; pid: number; stop(): Promise<void> };
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -76,6 +76,7 @@ export async function startMosquitto(extraConfig: string[] = []): Promise<Mosqui
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    pid: running.pid as number,
     async stop() {
       if (running.exitCode === null) {
         const exited = new Promise((resolve) => running.once("exit", resolve));
