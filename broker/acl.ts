@@ -12,9 +12,10 @@ import {
 /** A device publishes only under its own prefix, and never on the topics meant for it. */
 export function canPublish(deviceId: string, topic: string): boolean {
   if (topic.startsWith("$")) return false;
-  if (topicOwner(topic) !== deviceId) return false;
+  // One parse for the topics of the grammar (every message a device sends): topicOwner only for the others.
   const parsed = parseDeviceTopic(topic);
-  return parsed === undefined || (parsed.channel !== "errors" && parsed.channel !== "cmd");
+  if (parsed === undefined) return topicOwner(topic) === deviceId;
+  return parsed.deviceId === deviceId && parsed.channel !== "errors" && parsed.channel !== "cmd";
 }
 
 /** A device subscribes only to its errors topic and its command topics; $SYS and wildcards elsewhere refused. */
