@@ -71,7 +71,8 @@ export class ReadGuard extends PacketSizes {
     private readonly stream: Duplex,
     maxPacketBytes: number,
     private readonly onTooLarge: (error: PacketTooLarge) => void,
-    private readonly push: Duplex["push"] = stream.push,
+    /** The stream's own push, which hands a chunk on to its reader. */
+    private readonly handOn: Duplex["push"] = stream.push,
   ) {
     super(maxPacketBytes);
     (stream as GuardedStream)[GUARD] = this;
@@ -87,7 +88,7 @@ export class ReadGuard extends PacketSizes {
   receive(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
     const stream = this.stream;
     if (chunk === null) {
-      if (this.#held === undefined) return this.push.call(stream, null);
+      if (this.#held === undefined) return this.handOn.call(stream, null);
       this.#endHeld = true;
       return false;
     }
@@ -98,7 +99,7 @@ export class ReadGuard extends PacketSizes {
       return false;
     }
     const wait = this.#heldUntil - Date.now();
-    if (this.#held === undefined && wait <= 0) return this.push.call(stream, chunk, encoding);
+    if (this.#held === undefined && wait <= 0) return this.handOn.call(stream, chunk, encoding);
     this.#held = this.#held === undefined ? chunk : Buffer.concat([this.#held, chunk]);
     if (this.#holdTimer === undefined) this.#holdTimer = setTimeout(release, Math.max(0, wait), this).unref();
     return false;
@@ -114,8 +115,8 @@ export class ReadGuard extends PacketSizes {
     const chunk = this.#held;
     this.#held = undefined;
     if (this.stream.destroyed || chunk === undefined) return;
-    this.push.call(this.stream, chunk);
-    if (this.#endHeld) this.push.call(this.stream, null);
+    this.handOn.call(this.stream, chunk);
+    if (this.#endHeld) this.handOn.call(this.stream, null);
   }
 }
 

@@ -361,12 +361,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
    * aedes's own, which closes the client, so the mark is there before the close.
    */
   const movedAway = new WeakSet<Client>();
+  let started: { id: string; clients: Record<string, Client | undefined> } | undefined;
   (options.state?.mq as SharedEmitter | undefined)?.on(NEW_CLIENTS, (packet, done) => {
-    const serverId = packet.topic.split("/")[1];
-    const local = (broker as unknown as { clients: Record<string, Client | undefined> }).clients[
-      packet.payload.toString()
-    ];
-    if (local !== undefined && serverId !== broker.id) movedAway.add(local);
+    const local = started?.clients[packet.payload.toString()];
+    if (local !== undefined && packet.topic.split("/")[1] !== started?.id) movedAway.add(local);
     done();
   });
 
@@ -520,6 +518,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     },
   });
 
+  started = broker as unknown as typeof started;
   const persistence = (broker as unknown as { persistence: Persistence }).persistence;
   const addSubscriptions = persistence.addSubscriptions.bind(persistence);
   persistence.addSubscriptions = (client, subs, ...rest) =>
