@@ -213,7 +213,9 @@ async function main() {
     if (!(await drained(stack, 120_000))) log("the journal did not drain within 120 s");
     // The broker's CPU time for the storm, its records written through to InfluxDB included: on a machine shared
     // with other work, wall-clock rates swing from run to run, CPU per connect much less.
-    const cpuUsPerConnect = Math.round(((await stack.report()).cpuUs - cpuBefore) / Math.max(1, doneAt.length));
+    const cpuUsPerConnect = Math.round(
+      ((await stack.report()).cpuUs - cpuBefore) / Math.max(1, doneAt.length),
+    );
     log(`broker CPU per connect (until its records were in InfluxDB): ${cpuUsPerConnect} µs`);
     await sleep(Number(values.idle) * 1000);
     const after = await stack.report(true);
