@@ -53,7 +53,8 @@ const IN_FLIGHT = 2;
 /** What two writes in flight must not both hold: a message's identity, a device_state point's slot. */
 const heldKeys = (r: JournalRecord): string[] => {
   const keys = r.dedupe ? [r.dedupe] : [];
-  if (r.point.measurement === MEASUREMENTS.deviceState.name) keys.push(`device_state ${r.point.timeNs}`);
+  if (r.point.measurement === MEASUREMENTS.deviceState.name)
+    keys.push(`${MEASUREMENTS.deviceState.name} ${r.point.timeNs}`);
   return keys;
 };
 /** line: the point's line protocol, encoded once when it was refused; undefined when it has none. */
@@ -101,10 +102,10 @@ export class JournalWriter {
   private readonly unsubscribe: () => void;
   private backoffMs: number;
   private refusedSeq = 0;
-  /** The writes in flight, the journal keys they hold and their messages' identities. */
+  /** The writes in flight, the journal keys they hold, and their heldKeys (message identities, state slots). */
   private readonly flights = new Set<Promise<void>>();
   private readonly taken = new Set<string>();
-  private readonly takenDedupe = new Set<string>();
+  private readonly heldByWrites = new Set<string>();
   /** A write just returned: what gathered meanwhile goes without waiting out the flush interval. */
   private wroteLast = false;
   /** A write failed: the next waits this long. */
@@ -168,13 +169,13 @@ export class JournalWriter {
   private async write(batch: Batch): Promise<void> {
     const { journal, metrics } = this.options;
     const others = [...this.flights];
-    const dedupeKeys = batch.records.flatMap(heldKeys);
+    const held = batch.records.flatMap(heldKeys);
     try {
       // A redelivery of a message another write holds: once that one settled, the journal knows if it went. A
       // device_state point at a slot another write holds: that older one must land first (points at one slot
       // merge, the last write winning each field).
-      if (dedupeKeys.some((k) => this.takenDedupe.has(k))) await Promise.allSettled(others);
-      for (const k of dedupeKeys) this.takenDedupe.add(k);
+      if (held.some((k) => this.heldByWrites.has(k))) await Promise.allSettled(others);
+      for (const k of held) this.heldByWrites.add(k);
       const fresh = await this.withoutDuplicates(batch.records);
       // The bound, not the encoding: the point writer encodes each point once, and most are far below it.
       const sized = fresh.map(({ point }) => ({ point, bytes: pointBytesAtMost(point) }));
@@ -199,7 +200,7 @@ export class JournalWriter {
       );
     } finally {
       for (const key of batch.keys) this.taken.delete(key);
-      for (const k of dedupeKeys) this.takenDedupe.delete(k);
+      for (const k of held) this.heldByWrites.delete(k);
     }
   }
 
