@@ -1,8 +1,10 @@
 import { execFileSync, fork } from "node:child_process";
 import { once } from "node:events";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Aedes } from "aedes";
 import { type Config, type InfluxConfig, loadConfig } from "../config/env.js";
 import { DAY_MS, floorHour } from "../contract/time.js";
 import { createLogger, silentLogger } from "../observe/logger.js";
@@ -302,6 +304,46 @@ type ChildMessage = { port: number } | ({ report: true } & ChildReport) | { fail
 
 const cpuMicros = (usage: NodeJS.CpuUsage) => usage.user + usage.system;
 
+/**
+ * A bare aedes broker on loopback and port 0: no authentication, no storage, the memory persistence aedes
+ * ships with; Nagle off, as fieldq's listeners set it, so a ratio to it is about the work, not the socket.
+ */
+export async function listenBareAedes(): Promise<{ broker: Aedes; server: Server; port: number }> {
+  const broker = await Aedes.createBroker();
+  const server = createServer({ noDelay: true }, broker.handle);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { broker, server, port: (server.address() as AddressInfo).port };
+}
+
+/** Runs in a child forked with `--bare-child`: bare aedes, answering as runStackChild does (nothing to drain). */
+export async function runBareAedesChild() {
+  const { broker, server, port } = await listenBareAedes();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  process.send?.({ port } satisfies ChildMessage);
+  process.on("message", (message: { kind: string; gc?: boolean }) => {
+    if (message.kind === "report") {
+      if (message.gc && gc) {
+        gc();
+        gc();
+      }
+      const memory = process.memoryUsage();
+      process.send?.({
+        report: true,
+        rss: memory.rss,
+        heapUsed: memory.heapUsed,
+        backlogEntries: 0,
+        backlogBytes: 0,
+        connected: broker.connectedClients,
+        cpuUs: cpuMicros(process.cpuUsage()),
+        metrics: {},
+      } satisfies ChildMessage);
+    } else if (message.kind === "close") {
+      broker.close(() => server.close(() => process.exit(0)));
+    }
+  });
+}
+
 /** Runs in the child: `env` is the config's environment, in FIELDQ_BENCH_STACK_ENV as JSON. */
 export async function runStackChild() {
   const config = benchConfig(JSON.parse(process.env.FIELDQ_BENCH_STACK_ENV ?? "{}") as NodeJS.ProcessEnv);
@@ -356,9 +398,16 @@ export type StackChild = {
   close(): Promise<void>;
 };
 
-/** Forks `script --stack-child` (the script calls runStackChild for that flag) with the node flags of this one. */
-export async function forkStack(script: string, env: NodeJS.ProcessEnv): Promise<StackChild> {
-  const child = fork(script, ["--stack-child"], {
+/**
+ * Forks `script --stack-child` (the script calls runStackChild for that flag) with the node flags of this one;
+ * with `--bare-child`, runBareAedesChild.
+ */
+export async function forkStack(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  flag: "--stack-child" | "--bare-child" = "--stack-child",
+): Promise<StackChild> {
+  const child = fork(script, [flag], {
     execArgv: [...new Set([...process.execArgv, "--expose-gc"])],
     env: { ...process.env, FIELDQ_BENCH_STACK_ENV: JSON.stringify(env) },
     stdio: ["ignore", "inherit", "inherit", "ipc"],

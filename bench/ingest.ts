@@ -2,12 +2,10 @@ import { execFileSync, fork } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { type AddressInfo, createServer } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { Aedes } from "aedes";
 import mqtt from "mqtt";
 import { loadConfig } from "../config/env.js";
 import { deviceKey } from "../contract/device-key.js";
@@ -19,6 +17,7 @@ import { startIngestBroker } from "../stack/start-stack.js";
 import { encodePoint } from "../storage/line-protocol.js";
 import { MEASUREMENTS } from "../storage/schema.js";
 import { startMosquitto } from "../test/support/mosquitto.js";
+import { listenBareAedes } from "./harness.js";
 import { benchDeviceId, type LoadRun, publishTelemetry, telemetryPayload } from "./telemetry-load.js";
 
 // npm run bench:ingest -- [--devices 50] [--messages 400] [--inflight 10] [--cpu-prof DIR]
@@ -187,13 +186,9 @@ async function fieldqChild() {
 }
 
 async function aedesChild() {
-  const broker = await Aedes.createBroker();
-  // The same socket option fieldq's listeners set (Nagle off), so the ratio is about the work, not the socket.
-  const server = createServer({ noDelay: true }, broker.handle);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
+  const { broker, server, port } = await listenBareAedes();
   process.on("disconnect", () => process.exit(1));
-  process.send?.({ port: (server.address() as AddressInfo).port } satisfies ChildMessage);
+  process.send?.({ port } satisfies ChildMessage);
   process.on("message", (message: { kind: string }) => {
     if (message.kind === "close") broker.close(() => server.close(() => process.exit(0)));
   });
@@ -295,7 +290,6 @@ async function forkChild(kind: "fieldq" | "aedes" | "diy", env: NodeJS.ProcessEn
 
 type Run = LoadRun;
 
-/** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
 /** Every device publishes its messages with at most `inflight` unacknowledged at a time. */
 function publishAll(port: number): Promise<Run> {
   return publishTelemetry(`mqtt://127.0.0.1:${port}`, {
