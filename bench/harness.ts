@@ -320,6 +320,7 @@ export async function listenBareAedes(): Promise<{ broker: Aedes; server: Server
 export async function runBareAedesChild() {
   const { broker, server, port } = await listenBareAedes();
   const gc = (globalThis as { gc?: () => void }).gc;
+  process.on("disconnect", () => process.exit(1));
   process.send?.({ port } satisfies ChildMessage);
   process.on("message", (message: { kind: string; gc?: boolean }) => {
     if (message.kind === "report") {
