@@ -222,6 +222,9 @@ describe("holding reads", () => {
     vi.useFakeTimers({ now: 1_000 });
     try {
       const { socket } = deviceSocket();
+      // The socket's own push, which the guard hands chunks on to: a destroyed stream would drop them anyway
+      // (so the reader alone could not tell), but the guard must not hand on what it held for a closed one.
+      const handOn = vi.spyOn(socket, "push");
       const guard = guardReads(socket, LIMIT, () => {});
       const passed = reader(socket);
       guard.holdUntil(1_500);
@@ -229,6 +232,7 @@ describe("holding reads", () => {
       socket.destroy();
       await vi.advanceTimersByTimeAsync(500);
       expect(passed()).toEqual(Buffer.alloc(0));
+      expect(handOn).not.toHaveBeenCalled();
     } finally {
       vi.useRealTimers();
     }
