@@ -580,8 +580,9 @@ async function main() {
     );
     // What the load itself costs: no stack on this machine can be faster than its devices can publish.
     const cores = availableParallelism();
+    const devicesCeiling = (cores * 1e6) / Math.max(1, devicesCpuUs);
     out(
-      `the publishing devices (mqtt.js, this process): ${devicesCpuUs.toFixed(0)} µs of CPU per message, so ${cores} cores carry at most ${rate((cores * 1e6) / Math.max(1, devicesCpuUs))} msg/s of this load before any broker runs`,
+      `the publishing devices (mqtt.js, this process): ${devicesCpuUs.toFixed(0)} µs of CPU per message, so ${cores} cores carry at most ${rate(devicesCeiling)} msg/s of this load before any broker runs`,
     );
     out(
       `ratios: acked / bare aedes ${(ackedRate / bareRate).toFixed(2)}, end to end / bare aedes ${(endToEndRate / bareRate).toFixed(2)}, end to end / raw InfluxDB ${(endToEndRate / raw1).toFixed(2)}, end to end / DIY ${(endToEndRate / diy.endToEndRate).toFixed(2)}`,
@@ -621,7 +622,7 @@ async function main() {
           fieldq: Math.round(fieldqCpuUs),
           devices: Math.round(devicesCpuUs),
         },
-        devicesCeilingPerS: Math.round((cores * 1e6) / Math.max(1, devicesCpuUs)),
+        devicesCeilingPerS: Math.round(devicesCeiling),
         journalSyncs: stats.syncs,
         messagesPerSync: round(perSync),
         syncP50Ms: round(quantile(syncs, 0.5)),
